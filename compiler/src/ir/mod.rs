@@ -1,0 +1,4 @@
+//! The intermediate representations, from high to low level. Nothing here reads source text
+//! or knows about `.ein` syntax; each level has a printer, a parser and a verifier.
+
+pub mod tensor;

@@ -1,0 +1,1 @@
+//! Reads the text written by [`super::printer`] back into a [`super::Module`].

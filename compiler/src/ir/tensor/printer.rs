@@ -1,0 +1,1 @@
+//! Writes tensor IR as text (the format in `docs/ir.md`).

@@ -1,0 +1,1 @@
+//! Checks the invariants documented on the tensor IR types.

@@ -1,0 +1,12 @@
+//! The einc compiler: `.ein` source and numpy subscripts in, checked tensor IR out, evaluated by
+//! the reference interpreter (and, with code generation, compiled to native code).
+//!
+//! The modules follow the pipeline; nothing imports from a later stage:
+//! [`syntax`] → [`sema`] → [`ir`] → [`interp`]; [`driver`] wires them to the command line.
+
+pub mod diag;
+pub mod driver;
+pub mod interp;
+pub mod ir;
+pub mod sema;
+pub mod syntax;
