@@ -896,3 +896,274 @@ mod no_panics {
         }
     }
 }
+
+// ----- examples and printer round trips ----------------------------------------------------
+
+/// Every example file, by name.
+const EXAMPLES: &[(&str, &str)] = &[
+    ("attention.ein", ATTENTION),
+    (
+        "causal_attention.ein",
+        include_str!("../../../examples/causal_attention.ein"),
+    ),
+    ("mlp.ein", include_str!("../../../examples/mlp.ein")),
+    ("physics.ein", include_str!("../../../examples/physics.ein")),
+    ("tucker.ein", include_str!("../../../examples/tucker.ein")),
+];
+
+#[test]
+fn the_examples_list_is_complete() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples");
+    let mut on_disk: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".ein"))
+        .collect();
+    on_disk.sort();
+    let listed: Vec<&str> = EXAMPLES.iter().map(|(n, _)| *n).collect();
+    assert_eq!(on_disk, listed);
+}
+
+#[test]
+fn every_example_parses_without_diagnostics_and_starts_with_a_comment() {
+    for (file, text) in EXAMPLES {
+        let (program, diags) = parse(text);
+        assert!(diags.is_empty(), "{file}: {diags:#?}");
+        assert!(!program.items.is_empty(), "{file}");
+        assert!(text.starts_with(&format!("# {file}: ")), "{file}");
+    }
+}
+
+/// Prints `program`, parses the text back and checks that nothing changed: the re-parsed tree
+/// equals the original (spans aside) and prints identically.
+fn assert_round_trip(program: &Program, what: &str) {
+    let printed = print_program(program);
+    let (reparsed, diags) = parse(&printed);
+    assert!(diags.is_empty(), "{what}: {diags:#?}\n{printed}");
+    assert_eq!(print_program(&reparsed), printed, "{what}");
+    assert_eq!(
+        erase(reparsed),
+        erase(program.clone()),
+        "{what}:\n{printed}"
+    );
+}
+
+#[test]
+fn every_example_round_trips_through_the_printer() {
+    for (file, text) in EXAMPLES {
+        let (program, _) = parse(text);
+        assert_round_trip(&program, file);
+    }
+}
+
+#[test]
+fn long_signatures_are_printed_one_declaration_per_line() {
+    let (program, _) = parse(EXAMPLES[1].1);
+    let printed = print_program(&program);
+    assert!(
+        printed.contains(
+            "kernel causal_attention(\n    X: f32[B, T, D],\n    WQ: f32[H, D, E],\n    \
+             WK: f32[H, D, E],\n    WV: f32[H, D, E],\n    WO: f32[H, E, D],\n) -> (\n    \
+             Y: f32[B, T, D],\n) {\n    Q[b, h, t, e] = X[b, t, d] * WQ[h, d, e]\n"
+        ),
+        "{printed}"
+    );
+}
+
+#[test]
+fn parentheses_are_printed_only_where_needed() {
+    let cases = [
+        ("a - (b - c)", "a - (b - c)"),
+        ("(a - b) - c", "a - b - c"),
+        ("(a * b) / c", "a * b / c"),
+        ("a / (b * c)", "a / (b * c)"),
+        ("(a + b) * c", "(a + b) * c"),
+        ("-(a + b)", "-(a + b)"),
+        ("-(-a)", "-(-a)"),
+        ("- -a", "-(-a)"),
+        ("(-a) * b", "-a * b"),
+        ("a - -b", "a - -b"),
+        ("(a < b) == c", "(a < b) == c"),
+        ("a < (b < c)", "a < (b < c)"),
+        ("a || (b && c)", "a || b && c"),
+        ("(a || b) && c", "(a || b) && c"),
+        ("!(a && b)", "!(a && b)"),
+        ("((f((x))))", "f(x)"),
+        ("sum[i, j]((A[i, j]))", "sum[i, j](A[i, j])"),
+        ("(-inf)", "-inf"),
+        ("einsum(\"ij,jk\",A,B)", "einsum(\"ij,jk\", A, B)"),
+    ];
+    for (input, expected) in cases {
+        assert_eq!(print_expr(&parse_expr_clean(input)), expected, "{input}");
+    }
+}
+
+mod generated {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn ident() -> impl Strategy<Value = Ident> {
+        prop::sample::select(&["A", "B", "x", "S_2", "_t", "relu", "sum", "i", "Kx"][..])
+            .prop_map(id)
+    }
+
+    fn index() -> impl Strategy<Value = IndexExpr> {
+        prop_oneof![
+            3 => prop::sample::select(&["i", "j", "k", "a"][..]).prop_map(|n| IndexExpr::Var(id(n))),
+            1 => (0u64..5).prop_map(|n| IndexExpr::Fixed(n, Span::default())),
+        ]
+    }
+
+    fn leaf() -> impl Strategy<Value = Expr> {
+        prop_oneof![
+            prop::sample::select(&["0", "2", "0.5", "1e-3", "1.5E+3"][..]).prop_map(num),
+            Just(ex(ExprKind::Inf)),
+            ident().prop_map(|n| ex(ExprKind::Name(n))),
+            (ident(), prop::collection::vec(index(), 0..4))
+                .prop_map(|(tensor, indices)| ex(ExprKind::Access { tensor, indices })),
+            (
+                prop::sample::select(&["ij,jk->ik", "ii", "...i->i", ""][..]),
+                prop::collection::vec(ident(), 0..3)
+            )
+                .prop_map(|(s, args)| ex(ExprKind::Einsum {
+                    subscripts: (s.to_string(), Span::default()),
+                    args,
+                })),
+        ]
+    }
+
+    const BINOPS: &[BinOp] = &[
+        BinOp::Add,
+        BinOp::Sub,
+        BinOp::Mul,
+        BinOp::Div,
+        BinOp::Lt,
+        BinOp::Le,
+        BinOp::Gt,
+        BinOp::Ge,
+        BinOp::Eq,
+        BinOp::Ne,
+        BinOp::And,
+        BinOp::Or,
+    ];
+
+    /// Random well-formed expressions of every form, nested a few levels.
+    pub(super) fn expr() -> impl Strategy<Value = Expr> {
+        leaf().prop_recursive(5, 48, 3, |inner| {
+            prop_oneof![
+                (
+                    prop::sample::select(&[UnOp::Neg, UnOp::Not][..]),
+                    inner.clone()
+                )
+                    .prop_map(|(op, e)| un(op, e)),
+                (prop::sample::select(BINOPS), inner.clone(), inner.clone())
+                    .prop_map(|(op, a, b)| bin(op, a, b)),
+                (ident(), prop::collection::vec(inner.clone(), 0..3))
+                    .prop_map(|(func, args)| ex(ExprKind::Call { func, args })),
+                (
+                    ident(),
+                    prop::collection::vec(prop::sample::select(&["i", "j"][..]).prop_map(id), 0..3),
+                    inner
+                )
+                    .prop_map(|(op, indices, body)| ex(ExprKind::Reduce {
+                        op,
+                        indices,
+                        body: Box::new(body),
+                    })),
+            ]
+        })
+    }
+
+    fn decl_strategy() -> impl Strategy<Value = TensorDecl> {
+        (
+            ident(),
+            prop::sample::select(&DType::ALL[..]),
+            prop::collection::vec(
+                prop_oneof![
+                    ident().prop_map(ShapeDim::Named),
+                    (0u64..100).prop_map(|n| ShapeDim::Fixed(n, Span::default())),
+                ],
+                0..3,
+            ),
+        )
+            .prop_map(|(name, dtype, shape)| TensorDecl {
+                name,
+                dtype: (dtype, Span::default()),
+                shape,
+                span: Span::default(),
+            })
+    }
+
+    fn stmt_strategy() -> impl Strategy<Value = Stmt> {
+        (
+            ident(),
+            prop::collection::vec(index(), 0..3),
+            any::<bool>(),
+            expr(),
+        )
+            .prop_map(|(target, indices, brackets, value)| Stmt {
+                target,
+                bracketed: brackets || !indices.is_empty(),
+                indices,
+                value,
+                span: Span::default(),
+            })
+    }
+
+    fn item() -> impl Strategy<Value = Item> {
+        prop_oneof![
+            prop::collection::vec((ident(), prop::option::of(0u64..1000)), 1..4).prop_map(|dims| {
+                Item::Dims(DimsDecl {
+                    dims: dims
+                        .into_iter()
+                        .map(|(name, value)| DimDecl {
+                            name,
+                            value: value.map(|v| (v, Span::default())),
+                        })
+                        .collect(),
+                    span: Span::default(),
+                })
+            }),
+            (
+                ident(),
+                prop::collection::vec(decl_strategy(), 0..8),
+                prop::collection::vec(decl_strategy(), 0..3),
+                prop::collection::vec(stmt_strategy(), 0..4),
+            )
+                .prop_map(|(name, params, outputs, body)| Item::Kernel(Kernel {
+                    name,
+                    params,
+                    outputs,
+                    body,
+                    span: Span::default(),
+                })),
+            (ident(), ident(), prop::collection::vec(ident(), 0..3)).prop_map(|(name, of, wrt)| {
+                Item::Grad(GradKernel {
+                    name,
+                    of,
+                    wrt,
+                    span: Span::default(),
+                })
+            }),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn expressions_round_trip(e in expr()) {
+            let printed = print_expr(&e);
+            let reparsed = parse_expr_clean(&printed);
+            prop_assert_eq!(print_expr(&reparsed), printed.clone());
+            prop_assert_eq!(reparsed, e, "{}", printed);
+        }
+
+        #[test]
+        fn programs_round_trip(items in prop::collection::vec(item(), 0..4)) {
+            assert_round_trip(&Program { items }, "generated program");
+        }
+    }
+}
