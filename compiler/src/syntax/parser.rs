@@ -36,8 +36,9 @@ struct Failed;
 
 type PResult<T> = Result<T, Failed>;
 
-/// Binding strength of the binary operators, loosest first.
-fn precedence(op: BinOp) -> u8 {
+/// Binding strength of the binary operators, loosest first (shared with the printer, so that
+/// what it prints parses back to the same tree).
+pub(crate) fn precedence(op: BinOp) -> u8 {
     match op {
         BinOp::Or => 1,
         BinOp::And => 2,
@@ -53,11 +54,6 @@ pub(crate) const PREFIX_PRECEDENCE: u8 = 6;
 /// Comparisons do not chain: `a < b < c` is an error.
 pub(crate) fn is_comparison(op: BinOp) -> bool {
     precedence(op) == 3
-}
-
-/// The precedence of `op` as used by the printer (same table as the parser).
-pub(crate) fn binary_precedence(op: BinOp) -> u8 {
-    precedence(op)
 }
 
 fn binary_op(kind: Tok) -> Option<BinOp> {

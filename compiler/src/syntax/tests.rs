@@ -1167,3 +1167,9 @@ mod generated {
         }
     }
 }
+
+#[test]
+fn the_language_reference_shows_the_attention_example_verbatim() {
+    let reference = include_str!("../../../docs/language.md");
+    assert!(reference.contains(&format!("```\n{ATTENTION}```\n")));
+}
