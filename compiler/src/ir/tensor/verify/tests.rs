@@ -463,3 +463,27 @@ fn every_error_is_reported() {
         ]
     );
 }
+
+#[test]
+fn the_examples_of_docs_ir_md_verify() {
+    // The op lines of docs/ir.md's semantics section, with the declarations they assume.
+    let m = parse(
+        "dims M, N, K, T
+func @examples(%A: f32[M, K], %B: f32[K, N], %S: f32[T, T], %Sq: f32[N, N], %R: f32[1, N], %x: f32[M]) -> () {
+  %C = generic (i: M, k: N, j: K) ins(%A[i, j], %B[j, k]) -> [i, k] reduce add over (j) { mul(%0, %1) } : f32
+  %m = generic (i: T, j: T) ins(%S[i, j]) -> [i] reduce max over (j) { %0 } : f32
+  %H = generic (i: M, j: N) ins(%C[i, j], %C[i, j]) -> [i, j] { mul(%0, %1) } : f32
+  %d = generic (i: N) ins(%Sq[i, i]) -> [i] { %0 } : f32
+  %tr = generic (i: N) ins(%Sq[i, i]) -> [] reduce add over (i) { %0 } : f32
+  %Bc = generic (i: M, j: N) ins(%R[0, j], %x[i]) -> [i, j] { add(%0, %1) } : f32
+  %P.max = generic (i: T, j: T) ins(%S[i, j]) -> [i] reduce max over (j) { %0 } : f32
+  %P.exp = generic (i: T, j: T) ins(%S[i, j], %P.max[i]) -> [i, j] { exp(sub(%0, %1)) } : f32
+  %P.sum = generic (i: T, j: T) ins(%P.exp[i, j]) -> [i] reduce add over (j) { %0 } : f32
+  %P = generic (i: T, j: T) ins(%P.exp[i, j], %P.sum[i]) -> [i, j] { div(%0, %1) } : f32
+  %Mk = generic (i: T, j: T) ins(%S[i, j]) -> [i, j] { select(le(j, i), %0, -inf:f32) } : f32
+  return
+}
+",
+    );
+    assert_eq!(errors(&m), Vec::<String>::new());
+}
