@@ -4,6 +4,7 @@
 //! This crate never depends on the compiler: a program that only calls kernels links this
 //! crate alone.
 
+pub mod abi;
 pub mod array;
 pub mod dtype;
 

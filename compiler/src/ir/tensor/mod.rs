@@ -15,6 +15,7 @@ pub mod parser;
 pub mod printer;
 pub mod verify;
 
+pub use crate::ir::scalar::{BinaryFn, CmpOp, ReduceKind, UnaryFn};
 use einc_runtime::{DType, Scalar};
 
 /// An extent: a literal size or a dim bound at call time (or fixed by the module).
@@ -141,19 +142,6 @@ pub struct Input {
     pub map: Vec<AxisMap>,
 }
 
-/// How a reduction combines values.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ReduceKind {
-    /// Sum (identity 0).
-    Add,
-    /// Product (identity 1).
-    Mul,
-    /// Maximum (identity -inf, or the dtype's minimum for integers).
-    Max,
-    /// Minimum (identity +inf, or the dtype's maximum for integers).
-    Min,
-}
-
 /// The structured operation.
 ///
 /// Semantics: for every point of the iteration space (every combination of index values),
@@ -192,65 +180,6 @@ pub struct Reduce {
     pub kind: ReduceKind,
     /// The indices combined over (exactly the indices not in `output`), in loop order.
     pub over: Vec<IndexId>,
-}
-
-/// Unary scalar functions.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum UnaryFn {
-    /// `-x`
-    Neg,
-    /// `|x|`
-    Abs,
-    /// `e^x` (floats only, like the other transcendental functions)
-    Exp,
-    /// natural logarithm
-    Log,
-    /// square root
-    Sqrt,
-    /// `1 / sqrt(x)`
-    Rsqrt,
-    /// hyperbolic tangent
-    Tanh,
-    /// `1 / (1 + e^-x)`
-    Sigmoid,
-    /// `max(x, 0)`
-    Relu,
-}
-
-/// Binary scalar functions.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum BinaryFn {
-    /// `a + b` (integers wrap)
-    Add,
-    /// `a - b`
-    Sub,
-    /// `a * b`
-    Mul,
-    /// `a / b` (integers: truncating; division by zero gives 0)
-    Div,
-    /// larger of the two (NaN propagates)
-    Max,
-    /// smaller of the two (NaN propagates)
-    Min,
-    /// `a` raised to `b` (floats only)
-    Pow,
-}
-
-/// Comparisons, used in [`Cond`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum CmpOp {
-    /// `<`
-    Lt,
-    /// `<=`
-    Le,
-    /// `>`
-    Gt,
-    /// `>=`
-    Ge,
-    /// `==`
-    Eq,
-    /// `!=`
-    Ne,
 }
 
 /// A boolean condition, used by [`Expr::Select`].
