@@ -1,0 +1,857 @@
+//! The recursive-descent parser: tokens to [`ast::Program`], with error recovery.
+//!
+//! Every error is recorded as a [`Diagnostic`] and parsing goes on: a bad statement is skipped
+//! up to the next statement start, `;` or closing brace; a bad item up to the next `dims` or
+//! `kernel`. No input panics or recurses without bound: expression nesting is capped at
+//! [`MAX_NESTING`], and every loop consumes a token or stops.
+
+use super::ast::{
+    BinOp, DimDecl, DimsDecl, Expr, ExprKind, GradKernel, Ident, IndexExpr, Item, Kernel, Program,
+    ShapeDim, Stmt, TensorDecl, UnOp,
+};
+use super::lexer::{lex, Tok, Token};
+use crate::diag::{Diagnostic, Span};
+use einc_runtime::DType;
+
+/// The deepest nesting of parentheses, calls, reductions and prefix operators accepted in one
+/// expression. Deeper input is rejected rather than risking the stack.
+pub const MAX_NESTING: usize = 200;
+
+/// Parses a whole file. Returns the (possibly partial) program and every diagnostic found.
+pub fn parse(text: &str) -> (Program, Vec<Diagnostic>) {
+    let (tokens, diags) = lex(text);
+    let mut parser = Parser {
+        text,
+        tokens,
+        pos: 0,
+        diags,
+        depth: 0,
+    };
+    let program = parser.program();
+    (program, parser.diags)
+}
+
+/// Marks a parse that failed after its diagnostic was recorded; the caller resynchronises.
+struct Failed;
+
+type PResult<T> = Result<T, Failed>;
+
+/// Binding strength of the binary operators, loosest first.
+fn precedence(op: BinOp) -> u8 {
+    match op {
+        BinOp::Or => 1,
+        BinOp::And => 2,
+        BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge | BinOp::Eq | BinOp::Ne => 3,
+        BinOp::Add | BinOp::Sub => 4,
+        BinOp::Mul | BinOp::Div => 5,
+    }
+}
+
+/// The binding strength of prefix operators (tighter than every binary operator).
+pub(crate) const PREFIX_PRECEDENCE: u8 = 6;
+
+/// Comparisons do not chain: `a < b < c` is an error.
+pub(crate) fn is_comparison(op: BinOp) -> bool {
+    precedence(op) == 3
+}
+
+/// The precedence of `op` as used by the printer (same table as the parser).
+pub(crate) fn binary_precedence(op: BinOp) -> u8 {
+    precedence(op)
+}
+
+fn binary_op(kind: Tok) -> Option<BinOp> {
+    Some(match kind {
+        Tok::OrOr => BinOp::Or,
+        Tok::AndAnd => BinOp::And,
+        Tok::Lt => BinOp::Lt,
+        Tok::Le => BinOp::Le,
+        Tok::Gt => BinOp::Gt,
+        Tok::Ge => BinOp::Ge,
+        Tok::EqEq => BinOp::Eq,
+        Tok::Ne => BinOp::Ne,
+        Tok::Plus => BinOp::Add,
+        Tok::Minus => BinOp::Sub,
+        Tok::Star => BinOp::Mul,
+        Tok::Slash => BinOp::Div,
+        _ => return None,
+    })
+}
+
+struct Parser<'a> {
+    text: &'a str,
+    /// Always ends with an `Eof` token, which is never consumed.
+    tokens: Vec<Token>,
+    pos: usize,
+    diags: Vec<Diagnostic>,
+    /// Current expression nesting, checked against [`MAX_NESTING`].
+    depth: usize,
+}
+
+impl<'a> Parser<'a> {
+    // ----- token access -------------------------------------------------------------------
+
+    fn peek(&self) -> Token {
+        self.peek_at(0)
+    }
+
+    fn peek_at(&self, ahead: usize) -> Token {
+        let eof = Token {
+            kind: Tok::Eof,
+            span: Span::new(self.text.len(), self.text.len()),
+        };
+        self.tokens
+            .get(self.pos + ahead)
+            .or(self.tokens.last())
+            .copied()
+            .unwrap_or(eof)
+    }
+
+    fn at(&self, kind: Tok) -> bool {
+        self.peek().kind == kind
+    }
+
+    /// Consumes and returns the next token (never moves past `Eof`).
+    fn bump(&mut self) -> Token {
+        let tok = self.peek();
+        if tok.kind != Tok::Eof {
+            self.pos += 1;
+        }
+        tok
+    }
+
+    fn eat(&mut self, kind: Tok) -> Option<Token> {
+        if self.at(kind) {
+            Some(self.bump())
+        } else {
+            None
+        }
+    }
+
+    fn slice(&self, span: Span) -> &'a str {
+        self.text.get(span.range()).unwrap_or("")
+    }
+
+    /// "a name `foo`", "`+`", "the end of the file": the found token as messages name it.
+    fn describe(&self, tok: Token) -> String {
+        match tok.kind {
+            Tok::Ident => format!("the name `{}`", self.slice(tok.span)),
+            Tok::Number => format!("the number `{}`", self.slice(tok.span)),
+            _ => tok.kind.describe().to_string(),
+        }
+    }
+
+    /// Records "expected X, found Y" at the next token.
+    fn error_expected(&mut self, expected: &str) -> Diagnostic {
+        let tok = self.peek();
+        Diagnostic::error(
+            tok.span,
+            format!("expected {expected}, found {}", self.describe(tok)),
+        )
+        .with_label(format!("expected {expected}"))
+    }
+
+    fn report(&mut self, diag: Diagnostic) {
+        self.diags.push(diag);
+    }
+
+    /// Consumes a token of `kind` or reports what was expected instead.
+    fn expect(&mut self, kind: Tok, context: &str) -> PResult<Token> {
+        if let Some(tok) = self.eat(kind) {
+            return Ok(tok);
+        }
+        let mut diag = self.error_expected(&format!("{} {context}", kind.describe()));
+        let found = self.peek().kind;
+        if kind == Tok::Assign && found == Tok::EqEq {
+            diag = diag.with_help("assignment is written with a single `=`");
+        } else if kind == Tok::RParen && found == Tok::Assign {
+            diag = diag.with_help("to compare two values, write `==`");
+        }
+        self.report(diag);
+        Err(Failed)
+    }
+
+    fn ident(&mut self, context: &str) -> PResult<Ident> {
+        if self.at(Tok::Ident) {
+            let tok = self.bump();
+            return Ok(Ident {
+                name: self.slice(tok.span).to_string(),
+                span: tok.span,
+            });
+        }
+        let mut diag = self.error_expected(&format!("a name {context}"));
+        let found = self.peek();
+        if matches!(found.kind, Tok::Dims | Tok::Kernel | Tok::Inf) {
+            diag = diag.with_note(format!(
+                "`{}` is a keyword and cannot be used as a name",
+                self.slice(found.span)
+            ));
+        }
+        self.report(diag);
+        Err(Failed)
+    }
+
+    /// An integer literal as a `u64` (extents and fixed index positions).
+    fn integer(&mut self, what: &str) -> PResult<(u64, Span)> {
+        let tok = self.peek();
+        if tok.kind != Tok::Number {
+            let diag = self.error_expected(what);
+            self.report(diag);
+            return Err(Failed);
+        }
+        self.bump();
+        let digits = self.slice(tok.span);
+        if !digits.bytes().all(|b| b.is_ascii_digit()) {
+            self.report(
+                Diagnostic::error(
+                    tok.span,
+                    format!("{what} must be an integer, found `{digits}`"),
+                )
+                .with_label("not an integer"),
+            );
+            return Err(Failed);
+        }
+        match digits.parse::<u64>() {
+            Ok(n) => Ok((n, tok.span)),
+            Err(_) => {
+                self.report(
+                    Diagnostic::error(tok.span, format!("`{digits}` is too large for {what}"))
+                        .with_label("does not fit in 64 bits")
+                        .with_note(format!("the largest value is {}", u64::MAX)),
+                );
+                Err(Failed)
+            }
+        }
+    }
+
+    /// Parses `item (, item)*` up to `close`, allowing a trailing comma; consumes `close`.
+    /// Returns the parsed items and the closing token. On a bad item, skips to `close` (or to
+    /// a token that cannot be inside the list) and reports failure.
+    fn delimited<T>(
+        &mut self,
+        close: Tok,
+        context: &str,
+        mut item: impl FnMut(&mut Self) -> PResult<T>,
+    ) -> PResult<(Vec<T>, Token)> {
+        let mut items = Vec::new();
+        loop {
+            if let Some(tok) = self.eat(close) {
+                return Ok((items, tok));
+            }
+            items.push(item(self)?);
+            if self.eat(Tok::Comma).is_some() {
+                continue;
+            }
+            if let Some(tok) = self.eat(close) {
+                return Ok((items, tok));
+            }
+            let diag = self.error_expected(&format!("`,` or {} {context}", close.describe()));
+            let diag = if self.at(Tok::Assign) && close == Tok::RParen {
+                diag.with_help("to compare two values, write `==`")
+            } else {
+                diag
+            };
+            self.report(diag);
+            return Err(Failed);
+        }
+    }
+
+    // ----- items --------------------------------------------------------------------------
+
+    fn program(&mut self) -> Program {
+        let mut items = Vec::new();
+        loop {
+            let tok = self.peek();
+            let parsed = match tok.kind {
+                Tok::Eof => break,
+                Tok::Dims => self.dims().map(Item::Dims),
+                Tok::Kernel => self.kernel(),
+                Tok::Semi => {
+                    self.bump();
+                    continue;
+                }
+                _ => {
+                    let mut diag = self.error_expected("`dims` or `kernel`");
+                    if self.stmt_starts_at(self.pos) {
+                        diag = diag.with_help(
+                            "statements belong inside a kernel body: \
+                             `kernel NAME(INPUTS) -> (OUTPUTS) { ... }`",
+                        );
+                    }
+                    self.report(diag);
+                    Err(Failed)
+                }
+            };
+            match parsed {
+                Ok(item) => items.push(item),
+                Err(Failed) => self.skip_to_item(),
+            }
+        }
+        Program { items }
+    }
+
+    /// Skips at least one token, then up to the next `dims`, `kernel` or the end.
+    fn skip_to_item(&mut self) {
+        self.bump();
+        while !matches!(self.peek().kind, Tok::Dims | Tok::Kernel | Tok::Eof) {
+            self.bump();
+        }
+    }
+
+    /// `dims T, D = 16, K`
+    fn dims(&mut self) -> PResult<DimsDecl> {
+        let start = self.bump().span;
+        let mut dims = Vec::new();
+        loop {
+            let name = self.ident("for a dim in `dims`")?;
+            let value = if self.eat(Tok::Assign).is_some() {
+                Some(self.integer("a dim's extent")?)
+            } else {
+                None
+            };
+            dims.push(DimDecl { name, value });
+            if self.eat(Tok::Comma).is_none() {
+                break;
+            }
+        }
+        let end = dims
+            .last()
+            .map_or(start, |d| d.value.map_or(d.name.span, |(_, s)| s));
+        Ok(DimsDecl {
+            dims,
+            span: start.to(end),
+        })
+    }
+
+    /// `kernel NAME(...) -> (...) { ... }` or `kernel NAME = grad(OF, wrt: [A, B])`.
+    fn kernel(&mut self) -> PResult<Item> {
+        let start = self.bump().span;
+        let name = self.ident("for the kernel")?;
+        if self.eat(Tok::Assign).is_some() {
+            return self.grad(start, name).map(Item::Grad);
+        }
+        match self.signature(&name) {
+            Ok((params, outputs)) => {
+                let (body, end) = self.body(&name)?;
+                Ok(Item::Kernel(Kernel {
+                    name,
+                    params,
+                    outputs,
+                    body,
+                    span: start.to(end),
+                }))
+            }
+            Err(Failed) => {
+                // Still check the body, so that one file reports all its errors.
+                while !matches!(
+                    self.peek().kind,
+                    Tok::LBrace | Tok::Kernel | Tok::Dims | Tok::Eof
+                ) {
+                    self.bump();
+                }
+                if self.at(Tok::LBrace) {
+                    self.body(&name)?;
+                }
+                Err(Failed)
+            }
+        }
+    }
+
+    /// `(params) -> (outputs)`
+    fn signature(&mut self, name: &Ident) -> PResult<(Vec<TensorDecl>, Vec<TensorDecl>)> {
+        if !self.at(Tok::LParen) {
+            let mut diag = self.error_expected(&format!("`(` or `=` after `kernel {}`", name.name));
+            diag = diag.with_help(
+                "a kernel is `kernel NAME(INPUTS) -> (OUTPUTS) { ... }` \
+                 or `kernel NAME = grad(KERNEL, wrt: [INPUTS])`",
+            );
+            self.report(diag);
+            return Err(Failed);
+        }
+        self.bump();
+        let (params, _) =
+            self.delimited(Tok::RParen, "in the kernel's inputs", |p| p.tensor_decl())?;
+        if self.eat(Tok::Arrow).is_none() {
+            let diag = self
+                .error_expected("`->` after the kernel's inputs")
+                .with_help(format!(
+                    "declare the outputs after `->`: `kernel {}(...) -> (O: f32[N]) {{ ... }}`",
+                    name.name
+                ));
+            self.report(diag);
+            return Err(Failed);
+        }
+        if !self.at(Tok::LParen) {
+            let diag = self
+                .error_expected("`(` to start the kernel's outputs")
+                .with_help(
+                    "outputs are listed in parentheses, even a single one: `-> (O: f32[N])`",
+                );
+            self.report(diag);
+            return Err(Failed);
+        }
+        self.bump();
+        let (outputs, _) =
+            self.delimited(Tok::RParen, "in the kernel's outputs", |p| p.tensor_decl())?;
+        Ok((params, outputs))
+    }
+
+    /// `X: f32[T, D]`, `s: f32` or `s: f32[]`.
+    fn tensor_decl(&mut self) -> PResult<TensorDecl> {
+        let name = self.ident("for a tensor")?;
+        if self.eat(Tok::Colon).is_none() {
+            let diag = self
+                .error_expected(&format!("`:` and a type after `{}`", name.name))
+                .with_help(format!("declare a tensor as `{}: f32[N, M]`", name.name));
+            self.report(diag);
+            return Err(Failed);
+        }
+        let dtype_tok = self.peek();
+        let dtype_name = self.ident("for an element type")?;
+        let Some(dtype) = DType::from_name(&dtype_name.name) else {
+            let all: Vec<String> = DType::ALL
+                .iter()
+                .map(|d| format!("`{}`", d.name()))
+                .collect();
+            self.report(
+                Diagnostic::error(
+                    dtype_tok.span,
+                    format!("unknown element type `{}`", dtype_name.name),
+                )
+                .with_label("not an element type")
+                .with_help(format!("the element types are {}", all.join(", "))),
+            );
+            return Err(Failed);
+        };
+        let mut end = dtype_name.span;
+        let mut shape = Vec::new();
+        if self.eat(Tok::LBracket).is_some() {
+            let (dims, close) = self.delimited(Tok::RBracket, "in the shape", |p| {
+                if p.at(Tok::Number) {
+                    let (n, span) = p.integer("an extent")?;
+                    Ok(ShapeDim::Fixed(n, span))
+                } else {
+                    let tok = p.peek();
+                    if tok.kind != Tok::Ident {
+                        let diag = p.error_expected("a dim name or an integer extent");
+                        p.report(diag);
+                        return Err(Failed);
+                    }
+                    Ok(ShapeDim::Named(p.ident("")?))
+                }
+            })?;
+            shape = dims;
+            end = close.span;
+        }
+        Ok(TensorDecl {
+            span: name.span.to(end),
+            name,
+            dtype: (dtype, dtype_name.span),
+            shape,
+        })
+    }
+
+    /// `grad(OF, wrt: [A, B])`, after `kernel NAME =`.
+    fn grad(&mut self, start: Span, name: Ident) -> PResult<GradKernel> {
+        let help = "a derived kernel is written `kernel NAME = grad(KERNEL, wrt: [INPUTS])`";
+        let is_grad = self.at(Tok::Ident) && self.slice(self.peek().span) == "grad";
+        if !is_grad {
+            let diag = self.error_expected("`grad(...)`").with_help(help);
+            self.report(diag);
+            return Err(Failed);
+        }
+        self.bump();
+        self.expect(Tok::LParen, "after `grad`")?;
+        let of = self.ident("of the kernel to differentiate")?;
+        self.expect(Tok::Comma, "after the kernel's name")?;
+        let is_wrt = self.at(Tok::Ident) && self.slice(self.peek().span) == "wrt";
+        if !is_wrt {
+            let diag = self.error_expected("`wrt:`").with_help(help);
+            self.report(diag);
+            return Err(Failed);
+        }
+        self.bump();
+        self.expect(Tok::Colon, "after `wrt`")?;
+        self.expect(Tok::LBracket, "to start the list of inputs")?;
+        let (wrt, _) = self.delimited(Tok::RBracket, "in the `wrt` list", |p| {
+            p.ident("of an input")
+        })?;
+        let close = self.expect(Tok::RParen, "to close `grad(`")?;
+        Ok(GradKernel {
+            name,
+            of,
+            wrt,
+            span: start.to(close.span),
+        })
+    }
+
+    /// `{ stmts }`; returns the statements and the span of the closing brace (or of where it
+    /// should have been).
+    fn body(&mut self, name: &Ident) -> PResult<(Vec<Stmt>, Span)> {
+        let Some(open) = self.eat(Tok::LBrace) else {
+            let diag = self.error_expected(&format!("`{{` to start the body of `{}`", name.name));
+            self.report(diag);
+            return Err(Failed);
+        };
+        let mut body = Vec::new();
+        loop {
+            let tok = self.peek();
+            match tok.kind {
+                Tok::RBrace => {
+                    self.bump();
+                    return Ok((body, tok.span));
+                }
+                Tok::Semi => {
+                    self.bump();
+                }
+                Tok::Eof | Tok::Kernel | Tok::Dims => {
+                    let diag = self
+                        .error_expected(&format!("`}}` to close the body of `{}`", name.name))
+                        .with_secondary(open.span, "the body starts here");
+                    self.report(diag);
+                    // The statements are fine; keep the kernel so later stages still see it.
+                    let end = body.last().map_or(open.span, |s: &Stmt| s.span);
+                    return Ok((body, end));
+                }
+                _ => match self.stmt() {
+                    Ok(stmt) => body.push(stmt),
+                    Err(Failed) => self.skip_to_stmt(),
+                },
+            }
+        }
+    }
+
+    // ----- statements ---------------------------------------------------------------------
+
+    /// True if the tokens at `pos` begin a statement: `NAME =` or `NAME[indices] =`.
+    fn stmt_starts_at(&self, pos: usize) -> bool {
+        let kind = |i: usize| self.tokens.get(i).map_or(Tok::Eof, |t| t.kind);
+        if kind(pos) != Tok::Ident {
+            return false;
+        }
+        match kind(pos + 1) {
+            Tok::Assign => true,
+            Tok::LBracket => {
+                let mut i = pos + 2;
+                while matches!(kind(i), Tok::Ident | Tok::Number | Tok::Comma) {
+                    i += 1;
+                }
+                kind(i) == Tok::RBracket && kind(i + 1) == Tok::Assign
+            }
+            _ => false,
+        }
+    }
+
+    /// After a bad statement: skips at least one token, then up to a `;`, the closing brace,
+    /// the next statement or the next item.
+    fn skip_to_stmt(&mut self) {
+        self.bump();
+        loop {
+            match self.peek().kind {
+                Tok::Semi | Tok::RBrace | Tok::Eof | Tok::Kernel | Tok::Dims => return,
+                _ if self.stmt_starts_at(self.pos) => return,
+                _ => {
+                    self.bump();
+                }
+            }
+        }
+    }
+
+    /// `NAME[i, j] = expr`, `NAME = expr` or `NAME[] = expr`.
+    fn stmt(&mut self) -> PResult<Stmt> {
+        if !self.at(Tok::Ident) {
+            let diag = self
+                .error_expected("a statement")
+                .with_help("a statement assigns a tensor: `NAME[i, j] = expression`");
+            self.report(diag);
+            return Err(Failed);
+        }
+        let target = self.ident("")?;
+        let mut indices = Vec::new();
+        let bracketed = self.eat(Tok::LBracket).is_some();
+        if bracketed {
+            indices = self
+                .delimited(Tok::RBracket, "in the indices", |p| p.index())?
+                .0;
+        }
+        self.expect(
+            Tok::Assign,
+            &format!("after `{}`", self.lhs_text(&target, bracketed)),
+        )?;
+        let value = self.expr()?;
+        self.end_of_stmt()?;
+        Ok(Stmt {
+            span: target.span.to(value.span),
+            target,
+            indices,
+            bracketed,
+            value,
+        })
+    }
+
+    fn lhs_text(&self, target: &Ident, bracketed: bool) -> String {
+        if bracketed {
+            format!("{}[...]", target.name)
+        } else {
+            target.name.clone()
+        }
+    }
+
+    /// Checks that the statement just parsed is followed by something that may follow it.
+    fn end_of_stmt(&mut self) -> PResult<()> {
+        match self.peek().kind {
+            Tok::Semi | Tok::RBrace | Tok::Eof | Tok::Kernel | Tok::Dims => Ok(()),
+            _ if self.stmt_starts_at(self.pos) => Ok(()),
+            found => {
+                let mut diag = self.error_expected("an operator or the end of the statement");
+                if matches!(found, Tok::Ident | Tok::Number | Tok::Inf | Tok::LParen) {
+                    diag = diag.with_help("is an operator such as `*` or `+` missing here?");
+                } else if found == Tok::Assign {
+                    diag = diag.with_help(
+                        "each statement assigns one tensor; to compare values, write `==`",
+                    );
+                }
+                self.report(diag);
+                Err(Failed)
+            }
+        }
+    }
+
+    /// One index: a name or an integer position.
+    fn index(&mut self) -> PResult<IndexExpr> {
+        match self.peek().kind {
+            Tok::Ident => Ok(IndexExpr::Var(self.ident("")?)),
+            Tok::Number => {
+                let (n, span) = self.integer("an index position")?;
+                Ok(IndexExpr::Fixed(n, span))
+            }
+            _ => {
+                let diag = self
+                    .error_expected("an index name or an integer position")
+                    .with_note("indices are names (`A[i, j]`) or fixed positions (`A[0, j]`)");
+                self.report(diag);
+                Err(Failed)
+            }
+        }
+    }
+
+    // ----- expressions --------------------------------------------------------------------
+
+    fn expr(&mut self) -> PResult<Expr> {
+        self.binary(1)
+    }
+
+    /// Precedence climbing over the binary operators binding at least as tightly as
+    /// `min_prec`. All are left-associative except comparisons, which do not chain.
+    fn binary(&mut self, min_prec: u8) -> PResult<Expr> {
+        let mut lhs = self.unary()?;
+        let mut chained_comparison = false;
+        while let Some(op) = binary_op(self.peek().kind) {
+            let prec = precedence(op);
+            if prec < min_prec {
+                break;
+            }
+            let op_tok = self.bump();
+            if is_comparison(op) && chained_comparison {
+                self.report(
+                    Diagnostic::error(op_tok.span, "comparisons cannot be chained")
+                        .with_label("second comparison")
+                        .with_secondary(lhs.span, "this is already a comparison")
+                        .with_help("combine them with `&&`: `a < b && b < c`"),
+                );
+            }
+            chained_comparison = is_comparison(op);
+            let rhs = self.binary(prec + 1)?;
+            lhs = Expr {
+                span: lhs.span.to(rhs.span),
+                kind: ExprKind::Binary(op, Box::new(lhs), Box::new(rhs)),
+            };
+        }
+        Ok(lhs)
+    }
+
+    /// Prefix operators and primaries. Every nested expression passes through here, so this
+    /// is where the nesting depth is counted.
+    fn unary(&mut self) -> PResult<Expr> {
+        if self.depth >= MAX_NESTING {
+            let tok = self.peek();
+            self.report(
+                Diagnostic::error(tok.span, "expression nested too deeply")
+                    .with_label(format!("more than {MAX_NESTING} levels deep here"))
+                    .with_help("split the expression into several statements"),
+            );
+            return Err(Failed);
+        }
+        self.depth += 1;
+        let result = self.unary_inner();
+        self.depth -= 1;
+        result
+    }
+
+    fn unary_inner(&mut self) -> PResult<Expr> {
+        let op = match self.peek().kind {
+            Tok::Minus => UnOp::Neg,
+            Tok::Bang => UnOp::Not,
+            _ => return self.primary(),
+        };
+        let op_tok = self.bump();
+        let operand = self.unary()?;
+        Ok(Expr {
+            span: op_tok.span.to(operand.span),
+            kind: ExprKind::Unary(op, Box::new(operand)),
+        })
+    }
+
+    fn primary(&mut self) -> PResult<Expr> {
+        let tok = self.peek();
+        match tok.kind {
+            Tok::Number => {
+                self.bump();
+                Ok(Expr {
+                    kind: ExprKind::Number(self.slice(tok.span).to_string()),
+                    span: tok.span,
+                })
+            }
+            Tok::Inf => {
+                self.bump();
+                Ok(Expr {
+                    kind: ExprKind::Inf,
+                    span: tok.span,
+                })
+            }
+            Tok::LParen => {
+                self.bump();
+                let inner = self.expr()?;
+                self.expect(Tok::RParen, "to close `(`")?;
+                Ok(inner)
+            }
+            Tok::Ident => self.named(),
+            Tok::Str => {
+                self.report(
+                    Diagnostic::error(tok.span, "a string literal cannot be used as a value")
+                        .with_label("unexpected string")
+                        .with_help(
+                            "strings only appear as subscripts: `einsum(\"ij,jk->ik\", A, B)`",
+                        ),
+                );
+                Err(Failed)
+            }
+            _ => {
+                let diag = self.error_expected("an expression");
+                self.report(diag);
+                Err(Failed)
+            }
+        }
+    }
+
+    /// Everything starting with a name: `x`, `A[i, j]`, `sum[j](e)`, `f(a, b)`, `einsum(...)`.
+    fn named(&mut self) -> PResult<Expr> {
+        let name = self.ident("")?;
+        if name.name == "einsum" && self.at(Tok::LParen) {
+            return self.einsum(name);
+        }
+        if self.at(Tok::LParen) {
+            self.bump();
+            let (args, close) = self.delimited(Tok::RParen, "in the arguments", |p| p.expr())?;
+            return Ok(Expr {
+                span: name.span.to(close.span),
+                kind: ExprKind::Call { func: name, args },
+            });
+        }
+        if self.eat(Tok::LBracket).is_none() {
+            return Ok(Expr {
+                span: name.span,
+                kind: ExprKind::Name(name),
+            });
+        }
+        let (indices, close) = self.delimited(Tok::RBracket, "in the indices", |p| p.index())?;
+        if !self.at(Tok::LParen) {
+            return Ok(Expr {
+                span: name.span.to(close.span),
+                kind: ExprKind::Access {
+                    tensor: name,
+                    indices,
+                },
+            });
+        }
+        // `op[i, j](body)`: a reduction, whose indices must be names.
+        let mut vars = Vec::new();
+        for index in indices {
+            match index {
+                IndexExpr::Var(id) => vars.push(id),
+                IndexExpr::Fixed(_, span) => {
+                    self.report(
+                        Diagnostic::error(
+                            span,
+                            format!(
+                                "`{}[...]` reduces over index names, not positions",
+                                name.name
+                            ),
+                        )
+                        .with_label("expected an index name"),
+                    );
+                    return Err(Failed);
+                }
+            }
+        }
+        self.bump();
+        let body = self.expr()?;
+        let close = self.expect(Tok::RParen, &format!("to close `{}[...](`", name.name))?;
+        Ok(Expr {
+            span: name.span.to(close.span),
+            kind: ExprKind::Reduce {
+                op: name,
+                indices: vars,
+                body: Box::new(body),
+            },
+        })
+    }
+
+    /// `einsum("subscripts", A, B)`, after the name.
+    fn einsum(&mut self, name: Ident) -> PResult<Expr> {
+        self.bump();
+        let sub_tok = self.peek();
+        if sub_tok.kind != Tok::Str {
+            let diag = self
+                .error_expected("a subscripts string as `einsum`'s first argument")
+                .with_help("write `einsum(\"ij,jk->ik\", A, B)`");
+            self.report(diag);
+            return Err(Failed);
+        }
+        self.bump();
+        let quoted = self.slice(sub_tok.span);
+        let inner = quoted.strip_prefix('"').unwrap_or(quoted);
+        let inner = inner.strip_suffix('"').unwrap_or(inner);
+        let mut args = Vec::new();
+        let close = loop {
+            if let Some(close) = self.eat(Tok::RParen) {
+                break close;
+            }
+            if self.eat(Tok::Comma).is_none() {
+                let diag = self.error_expected("`,` or `)` in `einsum(...)`");
+                self.report(diag);
+                return Err(Failed);
+            }
+            if let Some(close) = self.eat(Tok::RParen) {
+                break close;
+            }
+            if !self.at(Tok::Ident) || self.peek_at(1).kind == Tok::LBracket {
+                let diag = self
+                    .error_expected("a tensor name as an `einsum` operand")
+                    .with_help(
+                        "`einsum` operands are whole tensors: `einsum(\"ij,jk->ik\", A, B)`",
+                    );
+                self.report(diag);
+                return Err(Failed);
+            }
+            args.push(self.ident("")?);
+        };
+        Ok(Expr {
+            span: name.span.to(close.span),
+            kind: ExprKind::Einsum {
+                subscripts: (inner.to_string(), sub_tok.span),
+                args,
+            },
+        })
+    }
+}
