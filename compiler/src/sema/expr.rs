@@ -3,7 +3,7 @@
 //! is a [`TExpr`] tree ready for lowering, or diagnostics. The rules implemented here are listed
 //! in the module docs of [`crate::sema`].
 
-use super::scope::{Dims, Lookup, Scope};
+use super::scope::{Lookup, Scope};
 use super::types::{Axis, Ext, Idx, TCond, TExpr, TKind, Ty};
 use crate::diag::{Diagnostic, Span};
 use crate::ir::tensor::{BinaryFn, CmpOp, ReduceKind, UnaryFn};
@@ -46,8 +46,7 @@ struct Use {
 
 /// State of the analysis of one statement.
 struct Cx<'a> {
-    scope: &'a Scope,
-    dims: &'a Dims,
+    scope: &'a Scope<'a>,
     diags: &'a mut Vec<Diagnostic>,
     lhs: Vec<String>,
     uses: Vec<Use>,
@@ -58,13 +57,19 @@ struct Cx<'a> {
     in_cond: bool,
     /// Set by errors found while settling dtypes (which cannot return early).
     failed: bool,
+    /// Current recursion depth over operator chains (see [`MAX_DEPTH`]).
+    depth: usize,
 }
+
+/// How deep operator chains may nest. The parser bounds bracket nesting, but a long chain like
+/// `a + a + ... + a` is a deep left-leaning tree; analysis and lowering recurse over it, so it
+/// is bounded here to keep the stack safe.
+pub(crate) const MAX_DEPTH: usize = 400;
 
 /// Checks the right-hand side `value` of a statement defining `target`. Errors are pushed to
 /// `diags`; `None` means at least one was reported.
 pub(crate) fn analyze(
-    scope: &Scope,
-    dims: &Dims,
+    scope: &Scope<'_>,
     target: &Target<'_>,
     value: &Expr,
     diags: &mut Vec<Diagnostic>,
@@ -72,7 +77,6 @@ pub(crate) fn analyze(
     let lhs: Vec<String> = target.lhs.iter().map(|i| i.name.clone()).collect();
     let mut cx = Cx {
         scope,
-        dims,
         diags,
         lhs: lhs.clone(),
         uses: Vec::new(),
@@ -80,6 +84,7 @@ pub(crate) fn analyze(
         seen: Vec::new(),
         in_cond: false,
         failed: false,
+        depth: 0,
     };
     let mut root = cx.sum_expr(value, &lhs)?;
     let balanced = cx.check_balance(target, &root);
@@ -199,6 +204,32 @@ impl Cx<'_> {
 
     /// A sum or difference of terms: escapes the union of its terms' escaping indices.
     fn sum_expr(&mut self, e: &Expr, prot: &[String]) -> Option<TExpr> {
+        if !self.enter(e.span) {
+            return None;
+        }
+        let result = self.sum_expr_inner(e, prot);
+        self.depth -= 1;
+        result
+    }
+
+    /// Goes one level deeper; false (after reporting once) past [`MAX_DEPTH`]. A `true` must be
+    /// paired with `self.depth -= 1`.
+    fn enter(&mut self, span: Span) -> bool {
+        if self.depth >= MAX_DEPTH {
+            if !self.failed {
+                self.fail(
+                    Diagnostic::error(span, "expression too large to analyse")
+                        .with_label(format!("more than {MAX_DEPTH} operators deep here"))
+                        .with_help("split the expression into several statements"),
+                );
+            }
+            return false;
+        }
+        self.depth += 1;
+        true
+    }
+
+    fn sum_expr_inner(&mut self, e: &Expr, prot: &[String]) -> Option<TExpr> {
         match &e.kind {
             ExprKind::Binary(op @ (BinOp::Add | BinOp::Sub), l, r) => {
                 let a = self.sum_expr(l, prot);
@@ -267,8 +298,12 @@ impl Cx<'_> {
     fn product(&mut self, e: &Expr, prot: &[String], occ: &mut Vec<Idx>) -> Option<TExpr> {
         match &e.kind {
             ExprKind::Binary(op @ (BinOp::Mul | BinOp::Div), l, r) => {
+                if !self.enter(e.span) {
+                    return None;
+                }
                 let a = self.product(l, prot, occ);
                 let b = self.product(r, prot, occ);
+                self.depth -= 1;
                 let f = if *op == BinOp::Mul {
                     BinaryFn::Mul
                 } else {
@@ -324,13 +359,11 @@ impl Cx<'_> {
                 | BinOp::And
                 | BinOp::Or,
                 ..,
-            ) => {
-                self.error(
-                    Diagnostic::error(e.span, "a condition is not a value")
-                        .with_label("comparisons and `&&`, `||`, `!` build conditions")
-                        .with_help("use it as the first argument of `where(cond, a, b)`"),
-                )
-            }
+            ) => self.error(
+                Diagnostic::error(e.span, "a condition is not a value")
+                    .with_label("comparisons and `&&`, `||`, `!` build conditions")
+                    .with_help("use it as the first argument of `where(cond, a, b)`"),
+            ),
             // Sums reach here as factors of a product; products and negations never do.
             _ => self.sum_expr(e, prot),
         }
@@ -345,14 +378,7 @@ impl Cx<'_> {
         }
     }
 
-    fn binary(
-        &mut self,
-        f: BinaryFn,
-        a: TExpr,
-        b: TExpr,
-        span: Span,
-        what: &str,
-    ) -> Option<TExpr> {
+    fn binary(&mut self, f: BinaryFn, a: TExpr, b: TExpr, span: Span, what: &str) -> Option<TExpr> {
         let dtype = self.unify(&a, &b, what)?;
         Some(TExpr {
             dtype,
@@ -414,7 +440,11 @@ impl Cx<'_> {
                     )
                     .with_label("a tensor without indices")
                     .with_secondary(decl, format!("declared with rank {rank} here"))
-                    .with_help(format!("write `{}[{}]`", id.name, example.join(", "))),
+                    .with_help(format!(
+                        "write `{}[{}]`",
+                        id.name,
+                        example.join(", ")
+                    )),
                 )
             }
             Lookup::Dim => Some(leaf(TKind::DimValue(id.name.clone()), None, id.span)),
@@ -439,43 +469,10 @@ impl Cx<'_> {
 
     /// Reports a name that does not denote a usable tensor.
     fn bad_name(&mut self, id: &ast::Ident, found: Lookup<'_>, indexed: bool) -> Option<TExpr> {
-        let n = &id.name;
-        let d = match found {
-            Lookup::Poisoned => return None,
-            Lookup::Tensor { .. } => return None,
-            Lookup::Dim => Diagnostic::error(id.span, format!("`{n}` is a dim, not a tensor"))
-                .with_label("dims have no elements")
-                .with_help(format!("use `{n}` as a value without brackets, e.g. `sqrt({n})`")),
-            Lookup::Later { def } => Diagnostic::error(
-                id.span,
-                format!("`{n}` is used before its definition"),
-            )
-            .with_label("used here")
-            .with_secondary(def, "defined later here")
-            .with_help("statements run in order: move the definition above this use"),
-            Lookup::Unassigned { decl } => Diagnostic::error(
-                id.span,
-                format!("output `{n}` is read but never assigned"),
-            )
-            .with_label("read here")
-            .with_secondary(decl, "declared here"),
-            Lookup::Builtin => Diagnostic::error(
-                id.span,
-                format!("`{n}` is a built-in tensor and needs indices"),
-            )
-            .with_help(format!("write `{n}[i, j]`")),
-            Lookup::Unknown if indexed => {
-                Diagnostic::error(id.span, format!("unknown tensor `{n}`"))
-                    .with_label("not a parameter, an output or a tensor defined above")
-            }
-            Lookup::Unknown => Diagnostic::error(id.span, format!("unknown name `{n}`"))
-                .with_label("not a tensor or a dim")
-                .with_help(
-                    "index variables are written in brackets (`A[i]`) or compared in a `where` \
-                     condition",
-                ),
-        };
-        self.error(d)
+        if let Some(d) = name_error(id, found, indexed) {
+            self.diags.push(d);
+        }
+        None
     }
 
     /// An access `A[i, 0]`, or the built-ins `delta[...]` and `eps[...]`.
@@ -543,7 +540,10 @@ impl Cx<'_> {
                                     tensor.name
                                 ),
                             )
-                            .with_label(format!("valid positions are 0 to {}", n.saturating_sub(1))),
+                            .with_label(format!(
+                                "valid positions are 0 to {}",
+                                n.saturating_sub(1)
+                            )),
                         );
                         ok = false;
                     }
@@ -719,9 +719,12 @@ impl Cx<'_> {
                 })
             }
             "sum" | "prod" | "softmax" | "logsumexp" => self.error(
-                Diagnostic::error(span, format!("`{name}` is a reduction and needs its indices"))
-                    .with_label("called like a function")
-                    .with_help(format!("write {name}[j](...) to work along j")),
+                Diagnostic::error(
+                    span,
+                    format!("`{name}` is a reduction and needs its indices"),
+                )
+                .with_label("called like a function")
+                .with_help(format!("write {name}[j](...) to work along j")),
             ),
             _ => self.error(
                 Diagnostic::error(func.span, format!("unknown function `{name}`"))
@@ -781,7 +784,9 @@ impl Cx<'_> {
                 self.diags.push(
                     Diagnostic::error(e.span, "expected a condition")
                         .with_label("the first argument of `where` must be a condition")
-                        .with_help("compare values or indices, e.g. `where(j <= i, S[i, j], -inf)`"),
+                        .with_help(
+                            "compare values or indices, e.g. `where(j <= i, S[i, j], -inf)`",
+                        ),
                 );
                 None
             }
@@ -830,7 +835,7 @@ impl Cx<'_> {
                         .with_label("repeated here"),
                 );
                 ok = false;
-            } else if self.lhs.contains(&j.name) {
+            } else if r != R::Softmax && self.lhs.contains(&j.name) {
                 self.diags.push(
                     Diagnostic::error(
                         j.span,
@@ -857,7 +862,10 @@ impl Cx<'_> {
                 self.diags.push(
                     Diagnostic::error(
                         j.span,
-                        format!("index `{}` does not occur in the operand of `{}`", j.name, op.name),
+                        format!(
+                            "index `{}` does not occur in the operand of `{}`",
+                            j.name, op.name
+                        ),
                     )
                     .with_label("nothing to reduce over")
                     .with_help(format!("use `{}` inside the parentheses", j.name)),
@@ -865,10 +873,7 @@ impl Cx<'_> {
                 ok = false;
             }
         }
-        if r != R::Plain(ReduceKind::Add)
-            && matches!(r, R::Softmax | R::LogSumExp)
-            && !self.require_float(&op.name, &b)
-        {
+        if matches!(r, R::Softmax | R::LogSumExp) && !self.require_float(&op.name, &b) {
             return None;
         }
         if !ok {
@@ -951,7 +956,11 @@ impl Cx<'_> {
             match ext.get(name) {
                 Some((prev, pspan, ptensor)) if prev.norm != u.ext.norm => {
                     if bad.insert(name.clone()) {
-                        let d = mismatch(name, (prev, *pspan, ptensor), (&u.ext, u.idx.span, &u.tensor));
+                        let d = mismatch(
+                            name,
+                            (prev, *pspan, ptensor),
+                            (&u.ext, u.idx.span, &u.tensor),
+                        );
                         self.diags.push(d);
                     }
                 }
@@ -976,7 +985,10 @@ impl Cx<'_> {
                     }
                     Some(_) => {}
                     None => {
-                        ext.insert(l.name.clone(), (decl.clone(), l.span, target.name.to_string()));
+                        ext.insert(
+                            l.name.clone(),
+                            (decl.clone(), l.span, target.name.to_string()),
+                        );
                     }
                 }
             }
@@ -1063,8 +1075,14 @@ impl Cx<'_> {
                 self.settle(x, d);
                 if is_transcendental(f) && !d.is_float() {
                     self.fail(
-                        Diagnostic::error(span, format!("`{}` needs a floating-point operand, but this is {d}", unary_name(f)))
-                            .with_help("convert with f32(...)"),
+                        Diagnostic::error(
+                            span,
+                            format!(
+                                "`{}` needs a floating-point operand, but this is {d}",
+                                unary_name(f)
+                            ),
+                        )
+                        .with_help("convert with f32(...)"),
                     );
                 }
             }
@@ -1074,8 +1092,11 @@ impl Cx<'_> {
                 self.settle(b, d);
                 if f == BinaryFn::Pow && !d.is_float() {
                     self.fail(
-                        Diagnostic::error(span, format!("`pow` needs floating-point operands, but these are {d}"))
-                            .with_help("convert with f32(...)"),
+                        Diagnostic::error(
+                            span,
+                            format!("`pow` needs floating-point operands, but these are {d}"),
+                        )
+                        .with_help("convert with f32(...)"),
                     );
                 }
             }
@@ -1111,7 +1132,9 @@ impl Cx<'_> {
                 self.fail(
                     Diagnostic::error(span, format!("a fractional literal cannot be {d}"))
                         .with_label(format!("used as {d} here"))
-                        .with_help(format!("write an integer, or convert the expression with f32(...)")),
+                        .with_help(format!(
+                            "write an integer, or convert the expression with f32(...)"
+                        )),
                 );
                 return None;
             }
@@ -1180,12 +1203,54 @@ fn has_float_literal(e: &TExpr) -> bool {
     }
 }
 
+/// The error for a name that does not denote a usable tensor (`None` when there is nothing
+/// new to say: a poisoned tensor was reported already). `indexed` tells whether it was written
+/// with brackets.
+pub(crate) fn name_error(id: &ast::Ident, found: Lookup<'_>, indexed: bool) -> Option<Diagnostic> {
+    let n = &id.name;
+    Some(match found {
+        Lookup::Poisoned | Lookup::Tensor { .. } => return None,
+        Lookup::Dim => Diagnostic::error(id.span, format!("`{n}` is a dim, not a tensor"))
+            .with_label("dims have no elements")
+            .with_help(format!(
+                "use `{n}` as a value without brackets, e.g. `sqrt({n})`"
+            )),
+        Lookup::Later { def } => {
+            Diagnostic::error(id.span, format!("`{n}` is used before its definition"))
+                .with_label("used here")
+                .with_secondary(def, "defined here")
+                .with_help("statements run in order: move the definition above this use")
+        }
+        Lookup::Unassigned { decl } => {
+            Diagnostic::error(id.span, format!("output `{n}` is read but never assigned"))
+                .with_label("read here")
+                .with_secondary(decl, "declared here")
+        }
+        Lookup::Builtin => Diagnostic::error(
+            id.span,
+            format!("`{n}` is a built-in tensor and needs indices"),
+        )
+        .with_help(format!("write `{n}[i, j]`")),
+        Lookup::Unknown if indexed => Diagnostic::error(id.span, format!("unknown tensor `{n}`"))
+            .with_label("not a parameter, an output or a tensor defined above"),
+        Lookup::Unknown => Diagnostic::error(id.span, format!("unknown name `{n}`"))
+            .with_label("not a tensor or a dim")
+            .with_help(
+                "index variables are written in brackets (`A[i]`) or compared in a `where` \
+                 condition",
+            ),
+    })
+}
+
 /// "`j` is 4 in `A` but 5 in `B`", with both places labelled.
 fn mismatch(name: &str, first: (&Ext, Span, &str), second: (&Ext, Span, &str)) -> Diagnostic {
     let (e1, s1, t1) = first;
     let (e2, s2, t2) = second;
     let message = if e1.is_literal() && e2.is_literal() {
-        format!("`{name}` is {} in `{t1}` but {} in `{t2}`", e1.shown, e2.shown)
+        format!(
+            "`{name}` is {} in `{t1}` but {} in `{t2}`",
+            e1.shown, e2.shown
+        )
     } else {
         format!(
             "`{name}` has extent {} in `{t1}` but {} in `{t2}`",
