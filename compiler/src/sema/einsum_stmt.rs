@@ -22,6 +22,18 @@ fn show(t: &TensorType) -> String {
     format!("{}[{}]", t.dtype, dims.join(", "))
 }
 
+/// The file span of a byte range of the subscripts (whose contents start after the opening
+/// quote of the literal at `lit`); the whole literal when there is no range.
+fn in_literal(lit: Span, range: Option<std::ops::Range<usize>>) -> Span {
+    match range {
+        Some(r) => Span::new(
+            lit.start as usize + 1 + r.start,
+            lit.start as usize + 1 + r.end,
+        ),
+        None => lit,
+    }
+}
+
 /// Checks and lowers an einsum statement; `None` after reporting errors.
 pub(crate) fn check(
     scope: &Scope<'_>,
@@ -68,20 +80,15 @@ pub(crate) fn check(
         Ok(plan) => plan,
         Err(e) => {
             // Offsets are into the string's contents, which start after the opening quote.
-            let span = match e.span.clone() {
-                Some(r) => Span::new(
-                    lit.start as usize + 1 + r.start,
-                    lit.start as usize + 1 + r.end,
-                ),
-                None => *lit,
-            };
-            diags
-                .push(Diagnostic::error(span, e.message.clone()).with_label("in these subscripts"));
+            diags.push(
+                Diagnostic::error(in_literal(*lit, e.span), e.message)
+                    .with_label("in these subscripts"),
+            );
             return None;
         }
     };
     for note in &plan.notes {
-        diags.push(Diagnostic::note(*lit, note.clone()));
+        diags.push(Diagnostic::note(in_literal(*lit, note.span.clone()), note.message.clone()));
     }
     let g = einsum::to_generic(&plan, &values);
     let ty = TensorType {
