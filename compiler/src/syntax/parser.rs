@@ -36,8 +36,9 @@ struct Failed;
 
 type PResult<T> = Result<T, Failed>;
 
-/// Binding strength of the binary operators, loosest first.
-fn precedence(op: BinOp) -> u8 {
+/// Binding strength of the binary operators, loosest first (shared with the printer, so that
+/// what it prints parses back to the same tree).
+pub(crate) fn precedence(op: BinOp) -> u8 {
     match op {
         BinOp::Or => 1,
         BinOp::And => 2,
@@ -53,11 +54,6 @@ pub(crate) const PREFIX_PRECEDENCE: u8 = 6;
 /// Comparisons do not chain: `a < b < c` is an error.
 pub(crate) fn is_comparison(op: BinOp) -> bool {
     precedence(op) == 3
-}
-
-/// The precedence of `op` as used by the printer (same table as the parser).
-pub(crate) fn binary_precedence(op: BinOp) -> u8 {
-    precedence(op)
 }
 
 fn binary_op(kind: Tok) -> Option<BinOp> {
@@ -76,6 +72,16 @@ fn binary_op(kind: Tok) -> Option<BinOp> {
         Tok::Slash => BinOp::Div,
         _ => return None,
     })
+}
+
+/// `lhs op rhs`. Kept out of [`Parser::binary`] so that its temporaries do not enlarge the
+/// recursive frame.
+#[inline(never)]
+fn join(op: BinOp, lhs: Expr, rhs: Expr) -> Expr {
+    Expr {
+        span: lhs.span.to(rhs.span),
+        kind: ExprKind::Binary(op, Box::new(lhs), Box::new(rhs)),
+    }
 }
 
 struct Parser<'a> {
@@ -245,15 +251,25 @@ impl<'a> Parser<'a> {
             if let Some(tok) = self.eat(close) {
                 return Ok((items, tok));
             }
-            let diag = self.error_expected(&format!("`,` or {} {context}", close.describe()));
-            let diag = if self.at(Tok::Assign) && close == Tok::RParen {
-                diag.with_help("to compare two values, write `==`")
-            } else {
-                diag
-            };
-            self.report(diag);
-            return Err(Failed);
+            return self.unfinished_list(close, context);
         }
+    }
+
+    // The error paths of the recursive functions live in separate, never-inlined functions:
+    // a frame holds room for every diagnostic its function might build, and those frames are
+    // stacked once per nesting level.
+
+    #[cold]
+    #[inline(never)]
+    fn unfinished_list<T>(&mut self, close: Tok, context: &str) -> PResult<T> {
+        let diag = self.error_expected(&format!("`,` or {} {context}", close.describe()));
+        let diag = if self.at(Tok::Assign) && close == Tok::RParen {
+            diag.with_help("to compare two values, write `==`")
+        } else {
+            diag
+        };
+        self.report(diag);
+        Err(Failed)
     }
 
     // ----- items --------------------------------------------------------------------------
@@ -290,9 +306,9 @@ impl<'a> Parser<'a> {
         Program { items }
     }
 
-    /// Skips at least one token, then up to the next `dims`, `kernel` or the end.
+    /// Skips up to the next `dims`, `kernel` or the end. (Progress is certain: item parsers
+    /// consume their keyword before they can fail, and other tokens are skipped here.)
     fn skip_to_item(&mut self) {
-        self.bump();
         while !matches!(self.peek().kind, Tok::Dims | Tok::Kernel | Tok::Eof) {
             self.bump();
         }
@@ -542,10 +558,10 @@ impl<'a> Parser<'a> {
         }
     }
 
-    /// After a bad statement: skips at least one token, then up to a `;`, the closing brace,
-    /// the next statement or the next item.
+    /// After a bad statement: skips up to a `;`, the closing brace, the next statement or the
+    /// next item. (Progress is certain: the body loop consumes or stops at those tokens itself,
+    /// and a statement consumes its first name before it can fail.)
     fn skip_to_stmt(&mut self) {
-        self.bump();
         loop {
             match self.peek().kind {
                 Tok::Semi | Tok::RBrace | Tok::Eof | Tok::Kernel | Tok::Dims => return,
@@ -651,163 +667,193 @@ impl<'a> Parser<'a> {
             if prec < min_prec {
                 break;
             }
-            let op_tok = self.bump();
+            let op_span = self.bump().span;
             if is_comparison(op) && chained_comparison {
-                self.report(
-                    Diagnostic::error(op_tok.span, "comparisons cannot be chained")
-                        .with_label("second comparison")
-                        .with_secondary(lhs.span, "this is already a comparison")
-                        .with_help("combine them with `&&`: `a < b && b < c`"),
-                );
+                self.chained_comparison(op_span, lhs.span);
             }
             chained_comparison = is_comparison(op);
             let rhs = self.binary(prec + 1)?;
-            lhs = Expr {
-                span: lhs.span.to(rhs.span),
-                kind: ExprKind::Binary(op, Box::new(lhs), Box::new(rhs)),
-            };
+            lhs = join(op, lhs, rhs);
         }
         Ok(lhs)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn chained_comparison(&mut self, op: Span, lhs: Span) {
+        self.report(
+            Diagnostic::error(op, "comparisons cannot be chained")
+                .with_label("second comparison")
+                .with_secondary(lhs, "this is already a comparison")
+                .with_help("combine them with `&&`: `a < b && b < c`"),
+        );
     }
 
     /// Prefix operators and primaries. Every nested expression passes through here, so this
     /// is where the nesting depth is counted.
     fn unary(&mut self) -> PResult<Expr> {
         if self.depth >= MAX_NESTING {
-            let tok = self.peek();
-            self.report(
-                Diagnostic::error(tok.span, "expression nested too deeply")
-                    .with_label(format!("more than {MAX_NESTING} levels deep here"))
-                    .with_help("split the expression into several statements"),
-            );
-            return Err(Failed);
+            return self.too_deep();
         }
         self.depth += 1;
-        let result = self.unary_inner();
+        let result = match self.peek().kind {
+            Tok::Minus => self.prefix(UnOp::Neg),
+            Tok::Bang => self.prefix(UnOp::Not),
+            _ => self.primary(),
+        };
         self.depth -= 1;
         result
     }
 
-    fn unary_inner(&mut self) -> PResult<Expr> {
-        let op = match self.peek().kind {
-            Tok::Minus => UnOp::Neg,
-            Tok::Bang => UnOp::Not,
-            _ => return self.primary(),
-        };
-        let op_tok = self.bump();
+    #[cold]
+    #[inline(never)]
+    fn too_deep(&mut self) -> PResult<Expr> {
+        let tok = self.peek();
+        self.report(
+            Diagnostic::error(tok.span, "expression nested too deeply")
+                .with_label(format!("more than {MAX_NESTING} levels deep here"))
+                .with_help("split the expression into several statements"),
+        );
+        Err(Failed)
+    }
+
+    fn prefix(&mut self, op: UnOp) -> PResult<Expr> {
+        let op_span = self.bump().span;
         let operand = self.unary()?;
         Ok(Expr {
-            span: op_tok.span.to(operand.span),
+            span: op_span.to(operand.span),
             kind: ExprKind::Unary(op, Box::new(operand)),
         })
     }
 
     fn primary(&mut self) -> PResult<Expr> {
         let tok = self.peek();
-        match tok.kind {
-            Tok::Number => {
-                self.bump();
-                Ok(Expr {
-                    kind: ExprKind::Number(self.slice(tok.span).to_string()),
-                    span: tok.span,
-                })
-            }
-            Tok::Inf => {
-                self.bump();
-                Ok(Expr {
-                    kind: ExprKind::Inf,
-                    span: tok.span,
-                })
-            }
-            Tok::LParen => {
-                self.bump();
-                let inner = self.expr()?;
-                self.expect(Tok::RParen, "to close `(`")?;
-                Ok(inner)
-            }
-            Tok::Ident => self.named(),
-            Tok::Str => {
-                self.report(
-                    Diagnostic::error(tok.span, "a string literal cannot be used as a value")
-                        .with_label("unexpected string")
-                        .with_help(
-                            "strings only appear as subscripts: `einsum(\"ij,jk->ik\", A, B)`",
-                        ),
-                );
-                Err(Failed)
-            }
-            _ => {
-                let diag = self.error_expected("an expression");
-                self.report(diag);
-                Err(Failed)
-            }
+        let kind = match tok.kind {
+            Tok::Number => ExprKind::Number(self.slice(tok.span).to_string()),
+            Tok::Inf => ExprKind::Inf,
+            Tok::LParen => return self.parenthesised(),
+            Tok::Ident => return self.named(),
+            _ => return self.not_an_expression(tok),
+        };
+        self.bump();
+        Ok(Expr {
+            kind,
+            span: tok.span,
+        })
+    }
+
+    fn parenthesised(&mut self) -> PResult<Expr> {
+        self.bump();
+        let inner = self.expr()?;
+        if self.eat(Tok::RParen).is_none() {
+            return self.missing(Tok::RParen, "to close `(`");
         }
+        Ok(inner)
+    }
+
+    /// Reports a missing closing token.
+    #[cold]
+    #[inline(never)]
+    fn missing(&mut self, kind: Tok, context: &str) -> PResult<Expr> {
+        self.expect(kind, context)?;
+        Err(Failed)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn not_an_expression(&mut self, tok: Token) -> PResult<Expr> {
+        let diag = if tok.kind == Tok::Str {
+            Diagnostic::error(tok.span, "a string literal cannot be used as a value")
+                .with_label("unexpected string")
+                .with_help("strings only appear as subscripts: `einsum(\"ij,jk->ik\", A, B)`")
+        } else {
+            self.error_expected("an expression")
+        };
+        self.report(diag);
+        Err(Failed)
     }
 
     /// Everything starting with a name: `x`, `A[i, j]`, `sum[j](e)`, `f(a, b)`, `einsum(...)`.
     fn named(&mut self) -> PResult<Expr> {
         let name = self.ident("")?;
-        if name.name == "einsum" && self.at(Tok::LParen) {
-            return self.einsum(name);
-        }
         if self.at(Tok::LParen) {
-            self.bump();
-            let (args, close) = self.delimited(Tok::RParen, "in the arguments", |p| p.expr())?;
-            return Ok(Expr {
-                span: name.span.to(close.span),
-                kind: ExprKind::Call { func: name, args },
-            });
+            if name.name == "einsum" {
+                return self.einsum(name);
+            }
+            return self.call(name);
         }
-        if self.eat(Tok::LBracket).is_none() {
+        if !self.at(Tok::LBracket) {
             return Ok(Expr {
                 span: name.span,
                 kind: ExprKind::Name(name),
             });
         }
+        self.bump();
         let (indices, close) = self.delimited(Tok::RBracket, "in the indices", |p| p.index())?;
-        if !self.at(Tok::LParen) {
-            return Ok(Expr {
-                span: name.span.to(close.span),
-                kind: ExprKind::Access {
-                    tensor: name,
-                    indices,
-                },
-            });
+        if self.at(Tok::LParen) {
+            return self.reduce(name, indices);
         }
-        // `op[i, j](body)`: a reduction, whose indices must be names.
-        let mut vars = Vec::new();
+        Ok(Expr {
+            span: name.span.to(close.span),
+            kind: ExprKind::Access {
+                tensor: name,
+                indices,
+            },
+        })
+    }
+
+    /// `f(a, b)`, after the name.
+    fn call(&mut self, func: Ident) -> PResult<Expr> {
+        self.bump();
+        let (args, close) = self.delimited(Tok::RParen, "in the arguments", |p| p.expr())?;
+        Ok(Expr {
+            span: func.span.to(close.span),
+            kind: ExprKind::Call { func, args },
+        })
+    }
+
+    /// `op[i, j](body)`, after the indices: a reduction, whose indices must be names.
+    fn reduce(&mut self, op: Ident, indices: Vec<IndexExpr>) -> PResult<Expr> {
+        let mut vars = Vec::with_capacity(indices.len());
         for index in indices {
             match index {
                 IndexExpr::Var(id) => vars.push(id),
-                IndexExpr::Fixed(_, span) => {
-                    self.report(
-                        Diagnostic::error(
-                            span,
-                            format!(
-                                "`{}[...]` reduces over index names, not positions",
-                                name.name
-                            ),
-                        )
-                        .with_label("expected an index name"),
-                    );
-                    return Err(Failed);
-                }
+                IndexExpr::Fixed(_, span) => return self.position_in_reduction(&op, span),
             }
         }
         self.bump();
         let body = self.expr()?;
-        let close = self.expect(Tok::RParen, &format!("to close `{}[...](`", name.name))?;
+        let Some(close) = self.eat(Tok::RParen) else {
+            return self.missing(Tok::RParen, "to close the reduction's `(`");
+        };
         Ok(Expr {
-            span: name.span.to(close.span),
+            span: op.span.to(close.span),
             kind: ExprKind::Reduce {
-                op: name,
+                op,
                 indices: vars,
                 body: Box::new(body),
             },
         })
     }
 
-    /// `einsum("subscripts", A, B)`, after the name.
+    #[cold]
+    #[inline(never)]
+    fn position_in_reduction(&mut self, op: &Ident, span: Span) -> PResult<Expr> {
+        self.report(
+            Diagnostic::error(
+                span,
+                format!(
+                    "`{}[...]` works along index names, not fixed positions",
+                    op.name
+                ),
+            )
+            .with_label("expected an index name"),
+        );
+        Err(Failed)
+    }
+
+    /// `einsum("subscripts", A, B)`, after the name. Its operands are plain names, so it
+    /// does not recurse.
     fn einsum(&mut self, name: Ident) -> PResult<Expr> {
         self.bump();
         let sub_tok = self.peek();

@@ -7,7 +7,7 @@ use super::ast::{
     DimsDecl, Expr, ExprKind, GradKernel, IndexExpr, Item, Kernel, Program, ShapeDim, Stmt,
     TensorDecl, UnOp,
 };
-use super::parser::{binary_precedence, is_comparison, PREFIX_PRECEDENCE};
+use super::parser::{is_comparison, precedence, PREFIX_PRECEDENCE};
 use std::fmt::Write;
 
 /// Signatures longer than this are printed one declaration per line.
@@ -137,7 +137,7 @@ pub fn print_expr(e: &Expr) -> String {
 /// parentheses.
 fn expr_precedence(e: &Expr) -> u8 {
     match &e.kind {
-        ExprKind::Binary(op, _, _) => binary_precedence(*op),
+        ExprKind::Binary(op, _, _) => precedence(*op),
         ExprKind::Unary(_, _) => PREFIX_PRECEDENCE,
         _ => PREFIX_PRECEDENCE + 1,
     }
@@ -175,7 +175,7 @@ fn write_expr(out: &mut String, e: &Expr) {
             );
         }
         ExprKind::Binary(op, lhs, rhs) => {
-            let prec = binary_precedence(*op);
+            let prec = precedence(*op);
             // Left-associative operators accept an equal-precedence left operand; comparisons
             // do not chain, so they need parentheses on both sides.
             let lhs_parens = if is_comparison(*op) {
