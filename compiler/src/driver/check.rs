@@ -36,7 +36,8 @@ pub(crate) fn read_source(path: &Path) -> Result<SourceFile, String> {
         Ok(text) => Ok(SourceFile::new(shown, text)),
         Err(e) => {
             let offset = e.utf8_error().valid_up_to();
-            let valid = String::from_utf8_lossy(e.as_bytes().get(..offset).unwrap_or_default()).into_owned();
+            let valid = String::from_utf8_lossy(e.as_bytes().get(..offset).unwrap_or_default())
+                .into_owned();
             let (line, col) = SourceFile::new("", valid).line_col(u32::MAX);
             Err(format!(
                 "{shown}:{line}:{col}: the file is not valid UTF-8 (bad byte at offset {offset})"

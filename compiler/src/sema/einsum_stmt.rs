@@ -88,7 +88,10 @@ pub(crate) fn check(
         }
     };
     for note in &plan.notes {
-        diags.push(Diagnostic::note(in_literal(*lit, note.span.clone()), note.message.clone()));
+        diags.push(Diagnostic::note(
+            in_literal(*lit, note.span.clone()),
+            note.message.clone(),
+        ));
     }
     let g = einsum::to_generic(&plan, &values);
     let ty = TensorType {
