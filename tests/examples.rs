@@ -1,6 +1,11 @@
 //! Every `examples/*.ein` file checks without errors, lowers to tensor IR that verifies, and
 //! computes (in the reference interpreter) what explicit loops in this file compute.
 
+// Helpers outside #[test] functions unwrap too: a panic is a test failure with a location.
+#![allow(clippy::unwrap_used)]
+// The expected values are written as the textbook index loops on purpose.
+#![allow(clippy::needless_range_loop)]
+
 use einc_compiler::diag::Severity;
 use einc_compiler::interp;
 use einc_compiler::ir::tensor::printer::print_module;

@@ -2,6 +2,9 @@
 //! the line:col of its primary label (and of its secondary labels where both places matter).
 //! Positions are computed here from the source text, independently of the compiler.
 
+// Helpers outside #[test] functions unwrap too: a panic is a test failure with a location.
+#![allow(clippy::unwrap_used)]
+
 use einc_compiler::diag::{Diagnostic, Severity};
 use einc_compiler::ir::tensor::printer::print_module;
 use einc_compiler::ir::tensor::verify::verify_module;

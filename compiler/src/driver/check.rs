@@ -45,3 +45,49 @@ pub(crate) fn read_source(path: &Path) -> Result<SourceFile, String> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_file(name: &str, bytes: &[u8]) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("einc-check-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    #[test]
+    fn a_missing_file_is_named() {
+        let err = read_source(Path::new("/nonexistent/k.ein")).unwrap_err();
+        assert!(err.starts_with("cannot read /nonexistent/k.ein: "), "{err}");
+    }
+
+    #[test]
+    fn non_utf8_text_is_located_by_line_and_column() {
+        let path = temp_file("bad.ein", b"dims N\n# caf\xc3\xa9 \xff\n");
+        let err = read_source(&path).unwrap_err();
+        let shown = path.display();
+        // Line 2: `# café ` is 7 characters, so the bad byte is in column 8 (byte offset 15).
+        assert_eq!(
+            err,
+            format!("{shown}:2:8: the file is not valid UTF-8 (bad byte at offset 15)")
+        );
+    }
+
+    #[test]
+    fn exit_status_is_0_without_errors_even_with_warnings_and_1_with_errors() {
+        let ok = temp_file(
+            "ok.ein",
+            b"dims N\nkernel f(A: f32[N]) -> (B: f32[N]) {\n    B[i] = A[i]\n}\n\
+              kernel g = grad(f, wrt: [A])\n",
+        );
+        assert_eq!(run(Args { file: ok }, false), ExitCode::SUCCESS);
+        let bad = temp_file(
+            "bad_index.ein",
+            b"dims N\nkernel f(A: f32[N]) -> (B: f32[N]) {\n    B[i] = A[j]\n}\n",
+        );
+        assert_eq!(run(Args { file: bad }, false), ExitCode::from(1));
+    }
+}

@@ -551,7 +551,7 @@ impl Cx<'_> {
                 }
             }
         }
-        ok.then(|| TExpr {
+        ok.then_some(TExpr {
             kind: TKind::Access { value, axes },
             dtype: Some(ty.dtype),
             escapes,
@@ -1132,9 +1132,7 @@ impl Cx<'_> {
                 self.fail(
                     Diagnostic::error(span, format!("a fractional literal cannot be {d}"))
                         .with_label(format!("used as {d} here"))
-                        .with_help(format!(
-                            "write an integer, or convert the expression with f32(...)"
-                        )),
+                        .with_help("write an integer, or convert the expression with f32(...)"),
                 );
                 return None;
             }
