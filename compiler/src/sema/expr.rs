@@ -143,6 +143,19 @@ fn leaf(kind: TKind, dtype: Option<DType>, span: Span) -> TExpr {
     }
 }
 
+/// Brackets with `rank` example index names (`[i, j]`; empty for rank 0), for hints.
+pub(crate) fn example_access(rank: usize) -> String {
+    if rank == 0 {
+        return String::new();
+    }
+    let names: Vec<&str> = ["i", "j", "k", "l", "m", "n"]
+        .into_iter()
+        .cycle()
+        .take(rank)
+        .collect();
+    format!("[{}]", names.join(", "))
+}
+
 /// "1 index", "2 indices".
 pub(crate) fn count_indices(n: usize) -> String {
     if n == 1 {
@@ -425,11 +438,6 @@ impl Cx<'_> {
                     ));
                 }
                 let rank = ty.shape.len();
-                let example: Vec<&str> = ["i", "j", "k", "l", "m", "n"]
-                    .into_iter()
-                    .cycle()
-                    .take(rank)
-                    .collect();
                 self.error(
                     Diagnostic::error(
                         id.span,
@@ -441,9 +449,9 @@ impl Cx<'_> {
                     .with_label("a tensor without indices")
                     .with_secondary(decl, format!("declared with rank {rank} here"))
                     .with_help(format!(
-                        "write `{}[{}]`",
+                        "write `{}{}`",
                         id.name,
-                        example.join(", ")
+                        example_access(rank)
                     )),
                 )
             }

@@ -113,16 +113,7 @@ pub(crate) fn check_kernel(
                 .with_help(format!(
                     "add a statement `{}{} = ...` to the kernel",
                     out.name.name,
-                    if out.shape.is_empty() {
-                        String::new()
-                    } else {
-                        let idx: Vec<&str> = ["i", "j", "k", "l", "m", "n"]
-                            .into_iter()
-                            .cycle()
-                            .take(out.shape.len())
-                            .collect();
-                        format!("[{}]", idx.join(", "))
-                    }
+                    expr::example_access(out.shape.len())
                 )),
             ),
         }
