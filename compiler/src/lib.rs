@@ -8,5 +8,6 @@ pub mod diag;
 pub mod driver;
 pub mod interp;
 pub mod ir;
+pub mod npy;
 pub mod sema;
 pub mod syntax;

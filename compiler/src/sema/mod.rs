@@ -1,2 +1,226 @@
 //! Semantic analysis: names, dims, free and dummy indices, shapes and dtypes; lowers a checked
 //! program (or a numpy subscripts string) to tensor IR.
+//!
+//! [`check_program`] checks every item of a parsed file and lowers each kernel to one
+//! [`Function`](crate::ir::tensor::Function); all errors of a file are reported (a statement
+//! that fails poisons its target, so later uses are not reported again).
+//!
+//! # Rules
+//!
+//! **Dims.** `dims` declarations are file-level. A dim declared twice is an error showing both
+//! places. A shape entry naming an undeclared dim is an error with a hint to declare it. A fixed
+//! dim (`dims N = 3`) equals the literal extent 3.
+//!
+//! **Tensors.** Parameters and outputs are declared; a local gets its type from its defining
+//! statement (dtype from the right side, shape from the extents of its left indices). Each
+//! name is defined once (a redefinition shows both places); parameters cannot be assigned; a
+//! tensor used before (or in) its definition is an error; every output must be assigned (error
+//! at its declaration). Dims and tensors share one namespace. `delta`, `eps`, `inf`, `grad`,
+//! `einsum` and the function and reduction names are reserved.
+//!
+//! **Left-hand side.** `S[i, j] = ...` defines the free indices L. Indices on the left are
+//! distinct identifiers ("an output index cannot repeat"; no fixed positions); an output's left
+//! side has its declared rank.
+//!
+//! **Einstein's rule, per product term.** A term is a maximal chain of factors joined by `*` and
+//! `/` (negations included). Each index occurrence is counted: `A[i, i]` counts `i` twice; a
+//! nested factor (function call, reduction, parenthesised sum) counts each index escaping it
+//! once. An index that is *protected* — in L, or reduced by an enclosing explicit reduction —
+//! is never summed implicitly. Any other index occurring twice or more is a dummy: the term is
+//! summed over it (three or more occurrences add a note that Einstein's convention expects
+//! pairs). Other indices escape the term. A sum or difference of terms escapes the union of its
+//! terms' indices, so a left index missing from a term broadcasts over it
+//! (`C[i,j] = A[i,j] + b[j]`). Function arguments are analysed the same way, so
+//! `y[i] = relu(W[i,j] * x[j] + b[i])` sums `j` inside `relu`. At the top of the statement, an
+//! escaping index not in L is an error ("is free on the right but not on the left", with a
+//! hint to write `sum[k](...)`), and an index of L occurring nowhere on the right is an error.
+//!
+//! **Explicit reductions.** `sum`, `max`, `min`, `prod` over `[j, ...]` remove the listed indices,
+//! which must occur in the operand and must not be in L; `softmax[j](e)` keeps its indices and
+//! normalises along j; `logsumexp[j](e)` removes j. Inside the operand the listed indices are
+//! protected, so `sum[j](A[i,j] * x[j])` and `max[j](A[i,j] * x[j])` work along j.
+//!
+//! **Accesses.** The number of indices equals the tensor's rank; a fixed position must be below
+//! a known extent. `delta[i, j, ...]` (rank ≥ 2, equal extents) and `eps[i, j, k, ...]` (rank n:
+//! every index has extent n) are built in; both take index variables only.
+//!
+//! **Extents.** An index's extent comes from the axes it addresses; all must agree within the
+//! statement (a mismatch shows both places: "`j` is 4 in `A` but 5 in `B`", or "`j` has extent D
+//! in `A` but K in `B`"), including the declared shape of an output on the left. An index
+//! used only by `delta` takes the extent of its partners; one whose extent cannot be inferred at
+//! all is an error.
+//!
+//! **Functions.** Unary `exp log sqrt rsqrt tanh sigmoid relu abs neg`, binary `max min pow`,
+//! `where(cond, a, b)` and the casts `f32 f64 i32 i64`; wrong arity is an error. A condition
+//! compares index variables (as `i64`), numbers, dims or values, combined with `&&`, `||`, `!`;
+//! bare names in a condition that are not tensors or dims are index variables. The
+//! transcendental functions (and `pow`, `softmax`, `logsumexp`) need floats.
+//!
+//! **Dtypes.** Binary operations need equal dtypes (the error names both). Literals, `inf`,
+//! dims used as values and `delta`/`eps` adopt the dtype of their context; at the top that is
+//! the statement's dtype: the declared dtype of an output, else the operands' dtype, else
+//! `f32`. Integer literals fit anywhere their value fits; a fractional literal or `inf` in an
+//! integer context is an error. A bare name is a rank-0 tensor or a dim (its extent); a bare
+//! name of a tensor of rank > 0 is an error with a hint to index it.
+//!
+//! **einsum.** `C = einsum("...", A, B)` must be the whole right side, with an unbracketed
+//! left side; numpy's semantics (and dtype promotion) apply; the plan's notes become notes.
+//!
+//! **grad.** `kernel g = grad(f, wrt: [...])` is checked (`f` must be a kernel, each `wrt` one of
+//! its parameters) and then skipped with a warning: automatic differentiation is not supported
+//! yet.
+//!
+//! # Lowering
+//!
+//! One function per kernel: parameters first (named as declared), results named after the
+//! outputs. See [`lower`] for how statements become generics.
+
+pub mod einsum;
+mod einsum_stmt;
+mod expr;
+mod kernel;
+mod lower;
+mod scope;
+mod types;
+
+use crate::diag::Diagnostic;
+use crate::ir::tensor::Module;
+use crate::syntax::ast::{self, Item};
+use scope::{DimEntry, Dims};
+
+/// Checks a parsed program and lowers every kernel to tensor IR. Diagnostics include warnings
+/// and notes; the module is returned only when there are no errors.
+pub fn check_program(program: &ast::Program) -> (Option<Module>, Vec<Diagnostic>) {
+    let mut diags = Vec::new();
+    let dims = collect_dims(program, &mut diags);
+    let mut funcs = Vec::new();
+    let mut kernels: Vec<(&ast::Ident, Option<&ast::Kernel>)> = Vec::new();
+    for item in &program.items {
+        let (name, kernel) = match item {
+            Item::Dims(_) => continue,
+            Item::Kernel(k) => (&k.name, Some(k)),
+            Item::Grad(g) => (&g.name, None),
+        };
+        if let Some((prev, _)) = kernels.iter().find(|(n, _)| n.name == name.name) {
+            diags.push(
+                Diagnostic::error(
+                    name.span,
+                    format!("kernel `{}` is defined twice", name.name),
+                )
+                .with_label("defined again here")
+                .with_secondary(prev.span, "first defined here"),
+            );
+            continue;
+        }
+        kernel::check_reserved(name, "kernel", &mut diags);
+        kernels.push((name, kernel));
+        if let Some(k) = kernel {
+            if let Some(f) = kernel::check_kernel(k, &dims, &mut diags) {
+                funcs.push(f);
+            }
+        }
+    }
+    for item in &program.items {
+        if let Item::Grad(g) = item {
+            check_grad(g, &kernels, &mut diags);
+        }
+    }
+    if diags.iter().any(Diagnostic::is_error) {
+        return (None, diags);
+    }
+    (
+        Some(Module {
+            dims: dims.defs(),
+            funcs,
+        }),
+        diags,
+    )
+}
+
+/// Parse + check, for convenience (returns parse diagnostics if parsing fails).
+pub fn compile_source(text: &str) -> (Option<Module>, Vec<Diagnostic>) {
+    let (program, parse_diags) = crate::syntax::parse(text);
+    if parse_diags.iter().any(Diagnostic::is_error) {
+        return (None, parse_diags);
+    }
+    let (module, mut diags) = check_program(&program);
+    let mut all = parse_diags;
+    all.append(&mut diags);
+    (module, all)
+}
+
+fn collect_dims(program: &ast::Program, diags: &mut Vec<Diagnostic>) -> Dims {
+    let mut dims = Dims::default();
+    for item in &program.items {
+        let Item::Dims(decl) = item else { continue };
+        for d in &decl.dims {
+            if let Some(prev) = dims.get(&d.name.name) {
+                diags.push(
+                    Diagnostic::error(
+                        d.name.span,
+                        format!("dim `{}` is declared twice", d.name.name),
+                    )
+                    .with_label("declared again here")
+                    .with_secondary(prev.span, "first declared here"),
+                );
+                continue;
+            }
+            if !kernel::check_reserved(&d.name, "dim", diags) {
+                continue;
+            }
+            dims.add(DimEntry {
+                name: d.name.name.clone(),
+                span: d.name.span,
+                value: d.value.map(|(v, _)| v),
+            });
+        }
+    }
+    dims
+}
+
+fn check_grad(
+    g: &ast::GradKernel,
+    kernels: &[(&ast::Ident, Option<&ast::Kernel>)],
+    diags: &mut Vec<Diagnostic>,
+) {
+    let of = kernels
+        .iter()
+        .find(|(n, _)| n.name == g.of.name)
+        .and_then(|(_, k)| *k);
+    let Some(of) = of else {
+        diags.push(
+            Diagnostic::error(g.of.span, format!("no kernel named `{}`", g.of.name))
+                .with_label("grad of what?")
+                .with_help("name a kernel defined in this file"),
+        );
+        return;
+    };
+    let mut ok = true;
+    for w in &g.wrt {
+        if !of.params.iter().any(|p| p.name.name == w.name) {
+            let names: Vec<&str> = of.params.iter().map(|p| p.name.name.as_str()).collect();
+            diags.push(
+                Diagnostic::error(
+                    w.span,
+                    format!("`{}` is not a parameter of `{}`", w.name, of.name.name),
+                )
+                .with_label("not a parameter")
+                .with_secondary(of.name.span, "kernel defined here")
+                .with_help(format!("its parameters are {}", names.join(", "))),
+            );
+            ok = false;
+        }
+    }
+    if ok {
+        diags.push(
+            Diagnostic::warning(
+                g.span,
+                format!(
+                    "automatic differentiation (`grad`) is not supported yet; kernel `{}` is skipped",
+                    g.name.name
+                ),
+            )
+            .with_label("not compiled"),
+        );
+    }
+}

@@ -1,0 +1,606 @@
+//! Semantic errors, warnings and notes of `.ein` programs: each asserted on its message and on
+//! the line:col of its primary label (and of its secondary labels where both places matter).
+//! Positions are computed here from the source text, independently of the compiler.
+
+// Helpers outside #[test] functions unwrap too: a panic is a test failure with a location.
+#![allow(clippy::unwrap_used)]
+
+use einc_compiler::diag::{Diagnostic, Severity};
+use einc_compiler::ir::tensor::printer::print_module;
+use einc_compiler::ir::tensor::verify::verify_module;
+use einc_compiler::sema::compile_source;
+
+/// Line and column (1-based, in characters) of byte offset `at` of `src`.
+fn line_col(src: &str, at: usize) -> (usize, usize) {
+    let (mut line, mut col) = (1, 1);
+    for (k, c) in src.char_indices() {
+        if k == at {
+            break;
+        }
+        if c == '\n' {
+            line += 1;
+            col = 1;
+        } else {
+            col += 1;
+        }
+    }
+    (line, col)
+}
+
+/// Position of the `nth` (0-based) occurrence of `needle`, plus `skip` bytes into it.
+fn pos(src: &str, needle: &str, nth: usize, skip: usize) -> (usize, usize) {
+    let at = src
+        .match_indices(needle)
+        .nth(nth)
+        .unwrap_or_else(|| panic!("`{needle}` #{nth} not in source"))
+        .0;
+    line_col(src, at + skip)
+}
+
+fn all(src: &str) -> Vec<Diagnostic> {
+    let (module, diags) = compile_source(src);
+    assert_eq!(
+        module.is_some(),
+        !diags.iter().any(Diagnostic::is_error),
+        "a module is returned exactly when there are no errors"
+    );
+    diags
+}
+
+fn errors(src: &str) -> Vec<Diagnostic> {
+    all(src).into_iter().filter(Diagnostic::is_error).collect()
+}
+
+/// The only error of `src`.
+fn one_error(src: &str) -> Diagnostic {
+    let e = errors(src);
+    assert_eq!(e.len(), 1, "{e:#?}");
+    e.into_iter().next().unwrap()
+}
+
+fn at(src: &str, d: &Diagnostic) -> (usize, usize) {
+    line_col(src, d.primary.span.start as usize)
+}
+
+fn secondary_at(src: &str, d: &Diagnostic) -> Vec<(usize, usize)> {
+    d.secondary
+        .iter()
+        .map(|l| line_col(src, l.span.start as usize))
+        .collect()
+}
+
+fn ir(src: &str) -> String {
+    let (module, diags) = compile_source(src);
+    let module = module.unwrap_or_else(|| panic!("{diags:#?}"));
+    verify_module(&module).unwrap();
+    print_module(&module)
+}
+
+// ----- the table of LANGUAGE.md ----------------------------------------------------------------
+
+#[test]
+fn index_free_on_the_right_only() {
+    let src = "dims I, J, K\n\
+               kernel f(A: f32[I, J], B: f32[J, K]) -> (C: f32[I, J]) {\n    \
+               C[i, j] = A[i, j] * B[j, k]\n}\n";
+    let d = one_error(src);
+    assert_eq!(
+        d.message,
+        "index `k` is free on the right but not on the left"
+    );
+    assert_eq!(at(src, &d), pos(src, "k]", 0, 0));
+    assert_eq!(at(src, &d), (3, 30));
+    assert_eq!(
+        d.help.as_deref(),
+        Some("write sum[k](...) to reduce over k, or add k to the left-hand side")
+    );
+}
+
+#[test]
+fn index_only_on_the_left_and_index_only_on_the_right_are_both_reported() {
+    let src = "dims N\n\
+               kernel f(A: f32[N, N], u: f32[N]) -> (v: f32[N]) {\n    \
+               v[i] = A[j, k] * u[k]\n}\n";
+    let e = errors(src);
+    let messages: Vec<&str> = e.iter().map(|d| d.message.as_str()).collect();
+    assert_eq!(
+        messages,
+        [
+            "index `i` is not on the right-hand side",
+            "index `j` is free on the right but not on the left"
+        ]
+    );
+    assert_eq!(at(src, &e[0]), (3, 7));
+    assert_eq!(at(src, &e[1]), (3, 14));
+}
+
+#[test]
+fn fixed_extent_mismatch_shows_both_places() {
+    let src = "kernel f(A: f32[3, 4], B: f32[5, 2]) -> (C: f32[3, 2]) {\n    \
+               C[i, k] = A[i, j] * B[j, k]\n}\n";
+    let d = one_error(src);
+    assert_eq!(d.message, "`j` is 4 in `A` but 5 in `B`");
+    assert_eq!(at(src, &d), pos(src, "j, k]", 0, 0));
+    assert_eq!(at(src, &d), (2, 27));
+    assert_eq!(secondary_at(src, &d), [pos(src, "j]", 0, 0)]);
+    assert_eq!(secondary_at(src, &d), [(2, 20)]);
+    assert_eq!(d.primary.message, "`j` is 5 here");
+    assert_eq!(d.secondary[0].message, "`j` is 4 here");
+}
+
+#[test]
+fn output_index_cannot_repeat() {
+    let src = "dims N\n\
+               kernel f(A: f32[N, N]) -> (C: f32[N, N]) {\n    C[i, i] = A[i, j]\n}\n";
+    let e = errors(src);
+    assert_eq!(
+        e[0].message,
+        "an output index cannot repeat: `i` appears twice on the left"
+    );
+    assert_eq!(at(src, &e[0]), (3, 10));
+    assert_eq!(secondary_at(src, &e[0]), [(3, 7)]);
+}
+
+#[test]
+fn einsum_summing_an_index_alone_is_valid_with_a_note() {
+    let src = "dims I, J, K\n\
+               kernel f(A: f32[I, J], B: f32[J, K]) -> (C: f32[I, J]) {\n    \
+               C = einsum(\"ij,jk->ij\", A, B)\n}\n";
+    let d = all(src);
+    assert_eq!(d.len(), 1, "{d:#?}");
+    assert_eq!(d[0].severity, Severity::Note);
+    assert!(d[0].message.contains("`k` is summed"), "{}", d[0].message);
+    assert!(d[0].message.contains("not a matmul"), "{}", d[0].message);
+    // The note points at the `k` inside the string literal.
+    assert_eq!(at(src, &d[0]), pos(src, "k->", 0, 0));
+}
+
+#[test]
+fn three_occurrences_are_summed_with_a_note() {
+    let src = "dims N\n\
+               kernel f(A: f32[N], B: f32[N], C: f32[N]) -> (t: f32) {\n    \
+               t = A[i] * B[i] * C[i]\n}\n";
+    let d = all(src);
+    assert_eq!(d.len(), 1, "{d:#?}");
+    assert_eq!(d[0].severity, Severity::Note);
+    assert_eq!(
+        d[0].message,
+        "Einstein's convention expects pairs; `i` appears 3 times and is summed"
+    );
+    assert_eq!(at(src, &d[0]), (3, 9));
+    assert!(ir(src).contains("reduce add over (i) { mul(mul(%0, %1), %2) }"));
+}
+
+// ----- dims ------------------------------------------------------------------------------------
+
+#[test]
+fn dim_declared_twice_shows_both() {
+    let src = "dims N, M\ndims N\nkernel f(A: f32[N]) -> (B: f32[N]) {\n    B[i] = A[i]\n}\n";
+    let d = one_error(src);
+    assert_eq!(d.message, "dim `N` is declared twice");
+    assert_eq!(at(src, &d), (2, 6));
+    assert_eq!(secondary_at(src, &d), [(1, 6)]);
+}
+
+#[test]
+fn undeclared_dim_has_a_hint() {
+    let src = "dims N\nkernel f(A: f32[N, Q]) -> (B: f32[N]) {\n    B[i] = A[i, 0]\n}\n";
+    let d = one_error(src);
+    assert_eq!(d.message, "undeclared dim `Q`");
+    assert_eq!(at(src, &d), (2, 20));
+    assert_eq!(
+        d.help.as_deref(),
+        Some("declare it at the top of the file: `dims Q`")
+    );
+}
+
+#[test]
+fn fixed_dims_equal_literal_extents() {
+    let ok =
+        "dims N = 3\nkernel f(A: f32[N], B: f32[3]) -> (C: f32[N]) {\n    C[i] = A[i] + B[i]\n}\n";
+    assert!(all(ok).is_empty());
+    let bad =
+        "dims N = 3\nkernel f(A: f32[N], B: f32[4]) -> (C: f32[N]) {\n    C[i] = A[i] + B[i]\n}\n";
+    let d = one_error(bad);
+    assert_eq!(d.message, "`i` has extent N (= 3) in `A` but 4 in `B`");
+    assert_eq!(at(bad, &d), (3, 21));
+    assert_eq!(secondary_at(bad, &d), [(3, 14)]);
+}
+
+#[test]
+fn symbolic_extent_mismatch_names_both_dims() {
+    let src = "dims I, D, K\n\
+               kernel f(A: f32[I, D], B: f32[K, I]) -> (C: f32[I, I]) {\n    \
+               C[i, k] = A[i, j] * B[j, k]\n}\n";
+    let d = one_error(src);
+    assert_eq!(d.message, "`j` has extent D in `A` but K in `B`");
+    assert_eq!(at(src, &d), (3, 27));
+    assert_eq!(secondary_at(src, &d), [(3, 20)]);
+}
+
+#[test]
+fn extent_must_match_the_declared_output_shape() {
+    let src = "dims I, J\nkernel f(A: f32[I, J]) -> (B: f32[J, I]) {\n    B[i, j] = A[i, j]\n}\n";
+    let e = errors(src);
+    assert_eq!(e.len(), 2, "{e:#?}");
+    assert_eq!(e[0].message, "`i` has extent I in `A` but J in `B`");
+    assert_eq!(at(src, &e[0]), (3, 7));
+    assert_eq!(secondary_at(src, &e[0]), [(3, 17)]);
+    assert_eq!(e[1].message, "`j` has extent J in `A` but I in `B`");
+}
+
+// ----- tensors ---------------------------------------------------------------------------------
+
+#[test]
+fn redefinition_shows_both() {
+    let src = "dims N\nkernel f(A: f32[N]) -> (B: f32[N]) {\n    S[i] = A[i]\n    S[i] = A[i]\n    B[i] = S[i]\n}\n";
+    let d = one_error(src);
+    assert_eq!(d.message, "`S` is defined twice");
+    assert_eq!(at(src, &d), (4, 5));
+    assert_eq!(secondary_at(src, &d), [(3, 5)]);
+}
+
+#[test]
+fn parameters_cannot_be_assigned() {
+    let src = "dims N\nkernel f(A: f32[N]) -> (B: f32[N]) {\n    A[i] = A[i]\n    B[i] = A[i]\n}\n";
+    let d = one_error(src);
+    assert_eq!(d.message, "cannot assign to parameter `A`");
+    assert_eq!(at(src, &d), (3, 5));
+    assert_eq!(secondary_at(src, &d), [(2, 10)]);
+}
+
+#[test]
+fn use_before_definition() {
+    let src = "dims N\nkernel f(A: f32[N]) -> (B: f32[N]) {\n    B[i] = S[i]\n    S[i] = A[i]\n}\n";
+    let d = one_error(src);
+    assert_eq!(d.message, "`S` is used before its definition");
+    assert_eq!(at(src, &d), (3, 12));
+    assert_eq!(secondary_at(src, &d), [(4, 5)]);
+}
+
+#[test]
+fn unassigned_output_is_reported_at_its_declaration() {
+    let src = "dims N\nkernel f(A: f32[N]) -> (B: f32[N], C: f32) {\n    B[i] = A[i]\n}\n";
+    let d = one_error(src);
+    assert_eq!(d.message, "output `C` is never assigned");
+    assert_eq!(at(src, &d), pos(src, "C: f32", 0, 0));
+}
+
+#[test]
+fn dims_and_tensors_share_one_namespace() {
+    let src = "dims N\nkernel f(N: f32[3]) -> (B: f32[3]) {\n    B[i] = N[i]\n}\n";
+    let d = errors(src);
+    assert_eq!(
+        d[0].message,
+        "`N` is a dim, so it cannot also name a tensor"
+    );
+    assert_eq!(at(src, &d[0]), (2, 10));
+    assert_eq!(secondary_at(src, &d[0]), [(1, 6)]);
+}
+
+#[test]
+fn builtin_and_function_names_are_reserved() {
+    let src =
+        "dims N\nkernel f(A: f32[N]) -> (B: f32[N]) {\n    exp[i] = A[i]\n    B[i] = A[i]\n}\n";
+    let d = one_error(src);
+    assert_eq!(d.message, "`exp` is reserved and cannot name a tensor");
+    assert_eq!(at(src, &d), (3, 5));
+    let src = "dims delta\nkernel f(A: f32[3]) -> (B: f32[3]) {\n    B[i] = A[i]\n}\n";
+    assert_eq!(
+        one_error(src).message,
+        "`delta` is reserved and cannot name a dim"
+    );
+}
+
+#[test]
+fn output_rank_must_match_its_left_side() {
+    let src = "dims N\nkernel f(A: f32[N, N]) -> (B: f32[N, N]) {\n    B[i] = A[i, i]\n}\n";
+    let d = one_error(src);
+    assert_eq!(
+        d.message,
+        "`B` has rank 2 but the left-hand side has 1 index"
+    );
+    assert_eq!(at(src, &d), (3, 5));
+}
+
+#[test]
+fn left_side_takes_no_fixed_positions() {
+    let src = "dims N\nkernel f(A: f32[N]) -> (B: f32[N]) {\n    B[0] = A[0]\n}\n";
+    let d = one_error(src);
+    assert_eq!(
+        d.message,
+        "the left-hand side takes index variables, not positions"
+    );
+    assert_eq!(at(src, &d), (3, 7));
+}
+
+// ----- accesses and reductions -----------------------------------------------------------------
+
+#[test]
+fn access_rank_must_match_the_declaration() {
+    let src = "dims N\nkernel f(A: f32[N, N]) -> (B: f32[N]) {\n    B[i] = A[i]\n}\n";
+    let d = one_error(src);
+    assert_eq!(d.message, "`A` has rank 2 but is indexed with 1 index");
+    assert_eq!(at(src, &d), (3, 12));
+    assert_eq!(secondary_at(src, &d), [(2, 10)]);
+}
+
+#[test]
+fn fixed_position_must_be_in_range() {
+    let src = "kernel f(A: f32[2, 4]) -> (B: f32[4]) {\n    B[i] = A[2, i]\n}\n";
+    let d = one_error(src);
+    assert_eq!(
+        d.message,
+        "position 2 is out of range for axis 0 of `A`, whose extent is 2"
+    );
+    assert_eq!(at(src, &d), (2, 14));
+}
+
+#[test]
+fn reduction_index_must_occur_and_not_be_on_the_left() {
+    let src = "dims N\nkernel f(A: f32[N, N]) -> (B: f32[N]) {\n    B[i] = sum[k](A[i, i])\n}\n";
+    let d = one_error(src);
+    assert_eq!(
+        d.message,
+        "index `k` does not occur in the operand of `sum`"
+    );
+    assert_eq!(at(src, &d), (3, 16));
+    let src = "dims N\nkernel f(A: f32[N, N]) -> (B: f32[N]) {\n    B[i] = max[i](A[i, i])\n}\n";
+    let d = errors(src);
+    assert_eq!(
+        d[0].message,
+        "`i` is on the left-hand side, so `max` cannot reduce over it"
+    );
+    assert_eq!(at(src, &d[0]), (3, 16));
+}
+
+#[test]
+fn unknown_reduction_lists_the_valid_ones() {
+    let src = "dims N\nkernel f(A: f32[N, N]) -> (B: f32[N]) {\n    B[i] = mean[j](A[i, j])\n}\n";
+    let d = one_error(src);
+    assert_eq!(d.message, "unknown reduction `mean`");
+    assert_eq!(at(src, &d), (3, 12));
+    assert_eq!(
+        d.help.as_deref(),
+        Some("the reductions are sum, max, min, prod, softmax, logsumexp")
+    );
+}
+
+#[test]
+fn explicit_reductions_lower_to_one_op_each() {
+    let src =
+        "dims N, M\nkernel f(A: f32[N, M], x: f32[M]) -> (y: f32[N], m: f32[N], l: f32[N]) {\n    \
+               y[i] = sum[j](A[i, j] * x[j])\n    m[i] = max[j](A[i, j] * x[j])\n    \
+               l[i] = logsumexp[j](A[i, j])\n}\n";
+    let text = ir(src);
+    assert!(text.contains("%y = generic (i: N, j: M) ins(%A[i, j], %x[j]) -> [i] reduce add over (j) { mul(%0, %1) } : f32"), "{text}");
+    assert!(text.contains("%m = generic (i: N, j: M) ins(%A[i, j], %x[j]) -> [i] reduce max over (j) { mul(%0, %1) } : f32"), "{text}");
+    assert!(
+        text.contains(
+            "%l.max = generic (i: N, j: M) ins(%A[i, j]) -> [i] reduce max over (j) { %0 } : f32"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "%l = generic (i: N) ins(%l.max[i], %l.sum[i]) -> [i] { add(%0, log(%1)) } : f32"
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn delta_alone_does_not_fix_an_extent() {
+    let src = "dims N\nkernel f(A: f32[N]) -> (B: f32[N]) {\n    B[i] = A[i] * delta[j, j]\n}\n";
+    let d = one_error(src);
+    assert_eq!(d.message, "the extent of index `j` cannot be inferred");
+    assert_eq!(at(src, &d), (3, 25));
+}
+
+#[test]
+fn eps_fixes_its_indices_to_its_rank() {
+    let src = "kernel f(a: f32[4], b: f32[3]) -> (c: f32[3]) {\n    c[i] = eps[i, j, k] * a[j] * b[k]\n}\n";
+    let d = one_error(src);
+    assert_eq!(d.message, "`j` is 3 in `eps` but 4 in `a`");
+    assert_eq!(at(src, &d), (2, 29));
+    assert_eq!(secondary_at(src, &d), [(2, 19)]);
+}
+
+// ----- functions and dtypes --------------------------------------------------------------------
+
+#[test]
+fn wrong_arity_unknown_functions_and_integer_transcendentals() {
+    let src = "dims N\nkernel f(A: f32[N]) -> (B: f32[N]) {\n    B[i] = exp(A[i], A[i])\n}\n";
+    let d = one_error(src);
+    assert_eq!(d.message, "`exp` takes 1 argument but 2 were given");
+    assert_eq!(at(src, &d), (3, 12));
+    let src = "dims N\nkernel f(A: f32[N]) -> (B: f32[N]) {\n    B[i] = gelu(A[i])\n}\n";
+    assert_eq!(one_error(src).message, "unknown function `gelu`");
+    let src = "dims N\nkernel f(A: i32[N]) -> (B: i32[N]) {\n    B[i] = sqrt(A[i])\n}\n";
+    let d = one_error(src);
+    assert_eq!(
+        d.message,
+        "`sqrt` needs a floating-point operand, but this is i32"
+    );
+    assert_eq!(d.help.as_deref(), Some("convert with f32(...)"));
+    assert_eq!(at(src, &d), (3, 17));
+}
+
+#[test]
+fn dtypes_never_mix_silently() {
+    let src =
+        "dims N\nkernel f(A: f32[N], B: f64[N]) -> (C: f64[N]) {\n    C[i] = A[i] * B[i]\n}\n";
+    let d = one_error(src);
+    assert_eq!(d.message, "mismatched dtypes in `*`: f32 and f64");
+    assert_eq!(at(src, &d), (3, 19));
+    assert_eq!(secondary_at(src, &d), [(3, 12)]);
+    let fixed =
+        "dims N\nkernel f(A: f32[N], B: f64[N]) -> (C: f64[N]) {\n    C[i] = f64(A[i]) * B[i]\n}\n";
+    assert!(all(fixed).is_empty());
+}
+
+#[test]
+fn output_dtype_must_match_the_right_side() {
+    let src = "dims N\nkernel f(A: f64[N]) -> (B: f32[N]) {\n    B[i] = A[i]\n}\n";
+    let d = one_error(src);
+    assert_eq!(
+        d.message,
+        "`B` is declared f32 but the right-hand side is f64"
+    );
+    assert_eq!(at(src, &d), (3, 12));
+}
+
+#[test]
+fn literals_and_dims_adopt_the_context_dtype() {
+    let src = "dims N\nkernel f(x: f64[N], k: i32[N]) -> (y: f64[N], z: i32[N]) {\n    \
+               y[i] = x[i] / sqrt(N) + 0.5\n    z[i] = k[i] * 2 + N\n}\n";
+    let text = ir(src);
+    assert!(text.contains("sqrt(dim(N):f64)"), "{text}");
+    assert!(text.contains("0.5:f64"), "{text}");
+    assert!(text.contains("2:i32"), "{text}");
+    assert!(text.contains("dim(N):i32"), "{text}");
+}
+
+#[test]
+fn fractional_literal_in_an_integer_context_is_an_error() {
+    let src = "dims N\nkernel f(A: i32[N]) -> (B: i32[N]) {\n    B[i] = A[i] * 0.5\n}\n";
+    let d = one_error(src);
+    assert_eq!(d.message, "a fractional literal cannot be i32");
+    assert_eq!(at(src, &d), (3, 19));
+}
+
+#[test]
+fn a_bare_name_of_a_tensor_must_be_indexed() {
+    let src = "dims N\nkernel f(A: f32[N], s: f32) -> (B: f32[N]) {\n    B[i] = A[i] * s + A\n}\n";
+    let d = one_error(src);
+    assert_eq!(
+        d.message,
+        "`A` has rank 1, so it must be indexed to be used as a value"
+    );
+    assert_eq!(at(src, &d), (3, 23));
+    assert_eq!(d.help.as_deref(), Some("write `A[i]`"));
+}
+
+#[test]
+fn where_with_an_index_mask_lowers_to_select() {
+    let src = "dims T\nkernel f(S: f32[T, T]) -> (M: f32[T, T]) {\n    \
+               M[i, j] = where(j <= i && i != 0, S[i, j], -inf)\n}\n";
+    let text = ir(src);
+    assert!(text.contains("select("), "{text}");
+    assert!(text.contains("le(j, i)"), "{text}");
+}
+
+#[test]
+fn relu_sums_inside_its_argument() {
+    let src = "dims N, M\nkernel f(W: f32[N, M], x: f32[M], b: f32[N]) -> (y: f32[N]) {\n    \
+               y[i] = relu(W[i, j] * x[j] + b[i])\n}\n";
+    let text = ir(src);
+    assert!(text.contains("%y.1 = generic (i: N, j: M) ins(%W[i, j], %x[j]) -> [i] reduce add over (j) { mul(%0, %1) } : f32"), "{text}");
+    assert!(
+        text.contains("%y = generic (i: N) ins(%y.1[i], %b[i]) -> [i] { relu(add(%0, %1)) } : f32"),
+        "{text}"
+    );
+}
+
+// ----- einsum and grad -------------------------------------------------------------------------
+
+#[test]
+fn einsum_must_be_the_whole_right_side_of_an_unbracketed_target() {
+    let src = "dims N\nkernel f(A: f32[N, N]) -> (B: f32[N, N]) {\n    B[i, j] = 2 * einsum(\"ij->ji\", A)\n}\n";
+    let d = one_error(src);
+    assert_eq!(d.message, "`einsum(...)` must be the whole right-hand side");
+    assert_eq!(at(src, &d), (3, 19));
+    let src = "dims N\nkernel f(A: f32[N, N]) -> (B: f32[N, N]) {\n    B[i, j] = einsum(\"ij->ji\", A)\n}\n";
+    assert_eq!(one_error(src).message, "an einsum result is assigned whole");
+}
+
+#[test]
+fn einsum_errors_point_into_the_string() {
+    let src = "dims N\nkernel f(A: f32[N, N]) -> (B: f32[N]) {\n    B = einsum(\"ijk->i\", A)\n}\n";
+    let d = one_error(src);
+    let (line, col) = at(src, &d);
+    let (sline, scol) = pos(src, "\"ijk", 0, 0);
+    assert_eq!(line, sline);
+    assert!(col > scol, "the error points inside the literal: {d:#?}");
+}
+
+#[test]
+fn einsum_lowers_to_one_generic_named_after_the_target() {
+    let src = "dims I, J, K\nkernel f(A: f32[I, J], B: f32[J, K]) -> (C: f32[I, K]) {\n    \
+               C = einsum(\"ij,jk->ik\", A, B)\n}\n";
+    let text = ir(src);
+    assert!(text.contains("%C = generic"), "{text}");
+    assert!(text.contains("return C = %C"), "{text}");
+}
+
+#[test]
+fn grad_is_checked_then_skipped_with_a_warning() {
+    let base = "dims N\nkernel f(A: f32[N]) -> (B: f32[N]) {\n    B[i] = A[i]\n}\n";
+    let src = format!("{base}kernel g = grad(f, wrt: [A])\n");
+    let d = all(&src);
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0].severity, Severity::Warning);
+    assert_eq!(at(&src, &d[0]), (5, 1));
+    let src = format!("{base}kernel g = grad(h, wrt: [A])\n");
+    let d = one_error(&src);
+    assert_eq!(d.message, "no kernel named `h`");
+    assert_eq!(at(&src, &d), (5, 17));
+    let src = format!("{base}kernel g = grad(f, wrt: [A, Z])\n");
+    let d = one_error(&src);
+    assert_eq!(d.message, "`Z` is not a parameter of `f`");
+    assert_eq!(at(&src, &d), (5, 29));
+}
+
+// ----- reporting -------------------------------------------------------------------------------
+
+#[test]
+fn three_independent_errors_are_all_reported() {
+    let src = "dims N\n\
+               kernel f(A: f32[N, N], x: f32[N]) -> (y: f32[N], z: f32[N]) {\n    \
+               S[i] = A[i, j] * x[k]\n    \
+               y[i] = A[i]\n    \
+               z[i] = x[i] * q\n}\n";
+    let e = errors(src);
+    let messages: Vec<&str> = e.iter().map(|d| d.message.as_str()).collect();
+    assert_eq!(
+        messages,
+        [
+            "index `j` is free on the right but not on the left",
+            "index `k` is free on the right but not on the left",
+            "`A` has rank 2 but is indexed with 1 index",
+            "unknown name `q`",
+        ]
+    );
+    assert_eq!(at(src, &e[0]), (3, 17));
+    assert_eq!(at(src, &e[2]), (4, 12));
+    assert_eq!(at(src, &e[3]), (5, 19));
+}
+
+#[test]
+fn a_failed_definition_is_not_reported_again() {
+    let src = "dims N\nkernel f(A: f32[N]) -> (B: f32[N]) {\n    S[i] = A[i] * A[k]\n    B[i] = S[i]\n}\n";
+    let e = errors(src);
+    assert_eq!(e.len(), 1, "{e:#?}");
+    assert_eq!(
+        e[0].message,
+        "index `k` is free on the right but not on the left"
+    );
+}
+
+#[test]
+fn very_long_chains_are_rejected_without_overflowing_the_stack() {
+    let terms = vec!["A[i]"; 5000].join(" + ");
+    let src = format!("dims N\nkernel f(A: f32[N]) -> (B: f32[N]) {{\n    B[i] = {terms}\n}}\n");
+    // Run on a small stack, as test threads and embedders may have.
+    let handle = std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(move || {
+            errors(&src)
+                .into_iter()
+                .map(|d| d.message)
+                .collect::<Vec<_>>()
+        })
+        .unwrap();
+    let messages = handle.join().unwrap();
+    assert_eq!(messages, ["expression too large to analyse"]);
+}
