@@ -110,8 +110,7 @@ impl Buffer {
     pub fn try_zeros(dtype: DType, len: usize) -> Result<Buffer, ArrayError> {
         fn filled<T: Clone>(len: usize, zero: T) -> Result<Vec<T>, ArrayError> {
             let mut v = Vec::new();
-            v.try_reserve_exact(len)
-                .map_err(|_| ArrayError::TooLarge)?;
+            v.try_reserve_exact(len).map_err(|_| ArrayError::TooLarge)?;
             v.resize(len, zero);
             Ok(v)
         }

@@ -119,8 +119,9 @@ fn same_type(what: &str, a: DType, b: DType) -> Result<DType, String> {
 
 fn check_cond(c: &Cond, env: &Env) -> Result<(), String> {
     match c {
-        Cond::Cmp(_, a, b) => same_type("comparison", type_of(a, env)?, type_of(b, env)?)
-            .map(|_| ()),
+        Cond::Cmp(_, a, b) => {
+            same_type("comparison", type_of(a, env)?, type_of(b, env)?).map(|_| ())
+        }
         Cond::And(a, b) | Cond::Or(a, b) => {
             check_cond(a, env)?;
             check_cond(b, env)

@@ -316,8 +316,7 @@ impl<'a> Call<'a> {
                 result_def.ty.shape.len()
             )));
         }
-        for (axis, (declared, &actual)) in result_def.ty.shape.iter().zip(&out_shape).enumerate()
-        {
+        for (axis, (declared, &actual)) in result_def.ty.shape.iter().zip(&out_shape).enumerate() {
             let declared = self.extent(declared, dims)?;
             if declared != actual as u64 {
                 return Err(fail(format!(

@@ -236,11 +236,7 @@ pub(super) fn compare(op: CmpOp, a: Scalar, b: Scalar) -> Result<bool, String> {
         (Scalar::F64(a), Scalar::F64(b)) => Ok(holds(op, a, b)),
         (Scalar::I32(a), Scalar::I32(b)) => Ok(holds(op, a, b)),
         (Scalar::I64(a), Scalar::I64(b)) => Ok(holds(op, a, b)),
-        _ => Err(format!(
-            "cannot compare {} with {}",
-            a.dtype(),
-            b.dtype()
-        )),
+        _ => Err(format!("cannot compare {} with {}", a.dtype(), b.dtype())),
     }
 }
 
