@@ -430,7 +430,7 @@ mod tests {
     fn fortran_layout_reads_like_c_layout() {
         // [[1, 2, 3], [4, 5, 6]] stored column-major.
         let buf = Buffer::F64(vec![1.0, 4.0, 2.0, 5.0, 3.0, 6.0]);
-        let a = Array::with_layout(buf, &[2, 3], &[1, 2], 0).unwrap();
+        let a = Array::with_layout(buf, &[2, 3], &[1, 2], 0).expect("valid layout");
         assert!(!a.is_c_contiguous());
         assert_eq!(a.to_f64_vec(), vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
         assert!(a.to_c_contiguous().is_c_contiguous());
@@ -439,12 +439,13 @@ mod tests {
     #[test]
     fn layouts_outside_the_buffer_are_rejected() {
         let buf = Buffer::F32(vec![0.0; 5]);
-        let err = Array::with_layout(buf, &[2, 3], &[3, 1], 0).unwrap_err();
+        let err = Array::with_layout(buf, &[2, 3], &[3, 1], 0).expect_err("must be rejected");
         assert_eq!(err, ArrayError::OutOfBounds { needed: 6, len: 5 });
-        let huge = Array::zeros(DType::F32, &[usize::MAX, 2]).unwrap_err();
+        let huge = Array::zeros(DType::F32, &[usize::MAX, 2]).expect_err("must be rejected");
         assert_eq!(huge, ArrayError::TooLarge);
         // Representable but far beyond any machine's memory: an error, not an abort.
-        let unallocatable = Array::zeros(DType::F64, &[1_000_000, 1_000_000]).unwrap_err();
+        let unallocatable =
+            Array::zeros(DType::F64, &[1_000_000, 1_000_000]).expect_err("must be rejected");
         assert_eq!(unallocatable, ArrayError::TooLarge);
     }
 
@@ -462,7 +463,7 @@ mod tests {
 
     #[test]
     fn integer_stores_wrap_and_float_casts_truncate() {
-        let mut a = Array::zeros(DType::I32, &[2]).unwrap();
+        let mut a = Array::zeros(DType::I32, &[2]).expect("small array");
         a.set(&[0], Scalar::I64(i64::from(i32::MAX) + 1));
         a.set(&[1], Scalar::F64(-2.7));
         assert_eq!(a.get(&[0]), Scalar::I32(i32::MIN));
