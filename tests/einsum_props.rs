@@ -330,3 +330,31 @@ proptest! {
         prop_assert_eq!(got[0].to_f64_vec(), want, "{:?}", case.subscripts);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2048))]
+
+    /// Any string and any shapes: an error value or a plan that the interpreter runs; never a
+    /// panic.
+    #[test]
+    fn arbitrary_subscripts_never_panic(
+        subscripts in "[abiA.,> é\t-]{0,12}",
+        shapes in proptest::collection::vec(proptest::collection::vec(0usize..3, 0..4), 0..4),
+    ) {
+        let operands: Vec<Array> = shapes
+            .iter()
+            .map(|s| Array::zeros(DType::F32, s).expect("small arrays allocate"))
+            .collect();
+        let types: Vec<TensorType> = shapes
+            .iter()
+            .map(|s| TensorType {
+                dtype: DType::F32,
+                shape: s.iter().map(|&n| Extent::Fixed(n as u64)).collect(),
+            })
+            .collect();
+        if let Ok((module, func)) = einsum_function(&subscripts, &types) {
+            let run = interp::run_function(&module, &func, &operands);
+            prop_assert!(run.is_ok(), "{:?} {:?}: {:?}", subscripts, shapes, run.err());
+        }
+    }
+}
