@@ -357,7 +357,15 @@ impl LitParser<'_> {
 
 /// Writes `array` as a C-order little-endian `.npy` file to `w`.
 pub fn write_npy_to(w: impl Write, array: &Array) -> Result<(), NpyError> {
-    let c = array.to_c_contiguous();
+    let copy;
+    let c = if array.is_c_contiguous() {
+        array
+    } else {
+        copy = array
+            .try_to_c_contiguous()
+            .map_err(|e| NpyError::new(format!("cannot write: {e}")))?;
+        &copy
+    };
     let shape: Vec<u64> = c.shape().iter().map(|&n| n as u64).collect();
     let io = |e: std::io::Error| NpyError::new(format!("cannot write: {e}"));
     fn put<T: npyz::Serialize + Copy>(

@@ -1,6 +1,11 @@
-//! `einc eval SUBSCRIPTS IN.npy... -o OUT.npy`.
+//! `einc eval SUBSCRIPTS IN.npy... -o OUT.npy`: numpy's einsum on .npy files, through the
+//! tensor IR and the reference interpreter.
 
-use std::path::PathBuf;
+use crate::ir::tensor::{Extent, TensorType};
+use crate::sema::einsum::{self, EinsumError};
+use crate::{interp, npy};
+use einc_runtime::Array;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// Arguments of `einc eval`.
@@ -21,5 +26,81 @@ pub struct Args {
 
 /// Runs `einc eval`.
 pub fn run(args: Args, _color: bool) -> ExitCode {
-    super::fail(format!("eval {:?}: not implemented yet", args.subscripts))
+    match eval(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => super::fail(message),
+    }
+}
+
+fn eval(args: &Args) -> Result<(), String> {
+    let arrays = args
+        .inputs
+        .iter()
+        .map(|p| npy::read_npy(p).map_err(|e| format!("{}: {e}", super::display_path(p))))
+        .collect::<Result<Vec<Array>, String>>()?;
+    let types: Vec<TensorType> = arrays.iter().map(tensor_type).collect();
+    let (module, func) = einsum::einsum_function(&args.subscripts, &types)
+        .map_err(|e| show_einsum_error(&e, &args.subscripts))?;
+    let results = interp::run_function(&module, &func, &arrays).map_err(|e| e.to_string())?;
+    let result = results
+        .first()
+        .ok_or("the einsum function returned no result (a compiler bug)")?;
+    write_atomically(&args.output, result)
+}
+
+/// The IR type of an array: its dtype and literal extents.
+fn tensor_type(a: &Array) -> TensorType {
+    TensorType {
+        dtype: a.dtype(),
+        shape: a.shape().iter().map(|&n| Extent::Fixed(n as u64)).collect(),
+    }
+}
+
+/// An einsum error, with the subscripts and a caret under the offending bytes when it has a
+/// location:
+///
+/// ```text
+/// output label `j` appears more than once
+///   | ij->jij
+///   |       ^
+/// ```
+pub(super) fn show_einsum_error(e: &EinsumError, subscripts: &str) -> String {
+    let Some(span) = &e.span else {
+        return e.message.clone();
+    };
+    // Columns count characters, not bytes, so a non-ASCII character gets one caret.
+    let col = subscripts
+        .get(..span.start)
+        .map_or(0, |s| s.chars().count());
+    let width = subscripts
+        .get(span.clone())
+        .map_or(1, |s| s.chars().count().max(1));
+    format!(
+        "{}\n  | {subscripts}\n  | {}{}",
+        e.message,
+        " ".repeat(col),
+        "^".repeat(width)
+    )
+}
+
+/// Writes `array` to a temporary file next to `path`, then renames it, so that a failure
+/// never leaves a partial or stale-looking output behind.
+fn write_atomically(path: &Path, array: &Array) -> Result<(), String> {
+    let shown = super::display_path(path);
+    let name = path
+        .file_name()
+        .ok_or_else(|| format!("{shown}: the output path names no file"))?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".tmp{}", std::process::id()));
+    let tmp = path.with_file_name(tmp_name);
+    let written = npy::write_npy(&tmp, array).and_then(|()| {
+        std::fs::rename(&tmp, path).map_err(|e| npy::NpyError {
+            message: format!("cannot replace the file: {e}"),
+        })
+    });
+    written.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        format!("{shown}: {e}")
+    })
 }

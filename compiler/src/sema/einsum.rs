@@ -186,6 +186,28 @@ pub fn show_shape(shape: &[Extent]) -> String {
     format!("[{}]", parts.join(", "))
 }
 
+/// Operand types for a subscripts string alone: each labelled axis gets the symbolic extent
+/// named after its label (so a label has the same extent wherever it occurs) and each `...`
+/// covers no axes. `einc explain` uses them when no shapes are given.
+pub fn symbolic_operands(subscripts: &str, dtype: DType) -> Result<Vec<TensorType>, EinsumError> {
+    let parsed = parse::parse(subscripts)?;
+    Ok(parsed
+        .inputs
+        .iter()
+        .map(|term| TensorType {
+            dtype,
+            shape: term
+                .items
+                .iter()
+                .filter_map(|it| match it {
+                    Item::Label(c, _) => Some(Extent::Dim(char::from(*c).to_string())),
+                    Item::Ellipsis(_) => None,
+                })
+                .collect(),
+        })
+        .collect())
+}
+
 /// What addresses one axis of an operand, before extents are known.
 #[derive(Clone, Debug)]
 struct AxisLabel {
