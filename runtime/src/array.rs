@@ -94,7 +94,8 @@ pub enum Buffer {
 }
 
 impl Buffer {
-    /// A buffer of `len` zeros.
+    /// A buffer of `len` zeros. Like `vec!`, aborts if the memory cannot be allocated; use
+    /// [`Buffer::try_zeros`] when `len` comes from a user.
     pub fn zeros(dtype: DType, len: usize) -> Buffer {
         match dtype {
             DType::F32 => Buffer::F32(vec![0.0; len]),
@@ -102,6 +103,23 @@ impl Buffer {
             DType::I32 => Buffer::I32(vec![0; len]),
             DType::I64 => Buffer::I64(vec![0; len]),
         }
+    }
+
+    /// A buffer of `len` zeros, or [`ArrayError::TooLarge`] when the memory cannot be
+    /// allocated (so a request for 10^12 elements is an error rather than an abort).
+    pub fn try_zeros(dtype: DType, len: usize) -> Result<Buffer, ArrayError> {
+        fn filled<T: Clone>(len: usize, zero: T) -> Result<Vec<T>, ArrayError> {
+            let mut v = Vec::new();
+            v.try_reserve_exact(len).map_err(|_| ArrayError::TooLarge)?;
+            v.resize(len, zero);
+            Ok(v)
+        }
+        Ok(match dtype {
+            DType::F32 => Buffer::F32(filled(len, 0.0)?),
+            DType::F64 => Buffer::F64(filled(len, 0.0)?),
+            DType::I32 => Buffer::I32(filled(len, 0)?),
+            DType::I64 => Buffer::I64(filled(len, 0)?),
+        })
     }
 
     /// The element type.
@@ -164,7 +182,7 @@ pub enum ArrayError {
         /// Length of the strides.
         strides: usize,
     },
-    /// The element count overflows `usize`.
+    /// The element count overflows `usize`, or the memory cannot be allocated.
     TooLarge,
     /// Some element position lies outside the buffer.
     OutOfBounds {
@@ -181,7 +199,7 @@ impl fmt::Display for ArrayError {
             ArrayError::RankMismatch { shape, strides } => {
                 write!(f, "shape has {shape} axes but strides has {strides}")
             }
-            ArrayError::TooLarge => write!(f, "the array's element count overflows"),
+            ArrayError::TooLarge => write!(f, "the array is too large to allocate"),
             ArrayError::OutOfBounds { needed, len } => write!(
                 f,
                 "the layout addresses {needed} elements but the buffer holds {len}"
@@ -221,7 +239,7 @@ impl Array {
     /// A C-contiguous array of zeros.
     pub fn zeros(dtype: DType, shape: &[usize]) -> Result<Array, ArrayError> {
         let len = element_count(shape).ok_or(ArrayError::TooLarge)?;
-        Array::from_buffer(Buffer::zeros(dtype, len), shape)
+        Array::from_buffer(Buffer::try_zeros(dtype, len)?, shape)
     }
 
     /// A C-contiguous array over `buffer`, which must hold exactly the shape's element count.
@@ -342,15 +360,23 @@ impl Array {
         self.buffer.set(pos, value);
     }
 
-    /// The elements in C order, as a new C-contiguous array.
+    /// The elements in C order, as a new C-contiguous array. Aborts if the copy cannot be
+    /// allocated (a stride-0 view may be far larger than its buffer); see
+    /// [`Array::try_to_c_contiguous`].
     pub fn to_c_contiguous(&self) -> Array {
+        self.try_to_c_contiguous()
+            .unwrap_or_else(|e| panic!("copying an array of shape {:?}: {e}", self.shape))
+    }
+
+    /// The elements in C order, as a new C-contiguous array, or [`ArrayError::TooLarge`] when
+    /// the copy cannot be allocated.
+    pub fn try_to_c_contiguous(&self) -> Result<Array, ArrayError> {
         if self.is_c_contiguous() {
-            return self.clone();
+            return Ok(self.clone());
         }
-        let mut out = Array::zeros(self.dtype(), &self.shape)
-            .expect("a valid array's shape has a representable element count");
+        let mut out = Array::zeros(self.dtype(), &self.shape)?;
         for_each_index(&self.shape, |idx| out.set(idx, self.get(idx)));
-        out
+        Ok(out)
     }
 
     /// The elements in C order, converted to `f64` (handy for comparisons in tests).
@@ -364,16 +390,27 @@ impl Array {
 /// Calls `f` with every index of `shape` in C order (last axis fastest). Calls it once with
 /// the empty index for a rank-0 shape, and never when some extent is 0.
 pub fn for_each_index(shape: &[usize], mut f: impl FnMut(&[usize])) {
+    let Ok(()) = try_for_each_index::<std::convert::Infallible>(shape, |idx| {
+        f(idx);
+        Ok(())
+    });
+}
+
+/// Like [`for_each_index`], but stops at and returns the first error `f` returns.
+pub fn try_for_each_index<E>(
+    shape: &[usize],
+    mut f: impl FnMut(&[usize]) -> Result<(), E>,
+) -> Result<(), E> {
     if shape.contains(&0) {
-        return;
+        return Ok(());
     }
     let mut idx = vec![0usize; shape.len()];
     loop {
-        f(&idx);
+        f(&idx)?;
         let mut axis = shape.len();
         loop {
             if axis == 0 {
-                return;
+                return Ok(());
             }
             axis -= 1;
             idx[axis] += 1;
@@ -393,7 +430,7 @@ mod tests {
     fn fortran_layout_reads_like_c_layout() {
         // [[1, 2, 3], [4, 5, 6]] stored column-major.
         let buf = Buffer::F64(vec![1.0, 4.0, 2.0, 5.0, 3.0, 6.0]);
-        let a = Array::with_layout(buf, &[2, 3], &[1, 2], 0).unwrap();
+        let a = Array::with_layout(buf, &[2, 3], &[1, 2], 0).expect("valid layout");
         assert!(!a.is_c_contiguous());
         assert_eq!(a.to_f64_vec(), vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
         assert!(a.to_c_contiguous().is_c_contiguous());
@@ -402,10 +439,14 @@ mod tests {
     #[test]
     fn layouts_outside_the_buffer_are_rejected() {
         let buf = Buffer::F32(vec![0.0; 5]);
-        let err = Array::with_layout(buf, &[2, 3], &[3, 1], 0).unwrap_err();
+        let err = Array::with_layout(buf, &[2, 3], &[3, 1], 0).expect_err("must be rejected");
         assert_eq!(err, ArrayError::OutOfBounds { needed: 6, len: 5 });
-        let huge = Array::zeros(DType::F32, &[usize::MAX, 2]).unwrap_err();
+        let huge = Array::zeros(DType::F32, &[usize::MAX, 2]).expect_err("must be rejected");
         assert_eq!(huge, ArrayError::TooLarge);
+        // Representable but far beyond any machine's memory: an error, not an abort.
+        let unallocatable =
+            Array::zeros(DType::F64, &[1_000_000, 1_000_000]).expect_err("must be rejected");
+        assert_eq!(unallocatable, ArrayError::TooLarge);
     }
 
     #[test]
@@ -422,7 +463,7 @@ mod tests {
 
     #[test]
     fn integer_stores_wrap_and_float_casts_truncate() {
-        let mut a = Array::zeros(DType::I32, &[2]).unwrap();
+        let mut a = Array::zeros(DType::I32, &[2]).expect("small array");
         a.set(&[0], Scalar::I64(i64::from(i32::MAX) + 1));
         a.set(&[1], Scalar::F64(-2.7));
         assert_eq!(a.get(&[0]), Scalar::I32(i32::MIN));
