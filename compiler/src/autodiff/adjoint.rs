@@ -14,8 +14,8 @@
 //! output indices are `m_k`'s indices, so a matmul's adjoint is the textbook contraction. A map
 //! entry that is not a fresh index gets a fresh output index and a factor that scatters the
 //! gradient to where the input was read: a repeated index `x[i, i]` gives output `[i, i_1]`
-//! and the factor `delta(i_1, i)`; a fixed position `x[0, j]` gives output `[p_0, j]` and the
-//! factor `p_0 == 0 ? · : 0`.
+//! and the factor `delta(i_1, i)`; a fixed position `x[0, j]` gives output `[p_1, j]` and the
+//! factor `p_1 == 0 ? · : 0`.
 
 use super::derivative::Diff;
 use super::simplify::{cast, cmp, div, lit, mul, select, simplify};
@@ -57,7 +57,10 @@ pub(super) fn product_aux_ops(g: &Generic, inputs: &[DType]) -> (Generic, Generi
     };
     (
         with(ReduceKind::Add, select(is_zero(), lit(1.0, t), lit(0.0, t))),
-        with(ReduceKind::Mul, select(is_zero(), lit(1.0, t), body.clone())),
+        with(
+            ReduceKind::Mul,
+            select(is_zero(), lit(1.0, t), body.clone()),
+        ),
     )
 }
 
@@ -101,7 +104,11 @@ pub(super) fn adjoint(
     };
     let dtypes: Vec<DType> = inputs
         .iter()
-        .map(|i| f.values.get(i.value.0 as usize).map_or(DType::F64, |v| v.ty.dtype))
+        .map(|i| {
+            f.values
+                .get(i.value.0 as usize)
+                .map_or(DType::F64, |v| v.ty.dtype)
+        })
         .collect();
 
     let seed = cast(x_ty.dtype, dy_ref, g.dtype);

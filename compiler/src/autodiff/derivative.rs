@@ -38,9 +38,11 @@ impl Diff<'_> {
     pub(super) fn of(&self, e: &Expr) -> Option<Expr> {
         match e {
             Expr::Input(n) => (*n == self.k).then(|| self.seed.clone()),
-            Expr::Index(_) | Expr::Lit(_) | Expr::DimValue(..) | Expr::Delta(..) | Expr::Eps(..) => {
-                None
-            }
+            Expr::Index(_)
+            | Expr::Lit(_)
+            | Expr::DimValue(..)
+            | Expr::Delta(..)
+            | Expr::Eps(..) => None,
             Expr::Unary(f, x) => {
                 let d = self.of(x)?;
                 Some(self.unary(*f, x, d))

@@ -19,8 +19,8 @@ mod tests;
 
 use crate::ir::tensor::verify::{verify_module, VerifyError};
 use crate::ir::tensor::{
-    AxisMap, BinaryFn, Expr, Function, Generic, IndexDef, IndexId, Input, Module, Op, OpKind, ReduceKind,
-    ResultDef, TensorType, ValueDef, ValueId,
+    AxisMap, BinaryFn, Expr, Function, Generic, IndexDef, IndexId, Input, Module, Op, OpKind,
+    ReduceKind, ResultDef, TensorType, ValueDef, ValueId,
 };
 use adjoint::{adjoint, product_aux_ops, ProductAux, ReduceAux};
 use einc_runtime::DType;
@@ -323,7 +323,11 @@ impl<'a> Grad<'a> {
 
 /// An elementwise op of type `ty` over `terms` (each read at the same point), combining their
 /// elements with `combine`; with no terms, zeros.
-fn elementwise(ty: &TensorType, terms: &[ValueId], combine: impl Fn(Expr, Expr) -> Expr) -> Generic {
+fn elementwise(
+    ty: &TensorType,
+    terms: &[ValueId],
+    combine: impl Fn(Expr, Expr) -> Expr,
+) -> Generic {
     let indices: Vec<IndexDef> = ty
         .shape
         .iter()
