@@ -16,6 +16,9 @@ use einc_runtime::DType;
 use std::collections::HashSet;
 use std::fmt;
 
+#[cfg(test)]
+mod tests;
+
 /// One broken invariant.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VerifyError {
