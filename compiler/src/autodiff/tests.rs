@@ -691,3 +691,43 @@ func @h(%x: f64[N], %dy: f64[N]) -> (y: f64[N]) {
         Err(GradError::Invalid(_))
     ));
 }
+
+#[test]
+fn delta_and_eps_factors_are_constants() {
+    // The cross product c = a × b, and a delta-masked outer product.
+    gradcheck(
+        "dims N = 3
+func @cross(%a: f64[N], %b: f64[N]) -> (c: f64[N], o: f64[N, N]) {
+  %c = generic (i: N, j: N, k: N) ins(%a[j], %b[k]) -> [i] reduce add over (j, k) { mul(eps<f64>(i, j, k), mul(%0, %1)) } : f64
+  %o = generic (i: N, j: N) ins(%a[i], %b[j]) -> [i, j] { mul(delta<f64>(i, j), mul(%0, %1)) } : f64
+  return c = %c, o = %o
+}
+",
+        &["a", "b"],
+    );
+}
+
+#[test]
+fn the_simplifier_removes_identities() {
+    use super::simplify::simplify;
+    let module = parse_module(
+        "func @f(%x: f64, %y: f64) -> (z: f64) {
+  %z = generic () ins(%x[], %y[]) -> [] { add(mul(1.0:f64, neg(neg(%0))), add(mul(%1, 0.0:f64), sub(0.0:f64, mul(neg(%1), 2.0:f64)))) } : f64
+  return z = %z
+}
+func @g(%x: f64) -> (z: f64) {
+  %z = generic () ins(%x[]) -> [] { mul(div(add(2.0:f64, 3.0:f64), 2.0:f64), pow(select(gt(%0, 0.0:f64), %0, %0), 1.0:f64)) } : f64
+  return z = %z
+}
+",
+    )
+    .unwrap();
+    let simplified = |n: usize| {
+        let mut f = module.funcs[n].clone();
+        let crate::ir::tensor::OpKind::Generic(g) = &mut f.ops[0].kind;
+        g.body = simplify(&g.body, &[DType::F64, DType::F64]);
+        print_function(&module, &f)
+    };
+    assert!(simplified(0).contains("{ add(%0, mul(%1, 2.0:f64)) }"));
+    assert!(simplified(1).contains("{ mul(2.5:f64, %0) }"));
+}
