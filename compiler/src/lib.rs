@@ -4,6 +4,7 @@
 //! The modules follow the pipeline; nothing imports from a later stage:
 //! [`syntax`] → [`sema`] → [`ir`] → [`interp`]; [`driver`] wires them to the command line.
 
+pub mod autodiff;
 pub mod diag;
 pub mod driver;
 pub mod interp;
