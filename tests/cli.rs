@@ -186,6 +186,165 @@ fn explain_prints_the_index_table() {
     assert_eq!(run.status.code(), Some(1));
     assert_eq!(
         String::from_utf8_lossy(&run.stderr),
-        "einc: error: explain model.ein: not implemented yet\n"
+        "einc: error: explain model.ein: name the kernel to explain with --kernel\n"
     );
+}
+
+// ------------------------------------------------------- einc check / ir / run / explain FILE
+
+fn example(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples")
+        .join(name)
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn check_accepts_every_example_and_reports_source_errors_with_location() {
+    for name in [
+        "attention.ein",
+        "mlp.ein",
+        "tucker.ein",
+        "causal_attention.ein",
+        "physics.ein",
+    ] {
+        let out = einc()
+            .arg("check")
+            .arg(example(name))
+            .output()
+            .expect("einc runs");
+        assert!(out.status.success(), "{name}: {}", text(&out.stderr));
+    }
+    let dir = scratch("check");
+    let bad = dir.join("bad.ein");
+    std::fs::write(
+        &bad,
+        "dims N\nkernel f(A: f32[N, N]) -> (v: f32[N]) {\n    v[i] = A[j, k] * A[k, k]\n}\n",
+    )
+    .expect("write");
+    let out = einc()
+        .args(["--color", "never", "check"])
+        .arg(&bad)
+        .output()
+        .expect("einc runs");
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains(&format!("{}:3:", bad.display())), "{err}");
+    assert!(err.contains("`j`"), "{err}");
+    assert!(err.contains("v[i] = A[j, k] * A[k, k]"), "{err}");
+}
+
+#[test]
+fn ir_prints_one_kernel_or_names_the_kernels_there_are() {
+    let out = einc()
+        .arg("ir")
+        .arg(example("physics.ein"))
+        .args(["--kernel", "trace"])
+        .output()
+        .expect("einc runs");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "func @trace(%A: f32[3, 3]) -> (t: f32) {\n  \
+         %t = generic (i: 3) ins(%A[i, i]) -> [] reduce add over (i) { %0 } : f32\n  \
+         return t = %t\n}\n"
+    );
+    let out = einc()
+        .arg("ir")
+        .arg(example("physics.ein"))
+        .args(["--kernel", "nope"])
+        .output()
+        .expect("einc runs");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("cross, det3, trace, substitute"));
+}
+
+#[test]
+fn run_binds_dims_from_inputs_and_writes_each_output() {
+    let dir = scratch("run");
+    // substitute(A, x) -> (y = x, s = trace A), with N = 3 fixed by the file.
+    let a = save(
+        &dir,
+        "a.npy",
+        Buffer::F32((1..=9).map(|v| v as f32).collect()),
+        &[3, 3],
+    );
+    let x = save(&dir, "x.npy", Buffer::F32(vec![0.5, -1.0, 2.0]), &[3]);
+    let outdir = dir.join("out");
+    let out = einc()
+        .arg("run")
+        .arg(example("physics.ein"))
+        .args(["--kernel", "substitute"])
+        .arg(format!("A={}", a.display()))
+        .arg(format!("x={}", x.display()))
+        .arg("--out-dir")
+        .arg(&outdir)
+        .output()
+        .expect("einc runs");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let y = npy::read_npy(&outdir.join("y.npy")).expect("y.npy");
+    assert_eq!(y.to_f64_vec(), vec![0.5, -1.0, 2.0]);
+    let s = npy::read_npy(&outdir.join("s.npy")).expect("s.npy");
+    assert_eq!(s.shape(), &[] as &[usize]);
+    assert_eq!(s.to_f64_vec(), vec![1.0 + 5.0 + 9.0]);
+}
+
+#[test]
+fn run_errors_name_the_problem_and_write_nothing() {
+    let dir = scratch("run-errors");
+    let a = save(&dir, "a.npy", Buffer::F32(vec![0.0; 4]), &[2, 2]);
+    let outdir = dir.join("out");
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (vec![format!("A={}", a.display())], "needs `x`"),
+        (vec!["A".to_string()], "NAME=PATH"),
+        (vec![format!("Z={}", a.display())], "no parameter `Z`"),
+        (
+            vec![format!("A={}", a.display()), format!("x={}", a.display())],
+            "axis 0 has extent 2, but its declared extent is 3",
+        ),
+    ];
+    for (inputs, want) in cases {
+        let out = einc()
+            .arg("run")
+            .arg(example("physics.ein"))
+            .args(["--kernel", "substitute"])
+            .args(&inputs)
+            .arg("--out-dir")
+            .arg(&outdir)
+            .output()
+            .expect("einc runs");
+        assert_eq!(out.status.code(), Some(1), "{inputs:?}");
+        let err = text(&out.stderr);
+        assert!(err.contains(want), "{inputs:?}: {err}");
+        assert!(!outdir.join("y.npy").exists() && !outdir.join("s.npy").exists());
+    }
+}
+
+#[test]
+fn explain_kernel_shows_each_operation_of_a_file() {
+    let out = einc()
+        .arg("explain")
+        .arg(example("mlp.ein"))
+        .args(["--kernel", "mlp"])
+        .output()
+        .expect("einc runs");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let shown = text(&out.stdout);
+    assert!(shown.starts_with("kernel mlp\n"), "{shown}");
+    // The contraction inside relu sums i, which X and W1 both carry.
+    assert!(
+        shown.contains("i      dummy (summed)  I       X[1], W1[0]"),
+        "{shown}"
+    );
+    assert!(shown.contains("multiply-adds:  B*H*I"), "{shown}");
+    let out = einc()
+        .arg("explain")
+        .arg(example("mlp.ein"))
+        .output()
+        .expect("einc runs");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("--kernel"));
 }

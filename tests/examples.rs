@@ -8,6 +8,7 @@
 
 use einc_compiler::diag::Severity;
 use einc_compiler::interp;
+use einc_compiler::ir::tensor::parser::parse_module;
 use einc_compiler::ir::tensor::printer::print_module;
 use einc_compiler::ir::tensor::verify::verify_module;
 use einc_compiler::ir::tensor::Module;
@@ -44,6 +45,11 @@ fn every_example_checks_lowers_and_verifies() {
     for name in &names {
         let module = compile(name);
         assert!(!module.funcs.is_empty(), "{name}");
+        // The printed IR parses back to the same module and prints identically.
+        let text = print_module(&module);
+        let reparsed = parse_module(&text).unwrap_or_else(|e| panic!("{name}: {e}\n{text}"));
+        assert_eq!(print_module(&reparsed), text, "{name}");
+        assert_eq!(reparsed, module, "{name}");
     }
 }
 

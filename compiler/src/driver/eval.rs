@@ -5,7 +5,7 @@ use crate::ir::tensor::{Extent, TensorType};
 use crate::sema::einsum::{self, EinsumError};
 use crate::{interp, npy};
 use einc_runtime::Array;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Arguments of `einc eval`.
@@ -45,7 +45,7 @@ fn eval(args: &Args) -> Result<(), String> {
     let result = results
         .first()
         .ok_or("the einsum function returned no result (a compiler bug)")?;
-    write_atomically(&args.output, result)
+    super::write_outputs(&[(args.output.clone(), result)])
 }
 
 /// The IR type of an array: its dtype and literal extents.
@@ -81,26 +81,4 @@ pub(super) fn show_einsum_error(e: &EinsumError, subscripts: &str) -> String {
         " ".repeat(col),
         "^".repeat(width)
     )
-}
-
-/// Writes `array` to a temporary file next to `path`, then renames it, so that a failure
-/// never leaves a partial or stale-looking output behind.
-fn write_atomically(path: &Path, array: &Array) -> Result<(), String> {
-    let shown = super::display_path(path);
-    let name = path
-        .file_name()
-        .ok_or_else(|| format!("{shown}: the output path names no file"))?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".tmp{}", std::process::id()));
-    let tmp = path.with_file_name(tmp_name);
-    let written = npy::write_npy(&tmp, array).and_then(|()| {
-        std::fs::rename(&tmp, path).map_err(|e| npy::NpyError {
-            message: format!("cannot replace the file: {e}"),
-        })
-    });
-    written.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        format!("{shown}: {e}")
-    })
 }

@@ -3,9 +3,15 @@
 //! For a subscripts string: a table of the indices (free or dummy, extent, the operand axes
 //! that carry each), then the operand and result shapes, the multiply-add count and any notes.
 //! Without `--shapes` every extent is symbolic, named after its label.
+//!
+//! For a kernel of a `.ein` file: the same table for every operation the kernel lowers to (one
+//! per statement, more for softmax and nested sums), read off the checked tensor IR, so what
+//! it shows is exactly what runs.
 
 use super::eval::show_einsum_error;
-use crate::ir::tensor::{Extent, TensorType};
+use crate::ir::tensor::{
+    AxisMap, Extent, Function, IndexId, OpKind, ReduceKind, TensorType, ValueId,
+};
 use crate::sema::einsum::{self, show_extent, show_shape, EinsumPlan};
 use einc_runtime::DType;
 use std::process::ExitCode;
@@ -25,11 +31,31 @@ pub struct Args {
 }
 
 /// Runs `einc explain`.
-pub fn run(args: Args, _color: bool) -> ExitCode {
-    if args.target.ends_with(".ein") || args.kernel.is_some() {
-        return super::fail(format!("explain {}: not implemented yet", args.target));
-    }
-    match explain_subscripts(&args.target, args.shapes.as_deref()) {
+pub fn run(args: Args, color: bool) -> ExitCode {
+    let explained = if args.target.ends_with(".ein") || args.kernel.is_some() {
+        let Some(kernel) = &args.kernel else {
+            return super::fail(format!(
+                "explain {}: name the kernel to explain with --kernel",
+                args.target
+            ));
+        };
+        if args.shapes.is_some() {
+            return super::fail(
+                "--shapes applies to subscripts; a kernel's shapes come from its declaration",
+            );
+        }
+        let module = match super::load_module(std::path::Path::new(&args.target), color) {
+            Ok(module) => module,
+            Err(status) => return status,
+        };
+        match module.func(kernel) {
+            Some(func) => Ok(explain_function(func)),
+            None => Err(super::unknown_kernel(&module, kernel)),
+        }
+    } else {
+        explain_subscripts(&args.target, args.shapes.as_deref())
+    };
+    match explained {
         Ok(text) => {
             print!("{text}");
             ExitCode::SUCCESS
@@ -171,6 +197,84 @@ fn render(plan: &EinsumPlan, symbolic: bool) -> String {
     }
     for n in &plan.notes {
         out.push_str(&format!("note: {}\n", n.message));
+    }
+    out
+}
+
+/// The explanation of every operation of a kernel, in execution order.
+fn explain_function(func: &Function) -> String {
+    let name = |v: ValueId| {
+        func.values
+            .get(v.0 as usize)
+            .map_or("?", |d| d.name.as_str())
+    };
+    let mut out = format!("kernel {}\n", func.name);
+    for op in &func.ops {
+        let OpKind::Generic(g) = &op.kind;
+        let index_name = |i: &IndexId| g.indices.get(i.0 as usize).map_or("?", |d| d.name.as_str());
+        let role = |id: IndexId| -> String {
+            match &g.reduce {
+                Some(r) if r.over.contains(&id) => match r.kind {
+                    ReduceKind::Add => "dummy (summed)".to_string(),
+                    ReduceKind::Mul => "reduced (product)".to_string(),
+                    ReduceKind::Max => "reduced (max)".to_string(),
+                    ReduceKind::Min => "reduced (min)".to_string(),
+                },
+                _ => "free".to_string(),
+            }
+        };
+        let mut rows = vec![vec![
+            "index".to_string(),
+            "role".to_string(),
+            "extent".to_string(),
+            "operand axes".to_string(),
+        ]];
+        for (n, def) in g.indices.iter().enumerate() {
+            let id = IndexId(u32::try_from(n).unwrap_or(u32::MAX));
+            let axes: Vec<String> = g
+                .inputs
+                .iter()
+                .flat_map(|input| {
+                    input
+                        .map
+                        .iter()
+                        .enumerate()
+                        .filter(move |&(_, m)| *m == AxisMap::Index(id))
+                        .map(move |(axis, _)| format!("{}[{axis}]", name(input.value)))
+                })
+                .collect();
+            rows.push(vec![
+                def.name.clone(),
+                role(id),
+                show_extent(&def.extent),
+                if axes.is_empty() {
+                    "(none)".to_string()
+                } else {
+                    axes.join(", ")
+                },
+            ]);
+        }
+        let result = name(op.result);
+        let out_indices: Vec<&str> = g.output.iter().map(index_name).collect();
+        out.push_str(&format!("\n%{result}[{}]\n", out_indices.join(", ")));
+        out.push_str(&table(&rows));
+        let points: Vec<String> = g.indices.iter().map(|d| show_extent(&d.extent)).collect();
+        let count = if points.is_empty() {
+            "1".to_string()
+        } else {
+            points.join("*")
+        };
+        let what = match &g.reduce {
+            Some(r) if r.kind == ReduceKind::Add => "multiply-adds",
+            _ => "points",
+        };
+        out.push_str(&table(&[
+            vec![
+                "result:".to_string(),
+                format!("{} {}", g.dtype, show_shape(&g.result_shape())),
+            ],
+            vec![format!("{what}:"), count],
+        ]));
     }
     out
 }

@@ -8,8 +8,12 @@ mod explain;
 mod ir;
 mod run;
 
+use crate::diag::{render, SourceFile};
+use crate::ir::tensor::Module;
 use clap::{Parser, Subcommand, ValueEnum};
+use einc_runtime::Array;
 use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// einc compiles tensor programs written in Einstein index notation.
@@ -74,8 +78,26 @@ pub enum Command {
     Run(run::Args),
 }
 
+/// Stack size of the thread that runs a command. The parser and semantic analysis bound their
+/// recursion depth; this leaves them a wide margin whatever the platform's main-thread stack.
+const STACK_BYTES: usize = 256 << 20;
+
 /// Entry point of the `einc` binary.
 pub fn main() -> ExitCode {
+    match std::thread::Builder::new()
+        .name("einc".into())
+        .stack_size(STACK_BYTES)
+        .spawn(run_cli)
+        .map(std::thread::JoinHandle::join)
+    {
+        Ok(Ok(status)) => status,
+        // The panic message has already been printed by the panic hook; keep Rust's status.
+        Ok(Err(_)) => ExitCode::from(101),
+        Err(e) => fail(format!("cannot start the compiler thread: {e}")),
+    }
+}
+
+fn run_cli() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -107,4 +129,141 @@ pub(crate) fn fail(message: impl std::fmt::Display) -> ExitCode {
 /// A path argument shown in messages as the user wrote it.
 pub(crate) fn display_path(p: &std::path::Path) -> String {
     p.display().to_string()
+}
+
+/// Reads a source file; the error names the file and, for text that is not UTF-8, the line and
+/// column of the first bad byte.
+pub(crate) fn read_source(path: &Path) -> Result<SourceFile, String> {
+    let shown = display_path(path);
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    match String::from_utf8(bytes) {
+        Ok(text) => Ok(SourceFile::new(shown, text)),
+        Err(e) => {
+            let offset = e.utf8_error().valid_up_to();
+            let valid = String::from_utf8_lossy(e.as_bytes().get(..offset).unwrap_or_default())
+                .into_owned();
+            let (line, col) = SourceFile::new("", valid).line_col(u32::MAX);
+            Err(format!(
+                "{shown}:{line}:{col}: the file is not valid UTF-8 (bad byte at offset {offset})"
+            ))
+        }
+    }
+}
+
+/// Reads, parses and checks a `.ein` file, printing its diagnostics (warnings included) to
+/// standard error. Returns the checked module, or exit status 1 when there were errors.
+pub(crate) fn load_module(path: &Path, color: bool) -> Result<Module, ExitCode> {
+    let file = read_source(path).map_err(fail)?;
+    let (module, diags) = crate::sema::compile_source(&file.text);
+    eprint!("{}", render(&diags, &file, color));
+    match module {
+        Some(module) if !diags.iter().any(|d| d.is_error()) => Ok(module),
+        _ => Err(ExitCode::from(1)),
+    }
+}
+
+/// The message for a `--kernel` that names no kernel of the module, listing the ones it has.
+pub(crate) fn unknown_kernel(module: &Module, name: &str) -> String {
+    let names: Vec<&str> = module.funcs.iter().map(|f| f.name.as_str()).collect();
+    if names.is_empty() {
+        format!("no kernel `{name}`: the file defines no kernels")
+    } else {
+        format!("no kernel `{name}`; the file defines: {}", names.join(", "))
+    }
+}
+
+/// Writes each array to its path as `.npy`, all or nothing: every array goes to a temporary
+/// file beside its destination first, and only when all are written are they renamed into
+/// place, so a failure never leaves partial or stale-looking outputs behind.
+pub(crate) fn write_outputs(outputs: &[(PathBuf, &Array)]) -> Result<(), String> {
+    let mut staged: Vec<(PathBuf, &Path)> = Vec::new();
+    let mut result = Ok(());
+    for (path, array) in outputs {
+        let shown = display_path(path);
+        let Some(name) = path.file_name() else {
+            result = Err(format!("{shown}: the output path names no file"));
+            break;
+        };
+        let mut tmp_name = std::ffi::OsString::from(".");
+        tmp_name.push(name);
+        tmp_name.push(format!(".tmp{}", std::process::id()));
+        let tmp = path.with_file_name(tmp_name);
+        let written = crate::npy::write_npy(&tmp, array);
+        staged.push((tmp, path));
+        if let Err(e) = written {
+            result = Err(format!("{shown}: {e}"));
+            break;
+        }
+    }
+    if result.is_ok() {
+        for (tmp, path) in &staged {
+            if let Err(e) = std::fs::rename(tmp, path) {
+                result = Err(format!(
+                    "{}: cannot replace the file: {e}",
+                    display_path(path)
+                ));
+                break;
+            }
+        }
+    }
+    if result.is_err() {
+        for (tmp, _) in &staged {
+            let _ = std::fs::remove_file(tmp);
+        }
+    }
+    result
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// Writes `bytes` to a fresh file in a per-process temporary directory.
+    pub(crate) fn temp_file(name: &str, bytes: &[u8]) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("einc-driver-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    #[test]
+    fn a_missing_file_is_named() {
+        let err = read_source(Path::new("/nonexistent/k.ein")).unwrap_err();
+        assert!(err.starts_with("cannot read /nonexistent/k.ein: "), "{err}");
+    }
+
+    #[test]
+    fn non_utf8_text_is_located_by_line_and_column() {
+        let path = temp_file("bad.ein", b"dims N\n# caf\xc3\xa9 \xff\n");
+        let err = read_source(&path).unwrap_err();
+        let shown = path.display();
+        // Line 2: `# café ` is 7 characters, so the bad byte is in column 8 (byte offset 15).
+        assert_eq!(
+            err,
+            format!("{shown}:2:8: the file is not valid UTF-8 (bad byte at offset 15)")
+        );
+    }
+
+    #[test]
+    fn outputs_are_written_all_or_nothing() {
+        let dir = temp_file("probe", b"").with_file_name("outs");
+        std::fs::create_dir_all(&dir).unwrap();
+        let a = Array::zeros(einc_runtime::DType::F32, &[2]).unwrap();
+        let good = dir.join("A.npy");
+        let bad = dir.join("missing-dir").join("B.npy");
+        let err = write_outputs(&[(good.clone(), &a), (bad, &a)]).unwrap_err();
+        assert!(err.contains("missing-dir/B.npy"), "{err}");
+        assert!(
+            !good.exists(),
+            "a failed call must not leave the first output behind"
+        );
+        let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+        assert!(
+            leftovers.is_empty(),
+            "temporary files were left: {leftovers:?}"
+        );
+        write_outputs(&[(good.clone(), &a)]).unwrap();
+        assert_eq!(crate::npy::read_npy(&good).unwrap(), a);
+    }
 }

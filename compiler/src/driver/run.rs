@@ -1,5 +1,10 @@
-//! `einc run FILE --kernel K NAME=IN.npy... --out-dir DIR`.
+//! `einc run FILE --kernel K NAME=IN.npy... --out-dir DIR`: runs one kernel of a checked `.ein`
+//! file on `.npy` inputs and writes one `OUTNAME.npy` per output. Dims are bound from the input
+//! shapes; every kernel parameter must be given exactly once.
 
+use crate::ir::tensor::{Function, Module};
+use crate::{interp, npy};
+use einc_runtime::Array;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -11,7 +16,7 @@ pub struct Args {
     /// The kernel to run.
     #[arg(long)]
     pub kernel: String,
-    /// Inputs as NAME=PATH.npy, one per kernel parameter.
+    /// Inputs as NAME=PATH.npy, one per kernel parameter (C or Fortran order).
     pub inputs: Vec<String>,
     /// Directory for the outputs (one NAME.npy per kernel output); created if missing.
     #[arg(long)]
@@ -22,9 +27,83 @@ pub struct Args {
 }
 
 /// Runs `einc run`.
-pub fn run(args: Args, _color: bool) -> ExitCode {
-    super::fail(format!(
-        "run {}: not implemented yet",
-        super::display_path(&args.file)
-    ))
+pub fn run(args: Args, color: bool) -> ExitCode {
+    let module = match super::load_module(&args.file, color) {
+        Ok(module) => module,
+        Err(status) => return status,
+    };
+    match run_kernel(&module, &args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => super::fail(message),
+    }
+}
+
+fn run_kernel(module: &Module, args: &Args) -> Result<(), String> {
+    let func = module
+        .func(&args.kernel)
+        .ok_or_else(|| super::unknown_kernel(module, &args.kernel))?;
+    let inputs = bind_inputs(func, &args.inputs)?;
+    let results = interp::run(module, &func.name, &inputs)
+        .map_err(|e| format!("kernel `{}`: {e}", func.name))?;
+    std::fs::create_dir_all(&args.out_dir).map_err(|e| {
+        format!(
+            "cannot create the output directory {}: {e}",
+            super::display_path(&args.out_dir)
+        )
+    })?;
+    let outputs: Vec<(PathBuf, &Array)> = func
+        .results
+        .iter()
+        .zip(&results)
+        .map(|(r, a)| (args.out_dir.join(format!("{}.npy", r.name)), a))
+        .collect();
+    super::write_outputs(&outputs)
+}
+
+/// Reads the `NAME=PATH` arguments into one array per parameter, in parameter order.
+fn bind_inputs(func: &Function, specs: &[String]) -> Result<Vec<Array>, String> {
+    let params: Vec<&str> = func
+        .params
+        .iter()
+        .filter_map(|&p| func.values.get(p.0 as usize))
+        .map(|v| v.name.as_str())
+        .collect();
+    let mut paths: Vec<Option<&str>> = vec![None; params.len()];
+    for spec in specs {
+        let (name, path) = spec.split_once('=').ok_or_else(|| {
+            format!("input `{spec}` is not of the form NAME=PATH.npy (e.g. X=x.npy)")
+        })?;
+        let slot = params.iter().position(|&p| p == name).ok_or_else(|| {
+            format!(
+                "kernel `{}` has no parameter `{name}`; its parameters are: {}",
+                func.name,
+                params.join(", ")
+            )
+        })?;
+        if paths[slot].replace(path).is_some() {
+            return Err(format!("parameter `{name}` is given more than once"));
+        }
+    }
+    let missing: Vec<&str> = params
+        .iter()
+        .zip(&paths)
+        .filter(|(_, p)| p.is_none())
+        .map(|(&n, _)| n)
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!(
+            "kernel `{}` needs {}: give each as NAME=PATH.npy",
+            func.name,
+            missing
+                .iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    paths
+        .into_iter()
+        .flatten()
+        .map(|path| npy::read_npy(path.as_ref()).map_err(|e| format!("{path}: {e}")))
+        .collect()
 }
