@@ -179,12 +179,12 @@ fn int_binary<T: Int>(f: BinaryFn, a: T, b: T) -> Option<T> {
 }
 
 /// True when the function is defined for integer operands.
-pub(super) fn unary_accepts_int(f: UnaryFn) -> bool {
+pub(crate) fn unary_accepts_int(f: UnaryFn) -> bool {
     int_unary(f, 0i32).is_some()
 }
 
 /// True when the function is defined for integer operands.
-pub(super) fn binary_accepts_int(f: BinaryFn) -> bool {
+pub(crate) fn binary_accepts_int(f: BinaryFn) -> bool {
     int_binary(f, 0i32, 1i32).is_some()
 }
 
