@@ -314,3 +314,13 @@ fn loop_invariants() {
         ]
     );
 }
+
+#[test]
+fn the_example_of_docs_ir_md_verifies_and_prints_back() {
+    let doc = include_str!("../../../../../docs/ir.md");
+    let section = doc.split("## Loop IR").nth(1).unwrap();
+    let example = section.split("```\n").nth(1).unwrap();
+    let m = parse(example);
+    assert_eq!(errors(&m), Vec::<String>::new());
+    assert_eq!(crate::ir::loops::printer::print_module(&m), example);
+}
