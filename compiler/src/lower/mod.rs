@@ -256,7 +256,7 @@ impl<'m> FnLowerer<'m> {
         if let Some(&v) = self.scalar_consts.get(&key) {
             return v;
         }
-        let v = self.new_value("k", Type::Scalar(s.dtype()));
+        let v = self.new_value("cst", Type::Scalar(s.dtype()));
         self.entry.push(Inst::Assign {
             result: v,
             op: Op::Const(s),
