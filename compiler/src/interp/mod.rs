@@ -16,7 +16,7 @@
 
 mod body;
 mod error;
-mod scalar;
+pub(crate) mod scalar;
 #[cfg(test)]
 mod tests;
 
