@@ -9,6 +9,9 @@ use proptest::prelude::*;
 
 const ALL_OPS: &str = include_str!("../../../../../tests/filetests/loops/all_ops.lir");
 const MATMUL: &str = include_str!("../../../../../tests/filetests/loops/matmul.lir");
+const ROWSUM: &str = include_str!("../../../../../tests/filetests/loops/rowsum_vector.lir");
+const MASK: &str = include_str!("../../../../../tests/filetests/loops/causal_mask.lir");
+const FIXTURES: [&str; 4] = [ALL_OPS, MATMUL, ROWSUM, MASK];
 
 /// The fixture without its leading comment lines, which the printer does not reproduce.
 fn without_comments(text: &str) -> String {
@@ -40,7 +43,7 @@ fn parse_err(text: &str) -> String {
 
 #[test]
 fn fixtures_print_back_identically() {
-    for text in [ALL_OPS, MATMUL] {
+    for text in FIXTURES {
         let printed = print_module(&parse(text));
         assert_eq!(printed, without_comments(text));
         assert_eq!(print_module(&parse(&printed)), printed);
@@ -194,7 +197,7 @@ func @rowsum(%X: in f32[N, 8] contiguous, %Y: out f32[N] strided) {
 
 #[test]
 fn fixtures_parse_back_equal() {
-    for text in [ALL_OPS, MATMUL] {
+    for text in FIXTURES {
         let m = parse(text);
         assert!(same(&parse(&print_module(&m)), &m));
     }
@@ -390,12 +393,12 @@ proptest! {
 
     #[test]
     fn parser_never_panics_on_mutated_fixtures(
-        fixture in 0usize..2,
+        fixture in 0usize..FIXTURES.len(),
         at in 0usize..2000,
         len in 0usize..20,
         insert in "[%@:=,()\\[\\]{}<>a-z0-9 \"\\\\.-]{0,6}",
     ) {
-        let text = [ALL_OPS, MATMUL][fixture];
+        let text = FIXTURES[fixture];
         let mut s: Vec<char> = text.chars().collect();
         let at = at % s.len();
         let end = (at + len).min(s.len());

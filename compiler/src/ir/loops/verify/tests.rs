@@ -7,6 +7,8 @@ use einc_runtime::DType;
 
 const ALL_OPS: &str = include_str!("../../../../../tests/filetests/loops/all_ops.lir");
 const MATMUL: &str = include_str!("../../../../../tests/filetests/loops/matmul.lir");
+const ROWSUM: &str = include_str!("../../../../../tests/filetests/loops/rowsum_vector.lir");
+const MASK: &str = include_str!("../../../../../tests/filetests/loops/causal_mask.lir");
 
 fn parse(text: &str) -> Module {
     match parse_module(text) {
@@ -39,7 +41,7 @@ fn one(e: &str) -> Vec<String> {
 
 #[test]
 fn fixtures_are_valid() {
-    for text in [ALL_OPS, MATMUL] {
+    for text in [ALL_OPS, MATMUL, ROWSUM, MASK] {
         assert_eq!(errors(&parse(text)), Vec::<String>::new());
     }
     assert_eq!(
