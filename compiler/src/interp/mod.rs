@@ -362,7 +362,7 @@ impl<'a> Call<'a> {
                 None => value_at(&idx)?,
                 Some(r) => {
                     let combine = scalar::reduce_fn(r.kind);
-                    let mut acc = scalar::identity(r.kind, g.dtype);
+                    let mut acc = r.kind.identity(g.dtype);
                     try_for_each_index(&reduce_shape, |at| -> Result<(), String> {
                         assign(&mut idx, over, at);
                         acc = scalar::binary(combine, acc, value_at(&idx)?)?;

@@ -8,7 +8,7 @@
 //! transcendental function or `Pow` on integers); the caller adds the context.
 
 use crate::ir::tensor::{BinaryFn, CmpOp, ReduceKind, UnaryFn};
-use einc_runtime::{DType, Scalar};
+use einc_runtime::Scalar;
 use std::ops::{Add, Div, Mul, Neg, Sub};
 
 /// The float operations the IR needs, implemented for `f32` and `f64`.
@@ -247,22 +247,6 @@ pub(crate) fn reduce_fn(kind: ReduceKind) -> BinaryFn {
         ReduceKind::Mul => BinaryFn::Mul,
         ReduceKind::Max => BinaryFn::Max,
         ReduceKind::Min => BinaryFn::Min,
-    }
-}
-
-/// The value a reduction starts from (and the result of an empty reduction).
-pub(super) fn identity(kind: ReduceKind, dtype: DType) -> Scalar {
-    match (kind, dtype) {
-        (ReduceKind::Add, _) => Scalar::zero(dtype),
-        (ReduceKind::Mul, _) => Scalar::I32(1).cast(dtype),
-        (ReduceKind::Max, DType::F32) => Scalar::F32(f32::NEG_INFINITY),
-        (ReduceKind::Max, DType::F64) => Scalar::F64(f64::NEG_INFINITY),
-        (ReduceKind::Max, DType::I32) => Scalar::I32(i32::MIN),
-        (ReduceKind::Max, DType::I64) => Scalar::I64(i64::MIN),
-        (ReduceKind::Min, DType::F32) => Scalar::F32(f32::INFINITY),
-        (ReduceKind::Min, DType::F64) => Scalar::F64(f64::INFINITY),
-        (ReduceKind::Min, DType::I32) => Scalar::I32(i32::MAX),
-        (ReduceKind::Min, DType::I64) => Scalar::I64(i64::MAX),
     }
 }
 

@@ -2,6 +2,8 @@
 //! instruction applies to elements, the comparisons, and the reduction kinds. Their meaning is
 //! the same at every level, so lowering maps them one to one.
 
+use einc_runtime::{DType, Scalar};
+
 /// How a reduction combines values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ReduceKind {
@@ -13,6 +15,25 @@ pub enum ReduceKind {
     Max,
     /// Minimum (identity +inf, or the dtype's maximum for integers).
     Min,
+}
+
+impl ReduceKind {
+    /// The value a reduction starts from, and its result over nothing: 0 for `Add`, 1 for
+    /// `Mul`, -inf (or the integer minimum) for `Max`, +inf (or the integer maximum) for `Min`.
+    pub fn identity(self, dtype: DType) -> Scalar {
+        match (self, dtype) {
+            (ReduceKind::Add, _) => Scalar::zero(dtype),
+            (ReduceKind::Mul, _) => Scalar::I32(1).cast(dtype),
+            (ReduceKind::Max, DType::F32) => Scalar::F32(f32::NEG_INFINITY),
+            (ReduceKind::Max, DType::F64) => Scalar::F64(f64::NEG_INFINITY),
+            (ReduceKind::Max, DType::I32) => Scalar::I32(i32::MIN),
+            (ReduceKind::Max, DType::I64) => Scalar::I64(i64::MIN),
+            (ReduceKind::Min, DType::F32) => Scalar::F32(f32::INFINITY),
+            (ReduceKind::Min, DType::F64) => Scalar::F64(f64::INFINITY),
+            (ReduceKind::Min, DType::I32) => Scalar::I32(i32::MAX),
+            (ReduceKind::Min, DType::I64) => Scalar::I64(i64::MAX),
+        }
+    }
 }
 
 /// Unary scalar functions.

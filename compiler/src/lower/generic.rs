@@ -17,7 +17,6 @@ use super::body::BodyLowerer;
 use super::{FnLowerer, LowerError};
 use crate::ir::loops::{BinaryFn, BufferId, Carried, For, Inst, Op, ReduceKind, Type, ValueId};
 use crate::ir::tensor::{self, Expr, Generic};
-use einc_runtime::{DType, Scalar};
 
 /// Lowers `g`, which defines tensor value `result`, into a nest storing into buffer `out`.
 pub(super) fn lower_generic(
@@ -106,7 +105,7 @@ pub(super) fn lower_generic(
                     body.emit(innermost, Op::Binary(combine_fn(r.kind), acc, v), ty)?
                 }
             };
-            let identity = fl.scalar_const(identity(r.kind, g.dtype));
+            let identity = fl.scalar_const(r.kind.identity(g.dtype));
             reduction_loops(fl, &mut levels, &loops, n_out, acc, next, identity)?
         }
     };
@@ -199,21 +198,5 @@ fn combine_fn(kind: ReduceKind) -> BinaryFn {
         ReduceKind::Mul => BinaryFn::Mul,
         ReduceKind::Max => BinaryFn::Max,
         ReduceKind::Min => BinaryFn::Min,
-    }
-}
-
-/// The value a reduction starts from, which is also the result of an empty reduction.
-fn identity(kind: ReduceKind, dtype: DType) -> Scalar {
-    match (kind, dtype) {
-        (ReduceKind::Add, _) => Scalar::zero(dtype),
-        (ReduceKind::Mul, _) => Scalar::I32(1).cast(dtype),
-        (ReduceKind::Max, DType::F32) => Scalar::F32(f32::NEG_INFINITY),
-        (ReduceKind::Max, DType::F64) => Scalar::F64(f64::NEG_INFINITY),
-        (ReduceKind::Max, DType::I32) => Scalar::I32(i32::MIN),
-        (ReduceKind::Max, DType::I64) => Scalar::I64(i64::MIN),
-        (ReduceKind::Min, DType::F32) => Scalar::F32(f32::INFINITY),
-        (ReduceKind::Min, DType::F64) => Scalar::F64(f64::INFINITY),
-        (ReduceKind::Min, DType::I32) => Scalar::I32(i32::MAX),
-        (ReduceKind::Min, DType::I64) => Scalar::I64(i64::MAX),
     }
 }
