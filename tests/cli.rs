@@ -348,3 +348,53 @@ fn explain_kernel_shows_each_operation_of_a_file() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("--kernel"));
 }
+
+/// Malformed input of every kind gets a message and a clean exit status: never a panic, a stack
+/// overflow or a hang.
+#[test]
+fn check_survives_malformed_input() {
+    let dir = scratch("malformed");
+    let attention = std::fs::read(example("attention.ein")).expect("example");
+    let nested = format!(
+        "kernel k(A: f32[3]) -> (B: f32[3]) {{\n    B[i] = {}A[i]{}\n}}\n",
+        "(".repeat(10_000),
+        ")".repeat(10_000)
+    );
+    let mut binary: Vec<u8> = (0..=255u8).cycle().take(4096).collect();
+    binary.extend_from_slice(b"\xff\xfe\x00");
+    let huge = "dims N = 1073741824\nkernel k(A: f32[N, N]) -> (B: f32[N, N]) {\n    \
+                B[i, j] = A[j, i] * 2\n}\n";
+    let cases: Vec<(&str, Vec<u8>, Option<i32>)> = vec![
+        ("empty.ein", Vec::new(), Some(0)),
+        ("binary.ein", binary, Some(1)),
+        (
+            "truncated.ein",
+            attention[..attention.len() / 2].to_vec(),
+            Some(1),
+        ),
+        ("nested.ein", nested.into_bytes(), Some(1)),
+        ("huge.ein", huge.as_bytes().to_vec(), Some(0)),
+        (
+            "unicode.ein",
+            "dims N\nkernel k(Ä: f32[N]) -> (B: f32[N]) {\n    B[i] = Ä[i] → 2\n}\n"
+                .as_bytes()
+                .to_vec(),
+            Some(1),
+        ),
+    ];
+    for (name, bytes, want) in cases {
+        let path = dir.join(name);
+        std::fs::write(&path, &bytes).expect("write");
+        let out = einc()
+            .args(["--color", "never", "check"])
+            .arg(&path)
+            .output()
+            .expect("einc runs");
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), want, "{name}: {err}");
+        assert!(!err.contains("panicked"), "{name}: {err}");
+        if want == Some(1) {
+            assert!(err.contains("error"), "{name}: {err}");
+        }
+    }
+}
