@@ -1,0 +1,1 @@
+//! Every scalar operation, on every dtype it applies to.
