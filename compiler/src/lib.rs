@@ -5,6 +5,7 @@
 //! [`syntax`] → [`sema`] → [`ir`] → [`interp`]; [`driver`] wires them to the command line.
 
 pub mod autodiff;
+pub mod codegen;
 pub mod diag;
 pub mod driver;
 pub mod interp;
