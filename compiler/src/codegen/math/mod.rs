@@ -69,10 +69,10 @@ struct Params {
     /// and inside them the exponent arithmetic cannot wrap.
     exp_lo: f64,
     exp_hi: f64,
-    /// ln 2 split for Cody-Waite range reduction: `ln2_hi` has few significant bits so that
-    /// `n * ln2_hi` is exact for every reachable n.
-    exp_ln2_hi: f64,
-    exp_ln2_lo: f64,
+    /// ln 2 split for Cody-Waite range reduction in exp and for adding k ln 2 in log: `ln2_hi`
+    /// has few significant bits so that `n * ln2_hi` is exact for every reachable n.
+    ln2_hi: f64,
+    ln2_lo: f64,
     /// exp(r) ≈ 1 + r + r² P(r) on |r| ≤ ln2/2; P's coefficients, highest degree first.
     exp_poly: &'static [f64],
     /// Smallest normal number, and the power of two that scales subnormals into the normal range.
@@ -81,8 +81,6 @@ struct Params {
     /// Bits of sqrt(1/2) (rounded): log's mantissa is reduced to [sqrt(1/2), sqrt(2)).
     sqrt_half_bits: i64,
     /// ln 2 split for log (the low part is added first, to the small terms).
-    log_ln2_hi: f64,
-    log_ln2_lo: f64,
     /// log's kernel coefficients, highest degree first (see [`Emitter::log`]).
     log_poly: &'static [f64],
     /// Below this |x|, tanh uses its odd polynomial/rational kernel.
@@ -100,8 +98,8 @@ static F32_PARAMS: Params = Params {
     shifter: 12_582_912.0,
     exp_lo: -104.0,
     exp_hi: 89.0,
-    exp_ln2_hi: 0.693_359_375,
-    exp_ln2_lo: -2.121_944_4e-4,
+    ln2_hi: 0.693_359_375,
+    ln2_lo: -2.121_944_4e-4,
     exp_poly: &[
         1.987_569_150_0e-4,
         1.398_199_950_7e-3,
@@ -113,8 +111,6 @@ static F32_PARAMS: Params = Params {
     min_normal: f32::MIN_POSITIVE as f64,
     subnormal_scale_log2: 24,
     sqrt_half_bits: 0x3f35_04f3,
-    log_ln2_hi: 0.693_359_375,
-    log_ln2_lo: -2.121_944_4e-4,
     log_poly: &[
         7.037_683_629_2e-2,
         -1.151_461_031_0e-1,
@@ -145,8 +141,8 @@ static F64_PARAMS: Params = Params {
     shifter: 6_755_399_441_055_744.0,
     exp_lo: -746.0,
     exp_hi: 710.0,
-    exp_ln2_hi: 6.931_471_803_691_238_164_90e-1,
-    exp_ln2_lo: 1.908_214_929_270_587_700_02e-10,
+    ln2_hi: 6.931_471_803_691_238e-1,
+    ln2_lo: 1.908_214_929_270_587_7e-10,
     exp_poly: &[
         1.0 / 6_227_020_800.0,
         1.0 / 479_001_600.0,
@@ -164,27 +160,25 @@ static F64_PARAMS: Params = Params {
     min_normal: f64::MIN_POSITIVE,
     subnormal_scale_log2: 54,
     sqrt_half_bits: 0x3fe6_a09e_667f_3bcd,
-    log_ln2_hi: 6.931_471_803_691_238_164_90e-1,
-    log_ln2_lo: 1.908_214_929_270_587_700_02e-10,
     log_poly: &[
-        1.479_819_860_511_658_591e-1,
-        1.531_383_769_920_937_332e-1,
-        1.818_357_216_161_805_012e-1,
-        2.222_219_843_214_978_396e-1,
-        2.857_142_874_366_239_149e-1,
-        3.999_999_999_940_941_908e-1,
-        6.666_666_666_666_735_130e-1,
+        1.479_819_860_511_658_6e-1,
+        1.531_383_769_920_937_3e-1,
+        1.818_357_216_161_805e-1,
+        2.222_219_843_214_978_4e-1,
+        2.857_142_874_366_239e-1,
+        3.999_999_999_940_942e-1,
+        6.666_666_666_666_735e-1,
     ],
     tanh_small: 0.625,
     tanh_p: &[
-        -9.643_991_794_250_522_386_28e-1,
-        -9.928_772_310_019_185_865_64e1,
-        -1.614_687_684_417_084_479_52e3,
+        -9.643_991_794_250_523e-1,
+        -9.928_772_310_019_185e1,
+        -1.614_687_684_417_084_5e3,
     ],
     tanh_q: &[
-        1.128_116_784_916_329_314_02e2,
-        2.235_488_390_601_004_485_83e3,
-        4.844_063_053_251_254_860_48e3,
+        1.128_116_784_916_329_3e2,
+        2.235_488_390_601_004_5e3,
+        4.844_063_053_251_255e3,
     ],
 };
 
@@ -205,7 +199,9 @@ impl Emitter<'_, '_> {
     fn splat_bits(&mut self, ty: Type, bits: u64) -> Value {
         let lane_bytes = ty.lane_type().bytes() as usize;
         let lane = &bits.to_le_bytes()[..lane_bytes];
-        let data: Vec<u8> = (0..ty.lane_count()).flat_map(|_| lane.iter().copied()).collect();
+        let data: Vec<u8> = (0..ty.lane_count())
+            .flat_map(|_| lane.iter().copied())
+            .collect();
         let c = self.b.func.dfg.constants.insert(ConstantData::from(data));
         self.b.ins().vconst(ty, c)
     }
@@ -236,12 +232,12 @@ impl Emitter<'_, '_> {
         }
     }
 
-    fn to_int(&mut self, x: Value) -> Value {
+    fn as_int_bits(&mut self, x: Value) -> Value {
         let ity = self.ity();
         self.b.ins().bitcast(ity, MemFlagsData::new(), x)
     }
 
-    fn to_float(&mut self, x: Value) -> Value {
+    fn as_float_bits(&mut self, x: Value) -> Value {
         self.b.ins().bitcast(self.ty, MemFlagsData::new(), x)
     }
 
@@ -278,7 +274,7 @@ impl Emitter<'_, '_> {
     fn select_cmp(&mut self, cc: FloatCC, a: Value, b: Value, t: Value, f: Value) -> Value {
         let cond = self.b.ins().fcmp(cc, a, b);
         if self.ty.is_vector() {
-            let mask = self.to_float(cond);
+            let mask = self.as_float_bits(cond);
             self.b.ins().bitselect(mask, t, f)
         } else {
             self.b.ins().select(cond, t, f)
@@ -314,9 +310,9 @@ impl Emitter<'_, '_> {
         let n = self.addc(t, -p.shifter);
         let half_n = self.mulc(n, 0.5);
         let t1 = self.addc(half_n, p.shifter);
-        let nh = self.mulc(n, p.exp_ln2_hi);
+        let nh = self.mulc(n, p.ln2_hi);
         let r = self.sub(x, nh);
-        let nl = self.mulc(n, p.exp_ln2_lo);
+        let nl = self.mulc(n, p.ln2_lo);
         let r = self.sub(r, nl);
         let pr = self.poly(r, p.exp_poly);
         let r2 = self.mul(r, r);
@@ -325,8 +321,8 @@ impl Emitter<'_, '_> {
         let er = self.addc(q, 1.0);
         // The shifted values hold n and n1 in their low bits: 2^n1 has exponent field
         // n1 + bias = bits(t1) - bits(shifter) + bias, and 2^n2 has n - n1 + bias.
-        let ti = self.to_int(t);
-        let t1i = self.to_int(t1);
+        let ti = self.as_int_bits(t);
+        let t1i = self.as_int_bits(t1);
         let shifter_bits = self.lane_bits(p.shifter);
         let c1 = self.ic(p.bias - shifter_bits);
         let e1 = self.b.ins().iadd(t1i, c1);
@@ -343,7 +339,7 @@ impl Emitter<'_, '_> {
     fn exponent_to_float(&mut self, e: Value) -> Value {
         let shift = self.b.ins().iconst(types::I32, self.p.mant_bits);
         let bits = self.b.ins().ishl(e, shift);
-        self.to_float(bits)
+        self.as_float_bits(bits)
     }
 
     /// ln x. Subnormals are first scaled into the normal range. x = 2^k m with m in
@@ -361,7 +357,7 @@ impl Emitter<'_, '_> {
         let k_adj = self.select_cmp(FloatCC::LessThan, x0, min_normal, adj, zero);
 
         let one_bits = self.lane_bits(1.0);
-        let xi = self.to_int(x);
+        let xi = self.as_int_bits(x);
         let c = self.ic(one_bits - p.sqrt_half_bits);
         let ix = self.b.ins().iadd(xi, c);
         // k + bias is the exponent field of ix; it becomes a float without an int-to-float
@@ -372,14 +368,14 @@ impl Emitter<'_, '_> {
         let two_pow_mant = (p.mant_bits as f64).exp2();
         let tpc = self.ic(self.lane_bits(two_pow_mant));
         let kb = self.b.ins().bor(field, tpc);
-        let kf = self.to_float(kb);
+        let kf = self.as_float_bits(kb);
         let k = self.addc(kf, -(two_pow_mant + p.bias as f64));
         let k = self.sub(k, k_adj);
         let mant_mask = self.ic((1i64 << p.mant_bits) - 1);
         let m = self.b.ins().band(ix, mant_mask);
         let sh = self.ic(p.sqrt_half_bits);
         let m = self.b.ins().iadd(m, sh);
-        let m = self.to_float(m);
+        let m = self.as_float_bits(m);
         let f = self.addc(m, -1.0);
 
         let r = if self.ty.lane_type() == types::F32 {
@@ -388,12 +384,12 @@ impl Emitter<'_, '_> {
             let pf = self.poly(f, p.log_poly);
             let fz = self.mul(f, z);
             let y = self.mul(fz, pf);
-            let kl = self.mulc(k, p.log_ln2_lo);
+            let kl = self.mulc(k, p.ln2_lo);
             let y = self.add(y, kl);
             let hz = self.mulc(z, -0.5);
             let y = self.add(y, hz);
             let r = self.add(f, y);
-            let kh = self.mulc(k, p.log_ln2_hi);
+            let kh = self.mulc(k, p.ln2_hi);
             self.add(r, kh)
         } else {
             // fdlibm: s = f/(2+f), ln(1+f) = f - f²/2 + s (f²/2 + R(s²)) with R(z) = z P(z).
@@ -406,11 +402,11 @@ impl Emitter<'_, '_> {
             let hfsq = self.mulc(ff, 0.5);
             let t = self.add(hfsq, rz);
             let t = self.mul(s, t);
-            let kl = self.mulc(k, p.log_ln2_lo);
+            let kl = self.mulc(k, p.ln2_lo);
             let t = self.add(t, kl);
             let t = self.sub(t, hfsq);
             let t = self.add(t, f);
-            let kh = self.mulc(k, p.log_ln2_hi);
+            let kh = self.mulc(k, p.ln2_hi);
             self.add(t, kh)
         };
 
