@@ -188,3 +188,10 @@ fn bad_loop_ir_is_an_error_not_a_panic() {
     let err = crate::codegen::jit_compile(&m).unwrap_err();
     assert!(err.to_string().contains("not a 128-bit vector"), "{err}");
 }
+
+#[test]
+fn kernels_can_be_shared_between_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<crate::codegen::JitKernel>();
+    send_sync::<crate::codegen::JitProgram>();
+}
