@@ -361,7 +361,7 @@ impl<'a> Call<'a> {
             let value = match &g.reduce {
                 None => value_at(&idx)?,
                 Some(r) => {
-                    let combine = scalar::reduce_fn(r.kind);
+                    let combine = r.kind.combine_fn();
                     let mut acc = r.kind.identity(g.dtype);
                     try_for_each_index(&reduce_shape, |at| -> Result<(), String> {
                         assign(&mut idx, over, at);

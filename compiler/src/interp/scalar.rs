@@ -7,7 +7,7 @@
 //! a NaN operand gives NaN. Errors are operand dtypes the IR does not allow (mixed dtypes, a
 //! transcendental function or `Pow` on integers); the caller adds the context.
 
-use crate::ir::tensor::{BinaryFn, CmpOp, ReduceKind, UnaryFn};
+use crate::ir::tensor::{BinaryFn, CmpOp, UnaryFn};
 use einc_runtime::Scalar;
 use std::ops::{Add, Div, Mul, Neg, Sub};
 
@@ -237,16 +237,6 @@ pub(crate) fn compare(op: CmpOp, a: Scalar, b: Scalar) -> Result<bool, String> {
         (Scalar::I32(a), Scalar::I32(b)) => Ok(holds(op, a, b)),
         (Scalar::I64(a), Scalar::I64(b)) => Ok(holds(op, a, b)),
         _ => Err(format!("cannot compare {} with {}", a.dtype(), b.dtype())),
-    }
-}
-
-/// The binary function a reduction combines with.
-pub(crate) fn reduce_fn(kind: ReduceKind) -> BinaryFn {
-    match kind {
-        ReduceKind::Add => BinaryFn::Add,
-        ReduceKind::Mul => BinaryFn::Mul,
-        ReduceKind::Max => BinaryFn::Max,
-        ReduceKind::Min => BinaryFn::Min,
     }
 }
 

@@ -18,6 +18,16 @@ pub enum ReduceKind {
 }
 
 impl ReduceKind {
+    /// The binary function that combines two partial results.
+    pub fn combine_fn(self) -> BinaryFn {
+        match self {
+            ReduceKind::Add => BinaryFn::Add,
+            ReduceKind::Mul => BinaryFn::Mul,
+            ReduceKind::Max => BinaryFn::Max,
+            ReduceKind::Min => BinaryFn::Min,
+        }
+    }
+
     /// The value a reduction starts from, and its result over nothing: 0 for `Add`, 1 for
     /// `Mul`, -inf (or the integer minimum) for `Max`, +inf (or the integer maximum) for `Min`.
     pub fn identity(self, dtype: DType) -> Scalar {

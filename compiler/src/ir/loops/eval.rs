@@ -17,7 +17,7 @@ use super::{
     Block, BufferDef, BufferId, BufferKind, CmpOp, For, Function, IndexOp, Inst, Module, Op,
     ValueId,
 };
-use crate::interp::scalar::{binary, compare, reduce_fn, unary};
+use crate::interp::scalar::{binary, compare, unary};
 use crate::interp::{bind_dims, InterpError};
 use crate::ir::tensor::Extent;
 use einc_runtime::array::{c_strides, element_count};
@@ -591,7 +591,7 @@ impl<'a> Eval<'a> {
                     let first = *it
                         .next()
                         .ok_or_else(|| Fault::Message("reduce_lanes of 0 lanes".into()))?;
-                    let r = it.try_fold(first, |acc, &s| binary(reduce_fn(*k), acc, s));
+                    let r = it.try_fold(first, |acc, &s| binary(k.combine_fn(), acc, s));
                     Val::Scalar(r.map_err(Fault::Message)?)
                 }
                 v => return Err(Fault::Message(format!("reduce_lanes of {v:?}"))),
