@@ -13,9 +13,14 @@
 
 mod adjoint;
 mod derivative;
+pub mod gradcheck;
 mod simplify;
 #[cfg(test)]
 mod tests;
+mod tidy;
+pub mod to_ein;
+
+pub use tidy::tidy;
 
 use crate::ir::tensor::verify::{verify_module, VerifyError};
 use crate::ir::tensor::{
