@@ -47,6 +47,15 @@ pub struct TensorCheck {
     pub max_rel_error: f64,
 }
 
+/// The outcome of [`gradcheck`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct CheckReport {
+    /// One entry per `wrt` input, in `wrt` order.
+    pub tensors: Vec<TensorCheck>,
+    /// The extent used for every dim of the module, in declaration order.
+    pub dims: Vec<(String, u64)>,
+}
+
 /// Why a check could not run.
 #[derive(Clone, Debug, PartialEq)]
 pub enum CheckError {
@@ -80,14 +89,13 @@ impl From<InterpError> for CheckError {
 }
 
 /// Checks the gradient of kernel `kernel` of `module` with respect to `wrt` (every float
-/// parameter when `None`) against finite differences; one [`TensorCheck`] per `wrt` input, in
-/// `wrt` order. Also returns the extents used, by dim name.
+/// parameter when `None`) against finite differences.
 pub fn gradcheck(
     module: &Module,
     kernel: &str,
     wrt: Option<&[&str]>,
     options: &CheckOptions,
-) -> Result<(Vec<TensorCheck>, Vec<(String, u64)>), CheckError> {
+) -> Result<CheckReport, CheckError> {
     let module = to_f64(module);
     let func = module
         .func(kernel)
@@ -182,7 +190,10 @@ pub fn gradcheck(
             max_rel_error,
         });
     }
-    Ok((checks, dims))
+    Ok(CheckReport {
+        tensors: checks,
+        dims,
+    })
 }
 
 /// The extent of every dim of the module.

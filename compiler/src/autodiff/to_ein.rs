@@ -291,7 +291,7 @@ impl<'a> Statement<'a> {
             let Ok(id) = u32::try_from(n).map(IndexId) else {
                 continue;
             };
-            if !ok && !(self.output && g.output.contains(&id)) {
+            if !(ok || self.output && g.output.contains(&id)) {
                 return err(format!(
                     "cannot write `{}` as .ein: its index `{}` addresses no tensor axis, so \
                      its extent could not be inferred",

@@ -48,11 +48,16 @@ pub fn run(args: Args, color: bool) -> ExitCode {
         dims,
         seed: args.seed,
     };
-    let (checks, dims) = match gradcheck(&module, &args.kernel, Some(&wrt), &options) {
-        Ok(result) => result,
+    let report = match gradcheck(&module, &args.kernel, Some(&wrt), &options) {
+        Ok(report) => report,
         Err(e) => return super::fail(format!("gradcheck of `{}`: {e}", args.kernel)),
     };
-    let dims: Vec<String> = dims.iter().map(|(n, v)| format!("{n}={v}")).collect();
+    let checks = report.tensors;
+    let dims: Vec<String> = report
+        .dims
+        .iter()
+        .map(|(n, v)| format!("{n}={v}"))
+        .collect();
     println!(
         "gradcheck {} in f64 (dims {}, seed {}, tolerance {:e}):",
         args.kernel,

@@ -903,6 +903,10 @@ mod no_panics {
 const EXAMPLES: &[(&str, &str)] = &[
     ("attention.ein", ATTENTION),
     (
+        "attention_backward.ein",
+        include_str!("../../../examples/attention_backward.ein"),
+    ),
+    (
         "causal_attention.ein",
         include_str!("../../../examples/causal_attention.ein"),
     ),
