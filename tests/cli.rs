@@ -398,3 +398,142 @@ fn check_survives_malformed_input() {
         }
     }
 }
+
+// ---------------------------------------------------------------- grad, einc grad, gradcheck
+
+#[test]
+fn help_lists_the_gradient_subcommands() {
+    let out = einc().arg("--help").output().expect("einc runs");
+    let help = text(&out.stdout);
+    for cmd in ["grad", "gradcheck"] {
+        assert!(help.contains(cmd), "help lacks {cmd}: {help}");
+    }
+}
+
+#[test]
+fn run_executes_the_grad_item_of_the_attention_example() {
+    // With WQ = WK = 0 every score is 0 and P is uniform (1/T), so dWQ = dWK = 0 and
+    // dWV[d, a] = Σ_t X[t, d] · (1/T) Σ_i dO[i, a].
+    let (t, d, k) = (2usize, 3usize, 2usize);
+    let dir = scratch("run-grad");
+    let xs: Vec<f32> = (0..t * d).map(|v| v as f32 * 0.5 - 1.0).collect();
+    let wv: Vec<f32> = (0..d * k).map(|v| 0.25 * v as f32).collect();
+    let dos: Vec<f32> = vec![1.0, -2.0, 0.5, 3.0];
+    let x = save(&dir, "x.npy", Buffer::F32(xs.clone()), &[t, d]);
+    let zero = save(&dir, "zero.npy", Buffer::F32(vec![0.0; d * k]), &[d, k]);
+    let v = save(&dir, "wv.npy", Buffer::F32(wv), &[d, k]);
+    let seed = save(&dir, "do.npy", Buffer::F32(dos.clone()), &[t, k]);
+    let outdir = dir.join("out");
+    let out = einc()
+        .arg("run")
+        .arg(example("attention.ein"))
+        .args(["--kernel", "attention_grad"])
+        .arg(format!("X={}", x.display()))
+        .arg(format!("WQ={}", zero.display()))
+        .arg(format!("WK={}", zero.display()))
+        .arg(format!("WV={}", v.display()))
+        .arg(format!("dO={}", seed.display()))
+        .arg("--out-dir")
+        .arg(&outdir)
+        .output()
+        .expect("einc runs");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(out.stderr.is_empty(), "no warnings: {}", text(&out.stderr));
+    for name in ["dWQ", "dWK"] {
+        let g = npy::read_npy(&outdir.join(format!("{name}.npy"))).expect("written");
+        assert_eq!(g.shape(), &[d, k]);
+        assert!(g.to_f64_vec().iter().all(|v| *v == 0.0), "{name}");
+    }
+    let dwv = npy::read_npy(&outdir.join("dWV.npy")).expect("written");
+    let mut want = vec![0.0f64; d * k];
+    for dd in 0..d {
+        for a in 0..k {
+            let mean: f64 = (0..t).map(|i| f64::from(dos[i * k + a])).sum::<f64>() / t as f64;
+            want[dd * k + a] = (0..t).map(|tt| f64::from(xs[tt * d + dd]) * mean).sum();
+        }
+    }
+    for (g, w) in dwv.to_f64_vec().iter().zip(&want) {
+        assert!((g - w).abs() < 1e-5, "dWV: got {g}, want {w}");
+    }
+}
+
+#[test]
+fn grad_prints_checkable_source_and_gradcheck_reports_per_tensor() {
+    let dir = scratch("grad");
+    let src = dir.join("matmul.ein");
+    std::fs::write(
+        &src,
+        "dims M, K, N\nkernel matmul(A: f64[M, K], B: f64[K, N]) -> (C: f64[M, N]) {\n    \
+         C[i, j] = A[i, k] * B[k, j]\n}\n",
+    )
+    .expect("write");
+    let out = einc()
+        .arg("grad")
+        .arg(&src)
+        .args(["--kernel", "matmul", "--wrt", "A,B"])
+        .output()
+        .expect("einc runs");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let printed = text(&out.stdout);
+    assert!(
+        printed.contains("    dA[i, k] = dC[i, j] * B[k, j]\n    dB[k, j] = A[i, k] * dC[i, j]\n"),
+        "{printed}"
+    );
+    let derived = dir.join("matmul_grad.ein");
+    std::fs::write(&derived, &printed).expect("write");
+    let out = einc()
+        .arg("check")
+        .arg(&derived)
+        .output()
+        .expect("einc runs");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let out = einc()
+        .arg("gradcheck")
+        .arg(example("mlp.ein"))
+        .args(["--kernel", "mlp", "--wrt", "W1,b2", "--dims", "B=3,H=5"])
+        .output()
+        .expect("einc runs");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report = text(&out.stdout);
+    assert!(report.contains("dims B=3, I=3, H=5, O=2"), "{report}");
+    assert!(
+        report.contains("dW1 ") && report.contains("db2 "),
+        "{report}"
+    );
+    assert!(!report.contains("dX"), "{report}");
+
+    // An integer cast hides a dependence from the derivative: the check fails, exit 1.
+    let cast = dir.join("cast.ein");
+    std::fs::write(
+        &cast,
+        "dims N\nkernel f(x: f64[N]) -> (y: f64[N]) {\n    y[i] = f64(i32(x[i] * 1000000))\n}\n",
+    )
+    .expect("write");
+    let out = einc()
+        .arg("gradcheck")
+        .arg(&cast)
+        .args(["--kernel", "f"])
+        .output()
+        .expect("einc runs");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stdout).contains("FAILED"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    let out = einc()
+        .arg("grad")
+        .arg(&src)
+        .args(["--kernel", "matmul", "--wrt", "Z"])
+        .output()
+        .expect("einc runs");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr)
+            .contains("cannot differentiate `matmul`: `Z` is not a parameter of `matmul`"),
+        "{}",
+        text(&out.stderr)
+    );
+}

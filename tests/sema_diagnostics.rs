@@ -534,13 +534,34 @@ fn einsum_lowers_to_one_generic_named_after_the_target() {
 }
 
 #[test]
-fn grad_is_checked_then_skipped_with_a_warning() {
-    let base = "dims N\nkernel f(A: f32[N]) -> (B: f32[N]) {\n    B[i] = A[i]\n}\n";
+fn grad_items_define_kernels_and_their_errors_are_located() {
+    let base = "dims N\nkernel f(A: f32[N], n: i32[N]) -> (B: f32[N]) {\n    B[i] = A[i]\n}\n";
     let src = format!("{base}kernel g = grad(f, wrt: [A])\n");
-    let d = all(&src);
-    assert_eq!(d.len(), 1);
-    assert_eq!(d[0].severity, Severity::Warning);
-    assert_eq!(at(&src, &d[0]), (5, 1));
+    assert!(all(&src).is_empty(), "{:#?}", all(&src));
+    let (module, _) = compile_source(&src);
+    let g = module.unwrap().func("g").unwrap().clone();
+    let params: Vec<&str> = g.params.iter().map(|&p| g.value(p).name.as_str()).collect();
+    assert_eq!(params, ["A", "n", "dB"]);
+    assert_eq!(g.results.len(), 1);
+    assert_eq!(g.results[0].name, "dA");
+    let src = format!("{base}kernel g = grad(f, wrt: [A, n])\n");
+    let d = one_error(&src);
+    assert_eq!(
+        d.message,
+        "cannot differentiate `f`: `n` is i32; only f32/f64 inputs can be differentiated"
+    );
+    assert_eq!(at(&src, &d), (5, 29));
+    let src = format!("{base}kernel g = grad(f, wrt: [A, A])\n");
+    let d = one_error(&src);
+    assert_eq!(
+        d.message,
+        "cannot differentiate `f`: `A` is listed twice in wrt"
+    );
+    assert_eq!(at(&src, &d), (5, 29));
+    let src = format!("{base}kernel g = grad(h, wrt: [A])\nkernel h = grad(f, wrt: [A])\n");
+    let d = one_error(&src);
+    assert_eq!(d.message, "`h` is a `grad` item defined later in the file");
+    assert_eq!(at(&src, &d), (5, 17));
     let src = format!("{base}kernel g = grad(h, wrt: [A])\n");
     let d = one_error(&src);
     assert_eq!(d.message, "no kernel named `h`");

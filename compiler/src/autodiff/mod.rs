@@ -13,9 +13,14 @@
 
 mod adjoint;
 mod derivative;
+pub mod gradcheck;
 mod simplify;
 #[cfg(test)]
 mod tests;
+mod tidy;
+pub mod to_ein;
+
+pub use tidy::tidy;
 
 use crate::ir::tensor::verify::{verify_module, VerifyError};
 use crate::ir::tensor::{
@@ -363,7 +368,7 @@ fn elementwise(
 }
 
 /// Removes the ops whose values no result needs (directly or through other ops) and renumbers
-/// the values, so that every remaining value is defined.
+/// the values in definition order, so that every remaining value is defined.
 fn drop_dead_ops(f: Function) -> Function {
     let mut live = vec![false; f.values.len()];
     let mark = |live: &mut Vec<bool>, v: ValueId| {
@@ -385,12 +390,20 @@ fn drop_dead_ops(f: Function) -> Function {
             }
         }
     }
+    // Values are numbered in definition order (parameters, then op results), as the IR parser
+    // numbers them, so that a derived function equals its printed and re-parsed text.
     let mut renumber: Vec<Option<ValueId>> = vec![None; f.values.len()];
     let mut values: Vec<ValueDef> = Vec::new();
-    for (n, v) in f.values.iter().enumerate() {
-        if live[n] {
+    let defined = f
+        .params
+        .iter()
+        .copied()
+        .chain(f.ops.iter().map(|op| op.result));
+    for v in defined {
+        let n = v.0 as usize;
+        if live.get(n).copied().unwrap_or(false) && renumber[n].is_none() {
             renumber[n] = u32::try_from(values.len()).ok().map(ValueId);
-            values.push(v.clone());
+            values.push(f.values[n].clone());
         }
     }
     let at = |v: ValueId| renumber.get(v.0 as usize).copied().flatten().unwrap_or(v);

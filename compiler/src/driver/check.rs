@@ -25,10 +25,11 @@ mod tests {
     use crate::driver::tests::temp_file;
 
     #[test]
-    fn exit_status_is_0_without_errors_even_with_warnings_and_1_with_errors() {
+    fn exit_status_is_0_without_errors_even_with_notes_and_1_with_errors() {
+        // `i` appears three times: summed, with a note that Einstein's convention expects pairs.
         let ok = temp_file(
             "ok.ein",
-            b"dims N\nkernel f(A: f32[N]) -> (B: f32[N]) {\n    B[i] = A[i]\n}\n\
+            b"dims N\nkernel f(A: f32[N]) -> (t: f32) {\n    t = A[i] * A[i] * A[i]\n}\n\
               kernel g = grad(f, wrt: [A])\n",
         );
         assert_eq!(run(Args { file: ok }, false), ExitCode::SUCCESS);

@@ -5,6 +5,8 @@
 mod check;
 mod eval;
 mod explain;
+mod grad;
+mod gradcheck;
 mod ir;
 mod run;
 
@@ -76,6 +78,12 @@ pub enum Command {
     /// Dims are bound from the input shapes: `einc run attention.ein --kernel attention
     /// X=x.npy WQ=wq.npy WK=wk.npy WV=wv.npy --out-dir out/`.
     Run(run::Args),
+    /// Derive the gradient kernel of a kernel and print it as .ein source:
+    /// `einc grad attention.ein --kernel attention --wrt WQ,WK,WV`.
+    Grad(grad::Args),
+    /// Check a kernel's derived gradient against central finite differences (f64, random
+    /// inputs); exit 0 when every relative error is below --tol.
+    Gradcheck(gradcheck::Args),
 }
 
 /// Stack size of the thread that runs a command. The parser and semantic analysis bound their
@@ -117,6 +125,8 @@ fn run_cli() -> ExitCode {
         Command::Ir(args) => ir::run(args, color),
         Command::Eval(args) => eval::run(args, color),
         Command::Run(args) => run::run(args, color),
+        Command::Grad(args) => grad::run(args, color),
+        Command::Gradcheck(args) => gradcheck::run(args, color),
     }
 }
 

@@ -66,9 +66,12 @@
 //! **einsum.** `C = einsum("...", A, B)` must be the whole right side, with an unbracketed
 //! left side; numpy's semantics (and dtype promotion) apply; the plan's notes become notes.
 //!
-//! **grad.** `kernel g = grad(f, wrt: [...])` is checked (`f` must be a kernel, each `wrt` one of
-//! its parameters) and then skipped with a warning: automatic differentiation is not supported
-//! yet.
+//! **grad.** `kernel g = grad(f, wrt: [...])` defines kernel `g` as the vector-Jacobian product
+//! of `f` ([`autodiff::grad_function`]): its inputs are `f`'s followed by one seed `d<out>` per
+//! output, its outputs one gradient `d<x>` per `wrt` name. `f` must be a kernel of the file (or
+//! an earlier `grad` item); each `wrt` name must be one of its parameters, listed once, with a
+//! float dtype (an integer input is an error naming it). A `grad` of a kernel with errors is
+//! not derived (the kernel's errors are reported).
 //!
 //! # Lowering
 //!
@@ -83,9 +86,11 @@ mod lower;
 mod scope;
 mod types;
 
+use crate::autodiff::{self, GradError};
 use crate::diag::Diagnostic;
-use crate::ir::tensor::Module;
+use crate::ir::tensor::{Function, Module};
 use crate::syntax::ast::{self, Item};
+pub(crate) use scope::RESERVED;
 use scope::{DimEntry, Dims};
 
 /// Checks a parsed program and lowers every kernel to tensor IR. Diagnostics include warnings
@@ -120,21 +125,22 @@ pub fn check_program(program: &ast::Program) -> (Option<Module>, Vec<Diagnostic>
             }
         }
     }
+    let mut module = Module {
+        dims: dims.defs(),
+        funcs,
+    };
+    // In source order, so that a `grad` item can differentiate an earlier one.
     for item in &program.items {
         if let Item::Grad(g) = item {
-            check_grad(g, &kernels, &mut diags);
+            if let Some(f) = check_grad(g, &kernels, &module, &mut diags) {
+                module.funcs.push(f);
+            }
         }
     }
     if diags.iter().any(Diagnostic::is_error) {
         return (None, diags);
     }
-    (
-        Some(Module {
-            dims: dims.defs(),
-            funcs,
-        }),
-        diags,
-    )
+    (Some(module), diags)
 }
 
 /// Parse + check, for convenience (returns parse diagnostics if parsing fails).
@@ -178,49 +184,85 @@ fn collect_dims(program: &ast::Program, diags: &mut Vec<Diagnostic>) -> Dims {
     dims
 }
 
+/// Checks a `grad` item and derives its kernel: `of` must be a kernel of the file (or an
+/// earlier `grad` item) that checked without errors, and each `wrt` name one of its float
+/// parameters. Returns the derived function, or `None` after reporting why not.
 fn check_grad(
     g: &ast::GradKernel,
     kernels: &[(&ast::Ident, Option<&ast::Kernel>)],
+    module: &Module,
     diags: &mut Vec<Diagnostic>,
-) {
-    let of = kernels
-        .iter()
-        .find(|(n, _)| n.name == g.of.name)
-        .and_then(|(_, k)| *k);
-    let Some(of) = of else {
+) -> Option<Function> {
+    let Some((of_name, _)) = kernels.iter().find(|(n, _)| n.name == g.of.name) else {
         diags.push(
             Diagnostic::error(g.of.span, format!("no kernel named `{}`", g.of.name))
                 .with_label("grad of what?")
                 .with_help("name a kernel defined in this file"),
         );
-        return;
+        return None;
     };
+    let Some(of) = module.func(&g.of.name) else {
+        if of_name.span.start > g.span.start {
+            diags.push(
+                Diagnostic::error(
+                    g.of.span,
+                    format!("`{}` is a `grad` item defined later in the file", g.of.name),
+                )
+                .with_label("not derived yet")
+                .with_secondary(of_name.span, "defined here")
+                .with_help("move this item after the one it differentiates"),
+            );
+        }
+        // Otherwise `of` had errors, which have been reported.
+        return None;
+    };
+    let params: Vec<&str> = of
+        .params
+        .iter()
+        .map(|&p| of.value(p).name.as_str())
+        .collect();
     let mut ok = true;
     for w in &g.wrt {
-        if !of.params.iter().any(|p| p.name.name == w.name) {
-            let names: Vec<&str> = of.params.iter().map(|p| p.name.name.as_str()).collect();
+        if !params.contains(&w.name.as_str()) {
             diags.push(
                 Diagnostic::error(
                     w.span,
-                    format!("`{}` is not a parameter of `{}`", w.name, of.name.name),
+                    format!("`{}` is not a parameter of `{}`", w.name, g.of.name),
                 )
                 .with_label("not a parameter")
-                .with_secondary(of.name.span, "kernel defined here")
-                .with_help(format!("its parameters are {}", names.join(", "))),
+                .with_secondary(of_name.span, "kernel defined here")
+                .with_help(format!("its parameters are {}", params.join(", "))),
             );
             ok = false;
         }
     }
-    if ok {
-        diags.push(
-            Diagnostic::warning(
-                g.span,
-                format!(
-                    "automatic differentiation (`grad`) is not supported yet; kernel `{}` is skipped",
-                    g.name.name
-                ),
-            )
-            .with_label("not compiled"),
-        );
+    if !ok {
+        return None;
+    }
+    let wrt: Vec<&str> = g.wrt.iter().map(|w| w.name.as_str()).collect();
+    match autodiff::grad_function(module, of, &wrt, &g.name.name) {
+        Ok(f) => Some(f),
+        Err(e) => {
+            let span = match &e {
+                GradError::NotFloat { name, .. } | GradError::DuplicateWrt { name } => g
+                    .wrt
+                    .iter()
+                    .rev()
+                    .find(|w| &w.name == name)
+                    .map_or(g.span, |w| w.span),
+                _ => g.span,
+            };
+            let label = match &e {
+                GradError::NotFloat { .. } => "not differentiable",
+                GradError::DuplicateWrt { .. } => "listed again here",
+                _ => "cannot differentiate",
+            };
+            diags.push(
+                Diagnostic::error(span, format!("cannot differentiate `{}`: {e}", g.of.name))
+                    .with_label(label)
+                    .with_secondary(of_name.span, "kernel defined here"),
+            );
+            None
+        }
     }
 }

@@ -903,6 +903,10 @@ mod no_panics {
 const EXAMPLES: &[(&str, &str)] = &[
     ("attention.ein", ATTENTION),
     (
+        "attention_backward.ein",
+        include_str!("../../../examples/attention_backward.ein"),
+    ),
+    (
         "causal_attention.ein",
         include_str!("../../../examples/causal_attention.ein"),
     ),
@@ -960,7 +964,11 @@ fn every_example_round_trips_through_the_printer() {
 
 #[test]
 fn long_signatures_are_printed_one_declaration_per_line() {
-    let (program, _) = parse(EXAMPLES[1].1);
+    let (_, causal) = EXAMPLES
+        .iter()
+        .find(|(n, _)| *n == "causal_attention.ein")
+        .unwrap();
+    let (program, _) = parse(causal);
     let printed = print_program(&program);
     assert!(
         printed.contains(

@@ -1,0 +1,252 @@
+//! Gradients end to end: `grad` items, derived kernels printed as `.ein` (exact text for a
+//! matmul; for every example, the printed source checks and computes what the built-in derived
+//! kernel computes), the hand-written attention backward against `grad(attention)`, and the
+//! finite-difference check of every example kernel.
+
+// Helpers outside #[test] functions unwrap too: a panic is a test failure with a location.
+#![allow(clippy::unwrap_used)]
+
+use einc_compiler::autodiff::gradcheck::{gradcheck, CheckOptions};
+use einc_compiler::autodiff::{grad_function, to_ein};
+use einc_compiler::interp;
+use einc_compiler::ir::tensor::{Extent, Module, TensorType};
+use einc_compiler::sema::compile_source;
+use einc_runtime::{Array, Buffer, DType};
+use std::path::Path;
+
+fn example(name: &str) -> String {
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("examples")
+            .join(name),
+    )
+    .unwrap()
+}
+
+fn compile(text: &str) -> Module {
+    let (module, diags) = compile_source(text);
+    let errors: Vec<_> = diags.iter().filter(|d| d.is_error()).collect();
+    assert!(errors.is_empty(), "{errors:#?}\n{text}");
+    module.unwrap()
+}
+
+/// The example files and their kernels written as `kernel NAME(` (grad items excluded).
+fn example_kernels() -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for file in [
+        "attention.ein",
+        "causal_attention.ein",
+        "mlp.ein",
+        "physics.ein",
+        "tucker.ein",
+    ] {
+        let module = compile(&example(file));
+        for f in &module.funcs {
+            if !f.name.ends_with("_grad") {
+                out.push((file.to_string(), f.name.clone()));
+            }
+        }
+    }
+    out
+}
+
+/// A small deterministic generator (xorshift64*), values in [-1, 1).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> f32 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        let bits = self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40;
+        (bits as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+
+    /// A random f32 array of type `ty`, symbolic dims bound to 2, 3, 4, ... by position.
+    fn array(&mut self, module: &Module, ty: &TensorType) -> Array {
+        assert_eq!(ty.dtype, DType::F32);
+        let shape: Vec<usize> = ty
+            .shape
+            .iter()
+            .map(|e| match e {
+                Extent::Fixed(n) => *n as usize,
+                Extent::Dim(d) => 2 + module.dims.iter().position(|x| &x.name == d).unwrap() % 3,
+            })
+            .collect();
+        let n = shape.iter().product();
+        Array::from_buffer(Buffer::F32((0..n).map(|_| self.next()).collect()), &shape).unwrap()
+    }
+}
+
+fn assert_close(what: &str, got: &Array, want: &Array, tol: f64) {
+    assert_eq!(got.shape(), want.shape(), "{what}");
+    for (k, (g, w)) in got.to_f64_vec().iter().zip(want.to_f64_vec()).enumerate() {
+        assert!(
+            (g - w).abs() <= tol * (1.0 + w.abs()),
+            "{what}[{k}]: got {g}, want {w}"
+        );
+    }
+}
+
+#[test]
+fn a_matmul_gradient_prints_as_the_textbook_formulas() {
+    let src = "dims M, K, N\n\nkernel matmul(A: f32[M, K], B: f32[K, N]) -> (C: f32[M, N]) {\n    \
+               C[i, j] = A[i, k] * B[k, j]\n}\n";
+    let module = compile(src);
+    let f = module.func("matmul").unwrap();
+    let grad = grad_function(&module, f, &["A", "B"], "matmul_grad").unwrap();
+    assert_eq!(
+        to_ein::to_ein_source(&module, &grad).unwrap(),
+        "dims M, K, N\n\n\
+         kernel matmul_grad(A: f32[M, K], B: f32[K, N], dC: f32[M, N]) -> (dA: f32[M, K], dB: f32[K, N]) {\n    \
+         dA[i, k] = dC[i, j] * B[k, j]\n    \
+         dB[k, j] = A[i, k] * dC[i, j]\n\
+         }\n"
+    );
+}
+
+#[test]
+fn a_delta_is_substituted_and_temporaries_get_identifier_names() {
+    let src = "dims N\n\nkernel f(A: f64[N, N], x: f64[N]) -> (y: f64[N], s: f64) {\n    \
+               y[i] = delta[i, j] * x[j]\n    s = sum[i](exp(A[i, i]))\n}\n";
+    let module = compile(src);
+    let f = module.func("f").unwrap();
+    let grad = grad_function(&module, f, &["A", "x"], "g").unwrap();
+    let text = to_ein::to_ein_source(&module, &grad).unwrap();
+    // `dx[j] = Σ_i dy[i] δ(i, j)` is `dy[j]`; the trace's gradient stays on the diagonal.
+    assert!(text.contains("    dx[j] = dy[j]\n"), "{text}");
+    assert!(
+        text.contains("    dA[i, i_1] = ds * exp(A[i, i]) * delta[i_1, i]\n"),
+        "{text}"
+    );
+    compile(&text);
+}
+
+#[test]
+fn printed_gradients_check_and_compute_what_the_built_in_kernels_compute() {
+    let mut rng = Rng(0x5eed);
+    for (file, kernel) in example_kernels() {
+        let module = compile(&example(&file));
+        let f = module.func(&kernel).unwrap();
+        let wrt: Vec<&str> = f.params.iter().map(|&p| f.value(p).name.as_str()).collect();
+        let name = format!("{kernel}_grad");
+        let grad = grad_function(&module, f, &wrt, &name).unwrap();
+        let text = match to_ein::to_ein_source(&module, &grad) {
+            Ok(text) => text,
+            Err(e) if kernel == "det3" => {
+                // Each row of A is read at a fixed position: the scatter back to it is a sum
+                // whose output index addresses no axis, which a .ein statement cannot write.
+                assert_eq!(
+                    e.to_string(),
+                    "cannot write `dA_det` as .ein: its index `i` addresses no tensor axis, so \
+                     its extent could not be inferred"
+                );
+                continue;
+            }
+            Err(e) => panic!("{kernel}: {e}"),
+        };
+        if kernel == "attention" {
+            // Value names that are not identifiers are mapped (`P.max` -> `P_max`), and the
+            // softmax's reverse reads like the chapter's.
+            assert!(text.contains("    P_max[i] = max[j](S[i, j])\n"), "{text}");
+            assert!(
+                text.contains("    dP_exp[i0, i1] = dP[i0, i1] / P_sum[i0] + dP_sum[i0]\n"),
+                "{text}"
+            );
+        }
+        let printed = compile(&text);
+        let inputs: Vec<Array> = grad
+            .params
+            .iter()
+            .map(|&p| rng.array(&module, &grad.value(p).ty))
+            .collect();
+        let want = interp::run_function(&module, &grad, &inputs).unwrap();
+        let got = interp::run(&printed, &name, &inputs).unwrap();
+        assert_eq!(got.len(), want.len());
+        for (r, (g, w)) in grad.results.iter().zip(got.iter().zip(&want)) {
+            assert_close(&format!("{kernel}: {}", r.name), g, w, 1e-5);
+        }
+    }
+}
+
+#[test]
+fn the_hand_written_attention_backward_agrees_with_grad_attention() {
+    let forward = compile(&example("attention.ein"));
+    let backward = compile(&example("attention_backward.ein"));
+    let grad = forward.func("attention_grad").unwrap();
+    let hand = backward.func("attention_backward").unwrap();
+    assert_eq!(grad.params.len(), hand.params.len());
+    let mut rng = Rng(8);
+    let inputs: Vec<Array> = grad
+        .params
+        .iter()
+        .map(|&p| rng.array(&forward, &grad.value(p).ty))
+        .collect();
+    let want = interp::run(&forward, "attention_grad", &inputs).unwrap();
+    let got = interp::run(&backward, "attention_backward", &inputs).unwrap();
+    for (name, (g, w)) in ["dWQ", "dWK", "dWV"].iter().zip(got.iter().zip(&want)) {
+        assert_close(name, g, w, 1e-5);
+    }
+}
+
+#[test]
+fn every_example_kernel_passes_the_finite_difference_check() {
+    for (file, kernel) in example_kernels() {
+        let module = compile(&example(&file));
+        for seed in [1, 2] {
+            let options = CheckOptions {
+                seed,
+                ..CheckOptions::default()
+            };
+            let checks = gradcheck(&module, &kernel, None, &options).unwrap().tensors;
+            assert!(!checks.is_empty(), "{kernel}");
+            for c in checks {
+                assert!(
+                    c.max_rel_error < 1e-6,
+                    "{file} {kernel} d{}: relative error {}",
+                    c.name,
+                    c.max_rel_error
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn the_gradient_check_fails_where_the_derivative_is_not_the_function_s() {
+    // Integer casts carry no gradient by convention, but the function still moves with `x`:
+    // i32(x * 1e6) changes by about 20 over the step 2h = 2e-5, so finite differences see a
+    // slope of about 1e6 where the derived gradient is 0.
+    let src =
+        "dims N\n\nkernel f(x: f64[N]) -> (y: f64[N]) {\n    y[i] = f64(i32(x[i] * 1000000))\n}\n";
+    let module = compile(src);
+    let report = gradcheck(&module, "f", None, &CheckOptions::default()).unwrap();
+    assert_eq!(report.dims, [("N".to_string(), 2)]);
+    let checks = report.tensors;
+    assert_eq!(checks.len(), 1);
+    assert!(checks[0].max_rel_error > 0.5, "{checks:?}");
+    // The same kernel without the cast passes.
+    let src = "dims N\n\nkernel f(x: f64[N]) -> (y: f64[N]) {\n    y[i] = x[i] * 1000000\n}\n";
+    let checks = gradcheck(&compile(src), "f", None, &CheckOptions::default())
+        .unwrap()
+        .tensors;
+    assert!(checks[0].max_rel_error < 1e-6, "{checks:?}");
+    // Dims can be given; an unknown dim is an error naming it.
+    let options = CheckOptions {
+        dims: vec![("Z".to_string(), 3)],
+        ..CheckOptions::default()
+    };
+    let e = gradcheck(&module, "f", None, &options).unwrap_err();
+    assert_eq!(e.to_string(), "the file has no dim `Z`");
+}
+
+#[test]
+fn f32_kernels_are_checked_in_f64() {
+    let module = compile(&example("attention.ein"));
+    let f64_module = einc_compiler::autodiff::gradcheck::to_f64(&module);
+    for f in &f64_module.funcs {
+        for v in &f.values {
+            assert_eq!(v.ty.dtype, DType::F64, "{}: {}", f.name, v.name);
+        }
+    }
+}
