@@ -2,13 +2,15 @@
 //! the reference interpreter (and, with code generation, compiled to native code).
 //!
 //! The modules follow the pipeline; nothing imports from a later stage:
-//! [`syntax`] → [`sema`] → [`ir`] → [`interp`]; [`driver`] wires them to the command line.
+//! [`syntax`] → [`sema`] → [`ir`] → [`interp`]; [`lower`] turns tensor IR into loop IR;
+//! [`driver`] wires them to the command line.
 
 pub mod autodiff;
 pub mod diag;
 pub mod driver;
 pub mod interp;
 pub mod ir;
+pub mod lower;
 pub mod npy;
 pub mod sema;
 pub mod syntax;

@@ -1,0 +1,409 @@
+//! Lowering from the tensor IR to the loop IR: every `generic` becomes a naive loop nest over
+//! buffers, ready for the loop passes (tiling, vectorisation, ...) and code generation.
+//!
+//! Buffers: each parameter becomes an `Input` buffer and each output an `Output` buffer, both
+//! `Strided` (the caller passes strides); every other value becomes a contiguous `Temp` whose
+//! extents are the value's shape. An op whose value is returned is written straight into its
+//! output buffer; an output that returns a parameter, or a value already returned by an earlier
+//! output, is filled by a copy nest at the end of the function.
+//!
+//! Each `generic` lowers as [`generic`] describes (output loops, then the reduction loops carrying
+//! the accumulator); its body as [`body`] describes. Index constants, dims and scalar constants
+//! are defined once, at the function entry, so every nest can use them. A dim the module fixes
+//! lowers to its value; a symbolic dim stays a run-time `dim`.
+//!
+//! Lowering trusts nothing: a malformed module (dangling ids, an ill-typed body, an index that
+//! is neither an output nor reduced) gives a [`LowerError`] rather than a panic, but it does not
+//! re-check everything the tensor verifier checks; the loop verifier catches the rest.
+
+mod body;
+mod generic;
+#[cfg(test)]
+mod tests;
+
+use crate::ir::loops::{
+    self, BufferDef, BufferId, BufferKind, For, Inst, Layout, Op, Type, ValueId,
+};
+use crate::ir::tensor::{self, Extent, OpKind};
+use einc_runtime::{DType, Scalar};
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+
+/// Why a module could not be lowered (only malformed tensor IR can cause one).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LowerError {
+    /// The function being lowered.
+    pub func: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for LowerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cannot lower @{}: {}", self.func, self.message)
+    }
+}
+
+impl std::error::Error for LowerError {}
+
+/// Lowers every function. Inputs become `Input` buffers and outputs `Output` buffers, both
+/// `Strided` (strides come from the caller); intermediate values become `Temp` buffers.
+pub fn lower_module(m: &tensor::Module) -> Result<loops::Module, LowerError> {
+    let funcs = m
+        .funcs
+        .iter()
+        .map(|f| FnLowerer::new(m, f).lower())
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(loops::Module {
+        dims: m.dims.clone(),
+        funcs,
+    })
+}
+
+/// Hands out names unique in one loop function (buffers and values share one namespace, so a
+/// dump never shows one name for two things).
+#[derive(Default)]
+struct Namer {
+    used: HashSet<String>,
+    counters: HashMap<String, u32>,
+}
+
+impl Namer {
+    /// `base` itself if free, else `base.1`, `base.2`, ...
+    fn fresh(&mut self, base: &str) -> String {
+        let mut name = base.to_string();
+        let mut n = 0u32;
+        while self.used.contains(&name) {
+            n += 1;
+            name = format!("{base}.{n}");
+        }
+        self.used.insert(name.clone());
+        name
+    }
+
+    /// The first free name of `prefix0`, `prefix1`, ... (for values with no source name).
+    fn numbered(&mut self, prefix: &str) -> String {
+        let counter = self.counters.entry(prefix.to_string()).or_insert(0);
+        loop {
+            let name = format!("{prefix}{counter}");
+            *counter += 1;
+            if self.used.insert(name.clone()) {
+                return name;
+            }
+        }
+    }
+}
+
+/// A scalar constant as a hash key: its dtype and bit pattern (so `-0.0` and each NaN stay
+/// distinct from `0.0` and from each other).
+fn scalar_key(s: Scalar) -> (DType, u64) {
+    let bits = match s {
+        Scalar::F32(v) => u64::from(v.to_bits()),
+        Scalar::F64(v) => v.to_bits(),
+        Scalar::I32(v) => u64::from(v as u32),
+        Scalar::I64(v) => v as u64,
+    };
+    (s.dtype(), bits)
+}
+
+/// The state of lowering one function.
+struct FnLowerer<'m> {
+    module: &'m tensor::Module,
+    src: &'m tensor::Function,
+    out: loops::Function,
+    names: Namer,
+    /// Instructions of the function entry: constants and dims, each defined once.
+    entry: Vec<Inst>,
+    index_consts: HashMap<i64, ValueId>,
+    scalar_consts: HashMap<(DType, u64), ValueId>,
+    dims: HashMap<String, ValueId>,
+    /// The buffer holding each tensor value, by tensor `ValueId`.
+    buffers: Vec<Option<BufferId>>,
+}
+
+impl<'m> FnLowerer<'m> {
+    fn new(module: &'m tensor::Module, src: &'m tensor::Function) -> Self {
+        FnLowerer {
+            module,
+            src,
+            out: loops::Function {
+                name: src.name.clone(),
+                buffers: Vec::new(),
+                params: Vec::new(),
+                values: Vec::new(),
+                body: loops::Block::default(),
+            },
+            names: Namer::default(),
+            entry: Vec::new(),
+            index_consts: HashMap::new(),
+            scalar_consts: HashMap::new(),
+            dims: HashMap::new(),
+            buffers: vec![None; src.values.len()],
+        }
+    }
+
+    fn error(&self, message: impl Into<String>) -> LowerError {
+        LowerError {
+            func: self.src.name.clone(),
+            message: message.into(),
+        }
+    }
+
+    fn value_def(&self, id: tensor::ValueId) -> Result<&'m tensor::ValueDef, LowerError> {
+        self.src
+            .values
+            .get(id.0 as usize)
+            .ok_or_else(|| self.error(format!("value #{} is out of range", id.0)))
+    }
+
+    /// The buffer of a tensor value that has been defined.
+    fn buffer_of(&self, id: tensor::ValueId) -> Result<BufferId, LowerError> {
+        match self.buffers.get(id.0 as usize) {
+            Some(Some(b)) => Ok(*b),
+            _ => Err(self.error(format!("value #{} is used before it is defined", id.0))),
+        }
+    }
+
+    fn buffer_def(&self, id: BufferId) -> Result<&BufferDef, LowerError> {
+        self.out
+            .buffer(id)
+            .ok_or_else(|| self.error(format!("buffer #{} is out of range", id.0)))
+    }
+
+    /// Records the buffer of tensor value `id`, which must not have one yet.
+    fn bind(&mut self, id: tensor::ValueId, buffer: BufferId) -> Result<(), LowerError> {
+        let name = self.value_def(id)?.name.clone();
+        match self.buffers.get_mut(id.0 as usize) {
+            Some(slot @ None) => {
+                *slot = Some(buffer);
+                Ok(())
+            }
+            _ => Err(self.error(format!("%{name} is defined twice"))),
+        }
+    }
+
+    /// Adds a buffer for tensor value `id` under a fresh name based on `name`.
+    fn add_buffer(
+        &mut self,
+        id: tensor::ValueId,
+        name: &str,
+        kind: BufferKind,
+    ) -> Result<BufferId, LowerError> {
+        let ty = &self.value_def(id)?.ty;
+        let layout = match kind {
+            BufferKind::Temp => Layout::Contiguous,
+            BufferKind::Input | BufferKind::Output => Layout::Strided,
+        };
+        let def = BufferDef {
+            name: self.names.fresh(name),
+            dtype: ty.dtype,
+            shape: ty.shape.clone(),
+            layout,
+            kind,
+        };
+        Ok(self.out.add_buffer(def))
+    }
+
+    /// A new value named `prefix0`, `prefix1`, ...
+    fn new_value(&mut self, prefix: &str, ty: Type) -> ValueId {
+        let name = self.names.numbered(prefix);
+        self.out.add_value(name, ty)
+    }
+
+    /// A new value named after a source name (an index, a dim).
+    fn named_value(&mut self, base: &str, ty: Type) -> ValueId {
+        let name = self.names.fresh(base);
+        self.out.add_value(name, ty)
+    }
+
+    /// The type of a value this lowering defined.
+    fn type_of(&self, v: ValueId) -> Result<Type, LowerError> {
+        self.out
+            .value(v)
+            .map(|d| d.ty)
+            .ok_or_else(|| self.error(format!("loop value #{} is out of range", v.0)))
+    }
+
+    /// The index constant `n`, defined at the entry.
+    fn index_const(&mut self, n: i64) -> ValueId {
+        if let Some(&v) = self.index_consts.get(&n) {
+            return v;
+        }
+        let base = if n < 0 {
+            format!("cm{}", n.unsigned_abs())
+        } else {
+            format!("c{n}")
+        };
+        let v = self.named_value(&base, Type::Index);
+        self.entry.push(Inst::Assign {
+            result: v,
+            op: Op::IndexConst(n),
+        });
+        self.index_consts.insert(n, v);
+        v
+    }
+
+    /// A non-negative size or position from the tensor IR as an index constant.
+    fn index_const_u64(&mut self, n: u64) -> Result<ValueId, LowerError> {
+        let n = i64::try_from(n)
+            .map_err(|_| self.error(format!("{n} does not fit a 64-bit signed index")))?;
+        Ok(self.index_const(n))
+    }
+
+    /// The scalar constant `s`, defined at the entry.
+    fn scalar_const(&mut self, s: Scalar) -> ValueId {
+        let key = scalar_key(s);
+        if let Some(&v) = self.scalar_consts.get(&key) {
+            return v;
+        }
+        let v = self.new_value("cst", Type::Scalar(s.dtype()));
+        self.entry.push(Inst::Assign {
+            result: v,
+            op: Op::Const(s),
+        });
+        self.scalar_consts.insert(key, v);
+        v
+    }
+
+    /// The value of an extent at run time: a constant when it is fixed (by the IR or by the
+    /// module), else the dim, read once at the entry.
+    fn extent(&mut self, e: &Extent) -> Result<ValueId, LowerError> {
+        let name = match e {
+            Extent::Fixed(n) => return self.index_const_u64(*n),
+            Extent::Dim(name) => name,
+        };
+        let def = self
+            .module
+            .dims
+            .iter()
+            .find(|d| &d.name == name)
+            .ok_or_else(|| self.error(format!("dim `{name}` is not declared by the module")))?;
+        if let Some(n) = def.value {
+            return self.index_const_u64(n);
+        }
+        if let Some(&v) = self.dims.get(name) {
+            return Ok(v);
+        }
+        let v = self.named_value(name, Type::Index);
+        self.entry.push(Inst::Assign {
+            result: v,
+            op: Op::Dim(name.clone()),
+        });
+        self.dims.insert(name.clone(), v);
+        Ok(v)
+    }
+
+    /// Appends `result = op` to `block`, `result` being a new value named `prefix<n>`.
+    fn assign(&mut self, block: &mut Vec<Inst>, prefix: &str, op: Op, ty: Type) -> ValueId {
+        let result = self.new_value(prefix, ty);
+        block.push(Inst::Assign { result, op });
+        result
+    }
+
+    fn lower(mut self) -> Result<loops::Function, LowerError> {
+        let src = self.src;
+        // Parameters first, then outputs: their names are the kernel's signature and win over
+        // the names of values inside the function.
+        for &p in &src.params {
+            let name = self.value_def(p)?.name.clone();
+            let b = self.add_buffer(p, &name, BufferKind::Input)?;
+            self.bind(p, b)?;
+            self.out.params.push(b);
+        }
+        let is_param: HashSet<tensor::ValueId> = src.params.iter().copied().collect();
+        // The first output returning an op's value receives it directly; every other output
+        // (a parameter, or a value returned twice) is filled by a copy.
+        let mut direct: HashMap<tensor::ValueId, BufferId> = HashMap::new();
+        let mut copies = Vec::new();
+        for r in &src.results {
+            let b = self.add_buffer(r.value, &r.name, BufferKind::Output)?;
+            self.out.params.push(b);
+            if is_param.contains(&r.value) || direct.contains_key(&r.value) {
+                copies.push((r.value, b));
+            } else {
+                direct.insert(r.value, b);
+            }
+        }
+
+        let mut body = Vec::new();
+        for op in &src.ops {
+            let b = match direct.get(&op.result) {
+                Some(&b) => b,
+                None => {
+                    let name = self.value_def(op.result)?.name.clone();
+                    self.add_buffer(op.result, &name, BufferKind::Temp)?
+                }
+            };
+            self.bind(op.result, b)?;
+            match &op.kind {
+                OpKind::Generic(g) => {
+                    let nest = generic::lower_generic(&mut self, op.result, g, b)?;
+                    body.extend(nest);
+                }
+            }
+        }
+        if let Some(r) = src
+            .results
+            .iter()
+            .find(|r| self.buffer_of(r.value).is_err())
+        {
+            return Err(self.error(format!(
+                "output `{}` returns a value that is never defined",
+                r.name
+            )));
+        }
+        for (value, dst) in copies {
+            let src_buffer = self.buffer_of(value)?;
+            let nest = self.copy_nest(src_buffer, dst)?;
+            body.extend(nest);
+        }
+
+        let mut insts = std::mem::take(&mut self.entry);
+        insts.extend(body);
+        self.out.body.insts = insts;
+        Ok(self.out)
+    }
+
+    /// A parallel nest copying every element of `src` into `dst` (same dtype and shape).
+    fn copy_nest(&mut self, src: BufferId, dst: BufferId) -> Result<Vec<Inst>, LowerError> {
+        let shape = self.buffer_def(dst)?.shape.clone();
+        let dtype = self.buffer_def(dst)?.dtype;
+        let lower = self.index_const(0);
+        let mut loops = Vec::with_capacity(shape.len());
+        for (axis, extent) in shape.iter().enumerate() {
+            let upper = self.extent(extent)?;
+            let var = self.named_value(&format!("i{axis}"), Type::Index);
+            loops.push((var, upper));
+        }
+        let vars: Vec<ValueId> = loops.iter().map(|&(v, _)| v).collect();
+        let mut inner = Vec::new();
+        let value = self.assign(
+            &mut inner,
+            "ld",
+            Op::Load {
+                buffer: src,
+                index: vars.clone(),
+                lanes: 1,
+            },
+            Type::Scalar(dtype),
+        );
+        inner.push(Inst::Store {
+            buffer: dst,
+            index: vars,
+            value,
+        });
+        for (var, upper) in loops.into_iter().rev() {
+            inner = vec![Inst::For(Box::new(For {
+                var,
+                lower,
+                upper,
+                step: 1,
+                parallel: true,
+                carried: Vec::new(),
+                body: loops::Block { insts: inner },
+                yields: Vec::new(),
+            }))];
+        }
+        Ok(inner)
+    }
+}
