@@ -16,14 +16,14 @@
 
 mod body;
 mod error;
-mod scalar;
+pub(crate) mod scalar;
 #[cfg(test)]
 mod tests;
 
 pub use error::{DimBinding, InterpError};
 
 use crate::ir::tensor::{
-    AxisMap, Extent, Function, Generic, IndexId, Module, OpKind, ValueDef, ValueId,
+    AxisMap, DimDef, Extent, Function, Generic, IndexId, Module, OpKind, ValueDef, ValueId,
 };
 use body::{Env, Point, Reader};
 use einc_runtime::array::try_for_each_index;
@@ -157,77 +157,16 @@ impl<'a> Call<'a> {
     /// Checks each input against its parameter's type and returns the value of every dim:
     /// the module's fixed dims and the symbolic dims the inputs' shapes bind.
     fn bind_dims(&self, inputs: &[Array]) -> Result<HashMap<String, u64>, InterpError> {
-        let mut dims: HashMap<String, u64> = self
-            .module
-            .dims
+        let params = self
+            .func
+            .params
             .iter()
-            .filter_map(|d| Some((d.name.clone(), d.value?)))
-            .collect();
-        let mut bound: HashMap<&str, DimBinding> = HashMap::new();
-        for (&id, input) in self.func.params.iter().zip(inputs) {
-            let param = self.value_def(id)?;
-            if input.dtype() != param.ty.dtype {
-                return Err(InterpError::DTypeMismatch {
-                    param: param.name.clone(),
-                    expected: param.ty.dtype,
-                    actual: input.dtype(),
-                });
-            }
-            if input.rank() != param.ty.shape.len() {
-                return Err(InterpError::RankMismatch {
-                    param: param.name.clone(),
-                    expected: param.ty.shape.len(),
-                    actual: input.rank(),
-                });
-            }
-            for (axis, (extent, &actual)) in param.ty.shape.iter().zip(input.shape()).enumerate() {
-                let mismatch = |expected: u64, dim: Option<&str>| InterpError::ExtentMismatch {
-                    param: param.name.clone(),
-                    axis,
-                    expected,
-                    actual,
-                    dim: dim.map(str::to_string),
-                };
-                let name = match extent {
-                    Extent::Fixed(n) if *n != actual as u64 => return Err(mismatch(*n, None)),
-                    Extent::Fixed(_) => continue,
-                    Extent::Dim(name) => name.as_str(),
-                };
-                let def = self
-                    .module
-                    .dims
-                    .iter()
-                    .find(|d| d.name == name)
-                    .ok_or_else(|| {
-                        self.malformed(format!(
-                            "parameter `%{}` uses dim `{name}`, which the module does not declare",
-                            param.name
-                        ))
-                    })?;
-                let here = DimBinding {
-                    param: param.name.clone(),
-                    axis,
-                    value: actual,
-                };
-                match (def.value, bound.get(name)) {
-                    (Some(v), _) if v != actual as u64 => return Err(mismatch(v, Some(name))),
-                    (Some(_), _) => {}
-                    (None, Some(first)) if first.value != actual => {
-                        return Err(InterpError::DimConflict {
-                            dim: name.to_string(),
-                            first: first.clone(),
-                            second: here,
-                        })
-                    }
-                    (None, Some(_)) => {}
-                    (None, None) => {
-                        dims.insert(name.to_string(), actual as u64);
-                        bound.insert(name, here);
-                    }
-                }
-            }
-        }
-        Ok(dims)
+            .map(|&id| {
+                let def = self.value_def(id)?;
+                Ok((def.name.as_str(), def.ty.dtype, def.ty.shape.as_slice()))
+            })
+            .collect::<Result<Vec<_>, InterpError>>()?;
+        bind_dims(&self.module.dims, &self.func.name, &params, inputs)
     }
 
     fn extent(&self, extent: &Extent, dims: &HashMap<String, u64>) -> Result<u64, InterpError> {
@@ -447,4 +386,81 @@ fn assign(idx: &mut [usize], ids: &[IndexId], values: &[usize]) {
             *slot = v;
         }
     }
+}
+
+/// Checks each input against its parameter (name, dtype, shape) and returns the value of every
+/// dim: the fixed dims of `module_dims` and the symbolic dims the inputs' shapes bind. Shared
+/// with the loop IR's evaluator, which binds its buffers' dims the same way.
+pub(crate) fn bind_dims(
+    module_dims: &[DimDef],
+    func: &str,
+    params: &[(&str, DType, &[Extent])],
+    inputs: &[Array],
+) -> Result<HashMap<String, u64>, InterpError> {
+    let mut dims: HashMap<String, u64> = module_dims
+        .iter()
+        .filter_map(|d| Some((d.name.clone(), d.value?)))
+        .collect();
+    let mut bound: HashMap<&str, DimBinding> = HashMap::new();
+    for (&(param, dtype, shape), input) in params.iter().zip(inputs) {
+        if input.dtype() != dtype {
+            return Err(InterpError::DTypeMismatch {
+                param: param.to_string(),
+                expected: dtype,
+                actual: input.dtype(),
+            });
+        }
+        if input.rank() != shape.len() {
+            return Err(InterpError::RankMismatch {
+                param: param.to_string(),
+                expected: shape.len(),
+                actual: input.rank(),
+            });
+        }
+        for (axis, (extent, &actual)) in shape.iter().zip(input.shape()).enumerate() {
+            let mismatch = |expected: u64, dim: Option<&str>| InterpError::ExtentMismatch {
+                param: param.to_string(),
+                axis,
+                expected,
+                actual,
+                dim: dim.map(str::to_string),
+            };
+            let name = match extent {
+                Extent::Fixed(n) if *n != actual as u64 => return Err(mismatch(*n, None)),
+                Extent::Fixed(_) => continue,
+                Extent::Dim(name) => name.as_str(),
+            };
+            let def = module_dims.iter().find(|d| d.name == name).ok_or_else(|| {
+                InterpError::Malformed {
+                    func: func.to_string(),
+                    message: format!(
+                        "parameter `%{param}` uses dim `{name}`, which the module does \
+                             not declare"
+                    ),
+                }
+            })?;
+            let here = DimBinding {
+                param: param.to_string(),
+                axis,
+                value: actual,
+            };
+            match (def.value, bound.get(name)) {
+                (Some(v), _) if v != actual as u64 => return Err(mismatch(v, Some(name))),
+                (Some(_), _) => {}
+                (None, Some(first)) if first.value != actual => {
+                    return Err(InterpError::DimConflict {
+                        dim: name.to_string(),
+                        first: first.clone(),
+                        second: here,
+                    })
+                }
+                (None, Some(_)) => {}
+                (None, None) => {
+                    dims.insert(name.to_string(), actual as u64);
+                    bound.insert(name, here);
+                }
+            }
+        }
+    }
+    Ok(dims)
 }

@@ -179,17 +179,17 @@ fn int_binary<T: Int>(f: BinaryFn, a: T, b: T) -> Option<T> {
 }
 
 /// True when the function is defined for integer operands.
-pub(super) fn unary_accepts_int(f: UnaryFn) -> bool {
+pub(crate) fn unary_accepts_int(f: UnaryFn) -> bool {
     int_unary(f, 0i32).is_some()
 }
 
 /// True when the function is defined for integer operands.
-pub(super) fn binary_accepts_int(f: BinaryFn) -> bool {
+pub(crate) fn binary_accepts_int(f: BinaryFn) -> bool {
     int_binary(f, 0i32, 1i32).is_some()
 }
 
 /// Applies a unary function.
-pub(super) fn unary(f: UnaryFn, x: Scalar) -> Result<Scalar, String> {
+pub(crate) fn unary(f: UnaryFn, x: Scalar) -> Result<Scalar, String> {
     let result = match x {
         Scalar::F32(v) => Some(Scalar::F32(float_unary(f, v))),
         Scalar::F64(v) => Some(Scalar::F64(float_unary(f, v))),
@@ -200,7 +200,7 @@ pub(super) fn unary(f: UnaryFn, x: Scalar) -> Result<Scalar, String> {
 }
 
 /// Applies a binary function to two operands of the same dtype.
-pub(super) fn binary(f: BinaryFn, a: Scalar, b: Scalar) -> Result<Scalar, String> {
+pub(crate) fn binary(f: BinaryFn, a: Scalar, b: Scalar) -> Result<Scalar, String> {
     let result = match (a, b) {
         (Scalar::F32(a), Scalar::F32(b)) => Some(Scalar::F32(float_binary(f, a, b))),
         (Scalar::F64(a), Scalar::F64(b)) => Some(Scalar::F64(float_binary(f, a, b))),
@@ -230,7 +230,7 @@ fn holds<T: PartialOrd>(op: CmpOp, a: T, b: T) -> bool {
 }
 
 /// Compares two operands of the same dtype (a NaN makes every comparison but `!=` false).
-pub(super) fn compare(op: CmpOp, a: Scalar, b: Scalar) -> Result<bool, String> {
+pub(crate) fn compare(op: CmpOp, a: Scalar, b: Scalar) -> Result<bool, String> {
     match (a, b) {
         (Scalar::F32(a), Scalar::F32(b)) => Ok(holds(op, a, b)),
         (Scalar::F64(a), Scalar::F64(b)) => Ok(holds(op, a, b)),
@@ -241,7 +241,7 @@ pub(super) fn compare(op: CmpOp, a: Scalar, b: Scalar) -> Result<bool, String> {
 }
 
 /// The binary function a reduction combines with.
-pub(super) fn reduce_fn(kind: ReduceKind) -> BinaryFn {
+pub(crate) fn reduce_fn(kind: ReduceKind) -> BinaryFn {
     match kind {
         ReduceKind::Add => BinaryFn::Add,
         ReduceKind::Mul => BinaryFn::Mul,

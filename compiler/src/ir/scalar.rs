@@ -73,3 +73,53 @@ pub enum CmpOp {
     /// `!=`
     Ne,
 }
+
+impl ReduceKind {
+    /// Every reduction kind, in declaration order (for parsers matching names).
+    pub const ALL: [ReduceKind; 4] = [
+        ReduceKind::Add,
+        ReduceKind::Mul,
+        ReduceKind::Max,
+        ReduceKind::Min,
+    ];
+}
+
+impl UnaryFn {
+    /// Every unary function, in declaration order.
+    pub const ALL: [UnaryFn; 9] = [
+        UnaryFn::Neg,
+        UnaryFn::Abs,
+        UnaryFn::Exp,
+        UnaryFn::Log,
+        UnaryFn::Sqrt,
+        UnaryFn::Rsqrt,
+        UnaryFn::Tanh,
+        UnaryFn::Sigmoid,
+        UnaryFn::Relu,
+    ];
+}
+
+impl BinaryFn {
+    /// Every binary function, in declaration order.
+    pub const ALL: [BinaryFn; 7] = [
+        BinaryFn::Add,
+        BinaryFn::Sub,
+        BinaryFn::Mul,
+        BinaryFn::Div,
+        BinaryFn::Max,
+        BinaryFn::Min,
+        BinaryFn::Pow,
+    ];
+}
+
+impl CmpOp {
+    /// Every comparison, in declaration order.
+    pub const ALL: [CmpOp; 6] = [
+        CmpOp::Lt,
+        CmpOp::Le,
+        CmpOp::Gt,
+        CmpOp::Ge,
+        CmpOp::Eq,
+        CmpOp::Ne,
+    ];
+}

@@ -15,8 +15,10 @@
 //! axis and are only allowed on contiguous buffers.
 //!
 //! The text form is documented in `docs/ir.md`; [`printer`] writes it, [`parser`] reads it back
-//! and [`verify`] checks the invariants documented here.
+//! and [`verify`] checks the invariants documented here; [`eval`] runs a function on host
+//! arrays, as the reference that compiled code is tested against.
 
+pub mod eval;
 pub mod parser;
 pub mod printer;
 pub mod verify;

@@ -9,7 +9,7 @@
 //! Value ids follow definition order (parameters, then op results) and index ids follow each
 //! iteration-space list. The parser never panics and nests at most [`MAX_DEPTH`] levels deep.
 
-mod lexer;
+pub(crate) mod lexer;
 #[cfg(test)]
 mod tests;
 
@@ -41,7 +41,8 @@ pub struct IrParseError {
 }
 
 impl IrParseError {
-    fn at(text: &str, offset: usize, message: impl Into<String>) -> IrParseError {
+    /// An error at byte `offset` of `text`, with its line and column computed.
+    pub(crate) fn at(text: &str, offset: usize, message: impl Into<String>) -> IrParseError {
         let before = text.get(..offset).unwrap_or(text);
         let line_start = before.rfind('\n').map_or(0, |n| n + 1);
         IrParseError {
@@ -63,30 +64,11 @@ impl std::error::Error for IrParseError {}
 
 /// Parses a module in the text format of `docs/ir.md`.
 pub fn parse_module(text: &str) -> Result<Module, IrParseError> {
-    let mut p = Parser {
-        text,
-        toks: lexer::lex(text)?,
-        pos: 0,
+    let mut p = Parser::new(text)?;
+    let mut m = Module {
+        dims: p.dims()?,
+        funcs: Vec::new(),
     };
-    let mut m = Module::default();
-    if p.is_kw("dims") {
-        p.bump();
-        loop {
-            let (dim, off) = p.name("a dim name")?;
-            if m.dims.iter().any(|d| d.name == dim) {
-                return p.err_at(off, format!("dim `{}` is declared twice", name(&dim)));
-            }
-            let value = if p.eat('=') {
-                Some(p.uint("a dim value")?)
-            } else {
-                None
-            };
-            m.dims.push(DimDef { name: dim, value });
-            if !p.eat(',') {
-                break;
-            }
-        }
-    }
     while p.peek() != &Tok::Eof {
         if !p.is_kw("func") {
             return p.unexpected("`func` or the end of the module");
@@ -101,7 +83,9 @@ pub fn parse_module(text: &str) -> Result<Module, IrParseError> {
     Ok(m)
 }
 
-struct Parser<'a> {
+/// A cursor over the tokens of IR text, with the helpers both IR levels' parsers share (the
+/// loop IR's parser reads names, dtypes, extents and literals with these).
+pub(crate) struct Parser<'a> {
     text: &'a str,
     toks: Vec<Token>,
     pos: usize,
@@ -114,27 +98,60 @@ struct BodyCx<'a> {
     inputs: usize,
 }
 
-type PResult<T> = Result<T, IrParseError>;
+pub(crate) type PResult<T> = Result<T, IrParseError>;
 
 const EOF: Tok = Tok::Eof;
 
-impl Parser<'_> {
-    fn peek(&self) -> &Tok {
+impl<'a> Parser<'a> {
+    /// Splits `text` into tokens and starts at the first.
+    pub(crate) fn new(text: &'a str) -> PResult<Parser<'a>> {
+        Ok(Parser {
+            text,
+            toks: lexer::lex(text)?,
+            pos: 0,
+        })
+    }
+
+    /// The dims line `dims A, B = 4`, if there is one.
+    pub(crate) fn dims(&mut self) -> PResult<Vec<DimDef>> {
+        let mut dims: Vec<DimDef> = Vec::new();
+        if self.is_kw("dims") {
+            self.bump();
+            loop {
+                let (dim, off) = self.name("a dim name")?;
+                if dims.iter().any(|d| d.name == dim) {
+                    return self.err_at(off, format!("dim `{}` is declared twice", name(&dim)));
+                }
+                let value = if self.eat('=') {
+                    Some(self.uint("a dim value")?)
+                } else {
+                    None
+                };
+                dims.push(DimDef { name: dim, value });
+                if !self.eat(',') {
+                    break;
+                }
+            }
+        }
+        Ok(dims)
+    }
+
+    pub(crate) fn peek(&self) -> &Tok {
         self.toks.get(self.pos).map_or(&EOF, |t| &t.tok)
     }
 
-    fn peek2(&self) -> &Tok {
+    pub(crate) fn peek2(&self) -> &Tok {
         self.toks.get(self.pos + 1).map_or(&EOF, |t| &t.tok)
     }
 
-    fn offset(&self) -> usize {
+    pub(crate) fn offset(&self) -> usize {
         self.toks
             .get(self.pos)
             .or(self.toks.last())
             .map_or(self.text.len(), |t| t.offset)
     }
 
-    fn bump(&mut self) -> Tok {
+    pub(crate) fn bump(&mut self) -> Tok {
         let t = self.peek().clone();
         if self.pos < self.toks.len() {
             self.pos += 1;
@@ -142,18 +159,18 @@ impl Parser<'_> {
         t
     }
 
-    fn err_at<T>(&self, offset: usize, message: impl Into<String>) -> PResult<T> {
+    pub(crate) fn err_at<T>(&self, offset: usize, message: impl Into<String>) -> PResult<T> {
         Err(IrParseError::at(self.text, offset, message))
     }
 
-    fn unexpected<T>(&self, expected: &str) -> PResult<T> {
+    pub(crate) fn unexpected<T>(&self, expected: &str) -> PResult<T> {
         self.err_at(
             self.offset(),
             format!("expected {expected}, found {}", describe(self.peek())),
         )
     }
 
-    fn eat(&mut self, c: char) -> bool {
+    pub(crate) fn eat(&mut self, c: char) -> bool {
         if self.peek() == &Tok::Punct(c) {
             self.bump();
             true
@@ -162,7 +179,7 @@ impl Parser<'_> {
         }
     }
 
-    fn expect(&mut self, c: char) -> PResult<()> {
+    pub(crate) fn expect(&mut self, c: char) -> PResult<()> {
         if self.eat(c) {
             Ok(())
         } else {
@@ -179,11 +196,11 @@ impl Parser<'_> {
         }
     }
 
-    fn is_kw(&self, kw: &str) -> bool {
+    pub(crate) fn is_kw(&self, kw: &str) -> bool {
         matches!(self.peek(), Tok::Ident(w) if w == kw)
     }
 
-    fn expect_kw(&mut self, kw: &str) -> PResult<()> {
+    pub(crate) fn expect_kw(&mut self, kw: &str) -> PResult<()> {
         if self.is_kw(kw) {
             self.bump();
             Ok(())
@@ -193,7 +210,7 @@ impl Parser<'_> {
     }
 
     /// A bare or quoted name, and where it is.
-    fn name(&mut self, what: &str) -> PResult<(String, usize)> {
+    pub(crate) fn name(&mut self, what: &str) -> PResult<(String, usize)> {
         let off = self.offset();
         match self.peek() {
             Tok::Ident(s) | Tok::Quoted(s) => {
@@ -205,7 +222,7 @@ impl Parser<'_> {
         }
     }
 
-    fn value_name(&mut self) -> PResult<(String, usize)> {
+    pub(crate) fn value_name(&mut self) -> PResult<(String, usize)> {
         let off = self.offset();
         match self.peek() {
             Tok::Value(s) => {
@@ -217,7 +234,7 @@ impl Parser<'_> {
         }
     }
 
-    fn uint(&mut self, what: &str) -> PResult<u64> {
+    pub(crate) fn uint(&mut self, what: &str) -> PResult<u64> {
         let off = self.offset();
         match self.peek() {
             Tok::Int(s) => {
@@ -230,7 +247,7 @@ impl Parser<'_> {
         }
     }
 
-    fn dtype(&mut self) -> PResult<DType> {
+    pub(crate) fn dtype(&mut self) -> PResult<DType> {
         let (n, off) = self.name("a dtype")?;
         DType::from_name(&n).map_or_else(
             || {
@@ -243,12 +260,13 @@ impl Parser<'_> {
         )
     }
 
-    fn extent(&mut self, m: &Module) -> PResult<Extent> {
+    /// A number or the name of one of `dims`.
+    pub(crate) fn extent(&mut self, dims: &[DimDef]) -> PResult<Extent> {
         if matches!(self.peek(), Tok::Int(_)) {
             return Ok(Extent::Fixed(self.uint("an extent")?));
         }
         let (d, off) = self.name("an extent (a number or a dim name)")?;
-        if m.dims.iter().any(|x| x.name == d) {
+        if dims.iter().any(|x| x.name == d) {
             Ok(Extent::Dim(d))
         } else {
             self.err_at(off, format!("undefined dim `{}`", name(&d)))
@@ -261,7 +279,7 @@ impl Parser<'_> {
         let mut shape = Vec::new();
         if self.eat('[') {
             loop {
-                shape.push(self.extent(m)?);
+                shape.push(self.extent(&m.dims)?);
                 if !self.eat(',') {
                     break;
                 }
@@ -272,7 +290,7 @@ impl Parser<'_> {
     }
 
     /// A comma-separated list closed by `close`, possibly empty.
-    fn list<T>(
+    pub(crate) fn list<T>(
         &mut self,
         close: char,
         mut item: impl FnMut(&mut Self) -> PResult<T>,
@@ -447,7 +465,7 @@ impl Parser<'_> {
         let decls = self.list(')', |p| {
             let (i, off) = p.name("an index name")?;
             p.expect(':')?;
-            Ok((i, off, p.extent(m)?))
+            Ok((i, off, p.extent(&m.dims)?))
         })?;
         let mut indices = Vec::new();
         let mut index_ids = HashMap::new();
@@ -487,14 +505,10 @@ impl Parser<'_> {
         let reduce = if self.is_kw("reduce") {
             self.bump();
             let (k, off) = self.name("a reduction kind")?;
-            let Some(kind) = [
-                ReduceKind::Add,
-                ReduceKind::Mul,
-                ReduceKind::Max,
-                ReduceKind::Min,
-            ]
-            .into_iter()
-            .find(|&r| reduce_kind_name(r) == k) else {
+            let Some(kind) = ReduceKind::ALL
+                .into_iter()
+                .find(|&r| reduce_kind_name(r) == k)
+            else {
                 return self.err_at(
                     off,
                     format!("unknown reduction `{k}`: expected add, mul, max or min"),
@@ -589,12 +603,12 @@ impl Parser<'_> {
                 }
                 return Ok(Expr::Input(n));
             }
-            Tok::Punct('-') | Tok::Int(_) | Tok::Float(_) => return self.literal(),
+            Tok::Punct('-') | Tok::Int(_) | Tok::Float(_) => return Ok(Expr::Lit(self.literal()?)),
             Tok::Ident(w)
                 if (w == "inf" || w == "nan")
                     && matches!(self.peek2(), Tok::Punct(':') | Tok::Punct('(')) =>
             {
-                return self.literal()
+                return Ok(Expr::Lit(self.literal()?))
             }
             Tok::Quoted(_) => return Ok(Expr::Index(self.index(cx.indices)?)),
             Tok::Ident(w) => w.clone(),
@@ -605,11 +619,11 @@ impl Parser<'_> {
         }
         self.bump();
         let sub = |p: &mut Self| p.expr(cx, depth + 1);
-        if let Some(u) = UNARY.into_iter().find(|&u| unary_name(u) == word) {
+        if let Some(u) = UnaryFn::ALL.into_iter().find(|&u| unary_name(u) == word) {
             let [a] = self.fixed_args(&word, off, sub)?;
             return Ok(Expr::Unary(u, Box::new(a)));
         }
-        if let Some(b) = BINARY.into_iter().find(|&b| binary_name(b) == word) {
+        if let Some(b) = BinaryFn::ALL.into_iter().find(|&b| binary_name(b) == word) {
             let [x, y] = self.fixed_args(&word, off, sub)?;
             return Ok(Expr::Binary(b, Box::new(x), Box::new(y)));
         }
@@ -649,7 +663,9 @@ impl Parser<'_> {
                 self.expect(':')?;
                 Ok(Expr::DimValue(d, self.dtype()?))
             }
-            w if CMP.into_iter().any(|c| cmp_name(c) == w) || ["and", "or", "not"].contains(&w) => {
+            w if CmpOp::ALL.into_iter().any(|c| cmp_name(c) == w)
+                || ["and", "or", "not"].contains(&w) =>
+            {
                 self.err_at(
                     off,
                     format!("`{w}` is a condition, allowed only as the first argument of `select`"),
@@ -678,7 +694,7 @@ impl Parser<'_> {
             return self.unexpected("a condition (lt, le, gt, ge, eq, ne, and, or, not)");
         };
         let sub = |p: &mut Self| p.cond(cx, depth + 1);
-        if let Some(c) = CMP.into_iter().find(|&c| cmp_name(c) == word) {
+        if let Some(c) = CmpOp::ALL.into_iter().find(|&c| cmp_name(c) == word) {
             self.bump();
             let [x, y] = self.fixed_args(&word, off, |p| p.expr(cx, depth + 1))?;
             return Ok(Cond::Cmp(c, Box::new(x), Box::new(y)));
@@ -703,7 +719,7 @@ impl Parser<'_> {
     }
 
     /// A literal: `-`? (digits | decimal | `inf` | `nan` | `nan(0x...)`) `:` dtype.
-    fn literal(&mut self) -> PResult<Expr> {
+    pub(crate) fn literal(&mut self) -> PResult<Scalar> {
         let off = self.offset();
         let negative = self.eat('-');
         let num = self.bump();
@@ -775,40 +791,9 @@ impl Parser<'_> {
             }
             (t, _) => return bad(&describe(t)),
         };
-        Ok(Expr::Lit(s))
+        Ok(s)
     }
 }
-
-const UNARY: [UnaryFn; 9] = [
-    UnaryFn::Neg,
-    UnaryFn::Abs,
-    UnaryFn::Exp,
-    UnaryFn::Log,
-    UnaryFn::Sqrt,
-    UnaryFn::Rsqrt,
-    UnaryFn::Tanh,
-    UnaryFn::Sigmoid,
-    UnaryFn::Relu,
-];
-
-const BINARY: [BinaryFn; 7] = [
-    BinaryFn::Add,
-    BinaryFn::Sub,
-    BinaryFn::Mul,
-    BinaryFn::Div,
-    BinaryFn::Max,
-    BinaryFn::Min,
-    BinaryFn::Pow,
-];
-
-const CMP: [CmpOp; 6] = [
-    CmpOp::Lt,
-    CmpOp::Le,
-    CmpOp::Gt,
-    CmpOp::Ge,
-    CmpOp::Eq,
-    CmpOp::Ne,
-];
 
 /// A token as a message quotes it.
 fn describe(t: &Tok) -> String {

@@ -231,7 +231,7 @@ fn print_generic(f: &Function, g: &Generic) -> String {
 }
 
 /// The keyword of a reduction kind.
-pub(super) fn reduce_kind_name(k: ReduceKind) -> &'static str {
+pub(crate) fn reduce_kind_name(k: ReduceKind) -> &'static str {
     match k {
         ReduceKind::Add => "add",
         ReduceKind::Mul => "mul",
@@ -241,7 +241,7 @@ pub(super) fn reduce_kind_name(k: ReduceKind) -> &'static str {
 }
 
 /// The name of a unary function.
-pub(super) fn unary_name(u: UnaryFn) -> &'static str {
+pub(crate) fn unary_name(u: UnaryFn) -> &'static str {
     match u {
         UnaryFn::Neg => "neg",
         UnaryFn::Abs => "abs",
@@ -256,7 +256,7 @@ pub(super) fn unary_name(u: UnaryFn) -> &'static str {
 }
 
 /// The name of a binary function.
-pub(super) fn binary_name(b: BinaryFn) -> &'static str {
+pub(crate) fn binary_name(b: BinaryFn) -> &'static str {
     match b {
         BinaryFn::Add => "add",
         BinaryFn::Sub => "sub",
@@ -269,7 +269,7 @@ pub(super) fn binary_name(b: BinaryFn) -> &'static str {
 }
 
 /// The name of a comparison.
-pub(super) fn cmp_name(c: CmpOp) -> &'static str {
+pub(crate) fn cmp_name(c: CmpOp) -> &'static str {
     match c {
         CmpOp::Lt => "lt",
         CmpOp::Le => "le",

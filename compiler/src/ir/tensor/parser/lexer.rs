@@ -6,7 +6,7 @@ use crate::ir::tensor::printer::is_name_char;
 
 /// What a token is.
 #[derive(Clone, Debug, PartialEq)]
-pub(super) enum Tok {
+pub(crate) enum Tok {
     /// A bare name or keyword: `[A-Za-z_][A-Za-z0-9_.]*`.
     Ident(String),
     /// A quoted name, unescaped.
