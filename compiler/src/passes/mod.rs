@@ -14,6 +14,8 @@ pub mod manager;
 pub mod pipeline;
 pub mod registry;
 mod rewrite;
+#[cfg(test)]
+mod tests;
 
 use crate::ir::{loops, tensor};
 use std::fmt;
