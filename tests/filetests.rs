@@ -18,7 +18,7 @@
 // Test helpers panic on broken fixtures: that is the failure the test reports.
 #![allow(clippy::unwrap_used)]
 
-use einc_compiler::passes::{run_pipeline, Ir, Level, Pipeline, RunOptions};
+use einc_compiler::passes::{run_pipeline, Dumps, Ir, Level, Pipeline, RunOptions};
 use std::path::{Path, PathBuf};
 
 const SEPARATOR: &str = "// -----";
@@ -116,7 +116,7 @@ fn run_case(case: &Case, run: &[(String, String)], default_level: Option<Level>)
             verify_each: true,
             ..RunOptions::default()
         };
-        run_pipeline(&pipeline, ir, &opts, &mut String::new())
+        run_pipeline(&pipeline, ir, &opts, &mut Dumps::default())
     });
     let text = match result {
         Ok(ir) => ir.print(),

@@ -4,7 +4,7 @@
 
 use crate::ir::tensor::Module;
 use crate::passes::registry::{self, PASSES};
-use crate::passes::{run_pipeline, Instrumentation, Ir, Level, Pipeline, RunOptions};
+use crate::passes::{run_pipeline, Dumps, Instrumentation, Ir, Level, Pipeline, RunOptions};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -107,17 +107,25 @@ pub fn run(args: Args, color: bool) -> ExitCode {
         .passes
         .clone()
         .unwrap_or_else(|| registry::default_pipeline(target));
-    run_and_print(Ir::Tensor(module), &pipeline, p, Some(target))
+    run_and_print(
+        Ir::Tensor(module),
+        &pipeline,
+        p,
+        Some(target),
+        args.kernel.is_some(),
+    )
 }
 
 /// Parses `pipeline`, runs it on `ir` with the instrumentation `p` asks for, and prints the
 /// dumps and then the resulting IR to standard output (the result is not repeated when the
-/// last dump already shows it). `target`, when given, is the level the result must be at.
+/// last dump already shows it). `target`, when given, is the level the result must be at;
+/// `functions_only` prints the result's functions without the module header (`--kernel`).
 pub(crate) fn run_and_print(
     ir: Ir,
     pipeline: &str,
     p: &PipelineArgs,
     target: Option<Level>,
+    functions_only: bool,
 ) -> ExitCode {
     let pipeline = match Pipeline::parse(pipeline) {
         Ok(pipeline) => pipeline,
@@ -133,9 +141,9 @@ pub(crate) fn run_and_print(
         },
         verify_each: p.verify_each || cfg!(debug_assertions),
     };
-    let mut dumps = String::new();
+    let mut dumps = Dumps::default();
     let result = run_pipeline(&pipeline, ir, &opts, &mut dumps);
-    print!("{dumps}");
+    print!("{}", dumps.text);
     let ir = match result {
         Ok(ir) => ir,
         Err(e) => return super::fail(e),
@@ -156,9 +164,20 @@ pub(crate) fn run_and_print(
             ir.level()
         ));
     }
-    let text = ir.print();
-    if !dumps.ends_with(&text) {
-        print!("{text}");
+    if !dumps.shows_result {
+        match (&ir, functions_only) {
+            (Ir::Tensor(m), true) => {
+                for f in &m.funcs {
+                    print!("{}", crate::ir::tensor::printer::print_function(m, f));
+                }
+            }
+            (Ir::Loop(m), true) => {
+                for f in &m.funcs {
+                    print!("{}", crate::ir::loops::printer::print_function(f));
+                }
+            }
+            _ => print!("{}", ir.print()),
+        }
     }
     ExitCode::SUCCESS
 }

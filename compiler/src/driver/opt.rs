@@ -36,5 +36,5 @@ pub fn run(args: Args) -> ExitCode {
     };
     let p = &args.pipeline;
     let pipeline = p.passes.clone().unwrap_or_default();
-    run_and_print(ir, &pipeline, p, p.level.map(Level::from))
+    run_and_print(ir, &pipeline, p, p.level.map(Level::from), false)
 }

@@ -45,6 +45,16 @@ impl Default for RunOptions {
     }
 }
 
+/// What the instrumentation printed while a pipeline ran.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Dumps {
+    /// The dumps, in order.
+    pub text: String,
+    /// Whether the last IR printed after a pass is the pipeline's result (no pass changed the
+    /// IR after it), so that a caller need not print the result again.
+    pub shows_result: bool,
+}
+
 /// The banner printed before the IR in a dump.
 pub fn banner(when: &str, pass: &str) -> String {
     format!("// -----// IR {when} {pass} //----- //\n")
@@ -56,7 +66,7 @@ pub fn run_pipeline(
     pipeline: &Pipeline,
     mut ir: Ir,
     opts: &RunOptions,
-    dumps: &mut String,
+    dumps: &mut Dumps,
 ) -> Result<Ir, String> {
     let instr = &opts.instrumentation;
     let names: Vec<&str> = pipeline.steps.iter().map(|s| s.info.name).collect();
@@ -83,8 +93,8 @@ pub fn run_pipeline(
     for step in &pipeline.steps {
         let name = step.info.name;
         if instr.print_before.iter().any(|n| n == name) {
-            dumps.push_str(&banner("before", name));
-            dumps.push_str(&ir.print());
+            dumps.text.push_str(&banner("before", name));
+            dumps.text.push_str(&ir.print());
         }
         let before = opts.verify_each.then(|| ir.print());
         let out = step
@@ -106,10 +116,13 @@ pub fn run_pipeline(
         }
         let asked_after = instr.print_after_all || instr.print_after.iter().any(|n| n == name);
         if instr.print_changed && !out.changed {
-            let _ = writeln!(dumps, "// IR after {name}: (unchanged)");
+            let _ = writeln!(dumps.text, "// IR after {name}: (unchanged)");
         } else if asked_after || instr.print_changed {
-            dumps.push_str(&banner("after", name));
-            dumps.push_str(&ir.print());
+            dumps.text.push_str(&banner("after", name));
+            dumps.text.push_str(&ir.print());
+            dumps.shows_result = true;
+        } else if out.changed {
+            dumps.shows_result = false;
         }
         if instr.stop_after.as_deref() == Some(name) {
             break;

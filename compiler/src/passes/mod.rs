@@ -20,7 +20,7 @@ mod tests;
 use crate::ir::{loops, tensor};
 use std::fmt;
 
-pub use manager::{run_pipeline, Instrumentation, RunOptions};
+pub use manager::{run_pipeline, Dumps, Instrumentation, RunOptions};
 pub use pipeline::Pipeline;
 
 /// The levels IR exists at, from the highest to the lowest.

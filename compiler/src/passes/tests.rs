@@ -2,7 +2,7 @@
 //! inputs, and values computed here by explicit formulas) and of the pass manager
 //! (instrumentation text, level and verifier errors naming the pass).
 
-use super::manager::{run_pipeline, Instrumentation, RunOptions};
+use super::manager::{run_pipeline, Dumps, Instrumentation, RunOptions};
 use super::pipeline::{Pipeline, Step};
 use super::registry::{Options, PassInfo};
 use super::{Ir, Level, Pass, PassOutput};
@@ -76,7 +76,7 @@ fn optimise(m: &Module, pipeline: &str) -> Module {
         verify_each: true,
         ..RunOptions::default()
     };
-    match run_pipeline(&p, Ir::Tensor(m.clone()), &opts, &mut String::new()).unwrap() {
+    match run_pipeline(&p, Ir::Tensor(m.clone()), &opts, &mut Dumps::default()).unwrap() {
         Ir::Tensor(out) => out,
         other => panic!("expected tensor IR, got {other:?}"),
     }
@@ -452,7 +452,7 @@ fn run_broken(claims_change: bool, verify_each: bool) -> Result<Ir, String> {
         &p,
         Ir::Tensor(parse_module(SMALL).unwrap()),
         &opts,
-        &mut String::new(),
+        &mut Dumps::default(),
     )
 }
 
@@ -484,7 +484,7 @@ fn invalid_input_is_reported_before_any_pass_runs() {
         &p,
         Ir::Tensor(bad),
         &RunOptions::default(),
-        &mut String::new(),
+        &mut Dumps::default(),
     )
     .unwrap_err();
     assert!(
