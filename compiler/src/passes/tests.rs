@@ -319,14 +319,14 @@ fn dumps(pipeline: &str, instrumentation: Instrumentation) -> Result<(String, Ir
         instrumentation,
         verify_each: true,
     };
-    let mut out = String::new();
+    let mut out = Dumps::default();
     let ir = run_pipeline(
         &p,
         Ir::Tensor(parse_module(SMALL).unwrap()),
         &opts,
         &mut out,
     )?;
-    Ok((out, ir))
+    Ok((out.text, ir))
 }
 
 #[test]
