@@ -15,6 +15,7 @@
 
 use super::body::BodyLowerer;
 use super::{FnLowerer, LowerError};
+use crate::interp::scalar::reduce_fn;
 use crate::ir::loops::{BinaryFn, BufferId, Carried, For, Inst, Op, ReduceKind, Type, ValueId};
 use crate::ir::tensor::{self, Expr, Generic};
 use einc_runtime::{DType, Scalar};
@@ -103,7 +104,7 @@ pub(super) fn lower_generic(
                 }
                 _ => {
                     let (v, _) = body.expr_of_type(&g.body, ty)?;
-                    body.emit(innermost, Op::Binary(combine_fn(r.kind), acc, v), ty)?
+                    body.emit(innermost, Op::Binary(reduce_fn(r.kind), acc, v), ty)?
                 }
             };
             let identity = fl.scalar_const(identity(r.kind, g.dtype));
@@ -192,17 +193,8 @@ fn reduction_loops(
     Ok(yielded)
 }
 
-/// The binary function a reduction combines with.
-fn combine_fn(kind: ReduceKind) -> BinaryFn {
-    match kind {
-        ReduceKind::Add => BinaryFn::Add,
-        ReduceKind::Mul => BinaryFn::Mul,
-        ReduceKind::Max => BinaryFn::Max,
-        ReduceKind::Min => BinaryFn::Min,
-    }
-}
-
-/// The value a reduction starts from, which is also the result of an empty reduction.
+/// The value a reduction starts from, which is also the result of an empty reduction (the
+/// interpreter's table, which is private to it).
 fn identity(kind: ReduceKind, dtype: DType) -> Scalar {
     match (kind, dtype) {
         (ReduceKind::Add, _) => Scalar::zero(dtype),
