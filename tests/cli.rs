@@ -370,7 +370,7 @@ const SUBSTITUTE_AFTER: &str =
 return y = %y, s = %s\n}\n";
 
 #[test]
-fn ir_print_after_all_heads_every_pass_down_to_the_loops() {
+fn ir_print_after_all_heads_every_pass_down_to_clif() {
     let (code, out, err) = einc_out(&[
         "ir",
         &example("attention.ein").display().to_string(),
@@ -388,6 +388,7 @@ fn ir_print_after_all_heads_every_pass_down_to_the_loops() {
             "// -----// IR after eps-expand //----- //",
             "// -----// IR after dce //----- //",
             "// -----// IR after lower-to-loops //----- //",
+            "// -----// IR after emit-clif //----- //",
         ]
     );
     // Tensor IR before the lowering, loop IR after it, and the result is not printed twice.
@@ -401,6 +402,23 @@ fn ir_print_after_all_heads_every_pass_down_to_the_loops() {
         "{out}"
     );
     assert_eq!(out.matches("func @attention").count(), 4, "{out}");
+    let clif = out.find("IR after emit-clif").unwrap();
+    assert!(
+        out[clif..].contains("; einc_attention.body\nfunction "),
+        "{out}"
+    );
+    assert_eq!(out.matches("; einc_attention.body").count(), 1, "{out}");
+}
+
+#[test]
+fn ir_level_clif_prints_cranelift_ir() {
+    let (code, out, err) = einc_out(&["ir", &physics_path(), "--kernel", "trace", "--level=clif"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.starts_with("; einc_trace.body\nfunction "), "{out}");
+    assert!(out.contains("; einc_trace\nfunction "), "{out}");
+    let (code, _, err) = einc_out(&["ir", &physics_path(), "--level=clif", "--passes=dce"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("clif IR is produced by: emit-clif"), "{err}");
 }
 
 #[test]
@@ -415,7 +433,7 @@ fn ir_runs_the_tensor_passes_by_default_and_passes_picks_them() {
     assert_eq!(code, Some(1));
     assert!(
         err.contains(
-            "unknown pass `cse`; the passes are: delta-elim, eps-expand, dce, lower-to-loops"
+            "unknown pass `cse`; the passes are: delta-elim, eps-expand, dce, lower-to-loops, emit-clif"
         ),
         "{err}"
     );

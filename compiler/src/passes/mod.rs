@@ -8,6 +8,7 @@
 
 pub mod dce;
 pub mod delta_elim;
+pub mod emit_clif;
 pub mod eps_expand;
 pub mod lower_to_loops;
 pub mod manager;

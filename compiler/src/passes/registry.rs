@@ -2,7 +2,7 @@
 //! constructor. The pipeline parser, `--help` texts, error messages listing what exists and
 //! `docs/passes.md` all follow this table.
 
-use super::{dce, delta_elim, eps_expand, lower_to_loops, Level, Pass};
+use super::{dce, delta_elim, emit_clif, eps_expand, lower_to_loops, Level, Pass};
 
 /// An option a pass takes in a pipeline string (`eps-expand{max-rank=5}`). Every option is an
 /// unsigned integer with a default and an inclusive range.
@@ -107,6 +107,14 @@ pub static PASSES: &[PassInfo] = &[
         output: Level::Loop,
         options: &[],
         build: |_| Box::new(lower_to_loops::LowerToLoops),
+    },
+    PassInfo {
+        name: "emit-clif",
+        summary: "generate Cranelift IR for the host (print-only: ends a pipeline)",
+        input: Level::Loop,
+        output: Level::Clif,
+        options: &[],
+        build: |_| Box::new(emit_clif::EmitClif),
     },
 ];
 
