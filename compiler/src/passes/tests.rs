@@ -492,3 +492,18 @@ fn invalid_input_is_reported_before_any_pass_runs() {
         "{err}"
     );
 }
+
+#[test]
+fn eps_with_another_summed_index_keeps_its_value_up_to_rounding() {
+    let m = parse_module(
+        "func @t(%M: f32[2, 2, 5], %N: f32[3, 3, 3, 4]) -> (t: f32, u: f32) {
+  %t = generic (p: 2, q: 2, r: 5) ins(%M[p, q, r]) -> [] reduce add over (r, p, q) { mul(eps<f32>(p, q), %0) } : f32
+  %u = generic (i: 3, j: 3, k: 3, l: 4) ins(%N[i, j, k, l]) -> [] reduce add over (i, l, j, k) { mul(%0, eps<f32>(j, i, k)) } : f32
+  return t = %t, u = %u
+}
+",
+    )
+    .unwrap();
+    let out = check_preserved(&m, "eps-expand", &[], false);
+    assert!(!print_module(&out).contains("eps<"));
+}
