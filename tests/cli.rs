@@ -537,3 +537,206 @@ fn grad_prints_checkable_source_and_gradcheck_reports_per_tensor() {
         text(&out.stderr)
     );
 }
+
+// ---------------------------------------------------------------- einc ir pipelines / einc opt
+
+/// Runs `einc` with `args`; returns (exit code, stdout, stderr).
+fn einc_out(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = einc().args(args).output().expect("einc runs");
+    (out.status.code(), text(&out.stdout), text(&out.stderr))
+}
+
+fn physics_path() -> String {
+    example("physics.ein").display().to_string()
+}
+
+/// `substitute` after delta elimination, at tensor level (as `--kernel` prints it: the
+/// function without the module's dims).
+const SUBSTITUTE_AFTER: &str =
+    "func @substitute(%A: f32[3, 3], %x: f32[3]) -> (y: f32[3], s: f32) {\n  \
+%y = generic (i: 3) ins(%x[i]) -> [i] { %0 } : f32\n  \
+%s = generic (i: 3) ins(%A[i, i]) -> [] reduce add over (i) { %0 } : f32\n  \
+return y = %y, s = %s\n}\n";
+
+#[test]
+fn ir_print_after_all_heads_every_pass_down_to_clif() {
+    let (code, out, err) = einc_out(&[
+        "ir",
+        &example("attention.ein").display().to_string(),
+        "--print-after-all",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let banners: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("// -----// IR after"))
+        .collect();
+    assert_eq!(
+        banners,
+        [
+            "// -----// IR after delta-elim //----- //",
+            "// -----// IR after eps-expand //----- //",
+            "// -----// IR after dce //----- //",
+            "// -----// IR after lower-to-loops //----- //",
+            "// -----// IR after emit-clif //----- //",
+        ]
+    );
+    // Tensor IR before the lowering, loop IR after it, and the result is not printed twice.
+    let lowering = out.find("IR after lower-to-loops").unwrap();
+    assert!(
+        out[..lowering].contains("%S = generic (i: T, j: T, a: K)"),
+        "{out}"
+    );
+    assert!(
+        out[lowering..].contains("buffer %S: f32[T, T] contiguous"),
+        "{out}"
+    );
+    assert_eq!(out.matches("func @attention(").count(), 4, "{out}");
+    let clif = out.find("IR after emit-clif").unwrap();
+    assert!(
+        out[clif..].contains("; einc_attention.body\nfunction "),
+        "{out}"
+    );
+    assert_eq!(out.matches("; einc_attention.body\n").count(), 1, "{out}");
+}
+
+#[test]
+fn ir_level_clif_prints_cranelift_ir() {
+    let (code, out, err) = einc_out(&["ir", &physics_path(), "--kernel", "trace", "--level=clif"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.starts_with("; einc_trace.body\nfunction "), "{out}");
+    assert!(out.contains("; einc_trace\nfunction "), "{out}");
+    let (code, _, err) = einc_out(&["ir", &physics_path(), "--level=clif", "--passes=dce"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("clif IR is produced by: emit-clif"), "{err}");
+}
+
+#[test]
+fn ir_runs_the_tensor_passes_by_default_and_passes_picks_them() {
+    let p = physics_path();
+    let (code, out, err) = einc_out(&["ir", &p, "--kernel", "substitute"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out, SUBSTITUTE_AFTER);
+    let (_, out, _) = einc_out(&["ir", &p, "--kernel", "substitute", "--passes="]);
+    assert!(out.contains("mul(delta<f32>(i, j), %0)"), "{out}");
+    let (code, _, err) = einc_out(&["ir", &p, "--passes=dce,cse"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains(
+            "unknown pass `cse`; the passes are: delta-elim, eps-expand, dce, lower-to-loops, emit-clif"
+        ),
+        "{err}"
+    );
+    let (code, _, err) = einc_out(&["ir", &p, "--passes=eps-expand{max-rank=x}"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("bad value `x` for option `max-rank`"), "{err}");
+}
+
+#[test]
+fn ir_print_changed_marks_unchanged_passes() {
+    let (code, out, err) = einc_out(&[
+        "ir",
+        &physics_path(),
+        "--kernel",
+        "substitute",
+        "--print-changed",
+        "--level=tensor",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        out,
+        format!(
+            "// -----// IR after delta-elim //----- //\ndims N = 3\n\n{SUBSTITUTE_AFTER}\
+             // IR after eps-expand: (unchanged)\n// IR after dce: (unchanged)\n"
+        )
+    );
+}
+
+#[test]
+fn ir_print_before_print_after_and_stop_after() {
+    let p = physics_path();
+    let (code, out, err) = einc_out(&[
+        "ir",
+        &p,
+        "--kernel",
+        "substitute",
+        "--print-before=delta-elim",
+        "--print-after=dce",
+        "--stop-after=delta-elim",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.starts_with("// -----// IR before delta-elim //----- //\ndims N = 3\n"),
+        "{out}"
+    );
+    assert!(out.contains("mul(delta<f32>(i, j), %0)"), "{out}");
+    assert!(!out.contains("IR after dce"), "stopped before dce: {out}");
+    assert!(out.ends_with(SUBSTITUTE_AFTER), "{out}");
+    let (code, _, err) = einc_out(&["ir", &p, "--stop-after=lower-to-loops"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains(
+            "pass `lower-to-loops` is not in the pipeline; it runs: delta-elim, eps-expand, dce"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn ir_level_loop_lowers_and_level_mismatches_are_explained() {
+    let p = physics_path();
+    let (code, out, err) = einc_out(&["ir", &p, "--kernel", "trace", "--level=loop"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("func @trace(%A: in f32[3, 3] strided, %t: out f32[] strided) {"),
+        "{out}"
+    );
+    let (code, _, err) = einc_out(&["ir", &p, "--level=loop", "--passes=dce"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("the pipeline ends at tensor level, but loop IR was asked for; loop IR is produced by: lower-to-loops"), "{err}");
+}
+
+#[test]
+fn opt_reproduces_a_stage_of_a_dump() {
+    let dir = scratch("opt");
+    let p = physics_path();
+    let (_, before, _) = einc_out(&["ir", &p, "--kernel", "substitute", "--passes="]);
+    let tir = dir.join("substitute.tir");
+    std::fs::write(&tir, &before).unwrap();
+    let tir = tir.display().to_string();
+    let (code, out, err) = einc_out(&["opt", &tir, "--passes=delta-elim,dce"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out, SUBSTITUTE_AFTER);
+    // No passes: the IR is verified and printed back.
+    let (_, out, _) = einc_out(&["opt", &tir]);
+    assert_eq!(out, before);
+    // Loop IR from `einc ir --level=loop`, detected from the content under another extension.
+    let (_, lir, _) = einc_out(&["ir", &p, "--kernel", "substitute", "--level=loop"]);
+    let other = dir.join("substitute.txt");
+    std::fs::write(&other, &lir).unwrap();
+    let (code, out, err) = einc_out(&["opt", &other.display().to_string(), "--print-after-all"]);
+    assert_eq!((code, out.as_str()), (Some(0), lir.as_str()), "{err}");
+    let (code, _, err) = einc_out(&["opt", &other.display().to_string(), "--passes=dce"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("pass `dce` reads tensor IR, but the input is loop IR"),
+        "{err}"
+    );
+    // Broken text names the file and position.
+    std::fs::write(dir.join("bad.tir"), "func @f( {\n").unwrap();
+    let (code, _, err) = einc_out(&["opt", &dir.join("bad.tir").display().to_string()]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("bad.tir:1:"), "{err}");
+}
+
+#[test]
+fn verify_each_is_accepted() {
+    let (code, out, err) = einc_out(&[
+        "ir",
+        &physics_path(),
+        "--kernel",
+        "substitute",
+        "--verify-each",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out, SUBSTITUTE_AFTER);
+}

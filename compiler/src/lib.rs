@@ -13,5 +13,6 @@ pub mod interp;
 pub mod ir;
 pub mod lower;
 pub mod npy;
+pub mod passes;
 pub mod sema;
 pub mod syntax;

@@ -1,6 +1,10 @@
-//! `einc ir FILE [--kernel K]`: prints the tensor IR of a checked `.ein` file.
+//! `einc ir FILE`: checks a `.ein` file, runs a pass pipeline on its tensor IR and prints the
+//! result at the requested level, with MLIR-style instrumentation. The pipeline flags are
+//! shared with `einc opt` ([`PipelineArgs`], [`run_and_print`]).
 
-use crate::ir::tensor::printer;
+use crate::ir::tensor::Module;
+use crate::passes::registry::{self, PASSES};
+use crate::passes::{run_pipeline, Dumps, Instrumentation, Ir, Level, Pipeline, RunOptions};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -9,23 +13,171 @@ use std::process::ExitCode;
 pub struct Args {
     /// The .ein file.
     pub file: PathBuf,
-    /// Print only this kernel.
+    /// Compile and print only this kernel.
     #[arg(long)]
     pub kernel: Option<String>,
+    /// The pipeline and what to print.
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+}
+
+/// A level as the command line spells it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LevelArg {
+    /// Tensor IR.
+    Tensor,
+    /// Loop IR.
+    Loop,
+    /// Cranelift IR.
+    Clif,
+}
+
+impl From<LevelArg> for Level {
+    fn from(l: LevelArg) -> Level {
+        match l {
+            LevelArg::Tensor => Level::Tensor,
+            LevelArg::Loop => Level::Loop,
+            LevelArg::Clif => Level::Clif,
+        }
+    }
+}
+
+/// The flags that choose a pass pipeline and what to print while it runs.
+#[derive(clap::Args, Debug, Default)]
+pub struct PipelineArgs {
+    /// The passes to run, e.g. `delta-elim,eps-expand{max-rank=4},dce` (see docs/passes.md).
+    /// `einc ir` defaults to every pass down to --level; `einc opt` to none.
+    #[arg(long, value_name = "PIPELINE")]
+    pub passes: Option<String>,
+    /// The level of the IR printed at the end; it must be where the pipeline ends. For
+    /// `einc ir` it also chooses the default pipeline (default: tensor, or the deepest level
+    /// with --print-after-all / --print-changed).
+    #[arg(long, value_enum)]
+    pub level: Option<LevelArg>,
+    /// Print the IR after every pass, each headed by `// -----// IR after <pass> //----- //`.
+    #[arg(long)]
+    pub print_after_all: bool,
+    /// Print the IR after every pass that changed it, and `// IR after <pass>: (unchanged)`
+    /// for the others.
+    #[arg(long)]
+    pub print_changed: bool,
+    /// Print the IR before this pass (repeatable, or comma-separated).
+    #[arg(long, value_name = "PASS", value_delimiter = ',')]
+    pub print_before: Vec<String>,
+    /// Print the IR after this pass (repeatable, or comma-separated).
+    #[arg(long, value_name = "PASS", value_delimiter = ',')]
+    pub print_after: Vec<String>,
+    /// Stop after the first run of this pass and print the IR there.
+    #[arg(long, value_name = "PASS")]
+    pub stop_after: Option<String>,
+    /// Run the verifier after every pass (always on in debug builds).
+    #[arg(long)]
+    pub verify_each: bool,
 }
 
 /// Runs `einc ir`.
 pub fn run(args: Args, color: bool) -> ExitCode {
-    let module = match super::load_module(&args.file, color) {
+    let mut module = match super::load_module(&args.file, color) {
         Ok(module) => module,
         Err(status) => return status,
     };
-    match &args.kernel {
-        None => print!("{}", printer::print_module(&module)),
-        Some(name) => match module.func(name) {
-            Some(func) => print!("{}", printer::print_function(&module, func)),
+    if let Some(name) = &args.kernel {
+        match module.func(name) {
+            Some(f) => {
+                module = Module {
+                    dims: module.dims.clone(),
+                    funcs: vec![f.clone()],
+                }
+            }
             None => return super::fail(super::unknown_kernel(&module, name)),
+        }
+    }
+    let p = &args.pipeline;
+    let deepest = PASSES
+        .iter()
+        .map(|p| p.output)
+        .max()
+        .unwrap_or(Level::Tensor);
+    let target = match p.level {
+        Some(l) => l.into(),
+        None if p.print_after_all || p.print_changed => deepest,
+        None => Level::Tensor,
+    };
+    let pipeline = p
+        .passes
+        .clone()
+        .unwrap_or_else(|| registry::default_pipeline(target));
+    run_and_print(
+        Ir::Tensor(module),
+        &pipeline,
+        p,
+        Some(target),
+        args.kernel.is_some(),
+    )
+}
+
+/// Parses `pipeline`, runs it on `ir` with the instrumentation `p` asks for, and prints the
+/// dumps and then the resulting IR to standard output (the result is not repeated when the
+/// last dump already shows it). `target`, when given, is the level the result must be at;
+/// `functions_only` prints the result's functions without the module header (`--kernel`).
+pub(crate) fn run_and_print(
+    ir: Ir,
+    pipeline: &str,
+    p: &PipelineArgs,
+    target: Option<Level>,
+    functions_only: bool,
+) -> ExitCode {
+    let pipeline = match Pipeline::parse(pipeline) {
+        Ok(pipeline) => pipeline,
+        Err(e) => return super::fail(e),
+    };
+    let opts = RunOptions {
+        instrumentation: Instrumentation {
+            print_after_all: p.print_after_all,
+            print_changed: p.print_changed,
+            print_before: p.print_before.clone(),
+            print_after: p.print_after.clone(),
+            stop_after: p.stop_after.clone(),
         },
+        verify_each: p.verify_each || cfg!(debug_assertions),
+    };
+    let mut dumps = Dumps::default();
+    let result = run_pipeline(&pipeline, ir, &opts, &mut dumps);
+    print!("{}", dumps.text);
+    let ir = match result {
+        Ok(ir) => ir,
+        Err(e) => return super::fail(e),
+    };
+    if let Some(target) = target.filter(|&t| t != ir.level()) {
+        let producers: Vec<&str> = PASSES
+            .iter()
+            .filter(|p| p.output == target)
+            .map(|p| p.name)
+            .collect();
+        let hint = if producers.is_empty() {
+            format!("no registered pass produces {target} IR yet")
+        } else {
+            format!("{target} IR is produced by: {}", producers.join(", "))
+        };
+        return super::fail(format!(
+            "the pipeline ends at {} level, but {target} IR was asked for; {hint}",
+            ir.level()
+        ));
+    }
+    if !dumps.shows_result {
+        match (&ir, functions_only) {
+            (Ir::Tensor(m), true) => {
+                for f in &m.funcs {
+                    print!("{}", crate::ir::tensor::printer::print_function(m, f));
+                }
+            }
+            (Ir::Loop(m), true) => {
+                for f in &m.funcs {
+                    print!("{}", crate::ir::loops::printer::print_function(f));
+                }
+            }
+            _ => print!("{}", ir.print()),
+        }
     }
     ExitCode::SUCCESS
 }

@@ -8,6 +8,7 @@ mod explain;
 mod grad;
 mod gradcheck;
 mod ir;
+mod opt;
 mod run;
 
 use crate::diag::{render, SourceFile};
@@ -66,8 +67,15 @@ pub enum Command {
     /// TARGET is a subscripts string ("ij,jk->ik", shapes from --shapes) or, when it ends in
     /// `.ein` or --kernel is given, a file whose kernel K is explained statement by statement.
     Explain(explain::Args),
-    /// Print the tensor IR of a .ein file (all kernels, or one with --kernel).
+    /// Print the IR of a .ein file after a pass pipeline (all kernels, or one with --kernel).
+    ///
+    /// By default the tensor-level passes run and tensor IR is printed; `--level=loop` lowers
+    /// to loops. `--print-after-all`, `--print-before=PASS`, `--print-after=PASS`,
+    /// `--print-changed` and `--stop-after=PASS` show the pipeline at work.
     Ir(ir::Args),
+    /// Read tensor IR (.tir) or loop IR (.lir), run `--passes=...` and print the result, like
+    /// mlir-opt: any stage of a `--print-after-all` dump can be reproduced this way.
+    Opt(opt::Args),
     /// Evaluate a numpy einsum on .npy files: `einc eval "ij,jk->ik" A.npy B.npy -o C.npy`.
     ///
     /// Semantics, output dtype and shape are numpy.einsum's. The subscripts may be empty,
@@ -123,6 +131,7 @@ fn run_cli() -> ExitCode {
         Command::Check(args) => check::run(args, color),
         Command::Explain(args) => explain::run(args, color),
         Command::Ir(args) => ir::run(args, color),
+        Command::Opt(args) => opt::run(args),
         Command::Eval(args) => eval::run(args, color),
         Command::Run(args) => run::run(args, color),
         Command::Grad(args) => grad::run(args, color),

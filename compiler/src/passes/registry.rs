@@ -1,0 +1,140 @@
+//! The one place where every pass is registered: its name, summary, levels, options and
+//! constructor. The pipeline parser, `--help` texts, error messages listing what exists and
+//! `docs/passes.md` all follow this table.
+
+use super::{dce, delta_elim, emit_clif, eps_expand, lower_to_loops, Level, Pass};
+
+/// An option a pass takes in a pipeline string (`eps-expand{max-rank=5}`). Every option is an
+/// unsigned integer with a default and an inclusive range.
+#[derive(Debug)]
+pub struct OptionSpec {
+    /// The option's name.
+    pub name: &'static str,
+    /// What it controls.
+    pub doc: &'static str,
+    /// The value when the pipeline does not set it.
+    pub default: u64,
+    /// The smallest value accepted.
+    pub min: u64,
+    /// The largest value accepted.
+    pub max: u64,
+}
+
+/// The values of a pass's options, in the order of its [`OptionSpec`]s.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// `(name, value)` for every option of the pass, defaults filled in.
+    pub values: Vec<(&'static str, u64)>,
+}
+
+impl Options {
+    /// The value of option `name`, or `None` when the pass has no such option.
+    pub fn get(&self, name: &str) -> Option<u64> {
+        self.values
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|&(_, v)| v)
+    }
+}
+
+/// A registered pass.
+pub struct PassInfo {
+    /// The name used in pipeline strings and banners.
+    pub name: &'static str,
+    /// One line: what the pass does.
+    pub summary: &'static str,
+    /// The level of the IR the pass reads.
+    pub input: Level,
+    /// The level of the IR the pass produces.
+    pub output: Level,
+    /// The options it accepts.
+    pub options: &'static [OptionSpec],
+    /// Builds the pass from option values (every option present, validated against its spec).
+    pub build: fn(&Options) -> Box<dyn Pass>,
+}
+
+impl std::fmt::Debug for PassInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PassInfo")
+            .field("name", &self.name)
+            .field("input", &self.input)
+            .field("output", &self.output)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Every pass, in the order of the default pipeline.
+pub static PASSES: &[PassInfo] = &[
+    PassInfo {
+        name: "delta-elim",
+        summary: "remove Kronecker deltas over summed indices by substituting one index for \
+                  the other",
+        input: Level::Tensor,
+        output: Level::Tensor,
+        options: &[],
+        build: |_| Box::new(delta_elim::DeltaElim),
+    },
+    PassInfo {
+        name: "eps-expand",
+        summary: "expand a Levi-Civita symbol over summed indices into its non-zero terms",
+        input: Level::Tensor,
+        output: Level::Tensor,
+        options: &[OptionSpec {
+            name: "max-rank",
+            doc: "expand eps of at most this many indices (rank n gives n! terms)",
+            default: eps_expand::DEFAULT_MAX_RANK,
+            min: 2,
+            max: eps_expand::LIMIT_MAX_RANK,
+        }],
+        build: |o| {
+            Box::new(eps_expand::EpsExpand {
+                max_rank: o.get("max-rank").unwrap_or(eps_expand::DEFAULT_MAX_RANK),
+            })
+        },
+    },
+    PassInfo {
+        name: "dce",
+        summary: "drop ops whose results nothing uses",
+        input: Level::Tensor,
+        output: Level::Tensor,
+        options: &[],
+        build: |_| Box::new(dce::Dce),
+    },
+    PassInfo {
+        name: "lower-to-loops",
+        summary: "lower tensor IR to naive loop nests over buffers (loop IR)",
+        input: Level::Tensor,
+        output: Level::Loop,
+        options: &[],
+        build: |_| Box::new(lower_to_loops::LowerToLoops),
+    },
+    PassInfo {
+        name: "emit-clif",
+        summary: "generate Cranelift IR for the host (print-only: ends a pipeline)",
+        input: Level::Loop,
+        output: Level::Clif,
+        options: &[],
+        build: |_| Box::new(emit_clif::EmitClif),
+    },
+];
+
+/// The registered pass named `name`.
+pub fn lookup(name: &str) -> Option<&'static PassInfo> {
+    PASSES.iter().find(|p| p.name == name)
+}
+
+/// The names of every registered pass, comma-separated (for error messages).
+pub fn names() -> String {
+    PASSES.iter().map(|p| p.name).collect::<Vec<_>>().join(", ")
+}
+
+/// The default pipeline that takes tensor IR down to `target`: every pass of the target's
+/// levels in registry order, ending in the lowering (and CLIF emission) when they are needed.
+pub fn default_pipeline(target: Level) -> String {
+    PASSES
+        .iter()
+        .filter(|p| p.output <= target)
+        .map(|p| p.name)
+        .collect::<Vec<_>>()
+        .join(",")
+}

@@ -1,0 +1,130 @@
+//! Rewriting helpers shared by the tensor-level passes: bottom-up expression transforms,
+//! splitting a factor off a product, and removing indices from a `Generic`.
+
+use crate::ir::tensor::{AxisMap, BinaryFn, Cond, Expr, Extent, Generic, IndexId, Module};
+
+/// Rebuilds `e` bottom-up, applying `f` to every node after its children (conditions of
+/// `select` included).
+pub fn transform(e: &Expr, f: &mut dyn FnMut(Expr) -> Expr) -> Expr {
+    let rebuilt = match e {
+        Expr::Unary(u, a) => Expr::Unary(*u, Box::new(transform(a, f))),
+        Expr::Binary(b, x, y) => {
+            Expr::Binary(*b, Box::new(transform(x, f)), Box::new(transform(y, f)))
+        }
+        Expr::Select(c, x, y) => Expr::Select(
+            Box::new(transform_cond(c, f)),
+            Box::new(transform(x, f)),
+            Box::new(transform(y, f)),
+        ),
+        Expr::Cast(t, a) => Expr::Cast(*t, Box::new(transform(a, f))),
+        leaf => leaf.clone(),
+    };
+    f(rebuilt)
+}
+
+fn transform_cond(c: &Cond, f: &mut dyn FnMut(Expr) -> Expr) -> Cond {
+    match c {
+        Cond::Cmp(op, x, y) => Cond::Cmp(*op, Box::new(transform(x, f)), Box::new(transform(y, f))),
+        Cond::And(x, y) => Cond::And(
+            Box::new(transform_cond(x, f)),
+            Box::new(transform_cond(y, f)),
+        ),
+        Cond::Or(x, y) => Cond::Or(
+            Box::new(transform_cond(x, f)),
+            Box::new(transform_cond(y, f)),
+        ),
+        Cond::Not(x) => Cond::Not(Box::new(transform_cond(x, f))),
+    }
+}
+
+/// Whether any node of `e` satisfies `pred`.
+pub fn any_node(e: &Expr, pred: &mut dyn FnMut(&Expr) -> bool) -> bool {
+    let mut found = false;
+    transform(e, &mut |n| {
+        found |= pred(&n);
+        n
+    });
+    found
+}
+
+/// Renames index ids everywhere in `e` (index values, delta and eps arguments).
+pub fn rename_indices(e: &Expr, f: &dyn Fn(IndexId) -> IndexId) -> Expr {
+    transform(e, &mut |n| match n {
+        Expr::Index(i) => Expr::Index(f(i)),
+        Expr::Delta(ids, t) => Expr::Delta(ids.into_iter().map(f).collect(), t),
+        Expr::Eps(ids, t) => Expr::Eps(ids.into_iter().map(f).collect(), t),
+        other => other,
+    })
+}
+
+/// Finds the first node (in pre-order, left operand first) that satisfies `pred` and is a
+/// factor of the whole product: reachable from the root through `mul` nodes only. Returns the
+/// factor and the rest of the product with the factor removed (`None` when `e` is the factor
+/// itself, i.e. the rest is the constant 1).
+///
+/// Removing a factor of ±1 this way is exact: IEEE multiplication by 1 is the identity and
+/// multiplication by -1 is negation, and both commute with rounding.
+pub fn split_factor(e: &Expr, pred: &dyn Fn(&Expr) -> bool) -> Option<(Expr, Option<Expr>)> {
+    if pred(e) {
+        return Some((e.clone(), None));
+    }
+    let Expr::Binary(BinaryFn::Mul, x, y) = e else {
+        return None;
+    };
+    if let Some((f, rest)) = split_factor(x, pred) {
+        let rest = match rest {
+            Some(r) => Expr::Binary(BinaryFn::Mul, Box::new(r), y.clone()),
+            None => (**y).clone(),
+        };
+        return Some((f, Some(rest)));
+    }
+    let (f, rest) = split_factor(y, pred)?;
+    let rest = match rest {
+        Some(r) => Expr::Binary(BinaryFn::Mul, x.clone(), Box::new(r)),
+        None => (**x).clone(),
+    };
+    Some((f, Some(rest)))
+}
+
+/// Deletes the indices in `gone` from `g`'s iteration space, renumbering the others. The
+/// caller has already rewritten every use of them (maps, body, output, `over`); a reduction
+/// left with nothing to reduce becomes `None`.
+pub fn remove_indices(g: &mut Generic, gone: &[IndexId]) {
+    let mut new_id = Vec::with_capacity(g.indices.len());
+    let mut next = 0u32;
+    for pos in 0..g.indices.len() {
+        let keep = !gone.iter().any(|i| i.0 as usize == pos);
+        new_id.push(IndexId(next));
+        next += u32::from(keep);
+    }
+    let renumber = |i: IndexId| new_id.get(i.0 as usize).copied().unwrap_or(i);
+    let mut pos = 0;
+    g.indices.retain(|_| {
+        pos += 1;
+        !gone.iter().any(|i| i.0 as usize == pos - 1)
+    });
+    for input in &mut g.inputs {
+        for a in &mut input.map {
+            if let AxisMap::Index(i) = a {
+                *i = renumber(*i);
+            }
+        }
+    }
+    g.output = g.output.iter().map(|&i| renumber(i)).collect();
+    if let Some(r) = &mut g.reduce {
+        r.over.retain(|i| !gone.contains(i));
+        r.over = r.over.iter().map(|&i| renumber(i)).collect();
+    }
+    if g.reduce.as_ref().is_some_and(|r| r.over.is_empty()) {
+        g.reduce = None;
+    }
+    g.body = rename_indices(&g.body, &renumber);
+}
+
+/// The extent of index `i` as a number when the module fixes it.
+pub fn fixed_extent(m: &Module, g: &Generic, i: IndexId) -> Option<u64> {
+    match &g.indices.get(i.0 as usize)?.extent {
+        Extent::Fixed(n) => Some(*n),
+        Extent::Dim(d) => m.dim_value(d),
+    }
+}
