@@ -9,9 +9,12 @@
 //!    to by an earlier extent (the first occurrence binds it) (`BAD_SHAPE`); a non-null `data`
 //!    unless some extent is 0 (`NULL_POINTER`); an addressed byte range `[lo, hi)` (from the
 //!    signed strides) that does not overflow (`BAD_SHAPE`); for arguments the IR declares
-//!    contiguous, C-order strides (`BAD_SHAPE`);
-//! 3. no output's byte range intersects another argument's (`ALIASING`; arguments with no
-//!    elements are exempt).
+//!    contiguous, C-order strides (`BAD_SHAPE`); an extent larger than every fixed position
+//!    the kernel reads or writes on that axis (`A[0, j]` needs at least one row), so no access
+//!    can fall outside the argument (`BAD_SHAPE`);
+//! 3. no output's byte range intersects another argument's, and no output addresses one
+//!    element through two index tuples (a stride of 0, or strides that interleave)
+//!    (`ALIASING`; arguments with no elements are exempt).
 //!
 //! Then it fills the body's frame, allocates temporaries with `malloc` (freeing those already
 //! allocated and returning `OUT_OF_MEMORY` if one fails), runs the body, frees the temporaries
@@ -19,7 +22,7 @@
 
 use super::libcall::{Libcall, Libcalls};
 use super::{unsupported, CodegenError, Ext, Frame};
-use crate::ir::loops::{self, BufferKind, Inst, Layout, Op};
+use crate::ir::loops::{self, BufferId, BufferKind, Inst, Layout, Op};
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{
     types, AbiParam, Block, BlockArg, InstBuilder, MemFlagsData, Signature, StackSlotData,
@@ -29,6 +32,7 @@ use cranelift_codegen::Context;
 use cranelift_frontend::{FuncInstBuilder, FunctionBuilder, FunctionBuilderContext};
 use cranelift_module::{FuncId, Module};
 use einc_runtime::abi::{status, tensor_offsets, TENSOR_SIZE};
+use std::collections::HashMap;
 
 /// The signature of an entry point: `(const einc_tensor *args, int64_t nargs) -> int32_t`.
 pub fn signature<M: Module>(module: &M) -> Signature {
@@ -48,6 +52,7 @@ struct Arg {
     lo: Value,
     /// One past the last byte addressed.
     hi: Value,
+    extents: Vec<Value>,
     strides: Vec<Value>,
 }
 
@@ -82,6 +87,7 @@ pub(crate) fn build<M: Module>(
     }
 
     let mut dims: Vec<Option<Value>> = vec![None; frame.dims.len()];
+    let fixed = fixed_positions(f);
     let mut checked = Vec::with_capacity(f.params.len());
     for (i, &p) in f.params.iter().enumerate() {
         let b = f
@@ -91,7 +97,10 @@ pub(crate) fn build<M: Module>(
         let offset =
             i64::try_from(i * TENSOR_SIZE).map_err(|_| unsupported(f, "too many parameters"))?;
         let desc = v.fb.ins().iadd_imm_s(args, offset);
-        checked.push(v.argument(desc, b, shape, &mut dims)?);
+        let needs: Vec<Option<u64>> = (0..shape.len())
+            .map(|axis| fixed.get(&(p, axis)).copied())
+            .collect();
+        checked.push(v.argument(desc, b, shape, &needs, &mut dims)?);
     }
 
     // Outputs come after inputs, so every pair with an output is (anything earlier, output).
@@ -99,6 +108,8 @@ pub(crate) fn build<M: Module>(
         if f.buffer(p).map(|b| b.kind) != Some(BufferKind::Output) {
             continue;
         }
+        let bad = v.self_overlap(&checked[j]);
+        v.check(bad, status::ALIASING);
         for i in 0..j {
             let (a, b) = (&checked[i], &checked[j]);
             let a_before_b = v.fb.ins().icmp(IntCC::UnsignedLessThan, a.lo, b.hi);
@@ -255,6 +266,44 @@ fn check_dims_bound(
     Ok(())
 }
 
+/// The largest fixed position accessed on each axis of each argument, found in the body's loads
+/// and stores whose index is an index constant.
+fn fixed_positions(f: &loops::Function) -> HashMap<(BufferId, usize), u64> {
+    let mut consts: HashMap<loops::ValueId, i64> = HashMap::new();
+    let mut accesses: Vec<(BufferId, &[loops::ValueId])> = Vec::new();
+    let mut stack = vec![&f.body];
+    while let Some(block) = stack.pop() {
+        for inst in &block.insts {
+            match inst {
+                Inst::Assign {
+                    result,
+                    op: Op::IndexConst(c),
+                } => {
+                    consts.insert(*result, *c);
+                }
+                Inst::Assign {
+                    op: Op::Load { buffer, index, .. },
+                    ..
+                }
+                | Inst::Store { buffer, index, .. } => accesses.push((*buffer, index)),
+                Inst::For(l) => stack.push(&l.body),
+                Inst::Assign { .. } => {}
+            }
+        }
+    }
+    let mut fixed: HashMap<(BufferId, usize), u64> = HashMap::new();
+    for (buffer, index) in accesses {
+        for (axis, v) in index.iter().enumerate() {
+            if let Some(&c) = consts.get(v) {
+                let c = u64::try_from(c).unwrap_or(0);
+                let e = fixed.entry((buffer, axis)).or_insert(c);
+                *e = (*e).max(c);
+            }
+        }
+    }
+    fixed
+}
+
 /// Emits checks that branch to the failure block.
 struct Validator<'a> {
     fb: FunctionBuilder<'a>,
@@ -277,12 +326,52 @@ impl<'a> Validator<'a> {
         self.fb.switch_to_block(next);
     }
 
+    /// An `i8` that holds when a non-empty argument reaches one element through two index
+    /// tuples. With the axes of extent > 1 sorted by |stride|, the layout is one-to-one when each
+    /// stride exceeds the span of all smaller-strided axes, `sum (e_j - 1) * |s_j|`; equal
+    /// strides are ordered by axis so that two equal strides always fail. The spans cannot
+    /// overflow: the byte-range check bounded their sum.
+    fn self_overlap(&mut self, a: &Arg) -> Value {
+        let zero = self.ins().iconst(types::I64, 0);
+        let abs: Vec<Value> = a.strides.iter().map(|&s| self.ins().iabs(s)).collect();
+        let long: Vec<Value> = a
+            .extents
+            .iter()
+            .map(|&e| self.ins().icmp_imm_s(IntCC::SignedGreaterThan, e, 1))
+            .collect();
+        let mut bad = self.ins().iconst(types::I8, 0);
+        for k in 0..abs.len() {
+            let mut span = zero;
+            for j in (0..abs.len()).filter(|&j| j != k) {
+                let smaller = if j < k {
+                    self.ins()
+                        .icmp(IntCC::UnsignedLessThanOrEqual, abs[j], abs[k])
+                } else {
+                    self.ins().icmp(IntCC::UnsignedLessThan, abs[j], abs[k])
+                };
+                let counts = self.ins().band(smaller, long[j]);
+                let last = self.ins().iadd_imm_s(a.extents[j], -1);
+                let reach = self.ins().imul(last, abs[j]);
+                let add = self.ins().select(counts, reach, zero);
+                span = self.ins().iadd(span, add);
+            }
+            let covered = self
+                .ins()
+                .icmp(IntCC::UnsignedLessThanOrEqual, abs[k], span);
+            let b = self.ins().band(covered, long[k]);
+            bad = self.ins().bor(bad, b);
+        }
+        let nonempty = self.ins().bxor_imm_s(a.empty, 1);
+        self.ins().band(bad, nonempty)
+    }
+
     /// Validates one argument whose descriptor is at `desc`.
     fn argument(
         &mut self,
         desc: Value,
         b: &loops::BufferDef,
         shape: &[Ext],
+        fixed: &[Option<u64>],
         dims: &mut [Option<Value>],
     ) -> Result<Arg, CodegenError> {
         // The caller promises `nargs` readable descriptors and `rank` extents and strides.
@@ -334,6 +423,11 @@ impl<'a> Validator<'a> {
                         }
                         None => dims[d] = Some(e),
                     },
+                }
+                if let (Some(Some(p)), Ext::Sym(_)) = (fixed.get(k), ext) {
+                    let p = i64::try_from(*p).unwrap_or(i64::MAX);
+                    let bad = self.fb.ins().icmp_imm_s(IntCC::SignedLessThanOrEqual, e, p);
+                    self.check(bad, status::BAD_SHAPE);
                 }
                 extents.push(e);
                 strides.push(self.fb.ins().load(types::I64, flags, strides_ptr, off));
@@ -408,6 +502,7 @@ impl<'a> Validator<'a> {
             empty,
             lo: lo_addr,
             hi: hi_addr,
+            extents,
             strides,
         })
     }

@@ -330,3 +330,66 @@ fn temporary_too_large_is_out_of_memory() {
     assert_eq!(call(&k, &args), status::OK);
     assert_eq!(zs, [5.0, 5.0]);
 }
+
+#[test]
+fn output_reaching_an_element_twice() {
+    // A stride of 0 on an axis of extent 2: Z[0, j] and Z[1, j] are the same element.
+    rejects(|a| a[1].strides = vec![0, 1], status::ALIASING);
+    // Interleaved strides: Z[0, 1] and Z[1, 0] are both at offset 1.
+    rejects(|a| a[2].strides = vec![1, 1], status::ALIASING);
+    // Equal strides on two long axes, whatever their order.
+    rejects(|a| a[2].strides = vec![3, 3], status::ALIASING);
+}
+
+#[test]
+fn transposed_and_reversed_outputs_are_one_to_one() {
+    let k = two_outputs();
+    let mut c = Call::new();
+    let mut args = c.args();
+    // Z in Fortran order (strides [1, 2]); W reversed along both axes.
+    args[1].strides = vec![1, 2];
+    args[2] = Arg::strided(&mut c.w[5..], DType::F32, &[2, 3], &[-3, -1]);
+    assert_eq!(call(&k, &args), status::OK);
+    drop(args);
+    // Z[i, j] = 2 * (3i + j) stored at i + 2j.
+    assert_eq!(c.z, vec![0.0, 6.0, 2.0, 8.0, 4.0, 10.0]);
+    // W[i, j] = 3i + j + 1 stored at 5 - 3i - j.
+    assert_eq!(c.w, vec![6.0, 5.0, 4.0, 3.0, 2.0, 1.0]);
+}
+
+#[test]
+fn fixed_positions_need_a_long_enough_symbolic_axis() {
+    // Y[j] = X[1, j] with X: f32[m, n], Y: f32[n]: reading row 1 needs m >= 2.
+    let mut b = Builder::new("row1");
+    let x = b.input("X", DType::F32, &[sym("m"), sym("n")]);
+    let y = b.output("Y", DType::F32, &[sym("n")]);
+    let zero = b.index(0);
+    let one = b.index(1);
+    let n = b.dim("n");
+    b.for_loop(zero, n, 1, &[], |b, j, _| {
+        let v = b.load(x, &[one, j], 1);
+        b.store(y, &[j], v);
+        vec![]
+    });
+    let k = jit_one(&module(&["m", "n"], vec![b.finish()]));
+    let mut x = vec![1.0f32, 2.0, 3.0, 4.0];
+    let mut out = vec![SENTINEL; 2];
+    let short = call(
+        &k,
+        &[
+            Arg::new(&mut x[..2], DType::F32, &[1, 2]),
+            Arg::new(&mut out, DType::F32, &[2]),
+        ],
+    );
+    assert_eq!(short, status::BAD_SHAPE);
+    assert_eq!(out, vec![SENTINEL; 2]);
+    let ok = call(
+        &k,
+        &[
+            Arg::new(&mut x, DType::F32, &[2, 2]),
+            Arg::new(&mut out, DType::F32, &[2]),
+        ],
+    );
+    assert_eq!(ok, status::OK);
+    assert_eq!(out, vec![3.0, 4.0]);
+}
