@@ -383,7 +383,7 @@ impl<'a> Statement<'a> {
             Expr::Lit(s) => self.literal(*s)?,
             Expr::DimValue(d, _) => node(ExprKind::Name(ident(d))),
             Expr::Unary(UnaryFn::Neg, x) => node(ExprKind::Unary(UnOp::Neg, sub(x)?)),
-            Expr::Unary(f, x) => call(unary_name(*f), vec![self.expr(x, in_cond)?]),
+            Expr::Unary(f, x) => call(f.name(), vec![self.expr(x, in_cond)?]),
             Expr::Binary(f, a, b) => {
                 let op = match f {
                     BinaryFn::Add => BinOp::Add,
@@ -512,20 +512,6 @@ fn float_text(v: f64, negative: bool, digits: impl Fn() -> String) -> (bool, Opt
         (false, Some("0".to_string()))
     } else {
         (negative, Some(digits()))
-    }
-}
-
-fn unary_name(f: UnaryFn) -> &'static str {
-    match f {
-        UnaryFn::Neg => "neg",
-        UnaryFn::Abs => "abs",
-        UnaryFn::Exp => "exp",
-        UnaryFn::Log => "log",
-        UnaryFn::Sqrt => "sqrt",
-        UnaryFn::Rsqrt => "rsqrt",
-        UnaryFn::Tanh => "tanh",
-        UnaryFn::Sigmoid => "sigmoid",
-        UnaryFn::Relu => "relu",
     }
 }
 

@@ -82,15 +82,12 @@ pub(super) fn type_of(e: &Expr, env: &Env) -> Result<DType, String> {
         Expr::Unary(f, x) => {
             let t = type_of(x, env)?;
             if !t.is_float() && !scalar::unary_accepts_int(*f) {
-                return Err(format!(
-                    "`{}` needs a float operand, got {t}",
-                    scalar::unary_name(*f)
-                ));
+                return Err(format!("`{}` needs a float operand, got {t}", f.name()));
             }
             Ok(t)
         }
         Expr::Binary(f, a, b) => {
-            let name = scalar::binary_name(*f);
+            let name = f.name();
             let t = same_type(&name, type_of(a, env)?, type_of(b, env)?)?;
             if !t.is_float() && !scalar::binary_accepts_int(*f) {
                 return Err(format!("`{name}` needs float operands, got {t}"));

@@ -196,7 +196,7 @@ pub(crate) fn unary(f: UnaryFn, x: Scalar) -> Result<Scalar, String> {
         Scalar::I32(v) => int_unary(f, v).map(Scalar::I32),
         Scalar::I64(v) => int_unary(f, v).map(Scalar::I64),
     };
-    result.ok_or_else(|| format!("`{}` is not defined on {}", unary_name(f), x.dtype()))
+    result.ok_or_else(|| format!("`{}` is not defined on {}", f.name(), x.dtype()))
 }
 
 /// Applies a binary function to two operands of the same dtype.
@@ -211,7 +211,7 @@ pub(crate) fn binary(f: BinaryFn, a: Scalar, b: Scalar) -> Result<Scalar, String
     result.ok_or_else(|| {
         format!(
             "`{}` is not defined on {} and {}",
-            binary_name(f),
+            f.name(),
             a.dtype(),
             b.dtype()
         )
@@ -254,14 +254,4 @@ pub(super) fn permutation_sign(values: &[usize]) -> i64 {
         }
     }
     sign
-}
-
-/// The function's name in lower case, for messages.
-pub(super) fn unary_name(f: UnaryFn) -> String {
-    format!("{f:?}").to_lowercase()
-}
-
-/// The function's name in lower case, for messages.
-pub(super) fn binary_name(f: BinaryFn) -> String {
-    format!("{f:?}").to_lowercase()
 }

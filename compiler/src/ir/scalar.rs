@@ -154,3 +154,61 @@ impl CmpOp {
         CmpOp::Ne,
     ];
 }
+
+impl ReduceKind {
+    /// The keyword in IR text (`add`, `mul`, `max`, `min`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ReduceKind::Add => "add",
+            ReduceKind::Mul => "mul",
+            ReduceKind::Max => "max",
+            ReduceKind::Min => "min",
+        }
+    }
+}
+
+impl UnaryFn {
+    /// The name in IR text and in `.ein` source (`exp`, `relu`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            UnaryFn::Neg => "neg",
+            UnaryFn::Abs => "abs",
+            UnaryFn::Exp => "exp",
+            UnaryFn::Log => "log",
+            UnaryFn::Sqrt => "sqrt",
+            UnaryFn::Rsqrt => "rsqrt",
+            UnaryFn::Tanh => "tanh",
+            UnaryFn::Sigmoid => "sigmoid",
+            UnaryFn::Relu => "relu",
+        }
+    }
+}
+
+impl BinaryFn {
+    /// The name in IR text (`add`, `pow`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            BinaryFn::Add => "add",
+            BinaryFn::Sub => "sub",
+            BinaryFn::Mul => "mul",
+            BinaryFn::Div => "div",
+            BinaryFn::Max => "max",
+            BinaryFn::Min => "min",
+            BinaryFn::Pow => "pow",
+        }
+    }
+}
+
+impl CmpOp {
+    /// The name in IR text (`lt`, `le`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            CmpOp::Lt => "lt",
+            CmpOp::Le => "le",
+            CmpOp::Gt => "gt",
+            CmpOp::Ge => "ge",
+            CmpOp::Eq => "eq",
+            CmpOp::Ne => "ne",
+        }
+    }
+}

@@ -1087,7 +1087,7 @@ impl Cx<'_> {
                             span,
                             format!(
                                 "`{}` needs a floating-point operand, but this is {d}",
-                                unary_name(f)
+                                f.name()
                             ),
                         )
                         .with_help("convert with f32(...)"),
@@ -1180,20 +1180,6 @@ impl Cx<'_> {
             DType::F32 => Scalar::F32(v as f32),
             DType::F64 => Scalar::F64(v as f64),
         })
-    }
-}
-
-fn unary_name(f: UnaryFn) -> &'static str {
-    match f {
-        UnaryFn::Neg => "neg",
-        UnaryFn::Abs => "abs",
-        UnaryFn::Exp => "exp",
-        UnaryFn::Log => "log",
-        UnaryFn::Sqrt => "sqrt",
-        UnaryFn::Rsqrt => "rsqrt",
-        UnaryFn::Tanh => "tanh",
-        UnaryFn::Sigmoid => "sigmoid",
-        UnaryFn::Relu => "relu",
     }
 }
 

@@ -19,7 +19,7 @@ use super::{
 };
 use crate::ir::tensor::parser::lexer::Tok;
 use crate::ir::tensor::parser::{IrParseError, PResult, Parser};
-use crate::ir::tensor::printer::{binary_name, cmp_name, name, reduce_kind_name, unary_name};
+use crate::ir::tensor::printer::name;
 use std::collections::HashMap;
 
 /// A syntax or name error in loop IR text; its `Display` is `line:col: message`. The same
@@ -374,11 +374,11 @@ impl<'p, 't> FnParser<'p, 't> {
             let [a, b] = self.operands()?;
             return Ok((Op::IndexArith(o, a, b), Type::Index));
         }
-        if let Some(u) = UnaryFn::ALL.into_iter().find(|&u| unary_name(u) == w) {
+        if let Some(u) = UnaryFn::ALL.into_iter().find(|&u| u.name() == w) {
             let [x] = self.operands()?;
             return Ok((Op::Unary(u, x), self.annotation()?.0));
         }
-        if let Some(b) = BinaryFn::ALL.into_iter().find(|&b| binary_name(b) == w) {
+        if let Some(b) = BinaryFn::ALL.into_iter().find(|&b| b.name() == w) {
             let [x, y] = self.operands()?;
             return Ok((Op::Binary(b, x, y), self.annotation()?.0));
         }
@@ -423,7 +423,7 @@ impl<'p, 't> FnParser<'p, 't> {
             }
             "cmp" => {
                 let (c, coff) = self.p.name("a comparison")?;
-                let Some(c) = CmpOp::ALL.into_iter().find(|&x| cmp_name(x) == c) else {
+                let Some(c) = CmpOp::ALL.into_iter().find(|&x| x.name() == c) else {
                     return self.p.err_at(
                         coff,
                         format!("unknown comparison `{c}`: expected lt, le, gt, ge, eq or ne"),
@@ -476,10 +476,7 @@ impl<'p, 't> FnParser<'p, 't> {
             }
             "reduce_lanes" => {
                 let (k, koff) = self.p.name("a reduction kind")?;
-                let Some(k) = ReduceKind::ALL
-                    .into_iter()
-                    .find(|&x| reduce_kind_name(x) == k)
-                else {
+                let Some(k) = ReduceKind::ALL.into_iter().find(|&x| x.name() == k) else {
                     return self.p.err_at(
                         koff,
                         format!("unknown reduction `{k}`: expected add, mul, max or min"),

@@ -10,28 +10,14 @@ use super::{
     Block, BufferDef, BufferId, BufferKind, Carried, For, Function, IndexOp, Inst, Layout, Module,
     Op, Type, ValueId,
 };
-use crate::ir::tensor::printer::{
-    binary_name, cmp_name, name, print_extent, print_scalar, reduce_kind_name, unary_name,
-};
+use crate::ir::tensor::printer::{name, print_extent, print_scalar, write_dims};
 use std::fmt::Write;
 
 /// Prints a whole module: the `dims` line (when there are dims), then each function, separated
 /// by blank lines.
 pub fn print_module(m: &Module) -> String {
     let mut out = String::new();
-    if !m.dims.is_empty() {
-        out.push_str("dims ");
-        for (n, d) in m.dims.iter().enumerate() {
-            if n > 0 {
-                out.push_str(", ");
-            }
-            out.push_str(&name(&d.name));
-            if let Some(v) = d.value {
-                let _ = write!(out, " = {v}");
-            }
-        }
-        out.push('\n');
-    }
+    write_dims(&mut out, &m.dims);
     for f in &m.funcs {
         if !out.is_empty() {
             out.push('\n');
@@ -265,10 +251,10 @@ impl Printer<'_> {
             }
             Op::Const(s) => format!("const {}", print_scalar(*s)),
             Op::Splat(x, _) => format!("splat {}", self.v(*x)),
-            Op::Unary(u, x) => format!("{} {}", unary_name(*u), self.v(*x)),
-            Op::Binary(b, x, y) => format!("{} {}, {}", binary_name(*b), self.v(*x), self.v(*y)),
+            Op::Unary(u, x) => format!("{} {}", u.name(), self.v(*x)),
+            Op::Binary(b, x, y) => format!("{} {}, {}", b.name(), self.v(*x), self.v(*y)),
             Op::Fma(a, b, c) => format!("fma {}", self.values(&[*a, *b, *c])),
-            Op::Cmp(c, x, y) => format!("cmp {} {}, {}", cmp_name(*c), self.v(*x), self.v(*y)),
+            Op::Cmp(c, x, y) => format!("cmp {} {}, {}", c.name(), self.v(*x), self.v(*y)),
             Op::And(x, y) => format!("and {}, {}", self.v(*x), self.v(*y)),
             Op::Or(x, y) => format!("or {}, {}", self.v(*x), self.v(*y)),
             Op::Not(x) => format!("not {}", self.v(*x)),
@@ -280,7 +266,7 @@ impl Printer<'_> {
                 self.values(index)
             ),
             Op::ReduceLanes(k, x) => {
-                format!("reduce_lanes {} {}", reduce_kind_name(*k), self.v(*x))
+                format!("reduce_lanes {} {}", k.name(), self.v(*x))
             }
         }
     }

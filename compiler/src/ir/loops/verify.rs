@@ -8,7 +8,7 @@
 use super::printer::{buffer_ref, print_type, value_ref};
 use super::{Block, BufferId, BufferKind, For, Function, Inst, Layout, Module, Op, Type, ValueId};
 use crate::interp::scalar::{binary_accepts_int, unary_accepts_int};
-use crate::ir::tensor::printer::{binary_name, name, unary_name};
+use crate::ir::tensor::printer::name;
 use crate::ir::tensor::Extent;
 use std::collections::HashSet;
 use std::fmt;
@@ -608,13 +608,13 @@ impl Verifier<'_> {
                     None => false,
                 };
                 if !ok {
-                    self.bad_operand(unary_name(*u), *x, t, "a scalar or vector it is defined on");
+                    self.bad_operand(u.name(), *x, t, "a scalar or vector it is defined on");
                     return None;
                 }
                 Some(t)
             }
             Op::Binary(b, x, y) => {
-                let n = binary_name(*b);
+                let n = b.name();
                 let t = self.same(n, &[*x, *y])?;
                 let ok = match t.dtype() {
                     Some(d) => d.is_float() || binary_accepts_int(*b),

@@ -13,7 +13,7 @@ pub(crate) mod lexer;
 #[cfg(test)]
 mod tests;
 
-use super::printer::{binary_name, cmp_name, name, print_type, reduce_kind_name, unary_name};
+use super::printer::{name, print_type};
 use super::{
     AxisMap, BinaryFn, CmpOp, Cond, DimDef, Expr, Extent, Function, Generic, IndexDef, IndexId,
     Input, Module, Op, OpKind, Reduce, ReduceKind, ResultDef, TensorType, UnaryFn, ValueId,
@@ -505,10 +505,7 @@ impl<'a> Parser<'a> {
         let reduce = if self.is_kw("reduce") {
             self.bump();
             let (k, off) = self.name("a reduction kind")?;
-            let Some(kind) = ReduceKind::ALL
-                .into_iter()
-                .find(|&r| reduce_kind_name(r) == k)
-            else {
+            let Some(kind) = ReduceKind::ALL.into_iter().find(|&r| r.name() == k) else {
                 return self.err_at(
                     off,
                     format!("unknown reduction `{k}`: expected add, mul, max or min"),
@@ -619,11 +616,11 @@ impl<'a> Parser<'a> {
         }
         self.bump();
         let sub = |p: &mut Self| p.expr(cx, depth + 1);
-        if let Some(u) = UnaryFn::ALL.into_iter().find(|&u| unary_name(u) == word) {
+        if let Some(u) = UnaryFn::ALL.into_iter().find(|&u| u.name() == word) {
             let [a] = self.fixed_args(&word, off, sub)?;
             return Ok(Expr::Unary(u, Box::new(a)));
         }
-        if let Some(b) = BinaryFn::ALL.into_iter().find(|&b| binary_name(b) == word) {
+        if let Some(b) = BinaryFn::ALL.into_iter().find(|&b| b.name() == word) {
             let [x, y] = self.fixed_args(&word, off, sub)?;
             return Ok(Expr::Binary(b, Box::new(x), Box::new(y)));
         }
@@ -663,7 +660,7 @@ impl<'a> Parser<'a> {
                 self.expect(':')?;
                 Ok(Expr::DimValue(d, self.dtype()?))
             }
-            w if CmpOp::ALL.into_iter().any(|c| cmp_name(c) == w)
+            w if CmpOp::ALL.into_iter().any(|c| c.name() == w)
                 || ["and", "or", "not"].contains(&w) =>
             {
                 self.err_at(
@@ -694,7 +691,7 @@ impl<'a> Parser<'a> {
             return self.unexpected("a condition (lt, le, gt, ge, eq, ne, and, or, not)");
         };
         let sub = |p: &mut Self| p.cond(cx, depth + 1);
-        if let Some(c) = CmpOp::ALL.into_iter().find(|&c| cmp_name(c) == word) {
+        if let Some(c) = CmpOp::ALL.into_iter().find(|&c| c.name() == word) {
             self.bump();
             let [x, y] = self.fixed_args(&word, off, |p| p.expr(cx, depth + 1))?;
             return Ok(Cond::Cmp(c, Box::new(x), Box::new(y)));

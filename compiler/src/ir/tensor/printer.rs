@@ -6,8 +6,7 @@
 //! a dangling id prints as a quoted placeholder name that the parser reports as undefined.
 
 use super::{
-    AxisMap, BinaryFn, CmpOp, Cond, Expr, Extent, Function, Generic, IndexId, Module, OpKind,
-    ReduceKind, TensorType, UnaryFn, ValueId,
+    AxisMap, Cond, Expr, Extent, Function, Generic, IndexId, Module, OpKind, TensorType, ValueId,
 };
 use einc_runtime::Scalar;
 use std::borrow::Cow;
@@ -17,19 +16,7 @@ use std::fmt::Write;
 /// by blank lines.
 pub fn print_module(m: &Module) -> String {
     let mut out = String::new();
-    if !m.dims.is_empty() {
-        out.push_str("dims ");
-        for (n, d) in m.dims.iter().enumerate() {
-            if n > 0 {
-                out.push_str(", ");
-            }
-            out.push_str(&name(&d.name));
-            if let Some(v) = d.value {
-                let _ = write!(out, " = {v}");
-            }
-        }
-        out.push('\n');
-    }
+    write_dims(&mut out, &m.dims);
     for f in &m.funcs {
         if !out.is_empty() {
             out.push('\n');
@@ -37,6 +24,25 @@ pub fn print_module(m: &Module) -> String {
         out.push_str(&print_function(m, f));
     }
     out
+}
+
+/// Writes the `dims T, D = 16` line of a module (nothing when it has no dims); shared by both
+/// IR levels.
+pub(crate) fn write_dims(out: &mut String, dims: &[super::DimDef]) {
+    if dims.is_empty() {
+        return;
+    }
+    out.push_str("dims ");
+    for (n, d) in dims.iter().enumerate() {
+        if n > 0 {
+            out.push_str(", ");
+        }
+        out.push_str(&name(&d.name));
+        if let Some(v) = d.value {
+            let _ = write!(out, " = {v}");
+        }
+    }
+    out.push('\n');
 }
 
 /// Prints one function of `_m` (the module's dims are not repeated; [`print_module`] prints
@@ -220,7 +226,7 @@ fn print_generic(f: &Function, g: &Generic) -> String {
         let _ = write!(
             out,
             " reduce {} over ({})",
-            reduce_kind_name(r.kind),
+            (r.kind).name(),
             index_list(g, &r.over)
         );
     }
@@ -228,56 +234,6 @@ fn print_generic(f: &Function, g: &Generic) -> String {
     write_expr(&mut out, g, &g.body);
     let _ = write!(out, " }} : {}", g.dtype.name());
     out
-}
-
-/// The keyword of a reduction kind.
-pub(crate) fn reduce_kind_name(k: ReduceKind) -> &'static str {
-    match k {
-        ReduceKind::Add => "add",
-        ReduceKind::Mul => "mul",
-        ReduceKind::Max => "max",
-        ReduceKind::Min => "min",
-    }
-}
-
-/// The name of a unary function.
-pub(crate) fn unary_name(u: UnaryFn) -> &'static str {
-    match u {
-        UnaryFn::Neg => "neg",
-        UnaryFn::Abs => "abs",
-        UnaryFn::Exp => "exp",
-        UnaryFn::Log => "log",
-        UnaryFn::Sqrt => "sqrt",
-        UnaryFn::Rsqrt => "rsqrt",
-        UnaryFn::Tanh => "tanh",
-        UnaryFn::Sigmoid => "sigmoid",
-        UnaryFn::Relu => "relu",
-    }
-}
-
-/// The name of a binary function.
-pub(crate) fn binary_name(b: BinaryFn) -> &'static str {
-    match b {
-        BinaryFn::Add => "add",
-        BinaryFn::Sub => "sub",
-        BinaryFn::Mul => "mul",
-        BinaryFn::Div => "div",
-        BinaryFn::Max => "max",
-        BinaryFn::Min => "min",
-        BinaryFn::Pow => "pow",
-    }
-}
-
-/// The name of a comparison.
-pub(crate) fn cmp_name(c: CmpOp) -> &'static str {
-    match c {
-        CmpOp::Lt => "lt",
-        CmpOp::Le => "le",
-        CmpOp::Gt => "gt",
-        CmpOp::Ge => "ge",
-        CmpOp::Eq => "eq",
-        CmpOp::Ne => "ne",
-    }
 }
 
 /// Prints a condition of a body of `g` (for messages), e.g. `le(j, i)`.
@@ -298,12 +254,12 @@ fn write_expr(out: &mut String, g: &Generic, e: &Expr) {
             let _ = write!(out, "dim({}):{}", name(d), t.name());
         }
         Expr::Unary(u, a) => {
-            let _ = write!(out, "{}(", unary_name(*u));
+            let _ = write!(out, "{}(", u.name());
             write_expr(out, g, a);
             out.push(')');
         }
         Expr::Binary(b, x, y) => {
-            let _ = write!(out, "{}(", binary_name(*b));
+            let _ = write!(out, "{}(", b.name());
             write_expr(out, g, x);
             out.push_str(", ");
             write_expr(out, g, y);
@@ -335,7 +291,7 @@ fn write_expr(out: &mut String, g: &Generic, e: &Expr) {
 fn write_cond(out: &mut String, g: &Generic, c: &Cond) {
     match c {
         Cond::Cmp(op, x, y) => {
-            let _ = write!(out, "{}(", cmp_name(*op));
+            let _ = write!(out, "{}(", op.name());
             write_expr(out, g, x);
             out.push_str(", ");
             write_expr(out, g, y);

@@ -5,9 +5,7 @@
 //! module (dangling ids included), and names the function, the value and the rule in each
 //! error. The rules are listed in `docs/ir.md`.
 
-use super::printer::{
-    index_name, name, print_cond, print_expr, print_extent, print_type, unary_name,
-};
+use super::printer::{index_name, name, print_cond, print_expr, print_extent, print_type};
 use super::{
     AxisMap, BinaryFn, Cond, Expr, Extent, Function, Generic, IndexId, Module, OpKind, TensorType,
     UnaryFn, ValueId,
@@ -361,7 +359,7 @@ impl Verifier<'_> {
                     self.error(format!(
                         "{}: `{}` needs a float operand, found {}",
                         shown(),
-                        unary_name(*u),
+                        u.name(),
                         t.name()
                     ));
                 }
