@@ -88,7 +88,7 @@ pub(super) fn type_of(e: &Expr, env: &Env) -> Result<DType, String> {
         }
         Expr::Binary(f, a, b) => {
             let name = f.name();
-            let t = same_type(&name, type_of(a, env)?, type_of(b, env)?)?;
+            let t = same_type(name, type_of(a, env)?, type_of(b, env)?)?;
             if !t.is_float() && !scalar::binary_accepts_int(*f) {
                 return Err(format!("`{name}` needs float operands, got {t}"));
             }
