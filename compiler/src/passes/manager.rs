@@ -36,11 +36,15 @@ pub struct RunOptions {
     pub verify_each: bool,
 }
 
+/// Whether pipelines verify after every pass unless told otherwise: in debug builds (tests set
+/// [`RunOptions::verify_each`] explicitly, so release-mode test runs verify too).
+const VERIFY_EACH_BY_DEFAULT: bool = cfg!(debug_assertions);
+
 impl Default for RunOptions {
     fn default() -> RunOptions {
         RunOptions {
             instrumentation: Instrumentation::default(),
-            verify_each: cfg!(debug_assertions),
+            verify_each: VERIFY_EACH_BY_DEFAULT,
         }
     }
 }
