@@ -6,6 +6,7 @@
 //! [`driver`] wires them to the command line.
 
 pub mod autodiff;
+pub mod codegen;
 pub mod diag;
 pub mod driver;
 pub mod interp;

@@ -1,0 +1,75 @@
+//! Target selection: which instruction set code is generated for, and with which Cranelift
+//! settings. The host is described by cranelift-native (so its features, e.g. FMA and AVX, are
+//! used); other targets by a target-lexicon triple with the architecture's baseline features.
+//! einc generates code for x86-64 and aarch64 only.
+
+use super::CodegenError;
+use cranelift_codegen::isa::{self, OwnedTargetIsa};
+use cranelift_codegen::settings::{self, Configurable};
+use cranelift_object::{ObjectBuilder, ObjectModule};
+use std::str::FromStr;
+use target_lexicon::{Architecture, Triple};
+
+/// A code generation target.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// The machine the compiler runs on, with every feature it has.
+    Host,
+    /// Another machine, given by its triple, with its architecture's baseline features.
+    Triple(Triple),
+}
+
+impl Target {
+    /// Parses `host` or a target triple such as `aarch64-unknown-linux-gnu`.
+    pub fn parse(s: &str) -> Result<Target, CodegenError> {
+        if s == "host" {
+            return Ok(Target::Host);
+        }
+        let triple = Triple::from_str(s)
+            .map_err(|e| CodegenError::Target(format!("invalid target triple `{s}`: {e}")))?;
+        Ok(Target::Triple(triple))
+    }
+}
+
+/// Builds the Cranelift ISA for `target`. `pic` selects position-independent code (needed
+/// for shared libraries; the JIT requires non-PIC code).
+pub fn build_isa(target: &Target, pic: bool) -> Result<OwnedTargetIsa, CodegenError> {
+    let mut flags = settings::builder();
+    let set = |flags: &mut settings::Builder, name: &str, value: &str| {
+        flags
+            .set(name, value)
+            .map_err(|e| CodegenError::Target(format!("setting {name}={value}: {e}")))
+    };
+    set(&mut flags, "opt_level", "speed")?;
+    set(&mut flags, "is_pic", if pic { "true" } else { "false" })?;
+    // JIT code may be placed far from the libc functions it calls.
+    set(&mut flags, "use_colocated_libcalls", "false")?;
+    let builder = match target {
+        Target::Host => cranelift_native::builder()
+            .map_err(|e| CodegenError::Target(format!("the host machine is not supported: {e}")))?,
+        Target::Triple(triple) => {
+            match triple.architecture {
+                Architecture::X86_64 | Architecture::Aarch64(_) => {}
+                other => {
+                    return Err(CodegenError::Target(format!(
+                        "unsupported architecture `{other}` (einc targets x86_64 and aarch64)"
+                    )))
+                }
+            }
+            isa::lookup(triple.clone())
+                .map_err(|e| CodegenError::Target(format!("target `{triple}`: {e}")))?
+        }
+    };
+    builder
+        .finish(settings::Flags::new(flags))
+        .map_err(|e| CodegenError::Target(format!("building the target ISA: {e}")))
+}
+
+/// A Cranelift module that emits an object file for `target` (position-independent, so that it
+/// can go into a shared library).
+pub fn object_module(target: &Target) -> Result<ObjectModule, CodegenError> {
+    let isa = build_isa(target, true)?;
+    let builder = ObjectBuilder::new(isa, "einc", cranelift_module::default_libcall_names())
+        .map_err(|e| CodegenError::Target(format!("object file for this target: {e}")))?;
+    Ok(ObjectModule::new(builder))
+}

@@ -1,0 +1,353 @@
+//! Code generation: loop IR → Cranelift IR (CLIF) → machine code.
+//!
+//! Every kernel becomes two CLIF functions:
+//! - `einc_K`, the exported C ABI entry point (see `runtime/src/abi.rs`), built by [`entry`]: it
+//!   validates the arguments before touching any memory, allocates temporaries, calls the body
+//!   and frees them;
+//! - `einc_K.body`, built by [`body`]: the loop nests, reading every data pointer, stride and dim
+//!   from a small context array the entry point fills in ([`Frame`]). Keeping validation and
+//!   loops in separate functions keeps each one moderate in size, which matters because
+//!   Cranelift's compile time grows faster than linearly with function size.
+//!
+//! [`jit`] compiles a module in memory ([`jit_compile`]); [`clif_text`] prints the CLIF and
+//! [`compile_for_target`] compiles for another target (x86-64 or aarch64, chosen in [`isa`])
+//! without running anything.
+
+pub mod body;
+pub mod entry;
+pub mod isa;
+pub mod jit;
+mod libcall;
+
+#[cfg(test)]
+mod tests;
+
+use crate::ir::loops::{self, BufferKind, DimDef, Extent, Layout};
+use cranelift_codegen::ir::{types, Type as ClifType};
+use cranelift_codegen::Context;
+use cranelift_module::{FuncId, Linkage, Module};
+use einc_runtime::DType;
+use std::fmt;
+
+pub use isa::Target;
+pub use jit::{jit_compile, JitKernel, JitProgram};
+
+/// Why a module could not be compiled.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CodegenError {
+    /// The target is not one einc generates code for, or Cranelift cannot build it here.
+    Target(String),
+    /// The loop IR uses something code generation does not support (or is malformed).
+    Unsupported {
+        /// The kernel concerned.
+        kernel: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Cranelift rejected a generated function (a code generation bug) or failed to emit it.
+    Cranelift {
+        /// The CLIF function concerned.
+        function: String,
+        /// Cranelift's message.
+        message: String,
+    },
+}
+
+impl fmt::Display for CodegenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CodegenError::Target(m) => write!(f, "code generation target: {m}"),
+            CodegenError::Unsupported { kernel, message } => {
+                write!(f, "cannot compile kernel `{kernel}`: {message}")
+            }
+            CodegenError::Cranelift { function, message } => {
+                write!(f, "Cranelift failed on function `{function}`: {message}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for CodegenError {}
+
+/// One argument of a kernel, as the caller must pass it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ArgSignature {
+    /// The buffer's name in the loop IR (the tensor's name in the source).
+    pub name: String,
+    /// Element type.
+    pub dtype: DType,
+    /// Extents as declared: fixed, or a dim of [`KernelSignature::dims`].
+    pub shape: Vec<Extent>,
+}
+
+/// What a kernel's entry point expects: `ninputs` inputs followed by the outputs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KernelSignature {
+    /// The kernel's name (the entry point is `einc_<name>`).
+    pub name: String,
+    /// Every argument, inputs first.
+    pub args: Vec<ArgSignature>,
+    /// How many of `args` are inputs.
+    pub ninputs: usize,
+    /// The module's dims, to resolve [`Extent::Dim`] (a dim with a value is fixed).
+    pub dims: Vec<DimDef>,
+}
+
+/// An extent resolved against the module's dims.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Ext {
+    /// Known at compile time.
+    Fixed(i64),
+    /// Symbolic dim number `n` of [`Frame::dims`], known at run time.
+    Sym(usize),
+}
+
+/// The context array shared by a kernel's entry point and its body: one 64-bit slot per buffer
+/// data pointer, then the strides of every strided buffer, then every symbolic dim. The entry
+/// point fills it after validation; the body only reads it.
+pub(crate) struct Frame {
+    /// Slot of each buffer's data pointer, by `BufferId`.
+    pub data_slot: Vec<usize>,
+    /// First stride slot of each buffer with caller-given strides (`None` for C order).
+    pub stride_slot: Vec<Option<usize>>,
+    /// Resolved shape of each buffer.
+    pub shapes: Vec<Vec<Ext>>,
+    /// Names of the symbolic dims, in module order; dim `n` lives in slot `dim_base + n`.
+    pub dims: Vec<String>,
+    /// Slot of symbolic dim 0.
+    pub dim_base: usize,
+    /// Total number of slots.
+    pub slots: usize,
+}
+
+impl Frame {
+    /// Lays out the context of a kernel, resolving every buffer's extents.
+    pub(crate) fn new(module: &loops::Module, f: &loops::Function) -> Result<Frame, CodegenError> {
+        let dims: Vec<String> = module
+            .dims
+            .iter()
+            .filter(|d| d.value.is_none())
+            .map(|d| d.name.clone())
+            .collect();
+        let mut slots = f.buffers.len();
+        let mut stride_slot = Vec::with_capacity(f.buffers.len());
+        let mut shapes = Vec::with_capacity(f.buffers.len());
+        for b in &f.buffers {
+            let shape = b
+                .shape
+                .iter()
+                .map(|e| resolve_extent(module, &dims, e))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| {
+                    unsupported(
+                        f,
+                        format!("buffer `{}` has an extent naming an unknown dim", b.name),
+                    )
+                })?;
+            if b.layout == Layout::Strided && b.kind != BufferKind::Temp {
+                stride_slot.push(Some(slots));
+                slots += b.shape.len();
+            } else {
+                stride_slot.push(None);
+            }
+            shapes.push(shape);
+        }
+        let dim_base = slots;
+        slots += dims.len();
+        Ok(Frame {
+            data_slot: (0..f.buffers.len()).collect(),
+            stride_slot,
+            shapes,
+            dims,
+            dim_base,
+            slots,
+        })
+    }
+
+    /// Resolves a dim name used by `Op::Dim`.
+    pub(crate) fn dim(&self, module: &loops::Module, name: &str) -> Option<Ext> {
+        resolve_extent(module, &self.dims, &Extent::Dim(name.to_string()))
+    }
+
+    /// Byte offset of a slot in the context array.
+    pub(crate) fn offset(slot: usize) -> Result<i32, CodegenError> {
+        i32::try_from(slot * 8).map_err(|_| CodegenError::Target("kernel context too large".into()))
+    }
+}
+
+/// Resolves an extent: fixed literals and fixed dims give `Fixed`, symbolic dims `Sym`.
+fn resolve_extent(module: &loops::Module, sym: &[String], e: &Extent) -> Option<Ext> {
+    match e {
+        Extent::Fixed(n) => i64::try_from(*n).ok().map(Ext::Fixed),
+        Extent::Dim(name) => {
+            let def = module.dims.iter().find(|d| &d.name == name)?;
+            match def.value {
+                Some(v) => i64::try_from(v).ok().map(Ext::Fixed),
+                None => sym.iter().position(|s| s == name).map(Ext::Sym),
+            }
+        }
+    }
+}
+
+/// An `Unsupported` error for kernel `f`.
+pub(crate) fn unsupported(f: &loops::Function, message: impl Into<String>) -> CodegenError {
+    CodegenError::Unsupported {
+        kernel: f.name.clone(),
+        message: message.into(),
+    }
+}
+
+/// The CLIF type of one element.
+pub(crate) fn clif_scalar(d: DType) -> ClifType {
+    match d {
+        DType::F32 => types::F32,
+        DType::F64 => types::F64,
+        DType::I32 => types::I32,
+        DType::I64 => types::I64,
+    }
+}
+
+/// The signature of a kernel, from its loop IR.
+pub fn kernel_signature(
+    module: &loops::Module,
+    f: &loops::Function,
+) -> Result<KernelSignature, CodegenError> {
+    let mut args = Vec::with_capacity(f.params.len());
+    let mut ninputs = 0;
+    for &p in &f.params {
+        let b = f
+            .buffer(p)
+            .ok_or_else(|| unsupported(f, format!("parameter {} is not a buffer", p.0)))?;
+        match b.kind {
+            BufferKind::Input => ninputs += 1,
+            BufferKind::Output => {}
+            BufferKind::Temp => {
+                return Err(unsupported(
+                    f,
+                    format!("temporary `{}` is a parameter", b.name),
+                ))
+            }
+        }
+        args.push(ArgSignature {
+            name: b.name.clone(),
+            dtype: b.dtype,
+            shape: b.shape.clone(),
+        });
+    }
+    Ok(KernelSignature {
+        name: f.name.clone(),
+        args,
+        ninputs,
+        dims: module.dims.clone(),
+    })
+}
+
+/// The symbol name of a kernel's entry point.
+pub fn entry_symbol(kernel: &str) -> String {
+    format!("einc_{kernel}")
+}
+
+/// A kernel whose functions have been defined in a Cranelift module.
+pub(crate) struct DefinedKernel {
+    pub signature: KernelSignature,
+    pub entry: FuncId,
+}
+
+/// Defines every kernel of `m` in `module`; when `text` is given, appends each function's CLIF
+/// (as generated, before Cranelift's own optimisations) to it.
+pub(crate) fn define_module<M: Module>(
+    module: &mut M,
+    m: &loops::Module,
+    mut text: Option<&mut String>,
+) -> Result<Vec<DefinedKernel>, CodegenError> {
+    let has_fma = module.isa().has_native_fma();
+    let mut ctx = module.make_context();
+    let mut fctx = cranelift_frontend::FunctionBuilderContext::new();
+    let mut libs = libcall::Libcalls::default();
+    let mut kernels = Vec::with_capacity(m.funcs.len());
+    for f in &m.funcs {
+        let signature = kernel_signature(m, f)?;
+        let frame = Frame::new(m, f)?;
+        let body_name = format!("{}.body", entry_symbol(&f.name));
+        let body_id = declare(module, &body_name, Linkage::Local, body::signature(module))?;
+        body::build(
+            module, &mut ctx, &mut fctx, &mut libs, m, f, &frame, has_fma,
+        )?;
+        finish(module, &mut ctx, body_id, &body_name, text.as_deref_mut())?;
+
+        let entry_name = entry_symbol(&f.name);
+        let entry_id = declare(
+            module,
+            &entry_name,
+            Linkage::Export,
+            entry::signature(module),
+        )?;
+        entry::build(
+            module, &mut ctx, &mut fctx, &mut libs, m, f, &frame, body_id,
+        )?;
+        finish(module, &mut ctx, entry_id, &entry_name, text.as_deref_mut())?;
+        kernels.push(DefinedKernel {
+            signature,
+            entry: entry_id,
+        });
+    }
+    Ok(kernels)
+}
+
+/// Declares a function, mapping Cranelift's error.
+pub(crate) fn declare<M: Module>(
+    module: &mut M,
+    name: &str,
+    linkage: Linkage,
+    sig: cranelift_codegen::ir::Signature,
+) -> Result<FuncId, CodegenError> {
+    module
+        .declare_function(name, linkage, &sig)
+        .map_err(|e| CodegenError::Cranelift {
+            function: name.to_string(),
+            message: e.to_string(),
+        })
+}
+
+/// Verifies the function built in `ctx`, records its text, defines it and clears `ctx`.
+fn finish<M: Module>(
+    module: &mut M,
+    ctx: &mut Context,
+    id: FuncId,
+    name: &str,
+    text: Option<&mut String>,
+) -> Result<(), CodegenError> {
+    let err = |message: String| CodegenError::Cranelift {
+        function: name.to_string(),
+        message,
+    };
+    cranelift_codegen::verify_function(&ctx.func, module.isa()).map_err(|e| {
+        err(cranelift_codegen::print_errors::pretty_verifier_error(
+            &ctx.func, None, e,
+        ))
+    })?;
+    if let Some(text) = text {
+        text.push_str(&format!("; {name}\n{}\n", ctx.func.display()));
+    }
+    module
+        .define_function(id, ctx)
+        .map_err(|e| err(format!("{e:?}")))?;
+    module.clear_context(ctx);
+    Ok(())
+}
+
+/// CLIF text of every function of `m` (entry points and bodies), as generated for `target`.
+pub fn clif_text(m: &loops::Module, target: &Target) -> Result<String, CodegenError> {
+    let mut module = isa::object_module(target)?;
+    let mut text = String::new();
+    define_module(&mut module, m, Some(&mut text))?;
+    Ok(text)
+}
+
+/// Compiles every kernel of `m` to machine code for `target` and discards the result: checks
+/// that the target can compile the module (object emission comes with ahead-of-time builds).
+pub fn compile_for_target(m: &loops::Module, target: &Target) -> Result<(), CodegenError> {
+    let mut module = isa::object_module(target)?;
+    define_module(&mut module, m, None)?;
+    Ok(())
+}

@@ -1,0 +1,1 @@
+//! ABI misuse.
