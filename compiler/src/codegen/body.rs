@@ -13,6 +13,7 @@
 //! `_sat` conversions).
 
 use super::libcall::{FloatWidth, Libcall, Libcalls, MathFn};
+use super::math::{self, Transcendental};
 use super::{clif_scalar, unsupported, CodegenError, Ext, Frame};
 use crate::ir::loops::{
     self, BinaryFn, BufferId, BufferKind, CmpOp, IndexOp, Inst, Op, ReduceKind, Type, UnaryFn,
@@ -537,37 +538,20 @@ impl<'b, M: Module> Gen<'_, 'b, M> {
             }
             UnaryFn::Exp | UnaryFn::Log | UnaryFn::Tanh | UnaryFn::Sigmoid => {
                 self.float_only(d, "a transcendental function")?;
-                self.transcendental(fun, x, d)?
+                self.transcendental(fun, x)
             }
         })
     }
 
-    /// exp, log, tanh and sigmoid through libm, one call per lane. Temporary: replaced by the
-    /// inline polynomials of `codegen::math` when that module lands.
-    fn transcendental(&mut self, fun: UnaryFn, x: Value, d: DType) -> Result<Value, CodegenError> {
-        let ty = self.fb.func.dfg.value_type(x);
-        let width = float_width(d);
-        self.lanewise(&[x], ty, |g, a| {
-            let call = |g: &mut Self, f: MathFn, v: Value| -> Result<Value, CodegenError> {
-                let r = g
-                    .libs
-                    .call(g.module, &mut g.fb, Libcall::Math(f, width), &[v])?;
-                r.ok_or_else(|| g.err("libm call without a result"))
-            };
-            match fun {
-                UnaryFn::Exp => call(g, MathFn::Exp, a[0]),
-                UnaryFn::Log => call(g, MathFn::Log, a[0]),
-                UnaryFn::Tanh => call(g, MathFn::Tanh, a[0]),
-                _ => {
-                    let lane = g.fb.func.dfg.value_type(a[0]);
-                    let neg = g.fb.ins().fneg(a[0]);
-                    let e = call(g, MathFn::Exp, neg)?;
-                    let one = g.constant(lane, 1.0);
-                    let den = g.fb.ins().fadd(one, e);
-                    Ok(g.fb.ins().fdiv(one, den))
-                }
-            }
-        })
+    /// exp, log, tanh and sigmoid, inline (see `codegen::math`).
+    fn transcendental(&mut self, fun: UnaryFn, x: Value) -> Value {
+        let f = match fun {
+            UnaryFn::Exp => Transcendental::Exp,
+            UnaryFn::Log => Transcendental::Log,
+            UnaryFn::Tanh => Transcendental::Tanh,
+            _ => Transcendental::Sigmoid,
+        };
+        math::emit(&mut self.fb, f, x)
     }
 
     fn binary(

@@ -24,12 +24,6 @@ pub(crate) enum Libcall {
 pub(crate) enum MathFn {
     /// `pow(x, y)`
     Pow,
-    /// `exp(x)` (temporary: until `codegen::math` provides inline polynomials)
-    Exp,
-    /// `log(x)` (temporary, like `Exp`)
-    Log,
-    /// `tanh(x)` (temporary, like `Exp`)
-    Tanh,
 }
 
 /// Which floating-point type a libm function works on.
@@ -49,12 +43,6 @@ impl Libcall {
             Libcall::Math(f, w) => match (f, w) {
                 (MathFn::Pow, FloatWidth::F32) => "powf",
                 (MathFn::Pow, FloatWidth::F64) => "pow",
-                (MathFn::Exp, FloatWidth::F32) => "expf",
-                (MathFn::Exp, FloatWidth::F64) => "exp",
-                (MathFn::Log, FloatWidth::F32) => "logf",
-                (MathFn::Log, FloatWidth::F64) => "log",
-                (MathFn::Tanh, FloatWidth::F32) => "tanhf",
-                (MathFn::Tanh, FloatWidth::F64) => "tanh",
             },
         }
     }
@@ -70,8 +58,6 @@ impl Libcall {
             Libcall::Math(MathFn::Pow, FloatWidth::F64) => {
                 (&[types::F64, types::F64], Some(types::F64))
             }
-            Libcall::Math(_, FloatWidth::F32) => (&[types::F32], Some(types::F32)),
-            Libcall::Math(_, FloatWidth::F64) => (&[types::F64], Some(types::F64)),
         }
     }
 }

@@ -11,13 +11,15 @@
 //!
 //! [`jit`] compiles a module in memory ([`jit_compile`]); [`clif_text`] prints the CLIF and
 //! [`compile_for_target`] compiles for another target (x86-64 or aarch64, chosen in [`isa`])
-//! without running anything.
+//! without running anything. [`math`] emits transcendental functions (exp, log, tanh, sigmoid)
+//! as inline CLIF so that hot loops never call libm.
 
 pub mod body;
 pub mod entry;
 pub mod isa;
 pub mod jit;
 mod libcall;
+pub mod math;
 
 #[cfg(test)]
 mod tests;

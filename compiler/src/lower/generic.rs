@@ -15,6 +15,7 @@
 
 use super::body::BodyLowerer;
 use super::{FnLowerer, LowerError};
+use crate::interp::scalar::reduce_fn;
 use crate::ir::loops::{BinaryFn, BufferId, Carried, For, Inst, Op, ReduceKind, Type, ValueId};
 use crate::ir::tensor::{self, Expr, Generic};
 
@@ -102,7 +103,7 @@ pub(super) fn lower_generic(
                 }
                 _ => {
                     let (v, _) = body.expr_of_type(&g.body, ty)?;
-                    body.emit(innermost, Op::Binary(combine_fn(r.kind), acc, v), ty)?
+                    body.emit(innermost, Op::Binary(reduce_fn(r.kind), acc, v), ty)?
                 }
             };
             let identity = fl.scalar_const(r.kind.identity(g.dtype));
@@ -189,14 +190,4 @@ fn reduction_loops(
     }
     level(fl, levels, n_out)?.extend(inner);
     Ok(yielded)
-}
-
-/// The binary function a reduction combines with.
-fn combine_fn(kind: ReduceKind) -> BinaryFn {
-    match kind {
-        ReduceKind::Add => BinaryFn::Add,
-        ReduceKind::Mul => BinaryFn::Mul,
-        ReduceKind::Max => BinaryFn::Max,
-        ReduceKind::Min => BinaryFn::Min,
-    }
 }

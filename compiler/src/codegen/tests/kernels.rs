@@ -110,3 +110,88 @@ fn matmul_with_empty_reduction_writes_zeros() {
     assert_eq!(st, status::OK);
     assert_eq!(c, vec![0.0; 6]);
 }
+
+#[test]
+fn aarch64_and_x86_64_compile_matmul_and_vector_code() {
+    use crate::codegen::{compile_for_target, Target};
+    for triple in ["aarch64-unknown-linux-gnu", "x86_64-unknown-linux-gnu"] {
+        let target = Target::parse(triple).unwrap();
+        for d in DType::ALL {
+            compile_for_target(&matmul(d), &target).unwrap_or_else(|e| panic!("{triple} {d}: {e}"));
+        }
+        compile_for_target(&super::ops::vector_sum_f32(), &target)
+            .unwrap_or_else(|e| panic!("{triple}: {e}"));
+    }
+}
+
+#[test]
+fn unsupported_targets_are_errors() {
+    use crate::codegen::{compile_for_target, CodegenError, Target};
+    let riscv = Target::parse("riscv64gc-unknown-linux-gnu").unwrap();
+    let err = compile_for_target(&matmul(DType::F32), &riscv).unwrap_err();
+    assert!(matches!(err, CodegenError::Target(_)), "{err}");
+    assert!(
+        err.to_string()
+            .contains("unsupported architecture `riscv64"),
+        "{err}"
+    );
+    assert!(Target::parse("not-a-triple-at-all").is_err());
+}
+
+#[test]
+fn clif_text_shows_entry_and_body() {
+    use crate::codegen::{clif_text, Target};
+    let text = clif_text(&matmul(DType::F32), &Target::Host).unwrap();
+    assert!(text.contains("; einc_matmul.body\nfunction "), "{text}");
+    assert!(text.contains("; einc_matmul\nfunction "), "{text}");
+    assert!(
+        text.contains("fmul.f32") || text.contains("fmul v"),
+        "{text}"
+    );
+}
+
+#[test]
+fn bad_loop_ir_is_an_error_not_a_panic() {
+    use crate::codegen::CodegenError;
+    // A value used before its definition.
+    let mut m = matmul(DType::F32);
+    let f = &mut m.funcs[0];
+    let ghost = f.add_value("ghost", Type::Index);
+    let early = f.add_value("early", Type::Index);
+    f.body.insts.insert(
+        0,
+        Inst::Assign {
+            result: early,
+            op: Op::IndexArith(crate::ir::loops::IndexOp::Add, ghost, ghost),
+        },
+    );
+    let err = crate::codegen::jit_compile(&m).unwrap_err();
+    assert!(matches!(err, CodegenError::Unsupported { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains("%ghost is used before it is defined"),
+        "{err}"
+    );
+    // A vector type wider than 128 bits.
+    let mut m = matmul(DType::F32);
+    let f = &mut m.funcs[0];
+    let wide = f.add_value("wide", Type::Vector(DType::F32, 8));
+    let s = f.add_value("s", Type::Scalar(DType::F32));
+    f.body.insts.push(Inst::Assign {
+        result: s,
+        op: Op::Const(Scalar::F32(1.0)),
+    });
+    f.body.insts.push(Inst::Assign {
+        result: wide,
+        op: Op::Splat(s, 8),
+    });
+    let err = crate::codegen::jit_compile(&m).unwrap_err();
+    assert!(err.to_string().contains("not a 128-bit vector"), "{err}");
+}
+
+#[test]
+fn kernels_can_be_shared_between_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<crate::codegen::JitKernel>();
+    send_sync::<crate::codegen::JitProgram>();
+}

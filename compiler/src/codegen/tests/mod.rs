@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod abi;
+mod examples;
 mod kernels;
 mod ops;
 

@@ -662,3 +662,8 @@ fn tiled_loop_with_index_arithmetic_and_a_temporary() {
         assert_eq!(zs, want, "n = {n}");
     }
 }
+
+/// The f32 vector-sum kernel (used by the cross-target compile test).
+pub(crate) fn vector_sum_f32() -> Module {
+    reduce_kernel(DType::F32, ReduceKind::Add, Scalar::F32(0.0))
+}
