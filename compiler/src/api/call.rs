@@ -231,8 +231,7 @@ fn explain(
             };
             let noutputs = sig.args.len() - sig.ninputs.min(sig.args.len());
             let expected = format!(
-                "kernel `{}` takes {} input(s) ({}) and {noutputs} output(s) ({})",
-                sig.name,
+                "it takes {} input(s) ({}) and {noutputs} output(s) ({})",
                 sig.ninputs,
                 names(0..sig.ninputs)?,
                 names(sig.ninputs..sig.args.len())?,
