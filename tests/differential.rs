@@ -59,8 +59,8 @@ struct Layout {
 fn random_layout(rng: &mut Rng, shape: &[usize]) -> Layout {
     let mut order: Vec<usize> = (0..shape.len()).rev().collect(); // innermost first
     match rng.below(4) {
-        0 => {}                // C order
-        1 => order.reverse(),  // Fortran order
+        0 => {}               // C order
+        1 => order.reverse(), // Fortran order
         _ => {
             for i in (1..order.len()).rev() {
                 order.swap(i, rng.below(i + 1));
@@ -219,7 +219,7 @@ fn assert_close(got: &Array, want: &Array, what: &str) {
                 (g.is_nan() && w.is_nan()) || g == w || (g - w).abs() <= tol * w.abs().max(1.0)
             }
         };
-        assert!(ok && !(what.contains("seed") && i.len() > 1 && g.to_f64() != 0.0), "{what}: at {i:?} the JIT gives {g}, the interpreter {w}");
+        assert!(ok, "{what}: at {i:?} the JIT gives {g}, the interpreter {w}");
     });
 }
 
@@ -228,8 +228,15 @@ fn assert_close(got: &Array, want: &Array, what: &str) {
 fn check_kernel(program: &Program, kernel: &Kernel, inputs: &[Array], rng: &mut Rng, what: &str) {
     let want = interp::run(program.module(), kernel.name(), inputs)
         .unwrap_or_else(|e| panic!("{what}: the interpreter fails: {e}"));
-    let layouts: Vec<Layout> = inputs.iter().map(|a| random_layout(rng, a.shape())).collect();
-    let buffers: Vec<Array> = inputs.iter().zip(&layouts).map(|(a, l)| place(a, l)).collect();
+    let layouts: Vec<Layout> = inputs
+        .iter()
+        .map(|a| random_layout(rng, a.shape()))
+        .collect();
+    let buffers: Vec<Array> = inputs
+        .iter()
+        .zip(&layouts)
+        .map(|(a, l)| place(a, l))
+        .collect();
     let views: Vec<TensorRef<'_>> = buffers
         .iter()
         .zip(&layouts)
@@ -237,9 +244,7 @@ fn check_kernel(program: &Program, kernel: &Kernel, inputs: &[Array], rng: &mut 
         .map(|((b, l), a)| view(b, l, a.shape()))
         .collect();
     let what = format!("{what} with input layouts {layouts:?}");
-    let got = kernel
-        .run(&views)
-        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    let got = kernel.run(&views).unwrap_or_else(|e| panic!("{what}: {e}"));
     assert_eq!(got.len(), want.len());
     for (n, (g, w)) in got.iter().zip(&want).enumerate() {
         assert_close(g, w, &format!("{what}, run, output {n}"));
@@ -299,7 +304,8 @@ fn every_example_kernel_agrees_with_the_interpreter() {
     assert!(files.len() >= 5, "examples: {files:?}");
     let mut kernels = 0;
     for file in &files {
-        let program = Program::from_file(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let program =
+            Program::from_file(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         for name in program.kernel_names().map(String::from).collect::<Vec<_>>() {
             let kernel = program.kernel(&name).unwrap();
             kernels += 1;
@@ -467,7 +473,11 @@ fn random_program(seed: u64) -> RandomProgram {
                 }
             })
             .collect();
-        let summed: Vec<u8> = used.iter().copied().filter(|l| !output.contains(l)).collect();
+        let summed: Vec<u8> = used
+            .iter()
+            .copied()
+            .filter(|l| !output.contains(l))
+            .collect();
         let product = factors.join(" * ");
         let rhs = if summed.is_empty() {
             product
@@ -527,6 +537,11 @@ fn random_programs_cover_every_form() {
             "no generated program contains {needle:?}"
         );
     }
-    assert!(sources.iter().any(|s| s.matches("A3").count() > 0), "no 4-operand program");
-    assert!(sources.iter().any(|s| s.contains("i, i") || s.contains("\"ii")));
+    assert!(
+        sources.iter().any(|s| s.matches("A3").count() > 0),
+        "no 4-operand program"
+    );
+    assert!(sources
+        .iter()
+        .any(|s| s.contains("i, i") || s.contains("\"ii")));
 }

@@ -60,8 +60,16 @@ impl ArgView {
         ArgView {
             dtype: t.dtype,
             rank: t.rank,
-            shape: if t.rank == 0 { Some(Vec::new()) } else { read(t.shape) },
-            strides: if t.rank == 0 { Some(Vec::new()) } else { read(t.strides) },
+            shape: if t.rank == 0 {
+                Some(Vec::new())
+            } else {
+                read(t.shape)
+            },
+            strides: if t.rank == 0 {
+                Some(Vec::new())
+            } else {
+                read(t.strides)
+            },
             data: t.data as usize,
         }
     }
@@ -241,27 +249,43 @@ fn explain(
                 None => format!("{expected}, but was given {} argument(s)", args.len()),
             })
         }
-        status::BAD_DTYPE => args.iter().zip(&sig.args).enumerate().find_map(|(n, (a, s))| {
-            (a.dtype != s.dtype.code()).then(|| {
-                let got = dtype_of(a).map_or(format!("dtype code {}", a.dtype), |d| d.name().into());
-                format!("{} has dtype {got}, but the kernel declares {}", who(sig, n), declared(sig, n))
-            })
-        }),
-        status::BAD_RANK => args.iter().zip(&sig.args).enumerate().find_map(|(n, (a, s))| {
-            (a.rank as i64 != s.shape.len() as i64).then(|| {
-                format!(
-                    "{} has rank {}, but the kernel declares {}",
-                    who(sig, n),
-                    a.rank,
-                    declared(sig, n)
-                )
-            })
-        }),
+        status::BAD_DTYPE => args
+            .iter()
+            .zip(&sig.args)
+            .enumerate()
+            .find_map(|(n, (a, s))| {
+                (a.dtype != s.dtype.code()).then(|| {
+                    let got =
+                        dtype_of(a).map_or(format!("dtype code {}", a.dtype), |d| d.name().into());
+                    format!(
+                        "{} has dtype {got}, but the kernel declares {}",
+                        who(sig, n),
+                        declared(sig, n)
+                    )
+                })
+            }),
+        status::BAD_RANK => args
+            .iter()
+            .zip(&sig.args)
+            .enumerate()
+            .find_map(|(n, (a, s))| {
+                (a.rank as i64 != s.shape.len() as i64).then(|| {
+                    format!(
+                        "{} has rank {}, but the kernel declares {}",
+                        who(sig, n),
+                        a.rank,
+                        declared(sig, n)
+                    )
+                })
+            }),
         status::NULL_POINTER => args.iter().enumerate().find_map(|(n, a)| {
             if a.shape.is_none() || a.strides.is_none() {
-                return Some(format!("{} has a null shape or strides pointer", who(sig, n)));
+                return Some(format!(
+                    "{} has a null shape or strides pointer",
+                    who(sig, n)
+                ));
             }
-            let empty = a.shape.as_ref().is_some_and(|s| s.iter().any(|&e| e == 0));
+            let empty = a.shape.as_ref().is_some_and(|s| s.contains(&0));
             (a.data == 0 && !empty)
                 .then(|| format!("{} has a null data pointer but has elements", who(sig, n)))
         }),
@@ -272,7 +296,9 @@ fn explain(
                     return Some(message);
                 }
                 let size = dtype_of(a)?.size_bytes();
-                if a.byte_range(size).is_some_and(|(lo, hi)| lo < 0 || hi > i128::from(u64::MAX)) {
+                if a.byte_range(size)
+                    .is_some_and(|(lo, hi)| lo < 0 || hi > i128::from(u64::MAX))
+                {
                     return Some(format!(
                         "{}: its extents and strides address memory beyond the address space",
                         who(sig, n)

@@ -81,7 +81,9 @@ impl fmt::Display for Error {
                 let plural = if *errors == 1 { "" } else { "s" };
                 write!(f, "{errors} error{plural} in the source:\n{rendered}")
             }
-            Error::Einsum { subscripts, error } => f.write_str(&show_einsum_error(error, subscripts)),
+            Error::Einsum { subscripts, error } => {
+                f.write_str(&show_einsum_error(error, subscripts))
+            }
             Error::Lower(e) => write!(f, "{e}"),
             Error::Codegen(e) => write!(f, "{e}"),
             Error::UnknownKernel { name, available } if available.is_empty() => {
@@ -98,11 +100,13 @@ impl fmt::Display for Error {
                 kernel,
                 status,
                 message,
-            } => write!(f, "kernel `{kernel}` rejected the call ({status}): {message}"),
-            Error::OutOfMemory { kernel, output } => write!(
+            } => write!(
                 f,
-                "kernel `{kernel}`: cannot allocate output `{output}`"
+                "kernel `{kernel}` rejected the call ({status}): {message}"
             ),
+            Error::OutOfMemory { kernel, output } => {
+                write!(f, "kernel `{kernel}`: cannot allocate output `{output}`")
+            }
         }
     }
 }
@@ -181,7 +185,12 @@ impl Status {
 
 impl fmt::Display for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "status {}: {}", self.code(), status::describe(self.code()))
+        write!(
+            f,
+            "status {}: {}",
+            self.code(),
+            status::describe(self.code())
+        )
     }
 }
 

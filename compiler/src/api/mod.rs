@@ -50,7 +50,9 @@ pub struct Program {
 
 impl std::fmt::Debug for Program {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Program").field("kernels", &self.jit).finish()
+        f.debug_struct("Program")
+            .field("kernels", &self.jit)
+            .finish()
     }
 }
 
@@ -227,7 +229,11 @@ impl Kernel {
 
     /// Runs the kernel on `inputs`, writing `outputs` in place. Nothing is written when the
     /// call is rejected; the error names the argument at fault.
-    pub fn call(&self, inputs: &[TensorRef<'_>], outputs: &mut [TensorMut<'_>]) -> Result<(), Error> {
+    pub fn call(
+        &self,
+        inputs: &[TensorRef<'_>],
+        outputs: &mut [TensorMut<'_>],
+    ) -> Result<(), Error> {
         let raw: Vec<view::RawView> = inputs
             .iter()
             .map(TensorRef::raw)

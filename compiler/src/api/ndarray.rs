@@ -2,7 +2,6 @@
 //! negative and broadcast ones, become kernel arguments, and results come back as `ArrayD`.
 
 use super::{Element, Error, Kernel, TensorMut, TensorRef};
-use einc_runtime::Buffer;
 use ndarray::{ArrayD, ArrayView, ArrayViewMut, Dimension, IxDyn};
 
 impl<'a, A: Element, D: Dimension> From<ArrayView<'a, A, D>> for TensorRef<'a> {
@@ -33,7 +32,10 @@ impl<'a, A: Element, D: Dimension> From<ArrayViewMut<'a, A, D>> for TensorMut<'a
 impl Kernel {
     /// Runs the kernel like [`Kernel::run`] and returns the outputs as `ArrayD<T>`; every
     /// output must have dtype `T`.
-    pub fn run_ndarray<T: Element>(&self, inputs: &[TensorRef<'_>]) -> Result<Vec<ArrayD<T>>, Error> {
+    pub fn run_ndarray<T: Element>(
+        &self,
+        inputs: &[TensorRef<'_>],
+    ) -> Result<Vec<ArrayD<T>>, Error> {
         let fail = |message: String| Error::Argument {
             kernel: self.name().to_string(),
             message,

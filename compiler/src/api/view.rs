@@ -91,15 +91,15 @@ impl fmt::Display for ViewError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ViewError::RankMismatch { shape, strides } => {
-                write!(f, "the shape has {shape} axes but the strides have {strides}")
+                write!(
+                    f,
+                    "the shape has {shape} axes but the strides have {strides}"
+                )
             }
             ViewError::LengthMismatch {
                 elements: Some(n),
                 len,
-            } => write!(
-                f,
-                "the shape holds {n} elements but the slice has {len}"
-            ),
+            } => write!(f, "the shape holds {n} elements but the slice has {len}"),
             ViewError::LengthMismatch {
                 elements: None,
                 len,

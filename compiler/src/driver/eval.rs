@@ -46,8 +46,7 @@ fn eval(args: &Args) -> Result<(), String> {
         let module = einsum_module(&args.subscripts, &operands).map_err(|e| e.to_string())?;
         interp::run(&module, "einsum", &arrays).map_err(|e| e.to_string())?
     } else {
-        let program =
-            Program::einsum(&args.subscripts, &operands).map_err(|e| e.to_string())?;
+        let program = Program::einsum(&args.subscripts, &operands).map_err(|e| e.to_string())?;
         let views: Vec<TensorRef<'_>> = arrays.iter().map(TensorRef::from_array).collect();
         program
             .kernel("einsum")
