@@ -219,7 +219,10 @@ fn assert_close(got: &Array, want: &Array, what: &str) {
                 (g.is_nan() && w.is_nan()) || g == w || (g - w).abs() <= tol * w.abs().max(1.0)
             }
         };
-        assert!(ok, "{what}: at {i:?} the JIT gives {g}, the interpreter {w}");
+        assert!(
+            ok,
+            "{what}: at {i:?} the JIT gives {g}, the interpreter {w}"
+        );
     });
 }
 

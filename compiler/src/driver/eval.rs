@@ -58,3 +58,33 @@ fn eval(args: &Args) -> Result<(), String> {
         .ok_or("the einsum function returned no result (a compiler bug)")?;
     super::write_outputs(&[(args.output.clone(), result)])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::driver::tests::temp_file;
+    use einc_runtime::Buffer;
+
+    #[test]
+    fn the_jit_and_the_interpreter_write_the_same_einsum() {
+        let m = Array::from_buffer(Buffer::I64((1..=6).collect()), &[2, 3]).unwrap();
+        let v = Array::from_buffer(Buffer::I64(vec![1, 10, 100]), &[3]).unwrap();
+        let (mp, vp) = (temp_file("eval-m.npy", b""), temp_file("eval-v.npy", b""));
+        npy::write_npy(&mp, &m).unwrap();
+        npy::write_npy(&vp, &v).unwrap();
+        for interp in [false, true] {
+            let output = temp_file(&format!("eval-out-{interp}.npy"), b"");
+            let args = Args {
+                subscripts: "ij,j->i".into(),
+                inputs: vec![mp.clone(), vp.clone()],
+                output: output.clone(),
+                interp,
+            };
+            eval(&args).unwrap();
+            // 1 + 20 + 300 and 4 + 50 + 600.
+            let got = npy::read_npy(&output).unwrap();
+            assert_eq!(got.dtype(), einc_runtime::DType::I64);
+            assert_eq!(got.to_f64_vec(), [321.0, 654.0], "interp: {interp}");
+        }
+    }
+}

@@ -122,3 +122,39 @@ fn bind_inputs(func: &Function, specs: &[String]) -> Result<Vec<Array>, String> 
         .map(|path| npy::read_npy(path.as_ref()).map_err(|e| format!("{path}: {e}")))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::driver::tests::temp_file;
+    use einc_runtime::Buffer;
+
+    #[test]
+    fn the_jit_and_the_interpreter_write_the_same_outputs() {
+        let module = crate::sema::compile_source(
+            "dims N\nkernel k(A: f32[N, N]) -> (d: f32[N], t: f32) {\n    d[i] = A[i, i]\n    \
+             t = A[i, i]\n}\n",
+        )
+        .0
+        .unwrap();
+        let a =
+            Array::from_buffer(Buffer::F32((1..=9).map(|v| v as f32).collect()), &[3, 3]).unwrap();
+        let path = temp_file("run-a.npy", b"");
+        npy::write_npy(&path, &a).unwrap();
+        for interp in [false, true] {
+            let out_dir = path.with_file_name(format!("run-out-{interp}"));
+            let args = Args {
+                file: PathBuf::from("k.ein"),
+                kernel: "k".into(),
+                inputs: vec![format!("A={}", path.display())],
+                out_dir: out_dir.clone(),
+                interp,
+            };
+            run_kernel(&module, &args).unwrap();
+            let d = npy::read_npy(&out_dir.join("d.npy")).unwrap();
+            let t = npy::read_npy(&out_dir.join("t.npy")).unwrap();
+            assert_eq!(d.to_f64_vec(), [1.0, 5.0, 9.0], "interp: {interp}");
+            assert_eq!(t.to_f64_vec(), [15.0], "interp: {interp}");
+        }
+    }
+}
