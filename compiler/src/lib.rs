@@ -3,8 +3,10 @@
 //!
 //! The modules follow the pipeline; nothing imports from a later stage:
 //! [`syntax`] → [`sema`] → [`ir`] → [`interp`]; [`lower`] turns tensor IR into loop IR;
-//! [`driver`] wires them to the command line.
+//! [`codegen`] compiles loop IR with Cranelift; [`api`] is the Rust interface over all of it,
+//! and [`driver`] wires it to the command line.
 
+pub mod api;
 pub mod autodiff;
 pub mod codegen;
 pub mod diag;

@@ -1,12 +1,15 @@
-//! `einc eval SUBSCRIPTS IN.npy... -o OUT.npy`: numpy's einsum on .npy files, through the
-//! tensor IR and the reference interpreter.
+//! `einc eval SUBSCRIPTS IN.npy... -o OUT.npy`: numpy's einsum on .npy files, JIT-compiled
+//! for the operands' shapes and called through the kernel's C ABI entry point (`--interp`
+//! evaluates the tensor IR with the reference interpreter instead).
 
-use crate::ir::tensor::{Extent, TensorType};
-use crate::sema::einsum::{self, EinsumError};
+use crate::api::{einsum_module, Program, TensorRef};
 use crate::{interp, npy};
 use einc_runtime::Array;
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+/// `einc explain` shows einsum errors the same way.
+pub(super) use crate::api::show_einsum_error;
 
 /// Arguments of `einc eval`.
 #[derive(clap::Args, Debug)]
@@ -19,7 +22,7 @@ pub struct Args {
     /// Where to write the result (.npy).
     #[arg(short, long)]
     pub output: PathBuf,
-    /// Use the reference interpreter (the only engine until code generation lands).
+    /// Evaluate with the reference interpreter instead of compiling to native code.
     #[arg(long)]
     pub interp: bool,
 }
@@ -38,47 +41,50 @@ fn eval(args: &Args) -> Result<(), String> {
         .iter()
         .map(|p| npy::read_npy(p).map_err(|e| format!("{}: {e}", super::display_path(p))))
         .collect::<Result<Vec<Array>, String>>()?;
-    let types: Vec<TensorType> = arrays.iter().map(tensor_type).collect();
-    let (module, func) = einsum::einsum_function(&args.subscripts, &types)
-        .map_err(|e| show_einsum_error(&e, &args.subscripts))?;
-    let results = interp::run_function(&module, &func, &arrays).map_err(|e| e.to_string())?;
+    let operands: Vec<_> = arrays.iter().map(|a| (a.dtype(), a.shape())).collect();
+    let results = if args.interp {
+        let module = einsum_module(&args.subscripts, &operands).map_err(|e| e.to_string())?;
+        interp::run(&module, "einsum", &arrays).map_err(|e| e.to_string())?
+    } else {
+        let program = Program::einsum(&args.subscripts, &operands).map_err(|e| e.to_string())?;
+        let views: Vec<TensorRef<'_>> = arrays.iter().map(TensorRef::from_array).collect();
+        program
+            .kernel("einsum")
+            .and_then(|k| k.run(&views))
+            .map_err(|e| e.to_string())?
+    };
     let result = results
         .first()
         .ok_or("the einsum function returned no result (a compiler bug)")?;
     super::write_outputs(&[(args.output.clone(), result)])
 }
 
-/// The IR type of an array: its dtype and literal extents.
-fn tensor_type(a: &Array) -> TensorType {
-    TensorType {
-        dtype: a.dtype(),
-        shape: a.shape().iter().map(|&n| Extent::Fixed(n as u64)).collect(),
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::driver::tests::temp_file;
+    use einc_runtime::Buffer;
 
-/// An einsum error, with the subscripts and a caret under the offending bytes when it has a
-/// location:
-///
-/// ```text
-/// output label `j` appears more than once
-///   | ij->jij
-///   |       ^
-/// ```
-pub(super) fn show_einsum_error(e: &EinsumError, subscripts: &str) -> String {
-    let Some(span) = &e.span else {
-        return e.message.clone();
-    };
-    // Columns count characters, not bytes, so a non-ASCII character gets one caret.
-    let col = subscripts
-        .get(..span.start)
-        .map_or(0, |s| s.chars().count());
-    let width = subscripts
-        .get(span.clone())
-        .map_or(1, |s| s.chars().count().max(1));
-    format!(
-        "{}\n  | {subscripts}\n  | {}{}",
-        e.message,
-        " ".repeat(col),
-        "^".repeat(width)
-    )
+    #[test]
+    fn the_jit_and_the_interpreter_write_the_same_einsum() {
+        let m = Array::from_buffer(Buffer::I64((1..=6).collect()), &[2, 3]).unwrap();
+        let v = Array::from_buffer(Buffer::I64(vec![1, 10, 100]), &[3]).unwrap();
+        let (mp, vp) = (temp_file("eval-m.npy", b""), temp_file("eval-v.npy", b""));
+        npy::write_npy(&mp, &m).unwrap();
+        npy::write_npy(&vp, &v).unwrap();
+        for interp in [false, true] {
+            let output = temp_file(&format!("eval-out-{interp}.npy"), b"");
+            let args = Args {
+                subscripts: "ij,j->i".into(),
+                inputs: vec![mp.clone(), vp.clone()],
+                output: output.clone(),
+                interp,
+            };
+            eval(&args).unwrap();
+            // 1 + 20 + 300 and 4 + 50 + 600.
+            let got = npy::read_npy(&output).unwrap();
+            assert_eq!(got.dtype(), einc_runtime::DType::I64);
+            assert_eq!(got.to_f64_vec(), [321.0, 654.0], "interp: {interp}");
+        }
+    }
 }

@@ -1,7 +1,9 @@
 //! `einc run FILE --kernel K NAME=IN.npy... --out-dir DIR`: runs one kernel of a checked `.ein`
 //! file on `.npy` inputs and writes one `OUTNAME.npy` per output. Dims are bound from the input
-//! shapes; every kernel parameter must be given exactly once.
+//! shapes; every kernel parameter must be given exactly once. The kernel is JIT-compiled and
+//! called through its C ABI entry point; `--interp` runs the reference interpreter instead.
 
+use crate::api::{Program, TensorRef};
 use crate::ir::tensor::{Function, Module};
 use crate::{interp, npy};
 use einc_runtime::Array;
@@ -21,7 +23,7 @@ pub struct Args {
     /// Directory for the outputs (one NAME.npy per kernel output); created if missing.
     #[arg(long)]
     pub out_dir: PathBuf,
-    /// Use the reference interpreter (the only engine until code generation lands).
+    /// Run with the reference interpreter instead of compiling to native code.
     #[arg(long)]
     pub interp: bool,
 }
@@ -43,8 +45,21 @@ fn run_kernel(module: &Module, args: &Args) -> Result<(), String> {
         .func(&args.kernel)
         .ok_or_else(|| super::unknown_kernel(module, &args.kernel))?;
     let inputs = bind_inputs(func, &args.inputs)?;
-    let results = interp::run(module, &func.name, &inputs)
-        .map_err(|e| format!("kernel `{}`: {e}", func.name))?;
+    let results = if args.interp {
+        interp::run(module, &func.name, &inputs)
+            .map_err(|e| format!("kernel `{}`: {e}", func.name))?
+    } else {
+        // Only the kernel asked for is compiled.
+        let single = Module {
+            dims: module.dims.clone(),
+            funcs: vec![func.clone()],
+        };
+        let views: Vec<TensorRef<'_>> = inputs.iter().map(TensorRef::from_array).collect();
+        Program::from_module(single)
+            .and_then(|p| p.kernel(&func.name))
+            .and_then(|k| k.run(&views))
+            .map_err(|e| e.to_string())?
+    };
     std::fs::create_dir_all(&args.out_dir).map_err(|e| {
         format!(
             "cannot create the output directory {}: {e}",
@@ -106,4 +121,40 @@ fn bind_inputs(func: &Function, specs: &[String]) -> Result<Vec<Array>, String> 
         .flatten()
         .map(|path| npy::read_npy(path.as_ref()).map_err(|e| format!("{path}: {e}")))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::driver::tests::temp_file;
+    use einc_runtime::Buffer;
+
+    #[test]
+    fn the_jit_and_the_interpreter_write_the_same_outputs() {
+        let module = crate::sema::compile_source(
+            "dims N\nkernel k(A: f32[N, N]) -> (d: f32[N], t: f32) {\n    d[i] = A[i, i]\n    \
+             t = A[i, i]\n}\n",
+        )
+        .0
+        .unwrap();
+        let a =
+            Array::from_buffer(Buffer::F32((1..=9).map(|v| v as f32).collect()), &[3, 3]).unwrap();
+        let path = temp_file("run-a.npy", b"");
+        npy::write_npy(&path, &a).unwrap();
+        for interp in [false, true] {
+            let out_dir = path.with_file_name(format!("run-out-{interp}"));
+            let args = Args {
+                file: PathBuf::from("k.ein"),
+                kernel: "k".into(),
+                inputs: vec![format!("A={}", path.display())],
+                out_dir: out_dir.clone(),
+                interp,
+            };
+            run_kernel(&module, &args).unwrap();
+            let d = npy::read_npy(&out_dir.join("d.npy")).unwrap();
+            let t = npy::read_npy(&out_dir.join("t.npy")).unwrap();
+            assert_eq!(d.to_f64_vec(), [1.0, 5.0, 9.0], "interp: {interp}");
+            assert_eq!(t.to_f64_vec(), [15.0], "interp: {interp}");
+        }
+    }
 }
