@@ -161,15 +161,23 @@ fn programs_from_files_and_einsums() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/attention.ein");
     let p = Program::from_file(&path).unwrap();
     assert!(p.kernel("attention").is_ok());
+    // The grad item is a kernel like any other, and the example checks without warnings.
+    assert!(p.kernel("attention_grad").is_ok());
+    assert_eq!(p.warnings(), "");
+    let mut names: Vec<&str> = p.kernel_names().collect();
+    names.sort_unstable();
+    assert_eq!(names, ["attention", "attention_grad"]);
+
+    // Warnings are rendered with their location.
+    let noisy = Program::from_named_source(
+        "noisy.ein",
+        "dims N\nkernel t(A: f32[N], B: f32[N], C: f32[N]) -> (s: f32) {\n    s = A[i] * B[i] * C[i]\n}\n",
+    )
+    .unwrap();
     assert!(
-        p.warnings().contains("`grad`) is not supported yet"),
+        noisy.warnings().contains("noisy.ein:3:"),
         "{}",
-        p.warnings()
-    );
-    assert!(
-        p.warnings().contains("attention.ein:15:1"),
-        "{}",
-        p.warnings()
+        noisy.warnings()
     );
 
     let e = Program::einsum("ij,j->i", &[(DType::I64, &[2, 3]), (DType::I64, &[3])]).unwrap();
