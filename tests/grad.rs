@@ -6,6 +6,7 @@
 // Helpers outside #[test] functions unwrap too: a panic is a test failure with a location.
 #![allow(clippy::unwrap_used)]
 
+use einc::{Program, TensorRef};
 use einc_compiler::autodiff::gradcheck::{gradcheck, CheckOptions};
 use einc_compiler::autodiff::{grad_function, to_ein};
 use einc_compiler::interp;
@@ -186,6 +187,30 @@ fn the_hand_written_attention_backward_agrees_with_grad_attention() {
     let got = interp::run(&backward, "attention_backward", &inputs).unwrap();
     for (name, (g, w)) in ["dWQ", "dWK", "dWV"].iter().zip(got.iter().zip(&want)) {
         assert_close(name, g, w, 1e-5);
+    }
+
+    // The same agreement through the JIT: both kernels compiled to native code.
+    let views: Vec<TensorRef> = inputs.iter().map(TensorRef::from).collect();
+    let jit_grad = Program::from_source(&example("attention.ein"))
+        .unwrap()
+        .kernel("attention_grad")
+        .unwrap()
+        .run(&views)
+        .unwrap();
+    let jit_hand = Program::from_source(&example("attention_backward.ein"))
+        .unwrap()
+        .kernel("attention_backward")
+        .unwrap()
+        .run(&views)
+        .unwrap();
+    for (n, name) in ["dWQ", "dWK", "dWV"].iter().enumerate() {
+        assert_close(&format!("JIT {name}"), &jit_hand[n], &jit_grad[n], 1e-5);
+        assert_close(
+            &format!("JIT vs interpreter {name}"),
+            &jit_grad[n],
+            &want[n],
+            1e-5,
+        );
     }
 }
 
