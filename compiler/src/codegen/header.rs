@@ -67,7 +67,7 @@ fn common_text() -> String {
     ];
     for (name, code, when) in codes {
         let define = format!("#define {name} {code}");
-        let _ = writeln!(s, "{define:<28}/* {when} */");
+        let _ = writeln!(s, "{define:<29} /* {when} */");
     }
     s.push_str(
         r"
@@ -187,9 +187,13 @@ pub fn header_text(m: &loops::Module, name: &str, source: &str) -> Result<String
         if info.dim_names.is_empty() {
             let _ = writeln!(s, " * Every extent is fixed.");
         } else {
+            let (noun, verb) = match info.dim_names.len() {
+                1 => ("Dim", "is"),
+                _ => ("Dims", "are"),
+            };
             let _ = writeln!(
                 s,
-                " * Dims {} are bound from the extents, left to right; the first binding wins.",
+                " * {noun} {} {verb} bound from the extents, left to right; the first binding wins.",
                 info.dim_names.join(", ")
             );
         }

@@ -338,21 +338,28 @@ fn link(obj: &[u8], name: &str, target: &Target) -> Result<Vec<u8>, String> {
 
 /// Writes every file all or nothing: each goes to a temporary name beside its destination, and
 /// only when all are written are they renamed into place. Missing directories are created; on
-/// failure the temporaries and the directories created are removed.
+/// failure the temporaries, the files already renamed and the directories created are removed.
 fn commit(files: &[(PathBuf, Vec<u8>)]) -> Result<(), String> {
     let mut created: Vec<PathBuf> = Vec::new();
     let mut staged: Vec<(PathBuf, &Path)> = Vec::new();
+    let mut placed: Vec<&Path> = Vec::new();
     let result = stage(files, &mut created, &mut staged).and_then(|()| {
         for (tmp, path) in &staged {
             std::fs::rename(tmp, path).map_err(|e| {
                 format!("{}: cannot write the file: {e}", super::display_path(path))
             })?;
+            placed.push(path);
         }
         Ok(())
     });
     if result.is_err() {
         for (tmp, _) in &staged {
             let _ = std::fs::remove_file(tmp);
+        }
+        // A rename failed after others succeeded: a library without its header (or the
+        // reverse) would be a partial result.
+        for path in placed {
+            let _ = std::fs::remove_file(path);
         }
         // Innermost first, so that each directory is empty when its turn comes.
         for dir in created.iter().rev() {
