@@ -416,6 +416,16 @@ fn output_path_names_the_library_and_kernel_selects() {
     assert!(!syms.contains("einc_attention_grad"), "{syms}");
     let header = std::fs::read_to_string(dir.join("sub/attention.h")).unwrap();
     assert!(!header.contains("attention_grad"));
+    // Without an extension, a missing path is the directory for the library and header.
+    ok(run(einc()
+        .arg("build")
+        .arg(attention())
+        .arg("-o")
+        .arg(dir.join("plain"))));
+    assert_eq!(
+        listing(&dir.join("plain")),
+        ["attention.h", "libattention.so"]
+    );
 }
 
 #[test]

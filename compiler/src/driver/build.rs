@@ -21,10 +21,11 @@ use target_lexicon::{Architecture, OperatingSystem, HOST};
 pub struct Args {
     /// The .ein file.
     pub file: PathBuf,
-    /// Where to write: a directory (existing, or written with a trailing `/`) receives
-    /// `lib<name>.so` and `<name>.h` (or `<name>.o`, `<name>.asm`, `<name>.h` with --emit);
-    /// any other path names the library (or the one emitted file; `-` is standard output for
-    /// --emit asm and header), and the header goes beside the library. Default: `.`.
+    /// Where to write: a directory (existing, written with a trailing `/`, or for a library
+    /// any path without an extension) receives `lib<name>.so` and `<name>.h` (or `<name>.o`,
+    /// `<name>.asm`, `<name>.h` with --emit); any other path names the library (or the one
+    /// emitted file; `-` is standard output for --emit asm and header), and the header goes
+    /// beside the library. Default: `.`.
     #[arg(short = 'o', long = "output", value_name = "DIR|PATH")]
     pub output: Option<PathBuf>,
     /// The target: `host` or a triple such as `aarch64-unknown-linux-gnu` (x86-64 and aarch64).
@@ -202,7 +203,10 @@ impl Dest {
             };
         }
         let trailing_slash = path.as_os_str().to_string_lossy().ends_with('/');
-        if trailing_slash || path.is_dir() {
+        // `-o out` for a library means a directory (two files are written); a library file
+        // is named with its extension (`-o libattn.so`).
+        let bare_for_lib = emit == Emit::Lib && path.extension().is_none();
+        if trailing_slash || path.is_dir() || bare_for_lib {
             Ok(Dest::Dir(path.to_path_buf()))
         } else {
             Ok(Dest::File(path.to_path_buf()))
