@@ -1,7 +1,7 @@
 //! In-memory compilation: a loop-IR module becomes a [`JitProgram`] whose kernels are called
 //! through their C ABI entry points.
 
-use super::{define_module, isa, CodegenError, KernelSignature, Target};
+use super::{define_module, isa, CodegenError, KernelSignature, Listing, Target};
 use crate::ir::loops;
 use cranelift_jit::{JITBuilder, JITModule};
 use einc_runtime::abi::KernelFn;
@@ -59,7 +59,7 @@ pub fn jit_compile(m: &loops::Module) -> Result<JitProgram, CodegenError> {
     let isa = isa::build_isa(&Target::Host, false)?;
     let builder = JITBuilder::with_isa(isa, cranelift_module::default_libcall_names());
     let mut module = JITModule::new(builder);
-    let defined = define_module(&mut module, m, None)?;
+    let defined = define_module(&mut module, m, Listing::None)?;
     module
         .finalize_definitions()
         .map_err(|e| CodegenError::Cranelift {

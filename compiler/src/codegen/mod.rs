@@ -9,17 +9,20 @@
 //!   loops in separate functions keeps each one moderate in size, which matters because
 //!   Cranelift's compile time grows faster than linearly with function size.
 //!
-//! [`jit`] compiles a module in memory ([`jit_compile`]); [`clif_text`] prints the CLIF and
-//! [`compile_for_target`] compiles for another target (x86-64 or aarch64, chosen in [`isa`])
-//! without running anything. [`math`] emits transcendental functions (exp, log, tanh, sigmoid)
+//! [`jit`] compiles a module in memory ([`jit_compile`]); [`object`] compiles it ahead of time
+//! into a relocatable object file for a shared library, whose C header [`header`] writes;
+//! [`clif_text`] prints the CLIF and [`compile_for_target`] compiles for another target
+//! (x86-64 or aarch64, chosen in [`isa`]) without running anything. [`math`] emits transcendental functions (exp, log, tanh, sigmoid)
 //! as inline CLIF so that hot loops never call libm.
 
 pub mod body;
 pub mod entry;
+pub mod header;
 pub mod isa;
 pub mod jit;
 mod libcall;
 pub mod math;
+pub mod object;
 
 #[cfg(test)]
 mod tests;
@@ -255,12 +258,32 @@ pub(crate) struct DefinedKernel {
     pub entry: FuncId,
 }
 
-/// Defines every kernel of `m` in `module`; when `text` is given, appends each function's CLIF
-/// (as generated, before Cranelift's own optimisations) to it.
+/// What text [`define_module`] records about each function it defines.
+pub(crate) enum Listing<'a> {
+    /// Nothing.
+    None,
+    /// The CLIF as generated, before Cranelift's own optimisations.
+    Clif(&'a mut String),
+    /// Cranelift's disassembly of the machine code (its VCode printer).
+    Asm(&'a mut String),
+}
+
+impl Listing<'_> {
+    /// The same listing, borrowed again for one more function.
+    fn reborrow(&mut self) -> Listing<'_> {
+        match self {
+            Listing::None => Listing::None,
+            Listing::Clif(t) => Listing::Clif(t),
+            Listing::Asm(t) => Listing::Asm(t),
+        }
+    }
+}
+
+/// Defines every kernel of `m` in `module`, recording each function in `listing`.
 pub(crate) fn define_module<M: Module>(
     module: &mut M,
     m: &loops::Module,
-    mut text: Option<&mut String>,
+    mut listing: Listing<'_>,
 ) -> Result<Vec<DefinedKernel>, CodegenError> {
     let has_fma = module.isa().has_native_fma();
     let mut ctx = module.make_context();
@@ -275,7 +298,7 @@ pub(crate) fn define_module<M: Module>(
         body::build(
             module, &mut ctx, &mut fctx, &mut libs, m, f, &frame, has_fma,
         )?;
-        finish(module, &mut ctx, body_id, &body_name, text.as_deref_mut())?;
+        finish(module, &mut ctx, body_id, &body_name, listing.reborrow())?;
 
         let entry_name = entry_symbol(&f.name);
         let entry_id = declare(
@@ -287,7 +310,7 @@ pub(crate) fn define_module<M: Module>(
         entry::build(
             module, &mut ctx, &mut fctx, &mut libs, m, f, &frame, body_id,
         )?;
-        finish(module, &mut ctx, entry_id, &entry_name, text.as_deref_mut())?;
+        finish(module, &mut ctx, entry_id, &entry_name, listing.reborrow())?;
         kernels.push(DefinedKernel {
             signature,
             entry: entry_id,
@@ -311,13 +334,13 @@ pub(crate) fn declare<M: Module>(
         })
 }
 
-/// Verifies the function built in `ctx`, records its text, defines it and clears `ctx`.
-fn finish<M: Module>(
+/// Verifies the function built in `ctx`, defines it, records it in `listing` and clears `ctx`.
+pub(crate) fn finish<M: Module>(
     module: &mut M,
     ctx: &mut Context,
     id: FuncId,
     name: &str,
-    text: Option<&mut String>,
+    mut listing: Listing<'_>,
 ) -> Result<(), CodegenError> {
     let err = |message: String| CodegenError::Cranelift {
         function: name.to_string(),
@@ -328,12 +351,20 @@ fn finish<M: Module>(
             &ctx.func, None, e,
         ))
     })?;
-    if let Some(text) = text {
+    if let Listing::Clif(text) = &mut listing {
         text.push_str(&format!("; {name}\n{}\n", ctx.func.display()));
     }
+    ctx.set_disasm(matches!(listing, Listing::Asm(_)));
     module
         .define_function(id, ctx)
         .map_err(|e| err(format!("{e:?}")))?;
+    if let Listing::Asm(text) = listing {
+        let asm = ctx
+            .compiled_code()
+            .and_then(|c| c.vcode.as_deref())
+            .ok_or_else(|| err("Cranelift produced no disassembly".into()))?;
+        text.push_str(&format!("; {name}\n{asm}\n"));
+    }
     module.clear_context(ctx);
     Ok(())
 }
@@ -342,14 +373,14 @@ fn finish<M: Module>(
 pub fn clif_text(m: &loops::Module, target: &Target) -> Result<String, CodegenError> {
     let mut module = isa::object_module(target)?;
     let mut text = String::new();
-    define_module(&mut module, m, Some(&mut text))?;
+    define_module(&mut module, m, Listing::Clif(&mut text))?;
     Ok(text)
 }
 
 /// Compiles every kernel of `m` to machine code for `target` and discards the result: checks
-/// that the target can compile the module (object emission comes with ahead-of-time builds).
+/// that the target can compile the module ([`object::emit_object`] keeps the code).
 pub fn compile_for_target(m: &loops::Module, target: &Target) -> Result<(), CodegenError> {
     let mut module = isa::object_module(target)?;
-    define_module(&mut module, m, None)?;
+    define_module(&mut module, m, Listing::None)?;
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! subcommand reads its inputs, runs the pipeline, renders diagnostics and returns an exit
 //! status: 0 on success, 1 when the input is rejected, 2 for a malformed command line.
 
+mod build;
 mod check;
 mod eval;
 mod explain;
@@ -92,6 +93,14 @@ pub enum Command {
     /// Check a kernel's derived gradient against central finite differences (f64, random
     /// inputs); exit 0 when every relative error is below --tol.
     Gradcheck(gradcheck::Args),
+    /// Compile kernels ahead of time into a shared library and its C header:
+    /// `einc build attention.ein -o out/` writes out/libattention.so and out/attention.h.
+    ///
+    /// The library exports the entry points of docs/abi.md and depends only on libc and libm;
+    /// it is linked by $CC, else `cc` (or aarch64-linux-gnu-gcc for --target
+    /// aarch64-unknown-linux-gnu on another machine). `--emit obj|asm|header` writes just the
+    /// object file, the disassembly or the header.
+    Build(build::Args),
 }
 
 /// Stack size of the thread that runs a command. The parser and semantic analysis bound their
@@ -136,6 +145,7 @@ fn run_cli() -> ExitCode {
         Command::Run(args) => run::run(args, color),
         Command::Grad(args) => grad::run(args, color),
         Command::Gradcheck(args) => gradcheck::run(args, color),
+        Command::Build(args) => build::run(args, color),
     }
 }
 
