@@ -18,9 +18,11 @@
 //! order, and multiplying by 1 is exact). With infinite or NaN inputs the original may give NaN
 //! where the rewrite does not (`0 * inf` is no longer computed).
 
-use super::rewrite::{fixed_extent, remove_indices, rename_indices, split_factor};
+use super::rewrite::{
+    fixed_extent, remove_indices, rename_indices, rewrite_to_fixpoint, split_factor,
+};
 use super::TensorPass;
-use crate::ir::tensor::{Expr, Extent, Generic, IndexId, Module, OpKind, ReduceKind};
+use crate::ir::tensor::{Expr, Extent, Generic, IndexId, Module, ReduceKind};
 
 /// The `delta-elim` pass.
 #[derive(Debug)]
@@ -28,20 +30,7 @@ pub struct DeltaElim;
 
 impl TensorPass for DeltaElim {
     fn run_tensor(&self, m: &mut Module) -> bool {
-        let dims = Module {
-            dims: m.dims.clone(),
-            funcs: Vec::new(),
-        };
-        let mut changed = false;
-        for f in &mut m.funcs {
-            for op in &mut f.ops {
-                let OpKind::Generic(g) = &mut op.kind;
-                while eliminate_one(&dims, g) {
-                    changed = true;
-                }
-            }
-        }
-        changed
+        rewrite_to_fixpoint(m, eliminate_one)
     }
 }
 

@@ -23,11 +23,12 @@
 //! order); when other indices remain summed, the terms are added in a different order, so
 //! floating-point results may differ by rounding.
 
-use super::rewrite::{any_node, fixed_extent, remove_indices, split_factor, transform};
+use super::rewrite::{
+    any_node, fixed_extent, remove_indices, rewrite_to_fixpoint, split_factor, transform,
+};
 use super::TensorPass;
 use crate::ir::tensor::{
-    AxisMap, BinaryFn, CmpOp, Cond, Expr, Generic, IndexId, Input, Module, OpKind, ReduceKind,
-    UnaryFn,
+    AxisMap, BinaryFn, CmpOp, Cond, Expr, Generic, IndexId, Input, Module, ReduceKind, UnaryFn,
 };
 use einc_runtime::Scalar;
 
@@ -45,20 +46,7 @@ pub struct EpsExpand {
 
 impl TensorPass for EpsExpand {
     fn run_tensor(&self, m: &mut Module) -> bool {
-        let dims = Module {
-            dims: m.dims.clone(),
-            funcs: Vec::new(),
-        };
-        let mut changed = false;
-        for f in &mut m.funcs {
-            for op in &mut f.ops {
-                let OpKind::Generic(g) = &mut op.kind;
-                while self.expand_one(&dims, g) {
-                    changed = true;
-                }
-            }
-        }
-        changed
+        rewrite_to_fixpoint(m, |dims, g| self.expand_one(dims, g))
     }
 }
 

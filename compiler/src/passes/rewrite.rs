@@ -1,7 +1,7 @@
 //! Rewriting helpers shared by the tensor-level passes: bottom-up expression transforms,
 //! splitting a factor off a product, and removing indices from a `Generic`.
 
-use crate::ir::tensor::{AxisMap, BinaryFn, Cond, Expr, Extent, Generic, IndexId, Module};
+use crate::ir::tensor::{AxisMap, BinaryFn, Cond, Expr, Extent, Generic, IndexId, Module, OpKind};
 
 /// Rebuilds `e` bottom-up, applying `f` to every node after its children (conditions of
 /// `select` included).
@@ -127,4 +127,27 @@ pub fn fixed_extent(m: &Module, g: &Generic, i: IndexId) -> Option<u64> {
         Extent::Fixed(n) => Some(*n),
         Extent::Dim(d) => m.dim_value(d),
     }
+}
+
+/// Applies `step` to every generic op of `m` until it reports no more change, and says whether
+/// anything changed. `step` gets a module holding only `m`'s dims (to resolve extents) and the
+/// op; it rewrites one thing per call and returns true when it did.
+pub fn rewrite_to_fixpoint(
+    m: &mut Module,
+    mut step: impl FnMut(&Module, &mut Generic) -> bool,
+) -> bool {
+    let dims = Module {
+        dims: m.dims.clone(),
+        funcs: Vec::new(),
+    };
+    let mut changed = false;
+    for f in &mut m.funcs {
+        for op in &mut f.ops {
+            let OpKind::Generic(g) = &mut op.kind;
+            while step(&dims, g) {
+                changed = true;
+            }
+        }
+    }
+    changed
 }
