@@ -16,33 +16,19 @@ use einc::compiler::interp;
 use einc::runtime::array::for_each_index;
 use einc::runtime::{Array, Buffer, DType, Scalar};
 use einc::{Kernel, Program, TensorMut, TensorRef};
+use einc_compiler::rng::Rng;
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-/// A small deterministic generator (xorshift64*), seeded by proptest or by a test.
-struct Rng(u64);
+/// A generator whose seeds are spread out, so that neighbouring seeds give unrelated inputs.
+fn seeded(seed: u64) -> Rng {
+    Rng::new(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+}
 
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// A number in `0..n` (n > 0).
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn chance(&mut self, percent: usize) -> bool {
-        self.below(100) < percent
-    }
+/// True with probability `percent`/100.
+fn chance(rng: &mut Rng, percent: usize) -> bool {
+    rng.below(100) < percent
 }
 
 /// A layout for `shape` inside a buffer of `len` elements: element `[i..]` is at
@@ -67,7 +53,7 @@ fn random_layout(rng: &mut Rng, shape: &[usize]) -> Layout {
             }
         }
     }
-    let padded = rng.chance(50);
+    let padded = chance(rng, 50);
     let mut strides = vec![0isize; shape.len()];
     let mut acc = 1usize;
     for &axis in &order {
@@ -77,7 +63,7 @@ fn random_layout(rng: &mut Rng, shape: &[usize]) -> Layout {
     }
     let mut offset = if padded { rng.below(3) } else { 0 };
     for (axis, s) in strides.iter_mut().enumerate() {
-        if rng.chance(30) {
+        if chance(rng, 30) {
             offset += (shape[axis].saturating_sub(1)) * s.unsigned_abs();
             *s = -*s;
         }
@@ -313,7 +299,7 @@ fn every_example_kernel_agrees_with_the_interpreter() {
             let kernel = program.kernel(&name).unwrap();
             kernels += 1;
             for seed in 0..6 {
-                let mut rng = Rng::new(seed * 7919 + kernels);
+                let mut rng = seeded(seed * 7919 + kernels);
                 let inputs = random_inputs(&kernel, &mut rng);
                 let what = format!("{}: kernel {name}, seed {seed}", file.display());
                 check_kernel(&program, &kernel, &inputs, &mut rng, &what);
@@ -347,9 +333,9 @@ const LABELS: &[u8] = b"ijkl";
 /// operand allowed), an explicit or implicit output, either an `einsum(...)` statement (with
 /// size-1 broadcasting and mixed dtypes) or an index statement with an explicit `sum`.
 fn random_program(seed: u64) -> RandomProgram {
-    let mut rng = Rng::new(seed);
+    let mut rng = seeded(seed);
     let extent: BTreeMap<u8, usize> = LABELS.iter().map(|&l| (l, 1 + rng.below(3))).collect();
-    let einsum_form = rng.chance(50);
+    let einsum_form = chance(&mut rng, 50);
     let dims = [Dims::Symbolic, Dims::Fixed, Dims::Literal][rng.below(3)];
     let base = [DType::F32, DType::F64, DType::I32, DType::I64][rng.below(4)];
     let nops = 1 + rng.below(4);
@@ -358,7 +344,7 @@ fn random_program(seed: u64) -> RandomProgram {
         .collect();
     let dtypes: Vec<DType> = (0..nops)
         .map(|_| {
-            if einsum_form && rng.chance(25) {
+            if einsum_form && chance(&mut rng, 25) {
                 [DType::F32, DType::F64, DType::I32, DType::I64][rng.below(4)]
             } else {
                 base
@@ -376,7 +362,7 @@ fn random_program(seed: u64) -> RandomProgram {
                     einsum_form
                         && t.iter().filter(|&&m| m == l).count() == 1
                         && holders(l) > 1
-                        && rng.chance(20)
+                        && chance(&mut rng, 20)
                 })
                 .collect()
         })
@@ -391,7 +377,7 @@ fn random_program(seed: u64) -> RandomProgram {
     let mut used: Vec<u8> = terms.iter().flatten().copied().collect();
     used.sort_unstable();
     used.dedup();
-    let implicit = einsum_form && rng.chance(30);
+    let implicit = einsum_form && chance(&mut rng, 30);
     let output: Vec<u8> = if implicit {
         let all: Vec<u8> = terms.iter().flatten().copied().collect();
         used.iter()
@@ -401,7 +387,7 @@ fn random_program(seed: u64) -> RandomProgram {
     } else {
         let mut pool = used.clone();
         let mut out = Vec::new();
-        while !pool.is_empty() && rng.chance(60) {
+        while !pool.is_empty() && chance(&mut rng, 60) {
             out.push(pool.remove(rng.below(pool.len())));
         }
         out

@@ -11,6 +11,7 @@ use einc_compiler::ir::tensor::parser::parse_module;
 use einc_compiler::ir::tensor::printer::print_module;
 use einc_compiler::ir::tensor::verify::verify_module;
 use einc_compiler::ir::tensor::Module;
+use einc_compiler::rng::Rng;
 use einc_compiler::sema::compile_source;
 use einc_runtime::{Array, Buffer};
 use std::path::Path;
@@ -89,23 +90,6 @@ fn attention_lowers_to_the_documented_ir() {
     assert_eq!(strip(&print_module(&module)), strip(&expected));
 }
 
-/// A small deterministic generator (xorshift64*), values in [-1, 1).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> f32 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        let bits = self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40;
-        (bits as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-    }
-
-    fn vec(&mut self, n: usize) -> Vec<f32> {
-        (0..n).map(|_| self.next()).collect()
-    }
-}
-
 /// A tensor for the test: C-order values and a shape, with a C-order element accessor.
 #[derive(Clone)]
 struct T {
@@ -116,7 +100,9 @@ struct T {
 impl T {
     fn random(rng: &mut Rng, shape: &[usize]) -> T {
         T {
-            v: rng.vec(shape.iter().product()),
+            v: (0..shape.iter().product())
+                .map(|_| rng.uniform(-1.0, 1.0) as f32)
+                .collect(),
             shape: shape.to_vec(),
         }
     }
@@ -177,7 +163,7 @@ fn softmax_row(row: &[f64]) -> Vec<f64> {
 fn attention_matches_explicit_loops() {
     let module = compile("attention.ein");
     let (tn, dn, kn) = (4, 3, 2);
-    let mut rng = Rng(0x1234_5678);
+    let mut rng = Rng::new(0x1234_5678);
     let x = T::random(&mut rng, &[tn, dn]);
     let wq = T::random(&mut rng, &[dn, kn]);
     let wk = T::random(&mut rng, &[dn, kn]);
@@ -201,7 +187,7 @@ fn attention_matches_explicit_loops() {
 fn causal_attention_matches_explicit_loops() {
     let module = compile("causal_attention.ein");
     let (bn, tn, dn, hn, en) = (2, 3, 4, 2, 2);
-    let mut rng = Rng(99);
+    let mut rng = Rng::new(99);
     let x = T::random(&mut rng, &[bn, tn, dn]);
     let wq = T::random(&mut rng, &[hn, dn, en]);
     let wk = T::random(&mut rng, &[hn, dn, en]);
@@ -241,7 +227,7 @@ fn causal_attention_matches_explicit_loops() {
 fn mlp_matches_explicit_loops() {
     let module = compile("mlp.ein");
     let (bn, in_, hn, on) = (3, 4, 5, 2);
-    let mut rng = Rng(7);
+    let mut rng = Rng::new(7);
     let x = T::random(&mut rng, &[bn, in_]);
     let w1 = T::random(&mut rng, &[in_, hn]);
     let b1 = T::random(&mut rng, &[hn]);
@@ -267,7 +253,7 @@ fn mlp_matches_explicit_loops() {
 fn tucker_and_cp_match_explicit_loops() {
     let module = compile("tucker.ein");
     let (i_n, j_n, k_n, p_n, q_n, s_n, r_n) = (2, 3, 2, 2, 3, 2, 3);
-    let mut rng = Rng(2024);
+    let mut rng = Rng::new(2024);
     let g = T::random(&mut rng, &[p_n, q_n, s_n]);
     let u = T::random(&mut rng, &[i_n, p_n]);
     let v = T::random(&mut rng, &[j_n, q_n]);
@@ -314,7 +300,7 @@ fn tucker_and_cp_match_explicit_loops() {
 #[test]
 fn physics_kernels_match_explicit_formulas() {
     let module = compile("physics.ein");
-    let mut rng = Rng(31337);
+    let mut rng = Rng::new(31337);
     let a = T::random(&mut rng, &[3]);
     let b = T::random(&mut rng, &[3]);
     let (x, y) = (|k| a.at(&[k]), |k| b.at(&[k]));

@@ -11,6 +11,7 @@ use einc_compiler::autodiff::gradcheck::{gradcheck, CheckOptions};
 use einc_compiler::autodiff::{grad_function, to_ein};
 use einc_compiler::interp;
 use einc_compiler::ir::tensor::{Extent, Module, TensorType};
+use einc_compiler::rng::Rng;
 use einc_compiler::sema::compile_source;
 use einc_runtime::{Array, Buffer, DType};
 use std::path::Path;
@@ -51,32 +52,20 @@ fn example_kernels() -> Vec<(String, String)> {
     out
 }
 
-/// A small deterministic generator (xorshift64*), values in [-1, 1).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> f32 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        let bits = self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40;
-        (bits as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-    }
-
-    /// A random f32 array of type `ty`, symbolic dims bound to 2, 3, 4, ... by position.
-    fn array(&mut self, module: &Module, ty: &TensorType) -> Array {
-        assert_eq!(ty.dtype, DType::F32);
-        let shape: Vec<usize> = ty
-            .shape
-            .iter()
-            .map(|e| match e {
-                Extent::Fixed(n) => *n as usize,
-                Extent::Dim(d) => 2 + module.dims.iter().position(|x| &x.name == d).unwrap() % 3,
-            })
-            .collect();
-        let n = shape.iter().product();
-        Array::from_buffer(Buffer::F32((0..n).map(|_| self.next()).collect()), &shape).unwrap()
-    }
+/// A random f32 array of type `ty`, symbolic dims bound to 2, 3, 4, ... by position.
+fn random_array(rng: &mut Rng, module: &Module, ty: &TensorType) -> Array {
+    assert_eq!(ty.dtype, DType::F32);
+    let shape: Vec<usize> = ty
+        .shape
+        .iter()
+        .map(|e| match e {
+            Extent::Fixed(n) => *n as usize,
+            Extent::Dim(d) => 2 + module.dims.iter().position(|x| &x.name == d).unwrap() % 3,
+        })
+        .collect();
+    let n = shape.iter().product();
+    let values = (0..n).map(|_| rng.uniform(-1.0, 1.0) as f32).collect();
+    Array::from_buffer(Buffer::F32(values), &shape).unwrap()
 }
 
 fn assert_close(what: &str, got: &Array, want: &Array, tol: f64) {
@@ -125,7 +114,7 @@ fn a_delta_is_substituted_and_temporaries_get_identifier_names() {
 
 #[test]
 fn printed_gradients_check_and_compute_what_the_built_in_kernels_compute() {
-    let mut rng = Rng(0x5eed);
+    let mut rng = Rng::new(0x5eed);
     for (file, kernel) in example_kernels() {
         let module = compile(&example(&file));
         let f = module.func(&kernel).unwrap();
@@ -159,7 +148,7 @@ fn printed_gradients_check_and_compute_what_the_built_in_kernels_compute() {
         let inputs: Vec<Array> = grad
             .params
             .iter()
-            .map(|&p| rng.array(&module, &grad.value(p).ty))
+            .map(|&p| random_array(&mut rng, &module, &grad.value(p).ty))
             .collect();
         let want = interp::run_function(&module, &grad, &inputs).unwrap();
         let got = interp::run(&printed, &name, &inputs).unwrap();
@@ -177,11 +166,11 @@ fn the_hand_written_attention_backward_agrees_with_grad_attention() {
     let grad = forward.func("attention_grad").unwrap();
     let hand = backward.func("attention_backward").unwrap();
     assert_eq!(grad.params.len(), hand.params.len());
-    let mut rng = Rng(8);
+    let mut rng = Rng::new(8);
     let inputs: Vec<Array> = grad
         .params
         .iter()
-        .map(|&p| rng.array(&forward, &grad.value(p).ty))
+        .map(|&p| random_array(&mut rng, &forward, &grad.value(p).ty))
         .collect();
     let want = interp::run(&forward, "attention_grad", &inputs).unwrap();
     let got = interp::run(&backward, "attention_backward", &inputs).unwrap();

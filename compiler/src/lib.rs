@@ -16,5 +16,6 @@ pub mod ir;
 pub mod lower;
 pub mod npy;
 pub mod passes;
+pub mod rng;
 pub mod sema;
 pub mod syntax;

@@ -13,6 +13,7 @@
 use super::{grad_function, GradError};
 use crate::interp::{self, InterpError};
 use crate::ir::tensor::{Cond, Expr, Extent, Function, Module, OpKind, TensorType};
+use crate::rng::Rng;
 use einc_runtime::{Array, Buffer, DType, Scalar};
 use std::fmt;
 
@@ -113,7 +114,7 @@ pub fn gradcheck(
     let grad =
         grad_function(&module, func, &wrt, &format!("{kernel}_grad")).map_err(CheckError::Grad)?;
     let dims = bind_dims(&module, options)?;
-    let mut rng = Rng(options.seed.max(1));
+    let mut rng = Rng::new(options.seed);
     let inputs: Vec<Array> = func
         .params
         .iter()
@@ -256,30 +257,13 @@ fn random(rng: &mut Rng, ty: &TensorType, dims: &[(String, u64)]) -> Result<Arra
             ))
         })?;
     let buffer = match ty.dtype {
-        DType::F32 | DType::F64 => Buffer::F64((0..len).map(|_| rng.uniform()).collect()),
-        DType::I32 => Buffer::I32((0..len).map(|_| (rng.next() % 3) as i32).collect()),
-        DType::I64 => Buffer::I64((0..len).map(|_| (rng.next() % 3) as i64).collect()),
+        DType::F32 | DType::F64 => Buffer::F64((0..len).map(|_| rng.uniform(-1.0, 1.0)).collect()),
+        DType::I32 => Buffer::I32((0..len).map(|_| rng.below(3) as i32).collect()),
+        DType::I64 => Buffer::I64((0..len).map(|_| rng.below(3) as i64).collect()),
     };
     let array = Array::from_buffer(buffer, &shape)
         .map_err(|e| CheckError::BadDim(format!("cannot make an input: {e}")))?;
     Ok(array)
-}
-
-/// xorshift64*: small, deterministic, good enough for test inputs.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// Uniform in [-1, 1).
-    fn uniform(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
-    }
 }
 
 /// A copy of `module` computing in f64 wherever it computed in f32.

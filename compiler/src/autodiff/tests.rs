@@ -8,26 +8,9 @@ use crate::ir::tensor::parser::parse_module;
 use crate::ir::tensor::printer::print_function;
 use crate::ir::tensor::verify::verify_module;
 use crate::ir::tensor::{Extent, Function, Module};
+use crate::rng::Rng;
 use einc_runtime::array::for_each_index;
 use einc_runtime::{Array, Buffer, DType, Scalar};
-
-/// A small deterministic PRNG (xorshift64*), so that every run sees the same inputs.
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// Uniform in `[lo, hi)`.
-    fn uniform(&mut self, lo: f64, hi: f64) -> f64 {
-        let unit = (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
-        lo + (hi - lo) * unit
-    }
-}
 
 fn shape_of(m: &Module, f: &Function, v: crate::ir::tensor::ValueId) -> Vec<usize> {
     f.value(v)
@@ -114,7 +97,7 @@ fn derive(text: &str, wrt: &[&str], range: (f64, f64)) -> Derived {
         assert_eq!(grad.value(r.value).ty, f.value(*p).ty);
     }
 
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut rng = Rng::new(0x9E37_79B9_7F4A_7C15);
     let mut inputs = random_inputs(&module, f, &mut rng, range);
     let seed_fn = Function {
         params: f.results.iter().map(|r| r.value).collect(),

@@ -7,41 +7,21 @@ use super::lower_module;
 use crate::interp;
 use crate::ir::loops::{self, eval, printer, verify, BufferKind, Inst, Op};
 use crate::ir::tensor::{self, parser::parse_module, Extent};
+use crate::rng::Rng;
 use einc_runtime::array::{c_strides, element_count, for_each_index};
 use einc_runtime::{Array, Buffer, DType, Scalar};
 use std::collections::HashMap;
 use std::path::Path;
 
-/// A small deterministic generator (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// In [-2, 2).
-    fn float(&mut self) -> f64 {
-        let bits = self.next() >> 40;
-        bits as f64 / (1u64 << 24) as f64 * 4.0 - 2.0
-    }
-
-    /// In [-6, 6]: small, so products stay exact, with negatives and zeros so that signs
-    /// and division by zero are exercised.
-    fn int(&mut self) -> i64 {
-        (self.next() % 13) as i64 - 6
-    }
-
-    fn buffer(&mut self, dtype: DType, len: usize) -> Buffer {
-        match dtype {
-            DType::F32 => Buffer::F32((0..len).map(|_| self.float() as f32).collect()),
-            DType::F64 => Buffer::F64((0..len).map(|_| self.float()).collect()),
-            DType::I32 => Buffer::I32((0..len).map(|_| self.int() as i32).collect()),
-            DType::I64 => Buffer::I64((0..len).map(|_| self.int()).collect()),
-        }
+/// Random test values: floats in [-2, 2); integers in [-6, 6], small so products stay exact,
+/// with negatives and zeros so that signs and division by zero are exercised.
+fn random_buffer(rng: &mut Rng, dtype: DType, len: usize) -> Buffer {
+    let int = |rng: &mut Rng| rng.below(13) as i64 - 6;
+    match dtype {
+        DType::F32 => Buffer::F32((0..len).map(|_| rng.uniform(-2.0, 2.0) as f32).collect()),
+        DType::F64 => Buffer::F64((0..len).map(|_| rng.uniform(-2.0, 2.0)).collect()),
+        DType::I32 => Buffer::I32((0..len).map(|_| int(rng) as i32).collect()),
+        DType::I64 => Buffer::I64((0..len).map(|_| int(rng)).collect()),
     }
 }
 
@@ -59,7 +39,7 @@ const LAYOUTS: [Layout; 3] = [Layout::C, Layout::Fortran, Layout::Padded];
 fn random_array(rng: &mut Rng, dtype: DType, shape: &[usize], layout: Layout) -> Array {
     let n = element_count(shape).unwrap();
     match layout {
-        Layout::C => Array::from_buffer(rng.buffer(dtype, n), shape).unwrap(),
+        Layout::C => Array::from_buffer(random_buffer(rng, dtype, n), shape).unwrap(),
         Layout::Fortran => {
             let mut strides = Vec::with_capacity(shape.len());
             let mut acc = 1;
@@ -67,11 +47,11 @@ fn random_array(rng: &mut Rng, dtype: DType, shape: &[usize], layout: Layout) ->
                 strides.push(acc);
                 acc *= e.max(1);
             }
-            Array::with_layout(rng.buffer(dtype, n), shape, &strides, 0).unwrap()
+            Array::with_layout(random_buffer(rng, dtype, n), shape, &strides, 0).unwrap()
         }
         Layout::Padded => {
             let strides: Vec<usize> = c_strides(shape).unwrap().iter().map(|s| 2 * s).collect();
-            Array::with_layout(rng.buffer(dtype, 2 * n + 3), shape, &strides, 3).unwrap()
+            Array::with_layout(random_buffer(rng, dtype, 2 * n + 3), shape, &strides, 3).unwrap()
         }
     }
 }
@@ -132,7 +112,7 @@ fn check_module(m: &tensor::Module, dims: &[(&str, usize)], seed: u64) -> loops:
         "printing does not round-trip"
     );
     let dims: HashMap<String, usize> = dims.iter().map(|&(d, n)| (d.to_string(), n)).collect();
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     for (f, lf) in m.funcs.iter().zip(&lowered.funcs) {
         for rotation in 0..LAYOUTS.len() {
             let inputs: Vec<Array> = f

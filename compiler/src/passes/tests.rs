@@ -11,25 +11,9 @@ use crate::interp::run_function;
 use crate::ir::tensor::parser::parse_module;
 use crate::ir::tensor::printer::print_module;
 use crate::ir::tensor::{Extent, Function, Module};
+use crate::rng::Rng;
 use einc_runtime::{Array, Buffer, DType};
 use std::collections::HashMap;
-
-/// A small deterministic PRNG (xorshift64*), so that every run sees the same inputs.
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// Uniform in `[-1, 1)`.
-    fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 52) as f64 - 1.0
-    }
-}
 
 /// Random inputs for `f`, with symbolic dims bound from `sizes`.
 fn random_inputs(
@@ -55,8 +39,8 @@ fn random_inputs(
                 .collect();
             let n: usize = shape.iter().product();
             let buffer = match ty.dtype {
-                DType::F32 => Buffer::F32((0..n).map(|_| rng.unit() as f32).collect()),
-                DType::F64 => Buffer::F64((0..n).map(|_| rng.unit()).collect()),
+                DType::F32 => Buffer::F32((0..n).map(|_| rng.uniform(-1.0, 1.0) as f32).collect()),
+                DType::F64 => Buffer::F64((0..n).map(|_| rng.uniform(-1.0, 1.0)).collect()),
                 DType::I32 => {
                     Buffer::I32((0..n).map(|_| (rng.next_u64() % 7) as i32 - 3).collect())
                 }
@@ -101,7 +85,7 @@ fn bits(arrays: &[Array]) -> Vec<Vec<u64>> {
 fn check_preserved(m: &Module, pipeline: &str, sizes: &[(&str, usize)], exact: bool) -> Module {
     let out = optimise(m, pipeline);
     let sizes: HashMap<&str, usize> = sizes.iter().copied().collect();
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut rng = Rng::new(0x9E37_79B9_7F4A_7C15);
     for f in &m.funcs {
         let g = out.func(&f.name).unwrap();
         for _ in 0..5 {
