@@ -7,7 +7,8 @@
 
 use super::error::{Error, Status};
 use crate::codegen::{JitKernel, KernelSignature};
-use crate::ir::tensor::Extent;
+use crate::ir::tensor::printer::print_type;
+use crate::ir::tensor::{Extent, TensorType};
 use einc_runtime::abi::{self, status};
 use einc_runtime::DType;
 
@@ -106,18 +107,15 @@ pub(crate) fn who(sig: &KernelSignature, arg: usize) -> String {
 
 /// The declared type of an argument, as in the source: `f32[T, D]`.
 fn declared(sig: &KernelSignature, arg: usize) -> String {
-    let Some(a) = sig.args.get(arg) else {
-        return "?".into();
-    };
-    let extents: Vec<String> = a
-        .shape
-        .iter()
-        .map(|e| match e {
-            Extent::Fixed(n) => n.to_string(),
-            Extent::Dim(d) => d.clone(),
-        })
-        .collect();
-    format!("{}[{}]", a.dtype.name(), extents.join(", "))
+    sig.args.get(arg).map_or_else(
+        || "?".into(),
+        |a| {
+            print_type(&TensorType {
+                dtype: a.dtype,
+                shape: a.shape.clone(),
+            })
+        },
+    )
 }
 
 /// How a declared extent constrains an actual one.

@@ -7,20 +7,9 @@ use super::expr::name_error;
 use super::scope::{Lookup, Scope};
 use super::types::{Ext, Ty};
 use crate::diag::{Diagnostic, Span};
+use crate::ir::tensor::printer::print_type;
 use crate::ir::tensor::{Extent, Function, Op, OpKind, TensorType, ValueId};
 use crate::syntax::ast;
-
-fn show(t: &TensorType) -> String {
-    let dims: Vec<String> = t
-        .shape
-        .iter()
-        .map(|e| match e {
-            Extent::Fixed(n) => n.to_string(),
-            Extent::Dim(d) => d.clone(),
-        })
-        .collect();
-    format!("{}[{}]", t.dtype, dims.join(", "))
-}
 
 /// The file span of a byte range of the subscripts (whose contents start after the opening
 /// quote of the literal at `lit`); the whole literal when there is no range.
@@ -106,11 +95,11 @@ pub(crate) fn check(
                     format!(
                         "`{}` is declared {} but the einsum gives {}",
                         stmt.target.name,
-                        show(&decl.ir()),
-                        show(&ty)
+                        print_type(&decl.ir()),
+                        print_type(&ty)
                     ),
                 )
-                .with_label(format!("this is {}", show(&ty))),
+                .with_label(format!("this is {}", print_type(&ty))),
             );
             return None;
         }
