@@ -4,6 +4,9 @@
 //!
 //! `cargo bench -p einc-benches --bench compile`
 
+// `criterion_group!` defines a public function that cannot carry a doc comment.
+#![allow(missing_docs)]
+
 use criterion::{criterion_group, criterion_main, Criterion};
 use einc::Program;
 use std::hint::black_box;

@@ -4,6 +4,9 @@
 //!
 //! `cargo bench -p einc-benches --bench kernels [-- FILTER]`
 
+// `criterion_group!` defines a public function that cannot carry a doc comment.
+#![allow(missing_docs)]
+
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use einc::{TensorMut, TensorRef};
 use einc_benches::{einsum_kernel, random};
