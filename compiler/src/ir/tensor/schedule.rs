@@ -601,13 +601,10 @@ pub fn gemm_operands(g: &Generic) -> Result<GemmOperands, String> {
 
 /// Which inputs (by position) read index `i` through their map.
 fn readers(g: &Generic, i: IndexId) -> impl Iterator<Item = usize> + '_ {
-    g.inputs.iter().enumerate().filter_map(move |(n, input)| {
-        input
-            .map
-            .iter()
-            .any(|a| *a == super::AxisMap::Index(i))
-            .then_some(n)
-    })
+    g.inputs
+        .iter()
+        .enumerate()
+        .filter_map(move |(n, input)| input.map.contains(&super::AxisMap::Index(i)).then_some(n))
 }
 
 /// Checks schedule `s` against its op `g` (the set keys only: a partial schedule passes when
