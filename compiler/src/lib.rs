@@ -20,3 +20,4 @@ pub mod passes;
 pub mod rng;
 pub mod sema;
 pub mod syntax;
+pub mod target;
