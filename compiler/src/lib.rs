@@ -6,6 +6,7 @@
 //! [`codegen`] compiles loop IR with Cranelift; [`api`] is the Rust interface over all of it,
 //! and [`driver`] wires it to the command line.
 
+pub mod analysis;
 pub mod api;
 pub mod autodiff;
 pub mod codegen;
@@ -19,3 +20,4 @@ pub mod passes;
 pub mod rng;
 pub mod sema;
 pub mod syntax;
+pub mod target;
