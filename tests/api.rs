@@ -667,7 +667,7 @@ mod nd {
         assert_eq!(
             e.to_string(),
             "kernel `two` rejected the call (status 6: an output overlaps another argument): \
-             output `a` overlaps output `b` in memory"
+             output `b` overlaps output `a` in memory"
         );
         assert!(m.iter().all(|&v| v == 0.0));
     }
