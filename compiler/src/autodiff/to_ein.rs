@@ -166,7 +166,7 @@ struct Names {
 
 impl Names {
     fn new(module: &Module, f: &Function) -> Result<Names, ToEinError> {
-        let mut taken: HashSet<String> = crate::sema::RESERVED
+        let mut taken: HashSet<String> = crate::syntax::RESERVED
             .iter()
             .chain(&["kernel", "dims", "wrt"])
             .map(|s| s.to_string())

@@ -6,11 +6,12 @@ use super::einsum_stmt;
 use super::expr::{self, Target};
 use super::lower::Lowerer;
 use super::schedule;
-use super::scope::{Dims, Role, Scope, Sym, RESERVED};
+use super::scope::{Dims, Role, Scope, Sym};
 use super::types::{Ext, Idx, Ty};
 use crate::diag::{Diagnostic, Span};
 use crate::ir::tensor::{Function, ResultDef};
 use crate::syntax::ast::{self, ExprKind, IndexExpr, ShapeDim, TensorDecl};
+use crate::syntax::RESERVED;
 use std::collections::{HashMap, HashSet};
 
 /// Checks a name being declared (a dim, tensor or kernel): reserved words are rejected.
