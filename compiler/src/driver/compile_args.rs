@@ -49,7 +49,7 @@ impl CompileArgs {
             return Ok(opts);
         };
         let arg = SourceFile::new("--dims", text.as_str());
-        let entries = parse_dims(text).map_err(|d| report(&[d], &arg, color))?;
+        let entries = parse_dims(text).map_err(|d| report(&[*d], &arg, color))?;
         let mut diags = Vec::new();
         let mut notes = Vec::new();
         for e in &entries {
@@ -102,7 +102,7 @@ fn report(diags: &[Diagnostic], file: &SourceFile, color: bool) -> ExitCode {
 }
 
 /// Parses `T=512,K=64` (spaces around entries allowed; an empty argument gives no entries).
-fn parse_dims(text: &str) -> Result<Vec<Entry>, Diagnostic> {
+fn parse_dims(text: &str) -> Result<Vec<Entry>, Box<Diagnostic>> {
     let mut entries = Vec::new();
     let mut start = 0usize;
     for item in text.split(',') {
@@ -115,16 +115,20 @@ fn parse_dims(text: &str) -> Result<Vec<Entry>, Diagnostic> {
             if text.trim().is_empty() {
                 continue;
             }
-            return Err(Diagnostic::error(
-                Span::new(span.range().start, span.range().start),
-                "empty entry in --dims",
-            )
-            .with_help("write the extents as `T=512,K=64`"));
+            return Err(Box::new(
+                Diagnostic::error(
+                    Span::new(span.range().start, span.range().start),
+                    "empty entry in --dims",
+                )
+                .with_help("write the extents as `T=512,K=64`"),
+            ));
         }
         let bad = |message: &str| {
-            Diagnostic::error(span, message.to_string())
-                .with_label("expected DIM=N")
-                .with_help("write the extents as `T=512,K=64`")
+            Box::new(
+                Diagnostic::error(span, message.to_string())
+                    .with_label("expected DIM=N")
+                    .with_help("write the extents as `T=512,K=64`"),
+            )
         };
         let Some((dim, value)) = trimmed.split_once('=') else {
             return Err(bad("an entry of --dims is not of the form DIM=N"));
