@@ -238,6 +238,7 @@ fn copy(names: &Names, f: &Function, name: &str, value: ValueId) -> Stmt {
         bracketed: !indices.is_empty(),
         indices,
         value: node(source),
+        schedule: None,
         span: SPAN,
     }
 }
@@ -340,6 +341,7 @@ impl<'a> Statement<'a> {
             bracketed: !indices.is_empty(),
             indices,
             value,
+            schedule: None,
             span: SPAN,
         })
     }

@@ -5,6 +5,7 @@
 use super::einsum_stmt;
 use super::expr::{self, Target};
 use super::lower::Lowerer;
+use super::schedule;
 use super::scope::{Dims, Role, Scope, Sym};
 use super::types::{Ext, Idx, Ty};
 use crate::diag::{Diagnostic, Span};
@@ -313,6 +314,9 @@ impl KernelCx<'_> {
         };
         match defined {
             Some((value, ty)) => {
+                if let Some(a) = &stmt.schedule {
+                    schedule::attach(&mut self.func, value, a, self.diags);
+                }
                 self.names.insert(target.name.clone());
                 let sym = self
                     .scope

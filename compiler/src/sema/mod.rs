@@ -83,6 +83,7 @@ mod einsum_stmt;
 mod expr;
 mod kernel;
 mod lower;
+mod schedule;
 mod scope;
 mod types;
 
