@@ -232,8 +232,8 @@ fn edit_distance_x2(a: &str, b: &str) -> usize {
     for (i, row) in d.iter_mut().enumerate() {
         row[0] = 2 * i;
     }
-    for j in 0..=b.len() {
-        d[0][j] = 2 * j;
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = 2 * j;
     }
     for i in 1..=a.len() {
         for j in 1..=b.len() {
