@@ -19,3 +19,4 @@ pub mod passes;
 pub mod rng;
 pub mod sema;
 pub mod syntax;
+pub mod target;

@@ -120,6 +120,7 @@ impl Builder {
             reduce,
             body,
             dtype,
+            schedule: None,
         };
         let shape = g.result_shape();
         let result = self.f.add_value(name, TensorType { dtype, shape });

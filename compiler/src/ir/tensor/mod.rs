@@ -13,6 +13,7 @@
 
 pub mod parser;
 pub mod printer;
+pub mod schedule;
 pub mod verify;
 
 pub use crate::ir::scalar::{BinaryFn, CmpOp, ReduceKind, UnaryFn};
@@ -184,7 +185,8 @@ pub struct Input {
 /// index in `output`); each input map has one entry per axis of the input, and an axis mapped
 /// by an index has that index's extent (a `Fixed(p)` entry needs `p` < the axis extent); the
 /// body is well typed with type `dtype`, which is also the result's dtype; the result's shape
-/// is the extents of the `output` indices.
+/// is the extents of the `output` indices; the schedule, if any, fits the op
+/// ([`schedule::check`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Generic {
     /// The iteration space.
@@ -201,6 +203,9 @@ pub struct Generic {
     pub body: Expr,
     /// Element type of the body and the result.
     pub dtype: DType,
+    /// How the op executes (`None`: the naive nest). Changes speed, never the result
+    /// ([`schedule`]).
+    pub schedule: Option<schedule::Schedule>,
 }
 
 /// The reduction part of a [`Generic`].

@@ -86,6 +86,12 @@ pub fn print_function(_m: &Module, f: &Function) -> String {
             }
         }
         out.push('\n');
+        // The schedule goes on its own line under the op, so that the algorithm reads alone.
+        if let Some(s) = &g.schedule {
+            out.push_str("    ");
+            super::schedule::write(&mut out, g, s);
+            out.push('\n');
+        }
     }
     out.push_str("  return");
     for (n, r) in f.results.iter().enumerate() {

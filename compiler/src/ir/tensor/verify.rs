@@ -343,6 +343,12 @@ impl Verifier<'_> {
                 ));
             }
         }
+
+        if let Some(s) = &g.schedule {
+            for message in super::schedule::check(g, s) {
+                self.error(format!("schedule: {message}"));
+            }
+        }
     }
 
     /// The dtype of `e`, reporting typing errors; `None` when an error below makes it unknown.
