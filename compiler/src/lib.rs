@@ -6,6 +6,7 @@
 //! [`codegen`] compiles loop IR with Cranelift; [`api`] is the Rust interface over all of it,
 //! and [`driver`] wires it to the command line.
 
+pub mod analysis;
 pub mod api;
 pub mod autodiff;
 pub mod codegen;

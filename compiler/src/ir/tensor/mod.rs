@@ -15,6 +15,7 @@ pub mod parser;
 pub mod printer;
 pub mod schedule;
 pub mod verify;
+pub mod visit;
 
 pub use crate::ir::scalar::{BinaryFn, CmpOp, ReduceKind, UnaryFn};
 use einc_runtime::{DType, Scalar};
