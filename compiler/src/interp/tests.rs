@@ -1104,7 +1104,7 @@ fn call_errors_name_what_is_wrong() {
     );
     assert_eq!(
         run(&m, "f", &[ok, f32s(1, &[4, 2])]),
-        Err(InterpError::DimConflict {
+        Err(InterpError::Call(super::CallError::DimConflict {
             dim: "K".to_string(),
             first: super::DimBinding {
                 param: "A".to_string(),
@@ -1116,7 +1116,7 @@ fn call_errors_name_what_is_wrong() {
                 axis: 0,
                 value: 4
             },
-        })
+        }))
     );
 }
 

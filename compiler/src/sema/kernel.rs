@@ -5,11 +5,13 @@
 use super::einsum_stmt;
 use super::expr::{self, Target};
 use super::lower::Lowerer;
-use super::scope::{Dims, Role, Scope, Sym, RESERVED};
+use super::schedule;
+use super::scope::{Dims, Role, Scope, Sym};
 use super::types::{Ext, Idx, Ty};
 use crate::diag::{Diagnostic, Span};
 use crate::ir::tensor::{Function, ResultDef, MAX_TENSOR_BYTES};
 use crate::syntax::ast::{self, ExprKind, IndexExpr, ShapeDim, TensorDecl};
+use crate::syntax::RESERVED;
 use std::collections::{HashMap, HashSet};
 
 /// Checks a name being declared (a dim, tensor or kernel): reserved words are rejected.
@@ -337,6 +339,9 @@ impl KernelCx<'_> {
         let defined = defined.filter(|(_, ty)| self.check_size(&target.name, ty, stmt.span));
         match defined {
             Some((value, ty)) => {
+                if let Some(a) = &stmt.schedule {
+                    schedule::attach(&mut self.func, value, a, self.diags);
+                }
                 self.names.insert(target.name.clone());
                 let sym = self
                     .scope

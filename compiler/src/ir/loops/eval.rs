@@ -17,8 +17,8 @@ use super::{
     Block, BufferDef, BufferId, BufferKind, CmpOp, For, Function, IndexOp, Inst, Module, Op,
     ValueId,
 };
-use crate::interp::scalar::{binary, compare, unary};
-use crate::interp::{bind_dims, InterpError};
+use crate::ir::call::{bind_dims, CallError};
+use crate::ir::scalar::{binary, compare, unary};
 use crate::ir::tensor::Extent;
 use einc_runtime::array::{c_strides, element_count};
 use einc_runtime::{Array, DType, Scalar};
@@ -30,7 +30,7 @@ use std::fmt;
 pub enum LoopEvalError {
     /// The inputs do not fit the parameters (count, dtype, rank, extents or dim bindings),
     /// reported exactly as the tensor interpreter reports it.
-    Call(InterpError),
+    Call(CallError),
     /// A load or store reaches outside its buffer.
     OutOfBounds {
         /// The function.
@@ -139,13 +139,6 @@ pub fn run_function(
         .filter(|&b| f.buffer(b).is_some_and(|b| b.kind == BufferKind::Input))
         .collect();
     let input_params: Vec<&BufferDef> = input_ids.iter().filter_map(|&b| f.buffer(b)).collect();
-    if inputs.len() != input_params.len() {
-        return Err(LoopEvalError::Call(InterpError::InputCount {
-            func: f.name.clone(),
-            expected: input_params.len(),
-            actual: inputs.len(),
-        }));
-    }
     let params: Vec<(&str, DType, &[Extent])> = input_params
         .iter()
         .map(|b| (b.name.as_str(), b.dtype, b.shape.as_slice()))
@@ -256,7 +249,7 @@ impl<'a> Eval<'a> {
             })
             .collect::<EResult<Vec<usize>>>()?;
         let too_large = || {
-            LoopEvalError::Call(InterpError::TooLarge {
+            LoopEvalError::Call(CallError::TooLarge {
                 value: b.name.clone(),
                 dtype: b.dtype,
                 shape: shape.iter().map(|&n| n as u64).collect(),

@@ -7,7 +7,7 @@
 
 use super::printer::{buffer_ref, print_type, value_ref};
 use super::{Block, BufferId, BufferKind, For, Function, Inst, Layout, Module, Op, Type, ValueId};
-use crate::interp::scalar::{binary_accepts_int, unary_accepts_int};
+use crate::ir::scalar::{binary_accepts_int, unary_accepts_int};
 use crate::ir::tensor::printer::name;
 use crate::ir::tensor::Extent;
 use std::collections::HashSet;

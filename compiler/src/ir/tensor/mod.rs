@@ -285,6 +285,20 @@ impl Generic {
         &self.indices[id.0 as usize]
     }
 
+    /// The type of the result: the op's dtype and the extents of its output indices (`None`
+    /// when an output index is out of range, which the verifier reports).
+    pub fn result_type(&self) -> Option<TensorType> {
+        let shape = self
+            .output
+            .iter()
+            .map(|i| self.indices.get(i.0 as usize).map(|d| d.extent.clone()))
+            .collect::<Option<Vec<_>>>()?;
+        Some(TensorType {
+            dtype: self.dtype,
+            shape,
+        })
+    }
+
     /// The shape of the result: the extents of the output indices.
     pub fn result_shape(&self) -> Vec<Extent> {
         self.output
