@@ -10,6 +10,7 @@ pub mod analysis;
 pub mod api;
 pub mod autodiff;
 pub mod codegen;
+pub mod compile;
 pub mod diag;
 pub mod driver;
 pub mod interp;

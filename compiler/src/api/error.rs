@@ -2,9 +2,10 @@
 
 use super::view::ViewError;
 use crate::codegen::CodegenError;
-use crate::lower::LowerError;
+use crate::compile::CompileError;
 use crate::sema::einsum::EinsumError;
 use einc_runtime::abi::status;
+use einc_runtime::DType;
 use std::fmt;
 use std::path::PathBuf;
 
@@ -34,8 +35,9 @@ pub enum Error {
         /// What is wrong and where.
         error: EinsumError,
     },
-    /// The tensor IR could not be lowered to loops (a compiler bug).
-    Lower(LowerError),
+    /// The compiler's pipeline failed: compile options that do not fit the program (an
+    /// unknown dim, a bad pipeline string), or a pass failed (a compiler bug).
+    Compile(CompileError),
     /// Code generation failed.
     Codegen(CodegenError),
     /// The program has no kernel of that name.
@@ -70,6 +72,10 @@ pub enum Error {
         kernel: String,
         /// The output concerned.
         output: String,
+        /// Its element type.
+        dtype: DType,
+        /// Its shape, as the inputs bound it.
+        shape: Vec<u64>,
     },
 }
 
@@ -84,7 +90,7 @@ impl fmt::Display for Error {
             Error::Einsum { subscripts, error } => {
                 f.write_str(&show_einsum_error(error, subscripts))
             }
-            Error::Lower(e) => write!(f, "{e}"),
+            Error::Compile(e) => write!(f, "{e}"),
             Error::Codegen(e) => write!(f, "{e}"),
             Error::UnknownKernel { name, available } if available.is_empty() => {
                 write!(f, "no kernel `{name}`: the program defines no kernels")
@@ -104,8 +110,20 @@ impl fmt::Display for Error {
                 f,
                 "kernel `{kernel}` rejected the call ({status}): {message}"
             ),
-            Error::OutOfMemory { kernel, output } => {
-                write!(f, "kernel `{kernel}`: cannot allocate output `{output}`")
+            Error::OutOfMemory {
+                kernel,
+                output,
+                dtype,
+                shape,
+            } => {
+                let dims: Vec<String> = shape.iter().map(u64::to_string).collect();
+                write!(
+                    f,
+                    "kernel `{kernel}`: cannot allocate output `{output}` ({}[{}]): {}",
+                    dtype.name(),
+                    dims.join(", "),
+                    bytes_text(shape, *dtype)
+                )
             }
         }
     }
@@ -113,15 +131,41 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// "320000000000 bytes (298 GiB)": the size of an array of `shape` and `dtype`.
+fn bytes_text(shape: &[u64], dtype: DType) -> String {
+    let bytes = shape
+        .iter()
+        .try_fold(dtype.size_bytes() as u128, |acc, &n| {
+            acc.checked_mul(u128::from(n))
+        });
+    let Some(bytes) = bytes else {
+        return "more than 2^128 bytes".into();
+    };
+    let units = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB"];
+    let mut scaled = bytes as f64;
+    let mut unit = None;
+    for u in units {
+        if scaled < 1024.0 {
+            break;
+        }
+        scaled /= 1024.0;
+        unit = Some(u);
+    }
+    match unit {
+        None => format!("{bytes} bytes"),
+        Some(u) => format!("{bytes} bytes ({scaled:.3} {u})"),
+    }
+}
+
 impl From<ViewError> for Error {
     fn from(e: ViewError) -> Error {
         Error::View(e)
     }
 }
 
-impl From<LowerError> for Error {
-    fn from(e: LowerError) -> Error {
-        Error::Lower(e)
+impl From<CompileError> for Error {
+    fn from(e: CompileError) -> Error {
+        Error::Compile(e)
     }
 }
 

@@ -19,14 +19,21 @@
 //! Then it fills the body's frame, allocates temporaries with `malloc` (freeing those already
 //! allocated and returning `OUT_OF_MEMORY` if one fails), runs the body, frees the temporaries
 //! and returns `OK`.
+//!
+//! Every failure also records a message naming the argument, axis and values at fault for
+//! `einc_last_error()` ([`last_error`](super::last_error)); the recording code sits in cold
+//! blocks, off the path of a valid call.
 
+use super::last_error::{ErrorSupport, Failure, A, B, DTYPE_A};
 use super::libcall::{Libcall, Libcalls};
 use super::{unsupported, CodegenError, Ext, Frame};
-use crate::ir::loops::{self, BufferId, BufferKind, Inst, Layout, Op};
+use crate::ir::loops::{self, BufferId, BufferKind, Extent, Inst, Layout, Op};
+use crate::ir::tensor::printer::print_type;
+use crate::ir::tensor::TensorType;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{
-    types, AbiParam, Block, BlockArg, InstBuilder, MemFlagsData, Signature, StackSlotData,
-    StackSlotKind, Value,
+    types, AbiParam, Block, InstBuilder, MemFlagsData, Signature, StackSlotData, StackSlotKind,
+    Value,
 };
 use cranelift_codegen::Context;
 use cranelift_frontend::{FuncInstBuilder, FunctionBuilder, FunctionBuilderContext};
@@ -67,6 +74,7 @@ pub(crate) fn build<M: Module>(
     f: &loops::Function,
     frame: &Frame,
     body: FuncId,
+    errors: &mut ErrorSupport,
 ) -> Result<(), CodegenError> {
     check_dims_bound(m, f, frame)?;
     ctx.func.signature = signature(module);
@@ -74,16 +82,38 @@ pub(crate) fn build<M: Module>(
     let mut fb = FunctionBuilder::new(&mut ctx.func, fctx);
     let start = fb.create_block();
     fb.append_block_params_for_function_params(start);
-    let fail = fb.create_block();
     fb.switch_to_block(start);
     let (args, nargs) = (fb.block_params(start)[0], fb.block_params(start)[1]);
-    let mut v = Validator { fb, fail };
+    let names = Names::of(f);
+    let mut v = Validator {
+        fb,
+        pending: Vec::new(),
+        binders: vec![None; frame.dims.len()],
+        frame_dims: &frame.dims,
+    };
     let n = i64::try_from(f.params.len()).map_err(|_| unsupported(f, "too many parameters"))?;
     let bad = v.fb.ins().icmp_imm_s(IntCC::NotEqual, nargs, n);
-    v.check(bad, status::BAD_ARG_COUNT);
+    v.check(
+        bad,
+        Failure::new(
+            status::BAD_ARG_COUNT,
+            format!(
+                "kernel `{}` takes {n} arguments ({}), but nargs is {A}",
+                f.name,
+                names.listing()
+            ),
+        )
+        .with_a(nargs),
+    );
     if n > 0 {
         let bad = v.fb.ins().icmp_imm_s(IntCC::Equal, args, 0);
-        v.check(bad, status::BAD_ARG_COUNT);
+        v.check(
+            bad,
+            Failure::new(
+                status::BAD_ARG_COUNT,
+                format!("kernel `{}` was called with a null args array", f.name),
+            ),
+        );
     }
 
     let mut dims: Vec<Option<Value>> = vec![None; frame.dims.len()];
@@ -100,7 +130,7 @@ pub(crate) fn build<M: Module>(
         let needs: Vec<Option<u64>> = (0..shape.len())
             .map(|axis| fixed.get(&(p, axis)).copied())
             .collect();
-        checked.push(v.argument(desc, b, shape, &needs, &mut dims)?);
+        checked.push(v.argument(desc, b, &names.who[i], shape, &needs, &mut dims)?);
     }
 
     // Outputs come after inputs, so every pair with an output is (anything earlier, output).
@@ -109,7 +139,17 @@ pub(crate) fn build<M: Module>(
             continue;
         }
         let bad = v.self_overlap(&checked[j]);
-        v.check(bad, status::ALIASING);
+        v.check(
+            bad,
+            Failure::new(
+                status::ALIASING,
+                format!(
+                    "{} reaches one element through two index tuples (a stride of 0, or \
+                     strides that interleave)",
+                    names.who[j]
+                ),
+            ),
+        );
         for i in 0..j {
             let (a, b) = (&checked[i], &checked[j]);
             let a_before_b = v.fb.ins().icmp(IntCC::UnsignedLessThan, a.lo, b.hi);
@@ -118,7 +158,13 @@ pub(crate) fn build<M: Module>(
             let both_nonempty = v.fb.ins().bxor_imm_s(either_empty, 1);
             let overlap = v.fb.ins().band(a_before_b, b_before_a);
             let bad = v.fb.ins().band(overlap, both_nonempty);
-            v.check(bad, status::ALIASING);
+            v.check(
+                bad,
+                Failure::new(
+                    status::ALIASING,
+                    format!("{} overlaps {} in memory", names.who[j], names.who[i]),
+                ),
+            );
         }
     }
 
@@ -158,6 +204,7 @@ pub(crate) fn build<M: Module>(
     let mut temps: Vec<Value> = Vec::new();
     let mut failures: Vec<(Block, usize)> = Vec::new();
     for (id, b) in f.buffers.iter().enumerate() {
+        let what = format!("the temporary `{}` ({})", b.name, buffer_type(b));
         if b.kind != BufferKind::Temp {
             continue;
         }
@@ -180,15 +227,21 @@ pub(crate) fn build<M: Module>(
         // Filled in at the end: it frees the temporaries allocated before this one.
         let oom = v.fb.create_block();
         failures.push((oom, temps.len()));
-        let ok = v.fb.create_block();
-        v.fb.ins().brif(overflow, oom, &[], ok, &[]);
-        v.fb.switch_to_block(ok);
+        let too_large = Failure::new(
+            status::OUT_OF_MEMORY,
+            format!("cannot allocate {what}: its size in bytes does not fit in 64 bits"),
+        );
+        v.check_then(overflow, too_large, oom);
         let ptr = libs
             .call(module, &mut v.fb, Libcall::Malloc, &[bytes])?
             .ok_or_else(|| unsupported(f, "malloc without a result"))?;
-        let ok = v.fb.create_block();
-        v.fb.ins().brif(ptr, ok, &[], oom, &[]);
-        v.fb.switch_to_block(ok);
+        let null = v.fb.ins().icmp_imm_s(IntCC::Equal, ptr, 0);
+        let refused = Failure::new(
+            status::OUT_OF_MEMORY,
+            format!("cannot allocate {A} bytes for {what}"),
+        )
+        .with_a(bytes);
+        v.check_then(null, refused, oom);
         v.fb.ins()
             .store(store, ptr, frame_ptr, Frame::offset(frame.data_slot[id])?);
         temps.push(ptr);
@@ -211,9 +264,23 @@ pub(crate) fn build<M: Module>(
                 .iconst(types::I32, i64::from(status::OUT_OF_MEMORY));
         v.fb.ins().return_(&[code]);
     }
-    v.fb.switch_to_block(fail);
-    let code = v.fb.append_block_param(fail, types::I32);
-    v.fb.ins().return_(&[code]);
+    let record = module.declare_func_in_func(errors.record, v.fb.func);
+    for (block, failure, then) in std::mem::take(&mut v.pending) {
+        v.fb.switch_to_block(block);
+        v.fb.set_cold_block(block);
+        let template = errors.template(module, &failure.template)?;
+        let template = module.declare_data_in_func(template, v.fb.func);
+        let template = v.fb.ins().symbol_value(types::I64, template);
+        let zero = v.fb.ins().iconst(types::I64, 0);
+        let code = v.fb.ins().iconst(types::I32, i64::from(failure.code));
+        let (a, b) = (failure.a.unwrap_or(zero), failure.b.unwrap_or(zero));
+        let inst = v.fb.ins().call(record, &[code, template, a, b]);
+        let code = v.fb.inst_results(inst)[0];
+        match then {
+            Some(next) => v.fb.ins().jump(next, &[]),
+            None => v.fb.ins().return_(&[code]),
+        };
+    }
     v.fb.seal_all_blocks();
     v.fb.finalize(module.target_config());
     Ok(())
@@ -307,8 +374,13 @@ fn fixed_positions(f: &loops::Function) -> HashMap<(BufferId, usize), u64> {
 /// Emits checks that branch to the failure block.
 struct Validator<'a> {
     fb: FunctionBuilder<'a>,
-    /// Returns its `i32` parameter.
-    fail: Block,
+    /// Cold blocks still to fill: each records its failure, then returns its code (`None`)
+    /// or jumps to the given block.
+    pending: Vec<(Block, Failure, Option<Block>)>,
+    /// For each symbolic dim, the argument and axis whose extent bound it.
+    binders: Vec<Option<(String, usize)>>,
+    /// The names of the symbolic dims.
+    frame_dims: &'a [String],
 }
 
 impl<'a> Validator<'a> {
@@ -316,13 +388,23 @@ impl<'a> Validator<'a> {
         self.fb.ins()
     }
 
-    /// Returns `code` if `bad` (an `i8` boolean) holds; continues in a new block otherwise.
-    fn check(&mut self, bad: Value, code: i32) {
-        let code = self.fb.ins().iconst(types::I32, i64::from(code));
+    /// Fails with `failure` if `bad` (an `i8` boolean) holds; continues in a new block
+    /// otherwise.
+    fn check(&mut self, bad: Value, failure: Failure) {
+        let cold = self.fb.create_block();
+        self.pending.push((cold, failure, None));
         let next = self.fb.create_block();
-        self.fb
-            .ins()
-            .brif(bad, self.fail, &[BlockArg::from(code)], next, &[]);
+        self.fb.ins().brif(bad, cold, &[], next, &[]);
+        self.fb.switch_to_block(next);
+    }
+
+    /// Records `failure` and continues in `then` if `bad` holds; continues in a new block
+    /// otherwise.
+    fn check_then(&mut self, bad: Value, failure: Failure, then: Block) {
+        let cold = self.fb.create_block();
+        self.pending.push((cold, failure, Some(then)));
+        let next = self.fb.create_block();
+        self.fb.ins().brif(bad, cold, &[], next, &[]);
         self.fb.switch_to_block(next);
     }
 
@@ -370,10 +452,12 @@ impl<'a> Validator<'a> {
         &mut self,
         desc: Value,
         b: &loops::BufferDef,
+        who: &str,
         shape: &[Ext],
         fixed: &[Option<u64>],
         dims: &mut [Option<Value>],
     ) -> Result<Arg, CodegenError> {
+        let declared = buffer_type(b);
         // The caller promises `nargs` readable descriptors and `rank` extents and strides.
         let flags = MemFlagsData::trusted().with_readonly();
         let i32_field = |v: &mut Self, off: i32| v.fb.ins().load(types::I32, flags, desc, off);
@@ -382,13 +466,29 @@ impl<'a> Validator<'a> {
             .fb
             .ins()
             .icmp_imm_s(IntCC::NotEqual, dtype, i64::from(b.dtype.code()));
-        self.check(bad, status::BAD_DTYPE);
+        let dtype64 = self.fb.ins().sextend(types::I64, dtype);
+        self.check(
+            bad,
+            Failure::new(
+                status::BAD_DTYPE,
+                format!("{who} has dtype {DTYPE_A}, but the kernel declares {declared}"),
+            )
+            .with_a(dtype64),
+        );
         let rank = i32_field(self, tensor_offsets::RANK);
         let bad = self
             .fb
             .ins()
             .icmp_imm_s(IntCC::NotEqual, rank, shape.len() as i64);
-        self.check(bad, status::BAD_RANK);
+        let rank64 = self.fb.ins().sextend(types::I64, rank);
+        self.check(
+            bad,
+            Failure::new(
+                status::BAD_RANK,
+                format!("{who} has rank {A}, but the kernel declares {declared}"),
+            )
+            .with_a(rank64),
+        );
 
         let mut extents = Vec::with_capacity(shape.len());
         let mut strides = Vec::with_capacity(shape.len());
@@ -404,30 +504,74 @@ impl<'a> Validator<'a> {
             let a = self.fb.ins().icmp_imm_s(IntCC::Equal, shape_ptr, 0);
             let c = self.fb.ins().icmp_imm_s(IntCC::Equal, strides_ptr, 0);
             let bad = self.fb.ins().bor(a, c);
-            self.check(bad, status::NULL_POINTER);
+            self.check(
+                bad,
+                Failure::new(
+                    status::NULL_POINTER,
+                    format!("{who} has a null shape or strides pointer"),
+                ),
+            );
             for (k, ext) in shape.iter().enumerate() {
                 let off = i32::try_from(k * 8)
                     .map_err(|_| CodegenError::Target("rank too large".into()))?;
                 let e = self.fb.ins().load(types::I64, flags, shape_ptr, off);
+                let at = format!("{who} axis {k} has extent {A}");
                 let bad = self.fb.ins().icmp_imm_s(IntCC::SignedLessThan, e, 0);
-                self.check(bad, status::BAD_SHAPE);
+                self.check(
+                    bad,
+                    Failure::new(status::BAD_SHAPE, format!("{at}, which is negative")).with_a(e),
+                );
                 match *ext {
                     Ext::Fixed(n) => {
                         let bad = self.fb.ins().icmp_imm_s(IntCC::NotEqual, e, n);
-                        self.check(bad, status::BAD_SHAPE);
+                        let why = match b.shape.get(k) {
+                            Some(Extent::Dim(d)) => format!("dim `{d}` is fixed to {n}"),
+                            _ => format!("its declared extent is {n}"),
+                        };
+                        self.check(
+                            bad,
+                            Failure::new(status::BAD_SHAPE, format!("{at}, but {why}")).with_a(e),
+                        );
                     }
                     Ext::Sym(d) => match dims[d] {
                         Some(bound) => {
                             let bad = self.fb.ins().icmp(IntCC::NotEqual, e, bound);
-                            self.check(bad, status::BAD_SHAPE);
+                            let dim = self.frame_dims.get(d).map_or("?", String::as_str);
+                            let by = match &self.binders[d] {
+                                Some((by, axis)) => format!(", as bound by {by} axis {axis}"),
+                                None => String::new(),
+                            };
+                            self.check(
+                                bad,
+                                Failure::new(
+                                    status::BAD_SHAPE,
+                                    format!("{at}, but dim `{dim}` is {B}{by}"),
+                                )
+                                .with_a(e)
+                                .with_b(bound),
+                            );
                         }
-                        None => dims[d] = Some(e),
+                        None => {
+                            dims[d] = Some(e);
+                            self.binders[d] = Some((who.to_string(), k));
+                        }
                     },
                 }
                 if let (Some(Some(p)), Ext::Sym(_)) = (fixed.get(k), ext) {
                     let p = i64::try_from(*p).unwrap_or(i64::MAX);
                     let bad = self.fb.ins().icmp_imm_s(IntCC::SignedLessThanOrEqual, e, p);
-                    self.check(bad, status::BAD_SHAPE);
+                    self.check(
+                        bad,
+                        Failure::new(
+                            status::BAD_SHAPE,
+                            format!(
+                                "{at}, but the kernel reads position {p} on that axis, so it \
+                                 needs at least {}",
+                                p.saturating_add(1)
+                            ),
+                        )
+                        .with_a(e),
+                    );
                 }
                 extents.push(e);
                 strides.push(self.fb.ins().load(types::I64, flags, strides_ptr, off));
@@ -446,7 +590,13 @@ impl<'a> Validator<'a> {
         let nonempty = self.fb.ins().bxor_imm_s(empty, 1);
         let null = self.fb.ins().icmp_imm_s(IntCC::Equal, data, 0);
         let bad = self.fb.ins().band(null, nonempty);
-        self.check(bad, status::NULL_POINTER);
+        self.check(
+            bad,
+            Failure::new(
+                status::NULL_POINTER,
+                format!("{who} has a null data pointer but has elements"),
+            ),
+        );
 
         // Element offsets of the lowest and highest elements, then bytes, then addresses; any
         // overflow on the way is an error unless the argument has no elements.
@@ -479,7 +629,13 @@ impl<'a> Validator<'a> {
             overflow = self.ins().bor(overflow, o);
         }
         let bad = self.ins().band(overflow, nonempty);
-        self.check(bad, status::BAD_SHAPE);
+        self.check(
+            bad,
+            Failure::new(
+                status::BAD_SHAPE,
+                format!("{who}: its extents and strides address memory beyond the address space"),
+            ),
+        );
 
         if b.layout == Layout::Contiguous {
             // The body addresses this argument in C order: the caller's strides must agree
@@ -494,7 +650,13 @@ impl<'a> Validator<'a> {
                 expected = self.ins().imul(expected, *e);
             }
             let bad = self.ins().band(wrong, nonempty);
-            self.check(bad, status::BAD_SHAPE);
+            self.check(
+                bad,
+                Failure::new(
+                    status::BAD_SHAPE,
+                    format!("{who} must be in C order (row-major), but its strides are not"),
+                ),
+            );
         }
 
         Ok(Arg {
@@ -505,5 +667,60 @@ impl<'a> Validator<'a> {
             extents,
             strides,
         })
+    }
+}
+
+/// The declared type of a buffer, as the source writes it: `f32[T, D]`.
+fn buffer_type(b: &loops::BufferDef) -> String {
+    print_type(&TensorType {
+        dtype: b.dtype,
+        shape: b.shape.clone(),
+    })
+}
+
+/// How messages name a kernel's arguments.
+struct Names {
+    /// Per parameter: "input `X`" or "output `O`".
+    who: Vec<String>,
+    /// Input and output names, in order.
+    inputs: Vec<String>,
+    outputs: Vec<String>,
+}
+
+impl Names {
+    fn of(f: &loops::Function) -> Names {
+        let mut names = Names {
+            who: Vec::new(),
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+        };
+        for &p in &f.params {
+            let Some(b) = f.buffer(p) else {
+                names.who.push(format!("argument {}", names.who.len()));
+                continue;
+            };
+            if b.kind == BufferKind::Output {
+                names.who.push(format!("output `{}`", b.name));
+                names.outputs.push(b.name.clone());
+            } else {
+                names.who.push(format!("input `{}`", b.name));
+                names.inputs.push(b.name.clone());
+            }
+        }
+        names
+    }
+
+    /// "inputs X, WQ; output O", for the argument count message.
+    fn listing(&self) -> String {
+        let part = |names: &[String], one: &str, many: &str| match names.len() {
+            0 => format!("no {many}"),
+            1 => format!("{one} {}", names[0]),
+            _ => format!("{many} {}", names.join(", ")),
+        };
+        format!(
+            "{}; {}",
+            part(&self.inputs, "input", "inputs"),
+            part(&self.outputs, "output", "outputs")
+        )
     }
 }

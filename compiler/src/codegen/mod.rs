@@ -20,6 +20,7 @@ pub mod entry;
 pub mod header;
 pub mod isa;
 pub mod jit;
+pub mod last_error;
 mod libcall;
 pub mod math;
 pub mod object;
@@ -258,6 +259,12 @@ pub(crate) struct DefinedKernel {
     pub entry: FuncId,
 }
 
+/// Everything [`define_module`] defined: the kernels and the module's `last_error` function.
+pub(crate) struct DefinedModule {
+    pub kernels: Vec<DefinedKernel>,
+    pub last_error: FuncId,
+}
+
 /// What text [`define_module`] records about each function it defines.
 pub(crate) enum Listing<'a> {
     /// Nothing.
@@ -279,16 +286,32 @@ impl Listing<'_> {
     }
 }
 
-/// Defines every kernel of `m` in `module`, recording each function in `listing`.
+/// Defines every kernel of `m` in `module`, and the error functions the entry points record
+/// their failures with (linked as `errors` says), recording each function in `listing`.
 pub(crate) fn define_module<M: Module>(
     module: &mut M,
     m: &loops::Module,
+    errors: last_error::Linkage,
     mut listing: Listing<'_>,
-) -> Result<Vec<DefinedKernel>, CodegenError> {
+) -> Result<DefinedModule, CodegenError> {
     let has_fma = module.isa().has_native_fma();
     let mut ctx = module.make_context();
     let mut fctx = cranelift_frontend::FunctionBuilderContext::new();
     let mut libs = libcall::Libcalls::default();
+    // The error functions are the same in every module: a CLIF listing, which is for reading
+    // the kernels, leaves them out; a disassembly lists everything the object contains.
+    let support_listing = match &mut listing {
+        Listing::Asm(text) => Listing::Asm(text),
+        Listing::None | Listing::Clif(_) => Listing::None,
+    };
+    let mut errors = last_error::ErrorSupport::define(
+        module,
+        &mut ctx,
+        &mut fctx,
+        &mut libs,
+        errors,
+        support_listing,
+    )?;
     let mut kernels = Vec::with_capacity(m.funcs.len());
     for f in &m.funcs {
         let signature = kernel_signature(m, f)?;
@@ -308,7 +331,15 @@ pub(crate) fn define_module<M: Module>(
             entry::signature(module),
         )?;
         entry::build(
-            module, &mut ctx, &mut fctx, &mut libs, m, f, &frame, body_id,
+            module,
+            &mut ctx,
+            &mut fctx,
+            &mut libs,
+            m,
+            f,
+            &frame,
+            body_id,
+            &mut errors,
         )?;
         finish(module, &mut ctx, entry_id, &entry_name, listing.reborrow())?;
         kernels.push(DefinedKernel {
@@ -316,7 +347,10 @@ pub(crate) fn define_module<M: Module>(
             entry: entry_id,
         });
     }
-    Ok(kernels)
+    Ok(DefinedModule {
+        kernels,
+        last_error: errors.last_error,
+    })
 }
 
 /// Declares a function, mapping Cranelift's error.
@@ -373,7 +407,12 @@ pub(crate) fn finish<M: Module>(
 pub fn clif_text(m: &loops::Module, target: &Target) -> Result<String, CodegenError> {
     let mut module = isa::object_module(target)?;
     let mut text = String::new();
-    define_module(&mut module, m, Listing::Clif(&mut text))?;
+    define_module(
+        &mut module,
+        m,
+        last_error::Linkage::Library,
+        Listing::Clif(&mut text),
+    )?;
     Ok(text)
 }
 
@@ -381,6 +420,6 @@ pub fn clif_text(m: &loops::Module, target: &Target) -> Result<String, CodegenEr
 /// that the target can compile the module ([`object::emit_object`] keeps the code).
 pub fn compile_for_target(m: &loops::Module, target: &Target) -> Result<(), CodegenError> {
     let mut module = isa::object_module(target)?;
-    define_module(&mut module, m, Listing::None)?;
+    define_module(&mut module, m, last_error::Linkage::Library, Listing::None)?;
     Ok(())
 }

@@ -7,6 +7,7 @@
 mod abi;
 mod examples;
 mod kernels;
+mod last_error;
 mod ops;
 
 use crate::codegen::{jit_compile, JitKernel};
