@@ -522,10 +522,14 @@ pub(super) fn vectorisable(
             continue;
         }
         if uses > 1 || input.map.last() != Some(&AxisMap::Index(v)) {
-            return Some(format!("input %{n} does not read it on its last axis alone"));
+            return Some(format!(
+                "input %{n} does not read it on its last axis alone"
+            ));
         }
         if !unit_last(n) {
-            return Some(format!("input %{n} may have a non-unit stride on its last axis"));
+            return Some(format!(
+                "input %{n} may have a non-unit stride on its last axis"
+            ));
         }
     }
     let mut why = None;
@@ -547,8 +551,9 @@ fn check_vector_expr(
     let fail = |why: &mut Option<String>, reason: &str| {
         why.get_or_insert_with(|| reason.to_string());
     };
-    let sub =
-        |x: &Expr, why: &mut Option<String>| check_vector_expr(g, x, v, lanes, width, dtype_of_input, why);
+    let sub = |x: &Expr, why: &mut Option<String>| {
+        check_vector_expr(g, x, v, lanes, width, dtype_of_input, why)
+    };
     let dtype = match e {
         Expr::Input(n) => dtype_of_input(*n as usize),
         Expr::Index(i) => {
@@ -587,7 +592,10 @@ fn check_vector_expr(
     };
     if let Some(d) = dtype {
         if reads(g, e, v) && width(d) != lanes {
-            fail(why, "a value depending on the vectorised index has another lane count");
+            fail(
+                why,
+                "a value depending on the vectorised index has another lane count",
+            );
         }
     }
     dtype

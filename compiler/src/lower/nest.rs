@@ -146,7 +146,10 @@ pub(super) fn lower_nest(
         }
     }
     if let Some(k) = depth_of.iter().position(|&d| d == usize::MAX) {
-        return Err(fl.error(format!("the loop order misses index `{}`", g.indices[k].name)));
+        return Err(fl.error(format!(
+            "the loop order misses index `{}`",
+            g.indices[k].name
+        )));
     }
     if let Some(&i) = g
         .output
@@ -297,7 +300,13 @@ impl Nest<'_, '_> {
     /// The loops index `x` runs: main, vector remainder and tail, as its unroll factor and
     /// vectorisation need, leaving out those that are known to be empty.
     fn variants(&mut self, x: IndexId, lanes: Option<u32>) -> Result<Vec<Variant>, LowerError> {
-        let u = self.plan.unroll.get(x.0 as usize).copied().unwrap_or(1).max(1);
+        let u = self
+            .plan
+            .unroll
+            .get(x.0 as usize)
+            .copied()
+            .unwrap_or(1)
+            .max(1);
         let lanes = u64::from(lanes.unwrap_or(1));
         let extent = self
             .g
@@ -456,7 +465,12 @@ impl Nest<'_, '_> {
         }
         let carried: Vec<Carried> = carried.into_iter().map(|(_, c)| c).collect();
         let parallel = !carrying
-            && self.plan.parallel.get(x.0 as usize).copied().unwrap_or(false)
+            && self
+                .plan
+                .parallel
+                .get(x.0 as usize)
+                .copied()
+                .unwrap_or(false)
             && self.g.output.contains(&x);
         self.b.push(
             pos,
@@ -686,7 +700,12 @@ impl Nest<'_, '_> {
             self.in_vector = was_vector;
             self.offsets[x.0 as usize] = old;
             let insts = self.b.close();
-            let parallel = self.plan.parallel.get(x.0 as usize).copied().unwrap_or(false);
+            let parallel = self
+                .plan
+                .parallel
+                .get(x.0 as usize)
+                .copied()
+                .unwrap_or(false);
             self.b.push(
                 depth,
                 Inst::For(Box::new(For {
@@ -844,7 +863,12 @@ impl Nest<'_, '_> {
 
     /// `combine(acc, body)` at the current point, with one `fma` for a float sum of products;
     /// the body is splat when `acc` is a vector.
-    fn combine(&mut self, kind: ReduceKind, acc: ValueId, depth: usize) -> Result<ValueId, LowerError> {
+    fn combine(
+        &mut self,
+        kind: ReduceKind,
+        acc: ValueId,
+        depth: usize,
+    ) -> Result<ValueId, LowerError> {
         let ty = self.b.type_of(acc)?;
         let acc_p: Placed = (acc, depth);
         let dtype = self.dtype();
@@ -862,7 +886,8 @@ impl Nest<'_, '_> {
         let [(acc, _), (v, _)] = self.b.unify(&[acc_p, v])?[..] else {
             return Err(self.b.fl.error("a reduction lost an operand"));
         };
-        self.b.emit(depth, Op::Binary(kind.combine_fn(), acc, v), ty)
+        self.b
+            .emit(depth, Op::Binary(kind.combine_fn(), acc, v), ty)
     }
 }
 

@@ -846,7 +846,11 @@ pub fn softmax_rows(g: &Generic) -> Result<Vec<IndexId>, String> {
                     rows.push(*i);
                 }
             }
-            _ => return Err(format!("{shape}; the divisor `%{y}` is not read at indices")),
+            _ => {
+                return Err(format!(
+                    "{shape}; the divisor `%{y}` is not read at indices"
+                ))
+            }
         }
     }
     if rows.len() >= g.indices.len() {

@@ -123,10 +123,12 @@ fn module_text(case: &Case, t: DType, wrapped: bool, fixed: Option<&[(&str, usiz
     }
     let dims_line: Vec<String> = dims
         .iter()
-        .map(|d| match fixed.and_then(|f| f.iter().find(|(n, _)| n == d)) {
-            Some((_, n)) => format!("{d} = {n}"),
-            None => d.to_string(),
-        })
+        .map(
+            |d| match fixed.and_then(|f| f.iter().find(|(n, _)| n == d)) {
+                Some((_, n)) => format!("{d} = {n}"),
+                None => d.to_string(),
+            },
+        )
         .collect();
     let ty = |shape: &[&str]| {
         if shape.is_empty() {
@@ -288,7 +290,11 @@ fn check_all_sizes(what: &str, m: &tensor::Module, case: &Case, dtype: DType, rn
     let kernel = program.kernel("f").unwrap();
     let fixed = m.dims.iter().any(|d| d.value.is_some());
     for &size in if fixed { &SIZES[..1] } else { &SIZES[..] } {
-        let size = m.dims.iter().find_map(|d| d.value).map_or(size, |v| v as usize);
+        let size = m
+            .dims
+            .iter()
+            .find_map(|d| d.value)
+            .map_or(size, |v| v as usize);
         let inputs: Vec<Array> = shapes(case, size)
             .iter()
             .map(|s| random_array(rng, dtype, s))
@@ -296,12 +302,20 @@ fn check_all_sizes(what: &str, m: &tensor::Module, case: &Case, dtype: DType, rn
         let want = interp::run(m, "f", &inputs).unwrap_or_else(|e| panic!("{what}: {e}"));
         let got = eval::run_function(&lowered, &lowered.funcs[0], &inputs)
             .unwrap_or_else(|e| panic!("{what} at size {size}: {e}\n{text}"));
-        assert_same(&format!("{what}, evaluator, size {size}\n{text}"), &got[0], &want[0]);
+        assert_same(
+            &format!("{what}, evaluator, size {size}\n{text}"),
+            &got[0],
+            &want[0],
+        );
         let refs: Vec<TensorRef> = inputs.iter().map(TensorRef::from_array).collect();
         let jit = kernel
             .run(&refs)
             .unwrap_or_else(|e| panic!("{what} at size {size}: {e}"));
-        assert_same(&format!("{what}, JIT, size {size}\n{text}"), &jit[0], &want[0]);
+        assert_same(
+            &format!("{what}, JIT, size {size}\n{text}"),
+            &jit[0],
+            &want[0],
+        );
     }
 }
 
