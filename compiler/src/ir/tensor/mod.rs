@@ -11,6 +11,7 @@
 //! The text form is documented in `docs/ir.md`; [`printer`] writes it, [`parser`] reads it back
 //! and [`verify`] checks the invariants listed on each type.
 
+pub mod builder;
 pub mod parser;
 pub mod printer;
 pub mod schedule;
