@@ -600,6 +600,92 @@ fn ir_print_after_all_heads_every_pass_down_to_clif() {
 }
 
 #[test]
+fn ir_print_after_all_is_the_pipeline_that_build_and_the_jit_run() {
+    use einc_compiler::compile::{pipeline, CompileOptions, OptLevel};
+    use einc_compiler::passes::Level;
+    let path = example("attention.ein");
+    for level in OptLevel::ALL {
+        let o = format!("-O{}", level.name());
+        let (code, out, err) =
+            einc_out(&["ir", &path.display().to_string(), &o, "--print-after-all"]);
+        assert_eq!(code, Some(0), "{err}");
+        let shown: Vec<&str> = out
+            .lines()
+            .filter_map(|l| l.strip_prefix("// -----// IR after "))
+            .filter_map(|l| l.strip_suffix(" //----- //"))
+            .collect();
+        let opts = CompileOptions {
+            level,
+            ..CompileOptions::default()
+        };
+        let runs = pipeline(&opts, Level::Clif).unwrap().names();
+        assert_eq!(shown.join(", "), runs, "{o}");
+        // The loop IR of the dump is what the JIT compiled with the same options.
+        let (code, loop_ir, err) =
+            einc_out(&["ir", &path.display().to_string(), &o, "--level=loop"]);
+        assert_eq!(code, Some(0), "{err}");
+        let program = einc_compiler::api::Program::from_file(&path)
+            .and_then(|p| einc_compiler::api::Program::from_module_with(p.module().clone(), &opts))
+            .unwrap();
+        let jit = einc_compiler::ir::loops::printer::print_module(program.loop_module());
+        assert_eq!(loop_ir, jit, "{o}");
+        let clif = out.find("IR after emit-clif").unwrap();
+        let lowered = out[..clif].rfind(" //----- //\n").unwrap();
+        assert_eq!(
+            &out[lowered + 12..clif - "// -----// ".len()],
+            loop_ir,
+            "{o}"
+        );
+    }
+}
+
+#[test]
+fn ir_dims_hints_are_checked_against_the_file_with_located_errors() {
+    let (code, _, err) = einc_out(&["ir", &physics_path(), "--dims", "N=4,X=2"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("error: dim `N` is fixed to 3, so it cannot be 4"),
+        "{err}"
+    );
+    assert!(err.contains("--dims:1:1"), "{err}");
+    assert!(
+        err.contains("error: no dim `X`; the module declares: N"),
+        "{err}"
+    );
+    assert!(err.contains("--dims:1:5"), "{err}");
+    // The contradiction points at the declaration in the file.
+    assert!(err.contains("note: `N` is fixed here"), "{err}");
+    assert!(err.contains("physics.ein:4:6"), "{err}");
+    let (code, _, err) = einc_out(&["ir", &physics_path(), "--dims", "N=3,N=3"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("dim `N` is given twice"), "{err}");
+    let (code, _, err) = einc_out(&["ir", &physics_path(), "--dims", "N=x"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("the extent in --dims must be a positive integer"),
+        "{err}"
+    );
+    // A fixed dim may be repeated with its own extent; a symbolic one takes any.
+    let (code, _, err) = einc_out(&["ir", &physics_path(), "--dims", "N=3"]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, _, err) = einc_out(&[
+        "build",
+        &example("attention.ein").display().to_string(),
+        "--dims",
+        "T=8,Q=1",
+        "--emit",
+        "header",
+        "-o",
+        "-",
+    ]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("no dim `Q`; the module declares: T, D, K"),
+        "{err}"
+    );
+}
+
+#[test]
 fn ir_level_clif_prints_cranelift_ir() {
     let (code, out, err) = einc_out(&["ir", &physics_path(), "--kernel", "trace", "--level=clif"]);
     assert_eq!(code, Some(0), "{err}");

@@ -625,3 +625,84 @@ fn very_long_chains_are_rejected_without_overflowing_the_stack() {
     let messages = handle.join().unwrap();
     assert_eq!(messages, ["expression too large to analyse"]);
 }
+
+// ----- schedule annotations (docs/schedules.md) --------------------------------------------------
+
+const MATMUL_HEAD: &str =
+    "dims M, N, K\nkernel f(A: f32[M, K], B: f32[K, N]) -> (C: f32[M, N]) {\n";
+
+#[test]
+fn a_schedule_annotation_is_kept_on_the_statements_op() {
+    let src = format!(
+        "{MATMUL_HEAD}    C[i, j] = A[i, k] * B[k, j]\n        schedule gemm(kc = 128, m = [i], pack = [b])\n}}\n"
+    );
+    assert!(
+        ir(&src).contains("{ mul(%0, %1) } : f32\n    schedule gemm(m=[i], kc=128, pack=[b])\n"),
+        "{}",
+        ir(&src)
+    );
+    // `schedule` stays an ordinary name where no annotation can start.
+    let src = "kernel f(schedule: f32[3]) -> (y: f32[3]) {\n    y[i] = schedule[i]\n}\n";
+    assert!(ir(src).contains("ins(%schedule[i])"));
+}
+
+#[test]
+fn schedule_keys_and_indices_are_checked_where_they_are_written() {
+    let src = format!(
+        "{MATMUL_HEAD}    C[i, j] = A[i, k] * B[k, j] schedule gemm(m = [q], colour = 3, mr = 0)\n}}\n"
+    );
+    let e = errors(&src);
+    let found: Vec<(&str, (usize, usize))> = e
+        .iter()
+        .map(|d| (d.message.as_str(), at(&src, d)))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            (
+                "bad schedule: the op has no index `q`",
+                pos(&src, "q]", 0, 0)
+            ),
+            (
+                "bad schedule: unknown key `colour` for a `gemm` schedule: the keys are outer, m, \
+                 n, k, mr, nr, mc, kc, nc, pack, ukernel, parallel, parallel_blocks",
+                pos(&src, "colour", 0, 0)
+            ),
+            (
+                "bad schedule: `mr` takes an integer from 1 to 1048576",
+                pos(&src, "0)", 0, 0)
+            ),
+        ]
+    );
+    assert_eq!(e[0].notes, ["the statement's indices are i, j, k"]);
+    let src = format!("{MATMUL_HEAD}    C[i, j] = A[i, k] * B[k, j] schedule tiled()\n}}\n");
+    let d = one_error(&src);
+    assert_eq!(
+        d.message,
+        "bad schedule: unknown schedule `tiled`: the schedules are naive, gemm, loops"
+    );
+    assert_eq!(at(&src, &d), pos(&src, "tiled", 0, 0));
+}
+
+#[test]
+fn a_schedule_that_does_not_fit_its_statement_is_reported_at_the_annotation() {
+    let src = "dims M, K\nkernel f(A: f32[M, K]) -> (E: f32[M]) {\n    \
+               E[i] = sum[k](A[i, k]) schedule gemm(kc = 64)\n}\n";
+    let d = one_error(src);
+    assert_eq!(
+        d.message,
+        "the schedule does not fit the statement: a `gemm` schedule needs the body `mul(%a, \
+         %b)` of two inputs"
+    );
+    assert_eq!(at(src, &d), pos(src, "schedule", 0, 0));
+    assert_eq!(d.primary.message, "a `gemm` schedule");
+    let src = format!(
+        "{MATMUL_HEAD}    C[i, j] = A[i, k] * B[k, j] schedule loops(order = [j, i, k], vector = [j: 4])\n}}\n"
+    );
+    let d = one_error(&src);
+    assert_eq!(
+        d.message,
+        "the schedule does not fit the statement: the vectorised index `j` is not the innermost \
+         in `order`"
+    );
+}

@@ -6,9 +6,11 @@
 //! [`codegen`] compiles loop IR with Cranelift; [`api`] is the Rust interface over all of it,
 //! and [`driver`] wires it to the command line.
 
+pub mod analysis;
 pub mod api;
 pub mod autodiff;
 pub mod codegen;
+pub mod compile;
 pub mod diag;
 pub mod driver;
 pub mod interp;
@@ -19,3 +21,4 @@ pub mod passes;
 pub mod rng;
 pub mod sema;
 pub mod syntax;
+pub mod target;

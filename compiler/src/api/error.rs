@@ -2,7 +2,7 @@
 
 use super::view::ViewError;
 use crate::codegen::CodegenError;
-use crate::lower::LowerError;
+use crate::compile::CompileError;
 use crate::sema::einsum::EinsumError;
 use einc_runtime::abi::status;
 use std::fmt;
@@ -34,8 +34,9 @@ pub enum Error {
         /// What is wrong and where.
         error: EinsumError,
     },
-    /// The tensor IR could not be lowered to loops (a compiler bug).
-    Lower(LowerError),
+    /// The compiler's pipeline failed: compile options that do not fit the program (an
+    /// unknown dim, a bad pipeline string), or a pass failed (a compiler bug).
+    Compile(CompileError),
     /// Code generation failed.
     Codegen(CodegenError),
     /// The program has no kernel of that name.
@@ -84,7 +85,7 @@ impl fmt::Display for Error {
             Error::Einsum { subscripts, error } => {
                 f.write_str(&show_einsum_error(error, subscripts))
             }
-            Error::Lower(e) => write!(f, "{e}"),
+            Error::Compile(e) => write!(f, "{e}"),
             Error::Codegen(e) => write!(f, "{e}"),
             Error::UnknownKernel { name, available } if available.is_empty() => {
                 write!(f, "no kernel `{name}`: the program defines no kernels")
@@ -119,9 +120,9 @@ impl From<ViewError> for Error {
     }
 }
 
-impl From<LowerError> for Error {
-    fn from(e: LowerError) -> Error {
-        Error::Lower(e)
+impl From<CompileError> for Error {
+    fn from(e: CompileError) -> Error {
+        Error::Compile(e)
     }
 }
 

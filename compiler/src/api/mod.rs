@@ -15,7 +15,8 @@
 //! # Ok(()) }
 //! ```
 //!
-//! A [`Program`] is compiled once (tensor IR → loop IR → Cranelift, JIT); [`Program::kernel`]
+//! A [`Program`] is compiled once (tensor IR → [`crate::compile`]'s pipeline → loop IR →
+//! Cranelift, JIT), with default [`CompileOptions`] or the ones given; [`Program::kernel`]
 //! hands out [`Kernel`]s, cheap to clone, which keep the machine code alive. Every call goes
 //! through the kernel's C ABI entry point (`docs/abi.md`), which validates the arguments
 //! before touching memory; the views ([`TensorRef`], [`TensorMut`]) are checked against their
@@ -31,8 +32,11 @@ pub use crate::codegen::{ArgSignature, KernelSignature};
 pub use error::{show_einsum_error, Error, Status};
 pub use view::{Element, TensorMut, TensorRef, ViewError};
 
+pub use crate::compile::{CompileOptions, OptLevel};
+
 use crate::codegen::{jit_compile, JitKernel, JitProgram};
 use crate::diag::{render, SourceFile};
+use crate::ir::loops;
 use crate::ir::tensor::{self, Extent, TensorType};
 use call::Binder;
 use einc_runtime::abi::{self, KernelFn};
@@ -41,9 +45,12 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-/// A compiled program: the checked tensor IR and every kernel's machine code.
+/// A compiled program: the checked tensor IR, the options it was compiled with, the loop IR
+/// the pipeline produced and every kernel's machine code.
 pub struct Program {
     module: Arc<tensor::Module>,
+    options: Arc<CompileOptions>,
+    loops: loops::Module,
     jit: JitProgram,
     warnings: String,
 }
@@ -109,12 +116,31 @@ impl Program {
         Program::from_module(einsum_of_types(subscripts, &types)?)
     }
 
-    /// Compiles a checked tensor IR module (from `sema::compile_source` or built in code).
+    /// Compiles a checked tensor IR module (from `sema::compile_source` or built in code)
+    /// with the default options (`-O2`).
     pub fn from_module(module: tensor::Module) -> Result<Program, Error> {
-        let loops = crate::lower::lower_module(&module)?;
+        Program::from_module_with(module, &CompileOptions::default())
+    }
+
+    /// Compiles a checked tensor IR module with `options` (its target must be the host: the
+    /// JIT runs what it compiles).
+    pub fn from_module_with(
+        module: tensor::Module,
+        options: &CompileOptions,
+    ) -> Result<Program, Error> {
+        if options.target != crate::codegen::Target::Host {
+            return Err(Error::Compile(crate::compile::CompileError::Options(
+                "the JIT compiles for the host only; use `einc build --target` for another \
+                 machine"
+                    .into(),
+            )));
+        }
+        let loops = crate::compile::compile(&module, options)?;
         let jit = jit_compile(&loops)?;
         Ok(Program {
             module: Arc::new(module),
+            options: Arc::new(options.clone()),
+            loops,
             jit,
             warnings: String::new(),
         })
@@ -130,6 +156,7 @@ impl Program {
             inner: Arc::new(KernelInner {
                 jit,
                 module: Arc::clone(&self.module),
+                options: Arc::clone(&self.options),
                 variants: Mutex::default(),
             }),
         })
@@ -143,6 +170,17 @@ impl Program {
     /// The checked tensor IR the program was compiled from.
     pub fn module(&self) -> &tensor::Module {
         &self.module
+    }
+
+    /// The loop IR the pipeline produced and the JIT compiled (what `einc ir --level=loop`
+    /// prints for the same module and options).
+    pub fn loop_module(&self) -> &loops::Module {
+        &self.loops
+    }
+
+    /// The options the program was compiled with.
+    pub fn options(&self) -> &CompileOptions {
+        &self.options
     }
 
     /// The source's warnings and notes, rendered like errors (empty when there were none).
@@ -187,6 +225,8 @@ struct KernelInner {
     jit: JitKernel,
     /// The program's tensor IR, from which specialised variants are compiled.
     module: Arc<tensor::Module>,
+    /// The options the program was compiled with (variants use them too).
+    options: Arc<CompileOptions>,
     /// Variants with symbolic dims fixed, keyed by the dims' values.
     variants: Mutex<HashMap<Vec<Option<u64>>, Kernel>>,
 }
@@ -361,7 +401,8 @@ impl Kernel {
     }
 
     /// A variant of this kernel compiled with every symbolic dim that `input_shapes` bind
-    /// fixed to its value, so that the generated loops have constant bounds. Variants are
+    /// fixed to its value, so that the generated loops have constant bounds and the pipeline
+    /// plans with the real extents (contraction order, schedules). Variants are
     /// cached by the dims' values: asking again for the same values returns the same code.
     pub fn specialize(&self, input_shapes: &[&[usize]]) -> Result<Kernel, Error> {
         let sig = self.signature();
@@ -410,16 +451,19 @@ impl Kernel {
             .func(&sig.name)
             .ok_or_else(|| fail("the kernel is missing from its program".into()))?;
         let mut dims = self.inner.module.dims.clone();
+        let mut options = (*self.inner.options).clone();
         for (d, v) in dims.iter_mut().zip(&key) {
             if v.is_some() {
                 d.value = *v;
+                // The dim is fixed now: a hint for it would be redundant or contradict it.
+                options.dims.remove(&d.name);
             }
         }
         let module = tensor::Module {
             dims,
             funcs: vec![func.clone()],
         };
-        let kernel = Program::from_module(module)?.kernel(&sig.name)?;
+        let kernel = Program::from_module_with(module, &options)?.kernel(&sig.name)?;
         variants.insert(key, kernel.clone());
         Ok(kernel)
     }

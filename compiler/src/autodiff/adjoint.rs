@@ -53,6 +53,7 @@ pub(super) fn product_aux_ops(g: &Generic, inputs: &[DType]) -> (Generic, Generi
             over: r.over.clone(),
         }),
         body,
+        schedule: None,
         ..g.clone()
     };
     (
@@ -188,6 +189,7 @@ pub(super) fn adjoint(
         }),
         body,
         dtype: x_ty.dtype,
+        schedule: None,
     };
     let ty = TensorType {
         dtype: x_ty.dtype,

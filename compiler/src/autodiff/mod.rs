@@ -364,6 +364,7 @@ fn elementwise(
         reduce: None,
         body,
         dtype: ty.dtype,
+        schedule: None,
     }
 }
 

@@ -215,6 +215,7 @@ fn fuse_into(p: &Generic, c: &Generic, k: usize) -> Option<Generic> {
     Some(Generic {
         inputs,
         body,
+        schedule: None,
         ..c.clone()
     })
 }

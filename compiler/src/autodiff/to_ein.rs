@@ -166,7 +166,7 @@ struct Names {
 
 impl Names {
     fn new(module: &Module, f: &Function) -> Result<Names, ToEinError> {
-        let mut taken: HashSet<String> = crate::sema::RESERVED
+        let mut taken: HashSet<String> = crate::syntax::RESERVED
             .iter()
             .chain(&["kernel", "dims", "wrt"])
             .map(|s| s.to_string())
@@ -238,6 +238,7 @@ fn copy(names: &Names, f: &Function, name: &str, value: ValueId) -> Stmt {
         bracketed: !indices.is_empty(),
         indices,
         value: node(source),
+        schedule: None,
         span: SPAN,
     }
 }
@@ -340,6 +341,7 @@ impl<'a> Statement<'a> {
             bracketed: !indices.is_empty(),
             indices,
             value,
+            schedule: None,
             span: SPAN,
         })
     }

@@ -8,9 +8,10 @@
 //! temporary directory, and the results are staged beside their destinations and renamed into
 //! place together, so a failure leaves no partial files (nor a directory `-o` had to create).
 
+use super::compile_args::CompileArgs;
 use crate::codegen::{header, isa, object, CodegenError, Target};
-use crate::ir::{loops, tensor};
-use crate::passes::{registry, run_pipeline, Dumps, Ir, Level, Pipeline, RunOptions};
+use crate::compile::CompileOptions;
+use crate::ir::tensor;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -37,6 +38,9 @@ pub struct Args {
     /// What to write.
     #[arg(long, value_enum, default_value_t = Emit::Lib)]
     pub emit: Emit,
+    /// How to compile (`-O`, `--dims`): the pipeline `einc ir` shows with the same flags.
+    #[command(flatten)]
+    pub compile: CompileArgs,
 }
 
 /// What `einc build` writes.
@@ -58,11 +62,16 @@ pub fn run(args: Args, color: bool) -> ExitCode {
         Ok(target) => target,
         Err(message) => return super::fail(message),
     };
-    let module = match super::load_module(&args.file, color) {
-        Ok(module) => module,
+    let (module, file) = match super::load_module_and_source(&args.file, color) {
+        Ok(loaded) => loaded,
         Err(status) => return status,
     };
-    match build(&module, &args, &target) {
+    let mut opts = match args.compile.options(&module, Some(&file), color) {
+        Ok(opts) => opts,
+        Err(status) => return status,
+    };
+    opts.target = target;
+    match build(&module, &args, &opts) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => super::fail(message),
     }
@@ -90,7 +99,8 @@ fn check_target(args: &Args) -> Result<Target, String> {
     Ok(target)
 }
 
-fn build(module: &tensor::Module, args: &Args, target: &Target) -> Result<(), String> {
+fn build(module: &tensor::Module, args: &Args, opts: &CompileOptions) -> Result<(), String> {
+    let target = &opts.target;
     let module = select_kernels(module, &args.kernels)?;
     let name = args
         .file
@@ -103,7 +113,7 @@ fn build(module: &tensor::Module, args: &Args, target: &Target) -> Result<(), St
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| super::display_path(&args.file));
     let dest = Dest::of(args.output.as_deref(), args.emit)?;
-    let lm = lower(module)?;
+    let lm = crate::compile::compile(&module, opts).map_err(|e| e.to_string())?;
     let codegen = |e: CodegenError| e.to_string();
     let files = match args.emit {
         Emit::Obj => vec![(
@@ -159,24 +169,6 @@ fn select_kernels(module: &tensor::Module, names: &[String]) -> Result<tensor::M
         dims: module.dims.clone(),
         funcs,
     })
-}
-
-/// Runs the default pipeline down to loop IR.
-fn lower(module: tensor::Module) -> Result<loops::Module, String> {
-    let pipeline = Pipeline::parse(&registry::default_pipeline(Level::Loop))?;
-    let ir = run_pipeline(
-        &pipeline,
-        Ir::Tensor(module),
-        &RunOptions::default(),
-        &mut Dumps::default(),
-    )?;
-    match ir {
-        Ir::Loop(m) => Ok(m),
-        other => Err(format!(
-            "internal error: the pipeline ended at the {} level, not loop",
-            other.level()
-        )),
-    }
 }
 
 /// Where the results go.

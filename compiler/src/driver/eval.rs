@@ -2,6 +2,7 @@
 //! for the operands' shapes and called through the kernel's C ABI entry point (`--interp`
 //! evaluates the tensor IR with the reference interpreter instead).
 
+use super::compile_args::CompileArgs;
 use crate::api::{einsum_module, Program, TensorRef};
 use crate::{interp, npy};
 use einc_runtime::Array;
@@ -25,28 +26,35 @@ pub struct Args {
     /// Evaluate with the reference interpreter instead of compiling to native code.
     #[arg(long)]
     pub interp: bool,
+    /// How to compile (`-O`; every extent is known from the operands).
+    #[command(flatten)]
+    pub compile: CompileArgs,
 }
 
 /// Runs `einc eval`.
-pub fn run(args: Args, _color: bool) -> ExitCode {
-    match eval(&args) {
+pub fn run(args: Args, color: bool) -> ExitCode {
+    match eval(&args, color) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => super::fail(message),
     }
 }
 
-fn eval(args: &Args) -> Result<(), String> {
+fn eval(args: &Args, color: bool) -> Result<(), String> {
     let arrays = args
         .inputs
         .iter()
         .map(|p| npy::read_npy(p).map_err(|e| format!("{}: {e}", super::display_path(p))))
         .collect::<Result<Vec<Array>, String>>()?;
     let operands: Vec<_> = arrays.iter().map(|a| (a.dtype(), a.shape())).collect();
+    let module = einsum_module(&args.subscripts, &operands).map_err(|e| e.to_string())?;
     let results = if args.interp {
-        let module = einsum_module(&args.subscripts, &operands).map_err(|e| e.to_string())?;
         interp::run(&module, "einsum", &arrays).map_err(|e| e.to_string())?
     } else {
-        let program = Program::einsum(&args.subscripts, &operands).map_err(|e| e.to_string())?;
+        let opts = args
+            .compile
+            .options(&module, None, color)
+            .map_err(|_| "the compile options do not fit the einsum".to_string())?;
+        let program = Program::from_module_with(module, &opts).map_err(|e| e.to_string())?;
         let views: Vec<TensorRef<'_>> = arrays.iter().map(TensorRef::from_array).collect();
         program
             .kernel("einsum")
@@ -79,8 +87,9 @@ mod tests {
                 inputs: vec![mp.clone(), vp.clone()],
                 output: output.clone(),
                 interp,
+                compile: CompileArgs::default(),
             };
-            eval(&args).unwrap();
+            eval(&args, false).unwrap();
             // 1 + 20 + 300 and 4 + 50 + 600.
             let got = npy::read_npy(&output).unwrap();
             assert_eq!(got.dtype(), einc_runtime::DType::I64);

@@ -1,9 +1,11 @@
-//! `einc ir FILE`: checks a `.ein` file, runs a pass pipeline on its tensor IR and prints the
-//! result at the requested level, with MLIR-style instrumentation. The pipeline flags are
-//! shared with `einc opt` ([`PipelineArgs`], [`run_and_print`]).
+//! `einc ir FILE`: checks a `.ein` file, runs the compiler's pipeline (`compile.rs`, the one
+//! `einc build` and the JIT run) on its tensor IR and prints the result at the requested
+//! level, with MLIR-style instrumentation. The pipeline flags are shared with `einc opt`
+//! ([`PipelineArgs`], [`run_and_print`]).
 
+use super::compile_args::CompileArgs;
 use crate::ir::tensor::Module;
-use crate::passes::registry::{self, PASSES};
+use crate::passes::registry::PASSES;
 use crate::passes::{run_pipeline, Dumps, Instrumentation, Ir, Level, Pipeline, RunOptions};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -16,6 +18,9 @@ pub struct Args {
     /// Compile and print only this kernel.
     #[arg(long)]
     pub kernel: Option<String>,
+    /// How to compile (`-O`, `--dims`).
+    #[command(flatten)]
+    pub compile: CompileArgs,
     /// The pipeline and what to print.
     #[command(flatten)]
     pub pipeline: PipelineArgs,
@@ -46,7 +51,7 @@ impl From<LevelArg> for Level {
 #[derive(clap::Args, Debug, Default)]
 pub struct PipelineArgs {
     /// The passes to run, e.g. `delta-elim,eps-expand{max-rank=4},dce` (see docs/passes.md).
-    /// `einc ir` defaults to every pass down to --level; `einc opt` to none.
+    /// `einc ir` defaults to the pipeline of the -O level down to --level; `einc opt` to none.
     #[arg(long, value_name = "PIPELINE")]
     pub passes: Option<String>,
     /// The level of the IR printed at the end; it must be where the pipeline ends. For
@@ -77,8 +82,8 @@ pub struct PipelineArgs {
 
 /// Runs `einc ir`.
 pub fn run(args: Args, color: bool) -> ExitCode {
-    let mut module = match super::load_module(&args.file, color) {
-        Ok(module) => module,
+    let (mut module, file) = match super::load_module_and_source(&args.file, color) {
+        Ok(loaded) => loaded,
         Err(status) => return status,
     };
     if let Some(name) = &args.kernel {
@@ -92,21 +97,21 @@ pub fn run(args: Args, color: bool) -> ExitCode {
             None => return super::fail(super::unknown_kernel(&module, name)),
         }
     }
+    let mut opts = match args.compile.options(&module, Some(&file), color) {
+        Ok(opts) => opts,
+        Err(status) => return status,
+    };
     let p = &args.pipeline;
-    let deepest = PASSES
-        .iter()
-        .map(|p| p.output)
-        .max()
-        .unwrap_or(Level::Tensor);
     let target = match p.level {
         Some(l) => l.into(),
-        None if p.print_after_all || p.print_changed => deepest,
+        None if p.print_after_all || p.print_changed => Level::Clif,
         None => Level::Tensor,
     };
-    let pipeline = p
-        .passes
-        .clone()
-        .unwrap_or_else(|| registry::default_pipeline(target));
+    opts.pipeline.clone_from(&p.passes);
+    let pipeline = match crate::compile::pipeline(&opts, target) {
+        Ok(pipeline) => pipeline,
+        Err(e) => return super::fail(e),
+    };
     run_and_print(
         Ir::Tensor(module),
         &pipeline,
@@ -116,21 +121,17 @@ pub fn run(args: Args, color: bool) -> ExitCode {
     )
 }
 
-/// Parses `pipeline`, runs it on `ir` with the instrumentation `p` asks for, and prints the
-/// dumps and then the resulting IR to standard output (the result is not repeated when the
-/// last dump already shows it). `target`, when given, is the level the result must be at;
+/// Runs `pipeline` on `ir` with the instrumentation `p` asks for, and prints the dumps and
+/// then the resulting IR to standard output (the result is not repeated when the last dump
+/// already shows it). `target`, when given, is the level the result must be at;
 /// `functions_only` prints the result's functions without the module header (`--kernel`).
 pub(crate) fn run_and_print(
     ir: Ir,
-    pipeline: &str,
+    pipeline: &Pipeline,
     p: &PipelineArgs,
     target: Option<Level>,
     functions_only: bool,
 ) -> ExitCode {
-    let pipeline = match Pipeline::parse(pipeline) {
-        Ok(pipeline) => pipeline,
-        Err(e) => return super::fail(e),
-    };
     let opts = RunOptions {
         instrumentation: Instrumentation {
             print_after_all: p.print_after_all,
@@ -142,7 +143,7 @@ pub(crate) fn run_and_print(
         verify_each: p.verify_each || cfg!(debug_assertions),
     };
     let mut dumps = Dumps::default();
-    let result = run_pipeline(&pipeline, ir, &opts, &mut dumps);
+    let result = run_pipeline(pipeline, ir, &opts, &mut dumps);
     print!("{}", dumps.text);
     let ir = match result {
         Ok(ir) => ir,

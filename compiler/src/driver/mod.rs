@@ -4,6 +4,7 @@
 
 mod build;
 mod check;
+mod compile_args;
 mod eval;
 mod explain;
 mod grad;
@@ -182,11 +183,19 @@ pub(crate) fn read_source(path: &Path) -> Result<SourceFile, String> {
 /// Reads, parses and checks a `.ein` file, printing its diagnostics (warnings included) to
 /// standard error. Returns the checked module, or exit status 1 when there were errors.
 pub(crate) fn load_module(path: &Path, color: bool) -> Result<Module, ExitCode> {
+    load_module_and_source(path, color).map(|(module, _)| module)
+}
+
+/// [`load_module`], also returning the source (for diagnostics that point into it later).
+pub(crate) fn load_module_and_source(
+    path: &Path,
+    color: bool,
+) -> Result<(Module, SourceFile), ExitCode> {
     let file = read_source(path).map_err(fail)?;
     let (module, diags) = crate::sema::compile_source(&file.text);
     eprint!("{}", render(&diags, &file, color));
     match module {
-        Some(module) if !diags.iter().any(|d| d.is_error()) => Ok(module),
+        Some(module) if !diags.iter().any(|d| d.is_error()) => Ok((module, file)),
         _ => Err(ExitCode::from(1)),
     }
 }

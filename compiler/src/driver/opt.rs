@@ -3,7 +3,7 @@
 //! reproduced and any pass run on hand-written IR.
 
 use super::ir::{run_and_print, PipelineArgs};
-use crate::passes::{Ir, Level};
+use crate::passes::{Ir, Level, Pipeline};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -35,6 +35,9 @@ pub fn run(args: Args) -> ExitCode {
         Err(e) => return super::fail(format!("{}: {e}", file.name)),
     };
     let p = &args.pipeline;
-    let pipeline = p.passes.clone().unwrap_or_default();
+    let pipeline = match Pipeline::parse(p.passes.as_deref().unwrap_or_default()) {
+        Ok(pipeline) => pipeline,
+        Err(e) => return super::fail(e),
+    };
     run_and_print(ir, &pipeline, p, p.level.map(Level::from), false)
 }

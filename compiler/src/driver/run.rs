@@ -3,7 +3,9 @@
 //! shapes; every kernel parameter must be given exactly once. The kernel is JIT-compiled and
 //! called through its C ABI entry point; `--interp` runs the reference interpreter instead.
 
+use super::compile_args::CompileArgs;
 use crate::api::{Program, TensorRef};
+use crate::compile::CompileOptions;
 use crate::ir::tensor::{Function, Module};
 use crate::{interp, npy};
 use einc_runtime::Array;
@@ -26,21 +28,28 @@ pub struct Args {
     /// Run with the reference interpreter instead of compiling to native code.
     #[arg(long)]
     pub interp: bool,
+    /// How to compile (`-O`, `--dims`).
+    #[command(flatten)]
+    pub compile: CompileArgs,
 }
 
 /// Runs `einc run`.
 pub fn run(args: Args, color: bool) -> ExitCode {
-    let module = match super::load_module(&args.file, color) {
-        Ok(module) => module,
+    let (module, file) = match super::load_module_and_source(&args.file, color) {
+        Ok(loaded) => loaded,
         Err(status) => return status,
     };
-    match run_kernel(&module, &args) {
+    let opts = match args.compile.options(&module, Some(&file), color) {
+        Ok(opts) => opts,
+        Err(status) => return status,
+    };
+    match run_kernel(&module, &args, &opts) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => super::fail(message),
     }
 }
 
-fn run_kernel(module: &Module, args: &Args) -> Result<(), String> {
+fn run_kernel(module: &Module, args: &Args, opts: &CompileOptions) -> Result<(), String> {
     let func = module
         .func(&args.kernel)
         .ok_or_else(|| super::unknown_kernel(module, &args.kernel))?;
@@ -55,7 +64,7 @@ fn run_kernel(module: &Module, args: &Args) -> Result<(), String> {
             funcs: vec![func.clone()],
         };
         let views: Vec<TensorRef<'_>> = inputs.iter().map(TensorRef::from_array).collect();
-        Program::from_module(single)
+        Program::from_module_with(single, opts)
             .and_then(|p| p.kernel(&func.name))
             .and_then(|k| k.run(&views))
             .map_err(|e| e.to_string())?
@@ -149,8 +158,9 @@ mod tests {
                 inputs: vec![format!("A={}", path.display())],
                 out_dir: out_dir.clone(),
                 interp,
+                compile: CompileArgs::default(),
             };
-            run_kernel(&module, &args).unwrap();
+            run_kernel(&module, &args, &CompileOptions::default()).unwrap();
             let d = npy::read_npy(&out_dir.join("d.npy")).unwrap();
             let t = npy::read_npy(&out_dir.join("t.npy")).unwrap();
             assert_eq!(d.to_f64_vec(), [1.0, 5.0, 9.0], "interp: {interp}");

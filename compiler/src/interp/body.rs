@@ -3,7 +3,7 @@
 //!
 //! Errors are plain messages; the caller says which op they come from.
 
-use super::scalar;
+use crate::ir::scalar;
 use crate::ir::tensor::{Cond, Expr, IndexId};
 use einc_runtime::{Buffer, DType, Scalar};
 use std::collections::HashMap;

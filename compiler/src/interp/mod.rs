@@ -7,7 +7,7 @@
 //! the body's values in C order over the `over` indices (the last one fastest), in the op's
 //! dtype: an `f32` sum accumulates in `f32`, as numpy does. An empty reduction gives the
 //! identity. The scalar rules (wrapping integers, integer division by zero giving 0, NaN
-//! propagating through `max`/`min`) are in [`scalar`].
+//! propagating through `max`/`min`) are in [`crate::ir::scalar`].
 //!
 //! The interpreter does not run the verifier, but never panics on a malformed module: whatever
 //! it needs (defined values, index ids in range, maps matching ranks and extents, a well-typed
@@ -16,14 +16,15 @@
 
 mod body;
 mod error;
-pub(crate) mod scalar;
 #[cfg(test)]
 mod tests;
 
-pub use error::{DimBinding, InterpError};
+pub use error::{CallError, DimBinding, InterpError};
 
+use crate::ir::call::bind_dims;
+use crate::ir::scalar;
 use crate::ir::tensor::{
-    AxisMap, DimDef, Extent, Function, Generic, IndexId, Module, OpKind, ValueDef, ValueId,
+    AxisMap, Extent, Function, Generic, IndexId, Module, OpKind, ValueDef, ValueId,
 };
 use body::{Env, Point, Reader};
 use einc_runtime::array::try_for_each_index;
@@ -90,21 +91,14 @@ impl<'a> Call<'a> {
     }
 
     fn too_large(&self, id: ValueId, dtype: DType, shape: &[usize]) -> InterpError {
-        InterpError::TooLarge {
+        InterpError::Call(CallError::TooLarge {
             value: self.name(id),
             dtype,
             shape: shape.iter().map(|&n| n as u64).collect(),
-        }
+        })
     }
 
     fn run(&self, inputs: &'a [Array]) -> Result<Vec<Array>, InterpError> {
-        if inputs.len() != self.func.params.len() {
-            return Err(InterpError::InputCount {
-                func: self.func.name.clone(),
-                expected: self.func.params.len(),
-                actual: inputs.len(),
-            });
-        }
         let dims = self.bind_dims(inputs)?;
         let mut values: Values<'a> = vec![None; self.func.values.len()];
         for (&id, input) in self.func.params.iter().zip(inputs) {
@@ -166,7 +160,7 @@ impl<'a> Call<'a> {
                 Ok((def.name.as_str(), def.ty.dtype, def.ty.shape.as_slice()))
             })
             .collect::<Result<Vec<_>, InterpError>>()?;
-        bind_dims(&self.module.dims, &self.func.name, &params, inputs)
+        bind_dims(&self.module.dims, &self.func.name, &params, inputs).map_err(InterpError::Call)
     }
 
     fn extent(&self, extent: &Extent, dims: &HashMap<String, u64>) -> Result<u64, InterpError> {
@@ -386,81 +380,4 @@ fn assign(idx: &mut [usize], ids: &[IndexId], values: &[usize]) {
             *slot = v;
         }
     }
-}
-
-/// Checks each input against its parameter (name, dtype, shape) and returns the value of every
-/// dim: the fixed dims of `module_dims` and the symbolic dims the inputs' shapes bind. Shared
-/// with the loop IR's evaluator, which binds its buffers' dims the same way.
-pub(crate) fn bind_dims(
-    module_dims: &[DimDef],
-    func: &str,
-    params: &[(&str, DType, &[Extent])],
-    inputs: &[Array],
-) -> Result<HashMap<String, u64>, InterpError> {
-    let mut dims: HashMap<String, u64> = module_dims
-        .iter()
-        .filter_map(|d| Some((d.name.clone(), d.value?)))
-        .collect();
-    let mut bound: HashMap<&str, DimBinding> = HashMap::new();
-    for (&(param, dtype, shape), input) in params.iter().zip(inputs) {
-        if input.dtype() != dtype {
-            return Err(InterpError::DTypeMismatch {
-                param: param.to_string(),
-                expected: dtype,
-                actual: input.dtype(),
-            });
-        }
-        if input.rank() != shape.len() {
-            return Err(InterpError::RankMismatch {
-                param: param.to_string(),
-                expected: shape.len(),
-                actual: input.rank(),
-            });
-        }
-        for (axis, (extent, &actual)) in shape.iter().zip(input.shape()).enumerate() {
-            let mismatch = |expected: u64, dim: Option<&str>| InterpError::ExtentMismatch {
-                param: param.to_string(),
-                axis,
-                expected,
-                actual,
-                dim: dim.map(str::to_string),
-            };
-            let name = match extent {
-                Extent::Fixed(n) if *n != actual as u64 => return Err(mismatch(*n, None)),
-                Extent::Fixed(_) => continue,
-                Extent::Dim(name) => name.as_str(),
-            };
-            let def = module_dims.iter().find(|d| d.name == name).ok_or_else(|| {
-                InterpError::Malformed {
-                    func: func.to_string(),
-                    message: format!(
-                        "parameter `%{param}` uses dim `{name}`, which the module does \
-                             not declare"
-                    ),
-                }
-            })?;
-            let here = DimBinding {
-                param: param.to_string(),
-                axis,
-                value: actual,
-            };
-            match (def.value, bound.get(name)) {
-                (Some(v), _) if v != actual as u64 => return Err(mismatch(v, Some(name))),
-                (Some(_), _) => {}
-                (None, Some(first)) if first.value != actual => {
-                    return Err(InterpError::DimConflict {
-                        dim: name.to_string(),
-                        first: first.clone(),
-                        second: here,
-                    })
-                }
-                (None, Some(_)) => {}
-                (None, None) => {
-                    dims.insert(name.to_string(), actual as u64);
-                    bound.insert(name, here);
-                }
-            }
-        }
-    }
-    Ok(dims)
 }

@@ -120,6 +120,7 @@ impl Builder {
             reduce,
             body,
             dtype,
+            schedule: None,
         };
         let shape = g.result_shape();
         let result = self.f.add_value(name, TensorType { dtype, shape });
@@ -1103,7 +1104,7 @@ fn call_errors_name_what_is_wrong() {
     );
     assert_eq!(
         run(&m, "f", &[ok, f32s(1, &[4, 2])]),
-        Err(InterpError::DimConflict {
+        Err(InterpError::Call(super::CallError::DimConflict {
             dim: "K".to_string(),
             first: super::DimBinding {
                 param: "A".to_string(),
@@ -1115,7 +1116,7 @@ fn call_errors_name_what_is_wrong() {
                 axis: 0,
                 value: 4
             },
-        })
+        }))
     );
 }
 

@@ -16,6 +16,7 @@
 use super::body::BodyLowerer;
 use super::{FnLowerer, LowerError};
 use crate::ir::loops::{BinaryFn, BufferId, Carried, For, Inst, Op, ReduceKind, Type, ValueId};
+use crate::ir::tensor::schedule::Schedule;
 use crate::ir::tensor::{self, Expr, Generic};
 
 /// Lowers `g`, which defines tensor value `result`, into a nest storing into buffer `out`.
@@ -28,6 +29,12 @@ pub(super) fn lower_generic(
     let result_def = fl.value_def(result)?;
     let context = format!("the op defining %{}", result_def.name);
     let fail = |fl: &FnLowerer, message: String| fl.error(format!("{context}: {message}"));
+    if let Some(s) = g.schedule.as_ref().filter(|s| **s != Schedule::Naive) {
+        return Err(fail(
+            fl,
+            format!("`{}` schedules are not lowered yet", s.kind_name()),
+        ));
+    }
     if result_def.ty.dtype != g.dtype {
         return Err(fail(
             fl,

@@ -1,5 +1,6 @@
 //! `emit-clif`: the loop → Cranelift boundary, a pass wrapper around
-//! [`crate::codegen::clif_text`] for the host target. Its result is print-only text (the
+//! [`crate::codegen::clif_text`] for the compilation's target (the host unless a target triple
+//! is given). Its result is print-only text (the
 //! `clif` level): no pass reads it, so it can only end a pipeline.
 //!
 //! Requires: verified loop IR. Guarantees: the CLIF of every kernel (entry point and body), as
@@ -10,13 +11,16 @@ use crate::codegen::{clif_text, Target};
 
 /// The `emit-clif` pass.
 #[derive(Debug)]
-pub struct EmitClif;
+pub struct EmitClif {
+    /// The target whose CLIF is printed.
+    pub target: Target,
+}
 
 impl Pass for EmitClif {
     fn run(&self, ir: Ir) -> Result<PassOutput, String> {
         match ir {
             Ir::Loop(m) => Ok(PassOutput {
-                ir: Ir::Clif(clif_text(&m, &Target::Host).map_err(|e| e.to_string())?),
+                ir: Ir::Clif(clif_text(&m, &self.target).map_err(|e| e.to_string())?),
                 changed: true,
             }),
             other => Err(format!("expects loop IR, got {} IR", other.level())),

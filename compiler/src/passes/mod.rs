@@ -18,7 +18,9 @@ mod rewrite;
 #[cfg(test)]
 mod tests;
 
+use crate::codegen::Target;
 use crate::ir::{loops, tensor};
+use std::collections::BTreeMap;
 use std::fmt;
 
 pub use manager::{run_pipeline, Dumps, Instrumentation, RunOptions};
@@ -135,6 +137,29 @@ impl Ir {
                     )
                 })
             }),
+        }
+    }
+}
+
+/// What a pass may know about the compilation beyond its own options; `compile` fills it in
+/// from the compile options and every pass of a pipeline gets the same one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PassContext {
+    /// Extents known for symbolic dims: fixed by specialisation or given as hints
+    /// (`einc build --dims T=512`). Passes may use them to choose between equivalent programs
+    /// (a contraction order), never to change what the program computes: the code still runs
+    /// for every extent.
+    pub dims: BTreeMap<String, u64>,
+    /// The machine code is generated for.
+    pub target: Target,
+}
+
+impl Default for PassContext {
+    /// The host, with no extent known.
+    fn default() -> PassContext {
+        PassContext {
+            dims: BTreeMap::new(),
+            target: Target::Host,
         }
     }
 }

@@ -6,7 +6,8 @@
 //! Whitespace around names and options is ignored.
 
 use super::registry::{self, Options, PassInfo};
-use super::{Level, Pass};
+use super::{Level, Pass, PassContext};
+use std::fmt;
 
 /// One pass of a pipeline with its option values.
 pub struct Step {
@@ -35,8 +36,15 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Parses a pipeline string; errors name what is wrong and list what exists.
+    /// Parses a pipeline string for the host with no extents known ([`PassContext::default`]);
+    /// errors name what is wrong and list what exists.
     pub fn parse(text: &str) -> Result<Pipeline, String> {
+        Pipeline::parse_with(text, &PassContext::default())
+    }
+
+    /// Parses a pipeline string, building each pass with what `ctx` says about the
+    /// compilation.
+    pub fn parse_with(text: &str, ctx: &PassContext) -> Result<Pipeline, String> {
         let mut steps = Vec::new();
         for item in split_top_level(text)? {
             let item = item.trim();
@@ -63,7 +71,7 @@ impl Pipeline {
             })?;
             let options = parse_options(info, opts.unwrap_or(""))?;
             steps.push(Step {
-                pass: (info.build)(&options),
+                pass: (info.build)(&options, ctx),
                 info,
                 options,
             });
@@ -100,6 +108,32 @@ impl Pipeline {
             prev = Some(step.info.name);
         }
         Ok(level)
+    }
+}
+
+/// The pipeline as a string that parses back to it: each pass with the options that differ
+/// from their defaults (`delta-elim,eps-expand{max-rank=3},dce`).
+impl fmt::Display for Pipeline {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (n, step) in self.steps.iter().enumerate() {
+            if n > 0 {
+                f.write_str(",")?;
+            }
+            f.write_str(step.info.name)?;
+            let changed: Vec<String> = step
+                .info
+                .options
+                .iter()
+                .filter_map(|spec| {
+                    let v = step.options.get(spec.name)?;
+                    (v != spec.default).then(|| format!("{}={}", spec.name, spec.show(v)))
+                })
+                .collect();
+            if !changed.is_empty() {
+                write!(f, "{{{}}}", changed.join(","))?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -154,17 +188,22 @@ fn parse_options(info: &PassInfo, text: &str) -> Result<Options, String> {
         let Some(spec) = info.options.iter().find(|o| o.name == key) else {
             return Err(format!("unknown option `{key}`; {}", known()));
         };
-        let parsed = value
+        let keyword = spec
+            .keywords
+            .iter()
+            .find(|(k, _)| *k == value)
+            .map(|&(_, v)| v);
+        let number = value
             .parse::<u64>()
             .ok()
-            .filter(|v| (spec.min..=spec.max).contains(v))
-            .ok_or_else(|| {
-                format!(
-                    "bad value `{value}` for option `{key}` of `{}`: expected an integer from {} \
-                     to {}",
-                    info.name, spec.min, spec.max
-                )
-            })?;
+            .filter(|v| spec.takes_integers() && (spec.min..=spec.max).contains(v));
+        let parsed = keyword.or(number).ok_or_else(|| {
+            format!(
+                "bad value `{value}` for option `{key}` of `{}`: expected {}",
+                info.name,
+                spec.accepted()
+            )
+        })?;
         if let Some(slot) = values.iter_mut().find(|(n, _)| *n == key) {
             slot.1 = parsed;
         }

@@ -1,11 +1,13 @@
 //! The one place where every pass is registered: its name, summary, levels, options and
 //! constructor. The pipeline parser, `--help` texts, error messages listing what exists and
-//! `docs/passes.md` all follow this table.
+//! `docs/passes.md` all follow this table. The table only names passes: which of them run,
+//! and in which order, is written out in `compile.rs`.
 
-use super::{dce, delta_elim, emit_clif, eps_expand, lower_to_loops, Level, Pass};
+use super::{dce, delta_elim, emit_clif, eps_expand, lower_to_loops, Level, Pass, PassContext};
 
 /// An option a pass takes in a pipeline string (`eps-expand{max-rank=5}`). Every option is an
-/// unsigned integer with a default and an inclusive range.
+/// unsigned integer with a default and an inclusive range; it may also accept keywords that
+/// stand for values (`optimize=dp`, `memory-limit=none`).
 #[derive(Debug)]
 pub struct OptionSpec {
     /// The option's name.
@@ -18,6 +20,36 @@ pub struct OptionSpec {
     pub min: u64,
     /// The largest value accepted.
     pub max: u64,
+    /// Keywords accepted as values, and the values they stand for (printed back as the
+    /// keyword).
+    pub keywords: &'static [(&'static str, u64)],
+}
+
+impl OptionSpec {
+    /// The value as a pipeline string spells it: its keyword, or the number.
+    pub fn show(&self, value: u64) -> String {
+        match self.keywords.iter().find(|(_, v)| *v == value) {
+            Some((k, _)) => (*k).to_string(),
+            None => value.to_string(),
+        }
+    }
+
+    /// What the option accepts, for error messages: `an integer from 2 to 6`, `one of: a, b`,
+    /// `none or an integer from 1 to 9`.
+    pub fn accepted(&self) -> String {
+        let words: Vec<&str> = self.keywords.iter().map(|(k, _)| *k).collect();
+        let range = format!("an integer from {} to {}", self.min, self.max);
+        match (words.is_empty(), self.takes_integers()) {
+            (false, false) => format!("one of: {}", words.join(", ")),
+            (false, true) => format!("{} or {range}", words.join(", ")),
+            (true, _) => range,
+        }
+    }
+
+    /// Whether integers are accepted: an empty range (`min > max`) means keywords only.
+    pub fn takes_integers(&self) -> bool {
+        self.min <= self.max
+    }
 }
 
 /// The values of a pass's options, in the order of its [`OptionSpec`]s.
@@ -49,8 +81,9 @@ pub struct PassInfo {
     pub output: Level,
     /// The options it accepts.
     pub options: &'static [OptionSpec],
-    /// Builds the pass from option values (every option present, validated against its spec).
-    pub build: fn(&Options) -> Box<dyn Pass>,
+    /// Builds the pass from option values (every option present, validated against its spec)
+    /// and what the compilation knows beyond them.
+    pub build: fn(&Options, &PassContext) -> Box<dyn Pass>,
 }
 
 impl std::fmt::Debug for PassInfo {
@@ -63,7 +96,7 @@ impl std::fmt::Debug for PassInfo {
     }
 }
 
-/// Every pass, in the order of the default pipeline.
+/// Every pass. The order is the catalogue's (`docs/passes.md`), not a pipeline.
 pub static PASSES: &[PassInfo] = &[
     PassInfo {
         name: "delta-elim",
@@ -72,7 +105,7 @@ pub static PASSES: &[PassInfo] = &[
         input: Level::Tensor,
         output: Level::Tensor,
         options: &[],
-        build: |_| Box::new(delta_elim::DeltaElim),
+        build: |_, _| Box::new(delta_elim::DeltaElim),
     },
     PassInfo {
         name: "eps-expand",
@@ -85,8 +118,9 @@ pub static PASSES: &[PassInfo] = &[
             default: eps_expand::DEFAULT_MAX_RANK,
             min: 2,
             max: eps_expand::LIMIT_MAX_RANK,
+            keywords: &[],
         }],
-        build: |o| {
+        build: |o, _| {
             Box::new(eps_expand::EpsExpand {
                 max_rank: o.get("max-rank").unwrap_or(eps_expand::DEFAULT_MAX_RANK),
             })
@@ -98,7 +132,7 @@ pub static PASSES: &[PassInfo] = &[
         input: Level::Tensor,
         output: Level::Tensor,
         options: &[],
-        build: |_| Box::new(dce::Dce),
+        build: |_, _| Box::new(dce::Dce),
     },
     PassInfo {
         name: "lower-to-loops",
@@ -106,7 +140,7 @@ pub static PASSES: &[PassInfo] = &[
         input: Level::Tensor,
         output: Level::Loop,
         options: &[],
-        build: |_| Box::new(lower_to_loops::LowerToLoops),
+        build: |_, _| Box::new(lower_to_loops::LowerToLoops),
     },
     PassInfo {
         name: "emit-clif",
@@ -114,7 +148,11 @@ pub static PASSES: &[PassInfo] = &[
         input: Level::Loop,
         output: Level::Clif,
         options: &[],
-        build: |_| Box::new(emit_clif::EmitClif),
+        build: |_, ctx| {
+            Box::new(emit_clif::EmitClif {
+                target: ctx.target.clone(),
+            })
+        },
     },
 ];
 
@@ -126,15 +164,4 @@ pub fn lookup(name: &str) -> Option<&'static PassInfo> {
 /// The names of every registered pass, comma-separated (for error messages).
 pub fn names() -> String {
     PASSES.iter().map(|p| p.name).collect::<Vec<_>>().join(", ")
-}
-
-/// The default pipeline that takes tensor IR down to `target`: every pass of the target's
-/// levels in registry order, ending in the lowering (and CLIF emission) when they are needed.
-pub fn default_pipeline(target: Level) -> String {
-    PASSES
-        .iter()
-        .filter(|p| p.output <= target)
-        .map(|p| p.name)
-        .collect::<Vec<_>>()
-        .join(",")
 }

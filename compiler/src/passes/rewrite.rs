@@ -1,61 +1,9 @@
-//! Rewriting helpers shared by the tensor-level passes: bottom-up expression transforms,
-//! splitting a factor off a product, and removing indices from a `Generic`.
+//! Rewriting helpers shared by the tensor-level passes: splitting a factor off a product,
+//! removing indices from a `Generic`, and a fixpoint driver. (Expression traversals are in
+//! [`crate::ir::tensor::visit`].)
 
-use crate::ir::tensor::{AxisMap, BinaryFn, Cond, Expr, Extent, Generic, IndexId, Module, OpKind};
-
-/// Rebuilds `e` bottom-up, applying `f` to every node after its children (conditions of
-/// `select` included).
-pub fn transform(e: &Expr, f: &mut dyn FnMut(Expr) -> Expr) -> Expr {
-    let rebuilt = match e {
-        Expr::Unary(u, a) => Expr::Unary(*u, Box::new(transform(a, f))),
-        Expr::Binary(b, x, y) => {
-            Expr::Binary(*b, Box::new(transform(x, f)), Box::new(transform(y, f)))
-        }
-        Expr::Select(c, x, y) => Expr::Select(
-            Box::new(transform_cond(c, f)),
-            Box::new(transform(x, f)),
-            Box::new(transform(y, f)),
-        ),
-        Expr::Cast(t, a) => Expr::Cast(*t, Box::new(transform(a, f))),
-        leaf => leaf.clone(),
-    };
-    f(rebuilt)
-}
-
-fn transform_cond(c: &Cond, f: &mut dyn FnMut(Expr) -> Expr) -> Cond {
-    match c {
-        Cond::Cmp(op, x, y) => Cond::Cmp(*op, Box::new(transform(x, f)), Box::new(transform(y, f))),
-        Cond::And(x, y) => Cond::And(
-            Box::new(transform_cond(x, f)),
-            Box::new(transform_cond(y, f)),
-        ),
-        Cond::Or(x, y) => Cond::Or(
-            Box::new(transform_cond(x, f)),
-            Box::new(transform_cond(y, f)),
-        ),
-        Cond::Not(x) => Cond::Not(Box::new(transform_cond(x, f))),
-    }
-}
-
-/// Whether any node of `e` satisfies `pred`.
-pub fn any_node(e: &Expr, pred: &mut dyn FnMut(&Expr) -> bool) -> bool {
-    let mut found = false;
-    transform(e, &mut |n| {
-        found |= pred(&n);
-        n
-    });
-    found
-}
-
-/// Renames index ids everywhere in `e` (index values, delta and eps arguments).
-pub fn rename_indices(e: &Expr, f: &dyn Fn(IndexId) -> IndexId) -> Expr {
-    transform(e, &mut |n| match n {
-        Expr::Index(i) => Expr::Index(f(i)),
-        Expr::Delta(ids, t) => Expr::Delta(ids.into_iter().map(f).collect(), t),
-        Expr::Eps(ids, t) => Expr::Eps(ids.into_iter().map(f).collect(), t),
-        other => other,
-    })
-}
+pub use crate::ir::tensor::visit::{any_node, rename_indices, transform};
+use crate::ir::tensor::{AxisMap, BinaryFn, Expr, Extent, Generic, IndexId, Module, OpKind};
 
 /// Finds the first node (in pre-order, left operand first) that satisfies `pred` and is a
 /// factor of the whole product: reachable from the root through `mul` nodes only. Returns the

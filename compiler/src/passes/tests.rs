@@ -413,7 +413,7 @@ static BROKEN: PassInfo = PassInfo {
     input: Level::Tensor,
     output: Level::Tensor,
     options: &[],
-    build: |_| {
+    build: |_, _| {
         Box::new(Broken {
             claims_change: true,
         })

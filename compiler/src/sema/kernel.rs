@@ -5,11 +5,13 @@
 use super::einsum_stmt;
 use super::expr::{self, Target};
 use super::lower::Lowerer;
-use super::scope::{Dims, Role, Scope, Sym, RESERVED};
+use super::schedule;
+use super::scope::{Dims, Role, Scope, Sym};
 use super::types::{Ext, Idx, Ty};
 use crate::diag::{Diagnostic, Span};
 use crate::ir::tensor::{Function, ResultDef};
 use crate::syntax::ast::{self, ExprKind, IndexExpr, ShapeDim, TensorDecl};
+use crate::syntax::RESERVED;
 use std::collections::{HashMap, HashSet};
 
 /// Checks a name being declared (a dim, tensor or kernel): reserved words are rejected.
@@ -312,6 +314,9 @@ impl KernelCx<'_> {
         };
         match defined {
             Some((value, ty)) => {
+                if let Some(a) = &stmt.schedule {
+                    schedule::attach(&mut self.func, value, a, self.diags);
+                }
                 self.names.insert(target.name.clone());
                 let sym = self
                     .scope

@@ -119,6 +119,7 @@ impl Builder {
             reduce,
             body,
             dtype,
+            schedule: None,
         }
     }
 }

@@ -83,6 +83,7 @@ mod einsum_stmt;
 mod expr;
 mod kernel;
 mod lower;
+mod schedule;
 mod scope;
 mod types;
 
@@ -90,7 +91,6 @@ use crate::autodiff::{self, GradError};
 use crate::diag::Diagnostic;
 use crate::ir::tensor::{Function, Module};
 use crate::syntax::ast::{self, Item};
-pub(crate) use scope::RESERVED;
 use scope::{DimEntry, Dims};
 
 /// Checks a parsed program and lowers every kernel to tensor IR. Diagnostics include warnings

@@ -6,36 +6,6 @@ use crate::diag::Span;
 use crate::ir::tensor::{DimDef, Extent, ValueId};
 use std::collections::HashMap;
 
-/// Names that are never available for dims, tensors or kernels.
-pub(crate) const RESERVED: &[&str] = &[
-    "delta",
-    "eps",
-    "exp",
-    "log",
-    "sqrt",
-    "rsqrt",
-    "tanh",
-    "sigmoid",
-    "relu",
-    "abs",
-    "neg",
-    "max",
-    "min",
-    "pow",
-    "where",
-    "f32",
-    "f64",
-    "i32",
-    "i64",
-    "sum",
-    "prod",
-    "softmax",
-    "logsumexp",
-    "einsum",
-    "inf",
-    "grad",
-];
-
 /// One declared dim.
 pub(crate) struct DimEntry {
     /// The dim's name.

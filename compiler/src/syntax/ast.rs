@@ -3,6 +3,7 @@
 //! can point at it.
 
 use crate::diag::Span;
+pub use crate::ir::tensor::schedule::{RawItem, RawValue};
 use einc_runtime::DType;
 
 /// A name with its location.
@@ -112,7 +113,21 @@ pub struct Stmt {
     pub bracketed: bool,
     /// The right-hand side.
     pub value: Expr,
-    /// The whole statement.
+    /// `schedule KIND(...)` after the right-hand side: how the op defining the tensor runs.
+    pub schedule: Option<ScheduleAnnotation>,
+    /// The whole statement (without its schedule annotation).
+    pub span: Span,
+}
+
+/// `schedule gemm(mr = 4, kc = 128)` after a statement: a (possibly partial) schedule for the
+/// op that defines the statement's tensor (`docs/schedules.md`). Checked by sema.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScheduleAnnotation {
+    /// The schedule's kind (`gemm`, `loops`, `naive`).
+    pub kind: Ident,
+    /// The `key = value` items, as written.
+    pub items: Vec<RawItem<Span>>,
+    /// The whole annotation, from `schedule` to `)`.
     pub span: Span,
 }
 

@@ -12,3 +12,35 @@ mod tests;
 
 pub use parser::{parse, MAX_NESTING};
 pub use printer::{print_expr, print_program};
+
+/// Names the language reserves: never available for dims, tensors or kernels. `sema` rejects
+/// them as names, and code that generates source (the `.ein` printer of derived kernels)
+/// avoids them.
+pub const RESERVED: &[&str] = &[
+    "delta",
+    "eps",
+    "exp",
+    "log",
+    "sqrt",
+    "rsqrt",
+    "tanh",
+    "sigmoid",
+    "relu",
+    "abs",
+    "neg",
+    "max",
+    "min",
+    "pow",
+    "where",
+    "f32",
+    "f64",
+    "i32",
+    "i64",
+    "sum",
+    "prod",
+    "softmax",
+    "logsumexp",
+    "einsum",
+    "inf",
+    "grad",
+];

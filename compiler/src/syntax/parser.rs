@@ -7,7 +7,7 @@
 
 use super::ast::{
     BinOp, DimDecl, DimsDecl, Expr, ExprKind, GradKernel, Ident, IndexExpr, Item, Kernel, Program,
-    ShapeDim, Stmt, TensorDecl, UnOp,
+    RawItem, RawValue, ScheduleAnnotation, ShapeDim, Stmt, TensorDecl, UnOp,
 };
 use super::lexer::{lex, Tok, Token};
 use crate::diag::{Diagnostic, Span};
@@ -595,6 +595,11 @@ impl<'a> Parser<'a> {
             &format!("after `{}`", self.lhs_text(&target, bracketed)),
         )?;
         let value = self.expr()?;
+        let schedule = if self.at_schedule() {
+            Some(self.schedule_annotation()?)
+        } else {
+            None
+        };
         self.end_of_stmt()?;
         Ok(Stmt {
             span: target.span.to(value.span),
@@ -602,6 +607,58 @@ impl<'a> Parser<'a> {
             indices,
             bracketed,
             value,
+            schedule,
+        })
+    }
+
+    /// True at `schedule NAME`: the word `schedule` followed by a name starts an annotation
+    /// (no statement starts that way; elsewhere `schedule` is an ordinary name).
+    fn at_schedule(&self) -> bool {
+        self.at(Tok::Ident)
+            && self.slice(self.peek().span) == "schedule"
+            && self.peek_at(1).kind == Tok::Ident
+    }
+
+    /// `schedule KIND(key = value, ...)`: a value is an integer, a name or `[name[: int], ...]`.
+    fn schedule_annotation(&mut self) -> PResult<ScheduleAnnotation> {
+        let start = self.bump().span;
+        let kind = self.ident("of a schedule kind")?;
+        self.expect(Tok::LParen, "after the schedule kind")?;
+        let (items, close) = self.delimited(Tok::RParen, "in the schedule", |p| {
+            let key = p.ident("of a schedule key")?;
+            p.expect(Tok::Assign, "after the key")?;
+            let start = p.peek().span;
+            let value = match p.peek().kind {
+                Tok::Number => RawValue::Int(p.integer("a schedule value")?.0),
+                Tok::LBracket => {
+                    p.bump();
+                    let (entries, _) = p.delimited(Tok::RBracket, "in the list", |p| {
+                        let name = p.ident("in the list")?;
+                        let factor = match p.eat(Tok::Colon) {
+                            Some(_) => Some(p.integer("a factor")?.0),
+                            None => None,
+                        };
+                        Ok((name.name, factor, name.span))
+                    })?;
+                    RawValue::List(entries)
+                }
+                _ => RawValue::Name(p.ident("as the value, or a number or a list `[...]`")?.name),
+            };
+            let end = p
+                .tokens
+                .get(p.pos.saturating_sub(1))
+                .map_or(start, |t| t.span);
+            Ok(RawItem {
+                key: key.name,
+                key_at: key.span,
+                value,
+                value_at: start.to(end),
+            })
+        })?;
+        Ok(ScheduleAnnotation {
+            kind,
+            items,
+            span: start.to(close.span),
         })
     }
 

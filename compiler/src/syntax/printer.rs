@@ -4,8 +4,8 @@
 //! gradient kernels are shown to users through this printer.
 
 use super::ast::{
-    DimsDecl, Expr, ExprKind, GradKernel, IndexExpr, Item, Kernel, Program, ShapeDim, Stmt,
-    TensorDecl, UnOp,
+    DimsDecl, Expr, ExprKind, GradKernel, IndexExpr, Item, Kernel, Program, RawValue,
+    ScheduleAnnotation, ShapeDim, Stmt, TensorDecl, UnOp,
 };
 use super::parser::{is_comparison, precedence, PREFIX_PRECEDENCE};
 use std::fmt::Write;
@@ -111,7 +111,38 @@ fn print_stmt(s: &Stmt) -> String {
     } else {
         s.target.name.clone()
     };
-    format!("{lhs} = {}", print_expr(&s.value))
+    let mut out = format!("{lhs} = {}", print_expr(&s.value));
+    if let Some(a) = &s.schedule {
+        out.push(' ');
+        out.push_str(&print_schedule(a));
+    }
+    out
+}
+
+/// `schedule gemm(mr = 4, m = [i], unroll = [j: 4])`.
+fn print_schedule(a: &ScheduleAnnotation) -> String {
+    let items: Vec<String> = a
+        .items
+        .iter()
+        .map(|item| {
+            let value = match &item.value {
+                RawValue::Int(n) => n.to_string(),
+                RawValue::Name(n) => n.clone(),
+                RawValue::List(entries) => {
+                    let entries: Vec<String> = entries
+                        .iter()
+                        .map(|(n, factor, _)| match factor {
+                            Some(f) => format!("{n}: {f}"),
+                            None => n.clone(),
+                        })
+                        .collect();
+                    format!("[{}]", entries.join(", "))
+                }
+            };
+            format!("{} = {value}", item.key)
+        })
+        .collect();
+    format!("schedule {}({})", a.kind.name, items.join(", "))
 }
 
 fn print_indices(indices: &[IndexExpr]) -> String {

@@ -84,6 +84,17 @@ fn erase(mut p: Program) -> Program {
                     erase_ident(&mut s.target);
                     s.indices.iter_mut().for_each(erase_index);
                     erase_expr(&mut s.value);
+                    if let Some(a) = &mut s.schedule {
+                        erase_ident(&mut a.kind);
+                        a.span = Span::default();
+                        for item in &mut a.items {
+                            item.key_at = Span::default();
+                            item.value_at = Span::default();
+                            if let RawValue::List(entries) = &mut item.value {
+                                entries.iter_mut().for_each(|e| e.2 = Span::default());
+                            }
+                        }
+                    }
                     s.span = Span::default();
                 }
                 k.span = Span::default();
@@ -161,6 +172,7 @@ fn stmt(target: &str, indices: &[&str], value: Expr) -> Stmt {
         indices: vars(indices),
         bracketed: !indices.is_empty(),
         value,
+        schedule: None,
         span: Span::default(),
     }
 }
@@ -1116,6 +1128,7 @@ mod generated {
                 bracketed: brackets || !indices.is_empty(),
                 indices,
                 value,
+                schedule: None,
                 span: Span::default(),
             })
     }
@@ -1180,4 +1193,82 @@ mod generated {
 fn the_language_reference_shows_the_attention_example_verbatim() {
     let reference = include_str!("../../../docs/language.md");
     assert!(reference.contains(&format!("```\n{ATTENTION}```\n")));
+}
+
+#[test]
+fn schedule_annotations_parse_print_and_round_trip() {
+    let text = "kernel f(A: f32[3, 4], B: f32[4, 5]) -> (C: f32[3, 5]) {\n    \
+                C[i, j] = A[i, k] * B[k, j]\n        \
+                schedule gemm(mr = 4, m = [i], unroll = [k: 2, j: 1], ukernel = simd128,)\n    \
+                D[i] = schedule[i] schedule naive()\n}\n";
+    let (program, diags) = parse(text);
+    assert!(diags.is_empty(), "{diags:#?}");
+    let Item::Kernel(k) = &program.items[0] else {
+        panic!("not a kernel")
+    };
+    let a = k.body[0].schedule.as_ref().unwrap();
+    assert_eq!(a.kind.name, "gemm");
+    let s = |at: Span| &text[at.range()];
+    assert_eq!(
+        s(a.span),
+        "schedule gemm(mr = 4, m = [i], unroll = [k: 2, j: 1], ukernel = simd128,)"
+    );
+    let items: Vec<(&str, &str, &RawValue<Span>)> = a
+        .items
+        .iter()
+        .map(|i| (i.key.as_str(), s(i.value_at), &i.value))
+        .collect();
+    assert_eq!(items[0], ("mr", "4", &RawValue::Int(4)));
+    assert_eq!(
+        items[3],
+        ("ukernel", "simd128", &RawValue::Name("simd128".into()))
+    );
+    assert_eq!(items[2].1, "[k: 2, j: 1]");
+    let RawValue::List(entries) = items[2].2 else {
+        panic!("not a list")
+    };
+    let entries: Vec<(&str, Option<u64>, &str)> = entries
+        .iter()
+        .map(|(n, f, at)| (n.as_str(), *f, s(*at)))
+        .collect();
+    assert_eq!(entries, [("k", Some(2), "k"), ("j", Some(1), "j")]);
+    // The statement's span stops before its annotation; `schedule[i]` is an access.
+    assert_eq!(s(k.body[0].span), "C[i, j] = A[i, k] * B[k, j]");
+    assert_eq!(k.body[1].schedule.as_ref().unwrap().kind.name, "naive");
+    assert!(print_program(&program).contains(
+        "C[i, j] = A[i, k] * B[k, j] schedule gemm(mr = 4, m = [i], unroll = [k: 2, j: 1], \
+         ukernel = simd128)\n    D[i] = schedule[i] schedule naive()\n"
+    ));
+    assert_round_trip(&program, "annotated");
+}
+
+#[test]
+fn malformed_schedule_annotations_are_syntax_errors() {
+    let head = "kernel f(A: f32[3]) -> (C: f32[3]) {\n    C[i] = A[i] ";
+    for (annotation, message) in [
+        (
+            "schedule gemm mr = 4",
+            "expected `(` after the schedule kind, found the name `mr`",
+        ),
+        (
+            "schedule gemm(mr 4)",
+            "expected `=` after the key, found the number `4`",
+        ),
+        (
+            "schedule gemm(mr = 2.5)",
+            "a schedule value must be an integer, found `2.5`",
+        ),
+        (
+            "schedule gemm(m = [i: j])",
+            "expected a factor, found the name `j`",
+        ),
+        (
+            "schedule gemm(m = (i))",
+            "expected a name as the value, or a number or a list `[...]`, found `(`",
+        ),
+    ] {
+        let e = errors(&format!("{head}{annotation}\n}}\n"));
+        assert_eq!(e.len(), 1, "{annotation}: {e:#?}");
+        assert_eq!(e[0].message, message, "{annotation}");
+    }
 }

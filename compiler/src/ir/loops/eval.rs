@@ -24,8 +24,8 @@ use super::{
     Block, BufferDef, BufferId, BufferKind, CmpOp, Coord, For, Function, IndexOp, Inst, Layout,
     Module, Op, ReduceKind, StrideFact, TileOperand, Ukernel, ValueId,
 };
-use crate::interp::scalar::{binary, compare, unary};
-use crate::interp::{bind_dims, InterpError};
+use crate::ir::call::{bind_dims, CallError};
+use crate::ir::scalar::{binary, compare, unary};
 use crate::ir::tensor::Extent;
 use einc_runtime::array::{c_strides, element_count};
 use einc_runtime::{Array, DType, Scalar};
@@ -37,7 +37,7 @@ use std::fmt;
 pub enum LoopEvalError {
     /// The inputs do not fit the parameters (count, dtype, rank, extents or dim bindings),
     /// reported exactly as the tensor interpreter reports it.
-    Call(InterpError),
+    Call(CallError),
     /// A load or store reaches outside its buffer.
     OutOfBounds {
         /// The function.
@@ -274,13 +274,6 @@ impl<'a> Eval<'a> {
         let f = self.f;
         let input_ids = self.input_ids();
         let input_params: Vec<&BufferDef> = input_ids.iter().filter_map(|&b| f.buffer(b)).collect();
-        if inputs.len() != input_params.len() {
-            return Err(LoopEvalError::Call(InterpError::InputCount {
-                func: f.name.clone(),
-                expected: input_params.len(),
-                actual: inputs.len(),
-            }));
-        }
         let params: Vec<(&str, DType, &[Extent])> = input_params
             .iter()
             .map(|b| (b.name.as_str(), b.dtype, b.shape.as_slice()))
@@ -369,7 +362,7 @@ impl<'a> Eval<'a> {
     fn allocate(&self, id: BufferId, b: &BufferDef) -> EResult<Memory<'a>> {
         let shape = self.shape(id, b)?;
         let too_large = || {
-            LoopEvalError::Call(InterpError::TooLarge {
+            LoopEvalError::Call(CallError::TooLarge {
                 value: b.name.clone(),
                 dtype: b.dtype,
                 shape: shape.iter().map(|&n| n as u64).collect(),

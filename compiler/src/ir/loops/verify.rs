@@ -10,7 +10,7 @@ use super::{
     Block, BufferId, BufferKind, Coord, For, Function, Inst, Layout, Module, Op, StrideFact,
     TileOperand, Type, Ukernel, ValueId, MAX_ALIGN, MAX_SCOPED_BYTES,
 };
-use crate::interp::scalar::{binary_accepts_int, unary_accepts_int};
+use crate::ir::scalar::{binary_accepts_int, unary_accepts_int};
 use crate::ir::tensor::printer::name;
 use crate::ir::tensor::Extent;
 use std::collections::HashSet;

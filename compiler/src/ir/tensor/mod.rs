@@ -13,7 +13,9 @@
 
 pub mod parser;
 pub mod printer;
+pub mod schedule;
 pub mod verify;
+pub mod visit;
 
 pub use crate::ir::scalar::{BinaryFn, CmpOp, ReduceKind, UnaryFn};
 use einc_runtime::{DType, Scalar};
@@ -154,7 +156,8 @@ pub struct Input {
 /// index in `output`); each input map has one entry per axis of the input, and an axis mapped
 /// by an index has that index's extent (a `Fixed(p)` entry needs `p` < the axis extent); the
 /// body is well typed with type `dtype`, which is also the result's dtype; the result's shape
-/// is the extents of the `output` indices.
+/// is the extents of the `output` indices; the schedule, if any, fits the op
+/// ([`schedule::check`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Generic {
     /// The iteration space.
@@ -171,6 +174,9 @@ pub struct Generic {
     pub body: Expr,
     /// Element type of the body and the result.
     pub dtype: DType,
+    /// How the op executes (`None`: the naive nest). Changes speed, never the result
+    /// ([`schedule`]).
+    pub schedule: Option<schedule::Schedule>,
 }
 
 /// The reduction part of a [`Generic`].
@@ -247,6 +253,20 @@ impl Generic {
     /// The definition of an index.
     pub fn index_def(&self, id: IndexId) -> &IndexDef {
         &self.indices[id.0 as usize]
+    }
+
+    /// The type of the result: the op's dtype and the extents of its output indices (`None`
+    /// when an output index is out of range, which the verifier reports).
+    pub fn result_type(&self) -> Option<TensorType> {
+        let shape = self
+            .output
+            .iter()
+            .map(|i| self.indices.get(i.0 as usize).map(|d| d.extent.clone()))
+            .collect::<Option<Vec<_>>>()?;
+        Some(TensorType {
+            dtype: self.dtype,
+            shape,
+        })
     }
 
     /// The shape of the result: the extents of the output indices.

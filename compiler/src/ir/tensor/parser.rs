@@ -14,6 +14,7 @@ pub(crate) mod lexer;
 mod tests;
 
 use super::printer::{name, print_type};
+use super::schedule::{self, RawItem, RawValue, Schedule};
 use super::{
     AxisMap, BinaryFn, CmpOp, Cond, DimDef, Expr, Extent, Function, Generic, IndexDef, IndexId,
     Input, Module, Op, OpKind, Reduce, ReduceKind, ResultDef, TensorType, UnaryFn, ValueId,
@@ -528,6 +529,11 @@ impl<'a> Parser<'a> {
         self.expect('}')?;
         self.expect(':')?;
         let dtype = self.dtype()?;
+        let schedule = if self.is_kw("schedule") {
+            Some(self.schedule(&index_ids)?)
+        } else {
+            None
+        };
         Ok(Generic {
             indices,
             inputs,
@@ -535,6 +541,48 @@ impl<'a> Parser<'a> {
             reduce,
             body,
             dtype,
+            schedule,
+        })
+    }
+
+    /// `schedule KIND(key=value, ...)` after an op whose indices are `ids`.
+    fn schedule(&mut self, ids: &HashMap<String, IndexId>) -> PResult<Schedule> {
+        self.expect_kw("schedule")?;
+        let (kind, kind_at) = self.name("a schedule kind")?;
+        self.expect('(')?;
+        let items = self.list(')', |p| {
+            let (key, key_at) = p.name("a schedule key")?;
+            p.expect('=')?;
+            let value_at = p.offset();
+            let value = match p.peek() {
+                Tok::Int(_) => RawValue::Int(p.uint("a number")?),
+                Tok::Punct('[') => {
+                    p.bump();
+                    RawValue::List(p.list(']', |p| {
+                        let (n, at) = p.name("an index name")?;
+                        let factor = if p.eat(':') {
+                            Some(p.uint("a factor")?)
+                        } else {
+                            None
+                        };
+                        Ok((n, factor, at))
+                    })?)
+                }
+                _ => RawValue::Name(p.name("a number, a name or a list `[...]`")?.0),
+            };
+            Ok(RawItem {
+                key,
+                key_at,
+                value,
+                value_at,
+            })
+        })?;
+        schedule::build(&kind, kind_at, &items, |n| ids.get(n).copied()).or_else(|errors| {
+            let (at, message) = errors
+                .into_iter()
+                .next()
+                .unwrap_or((kind_at, String::new()));
+            self.err_at(at, message)
         })
     }
 

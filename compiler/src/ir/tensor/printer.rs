@@ -74,7 +74,7 @@ pub fn print_function(_m: &Module, f: &Function) -> String {
         );
         // A value whose recorded type is not the op's type cannot be written in the text (the
         // parser derives it); say so in a comment so that a dump of broken IR shows the bug.
-        let derived = super::verify::derived_type(g);
+        let derived = g.result_type();
         if let (Some(v), Some(derived)) = (f.values.get(op.result.0 as usize), derived) {
             if v.ty != derived {
                 let _ = write!(
@@ -86,6 +86,12 @@ pub fn print_function(_m: &Module, f: &Function) -> String {
             }
         }
         out.push('\n');
+        // The schedule goes on its own line under the op, so that the algorithm reads alone.
+        if let Some(s) = &g.schedule {
+            out.push_str("    ");
+            super::schedule::write(&mut out, g, s);
+            out.push('\n');
+        }
     }
     out.push_str("  return");
     for (n, r) in f.results.iter().enumerate() {

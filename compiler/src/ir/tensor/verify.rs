@@ -7,8 +7,8 @@
 
 use super::printer::{index_name, name, print_cond, print_expr, print_extent, print_type};
 use super::{
-    AxisMap, BinaryFn, Cond, Expr, Extent, Function, Generic, IndexId, Module, OpKind, TensorType,
-    UnaryFn, ValueId,
+    AxisMap, BinaryFn, Cond, Expr, Extent, Function, Generic, IndexId, Module, OpKind, UnaryFn,
+    ValueId,
 };
 use einc_runtime::DType;
 use std::collections::HashSet;
@@ -71,20 +71,6 @@ pub fn verify_module(m: &Module) -> Result<(), Vec<VerifyError>> {
     } else {
         Err(v.errors)
     }
-}
-
-/// The type a generic's result has: its dtype and the extents of its output indices (`None`
-/// when an output index is out of range, which the verifier reports separately).
-pub(super) fn derived_type(g: &Generic) -> Option<TensorType> {
-    let shape = g
-        .output
-        .iter()
-        .map(|i| g.indices.get(i.0 as usize).map(|d| d.extent.clone()))
-        .collect::<Option<Vec<_>>>()?;
-    Some(TensorType {
-        dtype: g.dtype,
-        shape,
-    })
 }
 
 struct Verifier<'a> {
@@ -161,7 +147,7 @@ impl Verifier<'_> {
                 }
             }
             self.generic(f, g);
-            if let (Some(v), Some(derived)) = (f.values.get(op.result.0 as usize), derived_type(g))
+            if let (Some(v), Some(derived)) = (f.values.get(op.result.0 as usize), g.result_type())
             {
                 if v.ty != derived {
                     self.error(format!(
@@ -320,6 +306,12 @@ impl Verifier<'_> {
                     t.name(),
                     g.dtype.name()
                 ));
+            }
+        }
+
+        if let Some(s) = &g.schedule {
+            for message in super::schedule::check(g, s) {
+                self.error(format!("schedule: {message}"));
             }
         }
     }

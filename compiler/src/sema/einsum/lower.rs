@@ -77,6 +77,7 @@ pub fn to_generic(plan: &EinsumPlan, args: &[ValueId]) -> Generic {
         }),
         body,
         dtype,
+        schedule: None,
     }
 }
 

@@ -1,7 +1,7 @@
 //! The evaluator against explicit loops written in the tests, and its errors.
 
 use super::{run_body, run_function, select, LoopEvalError};
-use crate::interp::InterpError;
+use crate::ir::call::CallError;
 use crate::ir::loops::parser::parse_module;
 use crate::ir::loops::verify::verify_module;
 use crate::ir::loops::Module;
@@ -156,7 +156,7 @@ fn bad_calls_are_reported_like_the_interpreter() {
     let a = Array::zeros(einc_runtime::DType::F32, &[2, 3]).unwrap();
     assert_eq!(
         run(&m, std::slice::from_ref(&a)).unwrap_err(),
-        LoopEvalError::Call(InterpError::InputCount {
+        LoopEvalError::Call(CallError::InputCount {
             func: "matmul".into(),
             expected: 2,
             actual: 1

@@ -75,6 +75,7 @@ fn generic(
         }),
         body,
         dtype: DType::F32,
+        schedule: None,
     }
 }
 

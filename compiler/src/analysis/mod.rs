@@ -1,0 +1,13 @@
+//! Analyses of the tensor IR: pure functions that read a function and describe it, for the
+//! passes after them (the contraction-path pass, the schedule pass) and for `einc explain`.
+//! Nothing here changes the IR.
+//!
+//! - [`classify`]: what kind of computation each `generic` is (a contraction with its
+//!   batch/m/n/k index groups, a map, a reduction, a row-softmax group), and whether its body
+//!   is an N-ary product of input reads.
+
+pub mod classify;
+
+pub use classify::{
+    classify, classify_function, product_factors, Contraction, Factor, OpClass, RowSoftmax,
+};

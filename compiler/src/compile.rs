@@ -1,0 +1,278 @@
+//! The one compiler pipeline. [`compile`] takes checked tensor IR to loop IR ready for code
+//! generation, running the pass list of the optimisation level; the lists are written out
+//! below, top to bottom, like Halide's `Lower.cpp`. Everything that compiles goes through
+//! here: the JIT (`api::Program`, `Kernel::specialize`, `einc run`, `einc eval`), `einc build`,
+//! and the dumps of `einc ir` (which adds instrumentation, may stop at the tensor level, and may
+//! go on to print Cranelift IR). So `einc ir FILE --print-after-all` shows every pass that
+//! `einc build` and the JIT run, in order, on the same IR.
+//!
+//! A pass runs by default only where this file lists it: the registry
+//! (`passes/registry.rs`) names passes, it does not order them.
+
+use crate::codegen::Target;
+use crate::ir::{loops, tensor};
+use crate::passes::{registry, run_pipeline, Dumps, Ir, Level, PassContext, Pipeline, RunOptions};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// An optimisation level.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum OptLevel {
+    /// `-O0`: the reference. Tensor IR is lowered as checked, one naive loop nest per op.
+    O0,
+    /// `-O1`: the tensor-level clean-ups only (builtins removed, dead ops dropped), no planning.
+    O1,
+    /// `-O2`, the default: the full pipeline.
+    #[default]
+    O2,
+}
+
+impl OptLevel {
+    /// Every level, lowest first.
+    pub const ALL: [OptLevel; 3] = [OptLevel::O0, OptLevel::O1, OptLevel::O2];
+
+    /// The level's number as `-O` spells it (`0`, `1`, `2`).
+    pub fn name(self) -> &'static str {
+        match self {
+            OptLevel::O0 => "0",
+            OptLevel::O1 => "1",
+            OptLevel::O2 => "2",
+        }
+    }
+
+    /// Parses `0`, `1` or `2`.
+    pub fn parse(s: &str) -> Result<OptLevel, String> {
+        OptLevel::ALL
+            .into_iter()
+            .find(|l| l.name() == s)
+            .ok_or_else(|| format!("unknown optimisation level `{s}`: expected 0, 1 or 2"))
+    }
+}
+
+/// How to compile a module.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompileOptions {
+    /// Which pass list runs.
+    pub level: OptLevel,
+    /// The machine code is generated for.
+    pub target: Target,
+    /// Extents of symbolic dims known when compiling (fixed by specialisation, or hints such as
+    /// `einc build --dims T=512`). Passes use them to choose between equivalent programs; the
+    /// compiled code still takes any extent. Each must name a symbolic dim of the module (see
+    /// [`check_dims`]).
+    pub dims: BTreeMap<String, u64>,
+    /// A pipeline string that replaces the level's pass list (the tensor and loop passes,
+    /// `lower-to-loops` included; code generation is not a pass here).
+    pub pipeline: Option<String>,
+    /// Passes left out of the level's list, by name (for tests that check each pass's
+    /// contribution; ignored with [`CompileOptions::pipeline`]).
+    pub disabled: Vec<String>,
+}
+
+impl Default for CompileOptions {
+    /// `-O2` for the host, no extents known.
+    fn default() -> CompileOptions {
+        CompileOptions {
+            level: OptLevel::default(),
+            target: Target::Host,
+            dims: BTreeMap::new(),
+            pipeline: None,
+            disabled: Vec::new(),
+        }
+    }
+}
+
+/// The pass list of each level, from checked tensor IR to loop IR, one pass per line in the
+/// order they run (with their options spelled as a pipeline string would).
+fn pass_list(opts: &CompileOptions) -> Vec<String> {
+    let list: Vec<&str> = match opts.level {
+        OptLevel::O0 => vec![
+            // The reference: each op becomes its naive loop nest, deltas and eps evaluated per
+            // point. Every other level is tested against this one.
+            "lower-to-loops",
+        ],
+        OptLevel::O1 => vec![
+            // Index-notation builtins first, so that later passes see plain products.
+            "delta-elim",
+            "eps-expand",
+            "dce",
+            "lower-to-loops",
+        ],
+        OptLevel::O2 => vec![
+            // ---- tensor level ----
+            // Index-notation builtins first, so that later passes see plain products.
+            "delta-elim",
+            "eps-expand",
+            // (vector, #9) `fuse`: elementwise fusion goes here.
+            // (lowering, #9) `schedule`: chooses each op's schedule; goes here, last before
+            // the clean-up.
+            "dce",
+            // ---- tensor -> loops (obeys the schedules) ----
+            "lower-to-loops",
+            // ---- loop level ----
+            // (loops, #9) `unroll`, `licm`, `strength-reduce` go here.
+        ],
+    };
+    list.into_iter()
+        .filter(|name| !opts.disabled.iter().any(|d| d == name))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Why a module could not be compiled.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CompileError {
+    /// Known extents that do not fit the module ([`check_dims`]).
+    Dims(Vec<DimProblem>),
+    /// The options do not make a pipeline: the pipeline string does not parse, its levels do
+    /// not chain, or the target does not fit the use (the JIT runs on the host only).
+    Options(String),
+    /// A pass failed (the message names it).
+    Pass(String),
+}
+
+impl fmt::Display for CompileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CompileError::Dims(problems) => {
+                let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+                f.write_str(&lines.join("\n"))
+            }
+            CompileError::Options(m) | CompileError::Pass(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for CompileError {}
+
+/// A known extent that does not fit the module.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DimProblem {
+    /// No dim of the module has this name.
+    Unknown {
+        /// The name given.
+        dim: String,
+        /// The module's dims, in declaration order.
+        dims: Vec<String>,
+    },
+    /// The module fixes the dim to another extent.
+    Contradicts {
+        /// The dim.
+        dim: String,
+        /// The extent given.
+        given: u64,
+        /// The extent the module fixes.
+        fixed: u64,
+    },
+}
+
+impl fmt::Display for DimProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DimProblem::Unknown { dim, dims } if dims.is_empty() => {
+                write!(f, "no dim `{dim}`: the module declares no dims")
+            }
+            DimProblem::Unknown { dim, dims } => write!(
+                f,
+                "no dim `{dim}`; the module declares: {}",
+                dims.join(", ")
+            ),
+            DimProblem::Contradicts { dim, given, fixed } => write!(
+                f,
+                "dim `{dim}` is fixed to {fixed}, so it cannot be {given}"
+            ),
+        }
+    }
+}
+
+/// Checks that every known extent names a dim of `module` and agrees with the extent the
+/// module fixes it to (a fixed dim may be repeated with its own value). Returns every problem.
+pub fn check_dims(module: &tensor::Module, dims: &BTreeMap<String, u64>) -> Vec<DimProblem> {
+    dims.iter()
+        .filter_map(
+            |(name, &given)| match module.dims.iter().find(|d| &d.name == name) {
+                None => Some(DimProblem::Unknown {
+                    dim: name.clone(),
+                    dims: module.dims.iter().map(|d| d.name.clone()).collect(),
+                }),
+                Some(d) => {
+                    d.value
+                        .filter(|&fixed| fixed != given)
+                        .map(|fixed| DimProblem::Contradicts {
+                            dim: name.clone(),
+                            given,
+                            fixed,
+                        })
+                }
+            },
+        )
+        .collect()
+}
+
+/// The pipeline that `opts` runs on a module, down to IR at level `until`: the level's pass
+/// list (or the options' pipeline string) cut before `lower-to-loops` for tensor IR, followed
+/// by `emit-clif` for Cranelift IR. A pipeline string is used as given: it must itself end at
+/// `until` (the caller checks the level of the result).
+pub fn pipeline(opts: &CompileOptions, until: Level) -> Result<Pipeline, CompileError> {
+    let ctx = PassContext {
+        dims: opts.dims.clone(),
+        target: opts.target.clone(),
+    };
+    let text = match &opts.pipeline {
+        Some(text) => text.clone(),
+        None => {
+            let mut names = pass_list(opts);
+            match until {
+                Level::Tensor => {
+                    names.retain(|n| registry::lookup(n).is_some_and(|p| p.output == Level::Tensor))
+                }
+                Level::Loop => {}
+                Level::Clif => names.push("emit-clif".into()),
+            }
+            names.join(",")
+        }
+    };
+    Pipeline::parse_with(&text, &ctx).map_err(CompileError::Options)
+}
+
+/// Runs the pipeline of `opts` on `module` down to `until`, with the instrumentation of
+/// `run` writing to `dumps` (`einc ir`). The known extents are checked first.
+pub fn run(
+    module: tensor::Module,
+    opts: &CompileOptions,
+    until: Level,
+    run: &RunOptions,
+    dumps: &mut Dumps,
+) -> Result<Ir, CompileError> {
+    let problems = check_dims(&module, &opts.dims);
+    if !problems.is_empty() {
+        return Err(CompileError::Dims(problems));
+    }
+    let pipeline = pipeline(opts, until)?;
+    run_pipeline(&pipeline, Ir::Tensor(module), run, dumps).map_err(CompileError::Pass)
+}
+
+/// Compiles checked tensor IR to loop IR with the pass list of `opts` (verifying after every
+/// pass in debug builds). Code generation (JIT or object file) takes it from there.
+pub fn compile(
+    module: &tensor::Module,
+    opts: &CompileOptions,
+) -> Result<loops::Module, CompileError> {
+    let ir = run(
+        module.clone(),
+        opts,
+        Level::Loop,
+        &RunOptions::default(),
+        &mut Dumps::default(),
+    )?;
+    match ir {
+        Ir::Loop(m) => Ok(m),
+        other => Err(CompileError::Options(format!(
+            "the pipeline ends at {} level, but code generation needs loop IR",
+            other.level()
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,157 @@
+use super::*;
+use crate::api::Program;
+use crate::ir::loops::printer::print_module as print_loops;
+use crate::ir::tensor::DimDef;
+
+fn names(opts: &CompileOptions, until: Level) -> String {
+    pipeline(opts, until).unwrap().names()
+}
+
+fn module(text: &str) -> tensor::Module {
+    crate::sema::compile_source(text)
+        .0
+        .expect("the source checks")
+}
+
+const MATMUL: &str = "dims M, K, N = 4\n\
+kernel mm(A: f32[M, K], B: f32[K, N]) -> (C: f32[M, N]) {\n    C[i, j] = A[i, k] * B[k, j]\n}\n";
+
+#[test]
+fn o0_is_the_direct_lowering_and_every_level_ends_in_it() {
+    let o0 = CompileOptions {
+        level: OptLevel::O0,
+        ..CompileOptions::default()
+    };
+    assert_eq!(names(&o0, Level::Loop), "lower-to-loops");
+    assert_eq!(names(&o0, Level::Tensor), "");
+    assert_eq!(names(&o0, Level::Clif), "lower-to-loops, emit-clif");
+    for level in OptLevel::ALL {
+        let opts = CompileOptions {
+            level,
+            ..CompileOptions::default()
+        };
+        let loop_names = names(&opts, Level::Loop);
+        assert!(
+            loop_names.contains("lower-to-loops"),
+            "{level:?}: {loop_names}"
+        );
+        // The tensor cut is the same list up to the lowering.
+        let tensor_names = names(&opts, Level::Tensor);
+        assert!(loop_names.starts_with(&tensor_names), "{level:?}");
+        assert_eq!(
+            format!("{}, emit-clif", loop_names),
+            names(&opts, Level::Clif),
+            "{level:?}"
+        );
+    }
+}
+
+#[test]
+fn disabled_passes_leave_the_list_and_a_pipeline_string_replaces_it() {
+    let opts = CompileOptions {
+        disabled: vec!["dce".into(), "eps-expand".into()],
+        ..CompileOptions::default()
+    };
+    let list = names(&opts, Level::Loop);
+    assert!(
+        !list.contains("dce") && !list.contains("eps-expand"),
+        "{list}"
+    );
+    assert!(list.contains("delta-elim"), "{list}");
+    let opts = CompileOptions {
+        pipeline: Some("dce,lower-to-loops".into()),
+        ..CompileOptions::default()
+    };
+    assert_eq!(names(&opts, Level::Loop), "dce, lower-to-loops");
+    let bad = CompileOptions {
+        pipeline: Some("dce,nonsense".into()),
+        ..CompileOptions::default()
+    };
+    let err = compile(&module(MATMUL), &bad).unwrap_err();
+    assert!(matches!(err, CompileError::Options(_)), "{err:?}");
+    assert!(
+        err.to_string().starts_with("unknown pass `nonsense`"),
+        "{err}"
+    );
+    // A pipeline that stops at the tensor level cannot be compiled.
+    let short = CompileOptions {
+        pipeline: Some("dce".into()),
+        ..CompileOptions::default()
+    };
+    let err = compile(&module(MATMUL), &short).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "the pipeline ends at tensor level, but code generation needs loop IR"
+    );
+}
+
+#[test]
+fn known_dims_must_name_symbolic_or_agreeing_dims() {
+    let m = tensor::Module {
+        dims: vec![
+            DimDef {
+                name: "T".into(),
+                value: None,
+            },
+            DimDef {
+                name: "N".into(),
+                value: Some(3),
+            },
+        ],
+        funcs: vec![],
+    };
+    let dims = BTreeMap::from([
+        ("T".to_string(), 5),
+        ("N".to_string(), 3),
+        ("X".to_string(), 1),
+        ("N2".to_string(), 1),
+    ]);
+    let problems = check_dims(&m, &dims);
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert_eq!(
+        problems[0].to_string(),
+        "no dim `N2`; the module declares: T, N"
+    );
+    let wrong = BTreeMap::from([("N".to_string(), 4)]);
+    assert_eq!(
+        check_dims(&m, &wrong)[0].to_string(),
+        "dim `N` is fixed to 3, so it cannot be 4"
+    );
+    let err = compile(
+        &module(MATMUL),
+        &CompileOptions {
+            dims: BTreeMap::from([("Q".to_string(), 2)]),
+            ..CompileOptions::default()
+        },
+    )
+    .unwrap_err();
+    assert_eq!(err.to_string(), "no dim `Q`; the module declares: M, K, N");
+}
+
+#[test]
+fn the_jit_compiles_exactly_what_compile_produces() {
+    let m = module(MATMUL);
+    for level in OptLevel::ALL {
+        let opts = CompileOptions {
+            level,
+            ..CompileOptions::default()
+        };
+        let program = Program::from_module_with(m.clone(), &opts).unwrap();
+        assert_eq!(
+            print_loops(program.loop_module()),
+            print_loops(&compile(&m, &opts).unwrap()),
+            "{level:?}"
+        );
+        assert_eq!(program.options(), &opts);
+    }
+    let foreign = CompileOptions {
+        target: Target::parse("aarch64-unknown-linux-gnu").unwrap(),
+        ..CompileOptions::default()
+    };
+    let err = Program::from_module_with(m, &foreign).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("the JIT compiles for the host only"),
+        "{err}"
+    );
+}

@@ -1,0 +1,775 @@
+//! Schedules: how a `generic` executes, kept apart from what it computes (Halide's split of
+//! algorithm and schedule). A schedule changes speed, never the result: the only permitted
+//! difference is the order in which a reduction's terms are combined (`docs/schedules.md`).
+//!
+//! An op without a schedule lowers to the naive nest. A schedule is one of:
+//! - [`Schedule::Naive`]: the naive nest, chosen explicitly (the `schedule` pass keeps it);
+//! - [`Schedule::Gemm`]: a contraction as a GETT (BLIS loops around a micro-kernel, packed
+//!   panels, cache blocking);
+//! - [`Schedule::Loops`]: a loop nest for maps, reductions and the contractions that are not
+//!   GEMM-shaped (loop order, vectorised index, unrolling, parallel loops).
+//!
+//! Every field is optional: an annotation in `.ein` or a partial override sets some and the
+//! `schedule` pass completes the rest. Lowering requires a complete schedule
+//! ([`Schedule::missing`] is empty). Indices are [`IndexId`]s of the op the schedule is attached
+//! to, printed by name.
+//!
+//! Text form (after the op, `docs/ir.md`): `schedule KIND(key=value, ...)` where a value is an
+//! integer, a name, or a list `[x, y:4]` of names each with an optional `:n`. [`write`] prints
+//! it; [`build`] turns parsed items into a schedule for both the IR parser and the `.ein`
+//! annotation; [`check`] is the verifier's legality test against the op.
+
+use super::printer::index_name;
+use super::{Expr, Generic, IndexId, ReduceKind};
+use std::fmt::Write;
+
+/// How one `generic` executes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Schedule {
+    /// The naive nest: output indices in output order, then the reduced ones.
+    Naive,
+    /// A contraction computed as a GETT (`docs/schedules.md`).
+    Gemm(GemmSchedule),
+    /// A scheduled loop nest.
+    Loops(LoopsSchedule),
+}
+
+/// The micro-kernel family a GEMM schedule calls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MicroKernel {
+    /// The 128-bit vector kernels code generation builds with Cranelift (both targets).
+    Simd128,
+}
+
+impl MicroKernel {
+    /// Every family, for parsing and messages.
+    pub const ALL: [MicroKernel; 1] = [MicroKernel::Simd128];
+
+    /// The name in the text form.
+    pub fn name(self) -> &'static str {
+        match self {
+            MicroKernel::Simd128 => "simd128",
+        }
+    }
+}
+
+/// A loop of the GEMM blocking that a schedule may mark parallel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BlockLoop {
+    /// The loop over blocks of `nc` columns (N).
+    Jc,
+    /// The loop over blocks of `mc` rows (M).
+    Ic,
+}
+
+impl BlockLoop {
+    /// Both loops, outermost first.
+    pub const ALL: [BlockLoop; 2] = [BlockLoop::Jc, BlockLoop::Ic];
+
+    /// The name in the text form.
+    pub fn name(self) -> &'static str {
+        match self {
+            BlockLoop::Jc => "jc",
+            BlockLoop::Ic => "ic",
+        }
+    }
+}
+
+/// Which operands of a GEMM are packed into contiguous panels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Packing {
+    /// A (the operand indexed by the `m` indices) into `mr`-row panels.
+    pub a: bool,
+    /// B (the operand indexed by the `n` indices) into `nr`-column panels.
+    pub b: bool,
+}
+
+/// A contraction as a GETT: `C[outer.., m.., n..] (+)= A[m.., k..] B[k.., n..]`.
+///
+/// The indices fused into each GEMM dimension are listed outermost first (the last varies
+/// fastest); every other index of the op is an `outer` loop around the GEMM, in loop order.
+/// The loops inside are BLIS's: `jc` over N by `nc`, `pc` over K by `kc` (B packed), `ic` over
+/// M by `mc` (A packed), `jr`/`ir` over the `nr`/`mr` register tiles, one micro-kernel call per
+/// tile.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GemmSchedule {
+    /// Loops outside the GEMM, outermost first.
+    pub outer: Option<Vec<IndexId>>,
+    /// Indices fused into M (output indices of A only).
+    pub m: Option<Vec<IndexId>>,
+    /// Indices fused into N (output indices of B only).
+    pub n: Option<Vec<IndexId>>,
+    /// Indices fused into K (reduced indices of both A and B).
+    pub k: Option<Vec<IndexId>>,
+    /// Register tile rows.
+    pub mr: Option<u64>,
+    /// Register tile columns.
+    pub nr: Option<u64>,
+    /// Rows of A per packed block (a multiple of `mr`).
+    pub mc: Option<u64>,
+    /// Depth of a packed block (K).
+    pub kc: Option<u64>,
+    /// Columns of B per packed block (a multiple of `nr`).
+    pub nc: Option<u64>,
+    /// Which operands are packed.
+    pub pack: Option<Packing>,
+    /// The micro-kernel family.
+    pub ukernel: Option<MicroKernel>,
+    /// Outer loops whose iterations may run in parallel.
+    pub parallel: Option<Vec<IndexId>>,
+    /// Blocking loops whose iterations may run in parallel.
+    pub parallel_blocks: Option<Vec<BlockLoop>>,
+}
+
+/// A scheduled loop nest: one loop per index in `order`, the vectorised index innermost.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LoopsSchedule {
+    /// Every index once, outermost first.
+    pub order: Option<Vec<IndexId>>,
+    /// The vectorised index and its width in lanes (`[]` for none).
+    pub vector: Option<Option<(IndexId, u64)>>,
+    /// Unroll factors (an index not listed is not unrolled).
+    pub unroll: Option<Vec<(IndexId, u64)>>,
+    /// Loops whose iterations may run in parallel (output indices).
+    pub parallel: Option<Vec<IndexId>>,
+}
+
+impl Schedule {
+    /// The kind's name in the text form.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Schedule::Naive => "naive",
+            Schedule::Gemm(_) => "gemm",
+            Schedule::Loops(_) => "loops",
+        }
+    }
+
+    /// The keys a complete schedule of this kind sets but this one does not; empty when
+    /// lowering can follow it as it is.
+    pub fn missing(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        let mut need = |set: bool, key| {
+            if !set {
+                out.push(key);
+            }
+        };
+        match self {
+            Schedule::Naive => {}
+            Schedule::Gemm(s) => {
+                need(s.outer.is_some(), "outer");
+                need(s.m.is_some(), "m");
+                need(s.n.is_some(), "n");
+                need(s.k.is_some(), "k");
+                need(s.mr.is_some(), "mr");
+                need(s.nr.is_some(), "nr");
+                need(s.mc.is_some(), "mc");
+                need(s.kc.is_some(), "kc");
+                need(s.nc.is_some(), "nc");
+                need(s.pack.is_some(), "pack");
+                need(s.ukernel.is_some(), "ukernel");
+                need(s.parallel.is_some(), "parallel");
+                need(s.parallel_blocks.is_some(), "parallel_blocks");
+            }
+            Schedule::Loops(s) => {
+                need(s.order.is_some(), "order");
+                need(s.vector.is_some(), "vector");
+                need(s.unroll.is_some(), "unroll");
+                need(s.parallel.is_some(), "parallel");
+            }
+        }
+        out
+    }
+}
+
+// ----- text ---------------------------------------------------------------------------------
+
+/// Writes `schedule KIND(key=value, ...)` for schedule `s` of op `g` (set keys only, in a fixed
+/// order).
+pub fn write(out: &mut String, g: &Generic, s: &Schedule) {
+    let names = |ids: &[IndexId]| -> String {
+        let list: Vec<String> = ids.iter().map(|&i| index_name(g, i)).collect();
+        format!("[{}]", list.join(", "))
+    };
+    let with_factor = |pairs: &[(IndexId, u64)]| -> String {
+        let list: Vec<String> = pairs
+            .iter()
+            .map(|&(i, n)| format!("{}:{n}", index_name(g, i)))
+            .collect();
+        format!("[{}]", list.join(", "))
+    };
+    let mut items: Vec<String> = Vec::new();
+    let list = |items: &mut Vec<String>, key: &str, ids: &Option<Vec<IndexId>>| {
+        if let Some(ids) = ids {
+            items.push(format!("{key}={}", names(ids)));
+        }
+    };
+    match s {
+        Schedule::Naive => {}
+        Schedule::Gemm(s) => {
+            list(&mut items, "outer", &s.outer);
+            list(&mut items, "m", &s.m);
+            list(&mut items, "n", &s.n);
+            list(&mut items, "k", &s.k);
+            for (key, v) in [
+                ("mr", s.mr),
+                ("nr", s.nr),
+                ("mc", s.mc),
+                ("kc", s.kc),
+                ("nc", s.nc),
+            ] {
+                if let Some(v) = v {
+                    items.push(format!("{key}={v}"));
+                }
+            }
+            if let Some(p) = s.pack {
+                let packed: Vec<&str> = [(p.a, "a"), (p.b, "b")]
+                    .into_iter()
+                    .filter_map(|(on, n)| on.then_some(n))
+                    .collect();
+                items.push(format!("pack=[{}]", packed.join(", ")));
+            }
+            if let Some(k) = s.ukernel {
+                items.push(format!("ukernel={}", k.name()));
+            }
+            list(&mut items, "parallel", &s.parallel);
+            if let Some(b) = &s.parallel_blocks {
+                let b: Vec<&str> = b.iter().map(|b| b.name()).collect();
+                items.push(format!("parallel_blocks=[{}]", b.join(", ")));
+            }
+        }
+        Schedule::Loops(s) => {
+            list(&mut items, "order", &s.order);
+            if let Some(v) = &s.vector {
+                items.push(format!("vector={}", with_factor(v.as_slice())));
+            }
+            if let Some(u) = &s.unroll {
+                items.push(format!("unroll={}", with_factor(u)));
+            }
+            list(&mut items, "parallel", &s.parallel);
+        }
+    }
+    let _ = write!(out, "schedule {}({})", s.kind_name(), items.join(", "));
+}
+
+/// The value of one `key=value` item, as parsed (by the IR parser or the `.ein` parser), with
+/// locations of type `L` for messages.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RawValue<L> {
+    /// An integer.
+    Int(u64),
+    /// A name.
+    Name(String),
+    /// `[x, y:4, ...]`: names, each with an optional factor, and where each is.
+    List(Vec<(String, Option<u64>, L)>),
+}
+
+/// One `key=value` item of a schedule as parsed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RawItem<L> {
+    /// The key.
+    pub key: String,
+    /// Where the key is.
+    pub key_at: L,
+    /// The value.
+    pub value: RawValue<L>,
+    /// Where the value is.
+    pub value_at: L,
+}
+
+/// The keys of each kind, in printing order (for messages).
+fn keys_of(kind: &str) -> &'static [&'static str] {
+    match kind {
+        "gemm" => &[
+            "outer",
+            "m",
+            "n",
+            "k",
+            "mr",
+            "nr",
+            "mc",
+            "kc",
+            "nc",
+            "pack",
+            "ukernel",
+            "parallel",
+            "parallel_blocks",
+        ],
+        "loops" => &["order", "vector", "unroll", "parallel"],
+        _ => &[],
+    }
+}
+
+/// The kinds of schedule, as written.
+pub const KINDS: [&str; 3] = ["naive", "gemm", "loops"];
+
+/// The largest tile, block or unroll factor a schedule may name (keeps sizes far from overflow
+/// and scoped buffers bounded).
+pub const MAX_FACTOR: u64 = 1 << 20;
+
+/// Builds a schedule of kind `kind` from parsed items, resolving index names with `index`.
+/// Errors name the key or value at fault, at its location; the kind itself is checked by the
+/// caller against [`KINDS`] (an unknown kind is reported at `kind_at`).
+pub fn build<L: Clone>(
+    kind: &str,
+    kind_at: L,
+    items: &[RawItem<L>],
+    index: impl Fn(&str) -> Option<IndexId>,
+) -> Result<Schedule, Vec<(L, String)>> {
+    let mut errors: Vec<(L, String)> = Vec::new();
+    let mut s = match kind {
+        "naive" => Schedule::Naive,
+        "gemm" => Schedule::Gemm(GemmSchedule::default()),
+        "loops" => Schedule::Loops(LoopsSchedule::default()),
+        other => {
+            return Err(vec![(
+                kind_at,
+                format!(
+                    "unknown schedule `{other}`: the schedules are {}",
+                    KINDS.join(", ")
+                ),
+            )])
+        }
+    };
+    let mut seen: Vec<&str> = Vec::new();
+    for item in items {
+        let key = item.key.as_str();
+        if !keys_of(kind).contains(&key) {
+            let known = keys_of(kind);
+            let msg = if known.is_empty() {
+                format!("a `{kind}` schedule takes no keys, found `{key}`")
+            } else {
+                format!(
+                    "unknown key `{key}` for a `{kind}` schedule: the keys are {}",
+                    known.join(", ")
+                )
+            };
+            errors.push((item.key_at.clone(), msg));
+            continue;
+        }
+        if seen.contains(&key) {
+            errors.push((item.key_at.clone(), format!("`{key}` is set twice")));
+            continue;
+        }
+        seen.push(key);
+        let mut cx = ItemCx {
+            item,
+            index: &index,
+            errors: &mut errors,
+        };
+        match &mut s {
+            Schedule::Naive => {}
+            Schedule::Gemm(g) => match key {
+                "outer" => g.outer = cx.indices(),
+                "m" => g.m = cx.indices(),
+                "n" => g.n = cx.indices(),
+                "k" => g.k = cx.indices(),
+                "mr" => g.mr = cx.factor(),
+                "nr" => g.nr = cx.factor(),
+                "mc" => g.mc = cx.factor(),
+                "kc" => g.kc = cx.factor(),
+                "nc" => g.nc = cx.factor(),
+                "pack" => g.pack = cx.packing(),
+                "ukernel" => g.ukernel = cx.ukernel(),
+                "parallel" => g.parallel = cx.indices(),
+                _ => g.parallel_blocks = cx.blocks(),
+            },
+            Schedule::Loops(l) => match key {
+                "order" => l.order = cx.indices(),
+                "vector" => l.vector = cx.vector(),
+                "unroll" => l.unroll = cx.factored(),
+                _ => l.parallel = cx.indices(),
+            },
+        }
+    }
+    if errors.is_empty() {
+        Ok(s)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Reads one item's value as the type its key needs.
+struct ItemCx<'a, L, F> {
+    item: &'a RawItem<L>,
+    index: &'a F,
+    errors: &'a mut Vec<(L, String)>,
+}
+
+impl<L: Clone, F: Fn(&str) -> Option<IndexId>> ItemCx<'_, L, F> {
+    fn fail<T>(&mut self, at: L, message: String) -> Option<T> {
+        self.errors.push((at, message));
+        None
+    }
+
+    fn expected<T>(&mut self, what: &str) -> Option<T> {
+        let at = self.item.value_at.clone();
+        let key = self.item.key.clone();
+        self.fail(at, format!("`{key}` takes {what}"))
+    }
+
+    /// A positive integer up to [`MAX_FACTOR`].
+    fn factor(&mut self) -> Option<u64> {
+        match self.item.value {
+            RawValue::Int(n) if (1..=MAX_FACTOR).contains(&n) => Some(n),
+            _ => self.expected(&format!("an integer from 1 to {MAX_FACTOR}")),
+        }
+    }
+
+    /// `[name, ...]` (no factors), as names; `what` for messages.
+    fn names(&mut self, what: &str) -> Option<Vec<(String, L)>> {
+        let RawValue::List(list) = &self.item.value else {
+            return self.expected(&format!("a list of {what} `[...]`"));
+        };
+        let mut out = Vec::new();
+        let mut ok = true;
+        for (name, factor, at) in list {
+            if factor.is_some() {
+                let key = self.item.key.clone();
+                self.errors
+                    .push((at.clone(), format!("`{key}` lists {what} without `:n`")));
+                ok = false;
+            }
+            out.push((name.clone(), at.clone()));
+        }
+        ok.then_some(out)
+    }
+
+    fn resolve(&mut self, name: &str, at: &L) -> Option<IndexId> {
+        match (self.index)(name) {
+            Some(id) => Some(id),
+            None => self.fail(at.clone(), format!("the op has no index `{name}`")),
+        }
+    }
+
+    /// `[i, j]`: distinct indices of the op.
+    fn indices(&mut self) -> Option<Vec<IndexId>> {
+        let names = self.names("indices")?;
+        let mut out: Vec<IndexId> = Vec::new();
+        let mut ok = true;
+        for (name, at) in &names {
+            match self.resolve(name, at) {
+                Some(id) if out.contains(&id) => {
+                    let key = self.item.key.clone();
+                    self.errors
+                        .push((at.clone(), format!("`{key}` lists `{name}` twice")));
+                    ok = false;
+                }
+                Some(id) => out.push(id),
+                None => ok = false,
+            }
+        }
+        ok.then_some(out)
+    }
+
+    /// `[i:4, j:2]`: distinct indices with factors.
+    fn factored(&mut self) -> Option<Vec<(IndexId, u64)>> {
+        let RawValue::List(list) = &self.item.value else {
+            return self.expected("a list `[index:factor, ...]`");
+        };
+        let key = self.item.key.clone();
+        let mut out: Vec<(IndexId, u64)> = Vec::new();
+        let mut ok = true;
+        for (name, factor, at) in list {
+            let Some(id) = self.resolve(name, at) else {
+                ok = false;
+                continue;
+            };
+            match factor {
+                Some(n) if (1..=MAX_FACTOR).contains(n) => {
+                    if out.iter().any(|&(i, _)| i == id) {
+                        self.errors
+                            .push((at.clone(), format!("`{key}` lists `{name}` twice")));
+                        ok = false;
+                    }
+                    out.push((id, *n));
+                }
+                _ => {
+                    self.errors.push((
+                        at.clone(),
+                        format!("`{key}` needs `{name}:n` with n from 1 to {MAX_FACTOR}"),
+                    ));
+                    ok = false;
+                }
+            }
+        }
+        ok.then_some(out)
+    }
+
+    /// `[]` or `[i:4]`.
+    fn vector(&mut self) -> Option<Option<(IndexId, u64)>> {
+        let list = self.factored()?;
+        match list[..] {
+            [] => Some(None),
+            [one] => Some(Some(one)),
+            _ => self.expected("at most one `index:lanes`"),
+        }
+    }
+
+    /// `[a, b]`, `[b]`, `[a]` or `[]`.
+    fn packing(&mut self) -> Option<Packing> {
+        let names = self.names("operands (`a`, `b`)")?;
+        let mut p = Packing { a: false, b: false };
+        for (name, at) in names {
+            let slot = match name.as_str() {
+                "a" => &mut p.a,
+                "b" => &mut p.b,
+                _ => return self.fail(at, format!("`pack` lists `a` and `b`, found `{name}`")),
+            };
+            if *slot {
+                return self.fail(at, format!("`pack` lists `{name}` twice"));
+            }
+            *slot = true;
+        }
+        Some(p)
+    }
+
+    fn ukernel(&mut self) -> Option<MicroKernel> {
+        let RawValue::Name(name) = &self.item.value else {
+            return self.expected("a micro-kernel family");
+        };
+        match MicroKernel::ALL.into_iter().find(|k| k.name() == name) {
+            Some(k) => Some(k),
+            None => {
+                let names: Vec<&str> = MicroKernel::ALL.iter().map(|k| k.name()).collect();
+                let at = self.item.value_at.clone();
+                self.fail(
+                    at,
+                    format!(
+                        "unknown micro-kernel `{name}`: the families are {}",
+                        names.join(", ")
+                    ),
+                )
+            }
+        }
+    }
+
+    fn blocks(&mut self) -> Option<Vec<BlockLoop>> {
+        let names = self.names("blocking loops (`jc`, `ic`)")?;
+        let mut out = Vec::new();
+        for (name, at) in names {
+            match BlockLoop::ALL.into_iter().find(|b| b.name() == name) {
+                Some(b) if out.contains(&b) => {
+                    return self.fail(at, format!("`parallel_blocks` lists `{name}` twice"))
+                }
+                Some(b) => out.push(b),
+                None => {
+                    return self.fail(
+                        at,
+                        format!("`parallel_blocks` lists `jc` and `ic`, found `{name}`"),
+                    )
+                }
+            }
+        }
+        Some(out)
+    }
+}
+
+// ----- legality -----------------------------------------------------------------------------
+
+/// The roles of a contraction's operands that a GEMM schedule relies on: the op is an `add`
+/// reduction of a float `mul(%a, %b)` of two different inputs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GemmOperands {
+    /// The input (body `%n`) that is multiplied first.
+    pub first: u32,
+    /// The other input.
+    pub second: u32,
+}
+
+/// The two multiplied inputs when `g` has the GEMM shape, else why not.
+pub fn gemm_operands(g: &Generic) -> Result<GemmOperands, String> {
+    if !g.dtype.is_float() {
+        return Err(format!(
+            "a `gemm` schedule needs a float op, this one is {}",
+            g.dtype
+        ));
+    }
+    if g.reduce.as_ref().map(|r| r.kind) != Some(ReduceKind::Add) {
+        return Err("a `gemm` schedule needs a `reduce add`".into());
+    }
+    match &g.body {
+        Expr::Binary(super::BinaryFn::Mul, a, b) => match (&**a, &**b) {
+            (Expr::Input(x), Expr::Input(y)) if x != y => Ok(GemmOperands {
+                first: *x,
+                second: *y,
+            }),
+            _ => Err("a `gemm` schedule needs the body `mul(%a, %b)` of two inputs".into()),
+        },
+        _ => Err("a `gemm` schedule needs the body `mul(%a, %b)` of two inputs".into()),
+    }
+}
+
+/// Which inputs (by position) read index `i` through their map.
+fn readers(g: &Generic, i: IndexId) -> impl Iterator<Item = usize> + '_ {
+    g.inputs
+        .iter()
+        .enumerate()
+        .filter_map(move |(n, input)| input.map.contains(&super::AxisMap::Index(i)).then_some(n))
+}
+
+/// Checks schedule `s` against its op `g` (the set keys only: a partial schedule passes when
+/// what it says fits). Returns every rule broken, as messages; the rules are listed in
+/// `docs/schedules.md`.
+pub fn check(g: &Generic, s: &Schedule) -> Vec<String> {
+    let mut errors = Vec::new();
+    let n_indices = g.indices.len();
+    let valid = |ids: &[IndexId]| ids.iter().all(|i| (i.0 as usize) < n_indices);
+    let name = |i: IndexId| index_name(g, i);
+    let is_output = |i: IndexId| g.output.contains(&i);
+    match s {
+        Schedule::Naive => {}
+        Schedule::Gemm(s) => {
+            let operands = match gemm_operands(g) {
+                Ok(o) => o,
+                Err(e) => return vec![e],
+            };
+            let lists = [
+                ("outer", &s.outer),
+                ("m", &s.m),
+                ("n", &s.n),
+                ("k", &s.k),
+                ("parallel", &s.parallel),
+            ];
+            for (key, ids) in lists {
+                if let Some(ids) = ids {
+                    if !valid(ids) {
+                        errors.push(format!("`{key}` names an index out of range"));
+                        return errors;
+                    }
+                }
+            }
+            // The role of the A operand goes to whichever input reads the `m` indices.
+            let (a, b) = match s.m.as_deref().and_then(|m| m.first()) {
+                Some(&i) if readers(g, i).any(|n| n == operands.second as usize) => {
+                    (operands.second as usize, operands.first as usize)
+                }
+                _ => (operands.first as usize, operands.second as usize),
+            };
+            let reads = |n: usize, i: IndexId| readers(g, i).any(|r| r == n);
+            let group_rule = |i: IndexId, group: &str| -> Option<&'static str> {
+                let (in_a, in_b, out) = (reads(a, i), reads(b, i), is_output(i));
+                let ok = match group {
+                    "m" => out && in_a && !in_b,
+                    "n" => out && in_b && !in_a,
+                    _ => !out && in_a && in_b,
+                };
+                (!ok).then_some(match group {
+                    "m" => "an output index read by A only",
+                    "n" => "an output index read by B only",
+                    _ => "a reduced index read by both A and B",
+                })
+            };
+            for (key, ids) in [("m", &s.m), ("n", &s.n), ("k", &s.k)] {
+                let Some(ids) = ids else { continue };
+                if ids.is_empty() {
+                    errors.push(format!("`{key}` is empty: a GEMM needs M, N and K"));
+                }
+                for &i in ids {
+                    if let Some(rule) = group_rule(i, key) {
+                        errors.push(format!("`{key}` lists `{}`, which is not {rule}", name(i)));
+                    }
+                }
+            }
+            // Every index exactly once across the groups and the outer loops.
+            let mut count = vec![0usize; n_indices];
+            let all_set = s.outer.is_some() && s.m.is_some() && s.n.is_some() && s.k.is_some();
+            for ids in [&s.outer, &s.m, &s.n, &s.k].into_iter().flatten() {
+                for &i in ids {
+                    count[i.0 as usize] += 1;
+                }
+            }
+            for (n, &c) in count.iter().enumerate() {
+                let i = IndexId(u32::try_from(n).unwrap_or(u32::MAX));
+                if c > 1 {
+                    errors.push(format!(
+                        "index `{}` is in more than one of outer, m, n, k",
+                        name(i)
+                    ));
+                } else if c == 0 && all_set {
+                    errors.push(format!("index `{}` is in none of outer, m, n, k", name(i)));
+                }
+            }
+            if let (Some(mc), Some(mr)) = (s.mc, s.mr) {
+                if mc % mr != 0 {
+                    errors.push(format!("mc = {mc} is not a multiple of mr = {mr}"));
+                }
+            }
+            if let (Some(nc), Some(nr)) = (s.nc, s.nr) {
+                if nc % nr != 0 {
+                    errors.push(format!("nc = {nc} is not a multiple of nr = {nr}"));
+                }
+            }
+            if let Some(nr) = s.nr {
+                let lanes = 16 / g.dtype.size_bytes() as u64;
+                if nr % lanes != 0 {
+                    errors.push(format!(
+                        "nr = {nr} is not a multiple of the {lanes} {} lanes of a vector",
+                        g.dtype
+                    ));
+                }
+            }
+            if let Some(par) = &s.parallel {
+                for &i in par {
+                    if !s.outer.as_ref().is_some_and(|o| o.contains(&i)) || !is_output(i) {
+                        errors.push(format!(
+                            "`parallel` lists `{}`, which is not an outer output index",
+                            name(i)
+                        ));
+                    }
+                }
+            }
+        }
+        Schedule::Loops(s) => {
+            for ids in [&s.order, &s.parallel].into_iter().flatten() {
+                if !valid(ids) {
+                    errors.push("the schedule names an index out of range".into());
+                    return errors;
+                }
+            }
+            let pairs = s.vector.iter().flatten().chain(s.unroll.iter().flatten());
+            if pairs.clone().any(|&(i, _)| (i.0 as usize) >= n_indices) {
+                errors.push("the schedule names an index out of range".into());
+                return errors;
+            }
+            if let Some(order) = &s.order {
+                for (n, def) in g.indices.iter().enumerate() {
+                    let i = IndexId(u32::try_from(n).unwrap_or(u32::MAX));
+                    if !order.contains(&i) {
+                        errors.push(format!("`order` does not list index `{}`", def.name));
+                    }
+                }
+            }
+            if let Some(Some((v, lanes))) = s.vector {
+                let want = 16 / g.dtype.size_bytes() as u64;
+                if lanes != want {
+                    errors.push(format!(
+                        "`vector` has {lanes} lanes; a 128-bit vector of {} has {want}",
+                        g.dtype
+                    ));
+                }
+                if let Some(order) = &s.order {
+                    if order.last() != Some(&v) {
+                        errors.push(format!(
+                            "the vectorised index `{}` is not the innermost in `order`",
+                            name(v)
+                        ));
+                    }
+                }
+            }
+            if let Some(par) = &s.parallel {
+                for &i in par {
+                    if !is_output(i) {
+                        errors.push(format!(
+                            "`parallel` lists `{}`, which is not an output index",
+                            name(i)
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    errors
+}
+
+#[cfg(test)]
+mod tests;
