@@ -557,6 +557,25 @@ fn fails(cmd: &mut Command, message: &str, dir: &Path) {
 }
 
 #[test]
+fn a_tensor_too_large_to_address_is_refused_and_nothing_is_built() {
+    // Issue #13: this used to build a library.
+    let src = scratch("too-large-src").join("huge.ein");
+    std::fs::write(
+        &src,
+        "dims N = 9223372036854775807, M = 9223372036854775807\n\
+         kernel k(A: f32[N, M]) -> (B: f32[N, M]) {\n    B[i, j] = A[i, j] * 2\n}\n",
+    )
+    .unwrap();
+    let dir = scratch("too-large");
+    let mut cmd = einc();
+    cmd.args(["--color", "never", "build"])
+        .arg(&src)
+        .arg("-o")
+        .arg(dir.join("out/"));
+    fails(&mut cmd, "error: `A` is too large to address", &dir);
+}
+
+#[test]
 fn errors_are_clear_and_leave_nothing_behind() {
     let dir = scratch("errors");
     let out = dir.join("out/");
