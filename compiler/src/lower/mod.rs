@@ -18,6 +18,7 @@
 
 mod body;
 mod generic;
+mod nest;
 #[cfg(test)]
 mod tests;
 
@@ -225,6 +226,14 @@ impl<'m> FnLowerer<'m> {
         });
         self.scalar_consts.insert(key, v);
         v
+    }
+
+    /// The size of an extent when it is known before the call (fixed by the IR or the module).
+    fn known_extent(&self, e: &Extent) -> Option<u64> {
+        match e {
+            Extent::Fixed(n) => Some(*n),
+            Extent::Dim(name) => self.module.dim_value(name),
+        }
     }
 
     /// The value of an extent at run time: a constant when it is fixed (by the IR or by the
