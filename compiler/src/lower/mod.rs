@@ -94,13 +94,7 @@ impl<'m> FnLowerer<'m> {
         FnLowerer {
             module,
             src,
-            out: loops::Function {
-                name: src.name.clone(),
-                buffers: Vec::new(),
-                params: Vec::new(),
-                values: Vec::new(),
-                body: loops::Block::default(),
-            },
+            out: loops::Function::new(src.name.clone()),
             names: Namer::default(),
             entry: Vec::new(),
             index_consts: HashMap::new(),
@@ -159,7 +153,7 @@ impl<'m> FnLowerer<'m> {
     ) -> Result<BufferId, LowerError> {
         let ty = &self.value_def(id)?.ty;
         let layout = match kind {
-            BufferKind::Temp => Layout::Contiguous,
+            BufferKind::Temp | BufferKind::Scoped => Layout::Contiguous,
             BufferKind::Input | BufferKind::Output => Layout::Strided,
         };
         let def = BufferDef {
@@ -168,6 +162,7 @@ impl<'m> FnLowerer<'m> {
             shape: ty.shape.clone(),
             layout,
             kind,
+            align: None,
         };
         Ok(self.out.add_buffer(def))
     }
@@ -375,6 +370,7 @@ impl<'m> FnLowerer<'m> {
                 upper,
                 step: 1,
                 parallel: true,
+                unroll: None,
                 carried: Vec::new(),
                 body: loops::Block { insts: inner },
                 yields: Vec::new(),

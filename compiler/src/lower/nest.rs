@@ -379,6 +379,7 @@ impl Nest<'_, '_> {
                 upper: hi,
                 step,
                 parallel: false,
+                unroll: None,
                 carried: vec![Carried {
                     arg,
                     init: zero,
@@ -480,6 +481,7 @@ impl Nest<'_, '_> {
                 upper: variant.upper,
                 step: variant.lanes * variant.copies,
                 parallel,
+                unroll: None,
                 carried,
                 body: Block { insts },
                 yields,
@@ -714,6 +716,7 @@ impl Nest<'_, '_> {
                     upper: variant.upper,
                     step: variant.lanes,
                     parallel,
+                    unroll: None,
                     carried: Vec::new(),
                     body: Block { insts },
                     yields: Vec::new(),
