@@ -103,6 +103,9 @@ fn pass_list(opts: &CompileOptions) -> Vec<String> {
             // Index-notation builtins first, so that later passes see plain products.
             "delta-elim",
             "eps-expand",
+            // Factors that do not vary with the summed indices out of sums (`Q·Kᵀ / sqrt(K)`
+            // becomes a contraction and a scale), so that products are pure.
+            "canonicalize",
             // (vector, #9) `fuse`: elementwise fusion goes here.
             // (lowering, #9) `schedule`: chooses each op's schedule; goes here, last before
             // the clean-up.
