@@ -12,6 +12,7 @@
 use crate::codegen::Target;
 use crate::ir::{loops, tensor};
 use crate::passes::{registry, run_pipeline, Dumps, Ir, Level, PassContext, Pipeline, RunOptions};
+use crate::paths::PathOptions;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -61,6 +62,9 @@ pub struct CompileOptions {
     /// compiled code still takes any extent. Each must name a symbolic dim of the module (see
     /// [`check_dims`]).
     pub dims: BTreeMap<String, u64>,
+    /// How `contraction-path` searches (`--optimize`) and the largest intermediate it may
+    /// create (`--memory-limit`).
+    pub paths: PathOptions,
     /// A pipeline string that replaces the level's pass list (the tensor and loop passes,
     /// `lower-to-loops` included; code generation is not a pass here).
     pub pipeline: Option<String>,
@@ -76,6 +80,7 @@ impl Default for CompileOptions {
             level: OptLevel::default(),
             target: Target::Host,
             dims: BTreeMap::new(),
+            paths: PathOptions::default(),
             pipeline: None,
             disabled: Vec::new(),
         }
@@ -85,6 +90,13 @@ impl Default for CompileOptions {
 /// The pass list of each level, from checked tensor IR to loop IR, one pass per line in the
 /// order they run (with their options spelled as a pipeline string would).
 fn pass_list(opts: &CompileOptions) -> Vec<String> {
+    let paths = format!(
+        "contraction-path{{optimize={},memory-limit={}}}",
+        opts.paths.algorithm.name(),
+        opts.paths
+            .memory_limit
+            .map_or("none".to_string(), |l| l.to_string())
+    );
     let list: Vec<&str> = match opts.level {
         OptLevel::O0 => vec![
             // The reference: each op becomes its naive loop nest, deltas and eps evaluated per
@@ -106,6 +118,8 @@ fn pass_list(opts: &CompileOptions) -> Vec<String> {
             // Factors that do not vary with the summed indices out of sums (`Q·Kᵀ / sqrt(K)`
             // becomes a contraction and a scale), so that products are pure.
             "canonicalize",
+            // N-ary products into pairwise contractions, single-operand sums first.
+            &paths,
             // (vector, #9) `fuse`: elementwise fusion goes here.
             // (lowering, #9) `schedule`: chooses each op's schedule; goes here, last before
             // the clean-up.
@@ -117,9 +131,14 @@ fn pass_list(opts: &CompileOptions) -> Vec<String> {
         ],
     };
     list.into_iter()
-        .filter(|name| !opts.disabled.iter().any(|d| d == name))
+        .filter(|item| !opts.disabled.iter().any(|d| d == item_name(item)))
         .map(str::to_string)
         .collect()
+}
+
+/// The pass name of a pipeline item (`contraction-path{optimize=dp}` → `contraction-path`).
+fn item_name(item: &str) -> &str {
+    item.split('{').next().unwrap_or(item)
 }
 
 /// Why a module could not be compiled.
@@ -226,9 +245,9 @@ pub fn pipeline(opts: &CompileOptions, until: Level) -> Result<Pipeline, Compile
         None => {
             let mut names = pass_list(opts);
             match until {
-                Level::Tensor => {
-                    names.retain(|n| registry::lookup(n).is_some_and(|p| p.output == Level::Tensor))
-                }
+                Level::Tensor => names.retain(|item| {
+                    registry::lookup(item_name(item)).is_some_and(|p| p.output == Level::Tensor)
+                }),
                 Level::Loop => {}
                 Level::Clif => names.push("emit-clif".into()),
             }

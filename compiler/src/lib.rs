@@ -18,6 +18,7 @@ pub mod ir;
 pub mod lower;
 pub mod npy;
 pub mod passes;
+pub mod paths;
 pub mod rng;
 pub mod sema;
 pub mod syntax;

@@ -7,6 +7,7 @@
 //! the catalogue with examples is `docs/passes.md`.
 
 pub mod canonicalize;
+pub mod contraction_path;
 pub mod dce;
 pub mod delta_elim;
 pub mod emit_clif;

@@ -64,7 +64,12 @@ func @g(%x: i32[N], %y: i32[N]) -> (d: f64[N]) {
     // (3x)/2 is one integer factor: nothing moves.
     assert!(!text.contains("%b.unscaled"), "{text}");
     // A float divisor read at an output index leaves the sum.
-    let text = print_module(&check_preserved(&floats, "canonicalize", &[("N", 7)], false));
+    let text = print_module(&check_preserved(
+        &floats,
+        "canonicalize",
+        &[("N", 7)],
+        false,
+    ));
     assert!(
         text.contains(
             "%d = generic (i: N) ins(%d.unscaled[i], %y[i]) -> [i] \
