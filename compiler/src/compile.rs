@@ -21,7 +21,8 @@ use std::fmt;
 pub enum OptLevel {
     /// `-O0`: the reference. Tensor IR is lowered as checked, one naive loop nest per op.
     O0,
-    /// `-O1`: the tensor-level clean-ups only (builtins removed, dead ops dropped), no planning.
+    /// `-O1`: the tensor-level clean-ups that keep every value bit for bit (builtins removed,
+    /// constants folded, twins merged, dead code dropped); no planning.
     O1,
     /// `-O2`, the default: the full pipeline.
     #[default]
@@ -104,9 +105,12 @@ fn pass_list(opts: &CompileOptions) -> Vec<String> {
             "lower-to-loops",
         ],
         OptLevel::O1 => vec![
-            // Index-notation builtins first, so that later passes see plain products.
+            // Clean-ups that keep every value bit for bit: index-notation builtins out,
+            // constants folded, twins merged, dead code dropped.
             "delta-elim",
             "eps-expand",
+            "const-fold",
+            "cse",
             "dce",
             "lower-to-loops",
         ],
@@ -115,11 +119,16 @@ fn pass_list(opts: &CompileOptions) -> Vec<String> {
             // Index-notation builtins first, so that later passes see plain products.
             "delta-elim",
             "eps-expand",
+            // Constants (`sqrt(dim(K))` with K fixed, `x * 1`) before anything compares bodies.
+            "const-fold",
             // Factors that do not vary with the summed indices out of sums (`Q·Kᵀ / sqrt(K)`
             // becomes a contraction and a scale), so that products are pure.
             "canonicalize",
             // N-ary products into pairwise contractions, single-operand sums first.
             &paths,
+            // Twins merged, and map bodies recomputed inside later ops read instead (a derived
+            // gradient reads its forward values).
+            "cse",
             // (vector, #9) `fuse`: elementwise fusion goes here.
             // (lowering, #9) `schedule`: chooses each op's schedule; goes here, last before
             // the clean-up.

@@ -17,7 +17,7 @@
 //! JSON object (the fields are documented in `docs/passes.md`). The numbers are the cost model
 //! of [`paths::cost`], which counts as opt_einsum does.
 
-use super::compile_args::CompileArgs;
+use super::compile_args::{CompileArgs, PathArgs};
 use super::eval::show_einsum_error;
 use super::json::Json;
 use crate::analysis::{classify_function, OpClass};
@@ -27,7 +27,7 @@ use crate::ir::tensor::{
 };
 use crate::passes::contraction_path::{product, Product};
 use crate::passes::{Dumps, Ir, Level, RunOptions};
-use crate::paths::{self, cost::Formula, Algorithm, PathOptions, Plan};
+use crate::paths::{self, cost::Formula, PathOptions, Plan};
 use crate::sema::einsum::{self, show_extent, show_shape, EinsumPlan};
 use einc_runtime::DType;
 use std::process::ExitCode;
@@ -44,42 +44,15 @@ pub struct Args {
     /// The kernel to explain when TARGET is a file.
     #[arg(long)]
     pub kernel: Option<String>,
-    /// The path search: auto (exact where affordable, greedy beyond), optimal, dp or greedy.
-    #[arg(long, value_enum, default_value_t = OptimizeArg::Auto)]
-    pub optimize: OptimizeArg,
-    /// The largest intermediate a path may create, in elements.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
-    pub memory_limit: Option<u64>,
+    /// The path search and the memory limit.
+    #[command(flatten)]
+    pub paths: PathArgs,
     /// Text for people, or one JSON object.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
     /// Extents of a kernel's symbolic dims to plan for (`T=512,K=64`).
     #[arg(long, value_name = "DIM=N,...")]
     pub dims: Option<String>,
-}
-
-/// `--optimize`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum OptimizeArg {
-    /// Exact where affordable, greedy beyond.
-    Auto,
-    /// Depth-first search over every pairwise step.
-    Optimal,
-    /// Dynamic programming over connected subsets.
-    Dp,
-    /// Most memory removed first.
-    Greedy,
-}
-
-impl From<OptimizeArg> for Algorithm {
-    fn from(a: OptimizeArg) -> Algorithm {
-        match a {
-            OptimizeArg::Auto => Algorithm::Auto,
-            OptimizeArg::Optimal => Algorithm::Optimal,
-            OptimizeArg::Dp => Algorithm::Dp,
-            OptimizeArg::Greedy => Algorithm::Greedy,
-        }
-    }
 }
 
 /// `--format`.
@@ -93,10 +66,7 @@ pub enum Format {
 
 /// Runs `einc explain`.
 pub fn run(args: Args, color: bool) -> ExitCode {
-    let paths = PathOptions {
-        algorithm: args.optimize.into(),
-        memory_limit: args.memory_limit.map(u128::from),
-    };
+    let paths = args.paths.options();
     let explained = if args.target.ends_with(".ein") || args.kernel.is_some() {
         let Some(kernel) = &args.kernel else {
             return super::fail(format!(
@@ -124,12 +94,12 @@ pub fn run(args: Args, color: bool) -> ExitCode {
         let dims_args = CompileArgs {
             opt_level: None,
             dims: args.dims.clone(),
+            paths: args.paths,
         };
-        let mut opts = match dims_args.options(&single, Some(&file), color) {
+        let opts = match dims_args.options(&single, Some(&file), color) {
             Ok(opts) => opts,
             Err(status) => return status,
         };
-        opts.paths = paths;
         explain_kernel(single, &opts, args.format)
     } else if args.dims.is_some() {
         return super::fail("--dims applies to a kernel's dims; give a subscripts string --shapes");
@@ -509,12 +479,18 @@ impl PathReport {
             ],
         ];
         if let Some(m) = p.memory {
+            let result = p.steps.last().map_or(1, |s| s.size);
+            let which = if m.smallest == result {
+                " (the result itself)"
+            } else {
+                ""
+            };
             facts.push(vec![
                 "memory limit:".to_string(),
                 format!(
                     "{} elements cannot be met: every path has an intermediate of at least {} \
-                     elements, so the path was planned with that limit (the smallest that \
-                     works)",
+                     elements{which}, so the path was planned with that limit (the smallest \
+                     that works)",
                     m.asked, m.smallest
                 ),
             ]);

@@ -7,7 +7,9 @@
 //! the catalogue with examples is `docs/passes.md`.
 
 pub mod canonicalize;
+pub mod const_fold;
 pub mod contraction_path;
+pub mod cse;
 pub mod dce;
 pub mod delta_elim;
 pub mod emit_clif;

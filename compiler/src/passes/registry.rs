@@ -4,8 +4,8 @@
 //! and in which order, is written out in `compile.rs`.
 
 use super::{
-    canonicalize, contraction_path, dce, delta_elim, emit_clif, eps_expand, lower_to_loops, Level,
-    Pass, PassContext,
+    canonicalize, const_fold, contraction_path, cse, dce, delta_elim, emit_clif, eps_expand,
+    lower_to_loops, Level, Pass, PassContext,
 };
 use crate::paths::{Algorithm, PathOptions};
 
@@ -178,8 +178,26 @@ pub static PASSES: &[PassInfo] = &[
         },
     },
     PassInfo {
+        name: "cse",
+        summary: "merge ops that compute the same value and read earlier maps instead of \
+                  recomputing their bodies",
+        input: Level::Tensor,
+        output: Level::Tensor,
+        options: &[],
+        build: |_, _| Box::new(cse::Cse),
+    },
+    PassInfo {
+        name: "const-fold",
+        summary: "evaluate constant expressions and fixed dims, apply exact identities, \
+                  propagate constant maps",
+        input: Level::Tensor,
+        output: Level::Tensor,
+        options: &[],
+        build: |_, _| Box::new(const_fold::ConstFold),
+    },
+    PassInfo {
         name: "dce",
-        summary: "drop ops whose results nothing uses",
+        summary: "drop unread inputs, ops whose results nothing uses and dims nothing mentions",
         input: Level::Tensor,
         output: Level::Tensor,
         options: &[],

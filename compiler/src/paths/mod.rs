@@ -197,6 +197,28 @@ impl Plan {
     }
 }
 
+/// A path in numpy's `einsum_path` format (positions in the current operand list, each
+/// result appended) in SSA numbering (inputs `0..inputs`, step `k`'s result `inputs + k`), or
+/// `None` when a position is out of range or repeated within a step.
+pub fn ssa_path(linear: &[Vec<usize>], inputs: usize) -> Option<Vec<Vec<usize>>> {
+    let mut current: Vec<usize> = (0..inputs).collect();
+    let mut out = Vec::with_capacity(linear.len());
+    for (k, step) in linear.iter().enumerate() {
+        let mut positions = step.clone();
+        positions.sort_unstable();
+        positions.dedup();
+        if positions.len() != step.len() || positions.iter().any(|&p| p >= current.len()) {
+            return None;
+        }
+        out.push(step.iter().map(|&p| current[p]).collect());
+        for &p in positions.iter().rev() {
+            current.remove(p);
+        }
+        current.push(inputs + k);
+    }
+    Some(out)
+}
+
 /// Pairwise steps over operands numbered `0..m`, results numbered from `m` (SSA).
 type Pairs = Vec<(usize, usize)>;
 

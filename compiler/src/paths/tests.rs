@@ -40,6 +40,8 @@ fn the_chain_of_the_reference_chapter_multiplies_the_small_pair_first() {
         // B·C first (10x10, 2·10^5 FLOPs), then A·(BC) (2·10^5): 4·10^5 in all, against
         // 4·10^7 for (AB)·C and 3·10^8 for the naive nest (10^8 points, three operands).
         assert_eq!(p.linear_path(3), [vec![1, 2], vec![0, 1]], "{a:?}");
+        let ssa: Vec<Vec<usize>> = p.steps.iter().map(|s| s.operands.clone()).collect();
+        assert_eq!(ssa_path(&p.linear_path(3), 3), Some(ssa), "{a:?}");
         assert_eq!(p.opt_flops, 400_000, "{a:?}");
         assert_eq!(p.naive_flops, 300_000_000, "{a:?}");
         assert_eq!(p.largest_intermediate, 10_000, "{a:?}");
@@ -290,4 +292,6 @@ fn formulas_multiply_known_extents_into_the_coefficient() {
     assert_eq!(cost::Formula::step(&[Ok(5)], 3, true).to_string(), "15");
     assert_eq!(Algorithm::parse("dp"), Some(Algorithm::Dp));
     assert_eq!(Algorithm::parse("best"), None);
+    assert_eq!(ssa_path(&[vec![0, 3]], 3), None);
+    assert_eq!(ssa_path(&[vec![1, 1]], 3), None);
 }
