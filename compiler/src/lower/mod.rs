@@ -18,6 +18,7 @@
 
 mod body;
 mod generic;
+mod nest;
 #[cfg(test)]
 mod tests;
 
@@ -93,13 +94,7 @@ impl<'m> FnLowerer<'m> {
         FnLowerer {
             module,
             src,
-            out: loops::Function {
-                name: src.name.clone(),
-                buffers: Vec::new(),
-                params: Vec::new(),
-                values: Vec::new(),
-                body: loops::Block::default(),
-            },
+            out: loops::Function::new(src.name.clone()),
             names: Namer::default(),
             entry: Vec::new(),
             index_consts: HashMap::new(),
@@ -158,7 +153,7 @@ impl<'m> FnLowerer<'m> {
     ) -> Result<BufferId, LowerError> {
         let ty = &self.value_def(id)?.ty;
         let layout = match kind {
-            BufferKind::Temp => Layout::Contiguous,
+            BufferKind::Temp | BufferKind::Scoped => Layout::Contiguous,
             BufferKind::Input | BufferKind::Output => Layout::Strided,
         };
         let def = BufferDef {
@@ -167,6 +162,7 @@ impl<'m> FnLowerer<'m> {
             shape: ty.shape.clone(),
             layout,
             kind,
+            align: None,
         };
         Ok(self.out.add_buffer(def))
     }
@@ -230,6 +226,14 @@ impl<'m> FnLowerer<'m> {
         });
         self.scalar_consts.insert(key, v);
         v
+    }
+
+    /// The size of an extent when it is known before the call (fixed by the IR or the module).
+    fn known_extent(&self, e: &Extent) -> Option<u64> {
+        match e {
+            Extent::Fixed(n) => Some(*n),
+            Extent::Dim(name) => self.module.dim_value(name),
+        }
     }
 
     /// The value of an extent at run time: a constant when it is fixed (by the IR or by the
@@ -366,6 +370,7 @@ impl<'m> FnLowerer<'m> {
                 upper,
                 step: 1,
                 parallel: true,
+                unroll: None,
                 carried: Vec::new(),
                 body: loops::Block { insts: inner },
                 yields: Vec::new(),
