@@ -170,9 +170,8 @@ impl Plan {
     /// the current operand list (inputs first), whose result is appended to the list.
     pub fn linear_path(&self, inputs: usize) -> Vec<Vec<usize>> {
         let mut current: Vec<usize> = (0..inputs).collect();
-        let mut next = inputs;
         let mut path = Vec::with_capacity(self.steps.len());
-        for step in &self.steps {
+        for (next, step) in (inputs..).zip(&self.steps) {
             let mut positions: Vec<usize> = step
                 .operands
                 .iter()
@@ -183,7 +182,6 @@ impl Plan {
                 current.remove(p);
             }
             current.push(next);
-            next += 1;
             path.push(positions);
         }
         path
