@@ -168,7 +168,7 @@ pub fn header_text(m: &loops::Module, name: &str, source: &str) -> Result<String
         "\n/* Every kernel of the library, as einc_K_info() describes it, then NULL. */\n\
          const einc_kernel_info *const *{KERNEL_LIST_SYMBOL}(void);"
     );
-    for f in &m.funcs {
+    for f in m.kernels() {
         let sig = kernel_signature(m, f)?;
         let info = kernel_info(&sig)?;
         let names = |outputs: bool| {

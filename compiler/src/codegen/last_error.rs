@@ -195,6 +195,25 @@ impl ErrorSupport {
         Ok(support)
     }
 
+    /// Emits, where `fb` is, the call that records `failure` through `record` (this
+    /// function's import of [`ErrorSupport::record`]); returns its status code (an `i32`).
+    pub(crate) fn emit_record<M: Module>(
+        &mut self,
+        module: &mut M,
+        fb: &mut FunctionBuilder,
+        record: FuncRef,
+        failure: &Failure,
+    ) -> Result<Value, CodegenError> {
+        let template = self.template(module, &failure.template)?;
+        let template = module.declare_data_in_func(template, fb.func);
+        let template = fb.ins().symbol_value(types::I64, template);
+        let zero = fb.ins().iconst(types::I64, 0);
+        let code = fb.ins().iconst(types::I32, i64::from(failure.code));
+        let (a, b) = (failure.a.unwrap_or(zero), failure.b.unwrap_or(zero));
+        let inst = fb.ins().call(record, &[code, template, a, b]);
+        Ok(fb.inst_results(inst)[0])
+    }
+
     /// The data object holding `text` NUL-terminated (one per distinct text).
     pub(crate) fn template<M: Module>(
         &mut self,

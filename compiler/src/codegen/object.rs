@@ -217,7 +217,7 @@ pub(crate) fn check_symbols(m: &loops::Module) -> Result<(), CodegenError> {
     .iter()
     .map(|s| (s.to_string(), "the library"))
     .collect();
-    for f in &m.funcs {
+    for f in m.kernels() {
         let mut chars = f.name.chars();
         let identifier = chars
             .next()

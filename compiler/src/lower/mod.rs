@@ -98,13 +98,7 @@ impl<'m> FnLowerer<'m> {
         FnLowerer {
             module,
             src,
-            out: loops::Function {
-                name: src.name.clone(),
-                buffers: Vec::new(),
-                params: Vec::new(),
-                values: Vec::new(),
-                body: loops::Block::default(),
-            },
+            out: loops::Function::new(src.name.clone()),
             names: Namer::default(),
             entry: Vec::new(),
             index_consts: HashMap::new(),
@@ -163,7 +157,7 @@ impl<'m> FnLowerer<'m> {
     ) -> Result<BufferId, LowerError> {
         let ty = &self.value_def(id)?.ty;
         let layout = match kind {
-            BufferKind::Temp => Layout::Contiguous,
+            BufferKind::Temp | BufferKind::Scoped => Layout::Contiguous,
             BufferKind::Input | BufferKind::Output => Layout::Strided,
         };
         let def = BufferDef {
@@ -172,6 +166,7 @@ impl<'m> FnLowerer<'m> {
             shape: ty.shape.clone(),
             layout,
             kind,
+            align: None,
         };
         Ok(self.out.add_buffer(def))
     }
@@ -445,6 +440,7 @@ impl<'m> FnLowerer<'m> {
                 upper,
                 step: 1,
                 parallel: true,
+                unroll: None,
                 carried: Vec::new(),
                 body: loops::Block { insts: inner },
                 yields: Vec::new(),

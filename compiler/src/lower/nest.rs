@@ -381,6 +381,7 @@ impl Nest<'_, '_> {
                 upper: variant.upper,
                 step: variant.lanes * variant.copies,
                 parallel,
+                unroll: None,
                 carried,
                 body: Block { insts },
                 yields,
@@ -615,6 +616,7 @@ impl Nest<'_, '_> {
                     upper: variant.upper,
                     step: variant.lanes,
                     parallel,
+                    unroll: None,
                     carried: Vec::new(),
                     body: Block { insts },
                     yields: Vec::new(),
@@ -853,41 +855,13 @@ pub(super) fn variants(
     Ok(out)
 }
 
-/// The largest multiple of `step` not above `n` (at least 0), computed at the current level.
-// TODO(vector): one `irem` once the loop IR has it; until then a counting loop.
+/// The largest multiple of `step` not above `n` (`n` is not negative), computed at the current
+/// level of `b`.
 fn floor_multiple(b: &mut BodyLowerer, n: ValueId, step: u64) -> Result<ValueId, LowerError> {
     let d = b.depth();
-    let zero = b.fl.index_const(0);
-    let step_v = b.fl.index_const_u64(step)?;
-    let below = b.fl.index_const_u64(step - 1)?;
-    let hi = b.emit(d, Op::IndexArith(IndexOp::Sub, n, below), Type::Index)?;
-    let var = b.fl.named_value("t", Type::Index);
-    let arg = b.fl.new_value("end", Type::Index);
-    let result = b.fl.new_value("end", Type::Index);
-    let next = b.fl.new_value("end", Type::Index);
-    b.push(
-        d,
-        Inst::For(Box::new(For {
-            var,
-            lower: zero,
-            upper: hi,
-            step,
-            parallel: false,
-            carried: vec![Carried {
-                arg,
-                init: zero,
-                result,
-            }],
-            body: Block {
-                insts: vec![Inst::Assign {
-                    result: next,
-                    op: Op::IndexArith(IndexOp::Add, var, step_v),
-                }],
-            },
-            yields: vec![next],
-        })),
-    )?;
-    Ok(result)
+    let step = b.fl.index_const_u64(step)?;
+    let r = b.emit(d, Op::IndexArith(IndexOp::Rem, n, step), Type::Index)?;
+    b.emit(d, Op::IndexArith(IndexOp::Sub, n, r), Type::Index)
 }
 
 /// The values of a loop variable `var` in the copies of one iteration of `variant`: `var`,

@@ -9,6 +9,8 @@ mod examples;
 mod kernels;
 mod last_error;
 mod ops;
+mod tiles;
+mod ukernel_speed;
 
 use crate::codegen::{jit_compile, JitKernel};
 use crate::ir::loops::{
@@ -30,6 +32,7 @@ impl Builder {
     pub fn new(name: &str) -> Builder {
         Builder {
             f: Function {
+                variant_of: None,
                 name: name.into(),
                 buffers: Vec::new(),
                 params: Vec::new(),
@@ -55,6 +58,7 @@ impl Builder {
             shape: shape.to_vec(),
             layout,
             kind,
+            align: None,
         });
         if kind != BufferKind::Temp {
             self.f.params.push(id);
@@ -147,6 +151,7 @@ impl Builder {
             upper,
             step,
             parallel: false,
+            unroll: None,
             carried,
             body: Block { insts },
             yields,

@@ -353,9 +353,8 @@ fn vector_accesses(block: &[Inst]) -> usize {
                 op: Op::Load { lanes, .. },
                 ..
             } => usize::from(*lanes > 1),
-            Inst::Store { .. } => 0,
             Inst::For(l) => vector_accesses(&l.body.insts),
-            Inst::Assign { .. } => 0,
+            Inst::Assign { .. } | Inst::Store { .. } | Inst::Scoped(_) | Inst::Ukernel(_) => 0,
         })
         .sum()
 }
