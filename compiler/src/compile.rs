@@ -103,7 +103,9 @@ fn pass_list(opts: &CompileOptions) -> Vec<String> {
             // Index-notation builtins first, so that later passes see plain products.
             "delta-elim",
             "eps-expand",
-            // (vector, #9) `fuse`: elementwise fusion goes here.
+            // Elementwise maps into the ops that read them (fewer passes over memory), after
+            // the planning passes have settled the contractions.
+            "fuse",
             // (lowering, #9) `schedule`: chooses each op's schedule; goes here, last before
             // the clean-up.
             "dce",

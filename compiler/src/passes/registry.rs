@@ -3,7 +3,9 @@
 //! `docs/passes.md` all follow this table. The table only names passes: which of them run,
 //! and in which order, is written out in `compile.rs`.
 
-use super::{dce, delta_elim, emit_clif, eps_expand, lower_to_loops, Level, Pass, PassContext};
+use super::{
+    dce, delta_elim, emit_clif, eps_expand, fuse, lower_to_loops, Level, Pass, PassContext,
+};
 
 /// An option a pass takes in a pipeline string (`eps-expand{max-rank=5}`). Every option is an
 /// unsigned integer with a default and an inclusive range; it may also accept keywords that
@@ -125,6 +127,15 @@ pub static PASSES: &[PassInfo] = &[
                 max_rank: o.get("max-rank").unwrap_or(eps_expand::DEFAULT_MAX_RANK),
             })
         },
+    },
+    PassInfo {
+        name: "fuse",
+        summary: "inline elementwise maps into the ops that read them, and fold the scale of a \
+                  matrix-vector product into its smaller operand",
+        input: Level::Tensor,
+        output: Level::Tensor,
+        options: &[],
+        build: |_, _| Box::new(fuse::Fuse),
     },
     PassInfo {
         name: "dce",
