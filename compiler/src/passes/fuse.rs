@@ -35,7 +35,8 @@
 //! chain of `neg`, multiplication and division by values that vary with no index (constants,
 //! dims, rank-0 inputs) — of a contraction that is not GEMM-shaped (a matrix-vector or dot
 //! product, whose result is not stored by a `gemm` epilogue), read by nothing else, and an
-//! operand of the contraction has fewer elements than its result (known extents), the scale
+//! operand of the contraction has fewer elements than its result (extents fixed or known when
+//! compiling), the scale
 //! moves onto the smaller operand (`(x / c)` computed once per element of `x`, then the
 //! contraction): fewer operations. This changes rounding: `Σ a·(x/c)` instead of `(Σ a·x)/c`.
 //!
@@ -54,10 +55,15 @@ use crate::ir::tensor::{
     UnaryFn, ValueId,
 };
 use einc_runtime::Scalar;
+use std::collections::BTreeMap;
 
 /// The `fuse` pass.
-#[derive(Debug)]
-pub struct Fuse;
+#[derive(Debug, Default)]
+pub struct Fuse {
+    /// Extents known for symbolic dims (specialisation or hints), for the size comparisons of
+    /// scale folding.
+    pub dims: BTreeMap<String, u64>,
+}
 
 /// The largest body cost of a producer that is inlined even where that recomputes it (a few
 /// arithmetic operations: recomputing them costs less than storing and reloading the value).
@@ -70,7 +76,11 @@ impl TensorPass for Fuse {
         for f in &mut m.funcs {
             let size = |e: &Extent| match e {
                 Extent::Fixed(n) => Some(*n),
-                Extent::Dim(name) => dims.iter().find(|d| &d.name == name).and_then(|d| d.value),
+                Extent::Dim(name) => dims
+                    .iter()
+                    .find(|d| &d.name == name)
+                    .and_then(|d| d.value)
+                    .or_else(|| self.dims.get(name).copied()),
             };
             changed |= fold_scales(f, &size);
             changed |= fuse_function(f);
