@@ -249,7 +249,7 @@ fn rarer_delta_and_eps_forms_keep_their_values() {
     // delta(i, l, j) with l summed keeps a delta over the two outputs.
     assert!(
         text.contains(
-            "%k = generic (i: N, j: N) ins(%x[i]) -> [i, j] { mul(delta<f32>(i, j), %0) } : f32"
+            "%k = generic (i: N, j: N) ins(%x[i]) -> [i, j] { mul(%0, delta<f32>(i, j)) } : f32"
         ),
         "{text}"
     );
