@@ -88,15 +88,17 @@ fn pass_list(opts: &CompileOptions) -> Vec<String> {
     let list: Vec<&str> = match opts.level {
         OptLevel::O0 => vec![
             // The reference: each op becomes its naive loop nest, deltas and eps evaluated per
-            // point. Every other level is tested against this one.
-            "lower-to-loops",
+            // point (schedules, even annotated ones, are ignored). Every other level is tested
+            // against this one.
+            "lower-to-loops{schedules=ignore}",
         ],
         OptLevel::O1 => vec![
             // Index-notation builtins first, so that later passes see plain products.
             "delta-elim",
             "eps-expand",
             "dce",
-            "lower-to-loops",
+            // No planning: naive nests, whatever the ops' schedules say.
+            "lower-to-loops{schedules=ignore}",
         ],
         OptLevel::O2 => vec![
             // ---- tensor level ----
@@ -104,8 +106,9 @@ fn pass_list(opts: &CompileOptions) -> Vec<String> {
             "delta-elim",
             "eps-expand",
             // (vector, #9) `fuse`: elementwise fusion goes here.
-            // (lowering, #9) `schedule`: chooses each op's schedule; goes here, last before
-            // the clean-up.
+            // Each op's schedule: GEMM tiles for contractions, vectorised nests for the other
+            // contraction shapes, annotations completed (docs/schedules.md).
+            "schedule",
             "dce",
             // ---- tensor -> loops (obeys the schedules) ----
             "lower-to-loops",

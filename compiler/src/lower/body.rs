@@ -12,11 +12,21 @@
 //! The mapping is one to one (`Index` → `cast<i64>` of the loop variable, `Lit` → a constant,
 //! `DimValue` → a cast of the dim) except for `Delta`, a select on the comparisons of its
 //! indices, and `Eps`, the permutation sign built from comparisons and selects (no tables).
+//!
+//! **Vector mode** ([`BodyLowerer::set_vector`]): an input whose map has the vectorised index
+//! is read as one vector of `lanes` consecutive elements (the caller has checked that the index
+//! addresses only its last axis, with unit stride), and an operation with a vector operand is
+//! a vector operation, its scalar operands splatted where they are defined. Everything that
+//! does not depend on the vectorised index stays scalar and hoisted. The same lowerer can then
+//! lower the body again in scalar mode, or with another loop variable for an index (an
+//! unrolled copy or a tail loop): what it cached for the levels of that index is forgotten,
+//! what it placed outside them is reused.
 
 use super::{FnLowerer, LowerError};
 use crate::ir::loops::{CmpOp, Inst, Op, Type, UnaryFn, ValueId};
-use crate::ir::tensor::{AxisMap, Cond, Expr, Extent, Generic};
+use crate::ir::tensor::{AxisMap, Cond, Expr, Extent, Generic, IndexId};
 use einc_runtime::{DType, Scalar};
+use std::collections::HashMap;
 
 /// A lowered value and the loop level it is defined at.
 type Placed = (ValueId, usize);
@@ -28,13 +38,17 @@ pub(super) struct BodyLowerer<'a, 'm> {
     g: &'a Generic,
     levels: &'a mut [Vec<Inst>],
     /// The loop variable of each index, by `IndexId`.
-    vars: &'a [ValueId],
+    vars: Vec<ValueId>,
     /// The level of each index's loop, by `IndexId`.
     depth_of: &'a [usize],
+    /// The vectorised index and its lanes, in vector mode.
+    vector: Option<(IndexId, u32)>,
     /// Each input's load, once emitted (its map is the same at every use).
     loads: Vec<Option<Placed>>,
     /// Each index's value as `i64`, once emitted.
     index_values: Vec<Option<Placed>>,
+    /// The splat of each scalar value, once emitted.
+    splats: HashMap<ValueId, Placed>,
 }
 
 impl<'a, 'm> BodyLowerer<'a, 'm> {
@@ -42,18 +56,97 @@ impl<'a, 'm> BodyLowerer<'a, 'm> {
         fl: &'a mut FnLowerer<'m>,
         g: &'a Generic,
         levels: &'a mut [Vec<Inst>],
-        vars: &'a [ValueId],
+        vars: &[ValueId],
         depth_of: &'a [usize],
     ) -> Self {
         BodyLowerer {
             fl,
             g,
             levels,
-            vars,
+            vars: vars.to_vec(),
             depth_of,
+            vector: None,
             loads: vec![None; g.inputs.len()],
             index_values: vec![None; g.indices.len()],
+            splats: HashMap::new(),
         }
+    }
+
+    /// Forgets every value cached at level `depth` or deeper (they are not visible where the
+    /// next lowering of the body goes).
+    fn forget_from(&mut self, depth: usize) {
+        let keep = |p: &Option<Placed>| p.filter(|&(_, d)| d < depth);
+        self.loads = self.loads.iter().map(keep).collect();
+        self.index_values = self.index_values.iter().map(keep).collect();
+        self.splats.retain(|_, &mut (_, d)| d < depth);
+    }
+
+    /// The level of index `id`'s loop (the innermost level when out of range).
+    fn depth(&self, id: IndexId) -> usize {
+        self.depth_of
+            .get(id.0 as usize)
+            .copied()
+            .unwrap_or_else(|| self.innermost())
+    }
+
+    /// Lowers the next bodies with `var` as the loop variable of index `id`.
+    pub fn set_var(&mut self, id: IndexId, var: ValueId) {
+        if let Some(slot) = self.vars.get_mut(id.0 as usize) {
+            *slot = var;
+        }
+        self.forget_from(self.depth(id));
+    }
+
+    /// Lowers the next bodies in vector mode along `vector` (index, lanes), or in scalar mode.
+    pub fn set_vector(&mut self, vector: Option<(IndexId, u32)>) {
+        let changed = self.vector.iter().chain(&vector).map(|&(i, _)| self.depth(i)).min();
+        self.vector = vector;
+        if let Some(depth) = changed {
+            self.forget_from(depth);
+        }
+    }
+
+    /// `v` as a vector of `lanes` lanes: `v` itself if it is one, else its splat, defined once
+    /// at `v`'s level.
+    pub fn splat(&mut self, (v, depth): Placed, lanes: u32) -> Result<Placed, LowerError> {
+        let ty = self.type_of(v)?;
+        let Type::Scalar(dtype) = ty else {
+            return Ok((v, depth));
+        };
+        if let Some(&placed) = self.splats.get(&v) {
+            return Ok(placed);
+        }
+        let placed = self.emit_placed(depth, Op::Splat(v, lanes), Type::Vector(dtype, lanes))?;
+        self.splats.insert(v, placed);
+        Ok(placed)
+    }
+
+    /// Two operands of one operation: splats the scalar one when the other is a vector.
+    fn unify(&mut self, a: Placed, b: Placed) -> Result<(Placed, Placed, Type), LowerError> {
+        match (self.type_of(a.0)?, self.type_of(b.0)?) {
+            (Type::Vector(_, lanes), Type::Scalar(_)) => {
+                let b = self.splat(b, lanes)?;
+                Ok((a, b, self.type_of(a.0)?))
+            }
+            (Type::Scalar(_), Type::Vector(_, lanes)) => {
+                let a = self.splat(a, lanes)?;
+                Ok((a, b, self.type_of(b.0)?))
+            }
+            (ty, _) => Ok((a, b, ty)),
+        }
+    }
+
+    /// The instructions of level `depth`.
+    pub fn level(&mut self, depth: usize) -> Result<&mut Vec<Inst>, LowerError> {
+        match self.levels.get_mut(depth) {
+            Some(block) => Ok(block),
+            None => Err(self.fl.error(format!("loop level {depth} does not exist"))),
+        }
+    }
+
+    /// The current loop variable of index `id` (the function's index 0 when out of range).
+    pub fn var(&self, id: IndexId) -> ValueId {
+        self.vars.get(id.0 as usize).copied().unwrap_or(ValueId(0))
     }
 
     /// The innermost level.
@@ -82,9 +175,13 @@ impl<'a, 'm> BodyLowerer<'a, 'm> {
         self.fl.type_of(v)
     }
 
-    /// Lowers `e`, which must have type `ty` (the op's dtype).
+    /// Lowers `e`, which must have type `ty` (the op's dtype, or its vector in vector mode: a
+    /// scalar result is then splatted).
     pub fn expr_of_type(&mut self, e: &Expr, ty: Type) -> Result<Placed, LowerError> {
-        let placed = self.expr(e)?;
+        let mut placed = self.expr(e)?;
+        if let (Type::Vector(_, lanes), Type::Scalar(_)) = (ty, self.type_of(placed.0)?) {
+            placed = self.splat(placed, lanes)?;
+        }
         let actual = self.type_of(placed.0)?;
         if actual != ty {
             return Err(self.fl.error(format!(
@@ -95,7 +192,7 @@ impl<'a, 'm> BodyLowerer<'a, 'm> {
     }
 
     /// The loop variable and level of an index.
-    fn index(&self, id: crate::ir::tensor::IndexId) -> Result<Placed, LowerError> {
+    fn index(&self, id: IndexId) -> Result<Placed, LowerError> {
         let i = id.0 as usize;
         match (self.vars.get(i), self.depth_of.get(i)) {
             (Some(&v), Some(&d)) => Ok((v, d)),
@@ -133,9 +230,9 @@ impl<'a, 'm> BodyLowerer<'a, 'm> {
                 self.emit_placed(d, Op::Unary(*f, x), ty)
             }
             Expr::Binary(f, a, b) => {
-                let (a, da) = self.expr(a)?;
-                let (b, db) = self.expr(b)?;
-                let ty = self.type_of(a)?;
+                let a = self.expr(a)?;
+                let b = self.expr(b)?;
+                let ((a, da), (b, db), ty) = self.unify(a, b)?;
                 self.emit_placed(da.max(db), Op::Binary(*f, a, b), ty)
             }
             Expr::Select(c, a, b) => {
@@ -143,6 +240,9 @@ impl<'a, 'm> BodyLowerer<'a, 'm> {
                 let (a, da) = self.expr(a)?;
                 let (b, db) = self.expr(b)?;
                 let ty = self.type_of(a)?;
+                if matches!(ty, Type::Vector(..)) || matches!(self.type_of(b)?, Type::Vector(..)) {
+                    return Err(self.fl.error("a `select` cannot be vectorised"));
+                }
                 self.emit_placed(dc.max(da).max(db), Op::Select(c, a, b), ty)
             }
             Expr::Cast(dtype, x) => {
@@ -200,6 +300,10 @@ impl<'a, 'm> BodyLowerer<'a, 'm> {
         }
         let mut depth = 0;
         let mut index = Vec::with_capacity(shape.len());
+        let lanes = match self.vector {
+            Some((v, lanes)) if input.map.contains(&AxisMap::Index(v)) => lanes,
+            _ => 1,
+        };
         for (map, extent) in input.map.iter().zip(&shape) {
             match *map {
                 AxisMap::Index(id) => {
@@ -218,9 +322,14 @@ impl<'a, 'm> BodyLowerer<'a, 'm> {
         let op = Op::Load {
             buffer,
             index,
-            lanes: 1,
+            lanes,
         };
-        let placed = self.emit_placed(depth, op, Type::Scalar(dtype))?;
+        let ty = if lanes == 1 {
+            Type::Scalar(dtype)
+        } else {
+            Type::Vector(dtype, lanes)
+        };
+        let placed = self.emit_placed(depth, op, ty)?;
         if let Some(slot) = self.loads.get_mut(n as usize) {
             *slot = Some(placed);
         }
@@ -239,7 +348,7 @@ impl<'a, 'm> BodyLowerer<'a, 'm> {
     /// The loop variables of `ids` and the level where all are defined.
     fn index_vars(
         &self,
-        ids: &[crate::ir::tensor::IndexId],
+        ids: &[IndexId],
     ) -> Result<(Vec<ValueId>, usize), LowerError> {
         let mut vars = Vec::with_capacity(ids.len());
         let mut depth = 0;
@@ -254,7 +363,7 @@ impl<'a, 'm> BodyLowerer<'a, 'm> {
     /// `delta(i, j, ...)`: 1 when all the index values are equal, else 0.
     fn delta(
         &mut self,
-        ids: &[crate::ir::tensor::IndexId],
+        ids: &[IndexId],
         dtype: DType,
     ) -> Result<Placed, LowerError> {
         let (vars, depth) = self.index_vars(ids)?;
@@ -280,7 +389,7 @@ impl<'a, 'm> BodyLowerer<'a, 'm> {
     /// or 0 when two index values are equal.
     fn eps(
         &mut self,
-        ids: &[crate::ir::tensor::IndexId],
+        ids: &[IndexId],
         dtype: DType,
     ) -> Result<Placed, LowerError> {
         let (vars, depth) = self.index_vars(ids)?;

@@ -15,6 +15,7 @@ pub mod manager;
 pub mod pipeline;
 pub mod registry;
 mod rewrite;
+pub mod schedule;
 #[cfg(test)]
 mod tests;
 

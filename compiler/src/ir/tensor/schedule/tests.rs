@@ -259,6 +259,19 @@ fn gemm_schedules_must_fit_a_contraction() {
         ])
     );
     assert_eq!(
+        schedule_errors(
+            "M, N, K",
+            "%A: f32[M, K, K], %B: f32[K, N]",
+            "f32[M, N]",
+            "generic (i: M, j: N, k: K, l: K) ins(%A[i, k, l], %B[k, j]) -> [i, j] reduce add over (k, l) { mul(%0, %1) } : f32",
+            "schedule gemm(m=[i], n=[j], k=[k, l])"
+        ),
+        errs(&[
+            "`k` lists 2 indices: each GEMM dimension is one index (the others are `outer` loops)",
+            "`k` lists `l`, which is not a reduced index read by both A and B",
+        ])
+    );
+    assert_eq!(
         matmul_errors("schedule gemm(mr=4, nr=6, mc=10, nc=12)"),
         errs(&[
             "mc = 10 is not a multiple of mr = 4",
@@ -331,6 +344,29 @@ fn loops_schedules_must_fit_their_op() {
             "the vectorised index `k` is not the innermost in `order`",
         ])
     );
+    let vector_errors = |body: &str, dtype: &str| {
+        schedule_errors(
+            "M",
+            &format!("%A: {dtype}[M]"),
+            &format!("{dtype}[M]"),
+            &format!("generic (i: M) ins(%A[i]) -> [i] {{ {body} }} : {dtype}"),
+            "schedule loops(vector=[i:4])",
+        )
+    };
+    assert_eq!(vector_errors("exp(mul(%0, 2.0:f32))", "f32"), errs(&[]));
+    for (body, dtype, why) in [
+        ("%0", "i32", "the op is i32, not a float"),
+        ("select(lt(%0, 0.0:f32), %0, 1.0:f32)", "f32", "it has a condition"),
+        ("mul(%0, cast<f32>(i))", "f32", "it reads an index value"),
+        ("cast<f32>(cast<f64>(%0))", "f32", "it converts between dtypes"),
+        ("mul(%0, delta<f32>(i, i))", "f32", "it has `delta` or `eps`"),
+    ] {
+        assert_eq!(
+            vector_errors(body, dtype),
+            errs(&[&format!("`vector` needs a body that vectorises: {why}")]),
+            "{body}"
+        );
+    }
     assert_eq!(
         matmul_errors("schedule loops(parallel=[k])"),
         errs(&["`parallel` lists `k`, which is not an output index"])
