@@ -1,11 +1,19 @@
-//! Loop IR → CLIF: the body function of a kernel, `void body(const int64 *frame)`.
+//! Loop IR → CLIF: a body function of a kernel (its general function or a variant),
+//! `int32 body(const int64 *frame)`.
+//!
+//! The body allocates the function's temporaries (`malloc`, over-allocated and rounded up for
+//! an `align` above 8, returning `OUT_OF_MEMORY` after freeing those already allocated when one
+//! fails, before anything is written), runs the loop nests, frees the temporaries and returns
+//! `OK`. Scoped buffers are stack slots of the body (rounded up the same way); stack probes keep
+//! a large frame from jumping over a guard page. A `ukernel` instruction fills an argument block
+//! in a stack slot and calls the micro-kernel's function ([`super::ukernel`]).
 //!
 //! Loop-IR values map one to one to CLIF values: both are SSA and a loop-IR value is visible
 //! only where its definition dominates, so no variables are needed. A `for` loop becomes a
 //! guarded, rotated loop (`if lower < upper { do body while next < upper }`) whose block
 //! parameters are the induction variable and the carried values. Element addresses are
 //! `base + (sum idx_k * stride_k) * size` in signed 64-bit arithmetic; strides come from the
-//! caller (strided buffers) or from the extents (C order).
+//! caller (run-time stride facts), are 1 (unit facts) or come from the extents (C-order facts).
 //!
 //! Semantics that differ from Cranelift's defaults: integer division never traps (division by
 //! zero gives 0, `MIN / -1` wraps), float max/min propagate NaN (Cranelift's `fmax`/`fmin`
@@ -14,25 +22,40 @@
 
 use super::libcall::{FloatWidth, Libcall, Libcalls, MathFn};
 use super::math::{self, Transcendental};
+use super::ukernel::{self, Ukernels};
 use super::{clif_scalar, unsupported, CodegenError, Ext, Frame};
 use crate::ir::loops::{
-    self, BinaryFn, BufferId, BufferKind, CmpOp, IndexOp, Inst, Op, ReduceKind, Type, UnaryFn,
-    ValueId,
+    self, BinaryFn, BufferId, BufferKind, CmpOp, Coord, IndexOp, Inst, Op, ReduceKind, StrideFact,
+    TileOperand, Type, UnaryFn, ValueId,
 };
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{
-    types, AbiParam, BlockArg, InstBuilder, MemFlagsData, Signature, Type as ClifType, Value,
+    types, AbiParam, Block, BlockArg, InstBuilder, MemFlagsData, Signature, StackSlot,
+    StackSlotData, StackSlotKind, Type as ClifType, Value,
 };
 use cranelift_codegen::Context;
 use cranelift_frontend::{FuncInstBuilder, FunctionBuilder, FunctionBuilderContext};
 use cranelift_module::Module;
+use einc_runtime::abi::status;
 use einc_runtime::{DType, Scalar};
+use std::collections::HashMap;
 
-/// The signature of a body function: one pointer to the frame.
+/// The signature of a body function: one pointer to the frame; returns a status code.
 pub fn signature<M: Module>(module: &M) -> Signature {
     let mut sig = module.make_signature();
     sig.params.push(AbiParam::new(types::I64));
+    sig.returns.push(AbiParam::new(types::I32));
     sig
+}
+
+/// What building a body needs from the module being defined.
+pub(crate) struct Codegen<'a, M: Module> {
+    pub module: &'a mut M,
+    pub ctx: &'a mut Context,
+    pub fctx: &'a mut FunctionBuilderContext,
+    pub libs: &'a mut Libcalls,
+    pub ukernels: &'a mut Ukernels,
+    pub has_fma: bool,
 }
 
 /// The CLIF type of a loop-IR type, if code generation supports it (vectors must be 128 bits).
@@ -50,44 +73,69 @@ pub fn clif_type(t: Type) -> Option<ClifType> {
     }
 }
 
-/// Builds the body of kernel `f` into `ctx.func`.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn build<M: Module>(
-    module: &mut M,
-    ctx: &mut Context,
-    fctx: &mut FunctionBuilderContext,
-    libs: &mut Libcalls,
-    m: &loops::Module,
-    f: &loops::Function,
-    frame: &Frame,
-    has_fma: bool,
-) -> Result<(), CodegenError> {
-    ctx.func.signature = signature(module);
-    libs.begin_function();
-    let mut fb = FunctionBuilder::new(&mut ctx.func, fctx);
-    let start = fb.create_block();
-    fb.append_block_params_for_function_params(start);
-    fb.switch_to_block(start);
-    let frame_ptr = fb.block_params(start)[0];
-    let mut g = Gen {
-        module,
-        fb,
-        libs,
-        m,
-        f,
-        frame,
-        has_fma,
-        values: vec![None; f.values.len()],
-        bufs: Vec::with_capacity(f.buffers.len()),
-        dims: Vec::with_capacity(frame.dims.len()),
-    };
-    g.prologue(frame_ptr)?;
-    g.block(&f.body)?;
-    g.fb.ins().return_(&[]);
-    g.fb.seal_all_blocks();
-    let config = g.module.target_config();
-    g.fb.finalize(config);
-    Ok(())
+impl<M: Module> Codegen<'_, M> {
+    /// Builds the body `f` (the general function of the frame's kernel, or one of its
+    /// variants) into `ctx.func`.
+    pub(crate) fn build(
+        &mut self,
+        m: &loops::Module,
+        f: &loops::Function,
+        frame: &Frame,
+    ) -> Result<(), CodegenError> {
+        let shapes = frame.shapes(m, f)?;
+        self.ctx.func.signature = signature(self.module);
+        self.libs.begin_function();
+        self.ukernels.begin_function();
+        let mut fb = FunctionBuilder::new(&mut self.ctx.func, self.fctx);
+        let start = fb.create_block();
+        fb.append_block_params_for_function_params(start);
+        fb.switch_to_block(start);
+        let frame_ptr = fb.block_params(start)[0];
+        let mut g = Gen {
+            module: &mut *self.module,
+            fb,
+            libs: &mut *self.libs,
+            ukernels: &mut *self.ukernels,
+            m,
+            f,
+            frame,
+            shapes,
+            has_fma: self.has_fma,
+            values: vec![None; f.values.len()],
+            consts: HashMap::new(),
+            bufs: Vec::with_capacity(f.buffers.len()),
+            dims: Vec::with_capacity(frame.dims.len()),
+            ukernel_args: None,
+        };
+        let temps = g.prologue(frame_ptr)?;
+        g.block(&f.body)?;
+        for t in &temps.allocated {
+            g.libs.call(g.module, &mut g.fb, Libcall::Free, &[*t])?;
+        }
+        let ok = g.fb.ins().iconst(types::I32, i64::from(status::OK));
+        g.fb.ins().return_(&[ok]);
+        for (block, allocated) in temps.failures {
+            g.fb.switch_to_block(block);
+            for t in temps.allocated.iter().take(allocated) {
+                g.libs.call(g.module, &mut g.fb, Libcall::Free, &[*t])?;
+            }
+            let code =
+                g.fb.ins()
+                    .iconst(types::I32, i64::from(status::OUT_OF_MEMORY));
+            g.fb.ins().return_(&[code]);
+        }
+        g.fb.seal_all_blocks();
+        let config = g.module.target_config();
+        g.fb.finalize(config);
+        Ok(())
+    }
+}
+
+/// The temporaries a body allocates: the pointers `malloc` returned (to free), and the blocks
+/// reached when allocation `n` fails (each frees the first `n`).
+struct Temps {
+    allocated: Vec<Value>,
+    failures: Vec<(Block, usize)>,
 }
 
 /// How to address one buffer.
@@ -98,8 +146,8 @@ struct Buf {
     /// log2 of the element size.
     shift: i64,
     flags: MemFlagsData,
-    /// Whether vector accesses are allowed (C order).
-    contiguous: bool,
+    /// Whether vector accesses are allowed (a unit stride on the last axis).
+    unit_last: bool,
 }
 
 /// The state of building one body.
@@ -107,15 +155,22 @@ struct Gen<'a, 'b, M: Module> {
     module: &'a mut M,
     fb: FunctionBuilder<'b>,
     libs: &'a mut Libcalls,
+    ukernels: &'a mut Ukernels,
     m: &'a loops::Module,
     f: &'a loops::Function,
     frame: &'a Frame,
+    /// Resolved extents of each buffer of `f`.
+    shapes: Vec<Vec<Ext>>,
     has_fma: bool,
     /// The CLIF value of each loop-IR value, once defined.
     values: Vec<Option<Value>>,
+    /// The values of `index` constants, for divisions by a known divisor.
+    consts: HashMap<ValueId, i64>,
     bufs: Vec<Buf>,
     /// Symbolic dims, by number.
     dims: Vec<Value>,
+    /// The stack slot holding a micro-kernel's argument block, once a call needs it.
+    ukernel_args: Option<StackSlot>,
 }
 
 impl<'b, M: Module> Gen<'_, 'b, M> {
@@ -127,8 +182,9 @@ impl<'b, M: Module> Gen<'_, 'b, M> {
         unsupported(self.f, message)
     }
 
-    /// Reads the frame: dims, then data pointers and strides.
-    fn prologue(&mut self, frame_ptr: Value) -> Result<(), CodegenError> {
+    /// Reads the frame (dims, then data pointers and run-time strides), allocates the
+    /// temporaries and places the scoped buffers.
+    fn prologue(&mut self, frame_ptr: Value) -> Result<Temps, CodegenError> {
         // The frame is valid, aligned and never written while the body runs, so its loads may
         // be moved and merged freely.
         let flags = MemFlagsData::trusted().with_readonly().with_can_move();
@@ -137,41 +193,149 @@ impl<'b, M: Module> Gen<'_, 'b, M> {
             let v = self.fb.ins().load(types::I64, flags, frame_ptr, off);
             self.dims.push(v);
         }
+        let mut temps = Temps {
+            allocated: Vec::new(),
+            failures: Vec::new(),
+        };
         for (i, b) in self.f.buffers.iter().enumerate() {
-            let off = Frame::offset(self.frame.data_slot[i])?;
-            let base = self.fb.ins().load(types::I64, flags, frame_ptr, off);
-            let shape = &self.frame.shapes[i];
-            let strides = match self.frame.stride_slot[i] {
-                Some(first) => (0..shape.len())
-                    .map(|k| {
-                        let off = Frame::offset(first + k)?;
-                        Ok(self.fb.ins().load(types::I64, flags, frame_ptr, off))
-                    })
-                    .collect::<Result<Vec<_>, CodegenError>>()?,
-                None => {
-                    let mut strides = vec![self.fb.ins().iconst(types::I64, 1); shape.len()];
-                    for k in (0..shape.len().saturating_sub(1)).rev() {
-                        let e = self.extent(shape[k + 1]);
-                        strides[k] = self.fb.ins().imul(strides[k + 1], e);
-                    }
-                    strides
+            let id = BufferId(u32::try_from(i).unwrap_or(u32::MAX));
+            let shape = self.shapes[i].clone();
+            let param = self.f.params.iter().position(|&p| p == id);
+            let base = match (b.kind, param) {
+                (BufferKind::Input | BufferKind::Output, Some(n)) => {
+                    let off = Frame::offset(self.frame.data_slot[n])?;
+                    self.fb.ins().load(types::I64, flags, frame_ptr, off)
+                }
+                (BufferKind::Temp, _) => self.allocate(b, &shape, &mut temps)?,
+                (BufferKind::Scoped, _) => self.scoped(b, &shape)?,
+                (BufferKind::Input | BufferKind::Output, None) => {
+                    return Err(self.err(format!("buffer `{}` is not a parameter", b.name)))
                 }
             };
+            let rank = shape.len();
+            let mut strides = Vec::with_capacity(rank);
+            // The product of the extents after axis k: its C-order stride, whatever the
+            // facts of the axes in between.
+            let mut later: Option<Value> = None;
+            for k in (0..rank).rev() {
+                let stride = match (b.layout.fact(k, rank), param, later) {
+                    (StrideFact::Runtime, Some(n), _) => {
+                        let off = Frame::offset(self.frame.stride_slot[n] + k)?;
+                        self.fb.ins().load(types::I64, flags, frame_ptr, off)
+                    }
+                    (StrideFact::Runtime, None, _) => {
+                        return Err(
+                            self.err(format!("local buffer `{}` has run-time strides", b.name))
+                        )
+                    }
+                    (StrideFact::COrder, _, Some(product)) => product,
+                    (StrideFact::Unit | StrideFact::COrder, _, _) => {
+                        self.fb.ins().iconst(types::I64, 1)
+                    }
+                };
+                strides.push(stride);
+                if (0..k).any(|j| b.layout.fact(j, rank) == StrideFact::COrder) {
+                    let e = self.extent(shape[k]);
+                    later = Some(match later {
+                        Some(p) => self.fb.ins().imul(p, e),
+                        None => e,
+                    });
+                }
+            }
+            strides.reverse();
             // Data pointers are valid for every element the body addresses (the entry point
             // checked the ranges), and inputs are never written (no output overlaps them).
             let flags = match b.kind {
                 BufferKind::Input => MemFlagsData::new().with_notrap().with_readonly(),
-                BufferKind::Output | BufferKind::Temp => MemFlagsData::new().with_notrap(),
+                BufferKind::Output | BufferKind::Temp | BufferKind::Scoped => {
+                    MemFlagsData::new().with_notrap()
+                }
             };
             self.bufs.push(Buf {
                 base,
                 strides,
                 shift: i64::from(b.dtype.size_bytes().trailing_zeros()),
                 flags,
-                contiguous: self.frame.stride_slot[i].is_none(),
+                unit_last: b.layout.unit_last(rank),
             });
         }
-        Ok(())
+        Ok(temps)
+    }
+
+    /// Allocates a temporary with `malloc`: its size (at least one byte, plus `align` to round
+    /// up to for an alignment above 8, which `malloc` may not give), a branch to a new failure
+    /// block on overflow or a null result, and the aligned address.
+    fn allocate(
+        &mut self,
+        b: &loops::BufferDef,
+        shape: &[Ext],
+        temps: &mut Temps,
+    ) -> Result<Value, CodegenError> {
+        let mut bytes = self.ins().iconst(types::I64, b.dtype.size_bytes() as i64);
+        let mut overflow = self.ins().iconst(types::I8, 0);
+        for e in shape {
+            let e = self.extent(*e);
+            let (prod, o) = self.ins().umul_overflow(bytes, e);
+            bytes = prod;
+            overflow = self.ins().bor(overflow, o);
+        }
+        let align = i64::from(b.align.unwrap_or(1)).max(1);
+        let extra = self
+            .ins()
+            .iconst(types::I64, if align > 8 { align } else { 1 });
+        // malloc(0) may return null; asking for one more byte avoids it.
+        let (bytes, o) = self.ins().uadd_overflow(bytes, extra);
+        let overflow = self.ins().bor(overflow, o);
+        let oom = self.fb.create_block();
+        temps.failures.push((oom, temps.allocated.len()));
+        let ok = self.fb.create_block();
+        self.fb.ins().brif(overflow, oom, &[], ok, &[]);
+        self.fb.switch_to_block(ok);
+        let ptr = self
+            .libs
+            .call(self.module, &mut self.fb, Libcall::Malloc, &[bytes])?
+            .ok_or_else(|| self.err("malloc without a result"))?;
+        let ok = self.fb.create_block();
+        self.fb.ins().brif(ptr, ok, &[], oom, &[]);
+        self.fb.switch_to_block(ok);
+        temps.allocated.push(ptr);
+        Ok(self.align_up(ptr, align))
+    }
+
+    /// `addr` rounded up to a multiple of `align` when that is above 8 (allocations are
+    /// 8-aligned already and one `align` larger than needed).
+    fn align_up(&mut self, addr: Value, align: i64) -> Value {
+        if align <= 8 {
+            return addr;
+        }
+        let bumped = self.ins().iadd_imm_s(addr, align - 1);
+        self.ins().band_imm_s(bumped, -align)
+    }
+
+    /// A stack slot for a scoped buffer (fixed extents), and its aligned address.
+    fn scoped(&mut self, b: &loops::BufferDef, shape: &[Ext]) -> Result<Value, CodegenError> {
+        let mut bytes = b.dtype.size_bytes() as u64;
+        for e in shape {
+            let Ext::Fixed(n) = *e else {
+                return Err(self.err(format!("scoped buffer `{}` has a symbolic extent", b.name)));
+            };
+            bytes = u64::try_from(n)
+                .ok()
+                .and_then(|n| bytes.checked_mul(n))
+                .filter(|&n| n <= loops::MAX_SCOPED_BYTES)
+                .ok_or_else(|| self.err(format!("scoped buffer `{}` is too large", b.name)))?;
+        }
+        let align = i64::from(b.align.unwrap_or(1)).max(1);
+        let size = bytes + if align > 8 { align as u64 } else { 0 };
+        let size = u32::try_from(size.max(1))
+            .map_err(|_| self.err(format!("scoped buffer `{}` is too large", b.name)))?;
+        let slot = self.fb.create_sized_stack_slot(StackSlotData::new(
+            StackSlotKind::ExplicitSlot,
+            size,
+            3,
+        ));
+        let addr = self.fb.ins().stack_addr(types::I64, slot, 0);
+        Ok(self.align_up(addr, align))
     }
 
     fn extent(&mut self, e: Ext) -> Value {
@@ -250,9 +414,105 @@ impl<'b, M: Module> Gen<'_, 'b, M> {
                     self.fb.ins().store(flags, v, addr, 0);
                 }
                 Inst::For(l) => self.for_loop(l)?,
+                // Its slot was placed in the prologue; its elements are undefined at each start.
+                Inst::Scoped(_) => {}
+                Inst::Ukernel(u) => self.ukernel(u)?,
             }
         }
         Ok(())
+    }
+
+    /// A micro-kernel call: the argument block of `docs/ukernel.md` in a stack slot, then the
+    /// call.
+    fn ukernel(&mut self, u: &loops::Ukernel) -> Result<(), CodegenError> {
+        use ukernel::{args, flags as bits};
+        let slot = match self.ukernel_args {
+            Some(s) => s,
+            None => {
+                let s = self.fb.create_sized_stack_slot(StackSlotData::new(
+                    StackSlotKind::ExplicitSlot,
+                    args::SIZE,
+                    3,
+                ));
+                self.ukernel_args = Some(s);
+                s
+            }
+        };
+        let p = self.fb.ins().stack_addr(types::I64, slot, 0);
+        let store = MemFlagsData::trusted();
+        let put = |g: &mut Self, off: i32, v: Value| {
+            g.fb.ins().store(store, v, p, off);
+        };
+        for (off, id) in [(args::KC, u.kc), (args::MR, u.mr), (args::NR, u.nr)] {
+            let v = self.val(id)?;
+            put(self, off, v);
+        }
+        let (a, a_ms, a_ks) = self.tile_operand(&u.a, Coord::M, Coord::K)?;
+        put(self, args::A, a);
+        put(self, args::A_MS, a_ms);
+        put(self, args::A_KS, a_ks);
+        let (b, b_ks, _) = self.tile_operand(&u.b, Coord::K, Coord::N)?;
+        put(self, args::B, b);
+        put(self, args::B_KS, b_ks);
+        let (c, c_ms, _) = self.tile_operand(&u.c, Coord::M, Coord::N)?;
+        put(self, args::C, c);
+        put(self, args::C_MS, c_ms);
+        let mut static_flags = 0;
+        let (bias, bias_s) = match &u.bias {
+            Some(t) => {
+                let along_m = !t.axes_of(Coord::M).is_empty() || t.axes_of(Coord::N).is_empty();
+                let coord = if along_m { Coord::M } else { Coord::N };
+                static_flags |= bits::BIAS | if along_m { bits::BIAS_M } else { 0 };
+                let (addr, s, _) = self.tile_operand(t, coord, coord)?;
+                (addr, s)
+            }
+            None => {
+                let zero = self.fb.ins().iconst(types::I64, 0);
+                (zero, zero)
+            }
+        };
+        put(self, args::BIAS, bias);
+        put(self, args::BIAS_S, bias_s);
+        if let Some(s) = u.scale {
+            static_flags |= bits::SCALE;
+            let v = self.val(s)?;
+            put(self, args::SCALE, v);
+        }
+        if u.relu {
+            static_flags |= bits::RELU;
+        }
+        let init = self.val(u.init)?;
+        let init = self.fb.ins().uextend(types::I64, init);
+        let flags = self.fb.ins().bor_imm_s(init, static_flags);
+        put(self, args::FLAGS, flags);
+        let fref = self.ukernels.func_ref(self.module, &mut self.fb, u.shape)?;
+        self.fb.ins().call(fref, &[p]);
+        Ok(())
+    }
+
+    /// The address of a tile operand's first element and its element strides along coordinates
+    /// `x` and `y` (the sum of the strides of the axes advancing with each).
+    fn tile_operand(
+        &mut self,
+        t: &TileOperand,
+        x: Coord,
+        y: Coord,
+    ) -> Result<(Value, Value, Value), CodegenError> {
+        let (addr, _) = self.address(t.buffer, &t.start, 1)?;
+        let strides = self.bufs[t.buffer.0 as usize].strides.clone();
+        let along = |g: &mut Self, c: Coord| -> Result<Value, CodegenError> {
+            let mut sum = g.fb.ins().iconst(types::I64, 0);
+            for &axis in t.axes_of(c) {
+                let s = *strides
+                    .get(axis as usize)
+                    .ok_or_else(|| g.err("a micro-kernel operand names a missing axis"))?;
+                sum = g.fb.ins().iadd(sum, s);
+            }
+            Ok(sum)
+        };
+        let sx = along(self, x)?;
+        let sy = along(self, y)?;
+        Ok((addr, sx, sy))
     }
 
     fn for_loop(&mut self, l: &loops::For) -> Result<(), CodegenError> {
@@ -319,8 +579,10 @@ impl<'b, M: Module> Gen<'_, 'b, M> {
                 index.len()
             )));
         }
-        if lanes > 1 && !b.contiguous {
-            return Err(self.err(format!("vector access to strided buffer `{name}`")));
+        if lanes > 1 && !b.unit_last {
+            return Err(self.err(format!(
+                "vector access to `{name}`, whose last axis has no unit stride"
+            )));
         }
         let (base, shift, flags) = (b.base, b.shift, b.flags);
         let strides = b.strides.clone();
@@ -353,18 +615,33 @@ impl<'b, M: Module> Gen<'_, 'b, M> {
     fn op(&mut self, result: ValueId, op: &Op) -> Result<Value, CodegenError> {
         let rty = self.clif_ty(result)?;
         Ok(match op {
-            Op::IndexConst(c) => self.ins().iconst(types::I64, *c),
+            Op::IndexConst(c) => {
+                self.consts.insert(result, *c);
+                self.ins().iconst(types::I64, *c)
+            }
             Op::Dim(name) => match self.frame.dim(self.m, name) {
                 Some(e) => self.extent(e),
                 None => return Err(self.err(format!("unknown dim `{name}`"))),
             },
             Op::IndexArith(o, a, b) => {
+                // A known divisor other than 0 and -1 cannot trap, and Cranelift turns the
+                // division into multiplications and shifts.
+                let safe_divisor = self.consts.get(b).is_some_and(|&d| d != 0 && d != -1);
                 let (a, b) = (self.val(*a)?, self.val(*b)?);
                 match o {
                     IndexOp::Add => self.ins().iadd(a, b),
                     IndexOp::Sub => self.ins().isub(a, b),
                     IndexOp::Mul => self.ins().imul(a, b),
                     IndexOp::Min => self.ins().smin(a, b),
+                    IndexOp::Max => self.ins().smax(a, b),
+                    IndexOp::Div if safe_divisor => self.ins().sdiv(a, b),
+                    IndexOp::Rem if safe_divisor => self.ins().srem(a, b),
+                    IndexOp::Div => self.int_div(a, b),
+                    IndexOp::Rem => {
+                        let q = self.int_div(a, b);
+                        let p = self.ins().imul(b, q);
+                        self.ins().isub(a, p)
+                    }
                 }
             }
             Op::Const(s) => {
@@ -457,15 +734,13 @@ impl<'b, M: Module> Gen<'_, 'b, M> {
                 let mut lanes: Vec<Value> = (0..n)
                     .map(|i| self.ins().extractlane(v, lane_index(i)))
                     .collect();
-                // Pairwise, so that the rounding is balanced like a tree reduction.
+                // The halving order of `docs/ir.md`: lane i with lane i + n/2, recursively,
+                // exactly as the evaluator combines them.
                 while lanes.len() > 1 {
-                    let mut next = Vec::with_capacity(lanes.len().div_ceil(2));
-                    for pair in lanes.chunks(2) {
-                        next.push(match *pair {
-                            [a, b] => self.binary(f, a, b, d)?,
-                            [a] => a,
-                            _ => continue,
-                        });
+                    let half = lanes.len() / 2;
+                    let mut next = Vec::with_capacity(half);
+                    for i in 0..half {
+                        next.push(self.binary(f, lanes[i], lanes[i + half], d)?);
                     }
                     lanes = next;
                 }

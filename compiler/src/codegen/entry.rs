@@ -8,21 +8,21 @@
 //!    non-negative, equal to a fixed extent, and equal to the value its symbolic dim was bound
 //!    to by an earlier extent (the first occurrence binds it) (`BAD_SHAPE`); a non-null `data`
 //!    unless some extent is 0 (`NULL_POINTER`); an addressed byte range `[lo, hi)` (from the
-//!    signed strides) that does not overflow (`BAD_SHAPE`); for arguments the IR declares
-//!    contiguous, C-order strides (`BAD_SHAPE`); an extent larger than every fixed position
-//!    the kernel reads or writes on that axis (`A[0, j]` needs at least one row), so no access
+//!    signed strides) that does not overflow (`BAD_SHAPE`); the stride facts the kernel's
+//!    general function declares (a unit stride, or the C-order stride, on each axis longer
+//!    than 1) (`BAD_SHAPE`); an extent larger than every fixed position the kernel reads or
+//!    writes on that axis in any of its bodies (`A[0, j]` needs at least one row), so no access
 //!    can fall outside the argument (`BAD_SHAPE`);
 //! 3. no output's byte range intersects another argument's, and no output addresses one
 //!    element through two index tuples (a stride of 0, or strides that interleave)
 //!    (`ALIASING`; arguments with no elements are exempt).
 //!
-//! Then it fills the body's frame, allocates temporaries with `malloc` (freeing those already
-//! allocated and returning `OUT_OF_MEMORY` if one fails), runs the body, frees the temporaries
-//! and returns `OK`.
+//! Then it fills the frame and calls the body of the first variant whose extra stride facts the
+//! arguments meet (in module order), else the general body, and returns the body's status (the
+//! body allocates the temporaries and may return `OUT_OF_MEMORY`).
 
-use super::libcall::{Libcall, Libcalls};
 use super::{unsupported, CodegenError, Ext, Frame};
-use crate::ir::loops::{self, BufferId, BufferKind, Inst, Layout, Op};
+use crate::ir::loops::{self, BufferId, BufferKind, Inst, Layout, Op, StrideFact};
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{
     types, AbiParam, Block, BlockArg, InstBuilder, MemFlagsData, Signature, StackSlotData,
@@ -30,7 +30,8 @@ use cranelift_codegen::ir::{
 };
 use cranelift_codegen::Context;
 use cranelift_frontend::{FuncInstBuilder, FunctionBuilder, FunctionBuilderContext};
-use cranelift_module::{FuncId, Module};
+use cranelift_module::FuncId;
+use cranelift_module::Module;
 use einc_runtime::abi::{status, tensor_offsets, TENSOR_SIZE};
 use std::collections::HashMap;
 
@@ -56,21 +57,26 @@ struct Arg {
     strides: Vec<Value>,
 }
 
-/// Builds the entry point of kernel `f` into `ctx.func`; `body` is its body function.
+/// Builds the entry point of kernel `f` into `ctx.func`; `variants` are its variants with their
+/// body functions, in the order to try them, and `body` is its general body function.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn build<M: Module>(
     module: &mut M,
     ctx: &mut Context,
     fctx: &mut FunctionBuilderContext,
-    libs: &mut Libcalls,
     m: &loops::Module,
     f: &loops::Function,
     frame: &Frame,
+    variants: &[(&loops::Function, FuncId)],
     body: FuncId,
 ) -> Result<(), CodegenError> {
-    check_dims_bound(m, f, frame)?;
+    let bodies: Vec<&loops::Function> = std::iter::once(f)
+        .chain(variants.iter().map(|(v, _)| *v))
+        .collect();
+    for b in &bodies {
+        check_dims_bound(m, b, frame)?;
+    }
     ctx.func.signature = signature(module);
-    libs.begin_function();
     let mut fb = FunctionBuilder::new(&mut ctx.func, fctx);
     let start = fb.create_block();
     fb.append_block_params_for_function_params(start);
@@ -87,18 +93,24 @@ pub(crate) fn build<M: Module>(
     }
 
     let mut dims: Vec<Option<Value>> = vec![None; frame.dims.len()];
-    let fixed = fixed_positions(f);
+    let mut fixed: HashMap<(usize, usize), u64> = HashMap::new();
+    for b in &bodies {
+        for ((param, axis), p) in fixed_positions(b) {
+            let e = fixed.entry((param, axis)).or_insert(p);
+            *e = (*e).max(p);
+        }
+    }
     let mut checked = Vec::with_capacity(f.params.len());
     for (i, &p) in f.params.iter().enumerate() {
         let b = f
             .buffer(p)
             .ok_or_else(|| unsupported(f, format!("parameter {} is not a buffer", p.0)))?;
-        let shape = &frame.shapes[p.0 as usize];
+        let shape = &frame.param_shapes[i];
         let offset =
             i64::try_from(i * TENSOR_SIZE).map_err(|_| unsupported(f, "too many parameters"))?;
         let desc = v.fb.ins().iadd_imm_s(args, offset);
         let needs: Vec<Option<u64>> = (0..shape.len())
-            .map(|axis| fixed.get(&(p, axis)).copied())
+            .map(|axis| fixed.get(&(i, axis)).copied())
             .collect();
         checked.push(v.argument(desc, b, shape, &needs, &mut dims)?);
     }
@@ -129,19 +141,16 @@ pub(crate) fn build<M: Module>(
         v.fb.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, size, 3));
     let frame_ptr = v.fb.ins().stack_addr(types::I64, slot, 0);
     let store = MemFlagsData::trusted();
-    for (a, &p) in checked.iter().zip(&f.params) {
-        let id = p.0 as usize;
-        v.fb.ins().store(
-            store,
-            a.data,
-            frame_ptr,
-            Frame::offset(frame.data_slot[id])?,
-        );
-        if let Some(first) = frame.stride_slot[id] {
-            for (k, s) in a.strides.iter().enumerate() {
-                v.fb.ins()
-                    .store(store, *s, frame_ptr, Frame::offset(first + k)?);
-            }
+    for (n, a) in checked.iter().enumerate() {
+        v.fb.ins()
+            .store(store, a.data, frame_ptr, Frame::offset(frame.data_slot[n])?);
+        for (k, s) in a.strides.iter().enumerate() {
+            v.fb.ins().store(
+                store,
+                *s,
+                frame_ptr,
+                Frame::offset(frame.stride_slot[n] + k)?,
+            );
         }
     }
     for (n, d) in dims.iter().enumerate() {
@@ -154,63 +163,30 @@ pub(crate) fn build<M: Module>(
             .store(store, d, frame_ptr, Frame::offset(frame.dim_base + n)?);
     }
 
-    // Temporaries: on failure free the ones already allocated.
-    let mut temps: Vec<Value> = Vec::new();
-    let mut failures: Vec<(Block, usize)> = Vec::new();
-    for (id, b) in f.buffers.iter().enumerate() {
-        if b.kind != BufferKind::Temp {
-            continue;
-        }
-        let mut bytes = v.fb.ins().iconst(types::I64, b.dtype.size_bytes() as i64);
-        let mut overflow = v.fb.ins().iconst(types::I8, 0);
-        for e in &frame.shapes[id] {
-            let e = match *e {
-                Ext::Fixed(n) => v.fb.ins().iconst(types::I64, n),
-                Ext::Sym(n) => {
-                    dims[n].ok_or_else(|| unsupported(f, "unbound dim in a temporary"))?
-                }
+    // The first variant whose extra facts hold, else the general body.
+    for (variant, id) in variants {
+        let mut broken = v.fb.ins().iconst(types::I8, 0);
+        for ((a, &p), &q) in checked.iter().zip(&variant.params).zip(&f.params) {
+            let (Some(vb), Some(gb)) = (variant.buffer(p), f.buffer(q)) else {
+                return Err(unsupported(variant, "a parameter is not a buffer"));
             };
-            let (prod, o) = v.fb.ins().umul_overflow(bytes, e);
-            bytes = prod;
-            overflow = v.fb.ins().bor(overflow, o);
+            let b = v.facts_broken(a, &vb.layout, Some(&gb.layout));
+            broken = v.fb.ins().bor(broken, b);
         }
-        let one = v.fb.ins().iconst(types::I64, 1);
-        // malloc(0) may return null; ask for at least one byte.
-        let bytes = v.fb.ins().umax(bytes, one);
-        // Filled in at the end: it frees the temporaries allocated before this one.
-        let oom = v.fb.create_block();
-        failures.push((oom, temps.len()));
-        let ok = v.fb.create_block();
-        v.fb.ins().brif(overflow, oom, &[], ok, &[]);
-        v.fb.switch_to_block(ok);
-        let ptr = libs
-            .call(module, &mut v.fb, Libcall::Malloc, &[bytes])?
-            .ok_or_else(|| unsupported(f, "malloc without a result"))?;
-        let ok = v.fb.create_block();
-        v.fb.ins().brif(ptr, ok, &[], oom, &[]);
-        v.fb.switch_to_block(ok);
-        v.fb.ins()
-            .store(store, ptr, frame_ptr, Frame::offset(frame.data_slot[id])?);
-        temps.push(ptr);
-    }
-
-    let body = module.declare_func_in_func(body, v.fb.func);
-    v.fb.ins().call(body, &[frame_ptr]);
-    for t in &temps {
-        libs.call(module, &mut v.fb, Libcall::Free, &[*t])?;
-    }
-    let ok = v.fb.ins().iconst(types::I32, i64::from(status::OK));
-    v.fb.ins().return_(&[ok]);
-    for (block, allocated) in failures {
-        v.fb.switch_to_block(block);
-        for t in temps.iter().take(allocated) {
-            libs.call(module, &mut v.fb, Libcall::Free, &[*t])?;
-        }
-        let code =
-            v.fb.ins()
-                .iconst(types::I32, i64::from(status::OUT_OF_MEMORY));
+        let call = v.fb.create_block();
+        let next = v.fb.create_block();
+        v.fb.ins().brif(broken, next, &[], call, &[]);
+        v.fb.switch_to_block(call);
+        let fref = module.declare_func_in_func(*id, v.fb.func);
+        let inst = v.fb.ins().call(fref, &[frame_ptr]);
+        let code = v.fb.inst_results(inst)[0];
         v.fb.ins().return_(&[code]);
+        v.fb.switch_to_block(next);
     }
+    let fref = module.declare_func_in_func(body, v.fb.func);
+    let inst = v.fb.ins().call(fref, &[frame_ptr]);
+    let code = v.fb.inst_results(inst)[0];
+    v.fb.ins().return_(&[code]);
     v.fb.switch_to_block(fail);
     let code = v.fb.append_block_param(fail, types::I32);
     v.fb.ins().return_(&[code]);
@@ -219,21 +195,20 @@ pub(crate) fn build<M: Module>(
     Ok(())
 }
 
-/// Every symbolic dim that a temporary's shape or an `Op::Dim` uses must be bound by some
-/// argument's shape: the entry point learns dims only from its arguments.
+/// Every symbolic dim that a temporary's shape or an `Op::Dim` of body `f` uses must be bound
+/// by some argument's shape: the entry point learns dims only from its arguments.
 fn check_dims_bound(
     m: &loops::Module,
     f: &loops::Function,
     frame: &Frame,
 ) -> Result<(), CodegenError> {
     let mut bound = vec![false; frame.dims.len()];
-    for &p in &f.params {
-        for e in frame.shapes.get(p.0 as usize).into_iter().flatten() {
-            if let Ext::Sym(n) = e {
-                bound[*n] = true;
-            }
+    for e in frame.param_shapes.iter().flatten() {
+        if let Ext::Sym(n) = e {
+            bound[*n] = true;
         }
     }
+    let shapes = frame.shapes(m, f)?;
     let check = |e: Option<Ext>| match e {
         Some(Ext::Sym(n)) if !bound[n] => Err(unsupported(
             f,
@@ -244,7 +219,7 @@ fn check_dims_bound(
         )),
         _ => Ok(()),
     };
-    for (b, shape) in f.buffers.iter().zip(&frame.shapes) {
+    for (b, shape) in f.buffers.iter().zip(&shapes) {
         if b.kind == BufferKind::Temp {
             for e in shape {
                 check(Some(*e))?;
@@ -259,16 +234,16 @@ fn check_dims_bound(
                     op: Op::Dim(name), ..
                 } => check(frame.dim(m, name))?,
                 Inst::For(l) => stack.push(&l.body),
-                Inst::Assign { .. } | Inst::Store { .. } => {}
+                Inst::Assign { .. } | Inst::Store { .. } | Inst::Scoped(_) | Inst::Ukernel(_) => {}
             }
         }
     }
     Ok(())
 }
 
-/// The largest fixed position accessed on each axis of each argument, found in the body's loads
-/// and stores whose index is an index constant.
-fn fixed_positions(f: &loops::Function) -> HashMap<(BufferId, usize), u64> {
+/// The largest fixed position accessed on each axis of each parameter (by position in the call),
+/// found in the body's loads and stores whose index is an index constant.
+fn fixed_positions(f: &loops::Function) -> HashMap<(usize, usize), u64> {
     let mut consts: HashMap<loops::ValueId, i64> = HashMap::new();
     let mut accesses: Vec<(BufferId, &[loops::ValueId])> = Vec::new();
     let mut stack = vec![&f.body];
@@ -287,16 +262,21 @@ fn fixed_positions(f: &loops::Function) -> HashMap<(BufferId, usize), u64> {
                 }
                 | Inst::Store { buffer, index, .. } => accesses.push((*buffer, index)),
                 Inst::For(l) => stack.push(&l.body),
-                Inst::Assign { .. } => {}
+                // A micro-kernel's start index is an address, read only when the tile is not
+                // empty (an empty K block starts past the end of A's k axis).
+                Inst::Assign { .. } | Inst::Scoped(_) | Inst::Ukernel(_) => {}
             }
         }
     }
-    let mut fixed: HashMap<(BufferId, usize), u64> = HashMap::new();
+    let mut fixed: HashMap<(usize, usize), u64> = HashMap::new();
     for (buffer, index) in accesses {
+        let Some(param) = f.params.iter().position(|&p| p == buffer) else {
+            continue;
+        };
         for (axis, v) in index.iter().enumerate() {
             if let Some(&c) = consts.get(v) {
                 let c = u64::try_from(c).unwrap_or(0);
-                let e = fixed.entry((buffer, axis)).or_insert(c);
+                let e = fixed.entry((param, axis)).or_insert(c);
                 *e = (*e).max(c);
             }
         }
@@ -481,29 +461,52 @@ impl<'a> Validator<'a> {
         let bad = self.ins().band(overflow, nonempty);
         self.check(bad, status::BAD_SHAPE);
 
-        if b.layout == Layout::Contiguous {
-            // The body addresses this argument in C order: the caller's strides must agree
-            // (axes of extent 1 may have any stride).
-            let mut expected = one;
-            let mut wrong = self.ins().iconst(types::I8, 0);
-            for (e, s) in extents.iter().zip(&strides).rev() {
-                let long = self.ins().icmp_imm_s(IntCC::SignedGreaterThan, *e, 1);
-                let differs = self.ins().icmp(IntCC::NotEqual, *s, expected);
-                let w = self.ins().band(long, differs);
-                wrong = self.ins().bor(wrong, w);
-                expected = self.ins().imul(expected, *e);
-            }
-            let bad = self.ins().band(wrong, nonempty);
-            self.check(bad, status::BAD_SHAPE);
-        }
-
-        Ok(Arg {
+        let arg = Arg {
             data,
             empty,
             lo: lo_addr,
             hi: hi_addr,
             extents,
             strides,
-        })
+        };
+        if b.layout != Layout::Strided {
+            // The body addresses this argument with these facts: the caller's strides must
+            // agree.
+            let bad = self.facts_broken(&arg, &b.layout, None);
+            self.check(bad, status::BAD_SHAPE);
+        }
+        Ok(arg)
+    }
+
+    /// An `i8` that holds when non-empty argument `a` breaks a stride fact of `layout` on an
+    /// axis longer than 1 (whose stride must then be 1, or the product of the later extents).
+    /// Facts `known` already states (checked at validation) are skipped.
+    fn facts_broken(&mut self, a: &Arg, layout: &Layout, known: Option<&Layout>) -> Value {
+        let rank = a.extents.len();
+        let one = self.ins().iconst(types::I64, 1);
+        let mut later = one;
+        let mut wrong = self.ins().iconst(types::I8, 0);
+        for k in (0..rank).rev() {
+            let fact = layout.fact(k, rank);
+            let checked = known.is_some_and(|g| g.fact(k, rank) == fact);
+            let want = match fact {
+                StrideFact::Runtime => None,
+                StrideFact::Unit => Some(one),
+                StrideFact::COrder => Some(later),
+            };
+            if let (Some(want), false) = (want, checked) {
+                let long = self
+                    .ins()
+                    .icmp_imm_s(IntCC::SignedGreaterThan, a.extents[k], 1);
+                let differs = self.ins().icmp(IntCC::NotEqual, a.strides[k], want);
+                let w = self.ins().band(long, differs);
+                wrong = self.ins().bor(wrong, w);
+            }
+            if k > 0 {
+                later = self.ins().imul(later, a.extents[k]);
+            }
+        }
+        let nonempty = self.ins().bxor_imm_s(a.empty, 1);
+        self.ins().band(wrong, nonempty)
     }
 }

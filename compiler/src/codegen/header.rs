@@ -152,7 +152,7 @@ pub fn header_text(m: &loops::Module, name: &str, source: &str) -> Result<String
         s,
         "\n/* The ABI version the library was built for: EINC_ABI_VERSION. */\nint32_t {ABI_VERSION_SYMBOL}(void);"
     );
-    for f in &m.funcs {
+    for f in m.kernels() {
         let sig = kernel_signature(m, f)?;
         let info = kernel_info(&sig)?;
         let names = |outputs: bool| {

@@ -44,6 +44,9 @@ pub fn build_isa(target: &Target, pic: bool) -> Result<OwnedTargetIsa, CodegenEr
     set(&mut flags, "is_pic", if pic { "true" } else { "false" })?;
     // JIT code may be placed far from the libc functions it calls.
     set(&mut flags, "use_colocated_libcalls", "false")?;
+    // Scoped buffers can make a frame larger than a guard page: probe it page by page.
+    set(&mut flags, "enable_probestack", "true")?;
+    set(&mut flags, "probestack_strategy", "inline")?;
     let builder = match target {
         Target::Host => cranelift_native::builder()
             .map_err(|e| CodegenError::Target(format!("the host machine is not supported: {e}")))?,

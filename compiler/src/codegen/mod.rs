@@ -1,13 +1,16 @@
 //! Code generation: loop IR → Cranelift IR (CLIF) → machine code.
 //!
-//! Every kernel becomes two CLIF functions:
+//! Every kernel becomes these CLIF functions:
 //! - `einc_K`, the exported C ABI entry point (see `runtime/src/abi.rs`), built by [`entry`]: it
-//!   validates the arguments before touching any memory, allocates temporaries, calls the body
-//!   and frees them;
-//! - `einc_K.body`, built by [`body`]: the loop nests, reading every data pointer, stride and dim
-//!   from a small context array the entry point fills in ([`Frame`]). Keeping validation and
-//!   loops in separate functions keeps each one moderate in size, which matters because
-//!   Cranelift's compile time grows faster than linearly with function size.
+//!   validates the arguments before touching any memory, fills the [`Frame`], and calls the
+//!   body of the first variant whose stride facts the arguments meet, else the general body;
+//! - `einc_K.body` (and `einc_K.variantN` for each variant), built by [`body`]: allocates the
+//!   temporaries, runs the loop nests reading every data pointer, stride and dim from the frame,
+//!   frees the temporaries and returns a status. Keeping validation and loops in separate
+//!   functions keeps each one moderate in size, which matters because Cranelift's compile time
+//!   grows faster than linearly with function size;
+//! - one function per micro-kernel the module's `ukernel` instructions call, built by
+//!   [`ukernel`] with the calling convention of `docs/ukernel.md`.
 //!
 //! [`jit`] compiles a module in memory ([`jit_compile`]); [`object`] compiles it ahead of time
 //! into a relocatable object file for a shared library, whose C header [`header`] writes;
@@ -23,11 +26,12 @@ pub mod jit;
 mod libcall;
 pub mod math;
 pub mod object;
+pub mod ukernel;
 
 #[cfg(test)]
 mod tests;
 
-use crate::ir::loops::{self, BufferKind, DimDef, Extent, Layout};
+use crate::ir::loops::{self, BufferKind, DimDef, Extent};
 use cranelift_codegen::ir::{types, Type as ClifType};
 use cranelift_codegen::Context;
 use cranelift_module::{FuncId, Linkage, Module};
@@ -107,16 +111,18 @@ pub(crate) enum Ext {
     Sym(usize),
 }
 
-/// The context array shared by a kernel's entry point and its body: one 64-bit slot per buffer
-/// data pointer, then the strides of every strided buffer, then every symbolic dim. The entry
-/// point fills it after validation; the body only reads it.
+/// The context array shared by a kernel's entry point and its bodies (the general function's
+/// and every variant's, which have the same parameters): for each parameter in call order its
+/// data pointer, then for each parameter one stride per axis, then every symbolic dim. The
+/// entry point fills it after validation; the bodies only read it, each taking the strides its
+/// own stride facts leave to run time.
 pub(crate) struct Frame {
-    /// Slot of each buffer's data pointer, by `BufferId`.
+    /// Slot of parameter `n`'s data pointer.
     pub data_slot: Vec<usize>,
-    /// First stride slot of each buffer with caller-given strides (`None` for C order).
-    pub stride_slot: Vec<Option<usize>>,
-    /// Resolved shape of each buffer.
-    pub shapes: Vec<Vec<Ext>>,
+    /// Slot of the stride of axis 0 of parameter `n` (axis `k` is `stride_slot[n] + k`).
+    pub stride_slot: Vec<usize>,
+    /// Resolved shape of each parameter.
+    pub param_shapes: Vec<Vec<Ext>>,
     /// Names of the symbolic dims, in module order; dim `n` lives in slot `dim_base + n`.
     pub dims: Vec<String>,
     /// Slot of symbolic dim 0.
@@ -126,7 +132,7 @@ pub(crate) struct Frame {
 }
 
 impl Frame {
-    /// Lays out the context of a kernel, resolving every buffer's extents.
+    /// Lays out the context of a kernel from its general function.
     pub(crate) fn new(module: &loops::Module, f: &loops::Function) -> Result<Frame, CodegenError> {
         let dims: Vec<String> = module
             .dims
@@ -134,35 +140,23 @@ impl Frame {
             .filter(|d| d.value.is_none())
             .map(|d| d.name.clone())
             .collect();
-        let mut slots = f.buffers.len();
-        let mut stride_slot = Vec::with_capacity(f.buffers.len());
-        let mut shapes = Vec::with_capacity(f.buffers.len());
-        for b in &f.buffers {
-            let shape = b
-                .shape
-                .iter()
-                .map(|e| resolve_extent(module, &dims, e))
-                .collect::<Option<Vec<_>>>()
-                .ok_or_else(|| {
-                    unsupported(
-                        f,
-                        format!("buffer `{}` has an extent naming an unknown dim", b.name),
-                    )
-                })?;
-            if b.layout == Layout::Strided && b.kind != BufferKind::Temp {
-                stride_slot.push(Some(slots));
-                slots += b.shape.len();
-            } else {
-                stride_slot.push(None);
-            }
-            shapes.push(shape);
+        let mut slots = f.params.len();
+        let mut stride_slot = Vec::with_capacity(f.params.len());
+        let mut param_shapes = Vec::with_capacity(f.params.len());
+        for &p in &f.params {
+            let b = f
+                .buffer(p)
+                .ok_or_else(|| unsupported(f, format!("parameter {} is not a buffer", p.0)))?;
+            stride_slot.push(slots);
+            slots += b.shape.len();
+            param_shapes.push(resolve_shape(module, &dims, f, b)?);
         }
         let dim_base = slots;
         slots += dims.len();
         Ok(Frame {
-            data_slot: (0..f.buffers.len()).collect(),
+            data_slot: (0..f.params.len()).collect(),
             stride_slot,
-            shapes,
+            param_shapes,
             dims,
             dim_base,
             slots,
@@ -174,10 +168,41 @@ impl Frame {
         resolve_extent(module, &self.dims, &Extent::Dim(name.to_string()))
     }
 
+    /// Resolves the extents of every buffer of `f` (a body of this frame's kernel).
+    pub(crate) fn shapes(
+        &self,
+        module: &loops::Module,
+        f: &loops::Function,
+    ) -> Result<Vec<Vec<Ext>>, CodegenError> {
+        f.buffers
+            .iter()
+            .map(|b| resolve_shape(module, &self.dims, f, b))
+            .collect()
+    }
+
     /// Byte offset of a slot in the context array.
     pub(crate) fn offset(slot: usize) -> Result<i32, CodegenError> {
         i32::try_from(slot * 8).map_err(|_| CodegenError::Target("kernel context too large".into()))
     }
+}
+
+/// Resolves the extents of buffer `b` of `f`.
+fn resolve_shape(
+    module: &loops::Module,
+    dims: &[String],
+    f: &loops::Function,
+    b: &loops::BufferDef,
+) -> Result<Vec<Ext>, CodegenError> {
+    b.shape
+        .iter()
+        .map(|e| resolve_extent(module, dims, e))
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| {
+            unsupported(
+                f,
+                format!("buffer `{}` has an extent naming an unknown dim", b.name),
+            )
+        })
 }
 
 /// Resolves an extent: fixed literals and fixed dims give `Fixed`, symbolic dims `Sym`.
@@ -226,10 +251,10 @@ pub fn kernel_signature(
         match b.kind {
             BufferKind::Input => ninputs += 1,
             BufferKind::Output => {}
-            BufferKind::Temp => {
+            BufferKind::Temp | BufferKind::Scoped => {
                 return Err(unsupported(
                     f,
-                    format!("temporary `{}` is a parameter", b.name),
+                    format!("local buffer `{}` is a parameter", b.name),
                 ))
             }
         }
@@ -289,15 +314,40 @@ pub(crate) fn define_module<M: Module>(
     let mut ctx = module.make_context();
     let mut fctx = cranelift_frontend::FunctionBuilderContext::new();
     let mut libs = libcall::Libcalls::default();
-    let mut kernels = Vec::with_capacity(m.funcs.len());
-    for f in &m.funcs {
+    let mut ukernels = ukernel::Ukernels::default();
+    check_variants(m)?;
+    let mut kernels = Vec::new();
+    for f in m.kernels() {
         let signature = kernel_signature(m, f)?;
         let frame = Frame::new(m, f)?;
+        let mut bodies = Vec::new();
+        let variants: Vec<&loops::Function> = m.variants_of(&f.name).collect();
+        for (n, v) in variants.iter().enumerate() {
+            let name = format!("{}.variant{n}", entry_symbol(&f.name));
+            let id = declare(module, &name, Linkage::Local, body::signature(module))?;
+            let mut g = body::Codegen {
+                module: &mut *module,
+                ctx: &mut ctx,
+                fctx: &mut fctx,
+                libs: &mut libs,
+                ukernels: &mut ukernels,
+                has_fma,
+            };
+            g.build(m, v, &frame)?;
+            finish(module, &mut ctx, id, &name, listing.reborrow())?;
+            bodies.push((*v, id));
+        }
         let body_name = format!("{}.body", entry_symbol(&f.name));
         let body_id = declare(module, &body_name, Linkage::Local, body::signature(module))?;
-        body::build(
-            module, &mut ctx, &mut fctx, &mut libs, m, f, &frame, has_fma,
-        )?;
+        let mut g = body::Codegen {
+            module: &mut *module,
+            ctx: &mut ctx,
+            fctx: &mut fctx,
+            libs: &mut libs,
+            ukernels: &mut ukernels,
+            has_fma,
+        };
+        g.build(m, f, &frame)?;
         finish(module, &mut ctx, body_id, &body_name, listing.reborrow())?;
 
         let entry_name = entry_symbol(&f.name);
@@ -307,16 +357,43 @@ pub(crate) fn define_module<M: Module>(
             Linkage::Export,
             entry::signature(module),
         )?;
-        entry::build(
-            module, &mut ctx, &mut fctx, &mut libs, m, f, &frame, body_id,
-        )?;
+        entry::build(module, &mut ctx, &mut fctx, m, f, &frame, &bodies, body_id)?;
         finish(module, &mut ctx, entry_id, &entry_name, listing.reborrow())?;
         kernels.push(DefinedKernel {
             signature,
             entry: entry_id,
         });
     }
+    ukernels.define_all(module, &mut ctx, &mut fctx, listing)?;
     Ok(kernels)
+}
+
+/// Every variant specialises an existing kernel and has its parameters (the entry point passes
+/// the kernel's frame to every body, so they must agree; the verifier checks the full rule).
+fn check_variants(m: &loops::Module) -> Result<(), CodegenError> {
+    for v in &m.funcs {
+        let Some(general) = &v.variant_of else {
+            continue;
+        };
+        let g = m.kernels().find(|g| &g.name == general).ok_or_else(|| {
+            unsupported(v, format!("it is a variant of unknown kernel `{general}`"))
+        })?;
+        let param = |f: &loops::Function, p: &loops::BufferId| {
+            f.buffer(*p).map(|b| (b.kind, b.dtype, b.shape.clone()))
+        };
+        let same = v.params.len() == g.params.len()
+            && v.params
+                .iter()
+                .zip(&g.params)
+                .all(|(p, q)| param(v, p).is_some() && param(v, p) == param(g, q));
+        if !same {
+            return Err(unsupported(
+                v,
+                format!("its parameters differ from those of kernel `{general}`"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Declares a function, mapping Cranelift's error.

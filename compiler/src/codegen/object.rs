@@ -191,7 +191,7 @@ fn define_library(
 /// `einc_abi_version`.
 pub(crate) fn check_symbols(m: &loops::Module) -> Result<(), CodegenError> {
     let mut seen: Vec<(String, &str)> = vec![(ABI_VERSION_SYMBOL.to_string(), "the library")];
-    for f in &m.funcs {
+    for f in m.kernels() {
         let mut chars = f.name.chars();
         let identifier = chars
             .next()

@@ -8,6 +8,8 @@ mod abi;
 mod examples;
 mod kernels;
 mod ops;
+mod tiles;
+mod ukernel_speed;
 
 use crate::codegen::{jit_compile, JitKernel};
 use crate::ir::loops::{
@@ -29,6 +31,7 @@ impl Builder {
     pub fn new(name: &str) -> Builder {
         Builder {
             f: Function {
+                variant_of: None,
                 name: name.into(),
                 buffers: Vec::new(),
                 params: Vec::new(),
@@ -54,6 +57,7 @@ impl Builder {
             shape: shape.to_vec(),
             layout,
             kind,
+            align: None,
         });
         if kind != BufferKind::Temp {
             self.f.params.push(id);
@@ -146,6 +150,7 @@ impl Builder {
             upper,
             step,
             parallel: false,
+            unroll: None,
             carried,
             body: Block { insts },
             yields,

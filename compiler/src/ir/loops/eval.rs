@@ -5,17 +5,24 @@
 //! same function), allocates each output and temporary as a C-contiguous array, and runs the
 //! body instruction by instruction. Element arithmetic uses the tensor interpreter's scalar
 //! semantics; vector operations apply them lane by lane, `fma` rounds once (`mul_add`), and
-//! `reduce_lanes` combines lanes from lane 0 upwards.
+//! `reduce_lanes` combines lanes in the halving order of `docs/ir.md` (lane `i` with lane
+//! `i + n/2`, recursively), which compiled code follows too.
+//!
+//! Like a kernel's entry point, [`run_function`] runs the first variant of the kernel whose
+//! stride facts the arguments meet (the outputs it allocates are C order), else the general
+//! function; [`run_body`] runs one chosen function, after checking that its facts hold.
 //!
 //! The evaluator is strict where compiled code would silently misbehave: a load or store
-//! outside its buffer, a load of an output or temporary element that nothing has written yet,
-//! and an output element the kernel never writes are errors, as is any ill-typed operand. It
-//! does not run the verifier and never panics on a malformed function.
+//! outside its buffer, a load of an output, temporary or scoped element that nothing has
+//! written yet (a scoped buffer starts unwritten at each execution of its block), an output
+//! element the kernel never writes, and a micro-kernel call that reads outside its operands
+//! (B over the kernel's full width) or exceeds its tile are errors, as is any ill-typed
+//! operand. It does not run the verifier and never panics on a malformed function.
 
 use super::printer::{buffer_ref, value_ref};
 use super::{
-    Block, BufferDef, BufferId, BufferKind, CmpOp, For, Function, IndexOp, Inst, Module, Op,
-    ValueId,
+    Block, BufferDef, BufferId, BufferKind, CmpOp, Coord, For, Function, IndexOp, Inst, Layout,
+    Module, Op, ReduceKind, StrideFact, TileOperand, Ukernel, ValueId,
 };
 use crate::ir::call::{bind_dims, CallError};
 use crate::ir::scalar::{binary, compare, unary};
@@ -69,6 +76,15 @@ pub enum LoopEvalError {
         /// What overflowed.
         message: String,
     },
+    /// The run-time operands break an instruction's contract (a micro-kernel tile larger than
+    /// the kernel's, a negative `kc`), or a chosen variant's stride facts do not hold for the
+    /// arguments.
+    Contract {
+        /// The function.
+        func: String,
+        /// What is wrong.
+        message: String,
+    },
     /// The function breaks an invariant of the loop IR (the verifier would reject it), or a
     /// buffer's shape uses a dim that no input binds.
     Malformed {
@@ -109,7 +125,8 @@ impl fmt::Display for LoopEvalError {
                 buffer,
                 index,
             } => write!(f, "@{func}: output {buffer}{index:?} is never written"),
-            LoopEvalError::Overflow { func, message } => write!(f, "@{func}: {message}"),
+            LoopEvalError::Overflow { func, message }
+            | LoopEvalError::Contract { func, message } => write!(f, "@{func}: {message}"),
             LoopEvalError::Malformed { func, message } => {
                 write!(f, "@{func}: malformed loop IR: {message}")
             }
@@ -119,31 +136,87 @@ impl fmt::Display for LoopEvalError {
 
 impl std::error::Error for LoopEvalError {}
 
-/// Evaluates a loop-IR function on host arrays (inputs in order; returns outputs in order),
-/// binding dims from input shapes; strided buffers honour the arrays' strides.
+/// Evaluates kernel `f` (a general function) on host arrays (inputs in order; returns outputs
+/// in order), binding dims from input shapes; strided buffers honour the arrays' strides. Runs
+/// the variant [`select`] picks, as the compiled entry point does.
 pub fn run_function(
     m: &Module,
     f: &Function,
     inputs: &[Array],
 ) -> Result<Vec<Array>, LoopEvalError> {
-    let mut e = Eval {
-        f,
-        dims: HashMap::new(),
-        values: vec![None; f.values.len()],
-        buffers: Vec::new(),
-    };
-    let input_ids: Vec<BufferId> = f
-        .params
-        .iter()
-        .copied()
-        .filter(|&b| f.buffer(b).is_some_and(|b| b.kind == BufferKind::Input))
-        .collect();
-    let input_params: Vec<&BufferDef> = input_ids.iter().filter_map(|&b| f.buffer(b)).collect();
-    let params: Vec<(&str, DType, &[Extent])> = input_params
-        .iter()
-        .map(|b| (b.name.as_str(), b.dtype, b.shape.as_slice()))
-        .collect();
-    e.dims = bind_dims(&m.dims, &f.name, &params, inputs).map_err(LoopEvalError::Call)?;
+    run_body(m, select(m, f, inputs)?, inputs)
+}
+
+/// The function a call of kernel `f` with `inputs` runs: the first variant of `f` (in module
+/// order) whose stride facts hold for the inputs and for C-order outputs, else `f`.
+pub fn select<'m>(
+    m: &'m Module,
+    f: &'m Function,
+    inputs: &[Array],
+) -> Result<&'m Function, LoopEvalError> {
+    for v in m.variants_of(&f.name) {
+        if facts_hold(m, v, inputs)? {
+            return Ok(v);
+        }
+    }
+    Ok(f)
+}
+
+/// Whether the stride facts of `f`'s parameters hold for `inputs` and for outputs allocated in
+/// C order (an argument with no elements meets every fact, as at the entry point).
+fn facts_hold(m: &Module, f: &Function, inputs: &[Array]) -> Result<bool, LoopEvalError> {
+    let mut e = Eval::new(f);
+    e.bind(m, inputs)?;
+    let mut inputs = inputs.iter();
+    for &p in &f.params {
+        let Some(b) = f.buffer(p) else { continue };
+        let (shape, strides) = match b.kind {
+            BufferKind::Input => match inputs.next() {
+                Some(a) => (a.shape().to_vec(), a.strides().to_vec()),
+                None => continue,
+            },
+            _ => {
+                let shape = e.shape(p, b)?;
+                let strides = c_strides(&shape).unwrap_or_default();
+                (shape, strides)
+            }
+        };
+        if !meets(&b.layout, &shape, &strides) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Whether an array of `shape` and element `strides` meets `layout`: each axis longer than 1
+/// has the stride its fact says (1, or the product of the later extents).
+fn meets(layout: &Layout, shape: &[usize], strides: &[usize]) -> bool {
+    if shape.contains(&0) {
+        return true;
+    }
+    let rank = shape.len();
+    (0..rank).all(|k| {
+        let want = match layout.fact(k, rank) {
+            StrideFact::Runtime => return true,
+            StrideFact::Unit => 1,
+            StrideFact::COrder => shape[k + 1..].iter().product(),
+        };
+        shape[k] <= 1 || strides.get(k) == Some(&want)
+    })
+}
+
+/// Evaluates one function (a kernel's general function or one of its variants) on host arrays,
+/// after checking that its stride facts hold for them; a test forces a variant this way.
+pub fn run_body(m: &Module, f: &Function, inputs: &[Array]) -> Result<Vec<Array>, LoopEvalError> {
+    if !facts_hold(m, f, inputs)? {
+        return Err(LoopEvalError::Contract {
+            func: f.name.clone(),
+            message: "the arguments do not meet the function's stride facts".into(),
+        });
+    }
+    let mut e = Eval::new(f);
+    e.bind(m, inputs)?;
+    let input_ids = e.input_ids();
     for (n, b) in f.buffers.iter().enumerate() {
         let id = BufferId(u32::try_from(n).unwrap_or(u32::MAX));
         let memory = match b.kind {
@@ -153,6 +226,8 @@ pub fn run_function(
                 .and_then(|k| inputs.get(k))
                 .map(Memory::Input),
             BufferKind::Output if !f.params.contains(&id) => None,
+            // Allocated by the instruction that declares it, at each execution.
+            BufferKind::Scoped => None,
             BufferKind::Output | BufferKind::Temp => Some(e.allocate(id, b)?),
         };
         e.buffers.push(memory);
@@ -172,6 +247,40 @@ pub fn run_function(
         }
     }
     Ok(outputs)
+}
+
+impl<'a> Eval<'a> {
+    fn new(f: &'a Function) -> Eval<'a> {
+        Eval {
+            f,
+            dims: HashMap::new(),
+            values: vec![None; f.values.len()],
+            buffers: Vec::new(),
+        }
+    }
+
+    /// The input parameters, in order.
+    fn input_ids(&self) -> Vec<BufferId> {
+        let f = self.f;
+        f.params
+            .iter()
+            .copied()
+            .filter(|&b| f.buffer(b).is_some_and(|b| b.kind == BufferKind::Input))
+            .collect()
+    }
+
+    /// Binds the dims from the inputs' shapes.
+    fn bind(&mut self, m: &Module, inputs: &[Array]) -> Result<(), LoopEvalError> {
+        let f = self.f;
+        let input_ids = self.input_ids();
+        let input_params: Vec<&BufferDef> = input_ids.iter().filter_map(|&b| f.buffer(b)).collect();
+        let params: Vec<(&str, DType, &[Extent])> = input_params
+            .iter()
+            .map(|b| (b.name.as_str(), b.dtype, b.shape.as_slice()))
+            .collect();
+        self.dims = bind_dims(&m.dims, &f.name, &params, inputs).map_err(LoopEvalError::Call)?;
+        Ok(())
+    }
 }
 
 /// The index of the element at C-order position `pos` of `shape`.
@@ -231,9 +340,9 @@ impl<'a> Eval<'a> {
             .collect()
     }
 
-    fn allocate(&self, id: BufferId, b: &BufferDef) -> EResult<Memory<'a>> {
-        let shape = b
-            .shape
+    /// The extents of buffer `id` in this call.
+    fn shape(&self, id: BufferId, b: &BufferDef) -> EResult<Vec<usize>> {
+        b.shape
             .iter()
             .map(|e| {
                 let n = match e {
@@ -247,7 +356,11 @@ impl<'a> Eval<'a> {
                     ))
                 })
             })
-            .collect::<EResult<Vec<usize>>>()?;
+            .collect()
+    }
+
+    fn allocate(&self, id: BufferId, b: &BufferDef) -> EResult<Memory<'a>> {
+        let shape = self.shape(id, b)?;
         let too_large = || {
             LoopEvalError::Call(CallError::TooLarge {
                 value: b.name.clone(),
@@ -296,6 +409,18 @@ impl<'a> Eval<'a> {
     }
 
     fn block(&mut self, b: &Block) -> EResult<()> {
+        let mut scoped = Vec::new();
+        let result = self.block_insts(b, &mut scoped);
+        // A scoped buffer ends with its block.
+        for id in scoped {
+            if let Some(slot) = self.buffers.get_mut(id.0 as usize) {
+                *slot = None;
+            }
+        }
+        result
+    }
+
+    fn block_insts(&mut self, b: &Block, scoped: &mut Vec<BufferId>) -> EResult<()> {
         for inst in &b.insts {
             match inst {
                 Inst::Assign { result, op } => {
@@ -327,9 +452,153 @@ impl<'a> Eval<'a> {
                     self.write(*buffer, &positions, &lanes)?;
                 }
                 Inst::For(l) => self.for_loop(l)?,
+                Inst::Scoped(id) => {
+                    let b = self.f.buffer(*id).filter(|b| b.kind == BufferKind::Scoped);
+                    let b = b.ok_or_else(|| {
+                        self.malformed(format!(
+                            "`scoped` declares {}, which is not a scoped buffer",
+                            buffer_ref(self.f, *id)
+                        ))
+                    })?;
+                    let memory = self.allocate(*id, b)?;
+                    match self.buffers.get_mut(id.0 as usize) {
+                        Some(slot) => *slot = Some(memory),
+                        None => return Err(self.malformed("a scoped buffer out of range")),
+                    }
+                    scoped.push(*id);
+                }
+                Inst::Ukernel(u) => self.ukernel(u)?,
             }
         }
         Ok(())
+    }
+
+    /// A micro-kernel call, exactly as `docs/ukernel.md` states it: every element it reads
+    /// (A rows below `mr`, B columns below the kernel's full width `NR`, C when accumulating,
+    /// the bias) is loaded through the checked path, so a tile that leaves its operands is an
+    /// error.
+    fn ukernel(&mut self, u: &Ukernel) -> EResult<()> {
+        let contract = |m: String| LoopEvalError::Contract {
+            func: self.f.name.clone(),
+            message: format!("ukernel @{}: {m}", u.shape.name()),
+        };
+        let (kc, mr, nr) = (self.index(u.kc)?, self.index(u.mr)?, self.index(u.nr)?);
+        let (big_mr, big_nr) = (i64::from(u.shape.mr), i64::from(u.shape.nr));
+        if kc < 0 || !(0..=big_mr).contains(&mr) || !(0..=big_nr).contains(&nr) {
+            return Err(contract(format!(
+                "kc {kc} and tile {mr} x {nr} must satisfy kc >= 0, 0 <= mr <= {big_mr}, \
+                 0 <= nr <= {big_nr}"
+            )));
+        }
+        let init = match self.get(u.init)? {
+            Val::Bool(b) => *b,
+            v => return Err(self.malformed(format!("ukernel init is {v:?}, not a bool"))),
+        };
+        let scale = match u.scale {
+            Some(s) => match self.get(s)? {
+                Val::Scalar(x) => Some(*x),
+                v => return Err(self.malformed(format!("ukernel scale is {v:?}"))),
+            },
+            None => None,
+        };
+        let a = self.tile_reader(&u.a)?;
+        let b = self.tile_reader(&u.b)?;
+        let c = self.tile_reader(&u.c)?;
+        let zero = Scalar::zero(u.shape.dtype);
+        let mut tile = vec![vec![zero; nr as usize]; mr as usize];
+        for kk in 0..kc {
+            // The full width of B is read, whatever `nr` is.
+            let brow = (0..big_nr)
+                .map(|jj| self.read_one(&b, &[(Coord::K, kk), (Coord::N, jj)]))
+                .collect::<EResult<Vec<Scalar>>>()?;
+            for (ii, row) in (0..mr).zip(tile.iter_mut()) {
+                let x = self.read_one(&a, &[(Coord::M, ii), (Coord::K, kk)])?;
+                for (t, &y) in row.iter_mut().zip(&brow) {
+                    *t = fma(x, y, *t).map_err(|m| self.malformed(m))?;
+                }
+            }
+        }
+        let bias = match &u.bias {
+            Some(t) => Some(self.tile_reader(t)?),
+            None => None,
+        };
+        let combine = |f: crate::ir::scalar::BinaryFn, x: Scalar, y: Scalar| {
+            binary(f, x, y).map_err(|m| self.malformed(m))
+        };
+        use crate::ir::scalar::BinaryFn as B;
+        let mut results = Vec::new();
+        for (ii, row) in (0..mr).zip(&tile) {
+            for (jj, &t) in (0..nr).zip(row) {
+                let at = [(Coord::M, ii), (Coord::N, jj)];
+                let mut v = if init {
+                    t
+                } else {
+                    combine(B::Add, self.read_one(&c, &at)?, t)?
+                };
+                if let Some(s) = scale {
+                    v = combine(B::Mul, v, s)?;
+                }
+                if let Some(bias) = &bias {
+                    v = combine(B::Add, v, self.read_one(bias, &at)?)?;
+                }
+                if u.relu {
+                    v = relu(v);
+                }
+                results.push((self.position(&c, &at)?, v));
+            }
+        }
+        for (at, v) in results {
+            self.write(u.c.buffer, &[at], &[v])?;
+        }
+        Ok(())
+    }
+
+    /// The start index and per-axis coordinates of a tile operand.
+    fn tile_reader(&self, t: &TileOperand) -> EResult<TileReader> {
+        let start = t
+            .start
+            .iter()
+            .map(|&i| self.index(i))
+            .collect::<EResult<Vec<i64>>>()?;
+        let mut coord = vec![None; start.len()];
+        for (c, axes) in &t.axes {
+            for &a in axes {
+                match coord.get_mut(a as usize) {
+                    Some(slot) => *slot = Some(*c),
+                    None => return Err(self.malformed("a tile operand names a missing axis")),
+                }
+            }
+        }
+        Ok(TileReader {
+            buffer: t.buffer,
+            start,
+            coord,
+        })
+    }
+
+    /// The element of a tile operand at the given coordinates (a coordinate the operand does
+    /// not have is ignored), checked to lie in its buffer.
+    fn position(&self, t: &TileReader, at: &[(Coord, i64)]) -> EResult<Vec<usize>> {
+        let index: Vec<i64> = t
+            .start
+            .iter()
+            .zip(&t.coord)
+            .map(|(&s, c)| {
+                let d = at.iter().find(|(x, _)| Some(*x) == *c).map_or(0, |p| p.1);
+                s.saturating_add(d)
+            })
+            .collect();
+        let mut positions = self.locate_at(t.buffer, index, 1)?;
+        positions
+            .pop()
+            .ok_or_else(|| self.malformed("a tile element with no position"))
+    }
+
+    fn read_one(&self, t: &TileReader, at: &[(Coord, i64)]) -> EResult<Scalar> {
+        let p = self.position(t, at)?;
+        let mut v = self.read(t.buffer, &[p])?;
+        v.pop()
+            .ok_or_else(|| self.malformed("a tile element with no value"))
     }
 
     fn for_loop(&mut self, l: &For) -> EResult<()> {
@@ -385,6 +654,11 @@ impl<'a> Eval<'a> {
             .iter()
             .map(|&i| self.index(i))
             .collect::<EResult<Vec<i64>>>()?;
+        self.locate_at(buffer, idx, lanes)
+    }
+
+    /// [`Eval::locate`] with the index values given.
+    fn locate_at(&self, buffer: BufferId, idx: Vec<i64>, lanes: usize) -> EResult<Vec<Vec<usize>>> {
         let shape = match self.buffers.get(buffer.0 as usize).and_then(Option::as_ref) {
             Some(Memory::Input(a)) => a.shape().to_vec(),
             Some(Memory::Owned { array, .. }) => array.shape().to_vec(),
@@ -508,6 +782,9 @@ impl<'a> Eval<'a> {
                     IndexOp::Sub => a.checked_sub(b),
                     IndexOp::Mul => a.checked_mul(b),
                     IndexOp::Min => Some(a.min(b)),
+                    IndexOp::Max => Some(a.max(b)),
+                    IndexOp::Div => Some(index_div(a, b)),
+                    IndexOp::Rem => Some(a.wrapping_sub(b.wrapping_mul(index_div(a, b)))),
                 };
                 Val::Index(r.ok_or_else(|| {
                     Fault::Error(LoopEvalError::Overflow {
@@ -529,24 +806,9 @@ impl<'a> Eval<'a> {
             Op::Binary(b, x, y) => {
                 lanewise(&[self.get(*x)?, self.get(*y)?], |s| binary(*b, s[0], s[1]))?
             }
-            Op::Fma(a, b, c) => {
-                lanewise(&[self.get(*a)?, self.get(*b)?, self.get(*c)?], |s| {
-                    match (s[0], s[1], s[2]) {
-                        (Scalar::F32(a), Scalar::F32(b), Scalar::F32(c)) => {
-                            Ok(Scalar::F32(a.mul_add(b, c)))
-                        }
-                        (Scalar::F64(a), Scalar::F64(b), Scalar::F64(c)) => {
-                            Ok(Scalar::F64(a.mul_add(b, c)))
-                        }
-                        (a, b, c) => Err(format!(
-                            "`fma` is not defined on {}, {} and {}",
-                            a.dtype(),
-                            b.dtype(),
-                            c.dtype()
-                        )),
-                    }
-                })?
-            }
+            Op::Fma(a, b, c) => lanewise(&[self.get(*a)?, self.get(*b)?, self.get(*c)?], |s| {
+                fma(s[0], s[1], s[2])
+            })?,
             Op::Cmp(c, x, y) => Val::Bool(self.compare(*c, self.get(*x)?, self.get(*y)?)?),
             Op::And(x, y) => Val::Bool(self.boolean(*x)? && self.boolean(*y)?),
             Op::Or(x, y) => Val::Bool(self.boolean(*x)? || self.boolean(*y)?),
@@ -579,14 +841,7 @@ impl<'a> Eval<'a> {
                 }
             }
             Op::ReduceLanes(k, x) => match self.get(*x)? {
-                Val::Vector(lanes) => {
-                    let mut it = lanes.iter();
-                    let first = *it
-                        .next()
-                        .ok_or_else(|| Fault::Message("reduce_lanes of 0 lanes".into()))?;
-                    let r = it.try_fold(first, |acc, &s| binary(k.combine_fn(), acc, s));
-                    Val::Scalar(r.map_err(Fault::Message)?)
-                }
+                Val::Vector(lanes) => Val::Scalar(reduce_halving(*k, lanes)?),
                 v => return Err(Fault::Message(format!("reduce_lanes of {v:?}"))),
             },
         })
@@ -609,6 +864,64 @@ impl<'a> Eval<'a> {
             _ => Err(Fault::Message(format!("cannot compare {x:?} with {y:?}"))),
         }
     }
+}
+
+/// `a / b` rounded toward zero, 0 when `b == 0`, wrapping for `i64::MIN / -1` (`idiv`).
+fn index_div(a: i64, b: i64) -> i64 {
+    if b == 0 {
+        0
+    } else {
+        a.wrapping_div(b)
+    }
+}
+
+/// Combines the lanes of a vector in the halving order of `docs/ir.md`: lane `i` with lane
+/// `i + n/2` for `i < n/2`, then the same on the `n/2` results, down to one value. For four
+/// lanes: `(l0 + l2) + (l1 + l3)`.
+fn reduce_halving(k: ReduceKind, lanes: &[Scalar]) -> Result<Scalar, String> {
+    let mut v = lanes.to_vec();
+    while v.len() > 1 {
+        if !v.len().is_multiple_of(2) {
+            return Err(format!("reduce_lanes of {} lanes", lanes.len()));
+        }
+        let half = v.len() / 2;
+        v = (0..half)
+            .map(|i| binary(k.combine_fn(), v[i], v[i + half]))
+            .collect::<Result<_, _>>()?;
+    }
+    v.pop().ok_or_else(|| "reduce_lanes of 0 lanes".to_string())
+}
+
+/// A micro-kernel's `relu`: numpy's `maximum(v, 0)`, so `-0.0` gives `0.0` and NaN stays NaN
+/// (as compiled code's `fmax` does).
+fn relu(v: Scalar) -> Scalar {
+    match v {
+        Scalar::F32(x) if !x.is_nan() && x <= 0.0 => Scalar::F32(0.0),
+        Scalar::F64(x) if !x.is_nan() && x <= 0.0 => Scalar::F64(0.0),
+        v => v,
+    }
+}
+
+/// `a * b + c` rounded once.
+fn fma(a: Scalar, b: Scalar, c: Scalar) -> Result<Scalar, String> {
+    match (a, b, c) {
+        (Scalar::F32(a), Scalar::F32(b), Scalar::F32(c)) => Ok(Scalar::F32(a.mul_add(b, c))),
+        (Scalar::F64(a), Scalar::F64(b), Scalar::F64(c)) => Ok(Scalar::F64(a.mul_add(b, c))),
+        (a, b, c) => Err(format!(
+            "`fma` is not defined on {}, {} and {}",
+            a.dtype(),
+            b.dtype(),
+            c.dtype()
+        )),
+    }
+}
+
+/// A micro-kernel operand during a call: where the tile starts, and the coordinate (if any)
+/// that advances each axis.
+struct TileReader {
+    buffer: BufferId,
+    start: Vec<i64>,
+    coord: Vec<Option<Coord>>,
 }
 
 /// The C-order position of `at` in `shape`.

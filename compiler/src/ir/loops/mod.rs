@@ -9,10 +9,17 @@
 //! next ones, and the loop's results are the last yielded values (the initial ones when the loop
 //! runs zero times). Memory is touched only by `load`/`vload` and `store`.
 //!
-//! Buffers are addressed with one index per axis. A [`Layout::Strided`] buffer (a kernel
-//! argument) takes its element strides from the caller at run time; a [`Layout::Contiguous`]
-//! buffer is C order. Vector loads and stores read `lanes` consecutive elements along the last
-//! axis and are only allowed on contiguous buffers.
+//! Buffers are addressed with one index per axis. Each axis has a stride fact ([`Layout`]): a
+//! run-time stride from the caller, a unit stride, or the C-order stride from the extents.
+//! Vector loads and stores read `lanes` consecutive elements along the last axis and need a
+//! unit stride there. Temporaries are allocated on entry ([`BufferKind::Temp`]); scoped buffers
+//! ([`BufferKind::Scoped`]) live on the stack for one execution of the block declaring them.
+//!
+//! A module may hold, besides each kernel's general function, *variants* of it
+//! ([`Function::variant_of`]): functions with the same parameters whose stride facts are
+//! stronger. The kernel's entry point calls the first variant whose facts the arguments meet,
+//! else the general function. A [`Ukernel`] instruction computes one register tile of a matrix
+//! product (`docs/ukernel.md`).
 //!
 //! The text form is documented in `docs/ir.md`; [`printer`] writes it, [`parser`] reads it back
 //! and [`verify`] checks the invariants documented here; [`eval`] runs a function on host
@@ -83,20 +90,80 @@ pub enum BufferKind {
     Output,
     /// A temporary the kernel allocates on entry and frees on exit.
     Temp,
+    /// A buffer on the stack, declared by an [`Inst::Scoped`] inside a block: it lives for one
+    /// execution of that block (its elements are undefined at each start) and has fixed
+    /// extents and a bounded size ([`MAX_SCOPED_BYTES`]).
+    Scoped,
 }
 
-/// How a buffer's elements are laid out.
+/// The largest total size in bytes of the scoped buffers of one function: they live in the
+/// function's stack frame, which must fit any thread's stack.
+pub const MAX_SCOPED_BYTES: u64 = 1 << 20;
+
+/// The largest alignment a buffer may ask for, in bytes.
+pub const MAX_ALIGN: u32 = 4096;
+
+/// What is known at compile time about the element stride of one buffer axis.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StrideFact {
+    /// Given by the caller at run time (any value, including negative and 0). Printed `_`.
+    Runtime,
+    /// 1. Printed `1`.
+    Unit,
+    /// The C-order stride: the product of the extents of the later axes (1 on the last axis).
+    /// Printed `c`.
+    COrder,
+}
+
+impl StrideFact {
+    /// Whether a function that assumes `self` may be replaced by one that assumes `stronger`
+    /// on an axis (`last`: whether it is the last axis, where C order is a unit stride).
+    pub fn implied_by(self, stronger: StrideFact, last: bool) -> bool {
+        let unitish = |f: StrideFact| f == StrideFact::Unit || (last && f == StrideFact::COrder);
+        self == StrideFact::Runtime || self == stronger || (unitish(self) && unitish(stronger))
+    }
+}
+
+/// How a buffer's elements are laid out: a stride fact per axis.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Layout {
-    /// C order (last axis fastest), no gaps.
+    /// C order (last axis fastest), no gaps: every axis [`StrideFact::COrder`].
     Contiguous,
-    /// Element strides given by the caller at run time (any values, including negative).
+    /// Element strides given by the caller at run time (any values, including negative): every
+    /// axis [`StrideFact::Runtime`].
     Strided,
+    /// One fact per axis (`strides[_, c, 1]`). Canonical only when the facts are neither all
+    /// `COrder` (written [`Layout::Contiguous`]) nor all `Runtime` ([`Layout::Strided`]).
+    Axes(Vec<StrideFact>),
+}
+
+impl Layout {
+    /// The stride fact of axis `axis` of a buffer of rank `rank` (C order on the last axis is
+    /// reported as [`StrideFact::Unit`]); `Runtime` for an axis out of range.
+    pub fn fact(&self, axis: usize, rank: usize) -> StrideFact {
+        let f = match self {
+            Layout::Contiguous => StrideFact::COrder,
+            Layout::Strided => StrideFact::Runtime,
+            Layout::Axes(facts) => facts.get(axis).copied().unwrap_or(StrideFact::Runtime),
+        };
+        if f == StrideFact::COrder && axis + 1 == rank {
+            StrideFact::Unit
+        } else {
+            f
+        }
+    }
+
+    /// Whether the last axis of a buffer of rank `rank` has a unit stride (what vector loads
+    /// and stores need).
+    pub fn unit_last(&self, rank: usize) -> bool {
+        rank > 0 && self.fact(rank - 1, rank) == StrideFact::Unit
+    }
 }
 
 /// A buffer.
 ///
-/// Invariants: names are unique in the function; a `Temp` buffer is `Contiguous`.
+/// Invariants: names are unique in the function; a `Temp` or `Scoped` buffer is `Contiguous`;
+/// only they may ask for an alignment.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BufferDef {
     /// Name (printed `%name`), e.g. `X` or `P.max`.
@@ -109,6 +176,9 @@ pub struct BufferDef {
     pub layout: Layout,
     /// Role.
     pub kind: BufferKind,
+    /// The alignment of element 0 in bytes (a power of two, at most [`MAX_ALIGN`]), for
+    /// temporaries and scoped buffers (`align 64`); `None` is the element size.
+    pub align: Option<u32>,
 }
 
 /// A value: its printed name (unique in the function, without `%`) and type.
@@ -125,10 +195,14 @@ pub struct ValueDef {
 /// Invariants (checked by [`verify`]): `params` lists every `Input` buffer and then every
 /// `Output` buffer, each once, in the kernel's call order; every value is defined once and used
 /// only where visible (see the module docs); every operand has the type its instruction needs.
+/// A variant has the parameters of the function it specialises (names, kinds, dtypes, shapes)
+/// with facts at least as strong on every axis.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Function {
-    /// The kernel's name.
+    /// The kernel's name (a variant has a name of its own, e.g. `K.contiguous`).
     pub name: String,
+    /// For a variant, the name of the general function of its kernel (`variant of @K`).
+    pub variant_of: Option<String>,
     /// Every buffer; `BufferId(n)` is `buffers[n]`.
     pub buffers: Vec<BufferDef>,
     /// The kernel's arguments, inputs first, then outputs.
@@ -168,6 +242,11 @@ pub enum Inst {
     },
     /// A counted loop.
     For(Box<For>),
+    /// `scoped %t: f32[4, 8] contiguous align 64`: declares a [`BufferKind::Scoped`] buffer,
+    /// usable from here to the end of the enclosing block (and in blocks nested in it).
+    Scoped(BufferId),
+    /// A micro-kernel call: one register tile of a matrix product.
+    Ukernel(Box<Ukernel>),
 }
 
 /// A loop-carried value.
@@ -200,6 +279,9 @@ pub struct For {
     pub step: u64,
     /// Whether iterations are independent.
     pub parallel: bool,
+    /// A request to unroll the loop by this factor (`unroll 4`, at least 1; `unroll 1` asks to
+    /// keep it rolled); `None` leaves the choice to the unroll pass.
+    pub unroll: Option<u32>,
     /// Loop-carried values.
     pub carried: Vec<Carried>,
     /// The body.
@@ -219,6 +301,12 @@ pub enum IndexOp {
     Mul,
     /// smaller of the two
     Min,
+    /// larger of the two
+    Max,
+    /// `a / b` rounded toward zero; 0 when `b == 0`, and `i64::MIN` for `i64::MIN / -1`
+    Div,
+    /// `a - b * (a / b)` with the `Div` above: `a` when `b == 0`, 0 for `i64::MIN % -1`
+    Rem,
 }
 
 /// The operations that define a value.
@@ -267,7 +355,136 @@ pub enum Op {
     ReduceLanes(ReduceKind, ValueId),
 }
 
+/// The coordinates of a micro-kernel tile: rows `m`, columns `n`, and the summed `k`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Coord {
+    /// Rows of A and C.
+    M,
+    /// Columns of B and C.
+    N,
+    /// The summed coordinate: columns of A, rows of B.
+    K,
+}
+
+impl Coord {
+    /// The name in the text: `m`, `n` or `k`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Coord::M => "m",
+            Coord::N => "n",
+            Coord::K => "k",
+        }
+    }
+}
+
+/// A micro-kernel: `gemm.<dtype>.<MR>x<NR>`, computing tiles of at most `mr` rows and `nr`
+/// columns with `MR * NR / lanes` vector accumulators.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct UkernelShape {
+    /// Element type of every operand (a float).
+    pub dtype: DType,
+    /// Rows of the register tile (`MR`).
+    pub mr: u32,
+    /// Columns of the register tile (`NR`, a multiple of the vector lanes).
+    pub nr: u32,
+}
+
+impl UkernelShape {
+    /// `gemm.f32.4x8`.
+    pub fn name(self) -> String {
+        format!("gemm.{}.{}x{}", self.dtype.name(), self.mr, self.nr)
+    }
+
+    /// Reads a name written by [`UkernelShape::name`].
+    pub fn parse(name: &str) -> Option<UkernelShape> {
+        let rest = name.strip_prefix("gemm.")?;
+        let (dtype, tile) = rest.split_once('.')?;
+        let (mr, nr) = tile.split_once('x')?;
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        if !digits(mr) || !digits(nr) {
+            return None;
+        }
+        Some(UkernelShape {
+            dtype: DType::from_name(dtype)?,
+            mr: mr.parse().ok()?,
+            nr: nr.parse().ok()?,
+        })
+    }
+
+    /// Elements in one 128-bit vector of the dtype.
+    pub fn lanes(self) -> u32 {
+        u32::try_from(16 / self.dtype.size_bytes()).unwrap_or(1)
+    }
+}
+
+/// One operand of a micro-kernel call: a buffer, the index of the tile's element `(0, 0)`, and
+/// for each coordinate of the operand, the axes that advance with it (several axes advancing
+/// together read a diagonal in place; an empty list reads the same element all along).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TileOperand {
+    /// The buffer.
+    pub buffer: BufferId,
+    /// One `Index` value per axis: where the tile starts.
+    pub start: Vec<ValueId>,
+    /// The coordinates in the text's order, each with its axes.
+    pub axes: Vec<(Coord, Vec<u32>)>,
+}
+
+impl TileOperand {
+    /// The axes that advance with coordinate `c` (empty when the operand does not have it).
+    pub fn axes_of(&self, c: Coord) -> &[u32] {
+        self.axes
+            .iter()
+            .find(|(x, _)| *x == c)
+            .map_or(&[], |(_, a)| a.as_slice())
+    }
+}
+
+/// `ukernel @gemm.f32.4x8 kc %kc, tile %mr x %nr, a ..., b ..., c ..., init %first
+/// [, scale %s] [, bias ...] [, relu]`: for every `ii < mr`, `jj < nr`,
+/// `t = 0; for kk < kc { t = fma(A(ii, kk), B(kk, jj), t) }`, `v = init ? t : C(ii, jj) + t`,
+/// then `v = v * scale`, `v = v + bias(ii or jj)`, `v = max(v, 0)` where given, and
+/// `C(ii, jj) = v`. It reads A rows `ii < mr`, B columns `jj < NR` (the full width, which the
+/// caller makes readable) and writes exactly the `mr x nr` tile (see `docs/ukernel.md`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Ukernel {
+    /// Which micro-kernel.
+    pub shape: UkernelShape,
+    /// Length of the summed range (`Index`).
+    pub kc: ValueId,
+    /// Rows of the tile (`Index`, `0 ..= MR`).
+    pub mr: ValueId,
+    /// Columns of the tile (`Index`, `0 ..= NR`).
+    pub nr: ValueId,
+    /// A, with coordinates `(m, k)`.
+    pub a: TileOperand,
+    /// B, with coordinates `(k, n)`; its `n` axis has a unit stride.
+    pub b: TileOperand,
+    /// C, with coordinates `(m, n)`; its `n` axis has a unit stride.
+    pub c: TileOperand,
+    /// `Bool`: overwrite C with the product (else add it to C).
+    pub init: ValueId,
+    /// A scalar of the dtype that multiplies the result.
+    pub scale: Option<ValueId>,
+    /// A vector added along `m` or `n` (its one coordinate).
+    pub bias: Option<TileOperand>,
+    /// Whether negative results become 0.
+    pub relu: bool,
+}
+
 impl Function {
+    /// An empty general function called `name`.
+    pub fn new(name: impl Into<String>) -> Function {
+        Function {
+            name: name.into(),
+            variant_of: None,
+            buffers: Vec::new(),
+            params: Vec::new(),
+            values: Vec::new(),
+            body: Block::default(),
+        }
+    }
+
     /// The definition of a value, if the id is in range.
     pub fn value(&self, id: ValueId) -> Option<&ValueDef> {
         self.values.get(id.0 as usize)
@@ -291,6 +508,20 @@ impl Function {
     pub fn add_buffer(&mut self, buffer: BufferDef) -> BufferId {
         self.buffers.push(buffer);
         BufferId(index_u32(self.buffers.len() - 1))
+    }
+}
+
+impl Module {
+    /// The general functions: one per kernel, each with its own entry point.
+    pub fn kernels(&self) -> impl Iterator<Item = &Function> {
+        self.funcs.iter().filter(|f| f.variant_of.is_none())
+    }
+
+    /// The variants of kernel `name`, in module order (the order the entry point tries them).
+    pub fn variants_of<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Function> {
+        self.funcs
+            .iter()
+            .filter(move |f| f.variant_of.as_deref() == Some(name))
     }
 }
 

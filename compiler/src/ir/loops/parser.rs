@@ -12,10 +12,11 @@
 //! [`MAX_DEPTH`] deep. Tokens and the shared pieces of syntax (names, dtypes, extents,
 //! literals) come from the tensor IR's parser, so both levels read them identically.
 
-use super::printer::{index_op_name, kind_name, layout_name, INDEX_OPS};
+use super::printer::{fact_name, index_op_name, kind_name, INDEX_OPS};
 use super::{
-    BinaryFn, Block, BufferDef, BufferId, BufferKind, Carried, CmpOp, DimDef, For, Function, Inst,
-    Layout, Module, Op, ReduceKind, Type, UnaryFn, ValueId,
+    BinaryFn, Block, BufferDef, BufferId, BufferKind, Carried, CmpOp, Coord, DimDef, For, Function,
+    Inst, Layout, Module, Op, ReduceKind, StrideFact, TileOperand, Type, Ukernel, UkernelShape,
+    UnaryFn, ValueId,
 };
 use crate::ir::tensor::parser::lexer::Tok;
 use crate::ir::tensor::parser::{IrParseError, PResult, Parser};
@@ -61,6 +62,9 @@ struct FnParser<'p, 't> {
     /// Whether each value (by id) is visible at the current position.
     visible: Vec<bool>,
     buffers: HashMap<String, BufferId>,
+    /// Whether each buffer (by id) is visible at the current position (a scoped buffer only
+    /// after its declaration, in its block).
+    buffer_visible: Vec<bool>,
 }
 
 /// How a block ends: the function body at `}`, a loop body at `yield` or `}`.
@@ -75,16 +79,11 @@ impl<'p, 't> FnParser<'p, 't> {
         FnParser {
             p,
             dims,
-            f: Function {
-                name: String::new(),
-                buffers: Vec::new(),
-                params: Vec::new(),
-                values: Vec::new(),
-                body: Block::default(),
-            },
+            f: Function::new(String::new()),
             values: HashMap::new(),
             visible: Vec::new(),
             buffers: HashMap::new(),
+            buffer_visible: Vec::new(),
         }
     }
 
@@ -96,15 +95,26 @@ impl<'p, 't> FnParser<'p, 't> {
         };
         self.p.bump();
         self.p.expect('(')?;
-        let params = self.p.list(')', |p| buffer_decl(p, self.dims, true))?;
+        let params = self
+            .p
+            .list(')', |p| buffer_decl(p, self.dims, Decl::Param))?;
         for (b, off) in params {
             let id = self.add_buffer(b, off)?;
             self.f.params.push(id);
         }
+        if self.p.is_kw("variant") {
+            self.p.bump();
+            self.p.expect_kw("of")?;
+            let Tok::Func(general) = self.p.peek().clone() else {
+                return self.p.unexpected("the general function `@name`");
+            };
+            self.p.bump();
+            self.f.variant_of = Some(general);
+        }
         self.p.expect('{')?;
         while self.p.is_kw("buffer") {
             self.p.bump();
-            let (b, off) = buffer_decl(self.p, self.dims, false)?;
+            let (b, off) = buffer_decl(self.p, self.dims, Decl::Temp)?;
             self.add_buffer(b, off)?;
         }
         self.f.body = self.block(BlockKind::Function, 0)?.0;
@@ -121,6 +131,7 @@ impl<'p, 't> FnParser<'p, 't> {
         let n = b.name.clone();
         let id = self.f.add_buffer(b);
         self.buffers.insert(n, id);
+        self.buffer_visible.push(true);
         Ok(id)
     }
 
@@ -174,13 +185,19 @@ impl<'p, 't> FnParser<'p, 't> {
 
     fn buffer(&mut self) -> PResult<BufferId> {
         let (b, off) = self.p.value_name()?;
-        self.buffers.get(&b).copied().map_or_else(
-            || {
-                self.p
-                    .err_at(off, format!("undefined buffer %{}", name(&b)))
-            },
-            Ok,
-        )
+        match self.buffers.get(&b) {
+            None => self
+                .p
+                .err_at(off, format!("undefined buffer %{}", name(&b))),
+            Some(&id) if self.buffer_visible.get(id.0 as usize) == Some(&true) => Ok(id),
+            Some(_) => self.p.err_at(
+                off,
+                format!(
+                    "scoped buffer %{} is not visible here: its block has ended",
+                    name(&b)
+                ),
+            ),
+        }
     }
 
     /// `%B[%i, %j]`.
@@ -210,6 +227,7 @@ impl<'p, 't> FnParser<'p, 't> {
     /// The instructions of a block up to its `}`, and the values a loop body yields.
     fn block(&mut self, kind: BlockKind, depth: usize) -> PResult<(Block, Vec<ValueId>)> {
         let first_value = self.f.values.len();
+        let first_buffer = self.f.buffers.len();
         let mut insts = Vec::new();
         loop {
             if self.p.peek() == &Tok::Punct('}')
@@ -229,6 +247,12 @@ impl<'p, 't> FnParser<'p, 't> {
                 });
             } else if self.p.is_kw("for") {
                 insts.push(self.for_loop(Vec::new(), depth)?);
+            } else if self.p.is_kw("scoped") {
+                self.p.bump();
+                let (b, off) = buffer_decl(self.p, self.dims, Decl::Scoped)?;
+                insts.push(Inst::Scoped(self.add_buffer(b, off)?));
+            } else if self.p.is_kw("ukernel") {
+                insts.push(Inst::Ukernel(Box::new(self.ukernel()?)));
             } else if matches!(self.p.peek(), Tok::Value(_)) {
                 let mut results = vec![self.p.value_name()?];
                 while self.p.eat(',') {
@@ -269,8 +293,11 @@ impl<'p, 't> FnParser<'p, 't> {
         } else {
             Vec::new()
         };
-        // Values defined in this block go out of scope with it.
+        // Values and scoped buffers declared in this block go out of scope with it.
         for slot in self.visible.iter_mut().skip(first_value) {
+            *slot = false;
+        }
+        for slot in self.buffer_visible.iter_mut().skip(first_buffer) {
             *slot = false;
         }
         Ok((Block { insts }, yields))
@@ -296,6 +323,17 @@ impl<'p, 't> FnParser<'p, 't> {
         if parallel {
             self.p.bump();
         }
+        let unroll = if self.p.is_kw("unroll") {
+            self.p.bump();
+            let uoff = self.p.offset();
+            let n = self.p.uint("an unroll factor")?;
+            Some(
+                u32::try_from(n)
+                    .or_else(|_| self.p.err_at(uoff, "the unroll factor is too large"))?,
+            )
+        } else {
+            None
+        };
         let mut iter = Vec::new();
         if self.p.is_kw("iter") {
             self.p.bump();
@@ -349,10 +387,129 @@ impl<'p, 't> FnParser<'p, 't> {
             upper,
             step,
             parallel,
+            unroll,
             carried,
             body,
             yields,
         })))
+    }
+
+    /// `ukernel @gemm.f32.4x8 kc %kc, tile %mr x %nr, a OPERAND, b OPERAND, c OPERAND,
+    /// init %v [, scale %s] [, bias OPERAND] [, relu]`.
+    fn ukernel(&mut self) -> PResult<Ukernel> {
+        self.p.expect_kw("ukernel")?;
+        let off = self.p.offset();
+        let shape = match self.p.bump() {
+            Tok::Func(n) => match UkernelShape::parse(&n) {
+                Some(s) => s,
+                None => {
+                    return self.p.err_at(
+                        off,
+                        format!(
+                            "unknown micro-kernel @{}: expected @gemm.<dtype>.<MR>x<NR>, as in \
+                             @gemm.f32.4x8",
+                            name(&n)
+                        ),
+                    )
+                }
+            },
+            _ => {
+                return self
+                    .p
+                    .err_at(off, "expected a micro-kernel `@gemm.f32.4x8`")
+            }
+        };
+        self.p.expect_kw("kc")?;
+        let kc = self.operand()?;
+        self.p.expect(',')?;
+        self.p.expect_kw("tile")?;
+        let mr = self.operand()?;
+        self.p.expect_kw("x")?;
+        let nr = self.operand()?;
+        self.p.expect(',')?;
+        self.p.expect_kw("a")?;
+        let a = self.tile_operand()?;
+        self.p.expect(',')?;
+        self.p.expect_kw("b")?;
+        let b = self.tile_operand()?;
+        self.p.expect(',')?;
+        self.p.expect_kw("c")?;
+        let c = self.tile_operand()?;
+        self.p.expect(',')?;
+        self.p.expect_kw("init")?;
+        let init = self.operand()?;
+        let mut u = Ukernel {
+            shape,
+            kc,
+            mr,
+            nr,
+            a,
+            b,
+            c,
+            init,
+            scale: None,
+            bias: None,
+            relu: false,
+        };
+        if self.p.eat(',') {
+            if self.p.is_kw("scale") {
+                self.p.bump();
+                u.scale = Some(self.operand()?);
+                if !self.p.eat(',') {
+                    return Ok(u);
+                }
+            }
+            if self.p.is_kw("bias") {
+                self.p.bump();
+                u.bias = Some(self.tile_operand()?);
+                if !self.p.eat(',') {
+                    return Ok(u);
+                }
+            }
+            if !self.p.is_kw("relu") {
+                return self
+                    .p
+                    .unexpected("`scale`, `bias` or `relu` (in that order)");
+            }
+            self.p.bump();
+            u.relu = true;
+        }
+        Ok(u)
+    }
+
+    /// `%A[%i, %c0] (m: 0, k: [1, 2])`.
+    fn tile_operand(&mut self) -> PResult<TileOperand> {
+        let (buffer, start) = self.access()?;
+        self.p.expect('(')?;
+        let axes = self.p.list(')', |p| {
+            let (c, coff) = p.name("a coordinate `m`, `n` or `k`")?;
+            let Some(c) = [Coord::M, Coord::N, Coord::K]
+                .into_iter()
+                .find(|x| x.name() == c)
+            else {
+                return p.err_at(
+                    coff,
+                    format!("unknown coordinate `{c}`: expected m, n or k"),
+                );
+            };
+            p.expect(':')?;
+            let axis = |p: &mut Parser| -> PResult<u32> {
+                let aoff = p.offset();
+                let n = p.uint("an axis number")?;
+                u32::try_from(n).or_else(|_| p.err_at(aoff, "the axis number is too large"))
+            };
+            let axes = if p.eat('[') {
+                p.list(']', axis)?
+            } else {
+                vec![axis(p)?]
+            };
+            Ok((c, axes))
+        })?;
+        Ok(TileOperand {
+            buffer,
+            start,
+            axes,
+        })
     }
 
     /// `: type` after an op.
@@ -521,28 +678,47 @@ fn value_type(p: &mut Parser) -> PResult<Type> {
     Ok(Type::Vector(dtype, lanes))
 }
 
-/// `%X: in f32[T, D] strided`; the kind (`in`, `out`, `temp`) is required for a parameter and
-/// defaults to `temp` on a `buffer` line.
-fn buffer_decl(p: &mut Parser, dims: &[DimDef], param: bool) -> PResult<(BufferDef, usize)> {
+/// Where a buffer is declared.
+#[derive(Clone, Copy, PartialEq)]
+enum Decl {
+    /// In the signature: the kind (`in` or `out`) is required.
+    Param,
+    /// On a `buffer` line: the kind is optional and defaults to `temp`.
+    Temp,
+    /// By a `scoped` instruction: no kind is written.
+    Scoped,
+}
+
+/// `%X: in f32[T, D] strided` or `%t: f32[4, 8] contiguous align 64`.
+fn buffer_decl(p: &mut Parser, dims: &[DimDef], decl: Decl) -> PResult<(BufferDef, usize)> {
     let (n, off) = p.value_name()?;
     p.expect(':')?;
     let kinds = [BufferKind::Input, BufferKind::Output, BufferKind::Temp];
-    let kind = match kinds.into_iter().find(|&k| p.is_kw(kind_name(k))) {
-        Some(k) => {
+    let written = kinds.into_iter().find(|&k| p.is_kw(kind_name(k)));
+    let kind = match (written, decl) {
+        (Some(_), Decl::Scoped) => {
+            return p.unexpected("a dtype (a scoped buffer's declaration names no kind)")
+        }
+        (Some(k), _) => {
             p.bump();
             k
         }
-        None if param => return p.unexpected("`in` or `out`"),
-        None => BufferKind::Temp,
+        (None, Decl::Param) => return p.unexpected("`in` or `out`"),
+        (None, Decl::Temp) => BufferKind::Temp,
+        (None, Decl::Scoped) => BufferKind::Scoped,
     };
     let dtype = p.dtype()?;
     p.expect('[')?;
     let shape = p.list(']', |p| p.extent(dims))?;
-    let layouts = [Layout::Contiguous, Layout::Strided];
-    let Some(layout) = layouts.into_iter().find(|&l| p.is_kw(layout_name(l))) else {
-        return p.unexpected("a layout, `contiguous` or `strided`");
+    let layout = layout(p)?;
+    let align = if p.is_kw("align") {
+        p.bump();
+        let aoff = p.offset();
+        let a = p.uint("an alignment in bytes")?;
+        Some(u32::try_from(a).or_else(|_| p.err_at(aoff, "the alignment is too large"))?)
+    } else {
+        None
     };
-    p.bump();
     Ok((
         BufferDef {
             name: n,
@@ -550,9 +726,42 @@ fn buffer_decl(p: &mut Parser, dims: &[DimDef], param: bool) -> PResult<(BufferD
             shape,
             layout,
             kind,
+            align,
         },
         off,
     ))
+}
+
+/// `contiguous`, `strided` or `strides[_, c, 1]`.
+fn layout(p: &mut Parser) -> PResult<Layout> {
+    if p.is_kw("contiguous") {
+        p.bump();
+        return Ok(Layout::Contiguous);
+    }
+    if p.is_kw("strided") {
+        p.bump();
+        return Ok(Layout::Strided);
+    }
+    if !p.is_kw("strides") {
+        return p.unexpected("a layout: `contiguous`, `strided` or `strides[...]`");
+    }
+    p.bump();
+    p.expect('[')?;
+    let facts = p.list(']', |p| {
+        let facts = [StrideFact::Runtime, StrideFact::Unit, StrideFact::COrder];
+        let fact = facts.into_iter().find(|&f| match p.peek() {
+            Tok::Ident(w) | Tok::Int(w) => w == fact_name(f),
+            _ => false,
+        });
+        match fact {
+            Some(f) => {
+                p.bump();
+                Ok(f)
+            }
+            None => p.unexpected("a stride fact: `_` (run time), `1` (unit) or `c` (C order)"),
+        }
+    })?;
+    Ok(Layout::Axes(facts))
 }
 
 #[cfg(test)]

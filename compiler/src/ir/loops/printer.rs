@@ -8,7 +8,7 @@
 
 use super::{
     Block, BufferDef, BufferId, BufferKind, Carried, For, Function, IndexOp, Inst, Layout, Module,
-    Op, Type, ValueId,
+    Op, StrideFact, TileOperand, Type, Ukernel, ValueId,
 };
 use crate::ir::tensor::printer::{name, print_extent, print_scalar, write_dims};
 use std::fmt::Write;
@@ -41,10 +41,14 @@ pub fn print_function(f: &Function) -> String {
         }
         p.buffer_decl(b, true);
     }
-    p.out.push_str(") {\n");
-    for n in 0..f.buffers.len() {
+    p.out.push(')');
+    if let Some(general) = &f.variant_of {
+        let _ = write!(p.out, " variant of @{}", name(general));
+    }
+    p.out.push_str(" {\n");
+    for (n, b) in f.buffers.iter().enumerate() {
         let id = BufferId(u32::try_from(n).unwrap_or(u32::MAX));
-        if !f.params.contains(&id) {
+        if !f.params.contains(&id) && b.kind != BufferKind::Scoped {
             p.out.push_str("  buffer ");
             p.buffer_decl(id, false);
             p.out.push('\n');
@@ -71,14 +75,28 @@ pub(super) fn kind_name(k: BufferKind) -> &'static str {
         BufferKind::Input => "in",
         BufferKind::Output => "out",
         BufferKind::Temp => "temp",
+        BufferKind::Scoped => "scoped",
     }
 }
 
-/// The keyword of a layout.
-pub(super) fn layout_name(l: Layout) -> &'static str {
+/// The text of a layout: `contiguous`, `strided` or `strides[_, c, 1]`.
+pub fn print_layout(l: &Layout) -> String {
     match l {
-        Layout::Contiguous => "contiguous",
-        Layout::Strided => "strided",
+        Layout::Contiguous => "contiguous".into(),
+        Layout::Strided => "strided".into(),
+        Layout::Axes(facts) => {
+            let facts: Vec<&str> = facts.iter().map(|&f| fact_name(f)).collect();
+            format!("strides[{}]", facts.join(", "))
+        }
+    }
+}
+
+/// The text of a stride fact: `_`, `1` or `c`.
+pub(super) fn fact_name(f: StrideFact) -> &'static str {
+    match f {
+        StrideFact::Runtime => "_",
+        StrideFact::Unit => "1",
+        StrideFact::COrder => "c",
     }
 }
 
@@ -89,6 +107,9 @@ pub(super) fn index_op_name(op: IndexOp) -> &'static str {
         IndexOp::Sub => "isub",
         IndexOp::Mul => "imul",
         IndexOp::Min => "imin",
+        IndexOp::Max => "imax",
+        IndexOp::Div => "idiv",
+        IndexOp::Rem => "irem",
     }
 }
 
@@ -165,8 +186,8 @@ impl Printer<'_> {
             .join(", ")
     }
 
-    /// `%X: in f32[T, D] strided` (a parameter) or `%t: f32[T] contiguous` (a temporary; its
-    /// kind is written only when it is not `temp`).
+    /// `%X: in f32[T, D] strided` (a parameter) or `%t: f32[T] contiguous align 64` (a
+    /// temporary or scoped buffer; its kind is written only when it is an input or output).
     fn buffer_decl(&mut self, id: BufferId, param: bool) {
         let Some(b) = self.f.buffer(id) else {
             let _ = write!(self.out, "{}: <invalid buffer>", buffer_ref(self.f, id));
@@ -178,9 +199,10 @@ impl Printer<'_> {
             shape,
             layout,
             kind,
+            align,
         } = b;
         let _ = write!(self.out, "%{}: ", name(n));
-        if param || *kind != BufferKind::Temp {
+        if param || matches!(kind, BufferKind::Input | BufferKind::Output) {
             let _ = write!(self.out, "{} ", kind_name(*kind));
         }
         self.out.push_str(dtype.name());
@@ -189,8 +211,11 @@ impl Printer<'_> {
             self.out,
             "[{}] {}",
             extents.join(", "),
-            layout_name(*layout)
+            print_layout(layout)
         );
+        if let Some(a) = align {
+            let _ = write!(self.out, " align {a}");
+        }
     }
 
     fn indent(&mut self, depth: usize) {
@@ -218,6 +243,11 @@ impl Printer<'_> {
                     );
                 }
                 Inst::For(l) => self.for_loop(l, depth),
+                Inst::Scoped(b) => {
+                    self.out.push_str("scoped ");
+                    self.buffer_decl(*b, false);
+                }
+                Inst::Ukernel(u) => self.ukernel(u),
             }
             self.out.push('\n');
         }
@@ -288,6 +318,9 @@ impl Printer<'_> {
         if l.parallel {
             self.out.push_str(" parallel");
         }
+        if let Some(n) = l.unroll {
+            let _ = write!(self.out, " unroll {n}");
+        }
         if !l.carried.is_empty() {
             let carried: Vec<String> = l
                 .carried
@@ -308,6 +341,52 @@ impl Printer<'_> {
         }
         self.indent(depth);
         self.out.push('}');
+    }
+
+    /// `ukernel @gemm.f32.4x8 kc %kc, tile %mr x %nr, a ..., b ..., c ..., init %f, ...`.
+    fn ukernel(&mut self, u: &Ukernel) {
+        let _ = write!(
+            self.out,
+            "ukernel @{} kc {}, tile {} x {}, a {}, b {}, c {}, init {}",
+            name(&u.shape.name()),
+            self.v(u.kc),
+            self.v(u.mr),
+            self.v(u.nr),
+            self.tile_operand(&u.a),
+            self.tile_operand(&u.b),
+            self.tile_operand(&u.c),
+            self.v(u.init)
+        );
+        if let Some(s) = u.scale {
+            let _ = write!(self.out, ", scale {}", self.v(s));
+        }
+        if let Some(b) = &u.bias {
+            let _ = write!(self.out, ", bias {}", self.tile_operand(b));
+        }
+        if u.relu {
+            self.out.push_str(", relu");
+        }
+    }
+
+    /// `%A[%i, %c0] (m: 0, k: 1)`; a coordinate with several axes is `m: [0, 1]`.
+    fn tile_operand(&self, t: &TileOperand) -> String {
+        let coords: Vec<String> = t
+            .axes
+            .iter()
+            .map(|(c, axes)| match axes.as_slice() {
+                [a] => format!("{}: {a}", c.name()),
+                _ => {
+                    let list: Vec<String> = axes.iter().map(u32::to_string).collect();
+                    format!("{}: [{}]", c.name(), list.join(", "))
+                }
+            })
+            .collect();
+        format!(
+            "{}[{}] ({})",
+            buffer_ref(self.f, t.buffer),
+            self.values(&t.start),
+            coords.join(", ")
+        )
     }
 
     /// The text gives the induction variable type `index` and each carried value the type of
@@ -331,4 +410,12 @@ impl Printer<'_> {
 }
 
 /// Every index operation (for parsing mnemonics).
-pub(super) const INDEX_OPS: [IndexOp; 4] = [IndexOp::Add, IndexOp::Sub, IndexOp::Mul, IndexOp::Min];
+pub(super) const INDEX_OPS: [IndexOp; 7] = [
+    IndexOp::Add,
+    IndexOp::Sub,
+    IndexOp::Mul,
+    IndexOp::Min,
+    IndexOp::Max,
+    IndexOp::Div,
+    IndexOp::Rem,
+];

@@ -5,8 +5,11 @@
 //! module (dangling ids included), and names the function and the rule in each error. The rules
 //! are listed in `docs/ir.md`.
 
-use super::printer::{buffer_ref, print_type, value_ref};
-use super::{Block, BufferId, BufferKind, For, Function, Inst, Layout, Module, Op, Type, ValueId};
+use super::printer::{buffer_ref, print_layout, print_type, value_ref};
+use super::{
+    Block, BufferId, BufferKind, Coord, For, Function, Inst, Layout, Module, Op, StrideFact,
+    TileOperand, Type, Ukernel, ValueId, MAX_ALIGN, MAX_SCOPED_BYTES,
+};
 use crate::ir::scalar::{binary_accepts_int, unary_accepts_int};
 use crate::ir::tensor::printer::name;
 use crate::ir::tensor::Extent;
@@ -25,8 +28,14 @@ pub enum Rule {
     Dims,
     /// `params` lists every input buffer and then every output buffer, each once.
     Params,
-    /// Temporary buffers are contiguous.
+    /// Layouts, alignments, and scoped buffers (fixed extents, bounded size, one declaration,
+    /// used only in their block).
     Buffers,
+    /// A variant names a general function and has its parameters with facts at least as
+    /// strong.
+    Variants,
+    /// Operands of a micro-kernel call.
+    Ukernel,
     /// Every value is defined once and used only where it is visible.
     Ssa,
     /// Every operand has the type its operation needs and every result the type it gives;
@@ -47,6 +56,8 @@ impl Rule {
             Rule::Dims => "dims",
             Rule::Params => "params",
             Rule::Buffers => "buffers",
+            Rule::Variants => "variants",
+            Rule::Ukernel => "ukernel",
             Rule::Ssa => "ssa",
             Rule::Types => "types",
             Rule::Memory => "memory",
@@ -78,6 +89,32 @@ impl fmt::Display for LoopVerifyError {
 
 impl std::error::Error for LoopVerifyError {}
 
+/// How a message names a buffer kind.
+fn kind_word(k: BufferKind) -> &'static str {
+    match k {
+        BufferKind::Input => "input",
+        BufferKind::Output => "output",
+        BufferKind::Temp => "temporary",
+        BufferKind::Scoped => "scoped",
+    }
+}
+
+/// The size in bytes of a buffer with fixed extents (`None` when an extent is symbolic or the
+/// size overflows).
+pub(crate) fn scoped_bytes(
+    m: &Module,
+    shape: &[Extent],
+    dtype: einc_runtime::DType,
+) -> Option<u64> {
+    shape.iter().try_fold(dtype.size_bytes() as u64, |acc, e| {
+        let n = match e {
+            Extent::Fixed(n) => *n,
+            Extent::Dim(d) => m.dims.iter().find(|x| &x.name == d)?.value?,
+        };
+        acc.checked_mul(n)
+    })
+}
+
 /// Checks every invariant of `m`; on failure returns all the errors found, in module order.
 pub fn verify_module(m: &Module) -> Result<(), Vec<LoopVerifyError>> {
     let mut errors = Vec::new();
@@ -107,8 +144,15 @@ pub fn verify_module(m: &Module) -> Result<(), Vec<LoopVerifyError>> {
             errors: &mut errors,
             defined: vec![false; f.values.len()],
             visible: vec![false; f.values.len()],
+            declared: vec![false; f.buffers.len()],
+            buffer_visible: f
+                .buffers
+                .iter()
+                .map(|b| b.kind != BufferKind::Scoped)
+                .collect(),
         };
         v.function();
+        v.variant();
     }
     if errors.is_empty() {
         Ok(())
@@ -125,6 +169,10 @@ struct Verifier<'a> {
     defined: Vec<bool>,
     /// Whether each value is visible at the current position.
     visible: Vec<bool>,
+    /// Whether each scoped buffer has been declared so far.
+    declared: Vec<bool>,
+    /// Whether each buffer is usable at the current position.
+    buffer_visible: Vec<bool>,
 }
 
 impl Verifier<'_> {
@@ -176,13 +224,9 @@ impl Verifier<'_> {
                     }
                 }
             }
-            if b.kind == BufferKind::Temp && b.layout != Layout::Contiguous {
-                self.error(
-                    Rule::Buffers,
-                    format!("temporary buffer {} must be contiguous", self.b(id)),
-                );
-            }
+            self.buffer_def(id);
         }
+        self.scoped_size();
         self.params();
         for (n, v) in f.values.iter().enumerate() {
             if let Type::Vector(d, lanes) = v.ty {
@@ -206,6 +250,194 @@ impl Verifier<'_> {
                 self.error(Rule::Ssa, format!("{} is never defined", self.v(id)));
             }
         }
+        for (n, b) in f.buffers.iter().enumerate() {
+            if b.kind == BufferKind::Scoped && self.declared.get(n) != Some(&true) {
+                let id = BufferId(u32::try_from(n).unwrap_or(u32::MAX));
+                self.error(
+                    Rule::Buffers,
+                    format!("scoped buffer {} is never declared", self.b(id)),
+                );
+            }
+        }
+    }
+
+    /// The layout and alignment rules of one buffer.
+    fn buffer_def(&mut self, id: BufferId) {
+        let Some(b) = self.f.buffer(id) else { return };
+        let local = matches!(b.kind, BufferKind::Temp | BufferKind::Scoped);
+        if local && b.layout != Layout::Contiguous {
+            let what = if b.kind == BufferKind::Temp {
+                "temporary"
+            } else {
+                "scoped"
+            };
+            self.error(
+                Rule::Buffers,
+                format!("{what} buffer {} must be contiguous", self.b(id)),
+            );
+        }
+        if let Layout::Axes(facts) = &b.layout {
+            let rank = b.shape.len();
+            let all = |l: Layout| (0..rank).all(|k| b.layout.fact(k, rank) == l.fact(k, rank));
+            if facts.len() != rank {
+                self.error(
+                    Rule::Buffers,
+                    format!(
+                        "buffer {} has {} stride facts but rank {}",
+                        self.b(id),
+                        facts.len(),
+                        b.shape.len()
+                    ),
+                );
+            } else if all(Layout::Contiguous) || all(Layout::Strided) {
+                let spelling = if all(Layout::Strided) {
+                    "strided"
+                } else {
+                    "contiguous"
+                };
+                self.error(
+                    Rule::Buffers,
+                    format!(
+                        "buffer {} has layout {}, which is spelled `{spelling}`",
+                        self.b(id),
+                        print_layout(&b.layout)
+                    ),
+                );
+            }
+        }
+        if let Some(a) = b.align {
+            if !local {
+                self.error(
+                    Rule::Buffers,
+                    format!(
+                        "parameter {} asks for an alignment: only temporaries and scoped \
+                         buffers are allocated by the kernel",
+                        self.b(id)
+                    ),
+                );
+            } else if !a.is_power_of_two() || a > MAX_ALIGN {
+                self.error(
+                    Rule::Buffers,
+                    format!(
+                        "buffer {} asks for alignment {a}: it must be a power of two at most \
+                         {MAX_ALIGN}",
+                        self.b(id)
+                    ),
+                );
+            }
+        }
+        if b.kind == BufferKind::Scoped && scoped_bytes(self.m, &b.shape, b.dtype).is_none() {
+            self.error(
+                Rule::Buffers,
+                format!(
+                    "scoped buffer {} needs fixed extents (numbers or dims with a value)",
+                    self.b(id)
+                ),
+            );
+        }
+    }
+
+    /// The scoped buffers of the function fit [`MAX_SCOPED_BYTES`] together.
+    fn scoped_size(&mut self) {
+        let total = self
+            .f
+            .buffers
+            .iter()
+            .filter(|b| b.kind == BufferKind::Scoped)
+            .filter_map(|b| scoped_bytes(self.m, &b.shape, b.dtype))
+            .try_fold(0u64, |acc, n| acc.checked_add(n));
+        if total.is_none_or(|t| t > MAX_SCOPED_BYTES) {
+            self.error(
+                Rule::Buffers,
+                format!(
+                    "the scoped buffers take more than {MAX_SCOPED_BYTES} bytes of stack \
+                     together"
+                ),
+            );
+        }
+    }
+
+    /// A variant names a general function and has its parameters, with stride facts at least as
+    /// strong on every axis.
+    fn variant(&mut self) {
+        let Some(general) = &self.f.variant_of else {
+            return;
+        };
+        let Some(g) = self.m.funcs.iter().find(|g| &g.name == general) else {
+            self.error(
+                Rule::Variants,
+                format!("variant of @{}, which does not exist", name(general)),
+            );
+            return;
+        };
+        if g.variant_of.is_some() {
+            self.error(
+                Rule::Variants,
+                format!("variant of @{}, which is itself a variant", name(general)),
+            );
+            return;
+        }
+        if g.params.len() != self.f.params.len() {
+            self.error(
+                Rule::Variants,
+                format!(
+                    "the variant has {} parameters but @{} has {}",
+                    self.f.params.len(),
+                    name(general),
+                    g.params.len()
+                ),
+            );
+            return;
+        }
+        for (&p, &q) in self.f.params.iter().zip(&g.params) {
+            let (Some(b), Some(gb)) = (self.f.buffer(p), g.buffer(q)) else {
+                continue;
+            };
+            if (&b.name, b.kind, b.dtype, &b.shape) != (&gb.name, gb.kind, gb.dtype, &gb.shape) {
+                self.error(
+                    Rule::Variants,
+                    format!(
+                        "parameter {} differs from @{}'s {} in name, kind, dtype or shape",
+                        self.b(p),
+                        name(general),
+                        buffer_ref(g, q)
+                    ),
+                );
+                continue;
+            }
+            let rank = b.shape.len();
+            let weaker = (0..rank).any(|k| {
+                !gb.layout
+                    .fact(k, rank)
+                    .implied_by(b.layout.fact(k, rank), k + 1 == rank)
+            });
+            if weaker {
+                self.error(
+                    Rule::Variants,
+                    format!(
+                        "parameter {} has layout {}, which does not imply @{}'s {}",
+                        self.b(p),
+                        print_layout(&b.layout),
+                        name(general),
+                        print_layout(&gb.layout)
+                    ),
+                );
+            }
+        }
+    }
+
+    /// Checks that a buffer named by an instruction is usable here.
+    fn use_buffer(&mut self, id: BufferId) {
+        if self.buffer_visible.get(id.0 as usize) == Some(&false) {
+            self.error(
+                Rule::Buffers,
+                format!(
+                    "scoped buffer {} is used outside the block that declares it, or before \
+                     its declaration",
+                    self.b(id)
+                ),
+            );
+        }
     }
 
     fn params(&mut self) {
@@ -226,9 +458,9 @@ impl Verifier<'_> {
                 );
             }
             match b.kind {
-                BufferKind::Temp => self.error(
+                BufferKind::Temp | BufferKind::Scoped => self.error(
                     Rule::Params,
-                    format!("temporary buffer {} is a parameter", self.b(p)),
+                    format!("{} buffer {} is a parameter", kind_word(b.kind), self.b(p)),
                 ),
                 BufferKind::Output => seen_output = true,
                 BufferKind::Input if seen_output => self.error(
@@ -240,7 +472,8 @@ impl Verifier<'_> {
         }
         for (n, b) in f.buffers.iter().enumerate() {
             let id = BufferId(u32::try_from(n).unwrap_or(u32::MAX));
-            if b.kind != BufferKind::Temp && !f.params.contains(&id) {
+            let local = matches!(b.kind, BufferKind::Temp | BufferKind::Scoped);
+            if !local && !f.params.contains(&id) {
                 self.error(
                     Rule::Params,
                     format!(
@@ -303,9 +536,11 @@ impl Verifier<'_> {
     }
 
     /// Checks a block and returns the values it defines, which the caller hides when their
-    /// scope ends (a loop body's after its yields are checked).
+    /// scope ends (a loop body's after its yields are checked). Scoped buffers it declares go
+    /// out of scope at its end.
     fn block(&mut self, b: &Block) -> Vec<ValueId> {
         let mut defined_here = Vec::new();
+        let mut scoped_here = Vec::new();
         for inst in &b.insts {
             match inst {
                 Inst::Assign { result, op } => {
@@ -335,9 +570,244 @@ impl Verifier<'_> {
                     self.for_loop(l);
                     defined_here.extend(l.carried.iter().map(|c| c.result));
                 }
+                Inst::Scoped(id) => {
+                    self.declare_scoped(*id);
+                    scoped_here.push(*id);
+                }
+                Inst::Ukernel(u) => self.ukernel(u),
+            }
+        }
+        for id in scoped_here {
+            if let Some(v) = self.buffer_visible.get_mut(id.0 as usize) {
+                *v = false;
             }
         }
         defined_here
+    }
+
+    fn declare_scoped(&mut self, id: BufferId) {
+        let n = id.0 as usize;
+        match self.f.buffer(id).map(|b| b.kind) {
+            None => {
+                self.error(
+                    Rule::Buffers,
+                    format!("`scoped` declares buffer #{}, which does not exist", id.0),
+                );
+                return;
+            }
+            Some(BufferKind::Scoped) => {}
+            Some(_) => {
+                self.error(
+                    Rule::Buffers,
+                    format!(
+                        "`scoped` declares {}, which is not a scoped buffer",
+                        self.b(id)
+                    ),
+                );
+                return;
+            }
+        }
+        if self.declared.get(n) == Some(&true) {
+            self.error(
+                Rule::Buffers,
+                format!("scoped buffer {} is declared more than once", self.b(id)),
+            );
+        }
+        if let (Some(d), Some(v)) = (self.declared.get_mut(n), self.buffer_visible.get_mut(n)) {
+            *d = true;
+            *v = true;
+        }
+    }
+
+    /// The rules of a micro-kernel call (`docs/ir.md`, `docs/ukernel.md`).
+    fn ukernel(&mut self, u: &Ukernel) {
+        let shape = u.shape;
+        let name = format!("@{}", shape.name());
+        let err = |v: &mut Self, m: String| v.error(Rule::Ukernel, format!("{name}: {m}"));
+        if !shape.dtype.is_float() {
+            err(self, format!("the dtype {} is not a float", shape.dtype));
+        }
+        let lanes = shape.lanes();
+        let accumulators = u64::from(shape.mr) * u64::from(shape.nr / lanes.max(1));
+        if shape.mr == 0
+            || shape.mr > 16
+            || shape.nr == 0
+            || !shape.nr.is_multiple_of(lanes)
+            || shape.nr / lanes > 8
+            || accumulators > 32
+        {
+            err(
+                self,
+                format!(
+                    "the tile must have 1 to 16 rows, a multiple of {lanes} columns up to {}, \
+                     and at most 32 vector accumulators",
+                    8 * lanes
+                ),
+            );
+        }
+        for (what, id) in [("kc", u.kc), ("mr", u.mr), ("nr", u.nr)] {
+            if let Some(t) = self.use_value(id).filter(|&t| t != Type::Index) {
+                err(
+                    self,
+                    format!(
+                        "{what} {} has type {}, not index",
+                        self.v(id),
+                        print_type(t)
+                    ),
+                );
+            }
+        }
+        if let Some(t) = self.use_value(u.init).filter(|&t| t != Type::Bool) {
+            err(
+                self,
+                format!(
+                    "init {} has type {}, not bool",
+                    self.v(u.init),
+                    print_type(t)
+                ),
+            );
+        }
+        if let Some(s) = u.scale {
+            let want = Type::Scalar(shape.dtype);
+            if let Some(t) = self.use_value(s).filter(|&t| t != want) {
+                err(
+                    self,
+                    format!(
+                        "scale {} has type {}, not {}",
+                        self.v(s),
+                        print_type(t),
+                        print_type(want)
+                    ),
+                );
+            }
+        }
+        self.tile_operand(&name, "a", &u.a, &[Coord::M, Coord::K], shape);
+        self.tile_operand(&name, "b", &u.b, &[Coord::K, Coord::N], shape);
+        self.tile_operand(&name, "c", &u.c, &[Coord::M, Coord::N], shape);
+        if let Some(bias) = &u.bias {
+            let coord = match bias.axes.first() {
+                Some((Coord::M, _)) => Coord::M,
+                _ => Coord::N,
+            };
+            self.tile_operand(&name, "bias", bias, &[coord], shape);
+        }
+        for (what, t) in [("b", &u.b), ("c", &u.c)] {
+            let axes = t.axes_of(Coord::N);
+            let unit = match (axes, self.f.buffer(t.buffer)) {
+                ([axis], Some(b)) => {
+                    let rank = b.shape.len();
+                    (*axis as usize) < rank
+                        && b.layout.fact(*axis as usize, rank) == StrideFact::Unit
+                }
+                _ => false,
+            };
+            if !unit {
+                err(
+                    self,
+                    format!(
+                        "{what}'s n coordinate must advance one axis with a unit stride \
+                         (`1`, or the last axis of a contiguous buffer)"
+                    ),
+                );
+            }
+        }
+        match self.f.buffer(u.c.buffer).map(|b| b.kind) {
+            Some(BufferKind::Input) => {
+                err(self, format!("c writes input {}", self.b(u.c.buffer)));
+            }
+            _ => {
+                let mut reads = vec![u.a.buffer, u.b.buffer];
+                reads.extend(u.bias.as_ref().map(|b| b.buffer));
+                if reads.contains(&u.c.buffer) {
+                    err(
+                        self,
+                        format!(
+                            "c's buffer {} is also read as a, b or bias",
+                            self.b(u.c.buffer)
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    /// One operand of a micro-kernel call: its buffer, start index, dtype and coordinates.
+    fn tile_operand(
+        &mut self,
+        kernel: &str,
+        what: &str,
+        t: &TileOperand,
+        coords: &[Coord],
+        shape: super::UkernelShape,
+    ) {
+        let err = |v: &mut Self, m: String| v.error(Rule::Ukernel, format!("{kernel}: {m}"));
+        self.use_buffer(t.buffer);
+        for &i in &t.start {
+            if let Some(ty) = self.use_value(i).filter(|&ty| ty != Type::Index) {
+                err(
+                    self,
+                    format!(
+                        "{what} is indexed by {} of type {}, not index",
+                        self.v(i),
+                        print_type(ty)
+                    ),
+                );
+            }
+        }
+        let Some(b) = self.f.buffer(t.buffer) else {
+            err(
+                self,
+                format!("{what} is buffer #{}, which does not exist", t.buffer.0),
+            );
+            return;
+        };
+        let rank = b.shape.len();
+        if t.start.len() != rank {
+            err(
+                self,
+                format!(
+                    "{what} {} has {} index value(s) but the buffer has rank {rank}",
+                    self.b(t.buffer),
+                    t.start.len()
+                ),
+            );
+        }
+        if b.dtype != shape.dtype {
+            err(
+                self,
+                format!(
+                    "{what} {} has dtype {}, not the kernel's {}",
+                    self.b(t.buffer),
+                    b.dtype,
+                    shape.dtype
+                ),
+            );
+        }
+        let written: Vec<Coord> = t.axes.iter().map(|(c, _)| *c).collect();
+        if written != coords {
+            let want: Vec<&str> = coords.iter().map(|c| c.name()).collect();
+            err(
+                self,
+                format!("{what}'s coordinates must be ({})", want.join(", ")),
+            );
+        }
+        let mut seen = vec![false; rank];
+        for axis in t.axes.iter().flat_map(|(_, a)| a) {
+            match seen.get_mut(*axis as usize) {
+                Some(s) if !*s => *s = true,
+                Some(_) => err(
+                    self,
+                    format!("{what} names axis {axis} for two coordinates or twice"),
+                ),
+                None => err(
+                    self,
+                    format!(
+                        "{what} names axis {axis}, but {} has rank {rank}",
+                        self.b(t.buffer)
+                    ),
+                ),
+            }
+        }
     }
 
     fn for_loop(&mut self, l: &For) {
@@ -358,6 +828,15 @@ impl Verifier<'_> {
             self.error(
                 Rule::Loops,
                 format!("the loop over {} has step 0", self.v(l.var)),
+            );
+        }
+        if l.unroll == Some(0) {
+            self.error(
+                Rule::Loops,
+                format!(
+                    "the loop over {} asks to be unrolled 0 times",
+                    self.v(l.var)
+                ),
             );
         }
         if l.parallel && !l.carried.is_empty() {
@@ -480,6 +959,7 @@ impl Verifier<'_> {
             );
             return None;
         };
+        self.use_buffer(buffer);
         if index.len() != b.shape.len() {
             self.error(
                 Rule::Memory,
@@ -491,11 +971,11 @@ impl Verifier<'_> {
                 ),
             );
         }
-        if lanes > 1 && b.layout != Layout::Contiguous {
+        if lanes > 1 && !b.shape.is_empty() && !b.layout.unit_last(b.shape.len()) {
             self.error(
                 Rule::Memory,
                 format!(
-                    "vector {what} of {}, which is not contiguous",
+                    "vector {what} of {}, whose last axis has no unit stride",
                     self.b(buffer)
                 ),
             );

@@ -11,7 +11,8 @@ const ALL_OPS: &str = include_str!("../../../../../tests/filetests/loops/all_ops
 const MATMUL: &str = include_str!("../../../../../tests/filetests/loops/matmul.lir");
 const ROWSUM: &str = include_str!("../../../../../tests/filetests/loops/rowsum_vector.lir");
 const MASK: &str = include_str!("../../../../../tests/filetests/loops/causal_mask.lir");
-const FIXTURES: [&str; 4] = [ALL_OPS, MATMUL, ROWSUM, MASK];
+const TILES: &str = include_str!("../../../../../tests/filetests/loops/tiles.lir");
+const FIXTURES: [&str; 5] = [ALL_OPS, MATMUL, ROWSUM, MASK, TILES];
 
 /// The fixture without its leading comment lines, which the printer does not reproduce.
 fn without_comments(text: &str) -> String {
@@ -56,6 +57,7 @@ fn fixtures_print_back_identically() {
 fn built_module() -> Module {
     let n = Extent::Dim("N".into());
     let mut f = Function {
+        variant_of: None,
         name: "rowsum".into(),
         buffers: Vec::new(),
         params: Vec::new(),
@@ -68,6 +70,7 @@ fn built_module() -> Module {
         shape: vec![n.clone(), Extent::Fixed(8)],
         layout: Layout::Contiguous,
         kind: BufferKind::Input,
+        align: None,
     });
     let y = f.add_buffer(BufferDef {
         name: "Y".into(),
@@ -75,6 +78,7 @@ fn built_module() -> Module {
         shape: vec![n],
         layout: Layout::Strided,
         kind: BufferKind::Output,
+        align: None,
     });
     f.params = vec![x, y];
     let v4 = Type::Vector(DType::F32, 4);
@@ -98,6 +102,7 @@ fn built_module() -> Module {
         upper: c8,
         step: 4,
         parallel: false,
+        unroll: None,
         carried: vec![Carried {
             arg: s,
             init: z4,
@@ -127,6 +132,7 @@ fn built_module() -> Module {
         upper: dn,
         step: 1,
         parallel: true,
+        unroll: None,
         carried: Vec::new(),
         body: Block {
             insts: vec![
@@ -247,6 +253,64 @@ fn multiple_carried_values_and_ids_follow_the_text() {
     assert_eq!(f.values[3].ty, Type::Scalar(DType::F32));
 }
 
+#[test]
+fn tiled_code_reads_into_its_parts() {
+    let m = parse(TILES);
+    let names: Vec<&str> = m.kernels().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, ["matmul", "dense", "unflatten"]);
+    let variants: Vec<&str> = m.variants_of("matmul").map(|f| f.name.as_str()).collect();
+    assert_eq!(variants, ["matmul.contiguous"]);
+    let f = &m.funcs[0];
+    assert_eq!(
+        f.buffers[2].layout,
+        Layout::Axes(vec![StrideFact::Runtime, StrideFact::Unit])
+    );
+    let bp = f.buffers.iter().find(|b| b.name == "Bp").unwrap();
+    assert_eq!((bp.kind, bp.align), (BufferKind::Scoped, Some(64)));
+    let flat = &m.funcs[3].buffers[2];
+    assert_eq!((flat.kind, flat.align), (BufferKind::Temp, Some(64)));
+    // The dense kernel's call: every optional part, and the operands' coordinates.
+    let Some(Inst::For(l)) = m.funcs[2].body.insts.last() else {
+        panic!("expected the row loop");
+    };
+    let Some(Inst::Ukernel(u)) = l.body.insts.last() else {
+        panic!("expected a micro-kernel call");
+    };
+    assert_eq!(
+        u.shape,
+        UkernelShape {
+            dtype: DType::F64,
+            mr: 2,
+            nr: 4
+        }
+    );
+    assert_eq!(u.a.axes, vec![(Coord::M, vec![0]), (Coord::K, vec![1])]);
+    assert!(u.scale.is_some() && u.relu);
+    assert_eq!(
+        u.bias.as_ref().map(|b| b.axes.clone()),
+        Some(vec![(Coord::N, vec![0])])
+    );
+}
+
+#[test]
+fn micro_kernel_names_round_trip() {
+    for (name, shape) in [
+        ("gemm.f32.4x8", Some((DType::F32, 4, 8))),
+        ("gemm.f64.12x16", Some((DType::F64, 12, 16))),
+        ("gemm.f32.4x", None),
+        ("gemm.q32.4x8", None),
+        ("gemm.f32.4x8x", None),
+        ("gemm.f32.+4x8", None),
+        ("gemv.f32.4x8", None),
+    ] {
+        let parsed = UkernelShape::parse(name);
+        assert_eq!(parsed.map(|s| (s.dtype, s.mr, s.nr)), shape, "{name}");
+        if let Some(s) = parsed {
+            assert_eq!(s.name(), name);
+        }
+    }
+}
+
 /// A function `@f` with an output `%Y: f32[4]` and the given body lines.
 fn body_err(body: &str) -> String {
     parse_err(&format!(
@@ -315,6 +379,42 @@ fn parse_errors_name_the_position() {
             "  %x = add %c0, %c0 : f32 : f32",
             "4:27: expected an instruction or `}`, found `:`",
         ),
+        (
+            "  for %i = %c0 to %c0 step 1 {\n    scoped %t: f32[4] contiguous\n  }\n  \
+             %x = load %t[%c0] : f32",
+            "7:13: scoped buffer %t is not visible here: its block has ended",
+        ),
+        (
+            "  scoped %t: temp f32[4] contiguous",
+            "4:14: expected a dtype (a scoped buffer's declaration names no kind), found `temp`",
+        ),
+        (
+            "  scoped %t: f32[4] strides[_, 2]",
+            "4:32: expected a stride fact: `_` (run time), `1` (unit) or `c` (C order), found `2`",
+        ),
+        (
+            "  for %i = %c0 to %c0 step 1 unroll {\n  }",
+            "4:37: expected an unroll factor, found `{`",
+        ),
+        (
+            "  ukernel @gemv.f32.4x8 kc %c0",
+            "4:11: unknown micro-kernel @gemv.f32.4x8: expected @gemm.<dtype>.<MR>x<NR>, as in \
+             @gemm.f32.4x8",
+        ),
+        (
+            "  ukernel @gemm.f32.4x8 kc %c0, tile %c0 x %c0, a %Y[%c0] (q: 0)",
+            "4:60: unknown coordinate `q`: expected m, n or k",
+        ),
+        (
+            "  %b = cmp eq %c0, %c0\n  ukernel @gemm.f32.4x8 kc %c0, tile %c0 x %c0, \
+             a %Y[%c0] (m: 0), b %Y[%c0] (n: 0), c %Y[%c0] (m: 0), init %b, relu, scale %c0",
+            "5:116: expected an instruction or `}`, found `,`",
+        ),
+        (
+            "  %b = cmp eq %c0, %c0\n  ukernel @gemm.f32.4x8 kc %c0, tile %c0 x %c0, \
+             a %Y[%c0] (m: 0), b %Y[%c0] (n: 0), c %Y[%c0] (m: 0), init %b, scale",
+            "6:1: expected a value name `%name`, found `}`",
+        ),
     ];
     let got: Vec<String> = cases.iter().map(|(body, _)| body_err(body)).collect();
     let want: Vec<&str> = cases.iter().map(|(_, want)| *want).collect();
@@ -329,7 +429,7 @@ fn signature_errors() {
     );
     assert_eq!(
         parse_err("func @f(%X: in f32[4]) {\n}\n"),
-        "1:22: expected a layout, `contiguous` or `strided`, found `)`"
+        "1:22: expected a layout: `contiguous`, `strided` or `strides[...]`, found `)`"
     );
     assert_eq!(
         parse_err("func @f(%X: in f32[4] strided, %X: out f32[4] strided) {\n}\n"),
@@ -342,6 +442,14 @@ fn signature_errors() {
     assert_eq!(
         parse_err("func @f() {\n}\n}"),
         "3:1: expected `func` or the end of the module, found `}`"
+    );
+    assert_eq!(
+        parse_err("func @f() variant @g {\n}\n"),
+        "1:19: expected `of`, found `@g`"
+    );
+    assert_eq!(
+        parse_err("func @f() variant of g {\n}\n"),
+        "1:22: expected the general function `@name`, found `g`"
     );
 }
 

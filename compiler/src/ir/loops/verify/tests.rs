@@ -9,6 +9,7 @@ const ALL_OPS: &str = include_str!("../../../../../tests/filetests/loops/all_ops
 const MATMUL: &str = include_str!("../../../../../tests/filetests/loops/matmul.lir");
 const ROWSUM: &str = include_str!("../../../../../tests/filetests/loops/rowsum_vector.lir");
 const MASK: &str = include_str!("../../../../../tests/filetests/loops/causal_mask.lir");
+const TILES: &str = include_str!("../../../../../tests/filetests/loops/tiles.lir");
 
 fn parse(text: &str) -> Module {
     match parse_module(text) {
@@ -41,7 +42,7 @@ fn one(e: &str) -> Vec<String> {
 
 #[test]
 fn fixtures_are_valid() {
-    for text in [ALL_OPS, MATMUL, ROWSUM, MASK] {
+    for text in [ALL_OPS, MATMUL, ROWSUM, MASK, TILES] {
         assert_eq!(errors(&parse(text)), Vec::<String>::new());
     }
     assert_eq!(
@@ -112,6 +113,321 @@ fn temporaries_are_contiguous() {
     assert_eq!(
         errors(&parse("func @f() {\n  buffer %t: f32[4] strided\n}\n")),
         one("[buffers] temporary buffer %t must be contiguous")
+    );
+}
+
+#[test]
+fn layouts_and_alignments() {
+    let cases = [
+        (
+            "func @f(%X: in f32[4, 4] strides[_]) {\n}\n",
+            "[buffers] buffer %X has 1 stride facts but rank 2",
+        ),
+        (
+            "func @f(%X: in f32[4, 4] strides[c, 1]) {\n}\n",
+            "[buffers] buffer %X has layout strides[c, 1], which is spelled `contiguous`",
+        ),
+        (
+            "func @f(%X: in f32[4, 4] strides[_, _]) {\n}\n",
+            "[buffers] buffer %X has layout strides[_, _], which is spelled `strided`",
+        ),
+        (
+            "func @f(%X: in f32[4] contiguous align 64) {\n}\n",
+            "[buffers] parameter %X asks for an alignment: only temporaries and scoped buffers \
+             are allocated by the kernel",
+        ),
+        (
+            "func @f() {\n  buffer %t: f32[4] contiguous align 48\n}\n",
+            "[buffers] buffer %t asks for alignment 48: it must be a power of two at most 4096",
+        ),
+        (
+            "func @f() {\n  buffer %t: f32[4] contiguous align 8192\n}\n",
+            "[buffers] buffer %t asks for alignment 8192: it must be a power of two at most 4096",
+        ),
+    ];
+    let got: Vec<Vec<String>> = cases.iter().map(|(t, _)| errors(&parse(t))).collect();
+    let want: Vec<Vec<String>> = cases.iter().map(|(_, e)| one(e)).collect();
+    assert_eq!(got, want);
+    // A unit stride on the last axis allows vector accesses without a contiguous buffer.
+    assert_eq!(
+        errors(&parse(
+            "func @f(%X: in f32[4, 4] strides[_, 1], %Y: out f32[4, 4] strides[1, _]) {\n  \
+             %c0 = index 0\n  %v = load %X[%c0, %c0] : vector<4xf32>\n  \
+             store %v, %Y[%c0, %c0]\n}\n"
+        )),
+        one("[memory] vector store of %Y, whose last axis has no unit stride")
+    );
+}
+
+#[test]
+fn scoped_buffers() {
+    let cases = [
+        (
+            "dims N\nfunc @f() {\n  scoped %t: f32[N] contiguous\n}\n",
+            "[buffers] scoped buffer %t needs fixed extents (numbers or dims with a value)",
+        ),
+        (
+            "func @f() {\n  scoped %t: f32[4] strided\n}\n",
+            "[buffers] scoped buffer %t must be contiguous",
+        ),
+        (
+            "func @f() {\n  scoped %t: f32[512, 513] contiguous\n}\n",
+            "[buffers] the scoped buffers take more than 1048576 bytes of stack together",
+        ),
+    ];
+    let got: Vec<Vec<String>> = cases.iter().map(|(t, _)| errors(&parse(t))).collect();
+    let want: Vec<Vec<String>> = cases.iter().map(|(_, e)| one(e)).collect();
+    assert_eq!(got, want);
+    // Two buffers that fit alone but not together.
+    assert_eq!(
+        errors(&parse(
+            "func @f() {\n  scoped %a: f64[256, 256] contiguous\n  \
+             scoped %b: f64[256, 257] contiguous\n}\n"
+        )),
+        one("[buffers] the scoped buffers take more than 1048576 bytes of stack together")
+    );
+    // Used after its block, declared twice, never declared, and a `scoped` of a temporary.
+    let mut m = parse(
+        "func @f() {\n  buffer %u: f32[4] contiguous\n  %c0 = index 0\n  %x = const 1.0:f32\n  \
+         for %i = %c0 to %c0 step 1 {\n    scoped %t: f32[4] contiguous\n    \
+         store %x, %t[%c0]\n  }\n}\n",
+    );
+    let f = &mut m.funcs[0];
+    let Inst::For(l) = &f.body.insts[2] else {
+        panic!("expected a loop");
+    };
+    let (decl, store) = (l.body.insts[0].clone(), l.body.insts[1].clone());
+    f.body.insts.push(store);
+    f.body.insts.push(decl.clone());
+    f.body.insts.push(Inst::Scoped(BufferId(0)));
+    f.add_buffer(BufferDef {
+        name: "never".into(),
+        dtype: DType::F32,
+        shape: vec![Extent::Fixed(1)],
+        layout: Layout::Contiguous,
+        kind: BufferKind::Scoped,
+        align: None,
+    });
+    assert_eq!(
+        errors(&m),
+        [
+            "@f: [buffers] scoped buffer %t is used outside the block that declares it, or \
+             before its declaration",
+            "@f: [buffers] scoped buffer %t is declared more than once",
+            "@f: [buffers] `scoped` declares %u, which is not a scoped buffer",
+            "@f: [buffers] scoped buffer %never is never declared",
+        ]
+    );
+}
+
+#[test]
+fn variants_specialise_an_existing_kernel() {
+    let general = "func @k(%X: in f32[4, 4] strides[_, 1], %Y: out f32[4] strided) {\n}\n";
+    let with = |variant: &str| errors(&parse(&format!("{general}{variant}")));
+    assert_eq!(
+        with("func @k.c(%X: in f32[4, 4] contiguous, %Y: out f32[4] contiguous) variant of @k {\n}\n"),
+        Vec::<String>::new()
+    );
+    let cases = [
+        (
+            "func @v(%X: in f32[4, 4] contiguous) variant of @nope {\n}\n",
+            "@v: [variants] variant of @nope, which does not exist",
+        ),
+        (
+            "func @v(%X: in f32[4, 4] contiguous) variant of @k {\n}\n",
+            "@v: [variants] the variant has 1 parameters but @k has 2",
+        ),
+        (
+            "func @v(%X: in f32[4, 5] contiguous, %Y: out f32[4] strided) variant of @k {\n}\n",
+            "@v: [variants] parameter %X differs from @k's %X in name, kind, dtype or shape",
+        ),
+        (
+            "func @v(%X: in f32[4, 4] strided, %Y: out f32[4] strided) variant of @k {\n}\n",
+            "@v: [variants] parameter %X has layout strided, which does not imply @k's \
+             strides[_, 1]",
+        ),
+        (
+            "func @v(%X: in f32[4, 4] strides[1, _], %Y: out f32[4] strided) variant of @k {\n}\n",
+            "@v: [variants] parameter %X has layout strides[1, _], which does not imply @k's \
+             strides[_, 1]",
+        ),
+    ];
+    let got: Vec<Vec<String>> = cases.iter().map(|(t, _)| with(t)).collect();
+    let want: Vec<Vec<String>> = cases.iter().map(|(_, e)| vec![e.to_string()]).collect();
+    assert_eq!(got, want);
+    assert_eq!(
+        errors(&parse(&format!(
+            "{general}func @v(%X: in f32[4, 4] contiguous, %Y: out f32[4] strided) variant of @k \
+             {{\n}}\nfunc @w(%X: in f32[4, 4] contiguous, %Y: out f32[4] strided) variant of @v \
+             {{\n}}\n"
+        ))),
+        ["@w: [variants] variant of @v, which is itself a variant"]
+    );
+}
+
+/// The errors of a function with `%A: in f32[8, 8]`, `%B: in f32[8, 8] strides[_, 1]`,
+/// `%C: out f32[8, 8] contiguous`, values `%c0`, `%c4`, `%t` (true), `%x` (1.0) and one
+/// micro-kernel call with the given parts.
+fn ukernel_errors(kernel: &str, operands: &str) -> Vec<String> {
+    errors(&parse(&format!(
+        "func @f(%A: in f32[8, 8] strided, %B: in f32[8, 8] strides[_, 1], \
+         %D: in f64[8] strided, %C: out f32[8, 8] contiguous) {{\n  %c0 = index 0\n  \
+         %c4 = index 4\n  %t = cmp eq %c0, %c0\n  %x = const 1.0:f32\n  \
+         ukernel @{kernel} kc %c4, tile %c4 x %c4, {operands}\n}}\n"
+    )))
+}
+
+#[test]
+fn micro_kernel_calls() {
+    const OK: &str = "a %A[%c0, %c0] (m: 0, k: 1), b %B[%c0, %c0] (k: 0, n: 1), \
+                      c %C[%c0, %c0] (m: 0, n: 1), init %t";
+    assert_eq!(ukernel_errors("gemm.f32.4x8", OK), Vec::<String>::new());
+    assert_eq!(
+        ukernel_errors(
+            "gemm.f32.4x8",
+            &format!("{OK}, scale %x, bias %A[%c0, %c0] (m: [0, 1]), relu")
+        ),
+        Vec::<String>::new()
+    );
+    let k = "@f: [ukernel] @gemm.f32.4x8:";
+    let cases = [
+        (
+            "gemm.i32.4x8",
+            OK.to_string(),
+            vec![
+                "@f: [ukernel] @gemm.i32.4x8: the dtype i32 is not a float".to_string(),
+                "@f: [ukernel] @gemm.i32.4x8: a %A has dtype f32, not the kernel's i32".into(),
+                "@f: [ukernel] @gemm.i32.4x8: b %B has dtype f32, not the kernel's i32".into(),
+                "@f: [ukernel] @gemm.i32.4x8: c %C has dtype f32, not the kernel's i32".into(),
+            ],
+        ),
+        (
+            "gemm.f32.4x6",
+            OK.to_string(),
+            vec![
+                "@f: [ukernel] @gemm.f32.4x6: the tile must have 1 to 16 rows, a multiple of 4 \
+                 columns up to 32, and at most 32 vector accumulators"
+                    .to_string(),
+            ],
+        ),
+        (
+            "gemm.f32.16x12",
+            OK.to_string(),
+            vec![
+                "@f: [ukernel] @gemm.f32.16x12: the tile must have 1 to 16 rows, a multiple of \
+                 4 columns up to 32, and at most 32 vector accumulators"
+                    .to_string(),
+            ],
+        ),
+        (
+            "gemm.f32.4x8",
+            OK.replace("init %t", "init %x"),
+            vec![format!("{k} init %x has type f32, not bool")],
+        ),
+        (
+            "gemm.f32.4x8",
+            format!("{OK}, scale %c0"),
+            vec![format!("{k} scale %c0 has type index, not f32")],
+        ),
+        (
+            "gemm.f32.4x8",
+            OK.replace("b %B[%c0, %c0] (k: 0, n: 1)", "b %A[%c0, %c0] (k: 0, n: 1)"),
+            vec![format!(
+                "{k} b's n coordinate must advance one axis with a unit stride (`1`, or the last \
+                 axis of a contiguous buffer)"
+            )],
+        ),
+        (
+            "gemm.f32.4x8",
+            OK.replace("c %C[%c0, %c0] (m: 0, n: 1)", "c %C[%c0, %c0] (m: 1, n: 0)"),
+            vec![format!(
+                "{k} c's n coordinate must advance one axis with a unit stride (`1`, or the last \
+                 axis of a contiguous buffer)"
+            )],
+        ),
+        (
+            "gemm.f32.4x8",
+            OK.replace("(m: 0, k: 1)", "(k: 1, m: 0)"),
+            vec![format!("{k} a's coordinates must be (m, k)")],
+        ),
+        (
+            "gemm.f32.4x8",
+            OK.replace("(m: 0, k: 1)", "(m: 0, k: [1, 0])"),
+            vec![format!("{k} a names axis 0 for two coordinates or twice")],
+        ),
+        (
+            "gemm.f32.4x8",
+            OK.replace("(m: 0, k: 1)", "(m: 0, k: 2)"),
+            vec![format!("{k} a names axis 2, but %A has rank 2")],
+        ),
+        (
+            "gemm.f32.4x8",
+            OK.replace("a %A[%c0, %c0]", "a %A[%c0]"),
+            vec![format!(
+                "{k} a %A has 1 index value(s) but the buffer has rank 2"
+            )],
+        ),
+        (
+            "gemm.f32.4x8",
+            OK.replace("a %A[%c0, %c0]", "a %A[%c0, %x]"),
+            vec![format!("{k} a is indexed by %x of type f32, not index")],
+        ),
+        (
+            "gemm.f32.4x8",
+            OK.replace("c %C[%c0, %c0] (m: 0, n: 1)", "c %B[%c0, %c0] (m: 0, n: 1)"),
+            vec![format!("{k} c writes input %B")],
+        ),
+        (
+            "gemm.f32.4x8",
+            OK.replace("a %A[%c0, %c0]", "a %C[%c0, %c0]"),
+            vec![format!("{k} c's buffer %C is also read as a, b or bias")],
+        ),
+        (
+            "gemm.f32.4x8",
+            format!("{OK}, bias %D[%c0] (n: 0)"),
+            vec![format!("{k} bias %D has dtype f64, not the kernel's f32")],
+        ),
+        (
+            "gemm.f32.4x8",
+            format!("{OK}, bias %A[%c0, %c0] (k: 0)"),
+            vec![format!("{k} bias's coordinates must be (n)")],
+        ),
+    ];
+    for (kernel, operands, want) in cases {
+        assert_eq!(ukernel_errors(kernel, &operands), want, "{operands}");
+    }
+    // The index operands, and a call moved out of the block of its scoped buffer.
+    let mut m = parse(
+        "func @f(%A: in f32[8, 8] strided) {\n  %c0 = index 0\n  %x = const 1.0:f32\n  \
+         %t = cmp eq %c0, %c0\n  for %i = %c0 to %c0 step 1 {\n    \
+         scoped %C: f32[4, 8] contiguous\n    \
+         ukernel @gemm.f32.4x8 kc %x, tile %t x %c0, a %A[%c0, %c0] (m: 0, k: 1), \
+         b %A[%c0, %c0] (k: 0, n: 1), c %C[%c0, %c0] (m: 0, n: 1), init %t\n  }\n}\n",
+    );
+    let f = &mut m.funcs[0];
+    let Some(Inst::For(l)) = f.body.insts.last_mut() else {
+        panic!("expected a loop");
+    };
+    let call = l.body.insts.pop().unwrap();
+    f.body.insts.push(call);
+    assert_eq!(
+        errors(&m),
+        [
+            "@f: [ukernel] @gemm.f32.4x8: kc %x has type f32, not index",
+            "@f: [ukernel] @gemm.f32.4x8: mr %t has type bool, not index",
+            "@f: [buffers] scoped buffer %C is used outside the block that declares it, or \
+             before its declaration",
+            "@f: [ukernel] @gemm.f32.4x8: b's n coordinate must advance one axis with a unit \
+             stride (`1`, or the last axis of a contiguous buffer)",
+        ]
+    );
+}
+
+#[test]
+fn unroll_factors_are_positive() {
+    assert_eq!(
+        body_errors("  for %i = %c0 to %c4 step 1 unroll 0 {\n  }"),
+        one("[loops] the loop over %i asks to be unrolled 0 times")
     );
 }
 
@@ -243,7 +559,7 @@ fn loads_and_stores() {
         ),
         (
             "  %a = load %X[%c0, %c0] : vector<4xf32>",
-            "[memory] vector load of %X, which is not contiguous",
+            "[memory] vector load of %X, whose last axis has no unit stride",
         ),
         ("  store %x, %V[%c0, %c0]", "[memory] store to input %V"),
         (

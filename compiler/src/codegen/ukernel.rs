@@ -1,0 +1,860 @@
+//! Micro-kernels: one register tile of a matrix product, `C (+)= A · B` followed by an
+//! epilogue, each a function of its own with the fixed calling convention of
+//! `docs/ukernel.md`, so that machine-code kernels (iced-x86, issue #11) can replace these
+//! Cranelift-generated ones function for function.
+//!
+//! The generated kernel `gemm.<dtype>.<MR>x<NR>` keeps the tile in `MR * NR / lanes` 128-bit
+//! accumulators. Each step of the k loop loads one row of B (`NR / lanes` vectors at
+//! `b + kk * b_ks`) and broadcasts each of the `MR` elements of A's column `kk`, then does one
+//! fused multiply-add per accumulator; the loop runs [`UNROLL`] steps per iteration, then the
+//! remaining steps one at a time. A row `ii` at or beyond `mr` reads row `mr - 1` of A instead
+//! (so A needs no padding), and its products land in accumulators that are never stored. B is
+//! read over its full width `NR`.
+//!
+//! The function is compiled without Cranelift's mid-end optimiser (`opt_level=none`, the rest
+//! of the target's settings unchanged): its e-graph treats the loads and multiply-adds as pure
+//! and re-places them at their last use, which interleaves the unrolled steps and keeps every
+//! step's B vectors live at once (the 4x8 f32 kernel then spilled most accumulators). Built in
+//! program order, one step's values die before the next step's are loaded.
+//!
+//! The epilogue writes a full tile (`mr == MR`, `nr == NR`) straight from the accumulators with
+//! vector operations, each optional step one branch per tile; an edge tile, or a bias along `n`
+//! whose stride is not 1, goes through a stack copy of the accumulators and a scalar loop over
+//! the `mr x nr` elements. Both compute each element as the loop IR's semantics state (the same
+//! operations in the same order), so results equal the evaluator's bit for bit.
+
+use super::{clif_scalar, declare, CodegenError, Listing};
+use crate::ir::loops::UkernelShape;
+use cranelift_codegen::control::ControlPlane;
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::{
+    types, AbiParam, Block, BlockArg, FuncRef, InstBuilder, MemFlagsData, Signature, StackSlotData,
+    StackSlotKind, Type as ClifType, Value,
+};
+use cranelift_codegen::isa::{OwnedTargetIsa, TargetIsa};
+use cranelift_codegen::settings::{self, Configurable};
+use cranelift_codegen::Context;
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
+use cranelift_module::{FuncId, Linkage, Module, ModuleReloc};
+use einc_runtime::DType;
+
+/// Byte offsets of the fields of the argument block (`einc_ukernel_args` in
+/// `docs/ukernel.md`); every field is 8 bytes.
+pub mod args {
+    /// `int64_t kc`: steps of the k loop (a negative value counts as 0).
+    pub const KC: i32 = 0;
+    /// `int64_t mr`: rows of the tile, `0 ..= MR` (0 writes nothing).
+    pub const MR: i32 = 8;
+    /// `int64_t nr`: columns of the tile, `0 ..= NR` (0 writes nothing).
+    pub const NR: i32 = 16;
+    /// `const T *a`: element `A(0, 0)`.
+    pub const A: i32 = 24;
+    /// `int64_t a_ms`: element stride of A along m.
+    pub const A_MS: i32 = 32;
+    /// `int64_t a_ks`: element stride of A along k.
+    pub const A_KS: i32 = 40;
+    /// `const T *b`: element `B(0, 0)`; B's n stride is 1.
+    pub const B: i32 = 48;
+    /// `int64_t b_ks`: element stride of B along k.
+    pub const B_KS: i32 = 56;
+    /// `T *c`: element `C(0, 0)`; C's n stride is 1.
+    pub const C: i32 = 64;
+    /// `int64_t c_ms`: element stride of C along m.
+    pub const C_MS: i32 = 72;
+    /// `const T *bias`: element 0 of the bias (read only with [`super::flags::BIAS`]).
+    pub const BIAS: i32 = 80;
+    /// `int64_t bias_s`: element stride of the bias.
+    pub const BIAS_S: i32 = 88;
+    /// `T scale` in the low bytes of an 8-byte field (read only with [`super::flags::SCALE`]).
+    pub const SCALE: i32 = 96;
+    /// `int64_t flags`: a combination of [`super::flags`].
+    pub const FLAGS: i32 = 104;
+    /// The size of the block in bytes.
+    pub const SIZE: u32 = 112;
+}
+
+/// Bits of the `flags` field.
+pub mod flags {
+    /// Overwrite C with the product (else add the product to C).
+    pub const INIT: i64 = 1;
+    /// Multiply by `scale`.
+    pub const SCALE: i64 = 2;
+    /// Add the bias.
+    pub const BIAS: i64 = 4;
+    /// The bias is indexed by the row (else by the column).
+    pub const BIAS_M: i64 = 8;
+    /// Replace negative results by 0.
+    pub const RELU: i64 = 16;
+}
+
+/// The argument block as a Rust type, for callers outside generated code (benchmarks, tests of
+/// replacement kernels); its layout is the one [`args`] gives.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct UkernelArgs {
+    /// Steps of the k loop.
+    pub kc: i64,
+    /// Rows of the tile.
+    pub mr: i64,
+    /// Columns of the tile.
+    pub nr: i64,
+    /// `A(0, 0)`.
+    pub a: *const u8,
+    /// A's element stride along m.
+    pub a_ms: i64,
+    /// A's element stride along k.
+    pub a_ks: i64,
+    /// `B(0, 0)`.
+    pub b: *const u8,
+    /// B's element stride along k.
+    pub b_ks: i64,
+    /// `C(0, 0)`.
+    pub c: *mut u8,
+    /// C's element stride along m.
+    pub c_ms: i64,
+    /// Element 0 of the bias.
+    pub bias: *const u8,
+    /// The bias's element stride.
+    pub bias_s: i64,
+    /// The scale's bits (an `f32` in the low 32 bits, or an `f64`).
+    pub scale: u64,
+    /// A combination of [`flags`].
+    pub flags: i64,
+}
+
+/// A micro-kernel's function: `void k(const einc_ukernel_args *)`.
+pub type UkernelFn = unsafe extern "C" fn(*const UkernelArgs);
+
+/// Steps of the k loop per iteration of its main loop (a power of two).
+pub const UNROLL: i64 = 4;
+
+/// The symbol of a micro-kernel: `einc_ukernel_gemm_f32_4x8`.
+pub fn symbol(shape: UkernelShape) -> String {
+    format!("einc_ukernel_{}", shape.name().replace('.', "_"))
+}
+
+/// The signature of every micro-kernel: `void k(const einc_ukernel_args *args)` in the
+/// platform's C calling convention.
+pub fn signature<M: Module>(module: &M) -> Signature {
+    let mut sig = module.make_signature();
+    sig.params.push(AbiParam::new(types::I64));
+    sig
+}
+
+/// The micro-kernels one Cranelift module calls: declared at their first call, defined once at
+/// the end ([`Ukernels::define_all`]).
+#[derive(Default)]
+pub(crate) struct Ukernels {
+    ids: Vec<(UkernelShape, FuncId)>,
+    refs: Vec<(UkernelShape, FuncRef)>,
+}
+
+impl Ukernels {
+    /// Forgets the imports of the previous function; call before building a new one.
+    pub(crate) fn begin_function(&mut self) {
+        self.refs.clear();
+    }
+
+    /// The micro-kernel `shape`, imported into the function being built.
+    pub(crate) fn func_ref<M: Module>(
+        &mut self,
+        module: &mut M,
+        fb: &mut FunctionBuilder,
+        shape: UkernelShape,
+    ) -> Result<FuncRef, CodegenError> {
+        if let Some((_, r)) = self.refs.iter().find(|(s, _)| *s == shape) {
+            return Ok(*r);
+        }
+        let id = match self.ids.iter().find(|(s, _)| *s == shape) {
+            Some((_, id)) => *id,
+            None => {
+                let id = declare(module, &symbol(shape), Linkage::Local, signature(module))?;
+                self.ids.push((shape, id));
+                id
+            }
+        };
+        let r = module.declare_func_in_func(id, fb.func);
+        self.refs.push((shape, r));
+        Ok(r)
+    }
+
+    /// Defines every micro-kernel that was called.
+    pub(crate) fn define_all<M: Module>(
+        &self,
+        module: &mut M,
+        ctx: &mut Context,
+        fctx: &mut FunctionBuilderContext,
+        mut listing: Listing<'_>,
+    ) -> Result<(), CodegenError> {
+        if self.ids.is_empty() {
+            return Ok(());
+        }
+        let isa = unoptimised(module.isa())?;
+        for &(shape, id) in &self.ids {
+            build(module, ctx, fctx, shape)?;
+            define(module, &*isa, ctx, id, &symbol(shape), listing.reborrow())?;
+        }
+        Ok(())
+    }
+}
+
+/// The target `isa` with the mid-end optimiser off.
+fn unoptimised(isa: &dyn TargetIsa) -> Result<OwnedTargetIsa, CodegenError> {
+    let err = |e: String| CodegenError::Target(format!("micro-kernel target: {e}"));
+    let mut flags = settings::builder();
+    for v in isa.flags().iter() {
+        let value = if v.name == "opt_level" {
+            "none".to_string()
+        } else {
+            v.value_string()
+        };
+        flags.set(v.name, &value).map_err(|e| err(e.to_string()))?;
+    }
+    let mut builder =
+        cranelift_codegen::isa::lookup(isa.triple().clone()).map_err(|e| err(e.to_string()))?;
+    for v in isa.isa_flags() {
+        builder
+            .set(v.name, &v.value_string())
+            .map_err(|e| err(e.to_string()))?;
+    }
+    builder
+        .finish(settings::Flags::new(flags))
+        .map_err(|e| err(e.to_string()))
+}
+
+/// Verifies the function in `ctx`, compiles it with `isa` and defines the code as function
+/// `id` of `module` (what [`finish`] does with the module's own target), recording it in
+/// `listing`; clears `ctx`.
+fn define<M: Module>(
+    module: &mut M,
+    isa: &dyn TargetIsa,
+    ctx: &mut Context,
+    id: FuncId,
+    name: &str,
+    listing: Listing<'_>,
+) -> Result<(), CodegenError> {
+    let err = |message: String| CodegenError::Cranelift {
+        function: name.to_string(),
+        message,
+    };
+    cranelift_codegen::verify_function(&ctx.func, isa).map_err(|e| {
+        err(cranelift_codegen::print_errors::pretty_verifier_error(
+            &ctx.func, None, e,
+        ))
+    })?;
+    let clif = match &listing {
+        Listing::Clif(_) => Some(format!("; {name}\n{}\n", ctx.func.display())),
+        _ => None,
+    };
+    ctx.set_disasm(matches!(listing, Listing::Asm(_)));
+    ctx.compile(isa, &mut ControlPlane::default())
+        .map_err(|e| err(format!("{:?}", e.inner)))?;
+    let code = ctx
+        .compiled_code()
+        .ok_or_else(|| err("Cranelift produced no code".into()))?;
+    let align = u64::from(code.buffer.alignment).max(u64::from(isa.function_alignment().minimum));
+    let relocs: Vec<ModuleReloc> = code
+        .buffer
+        .relocs()
+        .iter()
+        .map(|r| ModuleReloc::from_mach_reloc(r, &ctx.func, id))
+        .collect();
+    let bytes = code.code_buffer().to_vec();
+    let asm = code.vcode.clone();
+    module
+        .define_function_bytes(id, align, &bytes, &relocs)
+        .map_err(|e| err(format!("{e:?}")))?;
+    match listing {
+        Listing::Clif(text) => text.push_str(&clif.unwrap_or_default()),
+        Listing::Asm(text) => {
+            let asm = asm.ok_or_else(|| err("Cranelift produced no disassembly".into()))?;
+            text.push_str(&format!("; {name}\n{asm}\n"));
+        }
+        Listing::None => {}
+    }
+    module.clear_context(ctx);
+    Ok(())
+}
+
+/// Builds micro-kernel `shape` into `ctx.func`.
+pub(crate) fn build<M: Module>(
+    module: &M,
+    ctx: &mut Context,
+    fctx: &mut FunctionBuilderContext,
+    shape: UkernelShape,
+) -> Result<(), CodegenError> {
+    let bad = |m: &str| CodegenError::Unsupported {
+        kernel: symbol(shape),
+        message: m.into(),
+    };
+    if !shape.dtype.is_float() || shape.mr == 0 || shape.nr == 0 {
+        return Err(bad(
+            "a micro-kernel needs a float dtype and a non-empty tile",
+        ));
+    }
+    let lanes = shape.lanes();
+    if !shape.nr.is_multiple_of(lanes) {
+        return Err(bad("the tile width is not a multiple of the vector lanes"));
+    }
+    ctx.func.signature = signature(module);
+    let elem = clif_scalar(shape.dtype);
+    let mut fb = FunctionBuilder::new(&mut ctx.func, fctx);
+    let entry = fb.create_block();
+    fb.append_block_params_for_function_params(entry);
+    fb.switch_to_block(entry);
+    let p = fb.block_params(entry)[0];
+    let mut k = Kernel {
+        fb,
+        p,
+        elem,
+        vec: elem.by(lanes).ok_or_else(|| bad("no vector type"))?,
+        rows: shape.mr as usize,
+        nv: (shape.nr / lanes) as usize,
+        lanes: lanes as usize,
+        shift: i64::from(shape.dtype.size_bytes().trailing_zeros()),
+        size: shape.dtype.size_bytes() as i64,
+        f64: shape.dtype == DType::F64,
+    };
+    k.body(shape);
+    k.fb.seal_all_blocks();
+    k.fb.finalize(module.target_config());
+    Ok(())
+}
+
+/// The state of building one micro-kernel.
+struct Kernel<'a> {
+    fb: FunctionBuilder<'a>,
+    /// The argument block.
+    p: Value,
+    elem: ClifType,
+    vec: ClifType,
+    /// `MR`.
+    rows: usize,
+    /// Vectors per row: `NR / lanes`.
+    nv: usize,
+    lanes: usize,
+    /// log2 of the element size.
+    shift: i64,
+    size: i64,
+    f64: bool,
+}
+
+/// The operands of the k loop that stay fixed across its steps.
+struct Panels {
+    /// Bytes from A's row 0 to row `ii` (clamped to `mr - 1`), for `ii < MR`.
+    row_offsets: Vec<Value>,
+    /// Bytes between consecutive columns of A and rows of B.
+    a_step: Value,
+    b_step: Value,
+}
+
+impl Kernel<'_> {
+    /// A field of the argument block (valid and never written while the kernel runs).
+    fn field(&mut self, ty: ClifType, offset: i32) -> Value {
+        let flags = MemFlagsData::trusted().with_readonly().with_can_move();
+        self.fb.ins().load(ty, flags, self.p, offset)
+    }
+
+    /// The function body: the k loop, then the epilogue.
+    fn body(&mut self, shape: UkernelShape) {
+        let kc = self.field(types::I64, args::KC);
+        let mr = self.field(types::I64, args::MR);
+        let nr = self.field(types::I64, args::NR);
+        let done = self.fb.create_block();
+        let go = self.fb.create_block();
+        let no_rows = self
+            .fb
+            .ins()
+            .icmp_imm_s(IntCC::SignedLessThanOrEqual, mr, 0);
+        let no_cols = self
+            .fb
+            .ins()
+            .icmp_imm_s(IntCC::SignedLessThanOrEqual, nr, 0);
+        let empty = self.fb.ins().bor(no_rows, no_cols);
+        self.fb.ins().brif(empty, done, &[], go, &[]);
+        self.fb.switch_to_block(go);
+
+        let a = self.field(types::I64, args::A);
+        let a_ms = self.field(types::I64, args::A_MS);
+        let a_ks = self.field(types::I64, args::A_KS);
+        let b = self.field(types::I64, args::B);
+        let b_ks = self.field(types::I64, args::B_KS);
+        let a_ms = self.fb.ins().ishl_imm_s(a_ms, self.shift);
+        let a_step = self.fb.ins().ishl_imm_s(a_ks, self.shift);
+        let b_step = self.fb.ins().ishl_imm_s(b_ks, self.shift);
+        let last = self.fb.ins().iadd_imm_s(mr, -1);
+        let mut row_offsets = Vec::with_capacity(self.rows);
+        for ii in 0..self.rows {
+            let row = self.fb.ins().iconst(types::I64, ii as i64);
+            let row = self.fb.ins().smin(row, last);
+            row_offsets.push(self.fb.ins().imul(row, a_ms));
+        }
+        let panels = Panels {
+            row_offsets,
+            a_step,
+            b_step,
+        };
+        let zero = self.fb.ins().iconst(types::I64, 0);
+        let kc = self.fb.ins().smax(kc, zero);
+        let iterations = self.fb.ins().sshr_imm_s(kc, UNROLL.trailing_zeros() as i64);
+        let tail_steps = self.fb.ins().band_imm_s(kc, UNROLL - 1);
+        let zero = self.splat_const(0.0);
+        let accs = vec![zero; self.rows * self.nv];
+
+        // Each loop is a header deciding whether to run its body, which jumps back with the
+        // next values: then every multiply-add result has one use (the jump), which lets the
+        // loads of A sink into their broadcasts (a value feeding one used twice, as by a
+        // conditional branch passing it to both targets, is never sunk).
+        //
+        // main_head(pa, pb, n, accs...): UNROLL steps per iteration, n iterations left.
+        let main_head = self.fb.create_block();
+        let main_body = self.fb.create_block();
+        let main_exit = self.fb.create_block();
+        let tail_head = self.fb.create_block();
+        let tail_body = self.fb.create_block();
+        let epilogue = self.fb.create_block();
+        for blk in [main_head, tail_head] {
+            for _ in 0..3 {
+                self.fb.append_block_param(blk, types::I64);
+            }
+            for _ in 0..accs.len() {
+                self.fb.append_block_param(blk, self.vec);
+            }
+        }
+        self.fb
+            .ins()
+            .jump(main_head, &args_of(&[&[a, b, iterations], &accs]));
+
+        self.fb.switch_to_block(main_head);
+        let head = self.fb.block_params(main_head).to_vec();
+        let more = self
+            .fb
+            .ins()
+            .icmp_imm_s(IntCC::SignedGreaterThan, head[2], 0);
+        self.fb.ins().brif(more, main_body, &[], main_exit, &[]);
+
+        self.fb.switch_to_block(main_body);
+        let (mut pa, mut pb) = (head[0], head[1]);
+        let mut accs = head[3..].to_vec();
+        for _ in 0..UNROLL {
+            (pa, pb) = self.step(&panels, pa, pb, &mut accs);
+        }
+        let n = self.fb.ins().iadd_imm_s(head[2], -1);
+        self.fb
+            .ins()
+            .jump(main_head, &args_of(&[&[pa, pb, n], &accs]));
+
+        self.fb.switch_to_block(main_exit);
+        let into_tail = args_of(&[&[head[0], head[1], tail_steps], &head[3..]]);
+        self.fb.ins().jump(tail_head, &into_tail);
+
+        self.fb.switch_to_block(tail_head);
+        let head = self.fb.block_params(tail_head).to_vec();
+        let more = self
+            .fb
+            .ins()
+            .icmp_imm_s(IntCC::SignedGreaterThan, head[2], 0);
+        self.fb.ins().brif(more, tail_body, &[], epilogue, &[]);
+
+        self.fb.switch_to_block(tail_body);
+        let mut accs = head[3..].to_vec();
+        let (pa, pb) = self.step(&panels, head[0], head[1], &mut accs);
+        let r = self.fb.ins().iadd_imm_s(head[2], -1);
+        self.fb
+            .ins()
+            .jump(tail_head, &args_of(&[&[pa, pb, r], &accs]));
+
+        self.fb.switch_to_block(epilogue);
+        self.epilogue(shape, mr, nr, &head[3..], done);
+
+        self.fb.switch_to_block(done);
+        self.fb.ins().return_(&[]);
+    }
+
+    /// One step of the k loop: `acc[ii][v] += A(ii, kk) * B(kk, v)`; returns the pointers to the
+    /// next column of A and row of B.
+    fn step(
+        &mut self,
+        panels: &Panels,
+        pa: Value,
+        pb: Value,
+        accs: &mut [Value],
+    ) -> (Value, Value) {
+        // A and B are never written while the kernel runs (C is another buffer).
+        let ro = MemFlagsData::new()
+            .with_notrap()
+            .with_readonly()
+            .with_can_move();
+        let bv: Vec<Value> = (0..self.nv)
+            .map(|v| self.fb.ins().load(self.vec, ro, pb, (v * 16) as i32))
+            .collect();
+        for ii in 0..self.rows {
+            let addr = if ii == 0 {
+                pa
+            } else {
+                self.fb.ins().iadd(pa, panels.row_offsets[ii])
+            };
+            for (v, b) in bv.iter().enumerate() {
+                // One load and splat per use: a splat used once lets its load sink into it
+                // (`vbroadcastss` from memory, which needs no shuffle unit), and the splat's
+                // register becomes the multiply-add's result without a copy.
+                let x = self.fb.ins().load(self.elem, ro, addr, 0);
+                let s = self.fb.ins().splat(self.vec, x);
+                let acc = &mut accs[ii * self.nv + v];
+                *acc = self.fb.ins().fma(s, *b, *acc);
+            }
+        }
+        let pa = self.fb.ins().iadd(pa, panels.a_step);
+        let pb = self.fb.ins().iadd(pb, panels.b_step);
+        (pa, pb)
+    }
+
+    fn splat_const(&mut self, x: f64) -> Value {
+        let s = if self.f64 {
+            self.fb.ins().f64const(x)
+        } else {
+            self.fb.ins().f32const(x as f32)
+        };
+        self.fb.ins().splat(self.vec, s)
+    }
+
+    fn scalar_const(&mut self, x: f64) -> Value {
+        if self.f64 {
+            self.fb.ins().f64const(x)
+        } else {
+            self.fb.ins().f32const(x as f32)
+        }
+    }
+
+    /// `max(v, 0)` as numpy's `maximum` (`-0.0` gives `0.0`, NaN stays NaN).
+    fn relu(&mut self, v: Value, zero: Value) -> Value {
+        self.fb.ins().fmax(v, zero)
+    }
+
+    /// An `i8` that holds when `bit` is set in `flags`.
+    fn flag(&mut self, flags: Value, bit: i64) -> Value {
+        let b = self.fb.ins().band_imm_s(flags, bit);
+        self.fb.ins().icmp_imm_s(IntCC::NotEqual, b, 0)
+    }
+
+    /// Writes the tile: the vector path for a full tile, else the scalar path; then jumps to
+    /// `done`.
+    fn epilogue(&mut self, shape: UkernelShape, mr: Value, nr: Value, accs: &[Value], done: Block) {
+        let flags = self.field(types::I64, args::FLAGS);
+        let bias_s = self.field(types::I64, args::BIAS_S);
+        let full_m = self
+            .fb
+            .ins()
+            .icmp_imm_s(IntCC::Equal, mr, i64::from(shape.mr));
+        let full_n = self
+            .fb
+            .ins()
+            .icmp_imm_s(IntCC::Equal, nr, i64::from(shape.nr));
+        let full = self.fb.ins().band(full_m, full_n);
+        let bias = self.flag(flags, flags::BIAS);
+        let along_m = self.flag(flags, flags::BIAS_M);
+        let along_n = self.fb.ins().bxor_imm_s(along_m, 1);
+        let not_unit = self.fb.ins().icmp_imm_s(IntCC::NotEqual, bias_s, 1);
+        let gather = self.fb.ins().band(bias, along_n);
+        let gather = self.fb.ins().band(gather, not_unit);
+        let no_gather = self.fb.ins().bxor_imm_s(gather, 1);
+        let fast = self.fb.ins().band(full, no_gather);
+        let vector = self.fb.create_block();
+        let scalar = self.fb.create_block();
+        self.fb.ins().brif(fast, vector, &[], scalar, &[]);
+
+        self.fb.switch_to_block(vector);
+        self.vector_epilogue(flags, accs);
+        self.fb.ins().jump(done, &[]);
+
+        self.fb.switch_to_block(scalar);
+        self.scalar_epilogue(flags, mr, nr, accs, done);
+    }
+
+    /// Runs `then` on the accumulators when `cond` holds; returns the accumulators after it.
+    fn stage(
+        &mut self,
+        cond: Value,
+        accs: &[Value],
+        then: impl FnOnce(&mut Self, &[Value]) -> Vec<Value>,
+    ) -> Vec<Value> {
+        let body = self.fb.create_block();
+        let join = self.fb.create_block();
+        for _ in accs {
+            self.fb.append_block_param(join, self.vec);
+        }
+        let skip = args_of(&[accs]);
+        self.fb.ins().brif(cond, body, &[], join, &skip);
+        self.fb.switch_to_block(body);
+        let new = then(self, accs);
+        self.fb.ins().jump(join, &args_of(&[&new]));
+        self.fb.switch_to_block(join);
+        self.fb.block_params(join).to_vec()
+    }
+
+    /// The full-tile epilogue from the accumulators: `+ C` unless `init`, `* scale`, `+ bias`,
+    /// `max(·, 0)`, then the stores.
+    fn vector_epilogue(&mut self, flags: Value, accs: &[Value]) {
+        let c = self.field(types::I64, args::C);
+        let c_ms = self.field(types::I64, args::C_MS);
+        let c_step = self.fb.ins().ishl_imm_s(c_ms, self.shift);
+        let rw = MemFlagsData::new().with_notrap();
+        let ro = MemFlagsData::new().with_notrap().with_readonly();
+        let mut rows = Vec::with_capacity(self.rows);
+        for ii in 0..self.rows {
+            let off = self.fb.ins().imul_imm_s(c_step, ii as i64);
+            rows.push(self.fb.ins().iadd(c, off));
+        }
+        let nv = self.nv;
+        let vec = self.vec;
+        let accumulate = self.flag(flags, flags::INIT);
+        let accumulate = self.fb.ins().bxor_imm_s(accumulate, 1);
+        let accs = self.stage(accumulate, accs, |k, accs| {
+            let mut out = accs.to_vec();
+            for (ii, row) in rows.iter().enumerate() {
+                for v in 0..nv {
+                    let old = k.fb.ins().load(vec, rw, *row, (v * 16) as i32);
+                    let acc = &mut out[ii * nv + v];
+                    *acc = k.fb.ins().fadd(old, *acc);
+                }
+            }
+            out
+        });
+        let scale = self.flag(flags, flags::SCALE);
+        let accs = self.stage(scale, &accs, |k, accs| {
+            let s = k.field(k.elem, args::SCALE);
+            let s = k.fb.ins().splat(vec, s);
+            accs.iter().map(|a| k.fb.ins().fmul(*a, s)).collect()
+        });
+        let bias = self.flag(flags, flags::BIAS);
+        let accs = self.stage(bias, &accs, |k, accs| {
+            let base = k.field(types::I64, args::BIAS);
+            let along_m = k.flag(flags, flags::BIAS_M);
+            let by_row = k.fb.create_block();
+            let by_col = k.fb.create_block();
+            let join = k.fb.create_block();
+            for _ in accs {
+                k.fb.append_block_param(join, vec);
+            }
+            k.fb.ins().brif(along_m, by_row, &[], by_col, &[]);
+
+            k.fb.switch_to_block(by_row);
+            let s = k.field(types::I64, args::BIAS_S);
+            let step = k.fb.ins().ishl_imm_s(s, k.shift);
+            let mut out = accs.to_vec();
+            for ii in 0..k.rows {
+                let off = k.fb.ins().imul_imm_s(step, ii as i64);
+                let addr = k.fb.ins().iadd(base, off);
+                let x = k.fb.ins().load(k.elem, ro, addr, 0);
+                let x = k.fb.ins().splat(vec, x);
+                for v in 0..nv {
+                    let acc = &mut out[ii * nv + v];
+                    *acc = k.fb.ins().fadd(*acc, x);
+                }
+            }
+            k.fb.ins().jump(join, &args_of(&[&out]));
+
+            // Along n with a unit stride (a strided one takes the scalar path).
+            k.fb.switch_to_block(by_col);
+            let cols: Vec<Value> = (0..nv)
+                .map(|v| k.fb.ins().load(vec, ro, base, (v * 16) as i32))
+                .collect();
+            let mut out = accs.to_vec();
+            for ii in 0..k.rows {
+                for (v, col) in cols.iter().enumerate() {
+                    let acc = &mut out[ii * nv + v];
+                    *acc = k.fb.ins().fadd(*acc, *col);
+                }
+            }
+            k.fb.ins().jump(join, &args_of(&[&out]));
+            k.fb.switch_to_block(join);
+            k.fb.block_params(join).to_vec()
+        });
+        let relu = self.flag(flags, flags::RELU);
+        let accs = self.stage(relu, &accs, |k, accs| {
+            let zero = k.splat_const(0.0);
+            accs.iter().map(|a| k.relu(*a, zero)).collect()
+        });
+        for (ii, row) in rows.iter().enumerate() {
+            for v in 0..nv {
+                self.fb
+                    .ins()
+                    .store(rw, accs[ii * nv + v], *row, (v * 16) as i32);
+            }
+        }
+    }
+
+    /// The edge-tile epilogue: the accumulators go to a stack tile, then each element
+    /// `ii < mr`, `jj < nr` is finished and stored on its own; then jumps to `done`.
+    fn scalar_epilogue(&mut self, flags: Value, mr: Value, nr: Value, accs: &[Value], done: Block) {
+        let width = self.nv * self.lanes;
+        let bytes = (self.rows * width) as u32 * self.size as u32;
+        let slot = self.fb.create_sized_stack_slot(StackSlotData::new(
+            StackSlotKind::ExplicitSlot,
+            bytes,
+            4,
+        ));
+        let tile = self.fb.ins().stack_addr(types::I64, slot, 0);
+        let local = MemFlagsData::trusted();
+        for (n, acc) in accs.iter().enumerate() {
+            self.fb.ins().store(local, *acc, tile, (n * 16) as i32);
+        }
+        let c = self.field(types::I64, args::C);
+        let c_ms = self.field(types::I64, args::C_MS);
+        let bias_base = self.field(types::I64, args::BIAS);
+        let bias_s = self.field(types::I64, args::BIAS_S);
+        let init = self.flag(flags, flags::INIT);
+        let scale = self.flag(flags, flags::SCALE);
+        let bias = self.flag(flags, flags::BIAS);
+        let along_m = self.flag(flags, flags::BIAS_M);
+        let relu = self.flag(flags, flags::RELU);
+        let rw = MemFlagsData::new().with_notrap();
+        let ro = MemFlagsData::new().with_notrap().with_readonly();
+
+        // for ii in 0..mr { for jj in 0..nr { ... } } as do-while loops (mr, nr >= 1).
+        let row = self.fb.create_block();
+        let ii = self.fb.append_block_param(row, types::I64);
+        let zero = self.fb.ins().iconst(types::I64, 0);
+        self.fb.ins().jump(row, &[BlockArg::from(zero)]);
+        self.fb.switch_to_block(row);
+        let col = self.fb.create_block();
+        let jj = self.fb.append_block_param(col, types::I64);
+        let zero = self.fb.ins().iconst(types::I64, 0);
+        self.fb.ins().jump(col, &[BlockArg::from(zero)]);
+        self.fb.switch_to_block(col);
+
+        let at = self.fb.ins().imul_imm_s(ii, width as i64);
+        let at = self.fb.ins().iadd(at, jj);
+        let at = self.fb.ins().ishl_imm_s(at, self.shift);
+        let at = self.fb.ins().iadd(tile, at);
+        let t = self.fb.ins().load(self.elem, local, at, 0);
+        let off = self.fb.ins().imul(ii, c_ms);
+        let off = self.fb.ins().iadd(off, jj);
+        let off = self.fb.ins().ishl_imm_s(off, self.shift);
+        let addr = self.fb.ins().iadd(c, off);
+        let elem = self.elem;
+        let accumulate = self.fb.ins().bxor_imm_s(init, 1);
+        let v = self.scalar_stage(accumulate, t, |k, v| {
+            let old = k.fb.ins().load(elem, rw, addr, 0);
+            k.fb.ins().fadd(old, v)
+        });
+        let v = self.scalar_stage(scale, v, |k, v| {
+            let s = k.field(elem, args::SCALE);
+            k.fb.ins().fmul(v, s)
+        });
+        let v = self.scalar_stage(bias, v, |k, v| {
+            let idx = k.fb.ins().select(along_m, ii, jj);
+            let off = k.fb.ins().imul(idx, bias_s);
+            let off = k.fb.ins().ishl_imm_s(off, k.shift);
+            let addr = k.fb.ins().iadd(bias_base, off);
+            let b = k.fb.ins().load(elem, ro, addr, 0);
+            k.fb.ins().fadd(v, b)
+        });
+        let v = self.scalar_stage(relu, v, |k, v| {
+            let zero = k.scalar_const(0.0);
+            k.relu(v, zero)
+        });
+        self.fb.ins().store(rw, v, addr, 0);
+        let next_col = self.fb.ins().iadd_imm_s(jj, 1);
+        let more = self.fb.ins().icmp(IntCC::SignedLessThan, next_col, nr);
+        let next_row = self.fb.create_block();
+        self.fb
+            .ins()
+            .brif(more, col, &[BlockArg::from(next_col)], next_row, &[]);
+        self.fb.switch_to_block(next_row);
+        let ii1 = self.fb.ins().iadd_imm_s(ii, 1);
+        let more = self.fb.ins().icmp(IntCC::SignedLessThan, ii1, mr);
+        self.fb
+            .ins()
+            .brif(more, row, &[BlockArg::from(ii1)], done, &[]);
+    }
+
+    /// `cond ? then(v) : v` on one element, with a branch.
+    fn scalar_stage(
+        &mut self,
+        cond: Value,
+        v: Value,
+        then: impl FnOnce(&mut Self, Value) -> Value,
+    ) -> Value {
+        let body = self.fb.create_block();
+        let join = self.fb.create_block();
+        let out = self.fb.append_block_param(join, self.elem);
+        self.fb
+            .ins()
+            .brif(cond, body, &[], join, &[BlockArg::from(v)]);
+        self.fb.switch_to_block(body);
+        let new = then(self, v);
+        self.fb.ins().jump(join, &[BlockArg::from(new)]);
+        self.fb.switch_to_block(join);
+        out
+    }
+}
+
+/// Block arguments from lists of values.
+fn args_of(parts: &[&[Value]]) -> Vec<BlockArg> {
+    parts
+        .iter()
+        .flat_map(|p| p.iter().map(|v| BlockArg::from(*v)))
+        .collect()
+}
+
+/// One micro-kernel compiled on its own for the host: the function `wide` kernels must be able
+/// to replace, callable directly (benchmarks, comparisons).
+pub struct JitUkernel {
+    module: Option<cranelift_jit::JITModule>,
+    entry: UkernelFn,
+}
+
+impl JitUkernel {
+    /// Compiles micro-kernel `shape` for the host.
+    pub fn compile(shape: UkernelShape) -> Result<JitUkernel, CodegenError> {
+        let isa = super::isa::build_isa(&super::Target::Host, false)?;
+        let builder =
+            cranelift_jit::JITBuilder::with_isa(isa, cranelift_module::default_libcall_names());
+        let mut module = cranelift_jit::JITModule::new(builder);
+        let sig = signature(&module);
+        let id = declare(&mut module, &symbol(shape), Linkage::Local, sig)?;
+        let mut ctx = module.make_context();
+        let mut fctx = FunctionBuilderContext::new();
+        build(&module, &mut ctx, &mut fctx, shape)?;
+        let isa = unoptimised(module.isa())?;
+        define(
+            &mut module,
+            &*isa,
+            &mut ctx,
+            id,
+            &symbol(shape),
+            Listing::None,
+        )?;
+        module
+            .finalize_definitions()
+            .map_err(|e| CodegenError::Cranelift {
+                function: symbol(shape),
+                message: e.to_string(),
+            })?;
+        let ptr = module.get_finalized_function(id);
+        // SAFETY: `ptr` is the finalized code of a function with the CLIF signature `(i64)` in
+        // the host's default calling convention, which is `UkernelFn`.
+        let entry = unsafe { std::mem::transmute::<*const u8, UkernelFn>(ptr) };
+        Ok(JitUkernel {
+            module: Some(module),
+            entry,
+        })
+    }
+
+    /// The function. Calling it is sound when the block describes memory the caller owns,
+    /// with every element the contract of `docs/ukernel.md` reads and writes in bounds.
+    pub fn entry(&self) -> UkernelFn {
+        self.entry
+    }
+}
+
+impl Drop for JitUkernel {
+    fn drop(&mut self) {
+        if let Some(module) = self.module.take() {
+            // SAFETY: the function pointer handed out by `entry` must not outlive `self`; that
+            // is the documented contract of this type.
+            unsafe { module.free_memory() };
+        }
+    }
+}
