@@ -388,8 +388,12 @@ fn emit_asm_lists_every_exported_and_internal_function() {
     assert_eq!(
         heads,
         [
+            // The contiguous variant, the general body, the entry point that chooses between
+            // them, and the micro-kernel the contractions call (docs/schedules.md).
+            "; einc_attention.variant0",
             "; einc_attention.body",
             "; einc_attention",
+            "; einc_ukernel_gemm_f32_4x8",
             "; einc_attention_info",
             "; einc_abi_version"
         ]

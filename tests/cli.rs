@@ -575,6 +575,7 @@ fn ir_print_after_all_heads_every_pass_down_to_clif() {
         [
             "// -----// IR after delta-elim //----- //",
             "// -----// IR after eps-expand //----- //",
+            "// -----// IR after schedule //----- //",
             "// -----// IR after dce //----- //",
             "// -----// IR after lower-to-loops //----- //",
             "// -----// IR after emit-clif //----- //",
@@ -590,7 +591,7 @@ fn ir_print_after_all_heads_every_pass_down_to_clif() {
         out[lowering..].contains("buffer %S: f32[T, T] contiguous"),
         "{out}"
     );
-    assert_eq!(out.matches("func @attention(").count(), 4, "{out}");
+    assert_eq!(out.matches("func @attention(").count(), 5, "{out}");
     let clif = out.find("IR after emit-clif").unwrap();
     assert!(
         out[clif..].contains("; einc_attention.body\nfunction "),
@@ -708,7 +709,8 @@ fn ir_runs_the_tensor_passes_by_default_and_passes_picks_them() {
     assert_eq!(code, Some(1));
     assert!(
         err.contains(
-            "unknown pass `cse`; the passes are: delta-elim, eps-expand, dce, lower-to-loops, emit-clif"
+            "unknown pass `cse`; the passes are: delta-elim, eps-expand, dce, schedule, \
+             lower-to-loops, emit-clif"
         ),
         "{err}"
     );
@@ -732,7 +734,8 @@ fn ir_print_changed_marks_unchanged_passes() {
         out,
         format!(
             "// -----// IR after delta-elim //----- //\ndims N = 3\n\n{SUBSTITUTE_AFTER}\
-             // IR after eps-expand: (unchanged)\n// IR after dce: (unchanged)\n"
+             // IR after eps-expand: (unchanged)\n// IR after schedule: (unchanged)\n\
+             // IR after dce: (unchanged)\n"
         )
     );
 }
@@ -761,7 +764,8 @@ fn ir_print_before_print_after_and_stop_after() {
     assert_eq!(code, Some(1));
     assert!(
         err.contains(
-            "pass `lower-to-loops` is not in the pipeline; it runs: delta-elim, eps-expand, dce"
+            "pass `lower-to-loops` is not in the pipeline; it runs: delta-elim, eps-expand, \
+             schedule, dce"
         ),
         "{err}"
     );

@@ -161,7 +161,14 @@ enum Compare {
 /// Calls `kernel` on random inputs of `shapes` (layout kinds chosen from `rng`), with every
 /// output in a random layout, and compares with the interpreter. `abs` is the interpreter's
 /// result on the inputs' absolute values (for [`Compare::Sum`]).
-fn check_call(program: &Program, kernel: &Kernel, shapes: &[Vec<usize>], compare: Compare, rng: &mut Rng, what: &str) {
+fn check_call(
+    program: &Program,
+    kernel: &Kernel,
+    shapes: &[Vec<usize>],
+    compare: Compare,
+    rng: &mut Rng,
+    what: &str,
+) {
     let f = program.module().func(kernel.name()).unwrap();
     let real = compare != Compare::Exact;
     let mut bufs = Vec::new();
@@ -184,7 +191,10 @@ fn check_call(program: &Program, kernel: &Kernel, shapes: &[Vec<usize>], compare
                 .map(|a| {
                     let mut b = a.clone();
                     for_each_index(a.shape(), |i| {
-                        b.set(i, einc::runtime::Scalar::F64(a.get(i).to_f64().abs()).cast(a.dtype()))
+                        b.set(
+                            i,
+                            einc::runtime::Scalar::F64(a.get(i).to_f64().abs()).cast(a.dtype()),
+                        )
                     });
                     b
                 })
@@ -209,10 +219,8 @@ fn check_call(program: &Program, kernel: &Kernel, shapes: &[Vec<usize>], compare
         })
         .collect();
     {
-        let mut views: Vec<TensorMut> = outs
-            .iter_mut()
-            .map(|(b, l, s)| view_mut(b, l, s))
-            .collect();
+        let mut views: Vec<TensorMut> =
+            outs.iter_mut().map(|(b, l, s)| view_mut(b, l, s)).collect();
         kernel
             .call(&inputs, &mut views)
             .unwrap_or_else(|e| panic!("{what}: {e}"));
@@ -233,11 +241,18 @@ fn check_call(program: &Program, kernel: &Kernel, shapes: &[Vec<usize>], compare
                     (g - w).abs() <= 2.0 * terms as f64 * u * bound + f64::MIN_POSITIVE
                 }
                 Compare::Relative => {
-                    let tol = if got.dtype() == DType::F32 { 1e-4 } else { 1e-12 };
+                    let tol = if got.dtype() == DType::F32 {
+                        1e-4
+                    } else {
+                        1e-12
+                    };
                     (g.is_nan() && w.is_nan()) || (g - w).abs() <= tol * w.abs().max(1.0)
                 }
             };
-            assert!(ok, "{what}: output {n} at {i:?}: the JIT gives {g}, the interpreter {w}");
+            assert!(
+                ok,
+                "{what}: output {n} at {i:?}: the JIT gives {g}, the interpreter {w}"
+            );
         });
     }
 }
@@ -260,7 +275,10 @@ kernel mm(A: DT[M, K], B: DT[K, N]) -> (C: DT[M, N]) {
 fn matmul_boundaries(dtype: &str, options: &str, [mr, nr, mc, kc, nc]: [usize; 5], seed: u64) {
     let program = compile(&MATMUL.replace("DT", dtype), options);
     let text = einc_compiler::ir::loops::printer::print_module(program.loop_module());
-    assert!(text.contains(&format!("ukernel @gemm.{dtype}.{mr}x{nr}")), "{options}:\n{text}");
+    assert!(
+        text.contains(&format!("ukernel @gemm.{dtype}.{mr}x{nr}")),
+        "{options}:\n{text}"
+    );
     let kernel = program.kernel("mm").unwrap();
     let mut rng = Rng::new(seed);
     let ms: Vec<usize> = around(mr).into_iter().chain(around(mc)).collect();
@@ -270,12 +288,26 @@ fn matmul_boundaries(dtype: &str, options: &str, [mr, nr, mc, kc, nc]: [usize; 5
         for (q, &nn) in ns.iter().enumerate() {
             let k = ks[(n + q) % ks.len()];
             let what = format!("{dtype} {options}: M={m} N={nn} K={k}");
-            check_call(&program, &kernel, &[vec![m, k], vec![k, nn]], Compare::Exact, &mut rng, &what);
+            check_call(
+                &program,
+                &kernel,
+                &[vec![m, k], vec![k, nn]],
+                Compare::Exact,
+                &mut rng,
+                &what,
+            );
         }
     }
     for &k in &ks {
         let what = format!("{dtype} {options}: K={k}");
-        check_call(&program, &kernel, &[vec![mr + 1, k], vec![k, nr + 1]], Compare::Exact, &mut rng, &what);
+        check_call(
+            &program,
+            &kernel,
+            &[vec![mr + 1, k], vec![k, nr + 1]],
+            Compare::Exact,
+            &mut rng,
+            &what,
+        );
     }
 }
 
@@ -299,9 +331,23 @@ fn the_cost_models_schedules_around_their_tiles() {
         let program = compile(&MATMUL.replace("DT", dtype), "");
         let kernel = program.kernel("mm").unwrap();
         let mut rng = Rng::new(5);
-        for (m, n, k) in [(1, 1, 1), (3, 7, 2), (4, 8, 9), (5, 9, 17), (33, 17, 3), (9, 70, 45)] {
+        for (m, n, k) in [
+            (1, 1, 1),
+            (3, 7, 2),
+            (4, 8, 9),
+            (5, 9, 17),
+            (33, 17, 3),
+            (9, 70, 45),
+        ] {
             let what = format!("{dtype} cost model: {m}x{n}x{k}");
-            check_call(&program, &kernel, &[vec![m, k], vec![k, n]], Compare::Exact, &mut rng, &what);
+            check_call(
+                &program,
+                &kernel,
+                &[vec![m, k], vec![k, n]],
+                Compare::Exact,
+                &mut rng,
+                &what,
+            );
         }
     }
 }
@@ -314,7 +360,14 @@ fn kc_blocks_of_a_long_sum_stay_within_the_documented_tolerance() {
         let mut rng = Rng::new(6);
         for k in [63, 64, 65, 1000] {
             let what = format!("{dtype}: real values, K={k}");
-            check_call(&program, &kernel, &[vec![7, k], vec![k, 9]], Compare::Sum { terms: k }, &mut rng, &what);
+            check_call(
+                &program,
+                &kernel,
+                &[vec![7, k], vec![k, 9]],
+                Compare::Sum { terms: k },
+                &mut rng,
+                &what,
+            );
         }
     }
 }
@@ -414,7 +467,14 @@ fn random_schedules_of_every_example_agree_with_the_interpreter() {
                     })
                     .collect();
                 let what = format!("{} @{name} {opt}", path.display());
-                check_call(&program, &kernel, &shapes, Compare::Relative, &mut rng, &what);
+                check_call(
+                    &program,
+                    &kernel,
+                    &shapes,
+                    Compare::Relative,
+                    &mut rng,
+                    &what,
+                );
             }
         }
     }
@@ -435,6 +495,13 @@ kernel mm(A: f64[M, K], B: f64[K, N]) -> (C: f64[M, N]) {
     let mut rng = Rng::new(8);
     for (m, n, k) in [(1, 1, 1), (3, 6, 4), (4, 7, 5), (8, 13, 9)] {
         let what = format!("annotated: {m}x{n}x{k}");
-        check_call(&program, &kernel, &[vec![m, k], vec![k, n]], Compare::Exact, &mut rng, &what);
+        check_call(
+            &program,
+            &kernel,
+            &[vec![m, k], vec![k, n]],
+            Compare::Exact,
+            &mut rng,
+            &what,
+        );
     }
 }

@@ -99,7 +99,12 @@ impl<'a, 'm> BodyLowerer<'a, 'm> {
 
     /// Lowers the next bodies in vector mode along `vector` (index, lanes), or in scalar mode.
     pub fn set_vector(&mut self, vector: Option<(IndexId, u32)>) {
-        let changed = self.vector.iter().chain(&vector).map(|&(i, _)| self.depth(i)).min();
+        let changed = self
+            .vector
+            .iter()
+            .chain(&vector)
+            .map(|&(i, _)| self.depth(i))
+            .min();
         self.vector = vector;
         if let Some(depth) = changed {
             self.forget_from(depth);
@@ -346,10 +351,7 @@ impl<'a, 'm> BodyLowerer<'a, 'm> {
     }
 
     /// The loop variables of `ids` and the level where all are defined.
-    fn index_vars(
-        &self,
-        ids: &[IndexId],
-    ) -> Result<(Vec<ValueId>, usize), LowerError> {
+    fn index_vars(&self, ids: &[IndexId]) -> Result<(Vec<ValueId>, usize), LowerError> {
         let mut vars = Vec::with_capacity(ids.len());
         let mut depth = 0;
         for &id in ids {
@@ -361,11 +363,7 @@ impl<'a, 'm> BodyLowerer<'a, 'm> {
     }
 
     /// `delta(i, j, ...)`: 1 when all the index values are equal, else 0.
-    fn delta(
-        &mut self,
-        ids: &[IndexId],
-        dtype: DType,
-    ) -> Result<Placed, LowerError> {
+    fn delta(&mut self, ids: &[IndexId], dtype: DType) -> Result<Placed, LowerError> {
         let (vars, depth) = self.index_vars(ids)?;
         let one = self.fl.scalar_const(Scalar::I32(1).cast(dtype));
         let mut all_equal = None;
@@ -387,11 +385,7 @@ impl<'a, 'm> BodyLowerer<'a, 'm> {
 
     /// `eps(i, j, k, ...)`: the sign of the permutation (flipped once per pair out of order),
     /// or 0 when two index values are equal.
-    fn eps(
-        &mut self,
-        ids: &[IndexId],
-        dtype: DType,
-    ) -> Result<Placed, LowerError> {
+    fn eps(&mut self, ids: &[IndexId], dtype: DType) -> Result<Placed, LowerError> {
         let (vars, depth) = self.index_vars(ids)?;
         let ty = Type::Scalar(dtype);
         let mut sign = self.fl.scalar_const(Scalar::I32(1).cast(dtype));

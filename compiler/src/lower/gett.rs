@@ -31,8 +31,8 @@
 
 use super::{FnLowerer, LowerError};
 use crate::ir::loops::{
-    self, BufferDef, BufferId, BufferKind, Carried, CmpOp, Coord, For, IndexOp, Inst, Layout,
-    Op, StrideFact, TileOperand, Type, Ukernel, UkernelShape, ValueId,
+    self, BufferDef, BufferId, BufferKind, Carried, CmpOp, Coord, For, IndexOp, Inst, Layout, Op,
+    StrideFact, TileOperand, Type, Ukernel, UkernelShape, ValueId,
 };
 use crate::ir::tensor::schedule::{self, BlockLoop, GemmSchedule};
 use crate::ir::tensor::{AxisMap, Extent, Generic, IndexId};
@@ -266,24 +266,59 @@ impl Gett<'_> {
     ) -> Result<Vec<Inst>, LowerError> {
         let mut insts = Vec::new();
         let nc = fl.index_const(int(self.plan.nc));
-        let n_left = fl.assign(&mut insts, "nleft", Op::IndexArith(IndexOp::Sub, dims.n, jc), Type::Index);
-        let nc_cur = fl.assign(&mut insts, "ncb", Op::IndexArith(IndexOp::Min, nc, n_left), Type::Index);
+        let n_left = fl.assign(
+            &mut insts,
+            "nleft",
+            Op::IndexArith(IndexOp::Sub, dims.n, jc),
+            Type::Index,
+        );
+        let nc_cur = fl.assign(
+            &mut insts,
+            "ncb",
+            Op::IndexArith(IndexOp::Min, nc, n_left),
+            Type::Index,
+        );
 
         let pc = fl.named_value("pc", Type::Index);
         let mut pc_body = Vec::new();
         let kc = fl.index_const(int(self.plan.kc));
-        let k_left = fl.assign(&mut pc_body, "kleft", Op::IndexArith(IndexOp::Sub, dims.k, pc), Type::Index);
+        let k_left = fl.assign(
+            &mut pc_body,
+            "kleft",
+            Op::IndexArith(IndexOp::Sub, dims.k, pc),
+            Type::Index,
+        );
         let k_left = {
             let zero = fl.index_const(0);
-            fl.assign(&mut pc_body, "kleft", Op::IndexArith(IndexOp::Max, k_left, zero), Type::Index)
+            fl.assign(
+                &mut pc_body,
+                "kleft",
+                Op::IndexArith(IndexOp::Max, k_left, zero),
+                Type::Index,
+            )
         };
-        let kc_cur = fl.assign(&mut pc_body, "kcb", Op::IndexArith(IndexOp::Min, kc, k_left), Type::Index);
+        let kc_cur = fl.assign(
+            &mut pc_body,
+            "kcb",
+            Op::IndexArith(IndexOp::Min, kc, k_left),
+            Type::Index,
+        );
         // `init`: the first K block of the first iteration of every outer reduced loop.
         let zero = fl.index_const(0);
-        let mut first = fl.assign(&mut pc_body, "first", Op::Cmp(CmpOp::Eq, pc, zero), Type::Bool);
+        let mut first = fl.assign(
+            &mut pc_body,
+            "first",
+            Op::Cmp(CmpOp::Eq, pc, zero),
+            Type::Bool,
+        );
         for &r in reduced_outer {
             let var = self.at[r.0 as usize];
-            let is0 = fl.assign(&mut pc_body, "first", Op::Cmp(CmpOp::Eq, var, zero), Type::Bool);
+            let is0 = fl.assign(
+                &mut pc_body,
+                "first",
+                Op::Cmp(CmpOp::Eq, var, zero),
+                Type::Bool,
+            );
             first = fl.assign(&mut pc_body, "first", Op::And(first, is0), Type::Bool);
         }
         let block = Block {
@@ -298,7 +333,14 @@ impl Gett<'_> {
         let ic = fl.named_value("ic", Type::Index);
         let ic_body = self.ic_body(fl, ic, dims.m, block, bp)?;
         let ic_parallel = self.plan.blocks.contains(&BlockLoop::Ic);
-        pc_body.push(for_loop(ic, zero, dims.m, self.plan.mc, ic_parallel, ic_body));
+        pc_body.push(for_loop(
+            ic,
+            zero,
+            dims.m,
+            self.plan.mc,
+            ic_parallel,
+            ic_body,
+        ));
         insts.push(for_loop(pc, zero, k_runs, self.plan.kc, false, pc_body));
         Ok(insts)
     }
@@ -366,15 +408,45 @@ impl Gett<'_> {
         let jj0 = fl.named_value("jj", Type::Index);
         // Panel p: its first column, and how many of its columns are inside N.
         let mut p_body = Vec::new();
-        let j0 = fl.assign(&mut p_body, "j", Op::IndexArith(IndexOp::Add, jc, p), Type::Index);
-        let left = fl.assign(&mut p_body, "nleft", Op::IndexArith(IndexOp::Sub, n_ext, j0), Type::Index);
-        let valid = fl.assign(&mut p_body, "nvalid", Op::IndexArith(IndexOp::Min, nr, left), Type::Index);
-        let panel = fl.assign(&mut p_body, "panel", Op::IndexArith(IndexOp::Div, p, nr), Type::Index);
+        let j0 = fl.assign(
+            &mut p_body,
+            "j",
+            Op::IndexArith(IndexOp::Add, jc, p),
+            Type::Index,
+        );
+        let left = fl.assign(
+            &mut p_body,
+            "nleft",
+            Op::IndexArith(IndexOp::Sub, n_ext, j0),
+            Type::Index,
+        );
+        let valid = fl.assign(
+            &mut p_body,
+            "nvalid",
+            Op::IndexArith(IndexOp::Min, nr, left),
+            Type::Index,
+        );
+        let panel = fl.assign(
+            &mut p_body,
+            "panel",
+            Op::IndexArith(IndexOp::Div, p, nr),
+            Type::Index,
+        );
         let mut kk_body = Vec::new();
-        let k = fl.assign(&mut kk_body, "k", Op::IndexArith(IndexOp::Add, pc, kk), Type::Index);
+        let k = fl.assign(
+            &mut kk_body,
+            "k",
+            Op::IndexArith(IndexOp::Add, pc, kk),
+            Type::Index,
+        );
         // The columns inside N: copied.
         let mut copy = Vec::new();
-        let j = fl.assign(&mut copy, "j", Op::IndexArith(IndexOp::Add, j0, jj), Type::Index);
+        let j = fl.assign(
+            &mut copy,
+            "j",
+            Op::IndexArith(IndexOp::Add, j0, jj),
+            Type::Index,
+        );
         let index = self.operand_index(fl, self.plan.b, &[(self.plan.k, k), (self.plan.n, j)])?;
         let v = fl.assign(
             &mut copy,
@@ -436,8 +508,18 @@ impl Gett<'_> {
         let zero = fl.index_const(0);
         let mut insts = Vec::new();
         let mc = fl.index_const(int(self.plan.mc));
-        let m_left = fl.assign(&mut insts, "mleft", Op::IndexArith(IndexOp::Sub, m_ext, ic), Type::Index);
-        let mc_cur = fl.assign(&mut insts, "mcb", Op::IndexArith(IndexOp::Min, mc, m_left), Type::Index);
+        let m_left = fl.assign(
+            &mut insts,
+            "mleft",
+            Op::IndexArith(IndexOp::Sub, m_ext, ic),
+            Type::Index,
+        );
+        let mc_cur = fl.assign(
+            &mut insts,
+            "mcb",
+            Op::IndexArith(IndexOp::Min, mc, m_left),
+            Type::Index,
+        );
         let a_buf = fl.buffer_of(self.input_value(fl, self.plan.a)?)?;
         let mr = fl.index_const(int(self.plan.mr));
         let nr = fl.index_const(int(self.plan.nr));
@@ -475,17 +557,57 @@ impl Gett<'_> {
         let jr = fl.named_value("jr", Type::Index);
         let ir = fl.named_value("ir", Type::Index);
         let mut jr_body = Vec::new();
-        let n_left = fl.assign(&mut jr_body, "nleft", Op::IndexArith(IndexOp::Sub, nc_cur, jr), Type::Index);
-        let nr_cur = fl.assign(&mut jr_body, "nrt", Op::IndexArith(IndexOp::Min, nr, n_left), Type::Index);
-        let j = fl.assign(&mut jr_body, "j", Op::IndexArith(IndexOp::Add, jc, jr), Type::Index);
-        let panel_b = fl.assign(&mut jr_body, "bpanel", Op::IndexArith(IndexOp::Div, jr, nr), Type::Index);
+        let n_left = fl.assign(
+            &mut jr_body,
+            "nleft",
+            Op::IndexArith(IndexOp::Sub, nc_cur, jr),
+            Type::Index,
+        );
+        let nr_cur = fl.assign(
+            &mut jr_body,
+            "nrt",
+            Op::IndexArith(IndexOp::Min, nr, n_left),
+            Type::Index,
+        );
+        let j = fl.assign(
+            &mut jr_body,
+            "j",
+            Op::IndexArith(IndexOp::Add, jc, jr),
+            Type::Index,
+        );
+        let panel_b = fl.assign(
+            &mut jr_body,
+            "bpanel",
+            Op::IndexArith(IndexOp::Div, jr, nr),
+            Type::Index,
+        );
         let mut ir_body = Vec::new();
-        let m_left = fl.assign(&mut ir_body, "mleft", Op::IndexArith(IndexOp::Sub, mc_cur, ir), Type::Index);
-        let mr_cur = fl.assign(&mut ir_body, "mrt", Op::IndexArith(IndexOp::Min, mr, m_left), Type::Index);
-        let i = fl.assign(&mut ir_body, "i", Op::IndexArith(IndexOp::Add, ic, ir), Type::Index);
+        let m_left = fl.assign(
+            &mut ir_body,
+            "mleft",
+            Op::IndexArith(IndexOp::Sub, mc_cur, ir),
+            Type::Index,
+        );
+        let mr_cur = fl.assign(
+            &mut ir_body,
+            "mrt",
+            Op::IndexArith(IndexOp::Min, mr, m_left),
+            Type::Index,
+        );
+        let i = fl.assign(
+            &mut ir_body,
+            "i",
+            Op::IndexArith(IndexOp::Add, ic, ir),
+            Type::Index,
+        );
         let a = match ap {
             Some(ap) => {
-                let panel = fl.assign(&mut ir_body, "apanel", Op::IndexArith(IndexOp::Div, ir, mr), Type::Index);
+                let panel = fl.assign(
+                    &mut ir_body,
+                    "apanel",
+                    Op::IndexArith(IndexOp::Div, ir, mr),
+                    Type::Index,
+                );
                 TileOperand {
                     buffer: ap,
                     start: vec![panel, zero, zero],
@@ -494,7 +616,11 @@ impl Gett<'_> {
             }
             None => TileOperand {
                 buffer: a_buf,
-                start: self.operand_index(fl, self.plan.a, &[(self.plan.m, i), (self.plan.k, pc)])?,
+                start: self.operand_index(
+                    fl,
+                    self.plan.a,
+                    &[(self.plan.m, i), (self.plan.k, pc)],
+                )?,
                 axes: vec![
                     (Coord::M, self.axes(self.plan.a, self.plan.m)),
                     (Coord::K, self.axes(self.plan.a, self.plan.k)),
@@ -531,21 +657,41 @@ impl Gett<'_> {
             };
             ir_body.push(self.ukernel([kc_cur, mr_cur, nr_cur], a, b, c, first));
         } else {
-            let tile = fl.add_scratch("Ct", dtype, &[self.plan.mr, self.plan.nr], BufferKind::Scoped);
+            let tile = fl.add_scratch(
+                "Ct",
+                dtype,
+                &[self.plan.mr, self.plan.nr],
+                BufferKind::Scoped,
+            );
             ir_body.push(Inst::Scoped(tile));
             let c = TileOperand {
                 buffer: tile,
                 start: vec![zero, zero],
                 axes: vec![(Coord::M, vec![0]), (Coord::N, vec![1])],
             };
-            let always = fl.assign(&mut ir_body, "init", Op::Cmp(CmpOp::Eq, zero, zero), Type::Bool);
+            let always = fl.assign(
+                &mut ir_body,
+                "init",
+                Op::Cmp(CmpOp::Eq, zero, zero),
+                Type::Bool,
+            );
             ir_body.push(self.ukernel([kc_cur, mr_cur, nr_cur], a, b, c, always));
             // C[i + ii, j + jj] = first ? t : C + t
             let ii = fl.named_value("ii", Type::Index);
             let jj = fl.named_value("jj", Type::Index);
             let mut cell = Vec::new();
-            let ci = fl.assign(&mut cell, "ci", Op::IndexArith(IndexOp::Add, i, ii), Type::Index);
-            let cj = fl.assign(&mut cell, "cj", Op::IndexArith(IndexOp::Add, j, jj), Type::Index);
+            let ci = fl.assign(
+                &mut cell,
+                "ci",
+                Op::IndexArith(IndexOp::Add, i, ii),
+                Type::Index,
+            );
+            let cj = fl.assign(
+                &mut cell,
+                "cj",
+                Op::IndexArith(IndexOp::Add, j, jj),
+                Type::Index,
+            );
             let t = fl.assign(
                 &mut cell,
                 "t",
@@ -645,14 +791,44 @@ impl Gett<'_> {
         let ii = fl.named_value("ii", Type::Index);
         let kk = fl.named_value("kk", Type::Index);
         let mut q_body = Vec::new();
-        let left = fl.assign(&mut q_body, "mleft", Op::IndexArith(IndexOp::Sub, mc_cur, q), Type::Index);
-        let rows = fl.assign(&mut q_body, "rows", Op::IndexArith(IndexOp::Min, mr, left), Type::Index);
-        let panel = fl.assign(&mut q_body, "panel", Op::IndexArith(IndexOp::Div, q, mr), Type::Index);
+        let left = fl.assign(
+            &mut q_body,
+            "mleft",
+            Op::IndexArith(IndexOp::Sub, mc_cur, q),
+            Type::Index,
+        );
+        let rows = fl.assign(
+            &mut q_body,
+            "rows",
+            Op::IndexArith(IndexOp::Min, mr, left),
+            Type::Index,
+        );
+        let panel = fl.assign(
+            &mut q_body,
+            "panel",
+            Op::IndexArith(IndexOp::Div, q, mr),
+            Type::Index,
+        );
         let mut ii_body = Vec::new();
-        let row = fl.assign(&mut ii_body, "i", Op::IndexArith(IndexOp::Add, ic, q), Type::Index);
-        let i = fl.assign(&mut ii_body, "i", Op::IndexArith(IndexOp::Add, row, ii), Type::Index);
+        let row = fl.assign(
+            &mut ii_body,
+            "i",
+            Op::IndexArith(IndexOp::Add, ic, q),
+            Type::Index,
+        );
+        let i = fl.assign(
+            &mut ii_body,
+            "i",
+            Op::IndexArith(IndexOp::Add, row, ii),
+            Type::Index,
+        );
         let mut kk_body = Vec::new();
-        let k = fl.assign(&mut kk_body, "k", Op::IndexArith(IndexOp::Add, pc, kk), Type::Index);
+        let k = fl.assign(
+            &mut kk_body,
+            "k",
+            Op::IndexArith(IndexOp::Add, pc, kk),
+            Type::Index,
+        );
         let index = self.operand_index(fl, self.plan.a, &[(self.plan.m, i), (self.plan.k, k)])?;
         let v = fl.assign(
             &mut kk_body,

@@ -85,7 +85,11 @@ fn vector_fits(fl: &FnLowerer, g: &Generic, out: BufferId, v: IndexId) -> Result
         Ok(super::unit_last(def))
     };
     for input in &g.inputs {
-        let uses = input.map.iter().filter(|&&a| a == AxisMap::Index(v)).count();
+        let uses = input
+            .map
+            .iter()
+            .filter(|&&a| a == AxisMap::Index(v))
+            .count();
         if uses == 0 {
             continue;
         }
@@ -132,7 +136,12 @@ pub(super) fn lower_nest(
         .iter()
         .zip(&g.indices)
         .map(|(d, def)| {
-            d.ok_or_else(|| fl.error(format!("index `{}` has no loop", def.name)))
+            d.ok_or_else(|| {
+                fl.error(format!(
+                    "index `{}` is neither an output index nor reduced",
+                    def.name
+                ))
+            })
         })
         .collect::<Result<Vec<usize>, _>>()?;
 
@@ -153,7 +162,10 @@ pub(super) fn lower_nest(
         .iter()
         .rposition(|&i| is_output(i))
         .map_or(0, |pos| pos + 1);
-    let memory = g.reduce.is_some() && plan.order[..p.saturating_sub(1)].iter().any(|&i| !is_output(i));
+    let memory = g.reduce.is_some()
+        && plan.order[..p.saturating_sub(1)]
+            .iter()
+            .any(|&i| !is_output(i));
     let vector = match plan.vector {
         Some((v, lanes)) if plan.order.last() == Some(&v) && vector_fits(fl, g, out, v)? => {
             Some((v, lanes))
@@ -224,7 +236,14 @@ impl NestCx<'_> {
     }
 
     /// A loop that carries nothing, over `l`, parallel when the schedule says so.
-    fn plain_loop(&self, l: Level, lower: ValueId, step: u64, id: IndexId, insts: Vec<Inst>) -> Inst {
+    fn plain_loop(
+        &self,
+        l: Level,
+        lower: ValueId,
+        step: u64,
+        id: IndexId,
+        insts: Vec<Inst>,
+    ) -> Inst {
         let parallel = self.plan.parallel.contains(&id) && self.g.output.contains(&id);
         Inst::For(Box::new(For {
             var: l.var,
@@ -254,7 +273,11 @@ impl NestCx<'_> {
 
     /// Emits the body, the accumulation, the store and the loops `fill` owns (the carried
     /// reduction loops and the vectorised loop) into `body`'s levels.
-    fn fill(&self, body: &mut BodyLowerer, vector: Option<(IndexId, u32)>) -> Result<(), LowerError> {
+    fn fill(
+        &self,
+        body: &mut BodyLowerer,
+        vector: Option<(IndexId, u32)>,
+    ) -> Result<(), LowerError> {
         let g = self.g;
         let n = self.plan.order.len();
         let ty = Type::Scalar(g.dtype);
@@ -280,21 +303,29 @@ impl NestCx<'_> {
                 }
             };
         }
-        // Reduced loops below the deepest output loop carry the accumulator.
-        let start = if self.memory {
-            self.load_out(body, self.p, 1)?
-        } else {
-            body.fl.scalar_const(kind.identity(g.dtype))
+        // Reduced loops below the deepest output loop carry the accumulator, which starts from
+        // the identity (or, accumulating in memory, from the stored element).
+        let start = |cx: &Self, body: &mut BodyLowerer| -> Result<ValueId, LowerError> {
+            if cx.memory {
+                cx.load_out(body, cx.p, 1)
+            } else {
+                Ok(body.fl.scalar_const(kind.identity(g.dtype)))
+            }
         };
         let last_for = if vector.is_some() { n - 1 } else { n };
-        let acc = if last_for > self.p {
-            body.fl.new_value("acc", ty)
+        let (acc, early_start) = if last_for > self.p {
+            (body.fl.new_value("acc", ty), None)
         } else {
-            start
+            let s = start(self, body)?;
+            (s, Some(s))
         };
         let next = match vector {
             Some((v, lanes)) => self.vector_reduction(body, v, lanes, kind, acc)?,
             None => self.combine(body, n, kind, acc, ty)?,
+        };
+        let start = match early_start {
+            Some(s) => s,
+            None => start(self, body)?,
         };
         let result = self.carried_loops(body, last_for, acc, next, start)?;
         self.store(body, self.p, result)
@@ -325,7 +356,12 @@ impl NestCx<'_> {
     }
 
     /// Loads the result element(s) at the current point, at level `depth`.
-    fn load_out(&self, body: &mut BodyLowerer, depth: usize, lanes: u32) -> Result<ValueId, LowerError> {
+    fn load_out(
+        &self,
+        body: &mut BodyLowerer,
+        depth: usize,
+        lanes: u32,
+    ) -> Result<ValueId, LowerError> {
         let ty = if lanes == 1 {
             Type::Scalar(self.g.dtype)
         } else {
@@ -344,7 +380,12 @@ impl NestCx<'_> {
         self.g.output.iter().map(|&i| body.var(i)).collect()
     }
 
-    fn store(&self, body: &mut BodyLowerer, depth: usize, value: ValueId) -> Result<(), LowerError> {
+    fn store(
+        &self,
+        body: &mut BodyLowerer,
+        depth: usize,
+        value: ValueId,
+    ) -> Result<(), LowerError> {
         let index = self.out_index(body);
         body.level(depth)?.push(Inst::Store {
             buffer: self.out,
@@ -411,7 +452,11 @@ impl NestCx<'_> {
         step: u64,
     ) -> Result<ValueId, LowerError> {
         let step = body.fl.index_const(i64::try_from(step).unwrap_or(i64::MAX));
-        let rem = body.emit(depth, Op::IndexArith(IndexOp::Rem, upper, step), Type::Index)?;
+        let rem = body.emit(
+            depth,
+            Op::IndexArith(IndexOp::Rem, upper, step),
+            Type::Index,
+        )?;
         body.emit(depth, Op::IndexArith(IndexOp::Sub, upper, rem), Type::Index)
     }
 
@@ -492,7 +537,9 @@ impl NestCx<'_> {
             let var = if t == 0 {
                 main_var
             } else {
-                let off = body.fl.index_const(i64::try_from(t * u64::from(lanes)).unwrap_or(0));
+                let off = body
+                    .fl
+                    .index_const(i64::try_from(t * u64::from(lanes)).unwrap_or(0));
                 body.emit(n, Op::IndexArith(IndexOp::Add, main_var, off), Type::Index)?
             };
             body.set_var(v, var);

@@ -113,7 +113,7 @@ fn check_module(m: &tensor::Module, dims: &[(&str, usize)], seed: u64) -> loops:
     );
     let dims: HashMap<String, usize> = dims.iter().map(|&(d, n)| (d.to_string(), n)).collect();
     let mut rng = Rng::new(seed);
-    for (f, lf) in m.funcs.iter().zip(&lowered.funcs) {
+    for (f, lf) in m.funcs.iter().zip(lowered.kernels()) {
         for rotation in 0..LAYOUTS.len() {
             let inputs: Vec<Array> = f
                 .params
@@ -541,7 +541,7 @@ fn malformed_tensor_ir_is_an_error_not_a_panic() {
     let e = lower_module(&missing_input).unwrap_err();
     assert_eq!(
         e.to_string(),
-        "cannot lower @f: the body reads input %3, which is missing"
+        "cannot lower @f: the op defining %B: the body reads input %3, which is missing"
     );
 
     let mut undeclared = one_op("%B = generic (i: N) ins(%A[i, i]) -> [i] { %0 } : f32");
@@ -549,7 +549,7 @@ fn malformed_tensor_ir_is_an_error_not_a_panic() {
     let e = lower_module(&undeclared).unwrap_err();
     assert_eq!(
         e.to_string(),
-        "cannot lower @f: dim `N` is not declared by the module"
+        "cannot lower @f: the op defining %B: dim `N` is not declared by the module"
     );
 
     let mut dangling = one_op("%B = generic (i: N) ins(%A[i, i]) -> [i] { %0 } : f32");

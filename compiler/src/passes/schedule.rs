@@ -25,11 +25,11 @@ pub mod random;
 use super::registry::Options;
 use super::{Ir, Pass, PassContext, PassOutput};
 use crate::analysis::{classify_function, Contraction, OpClass};
+use crate::ir::loops::MAX_SCOPED_BYTES;
 use crate::ir::tensor::schedule::{
-    self, BlockLoop, GemmSchedule, LoopsSchedule, MicroKernel, Packing, Schedule,
+    self, GemmSchedule, LoopsSchedule, MicroKernel, Packing, Schedule,
 };
 use crate::ir::tensor::{AxisMap, Extent, Generic, IndexId, Module, OpKind};
-use crate::ir::loops::MAX_SCOPED_BYTES;
 use crate::target::{Isa, Machine};
 use std::collections::BTreeMap;
 
@@ -125,7 +125,8 @@ impl SchedulePass {
                 let Some(mut s) = chosen else { continue };
                 // Blocks scoped to parallel loops must fit the function's stack budget with
                 // the others: past it, a drawn schedule runs its blocking loops serially.
-                if self.random.is_some() && stack + schedule::scoped_bytes(g, &s) > MAX_SCOPED_BYTES {
+                if self.random.is_some() && stack + schedule::scoped_bytes(g, &s) > MAX_SCOPED_BYTES
+                {
                     if let Schedule::Gemm(gs) = &mut s {
                         gs.parallel_blocks = Some(Vec::new());
                     }
@@ -306,13 +307,17 @@ pub fn gemm_groups(
         });
         best.into_iter().collect()
     };
-    let m = partial.m.clone().unwrap_or_else(|| pick(m_group, &g.output));
-    let n = partial.n.clone().unwrap_or_else(|| {
-        match last_out.filter(|i| n_group.contains(i)) {
+    let m = partial
+        .m
+        .clone()
+        .unwrap_or_else(|| pick(m_group, &g.output));
+    let n = partial
+        .n
+        .clone()
+        .unwrap_or_else(|| match last_out.filter(|i| n_group.contains(i)) {
             Some(i) => vec![i],
             None => pick(n_group, &g.output),
-        }
-    });
+        });
     let k = partial.k.clone().unwrap_or_else(|| pick(&c.k, &a_map));
     let outer = partial.outer.clone().unwrap_or_else(|| {
         let used = |i: &IndexId| m.contains(i) || n.contains(i) || k.contains(i);

@@ -776,7 +776,10 @@ pub fn check(g: &Generic, s: &Schedule) -> Vec<String> {
                 }
             }
             if let (Some(mr), Some(nr)) = (s.mr, s.nr) {
-                if mr > MAX_MR || nr > MAX_NR_VECTORS * lanes || mr * (nr / lanes) > MAX_ACCUMULATORS {
+                if mr > MAX_MR
+                    || nr > MAX_NR_VECTORS * lanes
+                    || mr * (nr / lanes) > MAX_ACCUMULATORS
+                {
                     errors.push(format!(
                         "the {mr} x {nr} tile has no micro-kernel: tiles have at most {MAX_MR} \
                          rows, {} columns and {MAX_ACCUMULATORS} vector accumulators",
@@ -792,7 +795,9 @@ pub fn check(g: &Generic, s: &Schedule) -> Vec<String> {
                 );
             }
             for block in BlockLoop::ALL {
-                if let Some(b) = scoped_block_bytes(g, s, block).filter(|&b| b > MAX_SCOPED_BLOCK_BYTES) {
+                if let Some(b) =
+                    scoped_block_bytes(g, s, block).filter(|&b| b > MAX_SCOPED_BLOCK_BYTES)
+                {
                     errors.push(format!(
                         "the packed block of the parallel `{}` loop takes {b} bytes of stack, \
                          more than {MAX_SCOPED_BLOCK_BYTES}",

@@ -53,7 +53,11 @@ fn shuffled<T>(rng: &mut Rng, mut items: Vec<T>) -> Vec<T> {
 
 /// Each element of `items` kept with probability 1/2.
 fn subset<T: Copy>(rng: &mut Rng, items: &[T]) -> Vec<T> {
-    items.iter().copied().filter(|_| rng.below(2) == 0).collect()
+    items
+        .iter()
+        .copied()
+        .filter(|_| rng.below(2) == 0)
+        .collect()
 }
 
 /// A number in `lo..=hi`.

@@ -52,7 +52,7 @@ fn the_fixture_parses_to_the_expected_schedules() {
     );
     let partial = Schedule::Gemm(GemmSchedule {
         kc: Some(128),
-        pack: Some(Packing { a: false, b: false }),
+        pack: Some(Packing { a: false, b: true }),
         ..GemmSchedule::default()
     });
     assert_eq!(generic(&m, 0, 2).schedule, Some(partial.clone()));
@@ -356,10 +356,22 @@ fn loops_schedules_must_fit_their_op() {
     assert_eq!(vector_errors("exp(mul(%0, 2.0:f32))", "f32"), errs(&[]));
     for (body, dtype, why) in [
         ("%0", "i32", "the op is i32, not a float"),
-        ("select(lt(%0, 0.0:f32), %0, 1.0:f32)", "f32", "it has a condition"),
+        (
+            "select(lt(%0, 0.0:f32), %0, 1.0:f32)",
+            "f32",
+            "it has a condition",
+        ),
         ("mul(%0, cast<f32>(i))", "f32", "it reads an index value"),
-        ("cast<f32>(cast<f64>(%0))", "f32", "it converts between dtypes"),
-        ("mul(%0, delta<f32>(i, i))", "f32", "it has `delta` or `eps`"),
+        (
+            "cast<f32>(cast<f64>(%0))",
+            "f32",
+            "it converts between dtypes",
+        ),
+        (
+            "mul(%0, delta<f32>(i, i))",
+            "f32",
+            "it has `delta` or `eps`",
+        ),
     ] {
         assert_eq!(
             vector_errors(body, dtype),
