@@ -148,6 +148,16 @@ typedef struct {
 /* The ABI version the library was built for: EINC_ABI_VERSION. */
 int32_t einc_abi_version(void);
 
+/* What went wrong in the last call of an einc kernel on this thread that returned a
+ * status other than EINC_OK, e.g. "input `X` axis 1 has extent 7, but dim `D` is 8, as
+ * bound by input `WQ` axis 0"; NULL when no call on this thread has failed. Successful
+ * calls leave it unchanged (like errno). The text stays valid until the next failing
+ * call on the same thread. */
+const char *einc_last_error(void);
+
+/* Every kernel of the library, as einc_K_info() describes it, then NULL. */
+const einc_kernel_info *const *einc_kernel_list(void);
+
 /* attention(X, WQ, WK, WV) -> (O)
  *
  *   args[0]  X   input   f32[T, D]
@@ -230,7 +240,7 @@ fn library_exports_the_abi_and_needs_only_libc_and_libm() {
     assert!(!needed.is_empty(), "{dynamic}");
     for n in &needed {
         assert!(
-            n.starts_with("libc.so") || n.starts_with("libm.so"),
+            n.starts_with("libc.so") || n.starts_with("libm.so") || n.starts_with("libpthread.so"),
             "unexpected NEEDED entry {n}: {dynamic}"
         );
     }
@@ -255,6 +265,9 @@ fn library_exports_the_abi_and_needs_only_libc_and_libm() {
             "einc_attention_grad",
             "einc_attention_grad_info",
             "einc_attention_info",
+            "einc_error_record",
+            "einc_kernel_list",
+            "einc_last_error",
         ]
     );
 }
@@ -275,6 +288,8 @@ const TOTAL_C: &str = r#"#include "total.h"
 int main(void) {
     const einc_kernel_info *k = einc_total_info();
     printf("abi %d %d\n", einc_abi_version(), EINC_ABI_VERSION);
+    for (const einc_kernel_info *const *l = einc_kernel_list(); *l; l++)
+        printf("listed %s %s\n", (*l)->name, *l == k ? "(same info)" : "(another info)");
     printf("%s abi=%d nargs=%d ninputs=%d ndims=%d dims=", k->name, k->abi_version, k->nargs,
            k->ninputs, k->ndims);
     for (int d = 0; d < k->ndims; d++) printf("%s;", k->dim_names[d]);
@@ -338,12 +353,89 @@ fn a_c_program_reads_the_info_and_calls_the_kernel() {
     assert_eq!(
         stdout(&out),
         "abi 1 1\n\
+         listed total (same info)\n\
          total abi=1 nargs=4 ninputs=2 ndims=1 dims=N;\n\
          A dtype=2 rank=2 out=0 reserved=0 extents=-1;3;\n\
          b dtype=3 rank=1 out=0 reserved=0 extents=4;\n\
          s dtype=2 rank=0 out=1 reserved=0 extents=null\n\
          c dtype=4 rank=2 out=1 reserved=0 extents=-1;4;\n\
          status 0 s=13.75 c=11;21;31;41;6;16;26;36;\n"
+    );
+}
+
+/// Calls two libraries with bad arguments and prints `einc_last_error()` after each call.
+const LAST_ERROR_C: &str = r#"#include "attention.h"
+#include "total.h"
+#include <stdio.h>
+
+static void show(int status) {
+    const char *m = einc_last_error();
+    printf("%d: %s\n", status, m ? m : "(null)");
+}
+
+int main(void) {
+    show(-1);
+    double A[2][4] = {{0}};
+    int32_t b[4] = {0};
+    double s = 0;
+    int64_t c[2][4];
+    const int64_t a_shape[2] = {2, 4}, a_strides[2] = {4, 1};
+    const int64_t b_shape[1] = {4}, b_strides[1] = {1};
+    const int64_t c_shape[2] = {2, 4}, c_strides[2] = {4, 1};
+    einc_tensor targs[4] = {
+        {A, EINC_F64, 2, a_shape, a_strides},
+        {b, EINC_I32, 1, b_shape, b_strides},
+        {&s, EINC_F64, 0, NULL, NULL},
+        {c, EINC_I64, 2, c_shape, c_strides},
+    };
+    show(einc_total(targs, 4));
+    float X[12] = {0};
+    const int64_t x_shape[2] = {3, 4}, w_shape[2] = {5, 2}, strides[2] = {4, 1};
+    einc_tensor aargs[5] = {
+        {X, EINC_F32, 2, x_shape, strides}, {X, EINC_F32, 2, w_shape, strides},
+        {X, EINC_F32, 2, w_shape, strides}, {X, EINC_F32, 2, w_shape, strides},
+        {X, EINC_F32, 2, x_shape, strides},
+    };
+    show(einc_attention(aargs, 5));
+    show(einc_attention(aargs, 2));
+    return 0;
+}
+"#;
+
+#[test]
+fn failed_calls_explain_themselves_through_einc_last_error_across_libraries() {
+    let dir = scratch("last-error");
+    std::fs::write(dir.join("total.ein"), TOTAL_EIN).unwrap();
+    std::fs::write(dir.join("main.c"), LAST_ERROR_C).unwrap();
+    ok(run(einc().current_dir(&dir).args(["build", "total.ein"])));
+    ok(run(einc()
+        .current_dir(&dir)
+        .arg("build")
+        .arg(attention())
+        .args(["--kernel", "attention", "-o", "."])));
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let compiled = run(Command::new(cc).current_dir(&dir).args([
+        "-Wall",
+        "-Werror",
+        "-I.",
+        "main.c",
+        "-L.",
+        "-ltotal",
+        "-lattention",
+        "-Wl,-rpath,$ORIGIN",
+        "-o",
+        "main",
+    ]));
+    assert!(compiled.status.success(), "{}", stderr(&compiled));
+    let out = ok(run(&mut Command::new(dir.join("main"))));
+    // The second library's failures are seen through the first library's einc_last_error:
+    // both record into the buffer of the one that the dynamic linker bound first.
+    assert_eq!(
+        stdout(&out),
+        "-1: (null)\n\
+         4: input `A` axis 1 has extent 4, but its declared extent is 3\n\
+         4: input `WQ` axis 0 has extent 5, but dim `D` is 4, as bound by input `X` axis 1\n\
+         1: kernel `attention` takes 5 arguments (inputs X, WQ, WK, WV; output O), but nargs is 2\n"
     );
 }
 
@@ -388,6 +480,12 @@ fn emit_asm_lists_every_exported_and_internal_function() {
     assert_eq!(
         heads,
         [
+            "; einc.error.init",
+            "; einc.error.buffer",
+            "; einc.error.append",
+            "; einc.error.append_int",
+            "; einc_error_record",
+            "; einc_last_error",
             // The contiguous variant, the general body, the entry point that chooses between
             // them, and the micro-kernel the contractions call (docs/schedules.md).
             "; einc_attention.variant0",
@@ -395,6 +493,7 @@ fn emit_asm_lists_every_exported_and_internal_function() {
             "; einc_attention",
             "; einc_ukernel_gemm_f32_4x8",
             "; einc_attention_info",
+            "; einc_kernel_list",
             "; einc_abi_version"
         ]
     );
@@ -459,6 +558,25 @@ fn fails(cmd: &mut Command, message: &str, dir: &Path) {
         "files left behind: {:?}",
         listing(dir)
     );
+}
+
+#[test]
+fn a_tensor_too_large_to_address_is_refused_and_nothing_is_built() {
+    // Issue #13: this used to build a library.
+    let src = scratch("too-large-src").join("huge.ein");
+    std::fs::write(
+        &src,
+        "dims N = 9223372036854775807, M = 9223372036854775807\n\
+         kernel k(A: f32[N, M]) -> (B: f32[N, M]) {\n    B[i, j] = A[i, j] * 2\n}\n",
+    )
+    .unwrap();
+    let dir = scratch("too-large");
+    let mut cmd = einc();
+    cmd.args(["--color", "never", "build"])
+        .arg(&src)
+        .arg("-o")
+        .arg(dir.join("out/"));
+    fails(&mut cmd, "error: `A` is too large to address", &dir);
 }
 
 #[test]

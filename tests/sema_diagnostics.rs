@@ -626,6 +626,59 @@ fn very_long_chains_are_rejected_without_overflowing_the_stack() {
     assert_eq!(messages, ["expression too large to analyse"]);
 }
 
+#[test]
+fn tensors_too_large_to_address_are_rejected_where_declared_or_defined() {
+    // Issue #13: `dims N = M = 2^63 - 1` with `A: f32[N, M]` used to pass `check` and `build`.
+    let src = "dims N = 9223372036854775807, M = 9223372036854775807\n\
+               kernel k(A: f32[N, M]) -> (B: f32) {\n    B = sum[i, j](A[i, j])\n}\n";
+    let e = one_error(src);
+    assert_eq!(e.message, "`A` is too large to address");
+    assert_eq!(at(src, &e), pos(src, "A: f32", 0, 0));
+    assert_eq!(
+        e.primary.message,
+        "f32[N (= 9223372036854775807), M (= 9223372036854775807)] needs more than 2^63 - 1 bytes"
+    );
+
+    // A local whose extents each fit but whose product does not: reported at its statement.
+    let src = "dims N = 1099511627776\n\
+               kernel k(A: f32[N]) -> (s: f32) {\n    T[i, j] = A[i] * A[j]\n    s = sum[i, j](T[i, j])\n}\n";
+    let e = one_error(src);
+    assert_eq!(e.message, "`T` is too large to address");
+    assert_eq!(at(src, &e), pos(src, "T[i, j] =", 0, 0));
+
+    // The bound is exact: 2^61 - 1 f32 elements fit in 2^63 - 1 bytes, 2^61 do not; the
+    // element size counts (f64 halves it) and a zero extent does not hide the others.
+    let decl = |ty: &str| format!("kernel k(A: {ty}) -> (B: {ty}) {{\n    B[i] = A[i]\n}}\n");
+    assert!(errors(&decl("f32[2305843009213693951]")).is_empty());
+    assert_eq!(errors(&decl("f32[2305843009213693952]")).len(), 2);
+    assert!(errors(&decl("f64[1152921504606846975]")).is_empty());
+    assert_eq!(errors(&decl("f64[1152921504606846976]")).len(), 2);
+    let src =
+        "kernel k(A: f32[0, 4611686018427387904]) -> (s: f32) {\n    s = sum[i, j](A[i, j])\n}\n";
+    assert_eq!(one_error(src).message, "`A` is too large to address");
+
+    // Symbolic dims count as 1: the rest must still fit.
+    let src = "dims N\nkernel k(A: i64[N, 2305843009213693952]) -> (s: i64) {\n    s = sum[i, j](A[i, j])\n}\n";
+    assert_eq!(one_error(src).message, "`A` is too large to address");
+}
+
+#[test]
+fn a_dim_beyond_the_largest_extent_is_rejected_at_its_value() {
+    let src =
+        "dims N = 9223372036854775808\nkernel k(A: f32[N]) -> (B: f32[N]) {\n    B[i] = A[i]\n}\n";
+    let e = one_error(src);
+    assert_eq!(
+        e.message,
+        "`9223372036854775808` is too large for a dim's extent"
+    );
+    assert_eq!(at(src, &e), pos(src, "9223", 0, 0));
+    let src = "dims N = 9223372036854775807\nkernel k(x: i64) -> (s: i64) {\n    s = x + N\n}\n";
+    assert!(
+        errors(src).is_empty(),
+        "the largest extent itself is a valid dim"
+    );
+}
+
 // ----- schedule annotations (docs/schedules.md) --------------------------------------------------
 
 const MATMUL_HEAD: &str =

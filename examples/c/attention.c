@@ -1,6 +1,7 @@
 /* attention.c: calls the attention kernel of libattention.so (built by
  * `einc build examples/attention.ein -o out/`) from C, checks the result against a direct
- * computation in double precision, and shows the status code of a call with a wrong shape.
+ * computation in double precision, and shows the status code of a call with a wrong shape and
+ * the library's explanation of it (einc_last_error).
  *
  * Build and run: see the Makefile in this directory (`make run`). */
 #include "attention.h"
@@ -106,9 +107,16 @@ int main(void) {
     float before[T][K];
     memcpy(before, O, sizeof O);
     status = einc_attention(args, 5);
-    printf("wrong shape: status %d (EINC_BAD_SHAPE is %d)\n", status, EINC_BAD_SHAPE);
+    /* After a failed call, einc_last_error() says which argument, axis and dim are at fault. */
+    const char *why = einc_last_error();
+    printf("wrong shape: status %d (EINC_BAD_SHAPE is %d): %s\n", status, EINC_BAD_SHAPE,
+           why ? why : "(no message)");
     if (status != EINC_BAD_SHAPE || memcmp(before, O, sizeof O) != 0) {
         fprintf(stderr, "FAIL: expected EINC_BAD_SHAPE and an untouched output\n");
+        return 1;
+    }
+    if (!why || !strstr(why, "input `WK` axis 0 has extent 5, but dim `D` is 4")) {
+        fprintf(stderr, "FAIL: unexpected message: %s\n", why ? why : "(null)");
         return 1;
     }
     printf("ok\n");

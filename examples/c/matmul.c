@@ -44,7 +44,8 @@ int main(void) {
     /* A wrong dtype: B described as f32. */
     args[1].dtype = EINC_F32;
     status = einc_matmul(args, 3);
-    printf("wrong dtype: status %d (EINC_BAD_DTYPE is %d)\n", status, EINC_BAD_DTYPE);
+    printf("wrong dtype: status %d (EINC_BAD_DTYPE is %d): %s\n", status, EINC_BAD_DTYPE,
+           einc_last_error());
     if (status != EINC_BAD_DTYPE) return 1;
     printf("ok\n");
     return 0;

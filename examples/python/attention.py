@@ -14,7 +14,8 @@ import einc
 def main():
     path = sys.argv[1] if len(sys.argv) > 1 else "out/libattention.so"
     lib = einc.load(path)
-    print(lib.attention)
+    print(f"{path}: kernels {', '.join(lib.kernels)}")
+    print(lib.attention.signature)
 
     rng = np.random.default_rng(0)
     T, D, K = 8, 6, 4

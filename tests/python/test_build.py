@@ -9,9 +9,11 @@ untouched.
 Usage: test_build.py LIB (e.g. out/libattention.so). Prints one line per test and
 "N passed, M failed" last; exits non-zero on any failure.
 """
-import ctypes
+import inspect
 import os
+import pydoc
 import sys
+import threading
 import traceback
 
 import numpy as np
@@ -80,14 +82,17 @@ class Suite:
             print(f"ok   {name}")
 
 
-def expect_error(call, code, outputs):
-    """Runs `call`, which must raise EincError with `code`, and checks `outputs` unchanged."""
+def expect_error(call, code, outputs, detail):
+    """Runs `call`, which must raise EincError with `code` and the library's explanation
+    `detail`, and checks `outputs` unchanged."""
     before = [o.copy() for o in outputs]
     try:
         call()
     except einc.EincError as e:
         assert e.code == code, f"status {e.code}, expected {code}"
-        assert e.status in str(e) and f"({code})" in str(e), str(e)
+        assert e.detail == detail, f"detail {e.detail!r}, expected {detail!r}"
+        assert str(e) == f"einc kernel `{e.kernel}` failed with {e.status} ({code}): {detail}", \
+            str(e)
     else:
         raise AssertionError(f"no error; expected status {code}")
     for o, b in zip(outputs, before):
@@ -158,22 +163,36 @@ def main():
         O = np.full((T, K), 3.0, dtype=np.float32)
         ok = [X, WQ, WK, WV]
         # wrong rank
-        expect_error(lambda: att(X[0], WQ, WK, WV, out=(O,)), BAD_RANK, [O])
+        expect_error(lambda: att(X[0], WQ, WK, WV, out=(O,)), BAD_RANK, [O],
+                     "input `X` has rank 1, but the kernel declares f32[T, D]")
         # wrong extent: WK has D + 1 rows while X bound D
         WKbig = np.zeros((D + 1, K), dtype=np.float32)
-        expect_error(lambda: att(X, WQ, WKbig, WV, out=(O,)), BAD_SHAPE, [O])
+        expect_error(lambda: att(X, WQ, WKbig, WV, out=(O,)), BAD_SHAPE, [O],
+                     f"input `WK` axis 0 has extent {D + 1}, but dim `D` is {D}, as bound by "
+                     f"input `X` axis 1")
         # wrong output extent
         O2 = np.full((T + 1, K), 3.0, dtype=np.float32)
-        expect_error(lambda: att(*ok, out=(O2,)), BAD_SHAPE, [O2])
-        # wrong dtype (input and output)
-        expect_error(lambda: att(X.astype(np.float64), WQ, WK, WV, out=(O,)), BAD_DTYPE, [O])
+        expect_error(lambda: att(*ok, out=(O2,)), BAD_SHAPE, [O2],
+                     f"output `O` axis 0 has extent {T + 1}, but dim `T` is {T}, as bound by "
+                     f"input `X` axis 0")
+        # wrong dtype (input and output), a non-native byte order, a dtype the ABI lacks
+        expect_error(lambda: att(X.astype(np.float64), WQ, WK, WV, out=(O,)), BAD_DTYPE, [O],
+                     "input `X` has dtype f64, but the kernel declares f32[T, D]")
         O64 = np.full((T, K), 3.0)
-        expect_error(lambda: att(*ok, out=(O64,)), BAD_DTYPE, [O64])
+        expect_error(lambda: att(*ok, out=(O64,)), BAD_DTYPE, [O64],
+                     "output `O` has dtype f64, but the kernel declares f32[T, K]")
+        expect_error(lambda: att(X, WQ.astype(">f4"), WK, WV, out=(O,)), BAD_DTYPE, [O],
+                     "input `WQ` has dtype code 0, but the kernel declares f32[D, K]")
+        expect_error(lambda: att(X, WQ, WK.astype(np.float16), WV), BAD_DTYPE, [],
+                     "input `WK` has dtype code 0, but the kernel declares f32[D, K]")
         # aliasing: the output is a view of an input, then overlaps another output
         Xc = X.copy()
-        expect_error(lambda: att(Xc, WQ, WK, WV, out=(Xc[:, :K],)), ALIASING, [Xc])
+        expect_error(lambda: att(Xc, WQ, WK, WV, out=(Xc[:, :K],)), ALIASING, [Xc],
+                     "output `O` overlaps input `X` in memory")
         # argument count (through the raw entry point and through the wrapper)
-        expect_error(lambda: att(X, WQ, WK, out=(O,)), BAD_ARG_COUNT, [O])
+        expect_error(lambda: att(X, WQ, WK, out=(O,)), BAD_ARG_COUNT, [O],
+                     "kernel `attention` takes 5 arguments (inputs X, WQ, WK, WV; output O), "
+                     "but nargs is 4")
         descs = [einc.descriptor(a) for a in ok + [O]]
         assert att.call_descriptors([d for d, _ in descs], nargs=4) == BAD_ARG_COUNT
         # null pointers: data, shape, strides
@@ -185,13 +204,17 @@ def main():
             code = att.call_descriptors(tensors)
             assert code == NULL_POINTER, f"{field}: status {code}"
             assert np.array_equal(O, before)
+            want = ("input `WQ` has a null data pointer but has elements" if field == "data"
+                    else "input `WQ` has a null shape or strides pointer")
+            assert att.last_error() == want, att.last_error()
         # a null output data pointer
         tensors = [d for d, _ in (einc.descriptor(a) for a in ok + [O])]
         tensors[4].data = None
         assert att.call_descriptors(tensors) == NULL_POINTER
         # a null args array
-        entry = att._entry
-        assert entry(ctypes.POINTER(einc.Tensor)(), 5) == BAD_ARG_COUNT
+        entry = att.kernel._entry
+        assert entry(None, 5) == BAD_ARG_COUNT
+        assert att.last_error() == "kernel `attention` was called with a null args array"
         # the outputs survived every refused call
         assert np.all(O == 3.0)
         # unknown kernels are an AttributeError
@@ -207,6 +230,86 @@ def main():
         O = att(X, WQ, WK, WV)
         assert O.shape == (0, 3)
 
+    def lists_and_documents_its_kernels():
+        assert lib.kernels == ["attention", "attention_grad"]
+        assert {"attention", "attention_grad"} <= set(dir(lib))
+        sig = ("attention(X: f32[T, D], WQ: f32[D, K], WK: f32[D, K], WV: f32[D, K]) "
+               "-> (O: f32[T, K])")
+        assert att.signature == sig, att.signature
+        assert att.__name__ == "attention" and att.__doc__.startswith(sig + "\n")
+        assert str(inspect.signature(att)) == (
+            "(X: f32[T, D], WQ: f32[D, K], WK: f32[D, K], WV: f32[D, K], *, out=None) "
+            "-> (O: f32[T, K])"), str(inspect.signature(att))
+        text = pydoc.render_doc(att, renderer=pydoc.plaintext)
+        assert sig in text and "Dims: T, D, K." in text, text
+        assert lib.attention_grad.signature == (
+            "attention_grad(X: f32[T, D], WQ: f32[D, K], WK: f32[D, K], WV: f32[D, K], "
+            "dO: f32[T, K]) -> (dWQ: f32[D, K], dWK: f32[D, K], dWV: f32[D, K])")
+
+    def inputs_by_name():
+        X, WQ, WK, WV = inputs(4, 3, 2, 11)
+        want = att(X, WQ, WK, WV)
+        assert np.array_equal(att(X, WQ, WV=WV, WK=WK), want)
+        assert np.array_equal(att(X=X, WQ=WQ, WK=WK, WV=WV), want)
+        for call, message in [(lambda: att(X, WQ, WK, WX=WV), "has no input 'WX'"),
+                              (lambda: att(X, WQ, WK), None),
+                              (lambda: att(X, WQ, WK, WV, X=X), "got input 'X' twice"),
+                              (lambda: att(X, WQ, WK=WK), "is missing input 'WV'")]:
+            try:
+                call()
+            except TypeError as e:
+                assert message and message in str(e), str(e)
+            except einc.EincError as e:
+                assert message is None and e.code == BAD_ARG_COUNT, str(e)
+            else:
+                raise AssertionError("no error")
+
+    def layouts_change_between_calls():
+        # The loader copies a layout only when it differs from the previous call's: every
+        # alternation of shapes, strides and out= must still give numpy's results.
+        rng = np.random.default_rng(12)
+        cases = []
+        for T, D, K in [(3, 2, 2), (5, 4, 3), (3, 2, 2), (1, 1, 1), (5, 4, 3)]:
+            X, WQ, WK, WV = inputs(T, D, K, int(rng.integers(100)))
+            cases.append((X, WQ, WK, WV))
+            cases.append((np.asfortranarray(X), WQ[::-1][::-1], WK, WV))
+        for _ in range(2):
+            for args in cases:
+                close(att(*args), attention_ref(*args))
+                O = np.zeros((args[0].shape[0] * 2, args[1].shape[1]), np.float32)[::2]
+                assert att(*args, out=O) is O
+                close(O, attention_ref(*args))
+
+    def threads_call_at_once():
+        # Each thread has its own descriptor buffer: concurrent calls of different shapes.
+        errors = []
+
+        def worker(seed):
+            try:
+                for n in range(30):
+                    args = inputs(2 + (seed + n) % 5, 3, 2, seed * 100 + n)
+                    close(att(*args), attention_ref(*args))
+            except Exception as e:  # noqa: BLE001 - reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=worker, args=(s,)) for s in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors, errors
+
+    def an_unallocatable_output_says_how_large_it_is():
+        X, WQ, WK, WV = inputs(1, 4, 3, 13)
+        huge = np.broadcast_to(X, (1 << 40, 4))     # stride 0: no memory behind it
+        try:
+            att(huge, WQ, WK, WV)
+        except MemoryError as e:
+            assert str(e) == ("kernel `attention`: cannot allocate output `O` "
+                              "(f32[1099511627776, 3]): 13194139533312 bytes"), str(e)
+        else:
+            raise AssertionError("no MemoryError")
+
     s.run("ABI version and signature description", version_and_info)
     s.run("attention matches numpy to 1e-5", matches_numpy)
     s.run("out= writes into the caller's array", writes_into_out)
@@ -214,6 +317,12 @@ def main():
     s.run("attention_grad returns a tuple matching numpy", several_outputs)
     s.run("ABI misuse returns the documented codes, outputs untouched", misuse)
     s.run("empty extents", empty_extents)
+    s.run("lib.kernels, dir(lib), docstrings and help() show the signatures",
+          lists_and_documents_its_kernels)
+    s.run("inputs by name", inputs_by_name)
+    s.run("shapes, strides and out= change between calls", layouts_change_between_calls)
+    s.run("threads call one kernel at once", threads_call_at_once)
+    s.run("an output too large to allocate names its size", an_unallocatable_output_says_how_large_it_is)
     print(f"{s.passed} passed, {s.failed} failed")
     return 0 if s.failed == 0 else 1
 

@@ -5,6 +5,7 @@ use crate::codegen::CodegenError;
 use crate::compile::CompileError;
 use crate::sema::einsum::EinsumError;
 use einc_runtime::abi::status;
+use einc_runtime::DType;
 use std::fmt;
 use std::path::PathBuf;
 
@@ -71,6 +72,10 @@ pub enum Error {
         kernel: String,
         /// The output concerned.
         output: String,
+        /// Its element type.
+        dtype: DType,
+        /// Its shape, as the inputs bound it.
+        shape: Vec<u64>,
     },
 }
 
@@ -105,14 +110,52 @@ impl fmt::Display for Error {
                 f,
                 "kernel `{kernel}` rejected the call ({status}): {message}"
             ),
-            Error::OutOfMemory { kernel, output } => {
-                write!(f, "kernel `{kernel}`: cannot allocate output `{output}`")
+            Error::OutOfMemory {
+                kernel,
+                output,
+                dtype,
+                shape,
+            } => {
+                let dims: Vec<String> = shape.iter().map(u64::to_string).collect();
+                write!(
+                    f,
+                    "kernel `{kernel}`: cannot allocate output `{output}` ({}[{}]): {}",
+                    dtype.name(),
+                    dims.join(", "),
+                    bytes_text(shape, *dtype)
+                )
             }
         }
     }
 }
 
 impl std::error::Error for Error {}
+
+/// "320000000000 bytes (298 GiB)": the size of an array of `shape` and `dtype`.
+fn bytes_text(shape: &[u64], dtype: DType) -> String {
+    let bytes = shape
+        .iter()
+        .try_fold(dtype.size_bytes() as u128, |acc, &n| {
+            acc.checked_mul(u128::from(n))
+        });
+    let Some(bytes) = bytes else {
+        return "more than 2^128 bytes".into();
+    };
+    let units = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB"];
+    let mut scaled = bytes as f64;
+    let mut unit = None;
+    for u in units {
+        if scaled < 1024.0 {
+            break;
+        }
+        scaled /= 1024.0;
+        unit = Some(u);
+    }
+    match unit {
+        None => format!("{bytes} bytes"),
+        Some(u) => format!("{bytes} bytes ({scaled:.3} {u})"),
+    }
+}
 
 impl From<ViewError> for Error {
     fn from(e: ViewError) -> Error {

@@ -328,6 +328,8 @@ impl Kernel {
             let oom = || Error::OutOfMemory {
                 kernel: self.name().to_string(),
                 output: out.name.clone(),
+                dtype: out.dtype,
+                shape: shape.iter().map(|&n| n as u64).collect(),
             };
             let len = einc_runtime::array::element_count(shape).ok_or_else(oom)?;
             buffers.push(Buffer::try_zeros(out.dtype, len).map_err(|_| oom())?);
@@ -390,11 +392,18 @@ impl Kernel {
                         })
                     }
                 };
-                shape.push(usize::try_from(n).map_err(|_| Error::OutOfMemory {
+                shape.push(n);
+            }
+            let shape = shape
+                .iter()
+                .map(|&n| usize::try_from(n))
+                .collect::<Result<Vec<usize>, _>>()
+                .map_err(|_| Error::OutOfMemory {
                     kernel: sig.name.clone(),
                     output: out.name.clone(),
-                })?);
-            }
+                    dtype: out.dtype,
+                    shape: shape.clone(),
+                })?;
             shapes.push(shape);
         }
         Ok((shapes, guessed))

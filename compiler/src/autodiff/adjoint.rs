@@ -19,12 +19,14 @@
 
 use super::derivative::Diff;
 use super::simplify::{cast, cmp, div, lit, mul, select, simplify};
+use crate::ir::names::suffixed_in;
+use crate::ir::tensor::builder::keep_used_inputs;
 use crate::ir::tensor::{
-    AxisMap, CmpOp, Cond, Expr, Function, Generic, IndexDef, IndexId, Input, Reduce, ReduceKind,
+    AxisMap, CmpOp, Expr, Function, Generic, IndexDef, IndexId, Input, Reduce, ReduceKind,
     TensorType, ValueId,
 };
 use einc_runtime::{DType, Scalar};
-use std::collections::HashMap;
+use std::collections::HashSet;
 
 /// The forward values a product reduction's adjoint reads, per output point: how many terms
 /// are zero, and the product of the non-zero terms.
@@ -157,7 +159,8 @@ pub(super) fn adjoint(
             AxisMap::Fixed(_) => ("p".to_string(), x_ty.shape.get(axis)?.clone()),
         };
         let fresh = IndexId(u32::try_from(indices.len()).ok()?);
-        let name = fresh_name(&indices, &base);
+        let mut taken: HashSet<String> = indices.iter().map(|d| d.name.clone()).collect();
+        let name = suffixed_in(&mut taken, &base, '_');
         indices.push(IndexDef { name, extent });
         output.push(fresh);
         body = match *entry {
@@ -196,89 +199,4 @@ pub(super) fn adjoint(
         shape,
     };
     Some((generic, ty))
-}
-
-/// `base_1`, `base_2`, ...: the first not already an index name of the op.
-fn fresh_name(indices: &[IndexDef], base: &str) -> String {
-    (1..)
-        .map(|n| format!("{base}_{n}"))
-        .find(|c| indices.iter().all(|d| &d.name != c))
-        .unwrap_or_else(|| base.to_string())
-}
-
-/// Drops the inputs `body` does not read and numbers the rest in the order the body first
-/// reads them, so that `mul(%0, %1)` reads left to right.
-pub(super) fn keep_used_inputs(inputs: Vec<Input>, body: &Expr) -> (Vec<Input>, Expr) {
-    let mut order = Vec::new();
-    visit_inputs(body, &mut |n| {
-        if !order.contains(&n) {
-            order.push(n);
-        }
-    });
-    let renumber: HashMap<u32, u32> = order
-        .iter()
-        .enumerate()
-        .filter_map(|(new, &old)| Some((old, u32::try_from(new).ok()?)))
-        .collect();
-    let mut slots: Vec<Option<Input>> = inputs.into_iter().map(Some).collect();
-    let kept = order
-        .iter()
-        .filter_map(|&n| slots.get_mut(n as usize).and_then(Option::take))
-        .collect();
-    (kept, map_inputs(body, &renumber))
-}
-
-fn visit_inputs(e: &Expr, f: &mut impl FnMut(u32)) {
-    match e {
-        Expr::Input(n) => f(*n),
-        Expr::Unary(_, x) | Expr::Cast(_, x) => visit_inputs(x, f),
-        Expr::Binary(_, a, b) => {
-            visit_inputs(a, f);
-            visit_inputs(b, f);
-        }
-        Expr::Select(c, a, b) => {
-            visit_cond_inputs(c, f);
-            visit_inputs(a, f);
-            visit_inputs(b, f);
-        }
-        Expr::Index(_) | Expr::Lit(_) | Expr::DimValue(..) | Expr::Delta(..) | Expr::Eps(..) => {}
-    }
-}
-
-fn visit_cond_inputs(c: &Cond, f: &mut impl FnMut(u32)) {
-    match c {
-        Cond::Cmp(_, a, b) => {
-            visit_inputs(a, f);
-            visit_inputs(b, f);
-        }
-        Cond::And(a, b) | Cond::Or(a, b) => {
-            visit_cond_inputs(a, f);
-            visit_cond_inputs(b, f);
-        }
-        Cond::Not(a) => visit_cond_inputs(a, f),
-    }
-}
-
-fn map_inputs(e: &Expr, to: &HashMap<u32, u32>) -> Expr {
-    let m = |x: &Expr| Box::new(map_inputs(x, to));
-    match e {
-        Expr::Input(n) => Expr::Input(to.get(n).copied().unwrap_or(*n)),
-        Expr::Unary(f, x) => Expr::Unary(*f, m(x)),
-        Expr::Cast(t, x) => Expr::Cast(*t, m(x)),
-        Expr::Binary(f, a, b) => Expr::Binary(*f, m(a), m(b)),
-        Expr::Select(c, a, b) => Expr::Select(Box::new(map_cond_inputs(c, to)), m(a), m(b)),
-        Expr::Index(_) | Expr::Lit(_) | Expr::DimValue(..) | Expr::Delta(..) | Expr::Eps(..) => {
-            e.clone()
-        }
-    }
-}
-
-fn map_cond_inputs(c: &Cond, to: &HashMap<u32, u32>) -> Cond {
-    let m = |x: &Cond| Box::new(map_cond_inputs(x, to));
-    match c {
-        Cond::Cmp(op, a, b) => cmp(*op, map_inputs(a, to), map_inputs(b, to)),
-        Cond::And(a, b) => Cond::And(m(a), m(b)),
-        Cond::Or(a, b) => Cond::Or(m(a), m(b)),
-        Cond::Not(a) => Cond::Not(m(a)),
-    }
 }

@@ -207,12 +207,7 @@ impl<'a> Grad<'a> {
 
     /// `base`, or `base.1`, `base.2`, ...: the first name not yet used.
     fn fresh_name(&mut self, base: &str) -> String {
-        let name = std::iter::once(base.to_string())
-            .chain((1..).map(|n| format!("{base}.{n}")))
-            .find(|c| !self.names.contains(c))
-            .unwrap_or_else(|| base.to_string());
-        self.names.insert(name.clone());
-        name
+        crate::ir::names::fresh_in(&mut self.names, base, '.')
     }
 
     fn push_op(&mut self, name: &str, ty: TensorType, generic: Generic) -> ValueId {

@@ -14,9 +14,9 @@
 //! of its inputs (a broadcast such as `dE[i, j] = dZ[i]`, which `.ein` cannot write as a
 //! statement of its own).
 
-use super::adjoint::keep_used_inputs;
 use super::drop_dead_ops;
 use super::simplify::{lit, simplify};
+use crate::ir::tensor::builder::keep_used_inputs;
 use crate::ir::tensor::{
     AxisMap, Cond, Expr, Function, Generic, IndexId, Input, OpKind, ReduceKind, ValueId,
 };

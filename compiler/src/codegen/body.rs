@@ -2,9 +2,9 @@
 //! `int32 body(const int64 *frame)`.
 //!
 //! The body allocates the function's temporaries (`malloc`, over-allocated and rounded up for
-//! an `align` above 8, returning `OUT_OF_MEMORY` after freeing those already allocated when one
-//! fails, before anything is written), runs the loop nests, frees the temporaries and returns
-//! `OK`. Scoped buffers are stack slots of the body (rounded up the same way); stack probes keep
+//! an `align` above 8; when one fails it records why for `einc_last_error`, frees those already
+//! allocated and returns `OUT_OF_MEMORY` before anything is written), runs the loop nests, frees
+//! the temporaries and returns `OK`. Scoped buffers are stack slots of the body (rounded up the same way); stack probes keep
 //! a large frame from jumping over a guard page. A `ukernel` instruction fills an argument block
 //! in a stack slot and calls the micro-kernel's function ([`super::ukernel`]).
 //!
@@ -20,17 +20,18 @@
 //! follow the WebAssembly rules, which do), float → int casts saturate with NaN → 0 (the
 //! `_sat` conversions).
 
+use super::last_error::{ErrorSupport, Failure, A};
 use super::libcall::{FloatWidth, Libcall, Libcalls, MathFn};
 use super::math::{self, Transcendental};
 use super::ukernel::{self, Ukernels};
-use super::{clif_scalar, unsupported, CodegenError, Ext, Frame};
+use super::{buffer_type, clif_scalar, unsupported, CodegenError, Ext, Frame};
 use crate::ir::loops::{
     self, BinaryFn, BufferId, BufferKind, CmpOp, Coord, IndexOp, Inst, Op, ReduceKind, StrideFact,
     TileOperand, Type, UnaryFn, ValueId,
 };
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{
-    types, AbiParam, Block, BlockArg, InstBuilder, MemFlagsData, Signature, StackSlot,
+    types, AbiParam, Block, BlockArg, FuncRef, InstBuilder, MemFlagsData, Signature, StackSlot,
     StackSlotData, StackSlotKind, Type as ClifType, Value,
 };
 use cranelift_codegen::Context;
@@ -55,6 +56,7 @@ pub(crate) struct Codegen<'a, M: Module> {
     pub fctx: &'a mut FunctionBuilderContext,
     pub libs: &'a mut Libcalls,
     pub ukernels: &'a mut Ukernels,
+    pub errors: &'a mut ErrorSupport,
     pub has_fma: bool,
 }
 
@@ -96,6 +98,8 @@ impl<M: Module> Codegen<'_, M> {
             fb,
             libs: &mut *self.libs,
             ukernels: &mut *self.ukernels,
+            errors: &mut *self.errors,
+            record: None,
             m,
             f,
             frame,
@@ -156,6 +160,10 @@ struct Gen<'a, 'b, M: Module> {
     fb: FunctionBuilder<'b>,
     libs: &'a mut Libcalls,
     ukernels: &'a mut Ukernels,
+    /// Records why an allocation failed, for `einc_last_error`.
+    errors: &'a mut ErrorSupport,
+    /// This function's import of the error recorder, once a failure needs it.
+    record: Option<FuncRef>,
     m: &'a loops::Module,
     f: &'a loops::Function,
     frame: &'a Frame,
@@ -262,15 +270,16 @@ impl<'b, M: Module> Gen<'_, 'b, M> {
         Ok(temps)
     }
 
-    /// Allocates a temporary with `malloc`: its size (at least one byte, plus `align` to round
-    /// up to for an alignment above 8, which `malloc` may not give), a branch to a new failure
-    /// block on overflow or a null result, and the aligned address.
+    /// Allocates a temporary with `malloc` (at least one byte, and `align` more to round up to
+    /// for an alignment above 8, which `malloc` may not give): on overflow or a null result it
+    /// records the failure and branches to a new failure block; returns the aligned address.
     fn allocate(
         &mut self,
         b: &loops::BufferDef,
         shape: &[Ext],
         temps: &mut Temps,
     ) -> Result<Value, CodegenError> {
+        let what = format!("the temporary `{}` ({})", b.name, buffer_type(b));
         let mut bytes = self.ins().iconst(types::I64, b.dtype.size_bytes() as i64);
         let mut overflow = self.ins().iconst(types::I8, 0);
         for e in shape {
@@ -280,26 +289,61 @@ impl<'b, M: Module> Gen<'_, 'b, M> {
             overflow = self.ins().bor(overflow, o);
         }
         let align = i64::from(b.align.unwrap_or(1)).max(1);
-        let extra = self
-            .ins()
-            .iconst(types::I64, if align > 8 { align } else { 1 });
-        // malloc(0) may return null; asking for one more byte avoids it.
-        let (bytes, o) = self.ins().uadd_overflow(bytes, extra);
-        let overflow = self.ins().bor(overflow, o);
+        let request = if align > 8 {
+            let pad = self.ins().iconst(types::I64, align);
+            let (request, o) = self.ins().uadd_overflow(bytes, pad);
+            overflow = self.ins().bor(overflow, o);
+            request
+        } else {
+            // malloc(0) may return null; ask for at least one byte.
+            let one = self.ins().iconst(types::I64, 1);
+            self.ins().umax(bytes, one)
+        };
         let oom = self.fb.create_block();
         temps.failures.push((oom, temps.allocated.len()));
-        let ok = self.fb.create_block();
-        self.fb.ins().brif(overflow, oom, &[], ok, &[]);
-        self.fb.switch_to_block(ok);
+        let too_large = Failure::new(
+            status::OUT_OF_MEMORY,
+            format!("cannot allocate {what}: its size in bytes does not fit in 64 bits"),
+        );
+        self.fail_to(overflow, too_large, oom)?;
         let ptr = self
             .libs
-            .call(self.module, &mut self.fb, Libcall::Malloc, &[bytes])?
+            .call(self.module, &mut self.fb, Libcall::Malloc, &[request])?
             .ok_or_else(|| self.err("malloc without a result"))?;
-        let ok = self.fb.create_block();
-        self.fb.ins().brif(ptr, ok, &[], oom, &[]);
-        self.fb.switch_to_block(ok);
+        let null = self.ins().icmp_imm_s(IntCC::Equal, ptr, 0);
+        let refused = Failure::new(
+            status::OUT_OF_MEMORY,
+            format!("cannot allocate {A} bytes for {what}"),
+        )
+        .with_a(bytes);
+        self.fail_to(null, refused, oom)?;
         temps.allocated.push(ptr);
         Ok(self.align_up(ptr, align))
+    }
+
+    /// If `bad` holds, records `failure` (in a cold block) and jumps to `then`; continues in a
+    /// new block otherwise.
+    fn fail_to(&mut self, bad: Value, failure: Failure, then: Block) -> Result<(), CodegenError> {
+        let cold = self.fb.create_block();
+        let next = self.fb.create_block();
+        self.fb.ins().brif(bad, cold, &[], next, &[]);
+        self.fb.switch_to_block(cold);
+        self.fb.set_cold_block(cold);
+        let record = match self.record {
+            Some(r) => r,
+            None => {
+                let r = self
+                    .module
+                    .declare_func_in_func(self.errors.record, self.fb.func);
+                self.record = Some(r);
+                r
+            }
+        };
+        self.errors
+            .emit_record(self.module, &mut self.fb, record, &failure)?;
+        self.fb.ins().jump(then, &[]);
+        self.fb.switch_to_block(next);
+        Ok(())
     }
 
     /// `addr` rounded up to a multiple of `align` when that is above 8 (allocations are

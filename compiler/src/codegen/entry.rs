@@ -20,18 +20,22 @@
 //! Then it fills the frame and calls the body of the first variant whose extra stride facts the
 //! arguments meet (in module order), else the general body, and returns the body's status (the
 //! body allocates the temporaries and may return `OUT_OF_MEMORY`).
+//!
+//! Every failure also records a message naming the argument, axis and values at fault for
+//! `einc_last_error()` ([`last_error`](super::last_error)); the recording code sits in cold
+//! blocks, off the path of a valid call.
 
-use super::{unsupported, CodegenError, Ext, Frame};
-use crate::ir::loops::{self, BufferId, BufferKind, Inst, Layout, Op, StrideFact};
+use super::last_error::{ErrorSupport, Failure, A, B, DTYPE_A};
+use super::{buffer_type, unsupported, CodegenError, Ext, Frame};
+use crate::ir::loops::{self, BufferId, BufferKind, Extent, Inst, Layout, Op, StrideFact};
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{
-    types, AbiParam, Block, BlockArg, InstBuilder, MemFlagsData, Signature, StackSlotData,
-    StackSlotKind, Value,
+    types, AbiParam, Block, InstBuilder, MemFlagsData, Signature, StackSlotData, StackSlotKind,
+    Value,
 };
 use cranelift_codegen::Context;
 use cranelift_frontend::{FuncInstBuilder, FunctionBuilder, FunctionBuilderContext};
-use cranelift_module::FuncId;
-use cranelift_module::Module;
+use cranelift_module::{FuncId, Module};
 use einc_runtime::abi::{status, tensor_offsets, TENSOR_SIZE};
 use std::collections::HashMap;
 
@@ -69,6 +73,7 @@ pub(crate) fn build<M: Module>(
     frame: &Frame,
     variants: &[(&loops::Function, FuncId)],
     body: FuncId,
+    errors: &mut ErrorSupport,
 ) -> Result<(), CodegenError> {
     let bodies: Vec<&loops::Function> = std::iter::once(f)
         .chain(variants.iter().map(|(v, _)| *v))
@@ -80,16 +85,38 @@ pub(crate) fn build<M: Module>(
     let mut fb = FunctionBuilder::new(&mut ctx.func, fctx);
     let start = fb.create_block();
     fb.append_block_params_for_function_params(start);
-    let fail = fb.create_block();
     fb.switch_to_block(start);
     let (args, nargs) = (fb.block_params(start)[0], fb.block_params(start)[1]);
-    let mut v = Validator { fb, fail };
+    let names = Names::of(f);
+    let mut v = Validator {
+        fb,
+        pending: Vec::new(),
+        binders: vec![None; frame.dims.len()],
+        frame_dims: &frame.dims,
+    };
     let n = i64::try_from(f.params.len()).map_err(|_| unsupported(f, "too many parameters"))?;
     let bad = v.fb.ins().icmp_imm_s(IntCC::NotEqual, nargs, n);
-    v.check(bad, status::BAD_ARG_COUNT);
+    v.check(
+        bad,
+        Failure::new(
+            status::BAD_ARG_COUNT,
+            format!(
+                "kernel `{}` takes {n} arguments ({}), but nargs is {A}",
+                f.name,
+                names.listing()
+            ),
+        )
+        .with_a(nargs),
+    );
     if n > 0 {
         let bad = v.fb.ins().icmp_imm_s(IntCC::Equal, args, 0);
-        v.check(bad, status::BAD_ARG_COUNT);
+        v.check(
+            bad,
+            Failure::new(
+                status::BAD_ARG_COUNT,
+                format!("kernel `{}` was called with a null args array", f.name),
+            ),
+        );
     }
 
     let mut dims: Vec<Option<Value>> = vec![None; frame.dims.len()];
@@ -112,7 +139,7 @@ pub(crate) fn build<M: Module>(
         let needs: Vec<Option<u64>> = (0..shape.len())
             .map(|axis| fixed.get(&(i, axis)).copied())
             .collect();
-        checked.push(v.argument(desc, b, shape, &needs, &mut dims)?);
+        checked.push(v.argument(desc, b, &names.who[i], shape, &needs, &mut dims)?);
     }
 
     // Outputs come after inputs, so every pair with an output is (anything earlier, output).
@@ -121,7 +148,17 @@ pub(crate) fn build<M: Module>(
             continue;
         }
         let bad = v.self_overlap(&checked[j]);
-        v.check(bad, status::ALIASING);
+        v.check(
+            bad,
+            Failure::new(
+                status::ALIASING,
+                format!(
+                    "{} reaches one element through two index tuples (a stride of 0, or \
+                     strides that interleave)",
+                    names.who[j]
+                ),
+            ),
+        );
         for i in 0..j {
             let (a, b) = (&checked[i], &checked[j]);
             let a_before_b = v.fb.ins().icmp(IntCC::UnsignedLessThan, a.lo, b.hi);
@@ -130,7 +167,13 @@ pub(crate) fn build<M: Module>(
             let both_nonempty = v.fb.ins().bxor_imm_s(either_empty, 1);
             let overlap = v.fb.ins().band(a_before_b, b_before_a);
             let bad = v.fb.ins().band(overlap, both_nonempty);
-            v.check(bad, status::ALIASING);
+            v.check(
+                bad,
+                Failure::new(
+                    status::ALIASING,
+                    format!("{} overlaps {} in memory", names.who[j], names.who[i]),
+                ),
+            );
         }
     }
 
@@ -163,7 +206,8 @@ pub(crate) fn build<M: Module>(
             .store(store, d, frame_ptr, Frame::offset(frame.dim_base + n)?);
     }
 
-    // The first variant whose extra facts hold, else the general body.
+    // The first variant whose extra facts hold, else the general body; either returns the
+    // call's status.
     for (variant, id) in variants {
         let mut broken = v.fb.ins().iconst(types::I8, 0);
         for ((a, &p), &q) in checked.iter().zip(&variant.params).zip(&f.params) {
@@ -187,9 +231,13 @@ pub(crate) fn build<M: Module>(
     let inst = v.fb.ins().call(fref, &[frame_ptr]);
     let code = v.fb.inst_results(inst)[0];
     v.fb.ins().return_(&[code]);
-    v.fb.switch_to_block(fail);
-    let code = v.fb.append_block_param(fail, types::I32);
-    v.fb.ins().return_(&[code]);
+    let record = module.declare_func_in_func(errors.record, v.fb.func);
+    for (block, failure) in std::mem::take(&mut v.pending) {
+        v.fb.switch_to_block(block);
+        v.fb.set_cold_block(block);
+        let code = errors.emit_record(module, &mut v.fb, record, &failure)?;
+        v.fb.ins().return_(&[code]);
+    }
     v.fb.seal_all_blocks();
     v.fb.finalize(module.target_config());
     Ok(())
@@ -287,8 +335,12 @@ fn fixed_positions(f: &loops::Function) -> HashMap<(usize, usize), u64> {
 /// Emits checks that branch to the failure block.
 struct Validator<'a> {
     fb: FunctionBuilder<'a>,
-    /// Returns its `i32` parameter.
-    fail: Block,
+    /// Cold blocks still to fill: each records its failure, then returns its code.
+    pending: Vec<(Block, Failure)>,
+    /// For each symbolic dim, the argument and axis whose extent bound it.
+    binders: Vec<Option<(String, usize)>>,
+    /// The names of the symbolic dims.
+    frame_dims: &'a [String],
 }
 
 impl<'a> Validator<'a> {
@@ -296,13 +348,13 @@ impl<'a> Validator<'a> {
         self.fb.ins()
     }
 
-    /// Returns `code` if `bad` (an `i8` boolean) holds; continues in a new block otherwise.
-    fn check(&mut self, bad: Value, code: i32) {
-        let code = self.fb.ins().iconst(types::I32, i64::from(code));
+    /// Fails with `failure` if `bad` (an `i8` boolean) holds; continues in a new block
+    /// otherwise.
+    fn check(&mut self, bad: Value, failure: Failure) {
+        let cold = self.fb.create_block();
+        self.pending.push((cold, failure));
         let next = self.fb.create_block();
-        self.fb
-            .ins()
-            .brif(bad, self.fail, &[BlockArg::from(code)], next, &[]);
+        self.fb.ins().brif(bad, cold, &[], next, &[]);
         self.fb.switch_to_block(next);
     }
 
@@ -350,10 +402,12 @@ impl<'a> Validator<'a> {
         &mut self,
         desc: Value,
         b: &loops::BufferDef,
+        who: &str,
         shape: &[Ext],
         fixed: &[Option<u64>],
         dims: &mut [Option<Value>],
     ) -> Result<Arg, CodegenError> {
+        let declared = buffer_type(b);
         // The caller promises `nargs` readable descriptors and `rank` extents and strides.
         let flags = MemFlagsData::trusted().with_readonly();
         let i32_field = |v: &mut Self, off: i32| v.fb.ins().load(types::I32, flags, desc, off);
@@ -362,13 +416,29 @@ impl<'a> Validator<'a> {
             .fb
             .ins()
             .icmp_imm_s(IntCC::NotEqual, dtype, i64::from(b.dtype.code()));
-        self.check(bad, status::BAD_DTYPE);
+        let dtype64 = self.fb.ins().sextend(types::I64, dtype);
+        self.check(
+            bad,
+            Failure::new(
+                status::BAD_DTYPE,
+                format!("{who} has dtype {DTYPE_A}, but the kernel declares {declared}"),
+            )
+            .with_a(dtype64),
+        );
         let rank = i32_field(self, tensor_offsets::RANK);
         let bad = self
             .fb
             .ins()
             .icmp_imm_s(IntCC::NotEqual, rank, shape.len() as i64);
-        self.check(bad, status::BAD_RANK);
+        let rank64 = self.fb.ins().sextend(types::I64, rank);
+        self.check(
+            bad,
+            Failure::new(
+                status::BAD_RANK,
+                format!("{who} has rank {A}, but the kernel declares {declared}"),
+            )
+            .with_a(rank64),
+        );
 
         let mut extents = Vec::with_capacity(shape.len());
         let mut strides = Vec::with_capacity(shape.len());
@@ -384,30 +454,74 @@ impl<'a> Validator<'a> {
             let a = self.fb.ins().icmp_imm_s(IntCC::Equal, shape_ptr, 0);
             let c = self.fb.ins().icmp_imm_s(IntCC::Equal, strides_ptr, 0);
             let bad = self.fb.ins().bor(a, c);
-            self.check(bad, status::NULL_POINTER);
+            self.check(
+                bad,
+                Failure::new(
+                    status::NULL_POINTER,
+                    format!("{who} has a null shape or strides pointer"),
+                ),
+            );
             for (k, ext) in shape.iter().enumerate() {
                 let off = i32::try_from(k * 8)
                     .map_err(|_| CodegenError::Target("rank too large".into()))?;
                 let e = self.fb.ins().load(types::I64, flags, shape_ptr, off);
+                let at = format!("{who} axis {k} has extent {A}");
                 let bad = self.fb.ins().icmp_imm_s(IntCC::SignedLessThan, e, 0);
-                self.check(bad, status::BAD_SHAPE);
+                self.check(
+                    bad,
+                    Failure::new(status::BAD_SHAPE, format!("{at}, which is negative")).with_a(e),
+                );
                 match *ext {
                     Ext::Fixed(n) => {
                         let bad = self.fb.ins().icmp_imm_s(IntCC::NotEqual, e, n);
-                        self.check(bad, status::BAD_SHAPE);
+                        let why = match b.shape.get(k) {
+                            Some(Extent::Dim(d)) => format!("dim `{d}` is fixed to {n}"),
+                            _ => format!("its declared extent is {n}"),
+                        };
+                        self.check(
+                            bad,
+                            Failure::new(status::BAD_SHAPE, format!("{at}, but {why}")).with_a(e),
+                        );
                     }
                     Ext::Sym(d) => match dims[d] {
                         Some(bound) => {
                             let bad = self.fb.ins().icmp(IntCC::NotEqual, e, bound);
-                            self.check(bad, status::BAD_SHAPE);
+                            let dim = self.frame_dims.get(d).map_or("?", String::as_str);
+                            let by = match &self.binders[d] {
+                                Some((by, axis)) => format!(", as bound by {by} axis {axis}"),
+                                None => String::new(),
+                            };
+                            self.check(
+                                bad,
+                                Failure::new(
+                                    status::BAD_SHAPE,
+                                    format!("{at}, but dim `{dim}` is {B}{by}"),
+                                )
+                                .with_a(e)
+                                .with_b(bound),
+                            );
                         }
-                        None => dims[d] = Some(e),
+                        None => {
+                            dims[d] = Some(e);
+                            self.binders[d] = Some((who.to_string(), k));
+                        }
                     },
                 }
                 if let (Some(Some(p)), Ext::Sym(_)) = (fixed.get(k), ext) {
                     let p = i64::try_from(*p).unwrap_or(i64::MAX);
                     let bad = self.fb.ins().icmp_imm_s(IntCC::SignedLessThanOrEqual, e, p);
-                    self.check(bad, status::BAD_SHAPE);
+                    self.check(
+                        bad,
+                        Failure::new(
+                            status::BAD_SHAPE,
+                            format!(
+                                "{at}, but the kernel reads position {p} on that axis, so it \
+                                 needs at least {}",
+                                p.saturating_add(1)
+                            ),
+                        )
+                        .with_a(e),
+                    );
                 }
                 extents.push(e);
                 strides.push(self.fb.ins().load(types::I64, flags, strides_ptr, off));
@@ -426,7 +540,13 @@ impl<'a> Validator<'a> {
         let nonempty = self.fb.ins().bxor_imm_s(empty, 1);
         let null = self.fb.ins().icmp_imm_s(IntCC::Equal, data, 0);
         let bad = self.fb.ins().band(null, nonempty);
-        self.check(bad, status::NULL_POINTER);
+        self.check(
+            bad,
+            Failure::new(
+                status::NULL_POINTER,
+                format!("{who} has a null data pointer but has elements"),
+            ),
+        );
 
         // Element offsets of the lowest and highest elements, then bytes, then addresses; any
         // overflow on the way is an error unless the argument has no elements.
@@ -459,7 +579,13 @@ impl<'a> Validator<'a> {
             overflow = self.ins().bor(overflow, o);
         }
         let bad = self.ins().band(overflow, nonempty);
-        self.check(bad, status::BAD_SHAPE);
+        self.check(
+            bad,
+            Failure::new(
+                status::BAD_SHAPE,
+                format!("{who}: its extents and strides address memory beyond the address space"),
+            ),
+        );
 
         let arg = Arg {
             data,
@@ -471,9 +597,21 @@ impl<'a> Validator<'a> {
         };
         if b.layout != Layout::Strided {
             // The body addresses this argument with these facts: the caller's strides must
-            // agree.
+            // agree (axes of extent 1 may have any stride).
             let bad = self.facts_broken(&arg, &b.layout, None);
-            self.check(bad, status::BAD_SHAPE);
+            let what = if b.layout == Layout::Contiguous {
+                "must be in C order (row-major), but its strides are not".to_string()
+            } else {
+                format!(
+                    "must have the strides {} (`1`: unit, `c`: C order from the extents), but \
+                     its strides differ",
+                    crate::ir::loops::printer::print_layout(&b.layout)
+                )
+            };
+            self.check(
+                bad,
+                Failure::new(status::BAD_SHAPE, format!("{who} {what}")),
+            );
         }
         Ok(arg)
     }
@@ -508,5 +646,52 @@ impl<'a> Validator<'a> {
         }
         let nonempty = self.ins().bxor_imm_s(a.empty, 1);
         self.ins().band(wrong, nonempty)
+    }
+}
+
+/// How messages name a kernel's arguments.
+struct Names {
+    /// Per parameter: "input `X`" or "output `O`".
+    who: Vec<String>,
+    /// Input and output names, in order.
+    inputs: Vec<String>,
+    outputs: Vec<String>,
+}
+
+impl Names {
+    fn of(f: &loops::Function) -> Names {
+        let mut names = Names {
+            who: Vec::new(),
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+        };
+        for &p in &f.params {
+            let Some(b) = f.buffer(p) else {
+                names.who.push(format!("argument {}", names.who.len()));
+                continue;
+            };
+            if b.kind == BufferKind::Output {
+                names.who.push(format!("output `{}`", b.name));
+                names.outputs.push(b.name.clone());
+            } else {
+                names.who.push(format!("input `{}`", b.name));
+                names.inputs.push(b.name.clone());
+            }
+        }
+        names
+    }
+
+    /// "inputs X, WQ; output O", for the argument count message.
+    fn listing(&self) -> String {
+        let part = |names: &[String], one: &str, many: &str| match names.len() {
+            0 => format!("no {many}"),
+            1 => format!("{one} {}", names[0]),
+            _ => format!("{many} {}", names.join(", ")),
+        };
+        format!(
+            "{}; {}",
+            part(&self.inputs, "input", "inputs"),
+            part(&self.outputs, "output", "outputs")
+        )
     }
 }

@@ -2,7 +2,10 @@
 //! (`docs/abi.md`), then each kernel's entry points with its arguments, dtypes and dims in a
 //! comment. The text is pinned by a test, so any change to it is deliberate.
 
-use super::object::{check_symbols, info_symbol, kernel_info, ABI_VERSION_SYMBOL};
+use super::last_error::LAST_ERROR_SYMBOL;
+use super::object::{
+    check_symbols, info_symbol, kernel_info, ABI_VERSION_SYMBOL, KERNEL_LIST_SYMBOL,
+};
 use super::{entry_symbol, kernel_signature, CodegenError};
 use crate::ir::loops::{self, Extent};
 use einc_runtime::abi::{status, ABI_VERSION};
@@ -151,6 +154,19 @@ pub fn header_text(m: &loops::Module, name: &str, source: &str) -> Result<String
     let _ = writeln!(
         s,
         "\n/* The ABI version the library was built for: EINC_ABI_VERSION. */\nint32_t {ABI_VERSION_SYMBOL}(void);"
+    );
+    let _ = writeln!(
+        s,
+        "\n/* What went wrong in the last call of an einc kernel on this thread that returned a\n \
+         * status other than EINC_OK, e.g. \"input `X` axis 1 has extent 7, but dim `D` is 8, as\n \
+         * bound by input `WQ` axis 0\"; NULL when no call on this thread has failed. Successful\n \
+         * calls leave it unchanged (like errno). The text stays valid until the next failing\n \
+         * call on the same thread. */\nconst char *{LAST_ERROR_SYMBOL}(void);"
+    );
+    let _ = writeln!(
+        s,
+        "\n/* Every kernel of the library, as einc_K_info() describes it, then NULL. */\n\
+         const einc_kernel_info *const *{KERNEL_LIST_SYMBOL}(void);"
     );
     for f in m.kernels() {
         let sig = kernel_signature(m, f)?;

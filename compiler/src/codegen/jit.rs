@@ -1,7 +1,7 @@
 //! In-memory compilation: a loop-IR module becomes a [`JitProgram`] whose kernels are called
 //! through their C ABI entry points.
 
-use super::{define_module, isa, CodegenError, KernelSignature, Listing, Target};
+use super::{define_module, isa, last_error, CodegenError, KernelSignature, Listing, Target};
 use crate::ir::loops;
 use cranelift_jit::{JITBuilder, JITModule};
 use einc_runtime::abi::KernelFn;
@@ -26,10 +26,14 @@ impl Drop for Code {
     }
 }
 
+/// `const char *last_error(void)` of a compiled module.
+type LastErrorFn = unsafe extern "C" fn() -> *const std::ffi::c_char;
+
 /// A compiled module: every kernel's entry point, in executable memory.
 pub struct JitProgram {
     code: Arc<Code>,
     kernels: Vec<(KernelFn, Arc<KernelSignature>)>,
+    last_error: LastErrorFn,
 }
 
 /// A handle to one compiled kernel; keeps its program's code alive.
@@ -38,6 +42,7 @@ pub struct JitKernel {
     _code: Arc<Code>,
     entry: KernelFn,
     signature: Arc<KernelSignature>,
+    last_error: LastErrorFn,
 }
 
 impl std::fmt::Debug for JitProgram {
@@ -57,16 +62,22 @@ impl std::fmt::Debug for JitKernel {
 /// Compiles every kernel of `m` for the host.
 pub fn jit_compile(m: &loops::Module) -> Result<JitProgram, CodegenError> {
     let isa = isa::build_isa(&Target::Host, false)?;
-    let builder = JITBuilder::with_isa(isa, cranelift_module::default_libcall_names());
+    let mut builder = JITBuilder::with_isa(isa, cranelift_module::default_libcall_names());
+    last_error::jit_symbols(&mut builder);
     let mut module = JITModule::new(builder);
-    let defined = define_module(&mut module, m, Listing::None)?;
+    let defined = define_module(&mut module, m, last_error::Linkage::Jit, Listing::None)?;
     module
         .finalize_definitions()
         .map_err(|e| CodegenError::Cranelift {
             function: "(linking)".into(),
             message: e.to_string(),
         })?;
+    let ptr = module.get_finalized_function(defined.last_error);
+    // SAFETY: `ptr` is the finalized code of a function whose CLIF signature is `() -> i64` (a
+    // pointer) in the host's default calling convention, which is `LastErrorFn`.
+    let last_error = unsafe { std::mem::transmute::<*const u8, LastErrorFn>(ptr) };
     let kernels = defined
+        .kernels
         .into_iter()
         .map(|k| {
             let ptr = module.get_finalized_function(k.entry);
@@ -81,6 +92,7 @@ pub fn jit_compile(m: &loops::Module) -> Result<JitProgram, CodegenError> {
             module: Mutex::new(Some(module)),
         }),
         kernels,
+        last_error,
     })
 }
 
@@ -94,6 +106,7 @@ impl JitProgram {
                 _code: Arc::clone(&self.code),
                 entry: *entry,
                 signature: Arc::clone(signature),
+                last_error: self.last_error,
             })
     }
 
@@ -113,5 +126,20 @@ impl JitKernel {
     /// What the kernel expects.
     pub fn signature(&self) -> &KernelSignature {
         &self.signature
+    }
+
+    /// The message of the last failed call of a kernel on this thread (`einc_last_error()`,
+    /// docs/abi.md), or `None` when none has failed. Every JIT-compiled kernel of the process
+    /// shares it.
+    pub fn last_error(&self) -> Option<String> {
+        // SAFETY: the function takes no arguments and returns null or a pointer to the calling
+        // thread's NUL-terminated message buffer, which lives until the thread exits.
+        let p = unsafe { (self.last_error)() };
+        // SAFETY: non-null `p` points at a NUL-terminated string (see above).
+        (!p.is_null()).then(|| {
+            unsafe { std::ffi::CStr::from_ptr(p) }
+                .to_string_lossy()
+                .into()
+        })
     }
 }

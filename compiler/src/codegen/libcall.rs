@@ -1,5 +1,6 @@
-//! Calls from generated code into the C library: `malloc`/`free` for temporaries and the libm
-//! functions that have no inline implementation (`pow`). Each function is declared once per
+//! Calls from generated code into the C library: `malloc`/`free` for temporaries, the libm
+//! functions that have no inline implementation (`pow`), and the `pthread` key functions that
+//! hold each thread's error message (`last_error`). Each function is declared once per
 //! Cranelift module and imported once per CLIF function.
 
 use super::CodegenError;
@@ -17,6 +18,14 @@ pub(crate) enum Libcall {
     Free,
     /// A libm function on `f32` (`powf`, ...) or `f64` (`pow`, ...).
     Math(MathFn, FloatWidth),
+    /// `int pthread_once(pthread_once_t *, void (*)(void))`
+    PthreadOnce,
+    /// `int pthread_key_create(pthread_key_t *, void (*)(void *))`
+    PthreadKeyCreate,
+    /// `void *pthread_getspecific(pthread_key_t)`
+    PthreadGetSpecific,
+    /// `int pthread_setspecific(pthread_key_t, const void *)`
+    PthreadSetSpecific,
 }
 
 /// libm functions generated code calls.
@@ -44,6 +53,10 @@ impl Libcall {
                 (MathFn::Pow, FloatWidth::F32) => "powf",
                 (MathFn::Pow, FloatWidth::F64) => "pow",
             },
+            Libcall::PthreadOnce => "pthread_once",
+            Libcall::PthreadKeyCreate => "pthread_key_create",
+            Libcall::PthreadGetSpecific => "pthread_getspecific",
+            Libcall::PthreadSetSpecific => "pthread_setspecific",
         }
     }
 
@@ -58,6 +71,12 @@ impl Libcall {
             Libcall::Math(MathFn::Pow, FloatWidth::F64) => {
                 (&[types::F64, types::F64], Some(types::F64))
             }
+            // pthread_once_t and pthread_key_t are 32-bit on the Linux targets einc supports.
+            Libcall::PthreadOnce | Libcall::PthreadKeyCreate => {
+                (&[types::I64, types::I64], Some(types::I32))
+            }
+            Libcall::PthreadGetSpecific => (&[types::I32], Some(types::I64)),
+            Libcall::PthreadSetSpecific => (&[types::I32, types::I64], Some(types::I32)),
         }
     }
 }
@@ -84,7 +103,19 @@ impl Libcalls {
         f: Libcall,
         args: &[Value],
     ) -> Result<Option<Value>, CodegenError> {
-        let fref = match self.refs.get(&f) {
+        let fref = self.func_ref(module, fb, f)?;
+        let inst = fb.ins().call(fref, args);
+        Ok(fb.inst_results(inst).first().copied())
+    }
+
+    /// `f` imported into the function being built (to call it or take its address).
+    pub(crate) fn func_ref<M: Module>(
+        &mut self,
+        module: &mut M,
+        fb: &mut FunctionBuilder,
+        f: Libcall,
+    ) -> Result<FuncRef, CodegenError> {
+        Ok(match self.refs.get(&f) {
             Some(r) => *r,
             None => {
                 let id = match self.ids.get(&f) {
@@ -103,8 +134,6 @@ impl Libcalls {
                 self.refs.insert(f, r);
                 r
             }
-        };
-        let inst = fb.ins().call(fref, args);
-        Ok(fb.inst_results(inst).first().copied())
+        })
     }
 }

@@ -23,6 +23,7 @@ pub mod entry;
 pub mod header;
 pub mod isa;
 pub mod jit;
+pub mod last_error;
 mod libcall;
 pub mod math;
 pub mod object;
@@ -219,6 +220,14 @@ fn resolve_extent(module: &loops::Module, sym: &[String], e: &Extent) -> Option<
     }
 }
 
+/// The declared type of a buffer, as the source writes it: `f32[T, D]` (for messages).
+pub(crate) fn buffer_type(b: &loops::BufferDef) -> String {
+    crate::ir::tensor::printer::print_type(&crate::ir::tensor::TensorType {
+        dtype: b.dtype,
+        shape: b.shape.clone(),
+    })
+}
+
 /// An `Unsupported` error for kernel `f`.
 pub(crate) fn unsupported(f: &loops::Function, message: impl Into<String>) -> CodegenError {
     CodegenError::Unsupported {
@@ -283,6 +292,12 @@ pub(crate) struct DefinedKernel {
     pub entry: FuncId,
 }
 
+/// Everything [`define_module`] defined: the kernels and the module's `last_error` function.
+pub(crate) struct DefinedModule {
+    pub kernels: Vec<DefinedKernel>,
+    pub last_error: FuncId,
+}
+
 /// What text [`define_module`] records about each function it defines.
 pub(crate) enum Listing<'a> {
     /// Nothing.
@@ -304,16 +319,32 @@ impl Listing<'_> {
     }
 }
 
-/// Defines every kernel of `m` in `module`, recording each function in `listing`.
+/// Defines every kernel of `m` in `module`, and the error functions the entry points record
+/// their failures with (linked as `errors` says), recording each function in `listing`.
 pub(crate) fn define_module<M: Module>(
     module: &mut M,
     m: &loops::Module,
+    errors: last_error::Linkage,
     mut listing: Listing<'_>,
-) -> Result<Vec<DefinedKernel>, CodegenError> {
+) -> Result<DefinedModule, CodegenError> {
     let has_fma = module.isa().has_native_fma();
     let mut ctx = module.make_context();
     let mut fctx = cranelift_frontend::FunctionBuilderContext::new();
     let mut libs = libcall::Libcalls::default();
+    // The error functions are the same in every module: a CLIF listing, which is for reading
+    // the kernels, leaves them out; a disassembly lists everything the object contains.
+    let support_listing = match &mut listing {
+        Listing::Asm(text) => Listing::Asm(text),
+        Listing::None | Listing::Clif(_) => Listing::None,
+    };
+    let mut errors = last_error::ErrorSupport::define(
+        module,
+        &mut ctx,
+        &mut fctx,
+        &mut libs,
+        errors,
+        support_listing,
+    )?;
     let mut ukernels = ukernel::Ukernels::default();
     check_variants(m)?;
     let mut kernels = Vec::new();
@@ -331,6 +362,7 @@ pub(crate) fn define_module<M: Module>(
                 fctx: &mut fctx,
                 libs: &mut libs,
                 ukernels: &mut ukernels,
+                errors: &mut errors,
                 has_fma,
             };
             g.build(m, v, &frame)?;
@@ -345,6 +377,7 @@ pub(crate) fn define_module<M: Module>(
             fctx: &mut fctx,
             libs: &mut libs,
             ukernels: &mut ukernels,
+            errors: &mut errors,
             has_fma,
         };
         g.build(m, f, &frame)?;
@@ -357,7 +390,17 @@ pub(crate) fn define_module<M: Module>(
             Linkage::Export,
             entry::signature(module),
         )?;
-        entry::build(module, &mut ctx, &mut fctx, m, f, &frame, &bodies, body_id)?;
+        entry::build(
+            module,
+            &mut ctx,
+            &mut fctx,
+            m,
+            f,
+            &frame,
+            &bodies,
+            body_id,
+            &mut errors,
+        )?;
         finish(module, &mut ctx, entry_id, &entry_name, listing.reborrow())?;
         kernels.push(DefinedKernel {
             signature,
@@ -365,7 +408,10 @@ pub(crate) fn define_module<M: Module>(
         });
     }
     ukernels.define_all(module, &mut ctx, &mut fctx, listing)?;
-    Ok(kernels)
+    Ok(DefinedModule {
+        kernels,
+        last_error: errors.last_error,
+    })
 }
 
 /// Every variant specialises an existing kernel and has its parameters (the entry point passes
@@ -450,7 +496,12 @@ pub(crate) fn finish<M: Module>(
 pub fn clif_text(m: &loops::Module, target: &Target) -> Result<String, CodegenError> {
     let mut module = isa::object_module(target)?;
     let mut text = String::new();
-    define_module(&mut module, m, Listing::Clif(&mut text))?;
+    define_module(
+        &mut module,
+        m,
+        last_error::Linkage::Library,
+        Listing::Clif(&mut text),
+    )?;
     Ok(text)
 }
 
@@ -458,6 +509,6 @@ pub fn clif_text(m: &loops::Module, target: &Target) -> Result<String, CodegenEr
 /// that the target can compile the module ([`object::emit_object`] keeps the code).
 pub fn compile_for_target(m: &loops::Module, target: &Target) -> Result<(), CodegenError> {
     let mut module = isa::object_module(target)?;
-    define_module(&mut module, m, Listing::None)?;
+    define_module(&mut module, m, last_error::Linkage::Library, Listing::None)?;
     Ok(())
 }

@@ -5,10 +5,13 @@
 //! validating entry `einc_K` (the same code the JIT runs, from [`define_module`]) and
 //! `einc_K_info`, a function returning the address of a static [`KernelInfo`] built here as
 //! read-only data with relocations (the info struct, its argument array, the extents arrays, the
-//! dim-name array and the NUL-terminated names); and once per object `einc_abi_version`.
+//! dim-name array and the NUL-terminated names); and once per object `einc_abi_version`,
+//! `einc_kernel_list` (the info of every kernel, NULL-terminated) and the error functions of
+//! [`last_error`] (`einc_last_error`, and `einc_error_record`, which the entry points call).
 //!
 //! [`KernelInfo`]: einc_runtime::abi::KernelInfo
 
+use super::last_error::{self, LAST_ERROR_SYMBOL, RECORD_SYMBOL};
 use super::{
     declare, define_module, entry_symbol, finish, isa, CodegenError, KernelSignature, Listing,
     Target,
@@ -24,6 +27,9 @@ use einc_runtime::DType;
 
 /// The symbol of the library-wide version function.
 pub const ABI_VERSION_SYMBOL: &str = "einc_abi_version";
+
+/// The symbol of the function listing every kernel of a library.
+pub const KERNEL_LIST_SYMBOL: &str = "einc_kernel_list";
 
 /// The symbol of a kernel's signature description function.
 pub fn info_symbol(kernel: &str) -> String {
@@ -156,13 +162,15 @@ fn define_library(
 ) -> Result<Vec<KernelInfoData>, CodegenError> {
     check_symbols(m)?;
     let layout = Layout::of(module)?;
-    let defined = define_module(module, m, listing.reborrow())?;
+    let defined = define_module(module, m, last_error::Linkage::Library, listing.reborrow())?;
     let mut ctx = module.make_context();
     let mut fctx = FunctionBuilderContext::new();
-    let mut kernels = Vec::with_capacity(defined.len());
-    for k in &defined {
+    let mut kernels = Vec::with_capacity(defined.kernels.len());
+    let mut list = Blob::new();
+    for k in &defined.kernels {
         let info = kernel_info(&k.signature)?;
         let data = define_info(module, &layout, &info)?;
+        list.pointer(Some((data, 0)));
         let name = info_symbol(&info.name);
         define_constant_fn(
             module,
@@ -174,6 +182,16 @@ fn define_library(
         )?;
         kernels.push(info);
     }
+    list.pointer(None);
+    let list = list.define(module, &format!("{KERNEL_LIST_SYMBOL}.data"), "(library)")?;
+    define_constant_fn(
+        module,
+        &mut ctx,
+        &mut fctx,
+        KERNEL_LIST_SYMBOL,
+        Constant::Address(list),
+        listing.reborrow(),
+    )?;
     define_constant_fn(
         module,
         &mut ctx,
@@ -190,7 +208,15 @@ fn define_library(
 /// is also the entry of a kernel named `a_info`, and a kernel `abi_version` would export
 /// `einc_abi_version`.
 pub(crate) fn check_symbols(m: &loops::Module) -> Result<(), CodegenError> {
-    let mut seen: Vec<(String, &str)> = vec![(ABI_VERSION_SYMBOL.to_string(), "the library")];
+    let mut seen: Vec<(String, &str)> = [
+        ABI_VERSION_SYMBOL,
+        KERNEL_LIST_SYMBOL,
+        LAST_ERROR_SYMBOL,
+        RECORD_SYMBOL,
+    ]
+    .iter()
+    .map(|s| (s.to_string(), "the library"))
+    .collect();
     for f in m.kernels() {
         let mut chars = f.name.chars();
         let identifier = chars

@@ -315,8 +315,11 @@ fn link(obj: &[u8], name: &str, target: &Target) -> Result<Vec<u8>, String> {
         // The object's code needs no executable stack; say so rather than let the linker guess.
         .arg("-Wl,-z,noexecstack")
         // libm is needed only when a kernel calls `pow`; otherwise leave it out of NEEDED.
+        // libpthread holds the pthread key functions of `einc_last_error` before glibc 2.34
+        // (later, libc does, and --as-needed leaves libpthread out).
         .arg("-Wl,--as-needed")
-        .arg("-lm");
+        .arg("-lm")
+        .arg("-lpthread");
     let shown = cc.join(" ");
     let out = cmd.output().map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => format!("no C compiler found: cannot run `{shown}`"),

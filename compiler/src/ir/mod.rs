@@ -3,5 +3,6 @@
 
 pub mod call;
 pub mod loops;
+pub mod names;
 pub mod scalar;
 pub mod tensor;

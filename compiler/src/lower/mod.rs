@@ -26,6 +26,7 @@ mod tests;
 use crate::ir::loops::{
     self, BufferDef, BufferId, BufferKind, For, Inst, Layout, Op, Type, ValueId,
 };
+use crate::ir::names::Namer;
 use crate::ir::tensor::{self, Extent, OpKind};
 use einc_runtime::{DType, Scalar};
 use std::collections::{HashMap, HashSet};
@@ -101,40 +102,6 @@ pub fn lower_module_with(
         dims: m.dims.clone(),
         funcs,
     })
-}
-
-/// Hands out names unique in one loop function (buffers and values share one namespace, so a
-/// dump never shows one name for two things).
-#[derive(Default)]
-struct Namer {
-    used: HashSet<String>,
-    counters: HashMap<String, u32>,
-}
-
-impl Namer {
-    /// `base` itself if free, else `base.1`, `base.2`, ...
-    fn fresh(&mut self, base: &str) -> String {
-        let mut name = base.to_string();
-        let mut n = 0u32;
-        while self.used.contains(&name) {
-            n += 1;
-            name = format!("{base}.{n}");
-        }
-        self.used.insert(name.clone());
-        name
-    }
-
-    /// The first free name of `prefix0`, `prefix1`, ... (for values with no source name).
-    fn numbered(&mut self, prefix: &str) -> String {
-        let counter = self.counters.entry(prefix.to_string()).or_insert(0);
-        loop {
-            let name = format!("{prefix}{counter}");
-            *counter += 1;
-            if self.used.insert(name.clone()) {
-                return name;
-            }
-        }
-    }
 }
 
 /// A scalar constant as a hash key: its dtype and bit pattern (so `-0.0` and each NaN stay

@@ -6,6 +6,7 @@
 //! unread, since they are the kernel's signature; the order of the remaining ops is unchanged.
 
 use super::TensorPass;
+use crate::ir::tensor::builder::compact;
 use crate::ir::tensor::{Function, Module, OpKind, ValueId};
 
 /// The `dce` pass.
@@ -51,41 +52,6 @@ fn dce_function(f: &mut Function) -> bool {
         k += 1;
         keep[k - 1]
     });
-    compact_values(f);
+    compact(f);
     true
-}
-
-/// Drops the values that no parameter or op defines, renumbering the rest in order.
-fn compact_values(f: &mut Function) {
-    let mut defined = vec![false; f.values.len()];
-    for v in f.params.iter().chain(f.ops.iter().map(|op| &op.result)) {
-        if let Some(slot) = defined.get_mut(v.0 as usize) {
-            *slot = true;
-        }
-    }
-    let mut new_id = Vec::with_capacity(f.values.len());
-    let mut next = 0u32;
-    for &d in &defined {
-        new_id.push(ValueId(next));
-        next += u32::from(d);
-    }
-    let renumber = |v: ValueId| new_id.get(v.0 as usize).copied().unwrap_or(v);
-    let mut k = 0;
-    f.values.retain(|_| {
-        k += 1;
-        defined[k - 1]
-    });
-    for p in &mut f.params {
-        *p = renumber(*p);
-    }
-    for op in &mut f.ops {
-        op.result = renumber(op.result);
-        let OpKind::Generic(g) = &mut op.kind;
-        for input in &mut g.inputs {
-            input.value = renumber(input.value);
-        }
-    }
-    for r in &mut f.results {
-        r.value = renumber(r.value);
-    }
 }

@@ -9,7 +9,7 @@ use super::schedule;
 use super::scope::{Dims, Role, Scope, Sym};
 use super::types::{Ext, Idx, Ty};
 use crate::diag::{Diagnostic, Span};
-use crate::ir::tensor::{Function, ResultDef};
+use crate::ir::tensor::{Function, ResultDef, MAX_TENSOR_BYTES};
 use crate::syntax::ast::{self, ExprKind, IndexExpr, ShapeDim, TensorDecl};
 use crate::syntax::RESERVED;
 use std::collections::{HashMap, HashSet};
@@ -166,7 +166,8 @@ impl KernelCx<'_> {
             return;
         }
         let good_name = self.check_tensor_name(name);
-        let ty = declared_type(decl, self.dims, self.diags);
+        let ty = declared_type(decl, self.dims, self.diags)
+            .filter(|ty| self.check_size(&name.name, ty, decl.span));
         let poisoned = !good_name || ty.is_none();
         let value = match (&ty, role) {
             (Some(ty), Role::Param) => {
@@ -187,6 +188,29 @@ impl KernelCx<'_> {
                 poisoned,
             },
         );
+    }
+
+    /// Rejects a tensor whose fixed extents need more bytes than a kernel can address
+    /// ([`MAX_TENSOR_BYTES`]); reports it at `span`.
+    fn check_size(&mut self, name: &str, ty: &Ty, span: Span) -> bool {
+        if ty.ir().fixed_bytes(&[]).is_some() {
+            return true;
+        }
+        let shape: Vec<&str> = ty.shape.iter().map(|e| e.shown.as_str()).collect();
+        self.diags.push(
+            Diagnostic::error(span, format!("`{name}` is too large to address"))
+                .with_label(format!(
+                    "{}[{}] needs more than 2^63 - 1 bytes",
+                    ty.dtype.name(),
+                    shape.join(", ")
+                ))
+                .with_note(format!(
+                    "a tensor may hold at most {MAX_TENSOR_BYTES} bytes, counting each symbolic \
+                     dim as 1 (docs/limits.md)"
+                ))
+                .with_help("use smaller extents"),
+        );
+        false
     }
 
     /// Marks the statement's target as failed so that its uses are not reported again.
@@ -312,6 +336,7 @@ impl KernelCx<'_> {
         } else {
             self.index_statement(stmt, declared.as_ref())
         };
+        let defined = defined.filter(|(_, ty)| self.check_size(&target.name, ty, stmt.span));
         match defined {
             Some((value, ty)) => {
                 if let Some(a) = &stmt.schedule {

@@ -192,15 +192,9 @@ impl Lowerer<'_> {
         v
     }
 
-    /// A value name not used yet: `base`, else `base.2`, `base.3`, ...
+    /// A value name not used yet: `base`, else `base.1`, `base.2`, ...
     fn fresh(&mut self, base: String) -> String {
-        if !self.names.contains(&base) {
-            return base;
-        }
-        (2..)
-            .map(|n| format!("{base}.{n}"))
-            .find(|n| !self.names.contains(n))
-            .unwrap_or(base)
+        crate::ir::names::fresh_in(self.names, &base, '.')
     }
 
     fn temp(&mut self, suffix: Option<&str>) -> String {

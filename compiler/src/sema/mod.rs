@@ -89,7 +89,7 @@ mod types;
 
 use crate::autodiff::{self, GradError};
 use crate::diag::Diagnostic;
-use crate::ir::tensor::{Function, Module};
+use crate::ir::tensor::{Function, Module, MAX_EXTENT};
 use crate::syntax::ast::{self, Item};
 use scope::{DimEntry, Dims};
 
@@ -174,10 +174,23 @@ fn collect_dims(program: &ast::Program, diags: &mut Vec<Diagnostic>) -> Dims {
             if !kernel::check_reserved(&d.name, "dim", diags) {
                 continue;
             }
+            let mut value = d.value.map(|(v, _)| v);
+            if let Some((v, span)) = d.value.filter(|(v, _)| *v > MAX_EXTENT) {
+                diags.push(
+                    Diagnostic::error(span, format!("`{v}` is too large for a dim's extent"))
+                        .with_label("larger than 2^63 - 1")
+                        .with_note(format!(
+                            "kernels take extents as signed 64-bit integers: the largest is \
+                             {MAX_EXTENT} (docs/limits.md)"
+                        )),
+                );
+                // Kept, as symbolic, so that its uses are not reported as undeclared.
+                value = None;
+            }
             dims.add(DimEntry {
                 name: d.name.name.clone(),
                 span: d.name.span,
-                value: d.value.map(|(v, _)| v),
+                value,
             });
         }
     }

@@ -7,6 +7,7 @@
 mod abi;
 mod examples;
 mod kernels;
+mod last_error;
 mod ops;
 mod tiles;
 mod ukernel_speed;

@@ -11,6 +11,7 @@
 //! The text form is documented in `docs/ir.md`; [`printer`] writes it, [`parser`] reads it back
 //! and [`verify`] checks the invariants listed on each type.
 
+pub mod builder;
 pub mod parser;
 pub mod printer;
 pub mod schedule;
@@ -45,6 +46,36 @@ pub struct TensorType {
     pub dtype: DType,
     /// Axis extents.
     pub shape: Vec<Extent>,
+}
+
+/// The largest extent: the ABI passes extents as `int64_t` (`docs/limits.md`).
+pub const MAX_EXTENT: u64 = i64::MAX as u64;
+
+/// The largest byte size a tensor may have: a kernel addresses its elements with signed 64-bit
+/// offsets, and the ABI passes extents and strides as `int64_t` (`docs/limits.md`).
+pub const MAX_TENSOR_BYTES: u64 = i64::MAX as u64;
+
+impl TensorType {
+    /// The bytes this type needs with every symbolic dim (and every zero extent) taken as 1, or
+    /// `None` when that exceeds [`MAX_TENSOR_BYTES`]: a lower bound on the size of any tensor
+    /// of this type that could hold an element, known before the call. `dims` resolves
+    /// [`Extent::Dim`]s that the module fixes. The verifier and sema reject types where this
+    /// is `None`, so passes may multiply the fixed extents of a verified type without overflow.
+    pub fn fixed_bytes(&self, dims: &[DimDef]) -> Option<u64> {
+        let mut bytes = self.dtype.size_bytes() as u64;
+        for e in &self.shape {
+            let n = match e {
+                Extent::Fixed(n) => *n,
+                Extent::Dim(d) => dims
+                    .iter()
+                    .find(|x| &x.name == d)
+                    .and_then(|x| x.value)
+                    .unwrap_or(1),
+            };
+            bytes = bytes.checked_mul(n.max(1))?;
+        }
+        (bytes <= MAX_TENSOR_BYTES).then_some(bytes)
+    }
 }
 
 /// A whole program: dims and functions (one per kernel).

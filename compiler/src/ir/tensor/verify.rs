@@ -8,7 +8,7 @@
 use super::printer::{index_name, name, print_cond, print_expr, print_extent, print_type};
 use super::{
     AxisMap, BinaryFn, Cond, Expr, Extent, Function, Generic, IndexId, Module, OpKind, UnaryFn,
-    ValueId,
+    ValueId, MAX_EXTENT, MAX_TENSOR_BYTES,
 };
 use einc_runtime::DType;
 use std::collections::HashSet;
@@ -55,6 +55,12 @@ pub fn verify_module(m: &Module) -> Result<(), Vec<VerifyError>> {
     for d in &m.dims {
         if !dims.insert(d.name.as_str()) {
             v.error(format!("dim `{}` is declared twice", name(&d.name)));
+        }
+        if d.value.is_some_and(|n| n > MAX_EXTENT) {
+            v.error(format!(
+                "dim `{}` is larger than {MAX_EXTENT}, the largest extent",
+                name(&d.name)
+            ));
         }
     }
     let mut funcs = HashSet::new();
@@ -104,9 +110,18 @@ impl Verifier<'_> {
     }
 
     fn check_extent(&mut self, e: &Extent, context: &str) {
-        if let Extent::Dim(d) = e {
-            if !self.m.dims.iter().any(|x| &x.name == d) {
-                self.error(format!("{context} names undefined dim `{}`", name(d)));
+        match e {
+            Extent::Dim(d) => {
+                if !self.m.dims.iter().any(|x| &x.name == d) {
+                    self.error(format!("{context} names undefined dim `{}`", name(d)));
+                }
+            }
+            Extent::Fixed(n) => {
+                if *n > MAX_EXTENT {
+                    self.error(format!(
+                        "{context} has extent {n}, larger than {MAX_EXTENT}, the largest extent"
+                    ));
+                }
             }
         }
     }
@@ -122,6 +137,12 @@ impl Verifier<'_> {
             }
             for e in &v.ty.shape {
                 self.check_extent(e, &format!("type {}", print_type(&v.ty)));
+            }
+            if v.ty.fixed_bytes(&self.m.dims).is_none() {
+                self.error(format!(
+                    "type {} needs more than {MAX_TENSOR_BYTES} bytes",
+                    print_type(&v.ty)
+                ));
             }
         }
         self.value = None;

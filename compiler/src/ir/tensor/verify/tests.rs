@@ -487,3 +487,31 @@ func @examples(%A: f32[M, K], %B: f32[K, N], %S: f32[T, T], %Sq: f32[N, N], %R: 
     );
     assert_eq!(errors(&m), Vec::<String>::new());
 }
+
+#[test]
+fn sizes_fit_the_address_space() {
+    assert_eq!(
+        op_errors(
+            "N = 4611686018427387904",
+            "f32[N]",
+            "f32[N]",
+            "generic (i: N) ins(%A[i]) -> [i] { %0 } : f32"
+        ),
+        vec![
+            "@f: %A: type f32[N] needs more than 9223372036854775807 bytes",
+            "@f: %B: type f32[N] needs more than 9223372036854775807 bytes",
+        ]
+    );
+    assert_eq!(
+        errors(&parse(
+            "dims N = 9223372036854775808\nfunc @f() -> (s: i64) {\n  \
+             %s = generic (i: 18446744073709551615) ins() -> [] reduce add over (i) { 1:i64 } : i64\n  \
+             return s = %s\n}\n"
+        )),
+        vec![
+            "module: dim `N` is larger than 9223372036854775807, the largest extent",
+            "@f: %s: index `i` has extent 18446744073709551615, larger than 9223372036854775807, \
+             the largest extent",
+        ]
+    );
+}
