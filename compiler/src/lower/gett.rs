@@ -383,7 +383,9 @@ impl Gett<'_> {
     }
 
     /// Packs B's block (`kc' x nc'` from `(pc, jc)`) into `bp`: panel `p` holds columns
-    /// `jc + p nr ..` as `bp[p, kk, jj]`, zero past N.
+    /// `jc + p nr ..` as `bp[p, kk, jj]`, zero past N. Where B's columns are its last axis with
+    /// a unit stride (the contiguous variant), full panels are copied with vector loads and
+    /// stores and only the last, partial panel element by element.
     fn pack_b(
         &self,
         fl: &mut FnLowerer,
@@ -391,39 +393,59 @@ impl Gett<'_> {
         block: Block,
         n_ext: ValueId,
     ) -> Result<Vec<Inst>, LowerError> {
-        let Block {
-            jc,
-            nc: nc_cur,
-            pc,
-            kc: kc_cur,
-            ..
-        } = block;
+        let zero = fl.index_const(0);
+        let b_buf = fl.buffer_of(self.input_value(fl, self.plan.b)?)?;
+        let lanes = 16 / self.g.dtype.size_bytes() as u64;
+        let vector = self.axes(self.plan.b, self.plan.n)
+            == [self.g.inputs[self.plan.b].map.len() as u32 - 1]
+            && super::unit_last(fl.buffer_def(b_buf)?)
+            && self.plan.nr % lanes == 0;
+        if !vector {
+            return self.pack_b_panels(fl, bp, b_buf, block, n_ext, [zero, block.nc], false);
+        }
+        let mut insts = Vec::new();
+        let nr = fl.index_const(int(self.plan.nr));
+        let rem = fl.assign(
+            &mut insts,
+            "partial",
+            Op::IndexArith(IndexOp::Rem, block.nc, nr),
+            Type::Index,
+        );
+        let full = fl.assign(
+            &mut insts,
+            "full",
+            Op::IndexArith(IndexOp::Sub, block.nc, rem),
+            Type::Index,
+        );
+        insts.extend(self.pack_b_panels(fl, bp, b_buf, block, n_ext, [zero, full], true)?);
+        insts.extend(self.pack_b_panels(fl, bp, b_buf, block, n_ext, [full, block.nc], false)?);
+        Ok(insts)
+    }
+
+    /// The panels of B's block from column `from` to `to` (multiples of `nr` from `jc`): with
+    /// vector copies (every panel full), or element by element with zero padding.
+    fn pack_b_panels(
+        &self,
+        fl: &mut FnLowerer,
+        bp: BufferId,
+        b_buf: BufferId,
+        block: Block,
+        n_ext: ValueId,
+        [from, to]: [ValueId; 2],
+        vector: bool,
+    ) -> Result<Vec<Inst>, LowerError> {
+        let Block { jc, pc, kc, .. } = block;
         let zero = fl.index_const(0);
         let nr = fl.index_const(int(self.plan.nr));
-        let b_buf = fl.buffer_of(self.input_value(fl, self.plan.b)?)?;
         let dtype = self.g.dtype;
         let p = fl.named_value("jp", Type::Index);
         let kk = fl.named_value("kk", Type::Index);
-        let jj = fl.named_value("jj", Type::Index);
-        let jj0 = fl.named_value("jj", Type::Index);
         // Panel p: its first column, and how many of its columns are inside N.
         let mut p_body = Vec::new();
         let j0 = fl.assign(
             &mut p_body,
             "j",
             Op::IndexArith(IndexOp::Add, jc, p),
-            Type::Index,
-        );
-        let left = fl.assign(
-            &mut p_body,
-            "nleft",
-            Op::IndexArith(IndexOp::Sub, n_ext, j0),
-            Type::Index,
-        );
-        let valid = fl.assign(
-            &mut p_body,
-            "nvalid",
-            Op::IndexArith(IndexOp::Min, nr, left),
             Type::Index,
         );
         let panel = fl.assign(
@@ -439,41 +461,91 @@ impl Gett<'_> {
             Op::IndexArith(IndexOp::Add, pc, kk),
             Type::Index,
         );
-        // The columns inside N: copied.
-        let mut copy = Vec::new();
-        let j = fl.assign(
-            &mut copy,
-            "j",
-            Op::IndexArith(IndexOp::Add, j0, jj),
-            Type::Index,
-        );
-        let index = self.operand_index(fl, self.plan.b, &[(self.plan.k, k), (self.plan.n, j)])?;
-        let v = fl.assign(
-            &mut copy,
-            "ld",
-            Op::Load {
-                buffer: b_buf,
-                index,
-                lanes: 1,
-            },
-            Type::Scalar(dtype),
-        );
-        copy.push(Inst::Store {
-            buffer: bp,
-            index: vec![panel, kk, jj],
-            value: v,
-        });
-        kk_body.push(for_loop(jj, zero, valid, 1, false, copy));
-        // The padding past N: zeros.
-        let zero_v = fl.scalar_const(Scalar::zero(dtype));
-        let pad = vec![Inst::Store {
-            buffer: bp,
-            index: vec![panel, kk, jj0],
-            value: zero_v,
-        }];
-        kk_body.push(for_loop(jj0, valid, nr, 1, false, pad));
-        p_body.push(for_loop(kk, zero, kc_cur, 1, false, kk_body));
-        Ok(vec![for_loop(p, zero, nc_cur, self.plan.nr, false, p_body)])
+        if vector {
+            let lanes = 16 / dtype.size_bytes() as u64;
+            let vty = Type::Vector(dtype, u32::try_from(lanes).unwrap_or(1));
+            for t in 0..self.plan.nr / lanes {
+                let off = fl.index_const(int(t * lanes));
+                let j = if t == 0 {
+                    j0
+                } else {
+                    fl.assign(
+                        &mut kk_body,
+                        "j",
+                        Op::IndexArith(IndexOp::Add, j0, off),
+                        Type::Index,
+                    )
+                };
+                let index =
+                    self.operand_index(fl, self.plan.b, &[(self.plan.k, k), (self.plan.n, j)])?;
+                let v = fl.assign(
+                    &mut kk_body,
+                    "ld",
+                    Op::Load {
+                        buffer: b_buf,
+                        index,
+                        lanes: u32::try_from(lanes).unwrap_or(1),
+                    },
+                    vty,
+                );
+                kk_body.push(Inst::Store {
+                    buffer: bp,
+                    index: vec![panel, kk, off],
+                    value: v,
+                });
+            }
+        } else {
+            let jj = fl.named_value("jj", Type::Index);
+            let jj0 = fl.named_value("jj", Type::Index);
+            let left = fl.assign(
+                &mut p_body,
+                "nleft",
+                Op::IndexArith(IndexOp::Sub, n_ext, j0),
+                Type::Index,
+            );
+            let valid = fl.assign(
+                &mut p_body,
+                "nvalid",
+                Op::IndexArith(IndexOp::Min, nr, left),
+                Type::Index,
+            );
+            // The columns inside N: copied.
+            let mut copy = Vec::new();
+            let j = fl.assign(
+                &mut copy,
+                "j",
+                Op::IndexArith(IndexOp::Add, j0, jj),
+                Type::Index,
+            );
+            let index =
+                self.operand_index(fl, self.plan.b, &[(self.plan.k, k), (self.plan.n, j)])?;
+            let v = fl.assign(
+                &mut copy,
+                "ld",
+                Op::Load {
+                    buffer: b_buf,
+                    index,
+                    lanes: 1,
+                },
+                Type::Scalar(dtype),
+            );
+            copy.push(Inst::Store {
+                buffer: bp,
+                index: vec![panel, kk, jj],
+                value: v,
+            });
+            kk_body.push(for_loop(jj, zero, valid, 1, false, copy));
+            // The padding past N: zeros.
+            let zero_v = fl.scalar_const(Scalar::zero(dtype));
+            let pad = vec![Inst::Store {
+                buffer: bp,
+                index: vec![panel, kk, jj0],
+                value: zero_v,
+            }];
+            kk_body.push(for_loop(jj0, valid, nr, 1, false, pad));
+        }
+        p_body.push(for_loop(kk, zero, kc, 1, false, kk_body));
+        Ok(vec![for_loop(p, from, to, self.plan.nr, false, p_body)])
     }
 
     /// The tensor value of input `input`.

@@ -472,7 +472,7 @@ impl NestCx<'_> {
         let n = self.plan.order.len();
         let l = self.levels[n - 1];
         let dtype = self.g.dtype;
-        let end = self.vector_end(body, n - 1, l.upper, u64::from(lanes))?;
+        let end = self.vector_end(body, 0, l.upper, u64::from(lanes))?;
         let zero = body.fl.index_const(0);
         let tail_var = body.fl.named_value("tail", Type::Index);
         let parts = [
@@ -525,8 +525,8 @@ impl NestCx<'_> {
         let vinit = body.splat((identity, 0), lanes)?.0;
         let zero = body.fl.index_const(0);
         let span = u64::from(lanes) * u;
-        let end_u = self.vector_end(body, at, l.upper, span)?;
-        let end = self.vector_end(body, at, l.upper, u64::from(lanes))?;
+        let end_u = self.vector_end(body, 0, l.upper, span)?;
+        let end = self.vector_end(body, 0, l.upper, u64::from(lanes))?;
 
         // Main loop: u accumulators, copy t reading the vector at v + t * lanes.
         body.set_vector(Some((v, lanes)));
