@@ -1,5 +1,5 @@
-//! The body of a `generic` → scalar loop-IR instructions, each placed at the outermost loop
-//! level where its operands are available.
+//! The body of a `generic` → loop-IR instructions, each placed at the outermost loop level
+//! where its operands are available.
 //!
 //! A node's level is the deepest level of its operands: an index value lives at its loop's
 //! level, a load at the level of the deepest index in its map, constants at the function entry
@@ -13,150 +13,118 @@
 //! `DimValue` → a cast of the dim) except for `Delta`, a select on the comparisons of its
 //! indices, and `Eps`, the permutation sign built from comparisons and selects (no tables).
 //!
-//! **Vector mode** ([`BodyLowerer::set_vector`]): an input whose map has the vectorised index
-//! is read as one vector of `lanes` consecutive elements (the caller has checked that the index
-//! addresses only its last axis, with unit stride), and an operation with a vector operand is
-//! a vector operation, its scalar operands splatted where they are defined. Everything that
-//! does not depend on the vectorised index stays scalar and hoisted. The same lowerer can then
-//! lower the body again in scalar mode, or with another loop variable for an index (an
-//! unrolled copy or a tail loop): what it cached for the levels of that index is forgotten,
-//! what it placed outside them is reused.
+//! **Copies and vectors.** The nest builder may evaluate the body several times in one loop
+//! body (an unrolled loop, jammed into the innermost level: one *copy* per unrolled point) by
+//! giving an index a different value before each evaluation ([`BodyLowerer::set_var`]). Each
+//! node is memoised by the values of the indices it depends on, so a subexpression that does not
+//! vary between copies (`x[j]` in a matrix-vector product unrolled over `i`) is computed once.
+//! In a vectorised loop ([`BodyLowerer::set_vector`]) the vectorised index's value is the first
+//! of `lanes` consecutive points: nodes that depend on it become vectors (a load along the last
+//! axis becomes a vector load), the others stay scalars and are splat where they meet a vector.
+//! [`vectorisable`] says when a body can be evaluated that way.
 
 use super::{FnLowerer, LowerError};
-use crate::ir::loops::{CmpOp, Inst, Op, Type, UnaryFn, ValueId};
+use crate::ir::loops::{BufferId, CmpOp, Inst, Op, Type, UnaryFn, ValueId};
 use crate::ir::tensor::{AxisMap, Cond, Expr, Extent, Generic, IndexId};
 use einc_runtime::{DType, Scalar};
 use std::collections::HashMap;
 
 /// A lowered value and the loop level it is defined at.
-type Placed = (ValueId, usize);
+pub(super) type Placed = (ValueId, usize);
 
-/// Lowers the body of one `generic` into the levels of its nest.
+/// What a memoised value is: a load or index value by the values of its indices, any other
+/// body node by its address in the body and the values of the indices it depends on, or the
+/// splat of a scalar.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Key {
+    Load(u32, Vec<ValueId>),
+    Index(ValueId),
+    Node(usize, Vec<ValueId>),
+    Splat(ValueId),
+}
+
+/// Lowers the body of one `generic` into the open levels of its nest.
 pub(super) struct BodyLowerer<'a, 'm> {
     /// The function being lowered.
     pub fl: &'a mut FnLowerer<'m>,
     g: &'a Generic,
-    levels: &'a mut [Vec<Inst>],
-    /// The loop variable of each index, by `IndexId`.
+    /// The open blocks, outermost first: `levels[d]` receives the instructions of level `d`.
+    levels: Vec<Vec<Inst>>,
+    /// The current value of each index, by `IndexId`.
     vars: Vec<ValueId>,
     /// The level of each index's loop, by `IndexId`.
-    depth_of: &'a [usize],
-    /// The vectorised index and its lanes, in vector mode.
+    depth_of: Vec<usize>,
+    /// The vectorised index and its lanes, while the innermost loop is a vector loop.
     vector: Option<(IndexId, u32)>,
-    /// Each input's load, once emitted (its map is the same at every use).
-    loads: Vec<Option<Placed>>,
-    /// Each index's value as `i64`, once emitted.
-    index_values: Vec<Option<Placed>>,
-    /// The splat of each scalar value, once emitted.
-    splats: HashMap<ValueId, Placed>,
+    /// Values already computed, with their level (dropped when the level closes).
+    memo: HashMap<Key, Placed>,
+    /// The indices each body node reads, sorted, by the node's address.
+    deps: HashMap<usize, Vec<IndexId>>,
 }
 
 impl<'a, 'm> BodyLowerer<'a, 'm> {
-    pub fn new(
-        fl: &'a mut FnLowerer<'m>,
-        g: &'a Generic,
-        levels: &'a mut [Vec<Inst>],
-        vars: &[ValueId],
-        depth_of: &'a [usize],
-    ) -> Self {
+    /// A lowerer for `g` whose index `i` is the loop at level `depth_of[i]` (level 0 is open).
+    pub fn new(fl: &'a mut FnLowerer<'m>, g: &'a Generic, depth_of: Vec<usize>) -> Self {
+        let zero = fl.index_const(0);
         BodyLowerer {
             fl,
             g,
-            levels,
-            vars: vars.to_vec(),
+            levels: vec![Vec::new()],
+            vars: vec![zero; g.indices.len()],
             depth_of,
             vector: None,
-            loads: vec![None; g.inputs.len()],
-            index_values: vec![None; g.indices.len()],
-            splats: HashMap::new(),
+            memo: HashMap::new(),
+            deps: HashMap::new(),
         }
     }
 
-    /// Forgets every value cached at level `depth` or deeper (they are not visible where the
-    /// next lowering of the body goes).
-    fn forget_from(&mut self, depth: usize) {
-        let keep = |p: &Option<Placed>| p.filter(|&(_, d)| d < depth);
-        self.loads = self.loads.iter().map(keep).collect();
-        self.index_values = self.index_values.iter().map(keep).collect();
-        self.splats.retain(|_, &mut (_, d)| d < depth);
-    }
-
-    /// The level of index `id`'s loop (the innermost level when out of range).
-    fn depth(&self, id: IndexId) -> usize {
-        self.depth_of
-            .get(id.0 as usize)
-            .copied()
-            .unwrap_or_else(|| self.innermost())
-    }
-
-    /// Lowers the next bodies with `var` as the loop variable of index `id`.
-    pub fn set_var(&mut self, id: IndexId, var: ValueId) {
-        if let Some(slot) = self.vars.get_mut(id.0 as usize) {
-            *slot = var;
-        }
-        self.forget_from(self.depth(id));
-    }
-
-    /// Lowers the next bodies in vector mode along `vector` (index, lanes), or in scalar mode.
-    pub fn set_vector(&mut self, vector: Option<(IndexId, u32)>) {
-        let changed = self
-            .vector
-            .iter()
-            .chain(&vector)
-            .map(|&(i, _)| self.depth(i))
-            .min();
-        self.vector = vector;
-        if let Some(depth) = changed {
-            self.forget_from(depth);
-        }
-    }
-
-    /// `v` as a vector of `lanes` lanes: `v` itself if it is one, else its splat, defined once
-    /// at `v`'s level.
-    pub fn splat(&mut self, (v, depth): Placed, lanes: u32) -> Result<Placed, LowerError> {
-        let ty = self.type_of(v)?;
-        let Type::Scalar(dtype) = ty else {
-            return Ok((v, depth));
-        };
-        if let Some(&placed) = self.splats.get(&v) {
-            return Ok(placed);
-        }
-        let placed = self.emit_placed(depth, Op::Splat(v, lanes), Type::Vector(dtype, lanes))?;
-        self.splats.insert(v, placed);
-        Ok(placed)
-    }
-
-    /// Two operands of one operation: splats the scalar one when the other is a vector.
-    fn unify(&mut self, a: Placed, b: Placed) -> Result<(Placed, Placed, Type), LowerError> {
-        match (self.type_of(a.0)?, self.type_of(b.0)?) {
-            (Type::Vector(_, lanes), Type::Scalar(_)) => {
-                let b = self.splat(b, lanes)?;
-                Ok((a, b, self.type_of(a.0)?))
-            }
-            (Type::Scalar(_), Type::Vector(_, lanes)) => {
-                let a = self.splat(a, lanes)?;
-                Ok((a, b, self.type_of(b.0)?))
-            }
-            (ty, _) => Ok((a, b, ty)),
-        }
-    }
-
-    /// The instructions of level `depth`.
-    pub fn level(&mut self, depth: usize) -> Result<&mut Vec<Inst>, LowerError> {
-        match self.levels.get_mut(depth) {
-            Some(block) => Ok(block),
-            None => Err(self.fl.error(format!("loop level {depth} does not exist"))),
-        }
-    }
-
-    /// The current loop variable of index `id` (the function's index 0 when out of range).
-    pub fn var(&self, id: IndexId) -> ValueId {
-        self.vars.get(id.0 as usize).copied().unwrap_or(ValueId(0))
-    }
-
-    /// The innermost level.
-    fn innermost(&self) -> usize {
+    /// The number of open levels minus one: the level instructions go to by default.
+    pub fn depth(&self) -> usize {
         self.levels.len().saturating_sub(1)
+    }
+
+    /// Opens the next level (the body of a loop being built).
+    pub fn open(&mut self) {
+        self.levels.push(Vec::new());
+    }
+
+    /// Closes the innermost level and returns its instructions; values defined there are
+    /// forgotten.
+    pub fn close(&mut self) -> Vec<Inst> {
+        let d = self.depth();
+        self.memo.retain(|_, &mut (_, level)| level < d);
+        self.levels.pop().unwrap_or_default()
+    }
+
+    /// Appends an instruction to level `depth`.
+    pub fn push(&mut self, depth: usize, inst: Inst) -> Result<(), LowerError> {
+        match self.levels.get_mut(depth) {
+            Some(block) => {
+                block.push(inst);
+                Ok(())
+            }
+            None => Err(self.fl.error(format!("loop level {depth} is not open"))),
+        }
+    }
+
+    /// Sets the current value of index `i` (a loop variable, or an offset from one).
+    pub fn set_var(&mut self, i: IndexId, v: ValueId) {
+        if let Some(slot) = self.vars.get_mut(i.0 as usize) {
+            *slot = v;
+        }
+    }
+
+    /// The current value of index `i`.
+    pub fn var(&self, i: IndexId) -> Result<ValueId, LowerError> {
+        self.vars
+            .get(i.0 as usize)
+            .copied()
+            .ok_or_else(|| self.fl.error(format!("index #{} is out of range", i.0)))
+    }
+
+    /// Makes index `i` the vectorised one, with `lanes` lanes (or none).
+    pub fn set_vector(&mut self, vector: Option<(IndexId, u32)>) {
+        self.vector = vector;
     }
 
     /// Appends `op` to level `depth` as a new value of type `ty`.
@@ -168,7 +136,7 @@ impl<'a, 'm> BodyLowerer<'a, 'm> {
         };
         match self.levels.get_mut(depth) {
             Some(block) => Ok(self.fl.assign(block, prefix, op, ty)),
-            None => Err(self.fl.error(format!("loop level {depth} does not exist"))),
+            None => Err(self.fl.error(format!("loop level {depth} is not open"))),
         }
     }
 
@@ -176,52 +144,116 @@ impl<'a, 'm> BodyLowerer<'a, 'm> {
         Ok((self.emit(depth, op, ty)?, depth))
     }
 
-    fn type_of(&self, v: ValueId) -> Result<Type, LowerError> {
+    /// The type of a value the lowering defined.
+    pub fn type_of(&self, v: ValueId) -> Result<Type, LowerError> {
         self.fl.type_of(v)
     }
 
-    /// Lowers `e`, which must have type `ty` (the op's dtype, or its vector in vector mode: a
-    /// scalar result is then splatted).
-    pub fn expr_of_type(&mut self, e: &Expr, ty: Type) -> Result<Placed, LowerError> {
-        let mut placed = self.expr(e)?;
-        if let (Type::Vector(_, lanes), Type::Scalar(_)) = (ty, self.type_of(placed.0)?) {
-            placed = self.splat(placed, lanes)?;
+    /// `v` as a vector of `lanes` lanes: itself when it is one, else its splat (placed with
+    /// `v`, once).
+    pub fn splat(&mut self, (v, d): Placed, lanes: u32) -> Result<Placed, LowerError> {
+        let t = self.type_of(v)?;
+        let Type::Scalar(dtype) = t else {
+            return Ok((v, d));
+        };
+        if let Some(&p) = self.memo.get(&Key::Splat(v)) {
+            return Ok(p);
         }
+        let p = self.emit_placed(d, Op::Splat(v, lanes), Type::Vector(dtype, lanes))?;
+        self.memo.insert(Key::Splat(v), p);
+        Ok(p)
+    }
+
+    /// Operands of one operation with equal types: the scalars among them splat when another
+    /// is a vector.
+    pub fn unify(&mut self, ops: &[Placed]) -> Result<Vec<Placed>, LowerError> {
+        let mut lanes = None;
+        for &(v, _) in ops {
+            if let Type::Vector(_, n) = self.type_of(v)? {
+                lanes = Some(n);
+            }
+        }
+        match lanes {
+            None => Ok(ops.to_vec()),
+            Some(n) => ops.iter().map(|&p| self.splat(p, n)).collect(),
+        }
+    }
+
+    /// Lowers `e`, whose elements must have dtype `dtype` (a scalar, or a vector in a vector
+    /// loop).
+    pub fn expr_of_type(&mut self, e: &Expr, dtype: DType) -> Result<Placed, LowerError> {
+        let placed = self.expr(e)?;
         let actual = self.type_of(placed.0)?;
-        if actual != ty {
+        if actual.dtype() != Some(dtype) {
             return Err(self.fl.error(format!(
-                "a body expression has type {actual:?} where {ty:?} is needed"
+                "a body expression has type {actual:?} where {dtype} is needed"
             )));
         }
         Ok(placed)
     }
 
-    /// The loop variable and level of an index.
-    fn index(&self, id: IndexId) -> Result<Placed, LowerError> {
-        let i = id.0 as usize;
-        match (self.vars.get(i), self.depth_of.get(i)) {
-            (Some(&v), Some(&d)) => Ok((v, d)),
-            _ => Err(self
-                .fl
-                .error(format!("the body uses index #{i}, which is out of range"))),
-        }
+    /// The loop level of an index.
+    fn depth_of(&self, id: IndexId) -> Result<usize, LowerError> {
+        self.depth_of.get(id.0 as usize).copied().ok_or_else(|| {
+            self.fl.error(format!(
+                "the body uses index #{}, which is out of range",
+                id.0
+            ))
+        })
     }
 
-    /// Lowers a body expression.
+    /// The current value and level of an index.
+    fn index(&self, id: IndexId) -> Result<Placed, LowerError> {
+        Ok((self.var(id)?, self.depth_of(id)?))
+    }
+
+    /// The memo key of node `e`: its address and the current values of the indices it reads.
+    fn node_key(&mut self, e: &Expr) -> Result<Key, LowerError> {
+        let at = std::ptr::from_ref(e) as usize;
+        let g = self.g;
+        let ids = self.deps.entry(at).or_insert_with(|| {
+            let mut ids = Vec::new();
+            expr_indices(g, e, &mut ids);
+            ids.sort();
+            ids.dedup();
+            ids
+        });
+        let vars = ids
+            .iter()
+            .map(|&i| self.vars.get(i.0 as usize).copied())
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| self.fl.error("the body uses an index out of range"))?;
+        Ok(Key::Node(at, vars))
+    }
+
+    /// Lowers a body expression (memoised per node and index values).
     pub fn expr(&mut self, e: &Expr) -> Result<Placed, LowerError> {
+        let key = match e {
+            // Loads and index values have keys of their own (shared by equal nodes).
+            Expr::Input(_) | Expr::Index(_) | Expr::Lit(_) => None,
+            _ => Some(self.node_key(e)?),
+        };
+        if let Some(&p) = key.as_ref().and_then(|k| self.memo.get(k)) {
+            return Ok(p);
+        }
+        let placed = self.node(e)?;
+        if let Some(k) = key {
+            self.memo.insert(k, placed);
+        }
+        Ok(placed)
+    }
+
+    fn node(&mut self, e: &Expr) -> Result<Placed, LowerError> {
         match e {
             Expr::Input(n) => self.load(*n),
             Expr::Index(id) => {
-                let cached = self.index_values.get(id.0 as usize).copied().flatten();
-                if let Some(placed) = cached {
-                    return Ok(placed);
-                }
                 let (var, depth) = self.index(*id)?;
+                if let Some(&p) = self.memo.get(&Key::Index(var)) {
+                    return Ok(p);
+                }
                 let placed =
                     self.emit_placed(depth, Op::Cast(DType::I64, var), Type::Scalar(DType::I64))?;
-                if let Some(slot) = self.index_values.get_mut(id.0 as usize) {
-                    *slot = Some(placed);
-                }
+                self.memo.insert(Key::Index(var), placed);
                 Ok(placed)
             }
             Expr::Lit(s) => Ok((self.fl.scalar_const(*s), 0)),
@@ -237,22 +269,29 @@ impl<'a, 'm> BodyLowerer<'a, 'm> {
             Expr::Binary(f, a, b) => {
                 let a = self.expr(a)?;
                 let b = self.expr(b)?;
-                let ((a, da), (b, db), ty) = self.unify(a, b)?;
+                let [(a, da), (b, db)] = self.unify(&[a, b])?[..] else {
+                    return Err(self.fl.error("a binary function lost an operand"));
+                };
+                let ty = self.type_of(a)?;
                 self.emit_placed(da.max(db), Op::Binary(*f, a, b), ty)
             }
             Expr::Select(c, a, b) => {
                 let (c, dc) = self.cond(c)?;
-                let (a, da) = self.expr(a)?;
-                let (b, db) = self.expr(b)?;
+                let a = self.expr(a)?;
+                let b = self.expr(b)?;
+                let [(a, da), (b, db)] = self.unify(&[a, b])?[..] else {
+                    return Err(self.fl.error("a select lost an operand"));
+                };
                 let ty = self.type_of(a)?;
-                if matches!(ty, Type::Vector(..)) || matches!(self.type_of(b)?, Type::Vector(..)) {
-                    return Err(self.fl.error("a `select` cannot be vectorised"));
-                }
                 self.emit_placed(dc.max(da).max(db), Op::Select(c, a, b), ty)
             }
             Expr::Cast(dtype, x) => {
                 let (x, d) = self.expr(x)?;
-                self.emit_placed(d, Op::Cast(*dtype, x), Type::Scalar(*dtype))
+                let ty = match self.type_of(x)? {
+                    Type::Vector(_, n) => Type::Vector(*dtype, n),
+                    _ => Type::Scalar(*dtype),
+                };
+                self.emit_placed(d, Op::Cast(*dtype, x), ty)
             }
             Expr::Delta(ids, dtype) => self.delta(ids, *dtype),
             Expr::Eps(ids, dtype) => self.eps(ids, *dtype),
@@ -283,16 +322,14 @@ impl<'a, 'm> BodyLowerer<'a, 'm> {
         }
     }
 
-    /// The element of input `n` at the current point, loaded once per op.
+    /// The element of input `n` at the current point (a vector of `lanes` elements along its
+    /// last axis when the map reads the vectorised index there), loaded once per point.
     fn load(&mut self, n: u32) -> Result<Placed, LowerError> {
         let g = self.g;
         let input = g.inputs.get(n as usize).ok_or_else(|| {
             self.fl
                 .error(format!("the body reads input %{n}, which is missing"))
         })?;
-        if let Some(Some(placed)) = self.loads.get(n as usize) {
-            return Ok(*placed);
-        }
         let buffer = self.fl.buffer_of(input.value)?;
         let def = self.fl.buffer_def(buffer)?;
         let (dtype, shape) = (def.dtype, def.shape.clone());
@@ -305,52 +342,52 @@ impl<'a, 'm> BodyLowerer<'a, 'm> {
         }
         let mut depth = 0;
         let mut index = Vec::with_capacity(shape.len());
-        let lanes = match self.vector {
-            Some((v, lanes)) if input.map.contains(&AxisMap::Index(v)) => lanes,
-            _ => 1,
-        };
+        let mut lanes = 1;
         for (map, extent) in input.map.iter().zip(&shape) {
             match *map {
                 AxisMap::Index(id) => {
                     let (var, d) = self.index(id)?;
                     index.push(var);
                     depth = depth.max(d);
+                    if let Some((v, n)) = self.vector {
+                        if v == id {
+                            lanes = n;
+                        }
+                    }
                 }
                 AxisMap::Fixed(p) => {
                     index.push(self.fl.index_const_u64(p)?);
                     if !self.provably_below(p, extent) {
-                        depth = self.innermost();
+                        depth = self.depth();
                     }
                 }
             }
         }
-        let op = Op::Load {
-            buffer,
-            index,
-            lanes,
-        };
+        let key = Key::Load(n, index.clone());
+        if let Some(&p) = self.memo.get(&key) {
+            return Ok(p);
+        }
         let ty = if lanes == 1 {
             Type::Scalar(dtype)
         } else {
             Type::Vector(dtype, lanes)
         };
+        let op = Op::Load {
+            buffer,
+            index,
+            lanes,
+        };
         let placed = self.emit_placed(depth, op, ty)?;
-        if let Some(slot) = self.loads.get_mut(n as usize) {
-            *slot = Some(placed);
-        }
+        self.memo.insert(key, placed);
         Ok(placed)
     }
 
     /// True when position `p` is known, before the call, to be inside an axis of this extent.
     fn provably_below(&self, p: u64, extent: &Extent) -> bool {
-        let size = match extent {
-            Extent::Fixed(n) => Some(*n),
-            Extent::Dim(name) => self.fl.module.dim_value(name),
-        };
-        size.is_some_and(|n| p < n)
+        self.fl.known_extent(extent).is_some_and(|n| p < n)
     }
 
-    /// The loop variables of `ids` and the level where all are defined.
+    /// The current values of `ids` and the level where all are defined.
     fn index_vars(&self, ids: &[IndexId]) -> Result<(Vec<ValueId>, usize), LowerError> {
         let mut vars = Vec::with_capacity(ids.len());
         let mut depth = 0;
@@ -408,4 +445,197 @@ impl<'a, 'm> BodyLowerer<'a, 'm> {
         let zero = self.fl.scalar_const(Scalar::zero(dtype));
         self.emit_placed(depth, Op::Select(any_equal, zero, sign), ty)
     }
+}
+
+/// Appends the indices node `e` reads (through index values, input maps, delta and eps,
+/// conditions included).
+fn expr_indices(g: &Generic, e: &Expr, out: &mut Vec<IndexId>) {
+    match e {
+        Expr::Index(i) => out.push(*i),
+        Expr::Input(k) => {
+            if let Some(input) = g.inputs.get(*k as usize) {
+                out.extend(input.map.iter().filter_map(|a| match a {
+                    AxisMap::Index(i) => Some(*i),
+                    AxisMap::Fixed(_) => None,
+                }));
+            }
+        }
+        Expr::Delta(ids, _) | Expr::Eps(ids, _) => out.extend(ids.iter().copied()),
+        Expr::Lit(_) | Expr::DimValue(..) => {}
+        Expr::Unary(_, x) | Expr::Cast(_, x) => expr_indices(g, x, out),
+        Expr::Binary(_, a, b) => {
+            expr_indices(g, a, out);
+            expr_indices(g, b, out);
+        }
+        Expr::Select(c, a, b) => {
+            cond_indices(g, c, out);
+            expr_indices(g, a, out);
+            expr_indices(g, b, out);
+        }
+    }
+}
+
+fn cond_indices(g: &Generic, c: &Cond, out: &mut Vec<IndexId>) {
+    match c {
+        Cond::Cmp(_, a, b) => {
+            expr_indices(g, a, out);
+            expr_indices(g, b, out);
+        }
+        Cond::And(a, b) | Cond::Or(a, b) => {
+            cond_indices(g, a, out);
+            cond_indices(g, b, out);
+        }
+        Cond::Not(a) => cond_indices(g, a, out),
+    }
+}
+
+/// Whether `e` reads index `i`.
+fn reads(g: &Generic, e: &Expr, i: IndexId) -> bool {
+    let mut ids = Vec::new();
+    expr_indices(g, e, &mut ids);
+    ids.contains(&i)
+}
+
+/// Why the body of `g` cannot be evaluated with index `v` vectorised (its value the first of
+/// `lanes` consecutive points), or `None` when it can. `unit_last(n)` says whether input `n`'s
+/// buffer has a unit stride on its last axis. A body can be vectorised when every input that
+/// reads `v` reads it once, on its unit-stride last axis (a vector load), and every node that
+/// depends on `v` is arithmetic on elements of `lanes` lanes: no value of `v` itself, no
+/// comparison, delta or eps depending on it (the loop IR has no vector comparisons), no cast to
+/// a dtype of another width.
+pub(super) fn vectorisable(
+    g: &Generic,
+    v: IndexId,
+    lanes: u32,
+    dtype_of_input: &dyn Fn(usize) -> Option<DType>,
+    unit_last: &dyn Fn(usize) -> bool,
+) -> Option<String> {
+    let width = |d: DType| 16 / d.size_bytes();
+    let lanes = lanes as usize;
+    for (n, input) in g.inputs.iter().enumerate() {
+        let uses = input
+            .map
+            .iter()
+            .filter(|a| **a == AxisMap::Index(v))
+            .count();
+        if uses == 0 {
+            continue;
+        }
+        if uses > 1 || input.map.last() != Some(&AxisMap::Index(v)) {
+            return Some(format!(
+                "input %{n} does not read it on its last axis alone"
+            ));
+        }
+        if !unit_last(n) {
+            return Some(format!(
+                "input %{n} may have a non-unit stride on its last axis"
+            ));
+        }
+    }
+    let mut why = None;
+    check_vector_expr(g, &g.body, v, lanes, &width, dtype_of_input, &mut why);
+    why
+}
+
+/// The dtype of `e` (input dtypes from `dtype_of_input`), recording in `why` the first reason
+/// it cannot be vectorised along `v`.
+fn check_vector_expr(
+    g: &Generic,
+    e: &Expr,
+    v: IndexId,
+    lanes: usize,
+    width: &dyn Fn(DType) -> usize,
+    dtype_of_input: &dyn Fn(usize) -> Option<DType>,
+    why: &mut Option<String>,
+) -> Option<DType> {
+    let fail = |why: &mut Option<String>, reason: &str| {
+        why.get_or_insert_with(|| reason.to_string());
+    };
+    let sub = |x: &Expr, why: &mut Option<String>| {
+        check_vector_expr(g, x, v, lanes, width, dtype_of_input, why)
+    };
+    let dtype = match e {
+        Expr::Input(n) => dtype_of_input(*n as usize),
+        Expr::Index(i) => {
+            if *i == v {
+                fail(why, "the body uses the value of the vectorised index");
+            }
+            Some(DType::I64)
+        }
+        Expr::Lit(s) => Some(s.dtype()),
+        Expr::DimValue(_, d) => Some(*d),
+        Expr::Unary(_, x) => sub(x, why),
+        Expr::Binary(_, a, b) => {
+            let d = sub(a, why);
+            sub(b, why);
+            d
+        }
+        Expr::Select(c, a, b) => {
+            if cond_reads(g, c, v) {
+                fail(why, "a condition depends on the vectorised index");
+            }
+            cond_check(g, c, v, lanes, width, dtype_of_input, why);
+            let d = sub(a, why);
+            sub(b, why);
+            d
+        }
+        Expr::Cast(d, x) => {
+            sub(x, why);
+            Some(*d)
+        }
+        Expr::Delta(ids, d) | Expr::Eps(ids, d) => {
+            if ids.contains(&v) {
+                fail(why, "a delta or eps depends on the vectorised index");
+            }
+            Some(*d)
+        }
+    };
+    if let Some(d) = dtype {
+        if reads(g, e, v) && width(d) != lanes {
+            fail(
+                why,
+                "a value depending on the vectorised index has another lane count",
+            );
+        }
+    }
+    dtype
+}
+
+/// Checks the expressions inside a condition (they may be vectorised only where they do not
+/// depend on `v`, which [`cond_reads`] rules out for the condition as a whole).
+fn cond_check(
+    g: &Generic,
+    c: &Cond,
+    v: IndexId,
+    lanes: usize,
+    width: &dyn Fn(DType) -> usize,
+    dtype_of_input: &dyn Fn(usize) -> Option<DType>,
+    why: &mut Option<String>,
+) {
+    match c {
+        Cond::Cmp(_, a, b) => {
+            check_vector_expr(g, a, v, lanes, width, dtype_of_input, why);
+            check_vector_expr(g, b, v, lanes, width, dtype_of_input, why);
+        }
+        Cond::And(a, b) | Cond::Or(a, b) => {
+            cond_check(g, a, v, lanes, width, dtype_of_input, why);
+            cond_check(g, b, v, lanes, width, dtype_of_input, why);
+        }
+        Cond::Not(a) => cond_check(g, a, v, lanes, width, dtype_of_input, why),
+    }
+}
+
+/// Whether condition `c` reads index `i`.
+fn cond_reads(g: &Generic, c: &Cond, i: IndexId) -> bool {
+    let mut ids = Vec::new();
+    cond_indices(g, c, &mut ids);
+    ids.contains(&i)
+}
+
+/// Whether buffer `b` of the function being lowered has a unit stride on its last axis (so
+/// vector loads and stores may address it).
+pub(super) fn unit_last(fl: &FnLowerer, b: BufferId) -> bool {
+    fl.buffer_def(b).is_ok_and(|def| {
+        !def.shape.is_empty() && def.layout == crate::ir::loops::Layout::Contiguous
+    })
 }

@@ -1,10 +1,24 @@
-//! One `generic` → loop IR, as its schedule says: without one (or with `naive`) the naive nest,
-//! with `loops` the scheduled nest ([`nest`](super::nest)), with `gemm` the GETT nest
-//! ([`gett`](super::gett)). A schedule must be complete: the `schedule` pass completes the ones
-//! annotations leave partial.
+//! One `generic` → one loop nest, as its schedule says.
+//!
+//! Without a schedule (or with `naive`) the nest is the naive one ([`Plan::naive`]): one loop per
+//! index, outermost first, the output indices in output order (marked `parallel`: each
+//! iteration writes its own element), then the reduced indices in `over` order. Each reduction
+//! loop carries the accumulator, initialised to the reduction's identity outside the outermost
+//! reduction loop, so a reduction with no iterations leaves the identity. The innermost body
+//! combines the accumulator with the body value (an `add` reduction of a float `mul` becomes
+//! one `fma`), and the result is stored after the reduction loops, at the output position.
+//! Without a reduction the body value is stored in the innermost loop.
+//!
+//! A `loops` schedule gives the order, vectorisation, unrolling and parallel loops of the same
+//! kind of nest ([`nest`](super::nest)). Each loop level has its own block of instructions;
+//! [`body`](super::body) places every body instruction at the outermost level where its operands
+//! are available, which hoists loads and arithmetic that do not depend on the inner loops. A
+//! `gemm` schedule gives the GETT nest ([`gett`](super::gett)). A schedule must be complete: the
+//! `schedule` pass completes the ones annotations leave partial. With
+//! [`LowerOptions::schedules`](super::LowerOptions) off, every op gets the naive nest.
 
 use super::gett::lower_gett;
-use super::nest::{lower_nest, NestPlan};
+use super::nest::{lower_nest, Plan};
 use super::{FnLowerer, LowerError};
 use crate::ir::loops::{BufferId, Inst};
 use crate::ir::tensor::schedule::Schedule;
@@ -29,7 +43,8 @@ pub(super) fn lower_generic(
             g.dtype, result_def.ty.dtype
         ))));
     }
-    if let Some(s) = g.schedule.as_ref().filter(|_| fl.opts.schedules) {
+    let schedule = g.schedule.as_ref().filter(|_| fl.opts.schedules);
+    if let Some(s) = schedule {
         let missing = s.missing();
         if !missing.is_empty() {
             return Err(in_context(fl.error(format!(
@@ -39,14 +54,16 @@ pub(super) fn lower_generic(
             ))));
         }
     }
-    let schedule = g.schedule.as_ref().filter(|_| fl.opts.schedules);
     let lowered = match schedule {
-        None | Some(Schedule::Naive) => lower_nest(fl, g, out, &NestPlan::naive(g)),
-        Some(Schedule::Loops(s)) => match NestPlan::from_schedule(s) {
-            Some(plan) => lower_nest(fl, g, out, &plan),
-            None => Err(fl.error("incomplete `loops` schedule")),
+        None | Some(Schedule::Naive) => lower_nest(fl, g, Plan::naive(g), out),
+        Some(Schedule::Loops(s)) => match Plan::from_schedule(g, s) {
+            Ok(plan) => lower_nest(fl, g, plan, out),
+            Err(m) => Err(fl.error(m)),
         },
         Some(Schedule::Gemm(s)) => lower_gett(fl, g, out, s),
+        Some(Schedule::Softmax(_)) => {
+            Err(fl.error("a `softmax` schedule belongs on the division of a row-softmax group"))
+        }
     };
     lowered.map_err(in_context)
 }

@@ -281,6 +281,14 @@ impl<'m> FnLowerer<'m> {
         v
     }
 
+    /// The size of an extent when it is known before the call (fixed by the IR or the module).
+    fn known_extent(&self, e: &Extent) -> Option<u64> {
+        match e {
+            Extent::Fixed(n) => Some(*n),
+            Extent::Dim(name) => self.module.dim_value(name),
+        }
+    }
+
     /// The value of an extent at run time: a constant when it is fixed (by the IR or by the
     /// module), else the dim, read once at the entry.
     fn extent(&mut self, e: &Extent) -> Result<ValueId, LowerError> {
@@ -397,11 +405,6 @@ impl<'m> FnLowerer<'m> {
         })
     }
 
-    /// A parallel nest storing scalar `value` into every element of `dst`.
-    fn fill_nest(&mut self, dst: BufferId, value: ValueId) -> Result<Vec<Inst>, LowerError> {
-        self.pointwise_nest(dst, |_, _, _| value)
-    }
-
     /// A parallel nest over every element of `dst` (C order) storing the value `element`
     /// computes into the innermost block from the loop variables.
     fn pointwise_nest(
@@ -440,6 +443,24 @@ impl<'m> FnLowerer<'m> {
         }
         Ok(inner)
     }
+}
+
+/// Whether op `g` of `f` can run vectorised along index `v` when its inputs are laid out in C
+/// order (its body allows it and every input reading `v` reads it on its last axis alone): what
+/// the `schedule` pass asks before it chooses a vectorised index.
+pub fn vectorises_in_c_order(
+    f: &tensor::Function,
+    g: &tensor::Generic,
+    v: tensor::IndexId,
+) -> bool {
+    let lanes = u32::try_from(16 / g.dtype.size_bytes()).unwrap_or(1);
+    let dtype_of = |n: usize| {
+        g.inputs
+            .get(n)
+            .and_then(|i| f.values.get(i.value.0 as usize))
+            .map(|d| d.ty.dtype)
+    };
+    body::vectorisable(g, v, lanes, &dtype_of, &|_| true).is_none()
 }
 
 /// Whether buffer `def`'s last axis has a unit stride (what vector loads and stores need).

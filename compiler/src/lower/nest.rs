@@ -1,626 +1,915 @@
-//! One `generic` → one loop nest, in the loop order of its `loops` schedule (or, without a
-//! schedule, the naive order: output indices in output order, then the reduced indices).
+//! A `generic` under a `loops` schedule → one loop nest in the schedule's order, vectorised
+//! along one index and unrolled (`docs/schedules.md`). The naive nest is the plan of
+//! [`Plan::naive`]: output indices in output order, then the reduced ones, nothing vectorised
+//! or unrolled.
 //!
-//! **Accumulation.** Let `p` be the level of the deepest output loop. The reduced loops below
-//! it carry the accumulator in a register: it starts at level `p` (from the reduction's
-//! identity), each innermost iteration combines it with the body value (an `add` reduction of a
-//! float `mul` is one `fma`), and the result is stored at level `p`. A reduced loop *above* an
-//! output loop (a schedule may put it there) accumulates in memory instead: an initial nest
-//! fills the result with the identity, the accumulator starts from the stored element at level
-//! `p`, and is stored back there. Either way each element combines the same terms, in the
-//! order of the reduced loops in the schedule; without a schedule the nest is exactly the
-//! naive one.
+//! **Loops.** One loop per index of `order`, outermost first; an output index listed in
+//! `parallel` gets a `parallel` loop. An index unrolled by `u` runs a main loop stepping by `u`
+//! whose `u` points are *jammed* into the innermost level (one copy of the body per point:
+//! unroll-and-jam, so that an unrolled outer loop shares the inner loads and keeps `u`
+//! independent accumulators), then a remainder loop stepping by 1. The vectorised index `v`
+//! with `L` lanes runs a main loop stepping by `L·u` (`u` vectors per iteration), a loop stepping
+//! by `L` when `u > 1`, then a scalar tail: any extent works. When the extent is known the
+//! bounds are constants and empty loops are left out.
 //!
-//! **Vectorisation.** With `vector=[v:lanes]` (`v` innermost) the nest runs `v` in vectors
-//! where the buffers allow it: every input that reads `v` reads it on its last axis only, with
-//! a unit stride, and, when `v` is an output index, so does the result. Then:
-//! - `v` an output index: a vector loop over the full vectors of `v` (load, compute, store
-//!   `lanes` elements at once), then a scalar loop over the rest;
-//! - `v` reduced: `u` vector accumulators (`u` is `v`'s unroll factor), each summing every
-//!   `u`-th vector; they are combined in order (`((a0 ⊕ a1) ⊕ a2) ⊕ ...`), the remaining full
-//!   vectors added one at a time, the lanes combined from lane 0 up (`reduce_lanes`), the
-//!   result combined into the accumulator, and a scalar loop adds the remaining elements.
+//! **Where values accumulate.** Let the *inner* reduced indices be those after the last output
+//! index in `order`, the *outer* reduced indices those before it.
+//! - Inner reductions accumulate in registers carried by their loops: one accumulator per
+//!   output copy and per *slot* (a combination of the unrolled copies of the reduced indices),
+//!   a vector when `v` is reduced; with `v` vectorised, a scalar `rest` accumulator takes the
+//!   tail. After the loops the slots are combined in slot order, then the lanes (`reduce_lanes`,
+//!   lane 0 first), then added to `rest`; the total is stored.
+//! - Outer reductions accumulate in the output: a first nest stores the identity into every
+//!   output element, and each point combines its value into the element it belongs to (read,
+//!   combine, write). Each element still sees its terms in the original order (a reduced index
+//!   outside a vectorised output index is the classic "vectorise the column sum" reordering:
+//!   every lane is one output element, so no lane mixes terms).
+//! - With both, the register accumulators of a point start from the output's current value.
 //!
-//! Where the buffers do not allow it (a strided argument in the general kernel variant), the
-//! same loop order runs in scalar code. Every output loop the schedule lists in `parallel` is
-//! marked `parallel` (without a schedule, every output loop is).
+//! A float `add` reduction of `mul(a, b)` accumulates with `fma`, as the naive nest does.
+//!
+//! **Vectorising** needs the body to be [`vectorisable`] along `v` and every buffer addressed
+//! along `v` to have a unit stride there (temporaries; kernel arguments once a variant says so);
+//! otherwise the op is lowered with `v` as an ordinary (unrolled) loop: a schedule changes speed,
+//! never whether an op can be lowered.
 
-use super::body::BodyLowerer;
+use super::body::{self, BodyLowerer, Placed};
 use super::{FnLowerer, LowerError};
 use crate::ir::loops::{
-    self, BinaryFn, BufferId, Carried, For, IndexOp, Inst, Op, ReduceKind, Type, ValueId,
+    BinaryFn, Block, BufferId, Carried, For, IndexOp, Inst, Op, ReduceKind, Type, ValueId,
 };
 use crate::ir::tensor::schedule::LoopsSchedule;
-use crate::ir::tensor::{AxisMap, Expr, Generic, IndexId};
+use crate::ir::tensor::{Expr, Generic, IndexId};
+use einc_runtime::DType;
 
-/// A `loops` schedule resolved for lowering.
+/// A complete `loops` schedule of one op, by `IndexId`.
 #[derive(Clone, Debug)]
-pub(super) struct NestPlan {
+pub(super) struct Plan {
     /// Every index once, outermost first.
     pub order: Vec<IndexId>,
     /// The vectorised index (innermost) and its lanes.
     pub vector: Option<(IndexId, u32)>,
-    /// Unroll factors.
-    pub unroll: Vec<(IndexId, u64)>,
-    /// Loops marked parallel.
-    pub parallel: Vec<IndexId>,
+    /// The unroll factor of each index (1: not unrolled).
+    pub unroll: Vec<u64>,
+    /// Whether each index's loop is marked parallel.
+    pub parallel: Vec<bool>,
 }
 
-impl NestPlan {
-    /// The naive nest: output indices in output order (all parallel), then the reduced ones.
-    pub fn naive(g: &Generic) -> NestPlan {
+impl Plan {
+    /// The naive nest: output indices in output order (parallel), then the reduced ones.
+    pub fn naive(g: &Generic) -> Plan {
         let over = g.reduce.as_ref().map_or(&[][..], |r| &r.over[..]);
-        NestPlan {
+        let mut parallel = vec![false; g.indices.len()];
+        for &i in &g.output {
+            if let Some(p) = parallel.get_mut(i.0 as usize) {
+                *p = true;
+            }
+        }
+        Plan {
             order: g.output.iter().chain(over).copied().collect(),
             vector: None,
-            unroll: Vec::new(),
-            parallel: g.output.clone(),
+            unroll: vec![1; g.indices.len()],
+            parallel,
         }
     }
 
-    /// The plan of a complete `loops` schedule.
-    pub fn from_schedule(s: &LoopsSchedule) -> Option<NestPlan> {
-        Some(NestPlan {
-            order: s.order.clone()?,
-            vector: s
-                .vector?
-                .map(|(i, lanes)| (i, u32::try_from(lanes).unwrap_or(u32::MAX))),
-            unroll: s.unroll.clone()?,
-            parallel: s.parallel.clone()?,
+    /// The plan of a complete `loops` schedule (the verifier has checked it fits `g`).
+    pub fn from_schedule(g: &Generic, s: &LoopsSchedule) -> Result<Plan, String> {
+        let n = g.indices.len();
+        let missing = || "the schedule is not complete (run the `schedule` pass)".to_string();
+        let order = s.order.clone().ok_or_else(missing)?;
+        let vector = s.vector.ok_or_else(missing)?;
+        let mut unroll = vec![1; n];
+        for &(i, u) in s.unroll.as_ref().ok_or_else(missing)? {
+            *unroll
+                .get_mut(i.0 as usize)
+                .ok_or("`unroll` names an index out of range")? = u;
+        }
+        let mut parallel = vec![false; n];
+        for &i in s.parallel.as_ref().ok_or_else(missing)? {
+            *parallel
+                .get_mut(i.0 as usize)
+                .ok_or("`parallel` names an index out of range")? = true;
+        }
+        let vector = match vector {
+            Some((i, lanes)) => Some((i, u32::try_from(lanes).map_err(|_| "too many lanes")?)),
+            None => None,
+        };
+        Ok(Plan {
+            order,
+            vector,
+            unroll,
+            parallel,
         })
     }
-
-    fn unroll_of(&self, i: IndexId) -> u64 {
-        self.unroll
-            .iter()
-            .find(|&&(x, _)| x == i)
-            .map_or(1, |&(_, n)| n)
-    }
 }
 
-/// Whether the buffers let index `v` run in vectors (see the module docs).
-fn vector_fits(fl: &FnLowerer, g: &Generic, out: BufferId, v: IndexId) -> Result<bool, LowerError> {
-    let unit_last = |b: BufferId| -> Result<bool, LowerError> {
-        let def = fl.buffer_def(b)?;
-        Ok(super::unit_last(def))
-    };
-    for input in &g.inputs {
-        let uses = input
-            .map
-            .iter()
-            .filter(|&&a| a == AxisMap::Index(v))
-            .count();
-        if uses == 0 {
-            continue;
-        }
-        let on_last = uses == 1 && input.map.last() == Some(&AxisMap::Index(v));
-        if !on_last || !unit_last(fl.buffer_of(input.value)?)? {
-            return Ok(false);
-        }
-    }
-    if g.output.contains(&v) && (g.output.last() != Some(&v) || !unit_last(out)?) {
-        return Ok(false);
-    }
-    Ok(true)
-}
-
-/// One loop of the nest: its variable and bound.
-#[derive(Clone, Copy)]
-struct Level {
-    var: ValueId,
-    upper: ValueId,
-}
-
-/// Lowers `g` under `plan` into a nest storing into buffer `out`.
+/// Lowers `g` under `plan` into instructions storing into buffer `out` (the caller has checked
+/// the op's dtype against the value's).
 pub(super) fn lower_nest(
     fl: &mut FnLowerer,
     g: &Generic,
+    mut plan: Plan,
     out: BufferId,
-    plan: &NestPlan,
 ) -> Result<Vec<Inst>, LowerError> {
-    let n = plan.order.len();
-    let mut depth_of: Vec<Option<usize>> = vec![None; g.indices.len()];
-    for (pos, id) in plan.order.iter().enumerate() {
-        match depth_of.get_mut(id.0 as usize) {
-            Some(slot @ None) => *slot = Some(pos + 1),
-            Some(Some(_)) => {
+    let n = g.indices.len();
+    let name = |i: IndexId| {
+        g.indices
+            .get(i.0 as usize)
+            .map_or_else(|| format!("#{}", i.0), |d| format!("`{}`", d.name))
+    };
+    let is_output = |i: IndexId| g.output.contains(&i);
+    let is_reduced = |i: IndexId| g.reduce.as_ref().is_some_and(|r| r.over.contains(&i));
+    for i in (0..n).map(|k| IndexId(u32::try_from(k).unwrap_or(u32::MAX))) {
+        match (is_output(i), is_reduced(i)) {
+            (true, true) => {
                 return Err(fl.error(format!(
-                    "index `{}` is looped over twice",
-                    g.index_def(*id).name
+                    "index {} is both an output index and reduced",
+                    name(i)
                 )))
             }
+            (false, false) => {
+                return Err(fl.error(format!(
+                    "index {} is neither an output index nor reduced",
+                    name(i)
+                )))
+            }
+            _ => {}
+        }
+    }
+    let mut depth_of = vec![usize::MAX; n];
+    for (pos, &id) in plan.order.iter().enumerate() {
+        match depth_of.get_mut(id.0 as usize) {
+            Some(slot) if *slot == usize::MAX => *slot = pos + 1,
+            Some(_) => return Err(fl.error(format!("index {} is looped over twice", name(id)))),
             None => return Err(fl.error(format!("index #{} is out of range", id.0))),
         }
     }
-    let depth_of = depth_of
-        .iter()
-        .zip(&g.indices)
-        .map(|(d, def)| {
-            d.ok_or_else(|| {
-                fl.error(format!(
-                    "index `{}` is neither an output index nor reduced",
-                    def.name
-                ))
-            })
-        })
-        .collect::<Result<Vec<usize>, _>>()?;
-
-    let zero = fl.index_const(0);
-    let mut vars = vec![zero; g.indices.len()];
-    let mut levels_of = Vec::with_capacity(n);
-    for &id in &plan.order {
-        let def = &g.indices[id.0 as usize];
-        let upper = fl.extent(&def.extent)?;
-        let var = fl.named_value(&def.name, Type::Index);
-        vars[id.0 as usize] = var;
-        levels_of.push(Level { var, upper });
+    if let Some(k) = depth_of.iter().position(|&d| d == usize::MAX) {
+        return Err(fl.error(format!(
+            "the loop order misses index `{}`",
+            g.indices[k].name
+        )));
     }
-    let is_output = |i: IndexId| g.output.contains(&i);
-    // The deepest output loop; a reduced loop above it accumulates in memory.
-    let p = plan
-        .order
+    if let Some(&i) = g
+        .output
         .iter()
-        .rposition(|&i| is_output(i))
-        .map_or(0, |pos| pos + 1);
-    let memory = g.reduce.is_some()
-        && plan.order[..p.saturating_sub(1)]
-            .iter()
-            .any(|&i| !is_output(i));
-    let vector = match plan.vector {
-        Some((v, lanes)) if plan.order.last() == Some(&v) && vector_fits(fl, g, out, v)? => {
-            Some((v, lanes))
+        .chain(g.reduce.iter().flat_map(|r| &r.over))
+        .find(|i| i.0 as usize >= n)
+    {
+        return Err(fl.error(format!("index #{} is out of range", i.0)));
+    }
+    if let Some((v, lanes)) = plan.vector {
+        if plan.order.last() != Some(&v) || !vector_ok(fl, g, v, lanes, out) {
+            plan.vector = None;
         }
-        _ => None,
-    };
-
-    let mut pre = Vec::new();
-    if memory {
-        let kind = g.reduce.as_ref().map(|r| r.kind).unwrap_or(ReduceKind::Add);
-        let identity = fl.scalar_const(kind.identity(g.dtype));
-        pre = fl.fill_nest(out, identity)?;
     }
-
-    let mut levels: Vec<Vec<Inst>> = vec![Vec::new(); n + 1];
-    let cx = NestCx {
+    let last_out = plan.order.iter().rposition(|&i| is_output(i));
+    let first_inner = last_out.map_or(0, |p| p + 1);
+    let mem_acc = g.reduce.is_some() && plan.order[..first_inner].iter().any(|&i| !is_output(i));
+    let fma = match (&g.body, &g.reduce) {
+        (Expr::Binary(BinaryFn::Mul, _, _), Some(r)) => {
+            r.kind == ReduceKind::Add && g.dtype.is_float()
+        }
+        _ => false,
+    };
+    let mut offsets = Vec::with_capacity(n);
+    for _ in 0..n {
+        offsets.push(vec![fl.index_const(0)]);
+    }
+    let mut nest = Nest {
+        b: BodyLowerer::new(fl, g, depth_of),
         g,
         plan,
         out,
-        levels: &levels_of,
-        p,
-        memory,
+        first_inner,
+        mem_acc,
+        fma,
+        offsets,
+        in_vector: false,
+        accs: Vec::new(),
+        group_radix: Vec::new(),
     };
-    let mut body = BodyLowerer::new(fl, g, &mut levels, &vars, &depth_of);
-    cx.fill(&mut body, vector)?;
-    drop(body);
-
-    // Wrap the plain loops (the carried ones were built by `fill`), innermost first.
-    let plain_from = cx.plain_depth(vector);
-    for d in (1..=plain_from).rev() {
-        let insts = std::mem::take(&mut levels[d]);
-        let id = plan.order[d - 1];
-        let l = levels_of[d - 1];
-        let f = cx.plain_loop(l, zero, 1, id, insts);
-        levels[d - 1].push(f);
+    if mem_acc {
+        nest.init_output()?;
     }
-    pre.append(&mut levels[0]);
-    Ok(pre)
+    nest.generate(0)?;
+    Ok(nest.b.close())
 }
 
-/// What the parts of one nest share.
-struct NestCx<'a> {
+/// Whether `g` can be vectorised along `v` here: the body allows it and every buffer addressed
+/// along `v` (inputs reading it, the output when it is an output index) has a unit last stride.
+fn vector_ok(fl: &FnLowerer, g: &Generic, v: IndexId, lanes: u32, out: BufferId) -> bool {
+    let buffer = |n: usize| {
+        g.inputs
+            .get(n)
+            .and_then(|input| fl.buffer_of(input.value).ok())
+    };
+    let dtype_of = |n: usize| buffer(n).and_then(|b| fl.buffer_def(b).ok().map(|d| d.dtype));
+    let unit = |n: usize| buffer(n).is_some_and(|b| body::unit_last(fl, b));
+    if body::vectorisable(g, v, lanes, &dtype_of, &unit).is_some() {
+        return false;
+    }
+    match g.output.iter().position(|&o| o == v) {
+        None => true,
+        Some(axis) => axis + 1 == g.output.len() && body::unit_last(fl, out),
+    }
+}
+
+/// The accumulators of one output copy while inner reduction loops run.
+#[derive(Clone, Debug)]
+struct Group {
+    /// The output element (its first, for a vector) the group stores to.
+    out_index: Vec<ValueId>,
+    /// One accumulator per slot (vectors when the reduced vectorised index is vectorised).
+    slots: Vec<ValueId>,
+    /// The scalar accumulator of the tail, when the op is vectorised along a reduced index.
+    rest: Option<ValueId>,
+}
+
+/// The state of building one nest.
+struct Nest<'a, 'm> {
+    b: BodyLowerer<'a, 'm>,
     g: &'a Generic,
-    plan: &'a NestPlan,
+    plan: Plan,
     out: BufferId,
-    levels: &'a [Level],
-    /// The level of the deepest output loop.
-    p: usize,
-    /// Whether the result accumulates in memory.
-    memory: bool,
+    /// Position in `order` of the first inner reduced index (`order.len()` when none).
+    first_inner: usize,
+    /// Whether reduced indices outside some output index accumulate in the output.
+    mem_acc: bool,
+    /// Whether terms accumulate with `fma` (a float `add` reduction of `mul(a, b)`).
+    fma: bool,
+    /// The value of each index in each copy of the loop variant being built, by `IndexId`.
+    offsets: Vec<Vec<ValueId>>,
+    /// Whether the innermost loop being built is a vector loop.
+    in_vector: bool,
+    /// The accumulators while inner reduction loops are built, one group per output copy.
+    accs: Vec<Group>,
+    /// The number of copies of each output index (in output order) when the groups were made.
+    group_radix: Vec<usize>,
 }
 
-impl NestCx<'_> {
-    /// The number of loops wrapped as plain loops after `fill`: every loop down to `p`, and
-    /// below it only when there is no reduction there (then `fill` builds nothing itself),
-    /// less the vectorised innermost loop, which `fill` builds.
-    fn plain_depth(&self, vector: Option<(IndexId, u32)>) -> usize {
-        let n = self.plan.order.len();
-        let plain = if self.g.reduce.is_some() && n > self.p {
-            self.p
-        } else {
-            n
-        };
-        match vector {
-            Some((v, _)) if self.g.output.contains(&v) => plain - 1,
-            _ => plain,
-        }
+/// One loop to build for an index: where it starts and ends, its step and copies.
+struct Variant {
+    lower: ValueId,
+    upper: ValueId,
+    /// Points per copy: the lanes of a vector loop, else 1.
+    lanes: u64,
+    /// Copies per iteration.
+    copies: u64,
+}
+
+impl Nest<'_, '_> {
+    fn dtype(&self) -> DType {
+        self.g.dtype
     }
 
-    /// A loop that carries nothing, over `l`, parallel when the schedule says so.
-    fn plain_loop(
-        &self,
-        l: Level,
-        lower: ValueId,
-        step: u64,
-        id: IndexId,
-        insts: Vec<Inst>,
-    ) -> Inst {
-        let parallel = self.plan.parallel.contains(&id) && self.g.output.contains(&id);
-        Inst::For(Box::new(For {
-            var: l.var,
-            lower,
-            upper: l.upper,
-            step,
-            parallel,
-            unroll: self.unroll_hint(id, step),
-            carried: Vec::new(),
-            body: loops::Block { insts },
-            yields: Vec::new(),
-        }))
+    fn scalar_ty(&self) -> Type {
+        Type::Scalar(self.dtype())
     }
 
-    /// The unroll request for the loop of `id` (none for vector loops, whose factor is their
-    /// number of accumulators, nor for a factor of 1 given by no schedule).
-    fn unroll_hint(&self, id: IndexId, step: u64) -> Option<u32> {
-        if step > 1 || Some(id) == self.plan.vector.map(|(v, _)| v) {
-            return None;
+    fn index_name(&self, i: IndexId) -> String {
+        self.g
+            .indices
+            .get(i.0 as usize)
+            .map_or_else(|| format!("i{}", i.0), |d| d.name.clone())
+    }
+
+    /// The loops of `order[pos..]` and what they compute, appended to the current level.
+    fn generate(&mut self, pos: usize) -> Result<(), LowerError> {
+        let has_inner = self.first_inner < self.plan.order.len();
+        if pos == self.first_inner && has_inner {
+            return self.reduce_in_registers(pos);
         }
-        self.plan
+        if pos == self.plan.order.len() {
+            return self.leaf();
+        }
+        self.index_loops(pos)
+    }
+
+    /// The loop variants of `order[pos]`, each running the rest of the nest.
+    fn index_loops(&mut self, pos: usize) -> Result<(), LowerError> {
+        let x = self.plan.order[pos];
+        let vector = self.plan.vector.filter(|&(v, _)| v == x);
+        for variant in self.variants(x, vector.map(|(_, l)| l))? {
+            self.one_loop(pos, x, &variant, vector)?;
+        }
+        Ok(())
+    }
+
+    /// The loops index `x` runs: main, vector remainder and tail, as its unroll factor and
+    /// vectorisation need, leaving out those that are known to be empty.
+    fn variants(&mut self, x: IndexId, lanes: Option<u32>) -> Result<Vec<Variant>, LowerError> {
+        let u = self
+            .plan
             .unroll
-            .iter()
-            .find(|&&(x, _)| x == id)
-            .and_then(|&(_, n)| u32::try_from(n).ok())
-    }
-
-    /// Emits the body, the accumulation, the store and the loops `fill` owns (the carried
-    /// reduction loops and the vectorised loop) into `body`'s levels.
-    fn fill(
-        &self,
-        body: &mut BodyLowerer,
-        vector: Option<(IndexId, u32)>,
-    ) -> Result<(), LowerError> {
-        let g = self.g;
-        let n = self.plan.order.len();
-        let ty = Type::Scalar(g.dtype);
-        let Some(r) = &g.reduce else {
-            // A map: the value is stored where it is computed.
-            return match vector {
-                Some((v, lanes)) => self.vector_map(body, v, lanes, None),
-                None => {
-                    let (value, _) = body.expr_of_type(&g.body, ty)?;
-                    self.store(body, n, value)
+            .get(x.0 as usize)
+            .copied()
+            .unwrap_or(1)
+            .max(1);
+        let lanes = u64::from(lanes.unwrap_or(1));
+        let extent = self
+            .g
+            .indices
+            .get(x.0 as usize)
+            .map(|d| d.extent.clone())
+            .ok_or_else(|| self.b.fl.error(format!("index #{} is out of range", x.0)))?;
+        let n = self.b.fl.extent(&extent)?;
+        let known = self.b.fl.known_extent(&extent);
+        let zero = self.b.fl.index_const(0);
+        // (points per copy, copies) of each loop, widest first.
+        let mut shapes = vec![(lanes, u)];
+        if lanes > 1 && u > 1 {
+            shapes.push((lanes, 1));
+        }
+        if lanes > 1 || u > 1 {
+            shapes.push((1, 1));
+        }
+        let mut out = Vec::new();
+        let mut lower = zero;
+        let mut lower_known = Some(0u64);
+        for (k, &(l, c)) in shapes.iter().enumerate() {
+            let step = l * c;
+            let last = k + 1 == shapes.len();
+            let (upper, upper_known) = if last {
+                (n, known)
+            } else {
+                match known {
+                    Some(n) => {
+                        let e = n - n % step;
+                        (self.b.fl.index_const_u64(e)?, Some(e))
+                    }
+                    None => (self.floor_multiple(n, step)?, None),
                 }
             };
-        };
-        let kind = r.kind;
-        if n == self.p {
-            // Every reduced loop is above the innermost (output) loop: read, combine, write.
-            return match vector {
-                Some((v, lanes)) => self.vector_map(body, v, lanes, Some(kind)),
-                None => {
-                    let cur = self.load_out(body, n, 1)?;
-                    let next = self.combine(body, n, kind, cur, ty)?;
-                    self.store(body, n, next)
-                }
-            };
+            let empty = matches!((lower_known, upper_known), (Some(a), Some(b)) if b <= a);
+            if !empty {
+                out.push(Variant {
+                    lower,
+                    upper,
+                    lanes: l,
+                    copies: c,
+                });
+            }
+            lower = upper;
+            lower_known = upper_known;
         }
-        // Reduced loops below the deepest output loop carry the accumulator, which starts from
-        // the identity (or, accumulating in memory, from the stored element).
-        let start = |cx: &Self, body: &mut BodyLowerer| -> Result<ValueId, LowerError> {
-            if cx.memory {
-                cx.load_out(body, cx.p, 1)
-            } else {
-                Ok(body.fl.scalar_const(kind.identity(g.dtype)))
-            }
-        };
-        let last_for = if vector.is_some() { n - 1 } else { n };
-        let (acc, early_start) = if last_for > self.p {
-            (body.fl.new_value("acc", ty), None)
-        } else {
-            let s = start(self, body)?;
-            (s, Some(s))
-        };
-        let next = match vector {
-            Some((v, lanes)) => self.vector_reduction(body, v, lanes, kind, acc)?,
-            None => self.combine(body, n, kind, acc, ty)?,
-        };
-        let start = match early_start {
-            Some(s) => s,
-            None => start(self, body)?,
-        };
-        let result = self.carried_loops(body, last_for, acc, next, start)?;
-        self.store(body, self.p, result)
+        Ok(out)
     }
 
-    /// `kind(acc, body)` at level `depth` (an `fma` for a float `add` of a `mul`), of type
-    /// `ty` (a vector type in vector mode).
-    fn combine(
-        &self,
-        body: &mut BodyLowerer,
-        depth: usize,
-        kind: ReduceKind,
-        acc: ValueId,
-        ty: Type,
-    ) -> Result<ValueId, LowerError> {
-        match (&self.g.body, kind) {
-            // The product is rounded once, with the sum, where the target has FMA.
-            (Expr::Binary(BinaryFn::Mul, a, b), ReduceKind::Add) if self.g.dtype.is_float() => {
-                let (a, _) = body.expr_of_type(a, ty)?;
-                let (b, _) = body.expr_of_type(b, ty)?;
-                body.emit(depth, Op::Fma(a, b, acc), ty)
-            }
-            _ => {
-                let (v, _) = body.expr_of_type(&self.g.body, ty)?;
-                body.emit(depth, Op::Binary(kind.combine_fn(), acc, v), ty)
-            }
-        }
-    }
-
-    /// Loads the result element(s) at the current point, at level `depth`.
-    fn load_out(
-        &self,
-        body: &mut BodyLowerer,
-        depth: usize,
-        lanes: u32,
-    ) -> Result<ValueId, LowerError> {
-        let ty = if lanes == 1 {
-            Type::Scalar(self.g.dtype)
-        } else {
-            Type::Vector(self.g.dtype, lanes)
-        };
-        let op = Op::Load {
-            buffer: self.out,
-            index: self.out_index(body),
-            lanes,
-        };
-        body.emit(depth, op, ty)
-    }
-
-    /// The position of the result element at the current point.
-    fn out_index(&self, body: &BodyLowerer) -> Vec<ValueId> {
-        self.g.output.iter().map(|&i| body.var(i)).collect()
-    }
-
-    fn store(
-        &self,
-        body: &mut BodyLowerer,
-        depth: usize,
-        value: ValueId,
-    ) -> Result<(), LowerError> {
-        let index = self.out_index(body);
-        body.level(depth)?.push(Inst::Store {
-            buffer: self.out,
-            index,
-            value,
-        });
-        Ok(())
-    }
-
-    /// Wraps levels `p + 1 ..= last_for` in loops carrying the accumulator: the innermost
-    /// loop's argument is `acc` and it yields `next`; each outer loop passes its argument in as
-    /// the inner loop's initial value and yields the inner loop's result. Appends the
-    /// outermost loop to level `p` and returns its result (`next` itself when there is no
-    /// such loop).
-    fn carried_loops(
-        &self,
-        body: &mut BodyLowerer,
-        last_for: usize,
-        acc: ValueId,
-        next: ValueId,
-        start: ValueId,
-    ) -> Result<ValueId, LowerError> {
-        let ty = body.fl.type_of(acc)?;
-        let zero = body.fl.index_const(0);
-        let mut arg = acc;
-        let mut yielded = next;
-        let mut inner: Option<Inst> = None;
-        for d in (self.p + 1..=last_for).rev() {
-            let l = self.levels[d - 1];
-            let id = self.plan.order[d - 1];
-            let init = if d == self.p + 1 {
-                start
-            } else {
-                body.fl.new_value("acc", ty)
-            };
-            let result = body.fl.new_value("red", ty);
-            let mut insts = std::mem::take(body.level(d)?);
-            insts.extend(inner.take());
-            inner = Some(Inst::For(Box::new(For {
-                var: l.var,
+    /// The largest multiple of `step` not above `n` (at least 0), computed at the current level.
+    // TODO(vector): one `irem` once the loop IR has it; until then a counting loop.
+    fn floor_multiple(&mut self, n: ValueId, step: u64) -> Result<ValueId, LowerError> {
+        let d = self.b.depth();
+        let zero = self.b.fl.index_const(0);
+        let step_v = self.b.fl.index_const_u64(step)?;
+        let below = self.b.fl.index_const_u64(step - 1)?;
+        let hi = self
+            .b
+            .emit(d, Op::IndexArith(IndexOp::Sub, n, below), Type::Index)?;
+        let var = self.b.fl.named_value("t", Type::Index);
+        let arg = self.b.fl.new_value("end", Type::Index);
+        let result = self.b.fl.new_value("end", Type::Index);
+        let next = self.b.fl.new_value("end", Type::Index);
+        self.b.push(
+            d,
+            Inst::For(Box::new(For {
+                unroll: None,
+                var,
                 lower: zero,
-                upper: l.upper,
-                step: 1,
+                upper: hi,
+                step,
                 parallel: false,
-                unroll: self.unroll_hint(id, 1),
-                carried: vec![Carried { arg, init, result }],
-                body: loops::Block { insts },
-                yields: vec![yielded],
-            })));
-            arg = init;
-            yielded = result;
-        }
-        body.level(self.p)?.extend(inner);
-        Ok(yielded)
-    }
-
-    /// The end of the full vectors of the loop of `v`: `upper - upper % step`, at level
-    /// `depth`.
-    fn vector_end(
-        &self,
-        body: &mut BodyLowerer,
-        depth: usize,
-        upper: ValueId,
-        step: u64,
-    ) -> Result<ValueId, LowerError> {
-        let step = body.fl.index_const(i64::try_from(step).unwrap_or(i64::MAX));
-        let rem = body.emit(
-            depth,
-            Op::IndexArith(IndexOp::Rem, upper, step),
-            Type::Index,
+                carried: vec![Carried {
+                    arg,
+                    init: zero,
+                    result,
+                }],
+                body: Block {
+                    insts: vec![Inst::Assign {
+                        result: next,
+                        op: Op::IndexArith(IndexOp::Add, var, step_v),
+                    }],
+                },
+                yields: vec![next],
+            })),
         )?;
-        body.emit(depth, Op::IndexArith(IndexOp::Sub, upper, rem), Type::Index)
-    }
-
-    /// The innermost loop over output index `v` in vectors, then the scalar tail: each point
-    /// stores the body value, or (`kind`) combines it into the stored element.
-    fn vector_map(
-        &self,
-        body: &mut BodyLowerer,
-        v: IndexId,
-        lanes: u32,
-        kind: Option<ReduceKind>,
-    ) -> Result<(), LowerError> {
-        let n = self.plan.order.len();
-        let l = self.levels[n - 1];
-        let dtype = self.g.dtype;
-        let end = self.vector_end(body, 0, l.upper, u64::from(lanes))?;
-        let zero = body.fl.index_const(0);
-        let tail_var = body.fl.named_value("tail", Type::Index);
-        let parts = [
-            (lanes, l.var, zero, end, u64::from(lanes)),
-            (1, tail_var, end, l.upper, 1),
-        ];
-        for (lanes, var, lower, upper, step) in parts {
-            let ty = if lanes == 1 {
-                Type::Scalar(dtype)
-            } else {
-                Type::Vector(dtype, lanes)
-            };
-            body.set_vector((lanes > 1).then_some((v, lanes)));
-            body.set_var(v, var);
-            let value = match kind {
-                None => body.expr_of_type(&self.g.body, ty)?.0,
-                Some(kind) => {
-                    let cur = self.load_out(body, n, lanes)?;
-                    self.combine(body, n, kind, cur, ty)?
-                }
-            };
-            self.store(body, n, value)?;
-            let insts = std::mem::take(body.level(n)?);
-            let f = self.plain_loop(Level { var, upper }, lower, step, v, insts);
-            body.level(n - 1)?.push(f);
-        }
-        body.set_vector(None);
-        body.set_var(v, l.var);
-        Ok(())
-    }
-
-    /// The vectorised innermost reduced loop over `v` (see the module docs), at level `n - 1`,
-    /// combining into `acc`; returns the combined accumulator.
-    fn vector_reduction(
-        &self,
-        body: &mut BodyLowerer,
-        v: IndexId,
-        lanes: u32,
-        kind: ReduceKind,
-        acc: ValueId,
-    ) -> Result<ValueId, LowerError> {
-        let n = self.plan.order.len();
-        let at = n - 1;
-        let l = self.levels[n - 1];
-        let dtype = self.g.dtype;
-        let vty = Type::Vector(dtype, lanes);
-        let sty = Type::Scalar(dtype);
-        let u = self.plan.unroll_of(v).max(1);
-        let identity = body.fl.scalar_const(kind.identity(dtype));
-        let vinit = body.splat((identity, 0), lanes)?.0;
-        let zero = body.fl.index_const(0);
-        let span = u64::from(lanes) * u;
-        let end_u = self.vector_end(body, 0, l.upper, span)?;
-        let end = self.vector_end(body, 0, l.upper, u64::from(lanes))?;
-
-        // Main loop: u accumulators, copy t reading the vector at v + t * lanes.
-        body.set_vector(Some((v, lanes)));
-        let main_var = l.var;
-        let mut carried = Vec::new();
-        let mut yields = Vec::new();
-        for t in 0..u {
-            let var = if t == 0 {
-                main_var
-            } else {
-                let off = body
-                    .fl
-                    .index_const(i64::try_from(t * u64::from(lanes)).unwrap_or(0));
-                body.emit(n, Op::IndexArith(IndexOp::Add, main_var, off), Type::Index)?
-            };
-            body.set_var(v, var);
-            let arg = body.fl.new_value("vacc", vty);
-            let next = self.combine(body, n, kind, arg, vty)?;
-            let result = body.fl.new_value("vred", vty);
-            carried.push(Carried {
-                arg,
-                init: vinit,
-                result,
-            });
-            yields.push(next);
-        }
-        let insts = std::mem::take(body.level(n)?);
-        let results: Vec<ValueId> = carried.iter().map(|c| c.result).collect();
-        body.level(at)?.push(Inst::For(Box::new(For {
-            var: main_var,
-            lower: zero,
-            upper: end_u,
-            step: span,
-            parallel: false,
-            unroll: None,
-            carried,
-            body: loops::Block { insts },
-            yields,
-        })));
-        let combine = kind.combine_fn();
-        let mut total = results[0];
-        for &r in &results[1..] {
-            total = body.emit(at, Op::Binary(combine, total, r), vty)?;
-        }
-
-        // The remaining full vectors, one at a time.
-        let rest_var = body.fl.named_value(&self.g.index_def(v).name, Type::Index);
-        body.set_var(v, rest_var);
-        let arg = body.fl.new_value("vacc", vty);
-        let next = self.combine(body, n, kind, arg, vty)?;
-        let result = body.fl.new_value("vred", vty);
-        let insts = std::mem::take(body.level(n)?);
-        body.level(at)?.push(Inst::For(Box::new(For {
-            var: rest_var,
-            lower: end_u,
-            upper: end,
-            step: u64::from(lanes),
-            parallel: false,
-            unroll: None,
-            carried: vec![Carried {
-                arg,
-                init: total,
-                result,
-            }],
-            body: loops::Block { insts },
-            yields: vec![next],
-        })));
-        let lanes_total = body.emit(at, Op::ReduceLanes(kind, result), sty)?;
-        let merged = body.emit(at, Op::Binary(combine, acc, lanes_total), sty)?;
-
-        // The scalar tail.
-        body.set_vector(None);
-        let tail_var = body.fl.named_value("tail", Type::Index);
-        body.set_var(v, tail_var);
-        let arg = body.fl.new_value("acc", sty);
-        let next = self.combine(body, n, kind, arg, sty)?;
-        let result = body.fl.new_value("red", sty);
-        let insts = std::mem::take(body.level(n)?);
-        body.level(at)?.push(Inst::For(Box::new(For {
-            var: tail_var,
-            lower: end,
-            upper: l.upper,
-            step: 1,
-            parallel: false,
-            unroll: None,
-            carried: vec![Carried {
-                arg,
-                init: merged,
-                result,
-            }],
-            body: loops::Block { insts },
-            yields: vec![next],
-        })));
-        body.set_var(v, l.var);
         Ok(result)
     }
+
+    /// One loop over `x` (a variant), at level `pos`, carrying the accumulators when inside
+    /// inner reductions.
+    fn one_loop(
+        &mut self,
+        pos: usize,
+        x: IndexId,
+        variant: &Variant,
+        vector: Option<(IndexId, u32)>,
+    ) -> Result<(), LowerError> {
+        let depth = pos + 1;
+        let name = self.index_name(x);
+        let var = self.b.fl.named_value(&name, Type::Index);
+        let carrying = pos >= self.first_inner && !self.accs.is_empty();
+        // The accumulators this loop may update (the innermost vector loops update the vector
+        // slots of their copies, its scalar tail only `rest`; other loops anything).
+        let mask = if carrying {
+            self.carry_mask(pos, x, variant)
+        } else {
+            Vec::new()
+        };
+        let flat = self.flat_accs();
+        let mut carried = Vec::new();
+        let mut inner = flat.clone();
+        for (k, &init) in flat.iter().enumerate() {
+            if !mask.get(k).copied().unwrap_or(false) {
+                continue;
+            }
+            let ty = self.b.type_of(init)?;
+            let arg = self.b.fl.new_value("acc", ty);
+            let result = self.b.fl.new_value("red", ty);
+            carried.push((k, Carried { arg, init, result }));
+            inner[k] = arg;
+        }
+        if carrying {
+            self.set_flat_accs(&inner);
+        }
+        self.b.open();
+        // The copies' values of `x`: var, var + lanes, var + 2·lanes, ...
+        let saved = std::mem::take(&mut self.offsets[x.0 as usize]);
+        let mut values = vec![var];
+        for c in 1..variant.copies {
+            let off = self.b.fl.index_const_u64(c * variant.lanes)?;
+            values.push(
+                self.b
+                    .emit(depth, Op::IndexArith(IndexOp::Add, var, off), Type::Index)?,
+            );
+        }
+        self.offsets[x.0 as usize] = values;
+        let was_vector = self.in_vector;
+        if variant.lanes > 1 {
+            self.in_vector = true;
+            self.b.set_vector(vector);
+        }
+        self.generate(pos + 1)?;
+        self.in_vector = was_vector;
+        self.b.set_vector(None);
+        self.offsets[x.0 as usize] = saved;
+        let insts = self.b.close();
+        let mut yields = Vec::with_capacity(carried.len());
+        if carrying {
+            let mut after = self.flat_accs();
+            for &(k, c) in &carried {
+                yields.push(after[k]);
+                after[k] = c.result;
+            }
+            self.set_flat_accs(&after);
+        }
+        let carried: Vec<Carried> = carried.into_iter().map(|(_, c)| c).collect();
+        let parallel = !carrying
+            && self
+                .plan
+                .parallel
+                .get(x.0 as usize)
+                .copied()
+                .unwrap_or(false)
+            && self.g.output.contains(&x);
+        self.b.push(
+            pos,
+            Inst::For(Box::new(For {
+                unroll: None,
+                var,
+                lower: variant.lower,
+                upper: variant.upper,
+                step: variant.lanes * variant.copies,
+                parallel,
+                carried,
+                body: Block { insts },
+                yields,
+            })),
+        )
+    }
+
+    /// Which of the flattened accumulators ([`Nest::flat_accs`]) the loop variant `variant`
+    /// of `x` at `pos` updates.
+    fn carry_mask(&self, pos: usize, x: IndexId, variant: &Variant) -> Vec<bool> {
+        let innermost = pos + 1 == self.plan.order.len();
+        let vector_index = self.reduced_vector().is_some_and(|(v, _)| v == x);
+        let u = self.slot_radices().last().map_or(1, |&(_, u)| u);
+        let mut mask = Vec::new();
+        for g in &self.accs {
+            for s in 0..g.slots.len() {
+                let touched = match (innermost && vector_index, variant.lanes > 1) {
+                    (true, true) => (s % u) < usize::try_from(variant.copies).unwrap_or(usize::MAX),
+                    (true, false) => false,
+                    (false, _) => true,
+                };
+                mask.push(touched);
+            }
+            if g.rest.is_some() {
+                mask.push(!(innermost && vector_index && variant.lanes > 1));
+            }
+        }
+        mask
+    }
+
+    fn flat_accs(&self) -> Vec<ValueId> {
+        self.accs
+            .iter()
+            .flat_map(|g| g.slots.iter().copied().chain(g.rest))
+            .collect()
+    }
+
+    fn set_flat_accs(&mut self, values: &[ValueId]) {
+        let mut it = values.iter().copied();
+        for g in &mut self.accs {
+            for s in &mut g.slots {
+                *s = it.next().unwrap_or(*s);
+            }
+            if let Some(r) = &mut g.rest {
+                *r = it.next().unwrap_or(*r);
+            }
+        }
+    }
+
+    /// The vectorised index when it is reduced (its slots are vectors).
+    fn reduced_vector(&self) -> Option<(IndexId, u32)> {
+        self.plan
+            .vector
+            .filter(|&(v, _)| !self.g.output.contains(&v))
+    }
+
+    /// The reduced indices in `order` and their unroll factors: the radices of a slot number.
+    fn slot_radices(&self) -> Vec<(IndexId, usize)> {
+        self.plan
+            .order
+            .iter()
+            .filter(|&&i| !self.g.output.contains(&i))
+            .map(|&i| {
+                let u = self.plan.unroll.get(i.0 as usize).copied().unwrap_or(1);
+                (i, usize::try_from(u).unwrap_or(1).max(1))
+            })
+            .collect()
+    }
+
+    /// The inner reduction loops (`order[pos..]`), accumulating in registers, then the store
+    /// of each output copy's total.
+    fn reduce_in_registers(&mut self, pos: usize) -> Result<(), LowerError> {
+        let Some(r) = self.g.reduce.clone() else {
+            return Err(self.b.fl.error("inner reduction loops without a reduction"));
+        };
+        let depth = self.b.depth();
+        let dtype = self.dtype();
+        let identity = self.b.fl.scalar_const(r.kind.identity(dtype));
+        let n_slots: usize = self.slot_radices().iter().map(|&(_, u)| u).product();
+        let slot_init = match self.reduced_vector() {
+            Some((_, lanes)) => self.b.splat((identity, 0), lanes)?.0,
+            None => identity,
+        };
+        let vectorised = self.reduced_vector().is_some();
+        self.group_radix = self
+            .g
+            .output
+            .iter()
+            .map(|o| self.offsets[o.0 as usize].len())
+            .collect();
+        let mut groups = Vec::new();
+        for coords in product(&self.group_radix) {
+            let out_index: Vec<ValueId> = self
+                .g
+                .output
+                .iter()
+                .zip(&coords)
+                .map(|(o, &c)| self.offsets[o.0 as usize][c])
+                .collect();
+            let mut slots = vec![slot_init; n_slots];
+            let mut rest = vectorised.then_some(identity);
+            if self.mem_acc {
+                let old = self.b.emit(
+                    depth,
+                    Op::Load {
+                        buffer: self.out,
+                        index: out_index.clone(),
+                        lanes: 1,
+                    },
+                    self.scalar_ty(),
+                )?;
+                match &mut rest {
+                    Some(rest) => *rest = old,
+                    None => slots[0] = old,
+                }
+            }
+            groups.push(Group {
+                out_index,
+                slots,
+                rest,
+            });
+        }
+        self.accs = groups;
+        self.index_loops(pos)?;
+        let groups = std::mem::take(&mut self.accs);
+        let combine = r.kind.combine_fn();
+        for group in groups {
+            let ty = self.b.type_of(group.slots[0])?;
+            let mut total = group.slots[0];
+            for &s in &group.slots[1..] {
+                total = self.b.emit(depth, Op::Binary(combine, total, s), ty)?;
+            }
+            if let Type::Vector(..) = ty {
+                total = self
+                    .b
+                    .emit(depth, Op::ReduceLanes(r.kind, total), self.scalar_ty())?;
+            }
+            if let Some(rest) = group.rest {
+                total = self
+                    .b
+                    .emit(depth, Op::Binary(combine, rest, total), self.scalar_ty())?;
+            }
+            self.b.push(
+                depth,
+                Inst::Store {
+                    buffer: self.out,
+                    index: group.out_index,
+                    value: total,
+                },
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Stores the reduction's identity into every output element (vectorised like the op
+    /// when it is vectorised along an output index), before outer reductions accumulate there.
+    fn init_output(&mut self) -> Result<(), LowerError> {
+        let Some(r) = self.g.reduce.clone() else {
+            return Ok(());
+        };
+        let identity = self.b.fl.scalar_const(r.kind.identity(self.dtype()));
+        let outs: Vec<IndexId> = self
+            .plan
+            .order
+            .iter()
+            .copied()
+            .filter(|i| self.g.output.contains(i))
+            .collect();
+        self.init_level(&outs, 0, identity)
+    }
+
+    fn init_level(
+        &mut self,
+        outs: &[IndexId],
+        k: usize,
+        identity: ValueId,
+    ) -> Result<(), LowerError> {
+        let depth = self.b.depth();
+        let Some(&x) = outs.get(k) else {
+            let value = match (self.in_vector, self.plan.vector) {
+                (true, Some((_, lanes))) => self.b.splat((identity, 0), lanes)?.0,
+                _ => identity,
+            };
+            let index = self
+                .g
+                .output
+                .iter()
+                .map(|o| self.offsets[o.0 as usize][0])
+                .collect();
+            return self.b.push(
+                depth,
+                Inst::Store {
+                    buffer: self.out,
+                    index,
+                    value,
+                },
+            );
+        };
+        let vector = self.plan.vector.filter(|&(v, _)| v == x);
+        let lanes = vector.map(|(_, l)| l);
+        // No unrolling: the variants of a plain or vector loop.
+        let saved = self.plan.unroll.get(x.0 as usize).copied().unwrap_or(1);
+        if let Some(u) = self.plan.unroll.get_mut(x.0 as usize) {
+            *u = 1;
+        }
+        let variants = self.variants(x, lanes);
+        if let Some(u) = self.plan.unroll.get_mut(x.0 as usize) {
+            *u = saved;
+        }
+        for variant in variants? {
+            let name = self.index_name(x);
+            let var = self.b.fl.named_value(&name, Type::Index);
+            self.b.open();
+            let old = std::mem::replace(&mut self.offsets[x.0 as usize], vec![var]);
+            let was_vector = self.in_vector;
+            self.in_vector = variant.lanes > 1;
+            self.init_level(outs, k + 1, identity)?;
+            self.in_vector = was_vector;
+            self.offsets[x.0 as usize] = old;
+            let insts = self.b.close();
+            let parallel = self
+                .plan
+                .parallel
+                .get(x.0 as usize)
+                .copied()
+                .unwrap_or(false);
+            self.b.push(
+                depth,
+                Inst::For(Box::new(For {
+                    unroll: None,
+                    var,
+                    lower: variant.lower,
+                    upper: variant.upper,
+                    step: variant.lanes,
+                    parallel,
+                    carried: Vec::new(),
+                    body: Block { insts },
+                    yields: Vec::new(),
+                })),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The innermost level: the body at every copy of the current loop variants, accumulated
+    /// (inner reductions), combined into the output (outer reductions) or stored (maps).
+    fn leaf(&mut self) -> Result<(), LowerError> {
+        let depth = self.b.depth();
+        let radix: Vec<usize> = self
+            .plan
+            .order
+            .iter()
+            .map(|i| self.offsets[i.0 as usize].len())
+            .collect();
+        let lanes = match (self.in_vector, self.plan.vector) {
+            (true, Some((_, l))) => Some(l),
+            _ => None,
+        };
+        // Output elements combined in registers (outer reductions without inner ones), in the
+        // order they are first touched.
+        let mut pending: Vec<(Vec<ValueId>, ValueId)> = Vec::new();
+        for coords in product(&radix) {
+            for (&i, &c) in self.plan.order.iter().zip(&coords) {
+                let v = self.offsets[i.0 as usize][c];
+                self.b.set_var(i, v);
+            }
+            if !self.accs.is_empty() {
+                self.accumulate(&coords, lanes, depth)?;
+                continue;
+            }
+            let out_index: Vec<ValueId> = self
+                .g
+                .output
+                .iter()
+                .map(|&o| self.b.var(o))
+                .collect::<Result<_, _>>()?;
+            match &self.g.reduce {
+                None => {
+                    let mut value = self.b.expr_of_type(&self.g.body, self.dtype())?;
+                    if let Some(l) = lanes {
+                        value = self.b.splat(value, l)?;
+                    }
+                    self.b.push(
+                        depth,
+                        Inst::Store {
+                            buffer: self.out,
+                            index: out_index,
+                            value: value.0,
+                        },
+                    )?;
+                }
+                Some(r) => {
+                    let kind = r.kind;
+                    let at = pending.iter().position(|(e, _)| *e == out_index);
+                    let old = match at {
+                        Some(k) => pending[k].1,
+                        None => {
+                            let ty = match lanes {
+                                Some(l) => Type::Vector(self.dtype(), l),
+                                None => self.scalar_ty(),
+                            };
+                            let lanes = lanes.unwrap_or(1);
+                            self.b.emit(
+                                depth,
+                                Op::Load {
+                                    buffer: self.out,
+                                    index: out_index.clone(),
+                                    lanes,
+                                },
+                                ty,
+                            )?
+                        }
+                    };
+                    let new = self.combine(kind, old, depth)?;
+                    match at {
+                        Some(k) => pending[k].1 = new,
+                        None => pending.push((out_index, new)),
+                    }
+                }
+            }
+        }
+        for (index, value) in pending {
+            self.b.push(
+                depth,
+                Inst::Store {
+                    buffer: self.out,
+                    index,
+                    value,
+                },
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Adds the body's value at the current point into the accumulator of its group and slot.
+    fn accumulate(
+        &mut self,
+        coords: &[usize],
+        lanes: Option<u32>,
+        depth: usize,
+    ) -> Result<(), LowerError> {
+        let kind = self
+            .g
+            .reduce
+            .as_ref()
+            .map(|r| r.kind)
+            .ok_or_else(|| self.b.fl.error("accumulators without a reduction"))?;
+        let coord_of = |i: IndexId| {
+            self.plan
+                .order
+                .iter()
+                .position(|&o| o == i)
+                .map_or(0, |p| coords[p])
+        };
+        let mut group = 0;
+        for (o, &radix) in self.g.output.iter().zip(&self.group_radix) {
+            group = group * radix + coord_of(*o).min(radix - 1);
+        }
+        let mut slot = 0;
+        for (i, radix) in self.slot_radices() {
+            slot = slot * radix + coord_of(i).min(radix - 1);
+        }
+        let g = self
+            .accs
+            .get(group)
+            .cloned()
+            .ok_or_else(|| self.b.fl.error("no accumulator group for a copy"))?;
+        let into_rest = lanes.is_none() && g.rest.is_some();
+        let acc = if into_rest {
+            g.rest.unwrap_or(g.slots[0])
+        } else {
+            g.slots[slot]
+        };
+        let new = self.combine(kind, acc, depth)?;
+        let group = &mut self.accs[group];
+        match &mut group.rest {
+            Some(rest) if into_rest => *rest = new,
+            _ => group.slots[slot] = new,
+        }
+        Ok(())
+    }
+
+    /// `combine(acc, body)` at the current point, with one `fma` for a float sum of products;
+    /// the body is splat when `acc` is a vector.
+    fn combine(
+        &mut self,
+        kind: ReduceKind,
+        acc: ValueId,
+        depth: usize,
+    ) -> Result<ValueId, LowerError> {
+        let ty = self.b.type_of(acc)?;
+        let acc_p: Placed = (acc, depth);
+        let dtype = self.dtype();
+        if self.fma {
+            if let Expr::Binary(BinaryFn::Mul, a, c) = &self.g.body {
+                let a = self.b.expr_of_type(a, dtype)?;
+                let c = self.b.expr_of_type(c, dtype)?;
+                let [(a, _), (c, _), (acc, _)] = self.b.unify(&[a, c, acc_p])?[..] else {
+                    return Err(self.b.fl.error("fma lost an operand"));
+                };
+                return self.b.emit(depth, Op::Fma(a, c, acc), ty);
+            }
+        }
+        let v = self.b.expr_of_type(&self.g.body, dtype)?;
+        let [(acc, _), (v, _)] = self.b.unify(&[acc_p, v])?[..] else {
+            return Err(self.b.fl.error("a reduction lost an operand"));
+        };
+        self.b
+            .emit(depth, Op::Binary(kind.combine_fn(), acc, v), ty)
+    }
 }
+
+/// Every combination of coordinates `0..radix[k]`, the first coordinate most significant.
+fn product(radix: &[usize]) -> Vec<Vec<usize>> {
+    let mut out = vec![Vec::new()];
+    for &r in radix {
+        let mut next = Vec::with_capacity(out.len() * r);
+        for prefix in &out {
+            for c in 0..r.max(1) {
+                let mut p = prefix.clone();
+                p.push(c);
+                next.push(p);
+            }
+        }
+        out = next;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -415,8 +415,8 @@ func @matmul(%A: in f32[M, K] strided, %B: in f32[K, N] strided, %C: out f32[M, 
   %c0 = index 0
   %M = dim M
   %N = dim N
-  %K = dim K
   %cst0 = const 0.0:f32
+  %K = dim K
   for %i = %c0 to %M step 1 parallel {
     for %j = %c0 to %N step 1 parallel {
       %red0 = for %k = %c0 to %K step 1 iter(%acc0 = %cst0) {
@@ -483,10 +483,10 @@ func @f(%A: in i32[N, N, 2] strided, %s: out i32[] strided, %A.1: out i32[N, N, 
   buffer %t: i32[N] contiguous
   %c0 = index 0
   %N = dim N
-  %c1 = index 1
   %cst0 = const 1:i32
-  %c2 = index 2
+  %c1 = index 1
   %cst1 = const 2147483647:i32
+  %c2 = index 2
   for %i = %c0 to %N step 1 parallel {
     %red0 = for %j = %c0 to %N step 1 iter(%acc0 = %cst0) {
       %ld0 = load %A[%i, %j, %c1] : i32
@@ -495,17 +495,17 @@ func @f(%A: in i32[N, N, 2] strided, %s: out i32[] strided, %A.1: out i32[N, N, 
     }
     store %red0, %t[%i]
   }
-  %red2 = for %i.1 = %c0 to %N step 1 iter(%acc2 = %cst1) {
+  %red1 = for %i.1 = %c0 to %N step 1 iter(%acc1 = %cst1) {
     %ld1 = load %t[%i.1] : i32
-    %red1 = for %k = %c0 to %c2 step 1 iter(%acc1 = %acc2) {
+    %red2 = for %k = %c0 to %c2 step 1 iter(%acc2 = %acc1) {
       %ld2 = load %A[%i.1, %i.1, %k] : i32
       %v1 = add %ld1, %ld2 : i32
-      %v2 = min %acc1, %v1 : i32
+      %v2 = min %acc2, %v1 : i32
       yield %v2
     }
-    yield %red1
+    yield %red2
   }
-  store %red2, %s[]
+  store %red1, %s[]
   for %i0 = %c0 to %N step 1 parallel {
     for %i1 = %c0 to %N step 1 parallel {
       for %i2 = %c0 to %c2 step 1 parallel {

@@ -29,7 +29,7 @@ use crate::ir::loops::MAX_SCOPED_BYTES;
 use crate::ir::tensor::schedule::{
     self, GemmSchedule, LoopsSchedule, MicroKernel, Packing, Schedule,
 };
-use crate::ir::tensor::{AxisMap, Extent, Generic, IndexId, Module, OpKind};
+use crate::ir::tensor::{AxisMap, Extent, Function, Generic, IndexId, Module, OpKind};
 use crate::target::{Isa, Machine};
 use std::collections::BTreeMap;
 
@@ -113,6 +113,8 @@ impl SchedulePass {
         };
         for f in &mut m.funcs {
             let classes = classify_function(f);
+            // The ops as they were (the choice for one op reads the types of the values).
+            let fcopy = f.clone();
             let fname = f.name.clone();
             // The stack the function's scoped buffers take so far.
             let mut stack = 0u64;
@@ -120,7 +122,7 @@ impl SchedulePass {
                 let OpKind::Generic(g) = &mut op.kind;
                 let chosen = match &mut rng {
                     Some(rng) => Some(random::schedule(rng, g, &class, &self.overrides)),
-                    None => self.choose(g, &class, &known),
+                    None => self.choose(&fcopy, g, &class, &known),
                 };
                 let Some(mut s) = chosen else { continue };
                 // Blocks scoped to parallel loops must fit the function's stack budget with
@@ -157,18 +159,25 @@ impl SchedulePass {
     /// The completed schedule of `g` (of class `class`), or `None` to leave it unscheduled.
     fn choose(
         &self,
+        f: &Function,
         g: &Generic,
         class: &OpClass,
         known: &dyn Fn(&Extent) -> Option<u64>,
     ) -> Option<Schedule> {
+        let vectorises = |v: IndexId| crate::lower::vectorises_in_c_order(f, g, v);
         match (&g.schedule, class) {
             (Some(Schedule::Naive), _) => None,
             (Some(Schedule::Gemm(partial)), OpClass::Contraction(c)) => {
                 Some(Schedule::Gemm(self.complete_gemm(g, c, partial, known)))
             }
-            (Some(Schedule::Loops(partial)), _) => {
-                Some(Schedule::Loops(complete_loops(g, partial, known)))
-            }
+            (Some(Schedule::Loops(partial)), _) => Some(Schedule::Loops(complete_loops(
+                g,
+                partial,
+                known,
+                &vectorises,
+            ))),
+            // The row-softmax schedule has rules of its own (`vector` workstream): kept as is.
+            (Some(s @ Schedule::Softmax(_)), _) => Some(s.clone()),
             // A gemm annotation on an op that is no longer a contraction: the verifier reports
             // it (the check below names the rule).
             (Some(s @ Schedule::Gemm(_)), _) => Some(s.clone()),
@@ -179,6 +188,7 @@ impl SchedulePass {
                 g,
                 &LoopsSchedule::default(),
                 known,
+                &vectorises,
             ))),
             (None, _) => None,
         }
@@ -364,25 +374,23 @@ pub fn complete_loops(
     g: &Generic,
     partial: &LoopsSchedule,
     known: &dyn Fn(&Extent) -> Option<u64>,
+    vectorises: &dyn Fn(IndexId) -> bool,
 ) -> LoopsSchedule {
     let lanes = 16 / g.dtype.size_bytes() as u64;
     let reduced: Vec<IndexId> = g.reduce.as_ref().map_or(Vec::new(), |r| r.over.clone());
     let natural: Vec<IndexId> = g.output.iter().chain(&reduced).copied().collect();
     let vector = partial.vector.unwrap_or_else(|| {
-        if schedule::vectorisable(g).is_err() {
-            return None;
-        }
         if let Some(order) = &partial.order {
             // The innermost index of a given order, when something reads it with unit stride.
             let last = *order.last()?;
-            return (unit_readers(g, last) > 0).then_some((last, lanes));
+            return (unit_readers(g, last) > 0 && vectorises(last)).then_some((last, lanes));
         }
         natural
             .iter()
             .copied()
             .filter(|&i| {
                 let size = g.indices.get(i.0 as usize).and_then(|d| known(&d.extent));
-                unit_readers(g, i) > 0 && size.is_none_or(|n| n >= lanes)
+                unit_readers(g, i) > 0 && size.is_none_or(|n| n >= lanes) && vectorises(i)
             })
             .enumerate()
             .max_by_key(|&(pos, i)| (unit_readers(g, i), pos))

@@ -7,7 +7,10 @@
 //! - [`Schedule::Gemm`]: a contraction as a GETT (BLIS loops around a micro-kernel, packed
 //!   panels, cache blocking);
 //! - [`Schedule::Loops`]: a loop nest for maps, reductions and the contractions that are not
-//!   GEMM-shaped (loop order, vectorised index, unrolling, parallel loops).
+//!   GEMM-shaped (loop order, vectorised index, unrolling, parallel loops);
+//! - [`Schedule::Softmax`]: on the division of a row-softmax group (`analysis::classify`), the
+//!   whole group as two passes over each row (an online max-and-sum pass, then one pass writing
+//!   the result); the group's other ops run inside it.
 //!
 //! Every field is optional: an annotation in `.ein` or a partial override sets some and the
 //! `schedule` pass completes the rest. Lowering requires a complete schedule
@@ -32,6 +35,9 @@ pub enum Schedule {
     Gemm(GemmSchedule),
     /// A scheduled loop nest.
     Loops(LoopsSchedule),
+    /// A row-softmax group computed in two passes per row, scheduled like a loop nest over the
+    /// division's indices (the rows' indices, then the normalised ones).
+    Softmax(LoopsSchedule),
 }
 
 /// The micro-kernel family a GEMM schedule calls.
@@ -141,6 +147,7 @@ impl Schedule {
             Schedule::Naive => "naive",
             Schedule::Gemm(_) => "gemm",
             Schedule::Loops(_) => "loops",
+            Schedule::Softmax(_) => "softmax",
         }
     }
 
@@ -170,7 +177,7 @@ impl Schedule {
                 need(s.parallel.is_some(), "parallel");
                 need(s.parallel_blocks.is_some(), "parallel_blocks");
             }
-            Schedule::Loops(s) => {
+            Schedule::Loops(s) | Schedule::Softmax(s) => {
                 need(s.order.is_some(), "order");
                 need(s.vector.is_some(), "vector");
                 need(s.unroll.is_some(), "unroll");
@@ -237,7 +244,7 @@ pub fn write(out: &mut String, g: &Generic, s: &Schedule) {
                 items.push(format!("parallel_blocks=[{}]", b.join(", ")));
             }
         }
-        Schedule::Loops(s) => {
+        Schedule::Loops(s) | Schedule::Softmax(s) => {
             list(&mut items, "order", &s.order);
             if let Some(v) = &s.vector {
                 items.push(format!("vector={}", with_factor(v.as_slice())));
@@ -294,13 +301,13 @@ fn keys_of(kind: &str) -> &'static [&'static str] {
             "parallel",
             "parallel_blocks",
         ],
-        "loops" => &["order", "vector", "unroll", "parallel"],
+        "loops" | "softmax" => &["order", "vector", "unroll", "parallel"],
         _ => &[],
     }
 }
 
 /// The kinds of schedule, as written.
-pub const KINDS: [&str; 3] = ["naive", "gemm", "loops"];
+pub const KINDS: [&str; 4] = ["naive", "gemm", "loops", "softmax"];
 
 /// The largest tile, block or unroll factor a schedule may name (keeps sizes far from overflow
 /// and scoped buffers bounded).
@@ -330,6 +337,7 @@ pub fn build<L: Clone>(
         "naive" => Schedule::Naive,
         "gemm" => Schedule::Gemm(GemmSchedule::default()),
         "loops" => Schedule::Loops(LoopsSchedule::default()),
+        "softmax" => Schedule::Softmax(LoopsSchedule::default()),
         other => {
             return Err(vec![(
                 kind_at,
@@ -383,7 +391,7 @@ pub fn build<L: Clone>(
                 "parallel" => g.parallel = cx.indices(),
                 _ => g.parallel_blocks = cx.blocks(),
             },
-            Schedule::Loops(l) => match key {
+            Schedule::Loops(l) | Schedule::Softmax(l) => match key {
                 "order" => l.order = cx.indices(),
                 "vector" => l.vector = cx.vector(),
                 "unroll" => l.unroll = cx.factored(),
@@ -636,30 +644,6 @@ pub fn scoped_bytes(g: &Generic, s: &Schedule) -> u64 {
         .fold(tile, u64::saturating_add)
 }
 
-/// Whether the body of `g` can run on vectors: a float op whose body reads inputs and literals
-/// and applies arithmetic and functions only (no conditions, index values, conversions,
-/// `delta` or `eps`, which have no vector form in the loop IR). The reason when it cannot.
-pub fn vectorisable(g: &Generic) -> Result<(), String> {
-    if !g.dtype.is_float() {
-        return Err(format!("the op is {}, not a float", g.dtype));
-    }
-    let mut why = None;
-    super::visit::any_node(&g.body, &mut |e| {
-        let problem = match e {
-            Expr::Select(..) => Some("it has a condition"),
-            Expr::Index(_) => Some("it reads an index value"),
-            Expr::Cast(..) => Some("it converts between dtypes"),
-            Expr::Delta(..) | Expr::Eps(..) => Some("it has `delta` or `eps`"),
-            _ => None,
-        };
-        if why.is_none() {
-            why = problem;
-        }
-        problem.is_some()
-    });
-    why.map_or(Ok(()), |w| Err(w.to_string()))
-}
-
 /// Which inputs (by position) read index `i` through their map.
 fn readers(g: &Generic, i: IndexId) -> impl Iterator<Item = usize> + '_ {
     g.inputs
@@ -816,59 +800,138 @@ pub fn check(g: &Generic, s: &Schedule) -> Vec<String> {
                 }
             }
         }
-        Schedule::Loops(s) => {
-            for ids in [&s.order, &s.parallel].into_iter().flatten() {
-                if !valid(ids) {
-                    errors.push("the schedule names an index out of range".into());
-                    return errors;
-                }
-            }
-            let pairs = s.vector.iter().flatten().chain(s.unroll.iter().flatten());
-            if pairs.clone().any(|&(i, _)| (i.0 as usize) >= n_indices) {
-                errors.push("the schedule names an index out of range".into());
+        Schedule::Loops(s) => check_loops(g, s, &mut errors),
+        Schedule::Softmax(s) => {
+            let rows = match softmax_rows(g) {
+                Ok(rows) => rows,
+                Err(e) => return vec![e],
+            };
+            check_loops(g, s, &mut errors);
+            if !errors.is_empty() {
                 return errors;
             }
             if let Some(order) = &s.order {
-                for (n, def) in g.indices.iter().enumerate() {
-                    let i = IndexId(u32::try_from(n).unwrap_or(u32::MAX));
-                    if !order.contains(&i) {
-                        errors.push(format!("`order` does not list index `{}`", def.name));
+                let first_axis = order.iter().position(|i| !rows.contains(i));
+                let last_row = order.iter().rposition(|i| rows.contains(i));
+                if let (Some(a), Some(r)) = (first_axis, last_row) {
+                    if r > a {
+                        errors.push(format!(
+                            "`order` puts the row index `{}` inside the normalised index `{}`",
+                            name(order[r]),
+                            name(order[a])
+                        ));
                     }
                 }
             }
-            if let Some(Some((v, lanes))) = s.vector {
-                if let Err(why) = vectorisable(g) {
-                    errors.push(format!("`vector` needs a body that vectorises: {why}"));
-                }
-                let want = 16 / g.dtype.size_bytes() as u64;
-                if lanes != want {
+            for &i in s.parallel.iter().flatten() {
+                if !rows.contains(&i) {
                     errors.push(format!(
-                        "`vector` has {lanes} lanes; a 128-bit vector of {} has {want}",
-                        g.dtype
+                        "`parallel` lists `{}`, which is a normalised index",
+                        name(i)
                     ));
-                }
-                if let Some(order) = &s.order {
-                    if order.last() != Some(&v) {
-                        errors.push(format!(
-                            "the vectorised index `{}` is not the innermost in `order`",
-                            name(v)
-                        ));
-                    }
-                }
-            }
-            if let Some(par) = &s.parallel {
-                for &i in par {
-                    if !is_output(i) {
-                        errors.push(format!(
-                            "`parallel` lists `{}`, which is not an output index",
-                            name(i)
-                        ));
-                    }
                 }
             }
         }
     }
     errors
+}
+
+/// The `loops` rules (also the base of a `softmax` schedule's): `order` lists every index, the
+/// vectorised index is the innermost with the lanes of one 128-bit vector, `parallel` lists
+/// output indices.
+fn check_loops(g: &Generic, s: &LoopsSchedule, errors: &mut Vec<String>) {
+    let n_indices = g.indices.len();
+    let valid = |ids: &[IndexId]| ids.iter().all(|i| (i.0 as usize) < n_indices);
+    let name = |i: IndexId| index_name(g, i);
+    let is_output = |i: IndexId| g.output.contains(&i);
+    for ids in [&s.order, &s.parallel].into_iter().flatten() {
+        if !valid(ids) {
+            errors.push("the schedule names an index out of range".into());
+            return;
+        }
+    }
+    let pairs = s.vector.iter().flatten().chain(s.unroll.iter().flatten());
+    if pairs.clone().any(|&(i, _)| (i.0 as usize) >= n_indices) {
+        errors.push("the schedule names an index out of range".into());
+        return;
+    }
+    if let Some(order) = &s.order {
+        for (n, def) in g.indices.iter().enumerate() {
+            let i = IndexId(u32::try_from(n).unwrap_or(u32::MAX));
+            if !order.contains(&i) {
+                errors.push(format!("`order` does not list index `{}`", def.name));
+            }
+        }
+    }
+    if let Some(Some((v, lanes))) = s.vector {
+        let want = 16 / g.dtype.size_bytes() as u64;
+        if lanes != want {
+            errors.push(format!(
+                "`vector` has {lanes} lanes; a 128-bit vector of {} has {want}",
+                g.dtype
+            ));
+        }
+        if let Some(order) = &s.order {
+            if order.last() != Some(&v) {
+                errors.push(format!(
+                    "the vectorised index `{}` is not the innermost in `order`",
+                    name(v)
+                ));
+            }
+        }
+    }
+    if let Some(par) = &s.parallel {
+        for &i in par {
+            if !is_output(i) {
+                errors.push(format!(
+                    "`parallel` lists `{}`, which is not an output index",
+                    name(i)
+                ));
+            }
+        }
+    }
+}
+
+/// The row indices of a `softmax`-scheduled op (the indices its divisor reads; the others are
+/// the normalised indices), when the op has the shape of a row-softmax group's division: a float
+/// map `div(%e, %s)` of two different inputs, `%s` read at indices only, and at least one index
+/// that `%s` does not read. Whether the op really ends a row-softmax group is a property of the
+/// function, which lowering checks (`analysis::classify`).
+pub fn softmax_rows(g: &Generic) -> Result<Vec<IndexId>, String> {
+    let shape = "a `softmax` schedule belongs on the division `div(%e, %s)` of a row-softmax group";
+    if !g.dtype.is_float() || g.reduce.is_some() {
+        return Err(format!("{shape}, a float map"));
+    }
+    let Expr::Binary(super::BinaryFn::Div, a, b) = &g.body else {
+        return Err(shape.into());
+    };
+    let (Expr::Input(x), Expr::Input(y)) = (&**a, &**b) else {
+        return Err(shape.into());
+    };
+    let Some(divisor) = g.inputs.get(*y as usize).filter(|_| x != y) else {
+        return Err(shape.into());
+    };
+    let mut rows = Vec::new();
+    for axis in &divisor.map {
+        match axis {
+            super::AxisMap::Index(i) if (i.0 as usize) < g.indices.len() => {
+                if !rows.contains(i) {
+                    rows.push(*i);
+                }
+            }
+            _ => {
+                return Err(format!(
+                    "{shape}; the divisor `%{y}` is not read at indices"
+                ))
+            }
+        }
+    }
+    if rows.len() >= g.indices.len() {
+        return Err(format!(
+            "{shape}; the divisor `%{y}` varies with every index, so nothing is normalised"
+        ));
+    }
+    Ok(rows)
 }
 
 #[cfg(test)]

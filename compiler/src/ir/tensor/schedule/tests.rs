@@ -82,7 +82,16 @@ fn the_fixture_parses_to_the_expected_schedules() {
         }))
     );
     assert_eq!(generic(&m, 1, 2).schedule, Some(Schedule::Naive));
-    for (f, op) in [(0, 0), (0, 1), (1, 0), (1, 1), (1, 2)] {
+    assert_eq!(
+        generic(&m, 2, 3).schedule,
+        Some(Schedule::Softmax(LoopsSchedule {
+            order: Some(vec![i(0), i(1)]),
+            vector: Some(Some((i(1), 4))),
+            unroll: Some(vec![(i(1), 2)]),
+            parallel: Some(vec![i(0)]),
+        }))
+    );
+    for (f, op) in [(0, 0), (0, 1), (1, 0), (1, 1), (1, 2), (2, 3)] {
         let s = generic(&m, f, op).schedule.as_ref().unwrap();
         assert_eq!(s.missing(), Vec::<&str>::new(), "{f}/{op} is complete");
     }
@@ -109,7 +118,7 @@ fn malformed_schedules_are_located_parse_errors() {
         (
             "schedule tiled()",
             "tiled",
-            "unknown schedule `tiled`: the schedules are naive, gemm, loops",
+            "unknown schedule `tiled`: the schedules are naive, gemm, loops, softmax",
         ),
         (
             "schedule naive(mr=4)",
@@ -344,44 +353,79 @@ fn loops_schedules_must_fit_their_op() {
             "the vectorised index `k` is not the innermost in `order`",
         ])
     );
-    let vector_errors = |body: &str, dtype: &str| {
-        schedule_errors(
-            "M",
-            &format!("%A: {dtype}[M]"),
-            &format!("{dtype}[M]"),
-            &format!("generic (i: M) ins(%A[i]) -> [i] {{ {body} }} : {dtype}"),
-            "schedule loops(vector=[i:4])",
-        )
-    };
-    assert_eq!(vector_errors("exp(mul(%0, 2.0:f32))", "f32"), errs(&[]));
-    for (body, dtype, why) in [
-        ("%0", "i32", "the op is i32, not a float"),
-        (
-            "select(lt(%0, 0.0:f32), %0, 1.0:f32)",
-            "f32",
-            "it has a condition",
-        ),
-        ("mul(%0, cast<f32>(i))", "f32", "it reads an index value"),
-        (
-            "cast<f32>(cast<f64>(%0))",
-            "f32",
-            "it converts between dtypes",
-        ),
-        (
-            "mul(%0, delta<f32>(i, i))",
-            "f32",
-            "it has `delta` or `eps`",
-        ),
-    ] {
-        assert_eq!(
-            vector_errors(body, dtype),
-            errs(&[&format!("`vector` needs a body that vectorises: {why}")]),
-            "{body}"
-        );
-    }
     assert_eq!(
         matmul_errors("schedule loops(parallel=[k])"),
         errs(&["`parallel` lists `k`, which is not an output index"])
+    );
+}
+
+const SOFTMAX_DIV: &str =
+    "generic (i: M, j: N) ins(%E[i, j], %Z[i]) -> [i, j] { div(%0, %1) } : f32";
+
+fn softmax_errors(op: &str, schedule: &str) -> Vec<String> {
+    schedule_errors(
+        "M, N",
+        "%E: f32[M, N], %Z: f32[M]",
+        "f32[M, N]",
+        op,
+        schedule,
+    )
+}
+
+#[test]
+fn softmax_schedules_must_sit_on_a_division_and_keep_rows_outside() {
+    assert_eq!(
+        softmax_errors(
+            SOFTMAX_DIV,
+            "schedule softmax(order=[i, j], vector=[j:4], unroll=[j:4, i:2], parallel=[i])"
+        ),
+        errs(&[])
+    );
+    assert_eq!(
+        softmax_errors(SOFTMAX_DIV, "schedule softmax(order=[j, i], parallel=[j])"),
+        errs(&[
+            "`order` puts the row index `i` inside the normalised index `j`",
+            "`parallel` lists `j`, which is a normalised index",
+        ])
+    );
+    // The loops rules apply too.
+    assert_eq!(
+        softmax_errors(SOFTMAX_DIV, "schedule softmax(order=[i], vector=[i:4])"),
+        errs(&["`order` does not list index `j`"])
+    );
+    let shape = "a `softmax` schedule belongs on the division `div(%e, %s)` of a row-softmax group";
+    assert_eq!(
+        softmax_errors(
+            "generic (i: M, j: N) ins(%E[i, j], %Z[i]) -> [i, j] { mul(%0, %1) } : f32",
+            "schedule softmax()"
+        ),
+        errs(&[shape])
+    );
+    assert_eq!(
+        softmax_errors(
+            "generic (i: M, j: N) ins(%E[i, j], %E[i, j]) -> [i, j] { div(%0, %1) } : f32",
+            "schedule softmax()"
+        ),
+        errs(&[&format!(
+            "{shape}; the divisor `%1` varies with every index, so nothing is normalised"
+        )])
+    );
+    assert_eq!(
+        softmax_errors(
+            "generic (i: M, j: N) ins(%E[i, j], %Z[0]) -> [i, j] { div(%0, %1) } : f32",
+            "schedule softmax()"
+        ),
+        errs(&[&format!("{shape}; the divisor `%1` is not read at indices")])
+    );
+    assert_eq!(
+        schedule_errors(
+            "M, N",
+            "%E: i32[M, N], %Z: i32[M]",
+            "i32[M, N]",
+            "generic (i: M, j: N) ins(%E[i, j], %Z[i]) -> [i, j] { div(%0, %1) } : i32",
+            "schedule softmax()"
+        ),
+        errs(&[&format!("{shape}, a float map")])
     );
 }
 
