@@ -374,12 +374,12 @@ impl Nest<'_, '_> {
         self.b.push(
             d,
             Inst::For(Box::new(For {
-                unroll: None,
                 var,
                 lower: zero,
                 upper: hi,
                 step,
                 parallel: false,
+                unroll: None,
                 carried: vec![Carried {
                     arg,
                     init: zero,
@@ -476,12 +476,12 @@ impl Nest<'_, '_> {
         self.b.push(
             pos,
             Inst::For(Box::new(For {
-                unroll: None,
                 var,
                 lower: variant.lower,
                 upper: variant.upper,
                 step: variant.lanes * variant.copies,
                 parallel,
+                unroll: None,
                 carried,
                 body: Block { insts },
                 yields,
@@ -711,12 +711,12 @@ impl Nest<'_, '_> {
             self.b.push(
                 depth,
                 Inst::For(Box::new(For {
-                    unroll: None,
                     var,
                     lower: variant.lower,
                     upper: variant.upper,
                     step: variant.lanes,
                     parallel,
+                    unroll: None,
                     carried: Vec::new(),
                     body: Block { insts },
                     yields: Vec::new(),
