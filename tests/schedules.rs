@@ -174,7 +174,7 @@ fn check_call(
     // A third of the calls lay every argument out in C order, so that the kernel's contiguous
     // variant runs; the others mix layouts and run the general function.
     let all_c = rng.below(3) == 0;
-    let mut kind = |rng: &mut Rng, kinds: usize| if all_c { 0 } else { rng.below(kinds) };
+    let kind = |rng: &mut Rng, kinds: usize| if all_c { 0 } else { rng.below(kinds) };
     let mut bufs = Vec::new();
     let mut layouts = Vec::new();
     let mut logicals = Vec::new();

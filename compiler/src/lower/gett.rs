@@ -399,9 +399,9 @@ impl Gett<'_> {
         let vector = self.axes(self.plan.b, self.plan.n)
             == [self.g.inputs[self.plan.b].map.len() as u32 - 1]
             && super::unit_last(fl.buffer_def(b_buf)?)
-            && self.plan.nr % lanes == 0;
+            && self.plan.nr.is_multiple_of(lanes);
         if !vector {
-            return self.pack_b_panels(fl, bp, b_buf, block, n_ext, [zero, block.nc], false);
+            return self.pack_b_panels(fl, bp, block, n_ext, [zero, block.nc], false);
         }
         let mut insts = Vec::new();
         let nr = fl.index_const(int(self.plan.nr));
@@ -417,8 +417,8 @@ impl Gett<'_> {
             Op::IndexArith(IndexOp::Sub, block.nc, rem),
             Type::Index,
         );
-        insts.extend(self.pack_b_panels(fl, bp, b_buf, block, n_ext, [zero, full], true)?);
-        insts.extend(self.pack_b_panels(fl, bp, b_buf, block, n_ext, [full, block.nc], false)?);
+        insts.extend(self.pack_b_panels(fl, bp, block, n_ext, [zero, full], true)?);
+        insts.extend(self.pack_b_panels(fl, bp, block, n_ext, [full, block.nc], false)?);
         Ok(insts)
     }
 
@@ -428,13 +428,13 @@ impl Gett<'_> {
         &self,
         fl: &mut FnLowerer,
         bp: BufferId,
-        b_buf: BufferId,
         block: Block,
         n_ext: ValueId,
         [from, to]: [ValueId; 2],
         vector: bool,
     ) -> Result<Vec<Inst>, LowerError> {
         let Block { jc, pc, kc, .. } = block;
+        let b_buf = fl.buffer_of(self.input_value(fl, self.plan.b)?)?;
         let zero = fl.index_const(0);
         let nr = fl.index_const(int(self.plan.nr));
         let dtype = self.g.dtype;

@@ -127,7 +127,7 @@ pub fn blocks(machine: &Machine, dtype_bytes: u64, mr: u64, nr: u64, e: GemmExte
     let nc_max = (caches.l3 / 2) / (kc * dtype_bytes);
     let nc = (nc_max / nr * nr).clamp(nr, 4096 / nr * nr);
     let nc = balance(e.n, nc, nr).min(nc);
-    let pack_a = !e.n.is_some_and(|n| n <= 2 * nr);
+    let pack_a = e.n.is_none_or(|n| n > 2 * nr);
     GemmChoice {
         mr,
         nr,
@@ -227,7 +227,10 @@ mod tests {
             known(7, 9000, 3),
         ] {
             let c = blocks(&m, 8, 6, 4, e);
-            assert!(c.kc >= 1 && c.mc % 6 == 0 && c.nc % 4 == 0, "{c:?}");
+            assert!(
+                c.kc >= 1 && c.mc.is_multiple_of(6) && c.nc.is_multiple_of(4),
+                "{c:?}"
+            );
         }
     }
 }
