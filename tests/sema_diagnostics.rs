@@ -759,3 +759,222 @@ fn a_schedule_that_does_not_fit_its_statement_is_reported_at_the_annotation() {
          in `order`"
     );
 }
+
+// ----- the common slips (issue 14) -------------------------------------------------------------
+
+const SLIP_HEAD: &str = "dims M, K, N\n\
+    kernel f(A: f32[M, K], x: f32[K], B: f32[K, N], XQ: f32[M]) -> (y: f32[M]) {\n";
+
+#[test]
+fn brackets_per_index_get_the_comma_form() {
+    let src = format!("{SLIP_HEAD}    y[i] = A[i][k] * x[k]\n}}\n");
+    let d = one_error(&src);
+    assert_eq!(d.message, "indices are written in one pair of brackets");
+    assert_eq!(at(&src, &d), pos(&src, "[k]", 0, 0));
+    assert_eq!(
+        d.help.as_deref(),
+        Some("separate the indices with commas: `A[i, k]`")
+    );
+    // The statement is still checked as `A[i, k]`: a wrong index is reported too.
+    let src = format!("{SLIP_HEAD}    y[i] = A[i][j][k] * x[j]\n}}\n");
+    let e = errors(&src);
+    let messages: Vec<&str> = e.iter().map(|d| d.message.as_str()).collect();
+    assert_eq!(
+        messages,
+        [
+            "indices are written in one pair of brackets",
+            "`A` has rank 2 but is indexed with 3 indices"
+        ]
+    );
+    assert_eq!(
+        e[0].help.as_deref(),
+        Some("separate the indices with commas: `A[i, j, k]`")
+    );
+    // On the left too.
+    let src = format!("{SLIP_HEAD}    t[i][k] = A[i, k]\n    y[i] = XQ[i]\n}}\n");
+    let e = errors(&src);
+    assert_eq!(e.len(), 1, "{e:#?}");
+    assert_eq!(
+        e[0].help.as_deref(),
+        Some("separate the indices with commas: `t[i, k]`")
+    );
+}
+
+#[test]
+fn a_matrix_product_with_at_gets_its_index_form() {
+    let src = format!("{SLIP_HEAD}    y = A @ x\n}}\n");
+    let d = one_error(&src);
+    assert_eq!(d.message, "`@` is not an operator of index notation");
+    assert_eq!(at(&src, &d), pos(&src, "A @", 0, 0));
+    assert_eq!(
+        d.help.as_deref(),
+        Some(
+            "a product is written with a repeated index, which is summed: \
+             `y[i] = A[i, j] * x[j]`"
+        )
+    );
+    let hint = |lhs: &str, rhs: &str, decls: &str| {
+        let src = format!("dims M, K, N, H\nkernel g({decls}) -> () {{\n    {lhs} = {rhs}\n}}\n");
+        let e = errors(&src);
+        let d = e
+            .iter()
+            .find(|d| d.message.starts_with("`@`"))
+            .unwrap_or_else(|| panic!("{e:#?}"));
+        d.help.clone().unwrap()
+    };
+    let decls = "A: f32[M, K], B: f32[K, N], u: f32[K], v: f32[K], S: f32[H, M, K], \
+                 T: f32[H, K, N]";
+    assert!(hint("C", "A @ B", decls).ends_with("`C[i, k] = A[i, j] * B[j, k]`"));
+    assert!(hint("s", "u @ v", decls).ends_with("`s = u[j] * v[j]`"));
+    assert!(hint("w", "u @ B", decls).ends_with("`w[k] = u[j] * B[j, k]`"));
+    assert!(hint("P", "S @ T", decls).ends_with("`P[b, i, k] = S[b, i, j] * T[b, j, k]`"));
+    assert!(hint("Q", "S @ B", decls).ends_with("`Q[b, i, k] = S[b, i, j] * B[j, k]`"));
+    // Operands that are not bare tensor names: the general form.
+    assert!(hint("r", "(A[i, j] + 1) @ u", decls).ends_with("`y[i] = A[i, j] * x[j]`"));
+}
+
+#[test]
+fn unknown_names_suggest_the_closest_known_one() {
+    let help = |body: &str| {
+        let src = format!("{SLIP_HEAD}{body}\n    y[i] = XQ[i]\n}}\n");
+        let d = one_error(&src);
+        (d.message.clone(), d.help.clone().unwrap_or_default())
+    };
+    assert_eq!(
+        help("    t[i] = sigmiod(XQ[i])"),
+        (
+            "unknown function `sigmiod`".into(),
+            "did you mean `sigmoid`?".into()
+        )
+    );
+    assert_eq!(
+        help("    t[i] = sofmax(XQ[i])"),
+        (
+            "unknown function `sofmax`".into(),
+            "did you mean the reduction `softmax[j](...)`?".into()
+        )
+    );
+    assert_eq!(
+        help("    t[i] = smu[k](A[i, k])"),
+        (
+            "unknown reduction `smu`".into(),
+            "did you mean `sum`?".into()
+        )
+    );
+    assert_eq!(
+        help("    t[i] = Xq[i]"),
+        ("unknown tensor `Xq`".into(), "did you mean `XQ`?".into())
+    );
+    assert_eq!(
+        help("    t[i] = banana(XQ[i])").1,
+        "the functions are exp, log, sqrt, rsqrt, tanh, sigmoid, relu, abs, neg, max, min, pow, \
+         where, f32, f64, i32, i64; the reductions (sum, max, min, prod, softmax, logsumexp) are \
+         written with indices, e.g. sum[j](...)"
+    );
+    // (A kernel whose signature does not parse is not checked further.)
+    let src = "dims M\nkernal g(A: f32[M]) -> (B: f32[M]) { B[i] = A[i] }\n\
+               kernel e(A: f32[M]) -> (B: f23[M]) {\n    B[i] = A[i]\n}\n\
+               kernel f(A: f32[Mm]) -> (B: f32[M]) {\n    B[i] = A[i]\n}\n\
+               kernel h = grad(ff, wrt: [A])\n\
+               kernel j = grad(f, wrt: [a])\n";
+    let e = errors(src);
+    let found: Vec<(&str, Option<&str>)> = e
+        .iter()
+        .map(|d| (d.message.as_str(), d.help.as_deref()))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            (
+                "expected `dims` or `kernel`, found the name `kernal`",
+                Some("did you mean `kernel`?")
+            ),
+            ("unknown element type `f23`", Some("did you mean `f32`?")),
+            (
+                "undeclared dim `Mm`",
+                Some("did you mean `M`? Otherwise declare it at the top of the file: `dims Mm`")
+            ),
+            ("no kernel named `ff`", Some("did you mean `f`?")),
+        ]
+    );
+    let src = "dims M\nkernel f(A: f32[M]) -> (B: f32[M]) {\n    B[i] = A[i]\n}\n\
+               kernel j = grad(f, wrt: [a])\n";
+    assert_eq!(
+        one_error(src).help.as_deref(),
+        Some("did you mean `A`? its parameters are A")
+    );
+}
+
+#[test]
+fn a_missing_parenthesis_points_at_the_one_left_open() {
+    let src = format!("{SLIP_HEAD}    t[i] = exp(A[i, k] * x[k]\n    y[i] = (t[i] + XQ[i]\n}}\n");
+    let e = errors(&src);
+    assert_eq!(e.len(), 2, "{e:#?}");
+    assert_eq!(
+        e[0].message,
+        "expected `,` or `)` in the arguments, found the name `y`"
+    );
+    assert_eq!(at(&src, &e[0]), pos(&src, "y[i] =", 0, 0));
+    assert_eq!(secondary_at(&src, &e[0]), [pos(&src, "(A[i, k]", 0, 0)]);
+    assert_eq!(e[0].secondary[0].message, "this `(` is not closed");
+    assert_eq!(e[0].help.as_deref(), Some("add `)` to close the `(`"));
+    assert_eq!(e[1].message, "expected `)` to close `(`, found `}`");
+    assert_eq!(secondary_at(&src, &e[1]), [pos(&src, "(t[i]", 0, 0)]);
+    // A reduction's parenthesis, and a `[` left open.
+    let src = format!("{SLIP_HEAD}    y[i] = sum[k](A[i, k]\n}}\n");
+    let d = one_error(&src);
+    assert_eq!(secondary_at(&src, &d), [pos(&src, "(A[i, k]", 0, 0)]);
+    let src = format!("{SLIP_HEAD}    y[i] = A[i, k * x[k]\n}}\n");
+    let d = one_error(&src);
+    assert_eq!(d.message, "expected `,` or `]` in the indices, found `*`");
+    assert_eq!(d.secondary[0].message, "this `[` is not closed");
+}
+
+#[test]
+fn after_a_syntax_error_the_rest_of_the_file_is_still_checked() {
+    // One syntax error per kernel, and semantic errors elsewhere: all are reported, and the
+    // statement that did not parse is not reported again (its target `t` is defined, the
+    // output `y` it feeds is assigned).
+    let src = "dims N\n\
+               kernel f(x: f32[N]) -> (y: f32[N]) {\n    \
+               t[i] = x[i] * * 2\n    \
+               u[i] = x[j]\n    \
+               y[i] = t[i] + u[i]\n\
+               }\n\
+               kernel g(x: f32[N]) -> (z: f32[N]) {\n    \
+               z[i] = x[i] +\n\
+               }\n\
+               kernel h(x: f32[N] -> (w: f32[N]) {\n    w[i] = x[i]\n}\n\
+               kernel dh = grad(h, wrt: [x])\n\
+               kernel k(x: f32[N]) -> (v: f32[N]) {\n    v[i] = x[i, i]\n}\n";
+    let e = errors(src);
+    let found: Vec<(&str, (usize, usize))> =
+        e.iter().map(|d| (d.message.as_str(), at(src, d))).collect();
+    assert_eq!(
+        found,
+        [
+            ("expected an expression, found `*`", pos(src, "* 2", 0, 0)),
+            (
+                "expected an expression, found `}`",
+                pos(src, "}\nkernel h", 0, 0)
+            ),
+            (
+                "expected `,` or `)` in the kernel's inputs, found `->`",
+                pos(src, "-> (w", 0, 0)
+            ),
+            (
+                "index `i` is not on the right-hand side",
+                pos(src, "i] = x[j]", 0, 0)
+            ),
+            (
+                "index `j` is free on the right but not on the left",
+                pos(src, "j]", 0, 0)
+            ),
+            (
+                "`x` has rank 1 but is indexed with 2 indices",
+                pos(src, "x[i, i]", 0, 0)
+            ),
+        ]
+    );
+    assert!(compile_source(src).0.is_none());
+}

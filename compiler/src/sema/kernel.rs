@@ -8,7 +8,7 @@ use super::lower::Lowerer;
 use super::schedule;
 use super::scope::{Dims, Role, Scope, Sym};
 use super::types::{Ext, Idx, Ty};
-use crate::diag::{Diagnostic, Span};
+use crate::diag::{closest, Diagnostic, Span};
 use crate::ir::tensor::{Function, ResultDef, MAX_TENSOR_BYTES};
 use crate::syntax::ast::{self, ExprKind, IndexExpr, ShapeDim, TensorDecl};
 use crate::syntax::RESERVED;
@@ -40,13 +40,18 @@ fn declared_type(decl: &TensorDecl, dims: &Dims, diags: &mut Vec<Diagnostic>) ->
             ShapeDim::Named(id) => match dims.ext(&id.name) {
                 Some(e) => shape.push(e),
                 None => {
+                    let help = match closest(&id.name, dims.names()) {
+                        Some(d) => format!(
+                            "did you mean `{d}`? Otherwise declare it at the top of the file: \
+                             `dims {}`",
+                            id.name
+                        ),
+                        None => format!("declare it at the top of the file: `dims {}`", id.name),
+                    };
                     diags.push(
                         Diagnostic::error(id.span, format!("undeclared dim `{}`", id.name))
                             .with_label("not declared")
-                            .with_help(format!(
-                                "declare it at the top of the file: `dims {}`",
-                                id.name
-                            )),
+                            .with_help(help),
                     );
                     ok = false;
                 }
@@ -310,6 +315,14 @@ impl KernelCx<'_> {
 
     fn statement(&mut self, stmt: &ast::Stmt) {
         let target = &stmt.target;
+        if stmt.value.kind == ExprKind::Error {
+            // It did not parse (reported): only make sure its uses are not reported again.
+            if !self.defined_at.contains_key(&target.name) {
+                self.poison(target);
+                self.defined_at.insert(target.name.clone(), target.span);
+            }
+            return;
+        }
         if !self.check_target(target) {
             if !self.defined_at.contains_key(&target.name) {
                 self.poison(target);
@@ -369,7 +382,9 @@ impl KernelCx<'_> {
     ) -> Option<(crate::ir::tensor::ValueId, Ty)> {
         let lhs = self.lhs_indices(stmt)?;
         if let Some(ty) = declared {
-            if ty.shape.len() != lhs.len() {
+            // `y = A @ x` has no indices on the left because it is not index notation at all:
+            // the analysis says so, with the indexed form.
+            if ty.shape.len() != lhs.len() && !expr::uses_matmul(&stmt.value) {
                 let rank = ty.shape.len();
                 let decl = self
                     .scope

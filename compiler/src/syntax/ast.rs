@@ -31,6 +31,9 @@ pub enum Item {
     Kernel(Kernel),
     /// `kernel name = grad(of, wrt: [A, B])`
     Grad(GradKernel),
+    /// A kernel item that did not parse (its errors are reported): its name, so that other
+    /// items referring to it are not reported again.
+    Broken(Ident),
 }
 
 /// `dims T, D = 16`: extents shared by every kernel in the file.
@@ -186,6 +189,9 @@ pub enum BinOp {
     And,
     /// `||`
     Or,
+    /// `@`: not an operator of the language. The parser accepts it (at the binding strength of
+    /// `*`) so that `sema` can reject it with the index-notation form of the product.
+    MatMul,
 }
 
 impl BinOp {
@@ -204,6 +210,7 @@ impl BinOp {
             BinOp::Ne => "!=",
             BinOp::And => "&&",
             BinOp::Or => "||",
+            BinOp::MatMul => "@",
         }
     }
 }
@@ -261,4 +268,7 @@ pub enum ExprKind {
         /// The operand tensors.
         args: Vec<Ident>,
     },
+    /// The right-hand side of a statement that did not parse (its errors are reported): the
+    /// statement's target is known but not its value.
+    Error,
 }

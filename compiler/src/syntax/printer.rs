@@ -25,6 +25,8 @@ fn print_item(item: &Item) -> String {
         Item::Dims(d) => print_dims(d),
         Item::Kernel(k) => print_kernel(k),
         Item::Grad(g) => print_grad(g),
+        // A program with parse errors does not print back to source.
+        Item::Broken(name) => format!("# kernel {} did not parse\n", name.name),
     }
 }
 
@@ -242,5 +244,6 @@ fn write_expr(out: &mut String, e: &Expr) {
             }
             out.push(')');
         }
+        ExprKind::Error => out.push_str("<error>"),
     }
 }

@@ -24,7 +24,7 @@ fn erase_index(i: &mut IndexExpr) {
 fn erase_expr(e: &mut Expr) {
     e.span = Span::default();
     match &mut e.kind {
-        ExprKind::Number(_) | ExprKind::Inf => {}
+        ExprKind::Number(_) | ExprKind::Inf | ExprKind::Error => {}
         ExprKind::Name(id) => erase_ident(id),
         ExprKind::Access { tensor, indices } => {
             erase_ident(tensor);
@@ -105,6 +105,7 @@ fn erase(mut p: Program) -> Program {
                 g.wrt.iter_mut().for_each(erase_ident);
                 g.span = Span::default();
             }
+            Item::Broken(name) => erase_ident(name),
         }
     }
     p
@@ -719,9 +720,10 @@ kernel c = grad(a, wrt: [X])
             Item::Dims(d) => format!("dims {}", d.dims.len()),
             Item::Kernel(k) => format!("kernel {} {}", k.name.name, k.body.len()),
             Item::Grad(g) => format!("grad {}", g.name.name),
+            Item::Broken(name) => format!("broken {}", name.name),
         })
         .collect();
-    assert_eq!(names, vec!["kernel a 1", "grad c"]);
+    assert_eq!(names, vec!["dims 2", "kernel a 3", "broken b", "grad c"]);
 }
 
 #[test]
