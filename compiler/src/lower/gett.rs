@@ -398,7 +398,7 @@ impl Gett<'_> {
         let lanes = 16 / self.g.dtype.size_bytes() as u64;
         let vector = self.axes(self.plan.b, self.plan.n)
             == [self.g.inputs[self.plan.b].map.len() as u32 - 1]
-            && super::unit_last(fl.buffer_def(b_buf)?)
+            && super::body::unit_last(fl, b_buf)
             && self.plan.nr.is_multiple_of(lanes);
         if !vector {
             return self.pack_b_panels(fl, bp, block, n_ext, [zero, block.nc], false);
