@@ -391,7 +391,10 @@ fn explicit_reductions_lower_to_one_op_each() {
 
 #[test]
 fn delta_alone_does_not_fix_an_extent() {
-    let src = "dims N\nkernel f(A: f32[N]) -> (B: f32[N]) {\n    B[i] = A[i] * delta[j, j]\n}\n";
+    // (With one extent in the signature, that extent is taken: see
+    // the_trace_of_delta_is_the_extent_of_its_index.)
+    let src = "dims N, M\nkernel f(A: f32[N], C: f32[M]) -> (B: f32[N]) {\n    \
+               B[i] = A[i] * delta[j, j]\n}\n";
     let d = one_error(src);
     assert_eq!(d.message, "the extent of index `j` cannot be inferred");
     assert_eq!(at(src, &d), (3, 25));
@@ -977,4 +980,99 @@ fn after_a_syntax_error_the_rest_of_the_file_is_still_checked() {
         ]
     );
     assert!(compile_source(src).0.is_none());
+}
+
+// ----- delta where the chapter writes it (issue 14) --------------------------------------------
+
+/// Runs kernel `k` of `src` in the interpreter on `inputs` (f32 vectors or matrices).
+fn run(src: &str, k: &str, inputs: &[einc_runtime::Array]) -> Vec<einc_runtime::Array> {
+    let (module, diags) = compile_source(src);
+    let module = module.unwrap_or_else(|| panic!("{diags:#?}"));
+    einc_compiler::interp::run(&module, k, inputs).unwrap()
+}
+
+fn scalar(a: &einc_runtime::Array) -> f64 {
+    a.get(&[]).to_f64()
+}
+
+fn f32_array(shape: &[usize], values: &[f32]) -> einc_runtime::Array {
+    einc_runtime::Array::from_buffer(einc_runtime::array::Buffer::F32(values.to_vec()), shape)
+        .unwrap()
+}
+
+#[test]
+fn the_trace_of_delta_is_the_extent_of_its_index() {
+    // delta_ii = n: the index ranges over the kernel's only extent, with a note saying so.
+    let src = "dims N\nkernel t(A: f32[N, N]) -> (t: f32) {\n    t = delta[i, i]\n}\n";
+    let d = all(src);
+    assert_eq!(d.len(), 1, "{d:#?}");
+    assert_eq!(d[0].severity, Severity::Note);
+    assert_eq!(
+        d[0].message,
+        "`i` takes the extent N, the only extent in the kernel's signature"
+    );
+    assert_eq!(at(src, &d[0]), pos(src, "delta", 0, 0));
+    assert_eq!(
+        d[0].help.as_deref(),
+        Some("to say so in the statement, write `i: N` where the index is")
+    );
+    let a = einc_runtime::Array::zeros(einc_runtime::DType::F32, &[4, 4]).unwrap();
+    assert_eq!(scalar(&run(src, "t", &[a])[0]), 4.0);
+    // With two extents in the signature, nothing is guessed.
+    let src = "dims N, M\nkernel t(A: f32[N, M]) -> (t: f32) {\n    t = delta[i, i]\n}\n";
+    let d = one_error(src);
+    assert_eq!(d.message, "the extent of index `i` cannot be inferred");
+    assert_eq!(
+        d.help.as_deref(),
+        Some(
+            "use `i` to index a tensor in this statement, or write its extent where it is: \
+             `i: N` (`delta[i: N, j]`, `sum[i: N](...)`); `delta` and conditions do not fix an \
+             extent"
+        )
+    );
+}
+
+#[test]
+fn an_index_extent_can_be_written_where_the_index_is() {
+    let src = "dims N, M\n\
+               kernel k(A: f32[N, M], x: f32[M]) -> (t: f32, s: f32, n: f32, y: f32[M]) {\n    \
+               t = delta[i: N, i]\n    \
+               s = sum[i: M](delta[i, i] * x[i]) + A[0, 0]\n    \
+               n = sum[j: 5](x[0] + 1)\n    \
+               I[i: M, j: M] = delta[i, j]\n    \
+               y[i] = I[i, j] * x[j]\n\
+               }\n";
+    assert!(all(src).is_empty(), "{:#?}", all(src));
+    let a = f32_array(&[2, 3], &[0.5, 0.0, 0.0, 0.0, 0.0, 0.0]);
+    let x = f32_array(&[3], &[1.0, 2.0, 3.0]);
+    let out = run(src, "k", &[a, x.clone()]);
+    assert_eq!(scalar(&out[0]), 2.0);
+    assert_eq!(scalar(&out[1]), 6.5);
+    assert_eq!(scalar(&out[2]), 10.0);
+    assert_eq!(out[3], x);
+    // An extent that disagrees with the tensors is reported at the annotation.
+    let src = "dims N, M\nkernel k(x: f32[N]) -> (y: f32[N]) {\n    y[i] = x[i: M]\n}\n";
+    let d = one_error(src);
+    assert_eq!(
+        d.message,
+        "`i` has extent N in `x` but M in the annotation `i: M`"
+    );
+    assert_eq!(at(src, &d), pos(src, "i: M", 0, 0));
+    // (The annotation is written on the axis of `x` that it contradicts.)
+    assert_eq!(secondary_at(src, &d), [pos(src, "i: M", 0, 0)]);
+    let src = "dims N\nkernel k(x: f32[N]) -> (y: f32[N]) {\n    y[i] = x[i: Nn]\n}\n";
+    let d = one_error(src);
+    assert_eq!(d.message, "undeclared dim `Nn`");
+    assert_eq!(at(src, &d), pos(src, "Nn", 0, 0));
+    // The extent goes with the index, not with the tensor: printed where it was written.
+    let (program, diags) = einc_compiler::syntax::parse(
+        "kernel k(x: f32[3]) -> (t: f32) {\n    t = sum[i: 4](delta[i, j: 4] * x[j])\n}\n",
+    );
+    assert!(diags.is_empty(), "{diags:#?}");
+    assert!(
+        einc_compiler::syntax::print_program(&program)
+            .contains("t = sum[i: 4](delta[i, j: 4] * x[j])"),
+        "{}",
+        einc_compiler::syntax::print_program(&program)
+    );
 }

@@ -27,6 +27,11 @@ pub(crate) struct Target<'a> {
     pub lhs: &'a [Idx],
     /// The declared type, for outputs.
     pub declared: Option<&'a Ty>,
+    /// The extents written at indices (`i: N`), resolved.
+    pub extents: &'a [(Idx, Ext)],
+    /// The extent of every axis of the kernel's signature, when they all have the same one:
+    /// what an index that only `delta` uses ranges over.
+    pub only_extent: Option<&'a Ext>,
 }
 
 /// A checked statement.
@@ -39,11 +44,12 @@ pub(crate) struct Analysis {
     pub dtype: DType,
 }
 
-/// One axis addressed by an index variable.
+/// One axis addressed by an index variable (or an extent written at it).
 struct Use {
     idx: Idx,
     ext: Ext,
-    tensor: String,
+    /// Where, for messages: "in `A`", "in the annotation `i: N`".
+    place: String,
 }
 
 /// State of the analysis of one statement.
@@ -52,6 +58,8 @@ struct Cx<'a> {
     diags: &'a mut Vec<Diagnostic>,
     /// The tensor the statement defines.
     target: String,
+    /// The indices whose extent is written in the statement (`i: N`).
+    annotated: Vec<String>,
     lhs: Vec<String>,
     uses: Vec<Use>,
     deltas: Vec<(Vec<Idx>, Span)>,
@@ -83,6 +91,7 @@ pub(crate) fn analyze(
         scope,
         diags,
         target: target.name.to_string(),
+        annotated: target.extents.iter().map(|(i, _)| i.name.clone()).collect(),
         lhs: lhs.clone(),
         uses: Vec::new(),
         deltas: Vec::new(),
@@ -92,6 +101,12 @@ pub(crate) fn analyze(
         depth: 0,
     };
     let mut root = cx.sum_expr(value, &lhs)?;
+    // After the accesses, so that a disagreement is reported at the annotation.
+    cx.uses.extend(target.extents.iter().map(|(idx, ext)| Use {
+        idx: idx.clone(),
+        ext: ext.clone(),
+        place: format!("in the annotation `{}: {}`", idx.name, ext.shown),
+    }));
     let balanced = cx.check_balance(target, &root);
     let extents = cx.resolve_extents(target);
     let (true, Some(extents)) = (balanced, extents) else {
@@ -629,7 +644,7 @@ impl Cx<'_> {
                             span: id.span,
                         },
                         ext: ext.clone(),
-                        tensor: tensor.name.clone(),
+                        place: format!("in `{}`", tensor.name),
                     });
                     axes.push(Axis::Var(id.name.clone()));
                 }
@@ -698,7 +713,7 @@ impl Cx<'_> {
                 self.uses.push(Use {
                     idx: v,
                     ext: Ext::fixed(n),
-                    tensor: "eps".to_string(),
+                    place: "in `eps`".to_string(),
                 });
             }
             TKind::Eps(names)
@@ -977,7 +992,10 @@ impl Cx<'_> {
         inner.extend(along.iter().cloned());
         let b = self.sum_expr(body, &inner)?;
         for j in indices {
-            if !b.escapes.iter().any(|e| e.name == j.name) {
+            // `sum[j: 5](1)` is 5: with its extent written, a plain reduction may work along
+            // an index its operand does not use.
+            let written = matches!(r, R::Plain(_)) && self.annotated.contains(&j.name);
+            if !written && !b.escapes.iter().any(|e| e.name == j.name) {
                 self.diags.push(
                     Diagnostic::error(
                         j.span,
@@ -1078,14 +1096,14 @@ impl Cx<'_> {
                         let d = mismatch(
                             name,
                             (prev, *pspan, ptensor),
-                            (&u.ext, u.idx.span, &u.tensor),
+                            (&u.ext, u.idx.span, &u.place),
                         );
                         self.diags.push(d);
                     }
                 }
                 Some(_) => {}
                 None => {
-                    ext.insert(name.clone(), (u.ext, u.idx.span, u.tensor));
+                    ext.insert(name.clone(), (u.ext, u.idx.span, u.place));
                 }
             }
         }
@@ -1097,7 +1115,7 @@ impl Cx<'_> {
                             let d = mismatch(
                                 &l.name,
                                 (prev, *pspan, ptensor),
-                                (decl, l.span, target.name),
+                                (decl, l.span, &format!("in `{}`", target.name)),
                             );
                             self.diags.push(d);
                         }
@@ -1106,7 +1124,7 @@ impl Cx<'_> {
                     None => {
                         ext.insert(
                             l.name.clone(),
-                            (decl.clone(), l.span, target.name.to_string()),
+                            (decl.clone(), l.span, format!("in `{}`", target.name)),
                         );
                     }
                 }
@@ -1114,6 +1132,35 @@ impl Cx<'_> {
         }
         for (group, span) in std::mem::take(&mut self.deltas) {
             let known = group.iter().find_map(|i| ext.get(&i.name).cloned());
+            let known = known.or_else(|| {
+                // Nothing else gives these indices an extent (`t = delta[i, i]`): the one extent
+                // of the kernel's signature, if it has only one, is the space they range over.
+                let only = target.only_extent?;
+                let mut names: Vec<String> = Vec::new();
+                for i in &group {
+                    let n = format!("`{}`", i.name);
+                    if !names.contains(&n) {
+                        names.push(n);
+                    }
+                }
+                self.diags.push(
+                    Diagnostic::note(
+                        span,
+                        format!(
+                            "{} {} the extent {}, the only extent in the kernel's signature",
+                            names.join(", "),
+                            if names.len() == 1 { "takes" } else { "take" },
+                            only.shown
+                        ),
+                    )
+                    .with_label("no tensor gives this delta's indices an extent")
+                    .with_help(format!(
+                        "to say so in the statement, write `{}: {}` where the index is",
+                        group[0].name, only.shown
+                    )),
+                );
+                Some((only.clone(), span, "in the kernel's signature".to_string()))
+            });
             let Some((first, fspan, ftensor)) = known else {
                 continue;
             };
@@ -1153,8 +1200,9 @@ impl Cx<'_> {
                     )
                     .with_label("no tensor axis is addressed by this index")
                     .with_help(format!(
-                        "use `{}` to index a tensor in this statement (`delta` and conditions \
-                         do not fix an extent)",
+                        "use `{0}` to index a tensor in this statement, or write its extent where \
+                         it is: `{0}: N` (`delta[{0}: N, j]`, `sum[{0}: N](...)`); `delta` and \
+                         conditions do not fix an extent",
                         s.name
                     )),
                 );
@@ -1365,13 +1413,10 @@ fn mismatch(name: &str, first: (&Ext, Span, &str), second: (&Ext, Span, &str)) -
     let (e1, s1, t1) = first;
     let (e2, s2, t2) = second;
     let message = if e1.is_literal() && e2.is_literal() {
-        format!(
-            "`{name}` is {} in `{t1}` but {} in `{t2}`",
-            e1.shown, e2.shown
-        )
+        format!("`{name}` is {} {t1} but {} {t2}", e1.shown, e2.shown)
     } else {
         format!(
-            "`{name}` has extent {} in `{t1}` but {} in `{t2}`",
+            "`{name}` has extent {} {t1} but {} {t2}",
             e1.shown, e2.shown
         )
     };

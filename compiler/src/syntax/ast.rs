@@ -118,8 +118,20 @@ pub struct Stmt {
     pub value: Expr,
     /// `schedule KIND(...)` after the right-hand side: how the op defining the tensor runs.
     pub schedule: Option<ScheduleAnnotation>,
+    /// Extents written at indices (`i: N` in `delta[i: N, i]` or `sum[j: K](...)`), in source
+    /// order. An index has one extent in a statement, so each binds it for the whole statement.
+    pub extents: Vec<IndexExtent>,
     /// The whole statement (without its schedule annotation).
     pub span: Span,
+}
+
+/// `i: N` written where an index is: the index and its extent.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IndexExtent {
+    /// The index, where the annotation is written.
+    pub index: Ident,
+    /// Its extent: a dim name or a literal.
+    pub extent: ShapeDim,
 }
 
 /// `schedule gemm(mr = 4, kc = 128)` after a statement: a (possibly partial) schedule for the

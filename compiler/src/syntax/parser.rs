@@ -6,8 +6,8 @@
 //! [`MAX_NESTING`], and every loop consumes a token or stops.
 
 use super::ast::{
-    BinOp, DimDecl, DimsDecl, Expr, ExprKind, GradKernel, Ident, IndexExpr, Item, Kernel, Program,
-    RawItem, RawValue, ScheduleAnnotation, ShapeDim, Stmt, TensorDecl, UnOp,
+    BinOp, DimDecl, DimsDecl, Expr, ExprKind, GradKernel, Ident, IndexExpr, IndexExtent, Item,
+    Kernel, Program, RawItem, RawValue, ScheduleAnnotation, ShapeDim, Stmt, TensorDecl, UnOp,
 };
 use super::lexer::{lex, Tok, Token};
 use crate::diag::{closest, Diagnostic, Span};
@@ -26,6 +26,7 @@ pub fn parse(text: &str) -> (Program, Vec<Diagnostic>) {
         pos: 0,
         diags,
         depth: 0,
+        extents: Vec::new(),
     };
     let program = parser.program();
     (program, parser.diags)
@@ -93,6 +94,8 @@ struct Parser<'a> {
     diags: Vec<Diagnostic>,
     /// Current expression nesting, checked against [`MAX_NESTING`].
     depth: usize,
+    /// The `i: N` extents written in the statement being parsed.
+    extents: Vec<IndexExtent>,
 }
 
 impl<'a> Parser<'a> {
@@ -519,20 +522,8 @@ impl<'a> Parser<'a> {
         let mut end = dtype_name.span;
         let mut shape = Vec::new();
         if self.eat(Tok::LBracket).is_some() {
-            let (dims, close) = self.delimited(Tok::RBracket, "in the shape", |p| {
-                if p.at(Tok::Number) {
-                    let (n, span) = p.integer("an extent")?;
-                    Ok(ShapeDim::Fixed(n, span))
-                } else {
-                    let tok = p.peek();
-                    if tok.kind != Tok::Ident {
-                        let diag = p.error_expected("a dim name or an integer extent");
-                        p.report(diag);
-                        return Err(Failed);
-                    }
-                    Ok(ShapeDim::Named(p.ident("")?))
-                }
-            })?;
+            let (dims, close) =
+                self.delimited(Tok::RBracket, "in the shape", |p| p.extent("in the shape"))?;
             shape = dims;
             end = close.span;
         }
@@ -542,6 +533,20 @@ impl<'a> Parser<'a> {
             dtype: (dtype, dtype_name.span),
             shape,
         })
+    }
+
+    /// An extent: a dim name or an integer (`context` says where, for the error).
+    fn extent(&mut self, context: &str) -> PResult<ShapeDim> {
+        if self.at(Tok::Number) {
+            let (n, span) = self.integer("an extent")?;
+            return Ok(ShapeDim::Fixed(n, span));
+        }
+        if !self.at(Tok::Ident) {
+            let diag = self.error_expected(&format!("a dim name or an integer extent {context}"));
+            self.report(diag);
+            return Err(Failed);
+        }
+        Ok(ShapeDim::Named(self.ident("")?))
     }
 
     /// `grad(OF, wrt: [A, B])`, after `kernel NAME =`.
@@ -627,6 +632,7 @@ impl<'a> Parser<'a> {
                                     indices: Vec::new(),
                                     bracketed: false,
                                     schedule: None,
+                                    extents: Vec::new(),
                                 });
                             }
                         }
@@ -644,11 +650,12 @@ impl<'a> Parser<'a> {
         if kind(pos) != Tok::Ident {
             return false;
         }
-        // `NAME[i][j] =` is a statement too (its bracket error is reported by `stmt`).
+        // `NAME[i][j] =` is a statement too (its bracket error is reported by `stmt`), and so
+        // is `NAME[i: N] =`.
         let mut i = pos + 1;
         while kind(i) == Tok::LBracket {
             i += 1;
-            while matches!(kind(i), Tok::Ident | Tok::Number | Tok::Comma) {
+            while matches!(kind(i), Tok::Ident | Tok::Number | Tok::Comma | Tok::Colon) {
                 i += 1;
             }
             if kind(i) != Tok::RBracket {
@@ -684,6 +691,7 @@ impl<'a> Parser<'a> {
             return Err(Failed);
         }
         let target = self.ident("")?;
+        self.extents.clear();
         let mut indices = Vec::new();
         let bracketed = self.eat(Tok::LBracket).is_some();
         if bracketed {
@@ -708,6 +716,7 @@ impl<'a> Parser<'a> {
             bracketed,
             value,
             schedule,
+            extents: std::mem::take(&mut self.extents),
         })
     }
 
@@ -793,7 +802,17 @@ impl<'a> Parser<'a> {
     /// One index: a name or an integer position.
     fn index(&mut self) -> PResult<IndexExpr> {
         match self.peek().kind {
-            Tok::Ident => Ok(IndexExpr::Var(self.ident("")?)),
+            Tok::Ident => {
+                let name = self.ident("")?;
+                if self.eat(Tok::Colon).is_some() {
+                    let extent = self.extent("as the extent of the index")?;
+                    self.extents.push(IndexExtent {
+                        index: name.clone(),
+                        extent,
+                    });
+                }
+                Ok(IndexExpr::Var(name))
+            }
             Tok::Number => {
                 let (n, span) = self.integer("an index position")?;
                 Ok(IndexExpr::Fixed(n, span))
