@@ -131,7 +131,9 @@ fn pass_list(opts: &CompileOptions) -> Vec<String> {
             // Twins merged, and map bodies recomputed inside later ops read instead (a derived
             // gradient reads its forward values).
             "cse",
-            // (vector, #9) `fuse`: elementwise fusion goes here.
+            // Elementwise maps into the ops that read them (fewer passes over memory), once
+            // the contractions are settled.
+            "fuse",
             // Each op's schedule: GEMM tiles for contractions, vectorised nests for the other
             // contraction shapes, annotations completed (docs/schedules.md).
             "schedule",

@@ -4,7 +4,7 @@
 //! and in which order, is written out in `compile.rs`.
 
 use super::{
-    canonicalize, const_fold, contraction_path, cse, dce, delta_elim, emit_clif, eps_expand,
+    canonicalize, const_fold, contraction_path, cse, dce, delta_elim, emit_clif, eps_expand, fuse,
     lower_to_loops, schedule, Level, Pass, PassContext,
 };
 use crate::ir::tensor::schedule::MAX_FACTOR;
@@ -195,6 +195,19 @@ pub static PASSES: &[PassInfo] = &[
         output: Level::Tensor,
         options: &[],
         build: |_, _| Box::new(const_fold::ConstFold),
+    },
+    PassInfo {
+        name: "fuse",
+        summary: "inline elementwise maps into the ops that read them, and fold the scale of a \
+                  matrix-vector product into its smaller operand",
+        input: Level::Tensor,
+        output: Level::Tensor,
+        options: &[],
+        build: |_, ctx| {
+            Box::new(fuse::Fuse {
+                dims: ctx.dims.clone(),
+            })
+        },
     },
     PassInfo {
         name: "dce",
