@@ -313,6 +313,12 @@ pub const KINDS: [&str; 4] = ["naive", "gemm", "loops", "softmax"];
 /// and scoped buffers bounded).
 pub const MAX_FACTOR: u64 = 1 << 20;
 
+/// The most copies of an op's body that unrolling may jam into its innermost loop: the product
+/// of its unroll factors. Unroll-and-jam multiplies them, so factors that are each small can
+/// still make code that takes the code generator minutes and gigabytes (`unroll=[i:64, j:64]`
+/// took 19 s to build; two factors of 2^20 exhausted 20 GB of memory). `docs/limits.md`.
+pub const MAX_UNROLLED_COPIES: u64 = 256;
+
 /// The most rows of a micro-kernel tile (`docs/ukernel.md`).
 pub const MAX_MR: u64 = 16;
 /// The most columns of a micro-kernel tile, in vectors.
@@ -837,8 +843,8 @@ pub fn check(g: &Generic, s: &Schedule) -> Vec<String> {
 }
 
 /// The `loops` rules (also the base of a `softmax` schedule's): `order` lists every index, the
-/// vectorised index is the innermost with the lanes of one 128-bit vector, `parallel` lists
-/// output indices.
+/// vectorised index is the innermost with the lanes of one 128-bit vector, the unroll factors
+/// make at most [`MAX_UNROLLED_COPIES`] copies of the body, `parallel` lists output indices.
 fn check_loops(g: &Generic, s: &LoopsSchedule, errors: &mut Vec<String>) {
     let n_indices = g.indices.len();
     let valid = |ids: &[IndexId]| ids.iter().all(|i| (i.0 as usize) < n_indices);
@@ -878,6 +884,18 @@ fn check_loops(g: &Generic, s: &LoopsSchedule, errors: &mut Vec<String>) {
                     name(v)
                 ));
             }
+        }
+    }
+    if let Some(unroll) = &s.unroll {
+        let copies = unroll
+            .iter()
+            .try_fold(1u64, |n, &(_, u)| n.checked_mul(u))
+            .unwrap_or(u64::MAX);
+        if copies > MAX_UNROLLED_COPIES {
+            errors.push(format!(
+                "`unroll` makes {copies} copies of the body (the product of its factors); at \
+                 most {MAX_UNROLLED_COPIES} are allowed"
+            ));
         }
     }
     if let Some(par) = &s.parallel {

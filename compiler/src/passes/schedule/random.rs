@@ -9,7 +9,7 @@
 use super::GemmOverrides;
 use crate::analysis::{Contraction, OpClass};
 use crate::ir::tensor::schedule::{
-    BlockLoop, GemmSchedule, LoopsSchedule, MicroKernel, Packing, Schedule,
+    BlockLoop, GemmSchedule, LoopsSchedule, MicroKernel, Packing, Schedule, MAX_UNROLLED_COPIES,
 };
 use crate::ir::tensor::{Generic, IndexId};
 pub use crate::rng::Rng;
@@ -146,9 +146,15 @@ fn loops(rng: &mut Rng, g: &Generic, partial: &LoopsSchedule) -> LoopsSchedule {
         (rng.below(3) != 0).then_some((last, lanes))
     });
     let unroll = partial.unroll.clone().unwrap_or_else(|| {
+        // Within the legal number of jammed copies of the body.
+        let mut copies_left = MAX_UNROLLED_COPIES;
         subset(rng, &all)
             .into_iter()
-            .map(|i| (i, between(rng, 1, 4)))
+            .map(|i| {
+                let u = between(rng, 1, copies_left.min(4));
+                copies_left /= u;
+                (i, u)
+            })
             .collect()
     });
     let parallel = partial

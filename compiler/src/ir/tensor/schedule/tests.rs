@@ -357,6 +357,20 @@ fn loops_schedules_must_fit_their_op() {
         matmul_errors("schedule loops(parallel=[k])"),
         errs(&["`parallel` lists `k`, which is not an output index"])
     );
+    // Unroll-and-jam multiplies the factors: 16 x 16 copies is the limit, one more is not
+    // (issue #13: two factors of 2^20 exhausted 20 GB of memory).
+    assert_eq!(
+        matmul_errors("schedule loops(unroll=[i:16, j:16])"),
+        errs(&[])
+    );
+    assert_eq!(
+        matmul_errors("schedule loops(unroll=[i:16, j:16, k:2])"),
+        errs(&["`unroll` makes 512 copies of the body (the product of its factors); at most 256 are allowed"])
+    );
+    assert_eq!(
+        matmul_errors("schedule loops(unroll=[i:1048576, j:1048576, k:1048576])"),
+        errs(&["`unroll` makes 1152921504606846976 copies of the body (the product of its factors); at most 256 are allowed"])
+    );
 }
 
 const SOFTMAX_DIV: &str =
