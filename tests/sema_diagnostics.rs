@@ -763,6 +763,71 @@ fn a_schedule_that_does_not_fit_its_statement_is_reported_at_the_annotation() {
     );
 }
 
+#[test]
+fn ranks_above_64_and_entry_points_with_too_many_checks_are_rejected() {
+    // Rank 65 (numpy's limit is 64), on a parameter and on a local.
+    let ones = |n: usize| vec!["1"; n].join(", ");
+    let ix = |n: usize| {
+        (0..n)
+            .map(|k| format!("i{k}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let src = format!(
+        "kernel k(A: f32[{}]) -> (s: f32) {{\n    s = sum[{}](A[{}])\n}}\n",
+        ones(65),
+        ix(65),
+        ix(65)
+    );
+    let e = one_error(&src);
+    assert_eq!(e.message, "`A` has too many axes");
+    assert_eq!(e.primary.message, "rank 65");
+    assert_eq!(at(&src, &e), pos(&src, "A: f32", 0, 0));
+    let product: Vec<String> = (0..65).map(|k| format!("a[i{k}]")).collect();
+    let src = format!(
+        "kernel k(a: f32[1]) -> (s: f32) {{\n    T[{}] = {}\n    s = sum[{}](T[{}])\n}}\n",
+        ix(65),
+        product.join(" * "),
+        ix(65),
+        ix(65)
+    );
+    let e = one_error(&src);
+    assert_eq!(e.message, "`T` has too many axes");
+    assert_eq!(at(&src, &e), pos(&src, "T[", 0, 0));
+    // Rank 64 is accepted, for an output too (64 * 64 + 2 = 4098 checks).
+    let src = format!(
+        "kernel k(A: f32[{}]) -> (B: f32[{}]) {{\n    B[{}] = A[{}]\n}}\n",
+        ones(64),
+        ones(64),
+        ix(64),
+        ix(64)
+    );
+    assert!(errors(&src).is_empty(), "{:?}", errors(&src));
+
+    // The entry point checks each output against every argument and each pair of its axes:
+    // 46 scalar inputs and 46 scalar outputs make 46 * 92 = 4232 checks (> 4160); 45 make 4050.
+    let kernel = |n: usize| {
+        let ins: Vec<String> = (0..n).map(|k| format!("x{k}: f32")).collect();
+        let outs: Vec<String> = (0..n).map(|k| format!("y{k}: f32")).collect();
+        let body: Vec<String> = (0..n).map(|k| format!("    y{k} = x{k}\n")).collect();
+        format!(
+            "kernel wide({}) -> ({}) {{\n{}}}\n",
+            ins.join(", "),
+            outs.join(", "),
+            body.concat()
+        )
+    };
+    assert!(errors(&kernel(45)).is_empty());
+    let src = kernel(46);
+    let e = one_error(&src);
+    assert_eq!(e.message, "kernel `wide` has too many or too large outputs");
+    assert_eq!(
+        e.primary.message,
+        "its entry point would make 4232 argument checks"
+    );
+    assert_eq!(at(&src, &e), pos(&src, "wide", 0, 0));
+}
+
 // ----- the common slips (issue 14) -------------------------------------------------------------
 
 const SLIP_HEAD: &str = "dims M, K, N\n\

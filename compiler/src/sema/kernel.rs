@@ -9,7 +9,7 @@ use super::schedule;
 use super::scope::{Dims, Role, Scope, Sym};
 use super::types::{Ext, Idx, TKind, Ty};
 use crate::diag::{closest, Diagnostic, Span};
-use crate::ir::tensor::{Function, ResultDef, MAX_TENSOR_BYTES};
+use crate::ir::tensor::{Function, ResultDef, MAX_RANK, MAX_TENSOR_BYTES};
 use crate::syntax::ast::{self, ExprKind, IndexExpr, ShapeDim, TensorDecl};
 use crate::syntax::RESERVED;
 use std::collections::{HashMap, HashSet};
@@ -200,9 +200,19 @@ impl KernelCx<'_> {
         );
     }
 
-    /// Rejects a tensor whose fixed extents need more bytes than a kernel can address
-    /// ([`MAX_TENSOR_BYTES`]); reports it at `span`.
+    /// Rejects a tensor of more than [`MAX_RANK`] axes, or whose fixed extents need more bytes
+    /// than a kernel can address ([`MAX_TENSOR_BYTES`]); reports it at `span`.
     fn check_size(&mut self, name: &str, ty: &Ty, span: Span) -> bool {
+        if ty.shape.len() > MAX_RANK {
+            self.diags.push(
+                Diagnostic::error(span, format!("`{name}` has too many axes"))
+                    .with_label(format!("rank {}", ty.shape.len()))
+                    .with_note(format!(
+                        "a tensor has at most {MAX_RANK} axes, as in numpy (docs/limits.md)"
+                    )),
+            );
+            return false;
+        }
         if ty.ir().fixed_bytes(&[]).is_some() {
             return true;
         }

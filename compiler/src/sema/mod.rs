@@ -89,7 +89,7 @@ mod types;
 
 use crate::autodiff::{self, GradError};
 use crate::diag::{closest, Diagnostic};
-use crate::ir::tensor::{Function, Module, MAX_EXTENT};
+use crate::ir::tensor::{Function, Module, MAX_ENTRY_CHECKS, MAX_EXTENT};
 use crate::syntax::ast::{self, Item};
 use scope::{DimEntry, Dims};
 
@@ -136,6 +136,29 @@ pub fn check_program(program: &ast::Program) -> (Option<Module>, Vec<Diagnostic>
             if let Some(f) = check_grad(g, &kernels, &module, &mut diags) {
                 module.funcs.push(f);
             }
+        }
+    }
+    for f in &module.funcs {
+        let checks = f.entry_checks();
+        if checks > MAX_ENTRY_CHECKS {
+            let span = kernels
+                .iter()
+                .find(|(n, _)| n.name == f.name)
+                .map_or_else(Default::default, |(n, _)| n.span);
+            diags.push(
+                Diagnostic::error(
+                    span,
+                    format!("kernel `{}` has too many or too large outputs", f.name),
+                )
+                .with_label(format!(
+                    "its entry point would make {checks} argument checks"
+                ))
+                .with_note(format!(
+                    "each output is checked against every argument and each pair of its own \
+                     axes: at most {MAX_ENTRY_CHECKS} checks per kernel (docs/limits.md)"
+                ))
+                .with_help("split the kernel, or give its outputs fewer axes"),
+            );
         }
     }
     if diags.iter().any(Diagnostic::is_error) {

@@ -8,7 +8,7 @@
 use super::printer::{index_name, name, print_cond, print_expr, print_extent, print_type};
 use super::{
     AxisMap, BinaryFn, Cond, Expr, Extent, Function, Generic, IndexId, Module, OpKind, UnaryFn,
-    ValueId, MAX_EXTENT, MAX_TENSOR_BYTES,
+    ValueId, MAX_ENTRY_CHECKS, MAX_EXTENT, MAX_RANK, MAX_TENSOR_BYTES,
 };
 use einc_runtime::DType;
 use std::collections::HashSet;
@@ -138,6 +138,12 @@ impl Verifier<'_> {
             for e in &v.ty.shape {
                 self.check_extent(e, &format!("type {}", print_type(&v.ty)));
             }
+            if v.ty.shape.len() > MAX_RANK {
+                self.error(format!(
+                    "rank {} is larger than {MAX_RANK}, the largest rank",
+                    v.ty.shape.len()
+                ));
+            }
             if v.ty.fixed_bytes(&self.m.dims).is_none() {
                 self.error(format!(
                     "type {} needs more than {MAX_TENSOR_BYTES} bytes",
@@ -146,6 +152,12 @@ impl Verifier<'_> {
             }
         }
         self.value = None;
+        if f.entry_checks() > MAX_ENTRY_CHECKS {
+            self.error(format!(
+                "the entry point would need {} argument checks, more than {MAX_ENTRY_CHECKS}",
+                f.entry_checks()
+            ));
+        }
 
         let mut defined = vec![false; f.values.len()];
         for &p in &f.params {

@@ -6,9 +6,35 @@
 use super::{EinsumError, EinsumPlan};
 use crate::ir::tensor::{
     AxisMap, BinaryFn, DimDef, Expr, Function, Generic, IndexDef, IndexId, Input, Module, Op,
-    OpKind, Reduce, ReduceKind, ResultDef, TensorType, ValueId,
+    OpKind, Reduce, ReduceKind, ResultDef, TensorType, ValueId, MAX_ENTRY_CHECKS, MAX_RANK,
 };
 use einc_runtime::Scalar;
+
+/// Rejects operands and results that no kernel can take: more than [`MAX_RANK`] axes, or a
+/// result of more than [`MAX_TENSOR_BYTES`](crate::ir::tensor::MAX_TENSOR_BYTES) bytes
+/// (`docs/limits.md`).
+fn check_limits(plan: &EinsumPlan) -> Result<(), EinsumError> {
+    for (n, t) in plan.operands.iter().enumerate() {
+        if t.shape.len() > MAX_RANK {
+            return Err(EinsumError::whole(format!(
+                "operand {n} has {} axes; einc takes at most {MAX_RANK} (docs/limits.md)",
+                t.shape.len()
+            )));
+        }
+    }
+    if plan.result.shape.len() > MAX_RANK {
+        return Err(EinsumError::whole(format!(
+            "the result would have {} axes; einc allows at most {MAX_RANK} (docs/limits.md)",
+            plan.result.shape.len()
+        )));
+    }
+    if plan.result.fixed_bytes(&[]).is_none() {
+        return Err(EinsumError::whole(
+            "the result would need more than 2^63 - 1 bytes (docs/limits.md)",
+        ));
+    }
+    Ok(())
+}
 
 /// The Generic op computing the plan, reading operand i from `args[i]`.
 ///
@@ -91,6 +117,7 @@ pub fn einsum_function(
     operands: &[TensorType],
 ) -> Result<(Module, Function), EinsumError> {
     let plan = super::analyze(subscripts, operands)?;
+    check_limits(&plan)?;
     let mut func = Function {
         name: "einsum".to_string(),
         values: Vec::new(),
@@ -112,6 +139,13 @@ pub fn einsum_function(
         name: "out".to_string(),
         value: out,
     });
+    if func.entry_checks() > MAX_ENTRY_CHECKS {
+        return Err(EinsumError::whole(format!(
+            "the kernel would need {} argument checks, more than {MAX_ENTRY_CHECKS} \
+             (docs/limits.md): use fewer operands or a result of fewer axes",
+            func.entry_checks()
+        )));
+    }
     let mut dims: Vec<DimDef> = Vec::new();
     for e in operands.iter().flat_map(|t| &t.shape) {
         if let crate::ir::tensor::Extent::Dim(name) = e {

@@ -363,3 +363,36 @@ fn einsum_function_declares_params_result_and_dims() {
     );
     assert!(einsum_function("ij", &[]).is_err());
 }
+
+#[test]
+fn operands_and_results_beyond_the_limits_are_errors() {
+    let message = |s: &str, ops: Vec<TensorType>| match einsum_function(s, &ops) {
+        Ok(_) => String::from("accepted"),
+        Err(e) => e.to_string(),
+    };
+    let ones = |n: usize| vec![1u64; n];
+    assert_eq!(
+        message("...->...", f32s(&[&ones(65)])),
+        "operand 0 has 65 axes; einc takes at most 64 (docs/limits.md)"
+    );
+    assert_eq!(message("...->...", f32s(&[&ones(64)])), "accepted");
+    // 2^16 elements per operand, 2^64 in the outer product.
+    assert_eq!(
+        message(
+            "a,b,c,d->abcd",
+            f32s(&[&[65536], &[65536], &[65536], &[65536]])
+        ),
+        "the result would need more than 2^63 - 1 bytes (docs/limits.md)"
+    );
+    // A rank-64 result among 100 operands: 64 * 64 + 101 checks at its entry point.
+    let mut ops = f32s(&[&ones(64)]);
+    ops.extend(f32s(&[&[]]).into_iter().cycle().take(99));
+    let terms = std::iter::once("...")
+        .chain(std::iter::repeat_n("", 99))
+        .collect::<Vec<_>>();
+    assert_eq!(
+        message(&format!("{}->...", terms.join(",")), ops),
+        "the kernel would need 4197 argument checks, more than 4160 (docs/limits.md): use fewer \
+         operands or a result of fewer axes"
+    );
+}

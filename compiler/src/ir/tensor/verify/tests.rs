@@ -515,3 +515,24 @@ fn sizes_fit_the_address_space() {
         ]
     );
 }
+
+#[test]
+fn ranks_and_entry_checks_are_bounded() {
+    let ones = vec!["1"; 65].join(", ");
+    let ix: Vec<String> = (0..65).map(|k| format!("i{k}")).collect();
+    let space: Vec<String> = ix.iter().map(|i| format!("{i}: 1")).collect();
+    let text = format!(
+        "func @f(%A: f32[{ones}]) -> (B: f32[{ones}]) {{\n  %B = generic ({}) ins(%A[{}]) -> [{}] {{ %0 }} : f32\n  return B = %B\n}}\n",
+        space.join(", "),
+        ix.join(", "),
+        ix.join(", ")
+    );
+    assert_eq!(
+        errors(&parse(&text)),
+        vec![
+            "@f: %A: rank 65 is larger than 64, the largest rank",
+            "@f: %B: rank 65 is larger than 64, the largest rank",
+            "@f: the entry point would need 4227 argument checks, more than 4160",
+        ]
+    );
+}
