@@ -1,288 +1,37 @@
-//! Differential tests: the JIT (through the Rust API and each kernel's C ABI entry point)
-//! against the reference interpreter, on every example kernel and on random programs.
+//! Differential tests: compiled kernels against the reference interpreter, at scale.
 //!
-//! Inputs are laid out at random: C order, Fortran order, padded (strides with gaps) and with
-//! reversed axes (negative strides). The unused elements of every buffer hold a sentinel, so
-//! a kernel that read a gap would produce a wrong (for floats, NaN) result; outputs written
-//! through [`Kernel::call`] get random layouts too, and their gaps must keep the sentinel.
+//! - Every example kernel, and a fixed-seed batch of random well-typed programs
+//!   (`einc::compiler::testkit::program`), compiled in every variant (each optimisation level,
+//!   the default level with each pass left out in turn, and the default level with random
+//!   legal schedules) and called through the C ABI entry
+//!   point with inputs and outputs in random layouts (`testkit::differential`).
+//! - The same example kernels through the Rust API (`Kernel::run`, `Kernel::call` on strided
+//!   views), so the view layer is covered too.
+//! - Every regression file in `tests/differential/`: a case that once failed, shrunk.
 //!
-//! Integers compare exactly (both sides wrap the same way); floats compare with a tolerance
-//! scaled by the magnitude of the expected value: 1e-5 for f32, 1e-12 for f64.
+//! The batch is `EINC_DIFF_CASES` programs (default 2,000; 200 in debug builds) starting at
+//! case `EINC_DIFF_START` (default 0). A failing case is shrunk to a minimal program, written
+//! as a regression file under `target/tmp/differential-failures/`, and reported; commit the
+//! file into `tests/differential/` with the fix. `docs/testing.md` describes longer runs.
 
 // Helpers outside #[test] functions unwrap too: a panic is a test failure with a location.
 #![allow(clippy::unwrap_used)]
 
 use einc::compiler::interp;
-use einc::runtime::array::for_each_index;
-use einc::runtime::{Array, Buffer, DType, Scalar};
+use einc::compiler::ir::tensor::Extent;
+use einc::compiler::rng::Rng;
+use einc::compiler::testkit::choices::Choices;
+use einc::compiler::testkit::differential::{
+    case_bytes, check_kernel, compare, random_array, shrink, variants_with_random_schedules, Case,
+    Failure, Tolerance,
+};
+use einc::compiler::testkit::layout::{random_layout, Placed};
+use einc::compiler::testkit::program::{generate, Config};
+use einc::runtime::{Array, Buffer};
 use einc::{Kernel, Program, TensorMut, TensorRef};
-use einc_compiler::rng::Rng;
-use proptest::prelude::*;
-use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-/// A generator whose seeds are spread out, so that neighbouring seeds give unrelated inputs.
-fn seeded(seed: u64) -> Rng {
-    Rng::new(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-}
-
-/// True with probability `percent`/100.
-fn chance(rng: &mut Rng, percent: usize) -> bool {
-    rng.below(100) < percent
-}
-
-/// A layout for `shape` inside a buffer of `len` elements: element `[i..]` is at
-/// `offset + Σ i_k * strides[k]`.
-#[derive(Debug)]
-struct Layout {
-    strides: Vec<isize>,
-    offset: usize,
-    len: usize,
-}
-
-/// A random layout: axes ordered C or Fortran or shuffled, sometimes padded, sometimes
-/// reversed.
-fn random_layout(rng: &mut Rng, shape: &[usize]) -> Layout {
-    let mut order: Vec<usize> = (0..shape.len()).rev().collect(); // innermost first
-    match rng.below(4) {
-        0 => {}               // C order
-        1 => order.reverse(), // Fortran order
-        _ => {
-            for i in (1..order.len()).rev() {
-                order.swap(i, rng.below(i + 1));
-            }
-        }
-    }
-    let padded = chance(rng, 50);
-    let mut strides = vec![0isize; shape.len()];
-    let mut acc = 1usize;
-    for &axis in &order {
-        let step = if padded { 1 + rng.below(2) } else { 1 };
-        strides[axis] = (acc * step) as isize;
-        acc = acc * step * shape[axis].max(1) + if padded { rng.below(3) } else { 0 };
-    }
-    let mut offset = if padded { rng.below(3) } else { 0 };
-    for (axis, s) in strides.iter_mut().enumerate() {
-        if chance(rng, 30) {
-            offset += (shape[axis].saturating_sub(1)) * s.unsigned_abs();
-            *s = -*s;
-        }
-    }
-    let reach: usize = shape
-        .iter()
-        .zip(&strides)
-        .map(|(&n, s)| n.saturating_sub(1) * s.unsigned_abs())
-        .sum();
-    let tail = if padded { rng.below(3) } else { 0 };
-    Layout {
-        strides,
-        offset,
-        len: offset + reach + 1 + tail,
-    }
-}
-
-/// Buffer position of `index` under `layout`.
-fn position(layout: &Layout, index: &[usize]) -> usize {
-    let p = index
-        .iter()
-        .zip(&layout.strides)
-        .fold(layout.offset as isize, |p, (&i, &s)| p + i as isize * s);
-    p as usize
-}
-
-/// A value no computation here produces, marking the gaps of a buffer.
-fn sentinel(dtype: DType) -> Scalar {
-    match dtype {
-        DType::F32 => Scalar::F32(f32::NAN),
-        DType::F64 => Scalar::F64(f64::NAN),
-        DType::I32 => Scalar::I32(-123_456_789),
-        DType::I64 => Scalar::I64(-987_654_321_012),
-    }
-}
-
-/// A random C-order array: floats in [-1, 1], integers in [-3, 3].
-fn random_array(rng: &mut Rng, dtype: DType, shape: &[usize]) -> Array {
-    let mut a = Array::zeros(dtype, shape).unwrap();
-    for_each_index(shape, |i| {
-        let v = if dtype.is_float() {
-            Scalar::F64(rng.below(2001) as f64 / 1000.0 - 1.0)
-        } else {
-            Scalar::I64(rng.below(7) as i64 - 3)
-        };
-        a.set(i, v);
-    });
-    a
-}
-
-/// `a`'s elements placed into a buffer with `layout`, gaps holding the sentinel.
-fn place(a: &Array, layout: &Layout) -> Array {
-    let mut buf = Array::zeros(a.dtype(), &[layout.len]).unwrap();
-    for p in 0..layout.len {
-        buf.set(&[p], sentinel(a.dtype()));
-    }
-    for_each_index(a.shape(), |i| buf.set(&[position(layout, i)], a.get(i)));
-    buf
-}
-
-/// A view of `buf` (a rank-1 array made by [`place`]) with `layout` and `shape`.
-fn view<'a>(buf: &'a Array, layout: &Layout, shape: &[usize]) -> TensorRef<'a> {
-    let (o, s) = (layout.offset, layout.strides.as_slice());
-    match buf.buffer() {
-        Buffer::F32(v) => TensorRef::strided(v, o, shape, s),
-        Buffer::F64(v) => TensorRef::strided(v, o, shape, s),
-        Buffer::I32(v) => TensorRef::strided(v, o, shape, s),
-        Buffer::I64(v) => TensorRef::strided(v, o, shape, s),
-    }
-    .unwrap()
-}
-
-/// Buffers with writable access for outputs: each output's layout, shape and storage.
-struct OutBuf {
-    layout: Layout,
-    shape: Vec<usize>,
-    data: Buffer,
-}
-
-impl OutBuf {
-    fn new(rng: &mut Rng, dtype: DType, shape: &[usize]) -> OutBuf {
-        let layout = random_layout(rng, shape);
-        let data = place(&Array::zeros(dtype, shape).unwrap(), &layout)
-            .buffer()
-            .clone();
-        OutBuf {
-            layout,
-            shape: shape.to_vec(),
-            data,
-        }
-    }
-
-    fn view(&mut self) -> TensorMut<'_> {
-        let (o, s, shape) = (self.layout.offset, &self.layout.strides, &self.shape);
-        match &mut self.data {
-            Buffer::F32(v) => TensorMut::strided(v, o, shape, s),
-            Buffer::F64(v) => TensorMut::strided(v, o, shape, s),
-            Buffer::I32(v) => TensorMut::strided(v, o, shape, s),
-            Buffer::I64(v) => TensorMut::strided(v, o, shape, s),
-        }
-        .unwrap()
-    }
-
-    /// The logical elements, after checking that every gap still holds the sentinel.
-    fn read(&self, what: &str) -> Array {
-        let buf = Array::from_buffer(self.data.clone(), &[self.layout.len]).unwrap();
-        let mut written = vec![false; self.layout.len];
-        let mut a = Array::zeros(self.data.dtype(), &self.shape).unwrap();
-        for_each_index(&self.shape, |i| {
-            let p = position(&self.layout, i);
-            written[p] = true;
-            a.set(i, buf.get(&[p]));
-        });
-        let gap = sentinel(self.data.dtype());
-        for (p, w) in written.iter().enumerate() {
-            let v = buf.get(&[p]);
-            assert!(
-                *w || v.to_f64().to_bits() == gap.to_f64().to_bits(),
-                "{what}: the kernel wrote {v} into a gap at position {p} of {:?}",
-                self.layout
-            );
-        }
-        a
-    }
-}
-
-/// Asserts that `got` matches the interpreter's `want`.
-fn assert_close(got: &Array, want: &Array, what: &str) {
-    assert_eq!(got.dtype(), want.dtype(), "{what}: dtype");
-    assert_eq!(got.shape(), want.shape(), "{what}: shape");
-    for_each_index(want.shape(), |i| {
-        let (g, w) = (got.get(i), want.get(i));
-        let ok = match (g, w) {
-            (Scalar::I32(a), Scalar::I32(b)) => a == b,
-            (Scalar::I64(a), Scalar::I64(b)) => a == b,
-            (g, w) => {
-                let tol = if w.dtype() == DType::F32 { 1e-5 } else { 1e-12 };
-                let (g, w) = (g.to_f64(), w.to_f64());
-                (g.is_nan() && w.is_nan()) || g == w || (g - w).abs() <= tol * w.abs().max(1.0)
-            }
-        };
-        assert!(
-            ok,
-            "{what}: at {i:?} the JIT gives {g}, the interpreter {w}"
-        );
-    });
-}
-
-/// Runs `kernel` on `inputs` laid out at random, both through `run` and through `call` with
-/// random output layouts, and compares with the interpreter.
-fn check_kernel(program: &Program, kernel: &Kernel, inputs: &[Array], rng: &mut Rng, what: &str) {
-    let want = interp::run(program.module(), kernel.name(), inputs)
-        .unwrap_or_else(|e| panic!("{what}: the interpreter fails: {e}"));
-    let layouts: Vec<Layout> = inputs
-        .iter()
-        .map(|a| random_layout(rng, a.shape()))
-        .collect();
-    let buffers: Vec<Array> = inputs
-        .iter()
-        .zip(&layouts)
-        .map(|(a, l)| place(a, l))
-        .collect();
-    let views: Vec<TensorRef<'_>> = buffers
-        .iter()
-        .zip(&layouts)
-        .zip(inputs)
-        .map(|((b, l), a)| view(b, l, a.shape()))
-        .collect();
-    let what = format!("{what} with input layouts {layouts:?}");
-    let got = kernel.run(&views).unwrap_or_else(|e| panic!("{what}: {e}"));
-    assert_eq!(got.len(), want.len());
-    for (n, (g, w)) in got.iter().zip(&want).enumerate() {
-        assert_close(g, w, &format!("{what}, run, output {n}"));
-    }
-    let mut outs: Vec<OutBuf> = want
-        .iter()
-        .map(|w| OutBuf::new(rng, w.dtype(), w.shape()))
-        .collect();
-    let mut out_views: Vec<TensorMut<'_>> = outs.iter_mut().map(OutBuf::view).collect();
-    kernel
-        .call(&views, &mut out_views)
-        .unwrap_or_else(|e| panic!("{what}: {e}"));
-    drop(out_views);
-    for (n, (o, w)) in outs.iter().zip(&want).enumerate() {
-        let what = format!("{what}, call, output {n} laid out as {:?}", o.layout);
-        assert_close(&o.read(&what), w, &what);
-    }
-}
-
-/// Random inputs for `kernel`: each symbolic dim gets an extent in 1..=4.
-fn random_inputs(kernel: &Kernel, rng: &mut Rng) -> Vec<Array> {
-    let sig = kernel.signature();
-    let values: BTreeMap<&str, usize> = sig
-        .dims
-        .iter()
-        .map(|d| {
-            let v = d.value.map_or_else(|| 1 + rng.below(4), |v| v as usize);
-            (d.name.as_str(), v)
-        })
-        .collect();
-    kernel
-        .inputs()
-        .iter()
-        .map(|a| {
-            let shape: Vec<usize> = a
-                .shape
-                .iter()
-                .map(|e| match e {
-                    einc::compiler::ir::tensor::Extent::Fixed(n) => *n as usize,
-                    einc::compiler::ir::tensor::Extent::Dim(d) => values[d.as_str()],
-                })
-                .collect();
-            random_array(rng, a.dtype, &shape)
-        })
-        .collect()
-}
-
-#[test]
-fn every_example_kernel_agrees_with_the_interpreter() {
+fn example_files() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
@@ -291,281 +40,307 @@ fn every_example_kernel_agrees_with_the_interpreter() {
         .collect();
     files.sort();
     assert!(files.len() >= 5, "examples: {files:?}");
+    files
+}
+
+/// Extents for a kernel's symbolic dims: 1 to 4, and 0 now and then.
+fn random_dims(program: &Program, kernel: &str, rng: &mut Rng) -> Vec<(String, u64)> {
+    let k = program.kernel(kernel).unwrap();
+    k.signature()
+        .dims
+        .iter()
+        .filter(|d| d.value.is_none())
+        .map(|d| {
+            let v = if rng.below(12) == 0 {
+                0
+            } else {
+                1 + rng.below(4) as u64
+            };
+            (d.name.clone(), v)
+        })
+        .collect()
+}
+
+#[test]
+fn every_example_kernel_agrees_with_the_interpreter_in_every_variant() {
     let mut kernels = 0;
-    for file in &files {
+    for file in example_files() {
         let program =
-            Program::from_file(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+            Program::from_file(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         for name in program.kernel_names().map(String::from).collect::<Vec<_>>() {
-            let kernel = program.kernel(&name).unwrap();
             kernels += 1;
-            for seed in 0..6 {
-                let mut rng = seeded(seed * 7919 + kernels);
-                let inputs = random_inputs(&kernel, &mut rng);
-                let what = format!("{}: kernel {name}, seed {seed}", file.display());
-                check_kernel(&program, &kernel, &inputs, &mut rng, &what);
+            for seed in 0..4 {
+                let mut rng = Rng::new(seed * 7919 + kernels);
+                let dims = random_dims(&program, &name, &mut rng);
+                let vs = variants_with_random_schedules(seed * 1000 + kernels, 1);
+                check_kernel(program.module(), &name, &dims, seed, &vs).unwrap_or_else(|f| {
+                    panic!(
+                        "{}: kernel {name}, dims {dims:?}, seed {seed}: {f}",
+                        file.display()
+                    )
+                });
             }
         }
     }
     assert!(kernels >= 9, "only {kernels} kernels found");
 }
 
-/// How a random program's extents are declared.
-#[derive(Clone, Copy, Debug)]
-enum Dims {
-    /// `dims DA, DB`: bound at call time.
-    Symbolic,
-    /// `dims DA = 2`.
-    Fixed,
-    /// Literal extents in the declarations.
-    Literal,
+/// A view of a placed argument for the Rust API.
+fn view(p: &Placed) -> TensorRef<'_> {
+    let strides: Vec<isize> = p.layout.strides.iter().map(|&s| s as isize).collect();
+    let (o, shape) = (p.layout.offset, p.shape.as_slice());
+    match &p.buffer {
+        Buffer::F32(v) => TensorRef::strided(v, o, shape, &strides),
+        Buffer::F64(v) => TensorRef::strided(v, o, shape, &strides),
+        Buffer::I32(v) => TensorRef::strided(v, o, shape, &strides),
+        Buffer::I64(v) => TensorRef::strided(v, o, shape, &strides),
+    }
+    .unwrap()
 }
 
-/// A random einsum-like program as `.ein` source, and its inputs.
-#[derive(Debug)]
-struct RandomProgram {
-    source: String,
-    inputs: Vec<Array>,
+fn view_mut(p: &mut Placed) -> TensorMut<'_> {
+    let strides: Vec<isize> = p.layout.strides.iter().map(|&s| s as isize).collect();
+    let (o, shape) = (p.layout.offset, p.shape.as_slice());
+    match &mut p.buffer {
+        Buffer::F32(v) => TensorMut::strided(v, o, shape, &strides),
+        Buffer::F64(v) => TensorMut::strided(v, o, shape, &strides),
+        Buffer::I32(v) => TensorMut::strided(v, o, shape, &strides),
+        Buffer::I64(v) => TensorMut::strided(v, o, shape, &strides),
+    }
+    .unwrap()
 }
 
-const LABELS: &[u8] = b"ijkl";
-
-/// One random program: 1–4 operands of rank 0–3 over labels `ijkl` (repeats within an
-/// operand allowed), an explicit or implicit output, either an `einsum(...)` statement (with
-/// size-1 broadcasting and mixed dtypes) or an index statement with an explicit `sum`.
-fn random_program(seed: u64) -> RandomProgram {
-    let mut rng = seeded(seed);
-    let extent: BTreeMap<u8, usize> = LABELS.iter().map(|&l| (l, 1 + rng.below(3))).collect();
-    let einsum_form = chance(&mut rng, 50);
-    let dims = [Dims::Symbolic, Dims::Fixed, Dims::Literal][rng.below(3)];
-    let base = [DType::F32, DType::F64, DType::I32, DType::I64][rng.below(4)];
-    let nops = 1 + rng.below(4);
-    let terms: Vec<Vec<u8>> = (0..nops)
-        .map(|_| (0..rng.below(4)).map(|_| LABELS[rng.below(4)]).collect())
-        .collect();
-    let dtypes: Vec<DType> = (0..nops)
-        .map(|_| {
-            if einsum_form && chance(&mut rng, 25) {
-                [DType::F32, DType::F64, DType::I32, DType::I64][rng.below(4)]
-            } else {
-                base
-            }
-        })
-        .collect();
-    // Size-1 broadcasting (einsum form only): an occurrence of a label that the operand
-    // holds once, when another operand carries the label at full size.
-    let holders = |l: u8| terms.iter().filter(|t| t.contains(&l)).count();
-    let broadcast: Vec<Vec<bool>> = terms
-        .iter()
-        .map(|t| {
-            t.iter()
-                .map(|&l| {
-                    einsum_form
-                        && t.iter().filter(|&&m| m == l).count() == 1
-                        && holders(l) > 1
-                        && chance(&mut rng, 20)
-                })
-                .collect()
-        })
-        .collect();
-    // A label broadcast everywhere it occurs has extent 1 in the output.
-    let full = |l: u8| {
-        terms
-            .iter()
-            .zip(&broadcast)
-            .any(|(t, b)| t.iter().zip(b).any(|(&m, &b)| m == l && !b))
-    };
-    let mut used: Vec<u8> = terms.iter().flatten().copied().collect();
-    used.sort_unstable();
-    used.dedup();
-    let implicit = einsum_form && chance(&mut rng, 30);
-    let output: Vec<u8> = if implicit {
-        let all: Vec<u8> = terms.iter().flatten().copied().collect();
-        used.iter()
-            .copied()
-            .filter(|l| all.iter().filter(|&m| m == l).count() == 1)
-            .collect()
-    } else {
-        let mut pool = used.clone();
-        let mut out = Vec::new();
-        while !pool.is_empty() && chance(&mut rng, 60) {
-            out.push(pool.remove(rng.below(pool.len())));
-        }
-        out
-    };
-    let dim_name = |l: u8| format!("D{}", char::from(l.to_ascii_uppercase()));
-    let show = |l: u8, b: bool| -> String {
-        match (b, dims) {
-            (true, _) => "1".into(),
-            (false, Dims::Literal) => extent[&l].to_string(),
-            (false, _) => dim_name(l),
-        }
-    };
-    let out_dtype = dtypes.iter().copied().reduce(DType::promote).unwrap();
-    let mut src = String::new();
-    if !matches!(dims, Dims::Literal) && !used.is_empty() {
-        let decls: Vec<String> = used
-            .iter()
-            .map(|&l| match dims {
-                Dims::Fixed => format!("{} = {}", dim_name(l), extent[&l]),
-                _ => dim_name(l),
-            })
-            .collect();
-        src.push_str(&format!("dims {}\n", decls.join(", ")));
-    }
-    let params: Vec<String> = terms
-        .iter()
-        .zip(&broadcast)
-        .zip(&dtypes)
-        .enumerate()
-        .map(|(n, ((t, b), d))| {
-            let shape: Vec<String> = t.iter().zip(b).map(|(&l, &b)| show(l, b)).collect();
-            format!("A{n}: {}[{}]", d.name(), shape.join(", "))
-        })
-        .collect();
-    let out_shape: Vec<String> = output.iter().map(|&l| show(l, !full(l))).collect();
-    src.push_str(&format!(
-        "kernel k({}) -> (out: {}[{}]) {{\n",
-        params.join(", "),
-        out_dtype.name(),
-        out_shape.join(", ")
-    ));
-    let idx = |t: &[u8]| -> String {
-        t.iter()
-            .map(|&l| char::from(l).to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    if einsum_form {
-        let subs: Vec<String> = terms
-            .iter()
-            .map(|t| t.iter().map(|&l| char::from(l)).collect())
-            .collect();
-        let mut subscripts = subs.join(",");
-        if !implicit {
-            subscripts.push_str("->");
-            subscripts.extend(output.iter().map(|&l| char::from(l)));
-        }
-        let args: Vec<String> = (0..nops).map(|n| format!("A{n}")).collect();
-        src.push_str(&format!(
-            "    out = einsum(\"{subscripts}\", {})\n",
-            args.join(", ")
-        ));
-    } else {
-        let factors: Vec<String> = terms
-            .iter()
-            .enumerate()
-            .map(|(n, t)| {
-                if t.is_empty() {
-                    format!("A{n}")
-                } else {
-                    format!("A{n}[{}]", idx(t))
-                }
-            })
-            .collect();
-        let summed: Vec<u8> = used
-            .iter()
-            .copied()
-            .filter(|l| !output.contains(l))
-            .collect();
-        let product = factors.join(" * ");
-        let rhs = if summed.is_empty() {
-            product
-        } else {
-            format!("sum[{}]({product})", idx(&summed))
-        };
-        let lhs = if output.is_empty() {
-            "out".to_string()
-        } else {
-            format!("out[{}]", idx(&output))
-        };
-        src.push_str(&format!("    {lhs} = {rhs}\n"));
-    }
-    src.push_str("}\n");
-    let inputs = terms
-        .iter()
-        .zip(&broadcast)
-        .zip(&dtypes)
-        .map(|((t, b), &d)| {
-            let shape: Vec<usize> = t
-                .iter()
-                .zip(b)
-                .map(|(l, &b)| if b { 1 } else { extent[l] })
-                .collect();
-            random_array(&mut rng, d, &shape)
-        })
-        .collect();
-    RandomProgram {
-        source: src,
-        inputs,
-    }
-}
-
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 192, ..ProptestConfig::default() })]
-
-    #[test]
-    fn random_programs_agree_with_the_interpreter(seed in any::<u64>()) {
-        let p = random_program(seed);
-        let program = Program::from_source(&p.source)
-            .unwrap_or_else(|e| panic!("seed {seed}: {e}\n{}", p.source));
-        let kernel = program.kernel("k").unwrap();
-        let mut rng = Rng::new(seed ^ 0x5EED);
-        check_kernel(&program, &kernel, &p.inputs, &mut rng, &format!("seed {seed}:\n{}", p.source));
-    }
-}
-
-/// Random programs (a fixed set of seeds) compiled with each pass of `-O2` left out in turn:
-/// every pass's contribution is checked on its own, not only the sum of them.
-#[test]
-fn random_programs_agree_with_the_interpreter_with_each_pass_left_out() {
-    use einc_compiler::compile::{pipeline, CompileOptions};
-    use einc_compiler::passes::Level;
-    let passes: Vec<String> = pipeline(&CompileOptions::default(), Level::Loop)
-        .unwrap()
-        .names()
-        .split(", ")
-        .filter(|&name| name != "lower-to-loops")
-        .map(String::from)
-        .collect();
-    assert!(passes.len() >= 6, "{passes:?}");
-    for seed in 0..24u64 {
-        let p = random_program(seed);
-        let module = Program::from_source(&p.source)
-            .unwrap_or_else(|e| panic!("seed {seed}: {e}\n{}", p.source))
+/// Runs `kernel` through the Rust API, both `run` and `call` with random output layouts.
+fn check_through_the_api(program: &Program, kernel: &Kernel, rng: &mut Rng, what: &str) {
+    let dims = random_dims(program, kernel.name(), rng);
+    let extent = |e: &Extent| match e {
+        Extent::Fixed(n) => *n as usize,
+        Extent::Dim(d) => program
             .module()
-            .clone();
-        for left_out in &passes {
-            let opts = CompileOptions {
-                disabled: vec![left_out.clone()],
-                ..CompileOptions::default()
-            };
-            let program = Program::from_module_with(module.clone(), &opts)
-                .unwrap_or_else(|e| panic!("seed {seed} without {left_out}: {e}"));
-            let kernel = program.kernel("k").unwrap();
-            let mut rng = Rng::new(seed ^ 0x5EED);
-            let what = format!("seed {seed} without {left_out}:\n{}", p.source);
-            check_kernel(&program, &kernel, &p.inputs, &mut rng, &what);
-        }
+            .dim_value(d)
+            .or_else(|| dims.iter().find(|(n, _)| n == d).map(|(_, v)| *v))
+            .unwrap() as usize,
+    };
+    let inputs: Vec<Placed> = kernel
+        .inputs()
+        .iter()
+        .map(|a| {
+            let shape: Vec<usize> = a.shape.iter().map(extent).collect();
+            let data = random_array(rng, a.dtype, &shape, false);
+            Placed::new(&data, random_layout(rng, &shape, true))
+        })
+        .collect();
+    let logical: Vec<Array> = inputs.iter().map(Placed::logical).collect();
+    let want = interp::run(program.module(), kernel.name(), &logical).unwrap();
+    let views: Vec<TensorRef<'_>> = inputs.iter().map(view).collect();
+    let got = kernel.run(&views).unwrap_or_else(|e| panic!("{what}: {e}"));
+    for (n, (g, w)) in got.iter().zip(&want).enumerate() {
+        compare(g, w, Tolerance::F32).unwrap_or_else(|e| panic!("{what}, run, output {n}: {e}"));
+    }
+    let mut outs: Vec<Placed> = want
+        .iter()
+        .map(|w| Placed::output(rng, w.dtype(), w.shape()))
+        .collect();
+    let mut out_views: Vec<TensorMut<'_>> = outs.iter_mut().map(view_mut).collect();
+    kernel
+        .call(&views, &mut out_views)
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    drop(out_views);
+    for (n, (o, w)) in outs.iter().zip(&want).enumerate() {
+        o.check_gaps()
+            .unwrap_or_else(|e| panic!("{what}, call, output {n}: {e}"));
+        compare(&o.logical(), w, Tolerance::F32)
+            .unwrap_or_else(|e| panic!("{what}, call, output {n} laid out as {:?}: {e}", o.layout));
     }
 }
 
 #[test]
-fn random_programs_cover_every_form() {
-    // The generator must produce each form the property test claims to cover.
-    let sources: Vec<String> = (0..200).map(|s| random_program(s).source).collect();
-    for needle in [
-        "einsum(", "sum[", "dims D", " = 2", "f32[", "f64[", "i32[", "i64[", ", 1", "->\"",
-    ] {
-        assert!(
-            sources.iter().any(|s| s.contains(needle)),
-            "no generated program contains {needle:?}"
+fn every_example_kernel_agrees_with_the_interpreter_through_the_rust_api() {
+    for file in example_files() {
+        let program = Program::from_file(&file).unwrap();
+        for name in program.kernel_names().map(String::from).collect::<Vec<_>>() {
+            let kernel = program.kernel(&name).unwrap();
+            for seed in 0..4 {
+                let mut rng = Rng::new(seed * 104_729 + 1);
+                let what = format!("{}: kernel {name}, seed {seed}", file.display());
+                check_through_the_api(&program, &kernel, &mut rng, &what);
+            }
+        }
+    }
+}
+
+/// A number from the environment, or `default`.
+fn env_or(name: &str, default: u64) -> u64 {
+    match std::env::var(name) {
+        Ok(v) => v
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={v} is not a number")),
+        Err(_) => default,
+    }
+}
+
+/// The shrunk reproducer of a failing case, saved where `docs/testing.md` says.
+fn report(n: u64, failure: &Failure) -> String {
+    let config = Config::default();
+    let vs = variants_with_random_schedules(n, 1);
+    let Some(small) = shrink(&case_bytes(n), n, &config, &vs, 400) else {
+        return format!("case {n}: {failure} (it passed when run again)");
+    };
+    let note = format!(
+        "differential regression (random case {n}), shrunk\nfailed in {}",
+        small.failure.to_string().lines().next().unwrap_or_default()
+    );
+    let text = small.case.to_file(&note);
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("differential-failures");
+    let path = dir.join(format!("case-{n}.ein"));
+    let saved = std::fs::create_dir_all(&dir)
+        .and_then(|()| std::fs::write(&path, &text))
+        .map_or_else(
+            |e| format!("(could not save it: {e})"),
+            |()| format!("saved as {}", path.display()),
+        );
+    format!(
+        "case {n}: {failure}\nshrunk to ({saved}):\n{text}\nwhich fails: {}",
+        small.failure
+    )
+}
+
+#[test]
+fn random_programs_agree_with_the_interpreter_in_every_variant() {
+    let count = env_or(
+        "EINC_DIFF_CASES",
+        if cfg!(debug_assertions) { 200 } else { 2000 },
+    );
+    let start = env_or("EINC_DIFF_START", 0);
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(4)) as u64;
+    let config = Config::default();
+    let failures: Vec<(u64, Failure)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                s.spawn(move || {
+                    let mut failed = Vec::new();
+                    for n in (start + t..start + count).step_by(threads as usize) {
+                        let g = generate(&mut Choices::new(&case_bytes(n)), &config);
+                        let vs = variants_with_random_schedules(n, 1);
+                        if let Err(f) = Case::generated(&g, n).check(&vs) {
+                            failed.push((n, f));
+                        }
+                    }
+                    failed
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    if let Some((n, f)) = failures.first() {
+        let others: Vec<String> = failures[1..].iter().map(|(n, _)| n.to_string()).collect();
+        panic!(
+            "{} of {count} random programs failed (also cases: {})\n{}",
+            failures.len(),
+            others.join(", "),
+            report(*n, f)
         );
     }
+}
+
+#[test]
+fn regressions_agree_with_the_interpreter_in_every_variant() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/differential");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "ein"))
+        .collect();
+    files.sort();
     assert!(
-        sources.iter().any(|s| s.matches("A3").count() > 0),
-        "no 4-operand program"
+        !files.is_empty(),
+        "no regression files in {}",
+        dir.display()
     );
+    for file in files {
+        let case = Case::from_file(&std::fs::read_to_string(&file).unwrap())
+            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        case.check(&variants_with_random_schedules(case.seed, 4))
+            .unwrap_or_else(|f| panic!("{}: {f}", file.display()));
+    }
+}
+
+#[test]
+fn the_generator_covers_every_form_it_claims() {
+    // `testkit::program` documents these forms; each must come up in a batch.
+    let config = Config::default();
+    let programs: Vec<_> = (0..600)
+        .map(|n| generate(&mut Choices::new(&case_bytes(n)), &config))
+        .collect();
+    let sources: Vec<&str> = programs.iter().map(|g| g.source.as_str()).collect();
+    let has = |needle: &str| sources.iter().any(|s| s.contains(needle));
+    for needle in [
+        "einsum(",
+        "...",
+        "->",
+        "softmax[",
+        "logsumexp[",
+        "where(",
+        "delta[",
+        "eps[",
+        "sum[",
+        "max[",
+        "min[",
+        "prod[",
+        "exp(",
+        "tanh(",
+        "sigmoid(",
+        "relu(",
+        "log(",
+        "pow(",
+        " / ",
+        "f32[",
+        "f64[",
+        "i32[",
+        "i64[",
+        "f32(",
+        "f64(",
+        "i32(",
+        "i64(",
+        "dims D",
+        "<=",
+        "sqrt(D",
+        "-inf",
+    ] {
+        assert!(has(needle), "no generated program contains {needle:?}");
+    }
+    // Diagonals, fixed positions and size-1 broadcasting.
     assert!(sources
         .iter()
-        .any(|s| s.contains("i, i") || s.contains("\"ii")));
+        .any(|s| s.lines().any(|l| l.contains("s1, s1"))));
+    assert!(has("[0, ") || has("[1, ") || has("[2, "));
+    assert!(has(", 1]") || has("[1, "));
+    // Einsums of one to six operands.
+    for ops in 1..=6 {
+        let found = sources.iter().any(|s| {
+            s.lines().any(|l| {
+                l.contains("einsum(")
+                    && l.split('"').nth(1).is_some_and(|sub| {
+                        sub.split("->").next().unwrap_or("").matches(',').count() == ops - 1
+                    })
+            })
+        });
+        assert!(found, "no einsum of {ops} operands");
+    }
+    // Extents 0, 1, primes and sizes around vector and tile boundaries, symbolic or fixed.
+    let extents: Vec<u64> = programs
+        .iter()
+        .flat_map(|g| g.dims.iter().map(|(_, v)| *v))
+        .collect();
+    for e in [0, 1, 2, 3, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65] {
+        assert!(
+            extents.contains(&e) || has(&format!("= {e}\n")) || has(&format!("= {e},")),
+            "no dim of extent {e}"
+        );
+    }
+    // Statements that feed each other.
+    assert!(has("t0["));
 }

@@ -89,8 +89,9 @@ impl Default for CompileOptions {
 }
 
 /// The pass list of each level, from checked tensor IR to loop IR, one pass per line in the
-/// order they run (with their options spelled as a pipeline string would).
-fn pass_list(opts: &CompileOptions) -> Vec<String> {
+/// order they run (with their options spelled as a pipeline string would). Public so that the
+/// differential tests can leave each pass out in turn (`testkit::differential::variants`).
+pub fn pass_list(opts: &CompileOptions) -> Vec<String> {
     let paths = format!(
         "contraction-path{{optimize={},memory-limit={}}}",
         opts.paths.algorithm.name(),

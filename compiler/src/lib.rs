@@ -25,3 +25,4 @@ pub mod rng;
 pub mod sema;
 pub mod syntax;
 pub mod target;
+pub mod testkit;
