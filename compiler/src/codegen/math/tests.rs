@@ -372,6 +372,57 @@ fn sigmoid_f64_within_bound() {
     assert!(err <= 3.0, "sigmoid f64 error {err} ulp");
 }
 
+/// Every f32 input when `EINC_MATH_EXHAUSTIVE` is set (the long run of `docs/testing.md`,
+/// minutes in release), otherwise every 65,537th bit pattern: each function's scalar and
+/// vector code against the f64 libm reference, in chunks so that memory stays small.
+#[test]
+fn every_f32_input_within_bound() {
+    let step = if std::env::var_os("EINC_MATH_EXHAUSTIVE").is_some() {
+        1
+    } else {
+        65_537
+    };
+    type Reference = fn(f64) -> f64;
+    let functions: [(Transcendental, Reference, f64); 4] = [
+        (Exp, f64::exp, 1.0),
+        (Log, f64::ln, 1.0),
+        (Tanh, f64::tanh, 2.0),
+        (Sigmoid, sigmoid_ref_f32, 2.5),
+    ];
+    for (f, reference, bound) in functions {
+        let mut module = new_module();
+        let fns = compile_maps(&mut module, f, &[types::F32, types::F32X4]);
+        let (mut worst, mut at, mut count) = (0.0f64, 0.0f32, 0u64);
+        let chunk = 1u64 << 24;
+        for start in (0..1u64 << 32).step_by(chunk as usize) {
+            let xs: Vec<f32> = (start..start + chunk)
+                .step_by(step)
+                .map(|b| f32::from_bits(b as u32))
+                .collect();
+            let mut outs = [vec![0.0f32; xs.len()], vec![0.0f32; xs.len()]];
+            for (g, ys) in fns.iter().zip(outs.iter_mut()) {
+                // SAFETY: both buffers hold xs.len() elements and n is a multiple of 4 (the
+                // vector loop's step) no larger than that.
+                unsafe { g(xs.as_ptr().cast(), ys.as_mut_ptr().cast(), xs.len() / 4 * 4) };
+            }
+            for (k, &x) in xs.iter().enumerate().take(xs.len() / 4 * 4) {
+                let (s, v) = (outs[0][k], outs[1][k]);
+                assert!(
+                    s.to_bits() == v.to_bits() || (s.is_nan() && v.is_nan()),
+                    "{f:?}({x:e}): scalar {s} but vector {v}"
+                );
+                let e = ulp_err_f32(s, reference(f64::from(x)));
+                if e > worst || e.is_nan() {
+                    (worst, at) = (e, x);
+                }
+                count += 1;
+            }
+        }
+        println!("{f:?} f32 over {count} inputs: max {worst:.3} ulp at {at:e}");
+        assert!(worst <= bound, "{f:?} f32 error {worst} ulp at {at:e}");
+    }
+}
+
 /// The special values the documentation promises, checked exactly for both precisions.
 #[test]
 fn special_values() {
