@@ -20,6 +20,7 @@ pub mod manager;
 pub mod pipeline;
 pub mod registry;
 mod rewrite;
+pub mod schedule;
 #[cfg(test)]
 pub(crate) mod tests;
 
