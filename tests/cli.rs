@@ -577,6 +577,9 @@ fn ir_print_after_all_heads_every_pass_down_to_clif() {
             "// -----// IR after eps-expand //----- //",
             "// -----// IR after dce //----- //",
             "// -----// IR after lower-to-loops //----- //",
+            "// -----// IR after unroll //----- //",
+            "// -----// IR after licm //----- //",
+            "// -----// IR after strength-reduce //----- //",
             "// -----// IR after emit-clif //----- //",
         ]
     );
@@ -590,7 +593,8 @@ fn ir_print_after_all_heads_every_pass_down_to_clif() {
         out[lowering..].contains("buffer %S: f32[T, T] contiguous"),
         "{out}"
     );
-    assert_eq!(out.matches("func @attention(").count(), 4, "{out}");
+    // After each of the three tensor passes, the lowering and the three loop passes.
+    assert_eq!(out.matches("func @attention(").count(), 7, "{out}");
     let clif = out.find("IR after emit-clif").unwrap();
     assert!(
         out[clif..].contains("; einc_attention.body\nfunction "),
@@ -708,7 +712,8 @@ fn ir_runs_the_tensor_passes_by_default_and_passes_picks_them() {
     assert_eq!(code, Some(1));
     assert!(
         err.contains(
-            "unknown pass `cse`; the passes are: delta-elim, eps-expand, dce, lower-to-loops, emit-clif"
+            "unknown pass `cse`; the passes are: delta-elim, eps-expand, dce, lower-to-loops, \
+             unroll, licm, strength-reduce, emit-clif"
         ),
         "{err}"
     );

@@ -10,13 +10,18 @@ pub mod dce;
 pub mod delta_elim;
 pub mod emit_clif;
 pub mod eps_expand;
+pub mod licm;
+#[cfg(test)]
+mod loop_tests;
 pub mod lower_to_loops;
 pub mod manager;
 pub mod pipeline;
 pub mod registry;
 mod rewrite;
+pub mod strength_reduce;
 #[cfg(test)]
 mod tests;
+pub mod unroll;
 
 use crate::codegen::Target;
 use crate::ir::{loops, tensor};

@@ -229,7 +229,8 @@ mod tests {
         let err = |s: &str| Pipeline::parse(s).unwrap_err();
         assert_eq!(
             err("dce,cse"),
-            "unknown pass `cse`; the passes are: delta-elim, eps-expand, dce, lower-to-loops, emit-clif"
+            "unknown pass `cse`; the passes are: delta-elim, eps-expand, dce, lower-to-loops, \
+             unroll, licm, strength-reduce, emit-clif"
         );
         assert_eq!(
             err("eps-expand{rank=3}"),

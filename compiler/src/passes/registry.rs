@@ -3,7 +3,10 @@
 //! `docs/passes.md` all follow this table. The table only names passes: which of them run,
 //! and in which order, is written out in `compile.rs`.
 
-use super::{dce, delta_elim, emit_clif, eps_expand, lower_to_loops, Level, Pass, PassContext};
+use super::{
+    dce, delta_elim, emit_clif, eps_expand, licm, lower_to_loops, strength_reduce, unroll, Level,
+    Pass, PassContext,
+};
 
 /// An option a pass takes in a pipeline string (`eps-expand{max-rank=5}`). Every option is an
 /// unsigned integer with a default and an inclusive range; it may also accept keywords that
@@ -141,6 +144,53 @@ pub static PASSES: &[PassInfo] = &[
         output: Level::Loop,
         options: &[],
         build: |_, _| Box::new(lower_to_loops::LowerToLoops),
+    },
+    PassInfo {
+        name: "unroll",
+        summary: "unroll loops by their `unroll N` request, and small constant-trip loops fully",
+        input: Level::Loop,
+        output: Level::Loop,
+        options: &[
+            OptionSpec {
+                name: "max-trips",
+                doc: "unroll a loop without a request fully when it runs at most this many \
+                      times (0: never)",
+                default: unroll::DEFAULT_MAX_TRIPS,
+                min: 0,
+                max: 64,
+                keywords: &[],
+            },
+            OptionSpec {
+                name: "max-insts",
+                doc: "... and its copies hold at most this many instructions together",
+                default: unroll::DEFAULT_MAX_INSTS,
+                min: 0,
+                max: 4096,
+                keywords: &[],
+            },
+        ],
+        build: |o, _| {
+            Box::new(unroll::Unroll {
+                max_trips: o.get("max-trips").unwrap_or(unroll::DEFAULT_MAX_TRIPS),
+                max_insts: o.get("max-insts").unwrap_or(unroll::DEFAULT_MAX_INSTS),
+            })
+        },
+    },
+    PassInfo {
+        name: "licm",
+        summary: "move loop-invariant pure instructions out of loops",
+        input: Level::Loop,
+        output: Level::Loop,
+        options: &[],
+        build: |_, _| Box::new(licm::Licm),
+    },
+    PassInfo {
+        name: "strength-reduce",
+        summary: "access memory in sequential loops through pointers that advance by a step",
+        input: Level::Loop,
+        output: Level::Loop,
+        options: &[],
+        build: |_, _| Box::new(strength_reduce::StrengthReduce),
     },
     PassInfo {
         name: "emit-clif",
