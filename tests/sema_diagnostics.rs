@@ -391,7 +391,10 @@ fn explicit_reductions_lower_to_one_op_each() {
 
 #[test]
 fn delta_alone_does_not_fix_an_extent() {
-    let src = "dims N\nkernel f(A: f32[N]) -> (B: f32[N]) {\n    B[i] = A[i] * delta[j, j]\n}\n";
+    // (With one extent in the signature, that extent is taken: see
+    // the_trace_of_delta_is_the_extent_of_its_index.)
+    let src = "dims N, M\nkernel f(A: f32[N], C: f32[M]) -> (B: f32[N]) {\n    \
+               B[i] = A[i] * delta[j, j]\n}\n";
     let d = one_error(src);
     assert_eq!(d.message, "the extent of index `j` cannot be inferred");
     assert_eq!(at(src, &d), (3, 25));
@@ -757,5 +760,319 @@ fn a_schedule_that_does_not_fit_its_statement_is_reported_at_the_annotation() {
         d.message,
         "the schedule does not fit the statement: the vectorised index `j` is not the innermost \
          in `order`"
+    );
+}
+
+// ----- the common slips (issue 14) -------------------------------------------------------------
+
+const SLIP_HEAD: &str = "dims M, K, N\n\
+    kernel f(A: f32[M, K], x: f32[K], B: f32[K, N], XQ: f32[M]) -> (y: f32[M]) {\n";
+
+#[test]
+fn brackets_per_index_get_the_comma_form() {
+    let src = format!("{SLIP_HEAD}    y[i] = A[i][k] * x[k]\n}}\n");
+    let d = one_error(&src);
+    assert_eq!(d.message, "indices are written in one pair of brackets");
+    assert_eq!(at(&src, &d), pos(&src, "[k]", 0, 0));
+    assert_eq!(
+        d.help.as_deref(),
+        Some("separate the indices with commas: `A[i, k]`")
+    );
+    // The statement is still checked as `A[i, k]`: a wrong index is reported too.
+    let src = format!("{SLIP_HEAD}    y[i] = A[i][j][k] * x[j]\n}}\n");
+    let e = errors(&src);
+    let messages: Vec<&str> = e.iter().map(|d| d.message.as_str()).collect();
+    assert_eq!(
+        messages,
+        [
+            "indices are written in one pair of brackets",
+            "`A` has rank 2 but is indexed with 3 indices"
+        ]
+    );
+    assert_eq!(
+        e[0].help.as_deref(),
+        Some("separate the indices with commas: `A[i, j, k]`")
+    );
+    // On the left too.
+    let src = format!("{SLIP_HEAD}    t[i][k] = A[i, k]\n    y[i] = XQ[i]\n}}\n");
+    let e = errors(&src);
+    assert_eq!(e.len(), 1, "{e:#?}");
+    assert_eq!(
+        e[0].help.as_deref(),
+        Some("separate the indices with commas: `t[i, k]`")
+    );
+}
+
+#[test]
+fn a_matrix_product_with_at_gets_its_index_form() {
+    let src = format!("{SLIP_HEAD}    y = A @ x\n}}\n");
+    let d = one_error(&src);
+    assert_eq!(d.message, "`@` is not an operator of index notation");
+    assert_eq!(at(&src, &d), pos(&src, "A @", 0, 0));
+    assert_eq!(
+        d.help.as_deref(),
+        Some(
+            "a product is written with a repeated index, which is summed: \
+             `y[i] = A[i, j] * x[j]`"
+        )
+    );
+    let hint = |lhs: &str, rhs: &str, decls: &str| {
+        let src = format!("dims M, K, N, H\nkernel g({decls}) -> () {{\n    {lhs} = {rhs}\n}}\n");
+        let e = errors(&src);
+        let d = e
+            .iter()
+            .find(|d| d.message.starts_with("`@`"))
+            .unwrap_or_else(|| panic!("{e:#?}"));
+        d.help.clone().unwrap()
+    };
+    let decls = "A: f32[M, K], B: f32[K, N], u: f32[K], v: f32[K], S: f32[H, M, K], \
+                 T: f32[H, K, N]";
+    assert!(hint("C", "A @ B", decls).ends_with("`C[i, k] = A[i, j] * B[j, k]`"));
+    assert!(hint("s", "u @ v", decls).ends_with("`s = u[j] * v[j]`"));
+    assert!(hint("w", "u @ B", decls).ends_with("`w[k] = u[j] * B[j, k]`"));
+    assert!(hint("P", "S @ T", decls).ends_with("`P[b, i, k] = S[b, i, j] * T[b, j, k]`"));
+    assert!(hint("Q", "S @ B", decls).ends_with("`Q[b, i, k] = S[b, i, j] * B[j, k]`"));
+    // Operands that are not bare tensor names: the general form.
+    assert!(hint("r", "(A[i, j] + 1) @ u", decls).ends_with("`y[i] = A[i, j] * x[j]`"));
+}
+
+#[test]
+fn unknown_names_suggest_the_closest_known_one() {
+    let help = |body: &str| {
+        let src = format!("{SLIP_HEAD}{body}\n    y[i] = XQ[i]\n}}\n");
+        let d = one_error(&src);
+        (d.message.clone(), d.help.clone().unwrap_or_default())
+    };
+    assert_eq!(
+        help("    t[i] = sigmiod(XQ[i])"),
+        (
+            "unknown function `sigmiod`".into(),
+            "did you mean `sigmoid`?".into()
+        )
+    );
+    assert_eq!(
+        help("    t[i] = sofmax(XQ[i])"),
+        (
+            "unknown function `sofmax`".into(),
+            "did you mean the reduction `softmax[j](...)`?".into()
+        )
+    );
+    assert_eq!(
+        help("    t[i] = smu[k](A[i, k])"),
+        (
+            "unknown reduction `smu`".into(),
+            "did you mean `sum`?".into()
+        )
+    );
+    assert_eq!(
+        help("    t[i] = Xq[i]"),
+        ("unknown tensor `Xq`".into(), "did you mean `XQ`?".into())
+    );
+    assert_eq!(
+        help("    t[i] = banana(XQ[i])").1,
+        "the functions are exp, log, sqrt, rsqrt, tanh, sigmoid, relu, abs, neg, max, min, pow, \
+         where, f32, f64, i32, i64; the reductions (sum, max, min, prod, softmax, logsumexp) are \
+         written with indices, e.g. sum[j](...)"
+    );
+    // (A kernel whose signature does not parse is not checked further.)
+    let src = "dims M\nkernal g(A: f32[M]) -> (B: f32[M]) { B[i] = A[i] }\n\
+               kernel e(A: f32[M]) -> (B: f23[M]) {\n    B[i] = A[i]\n}\n\
+               kernel f(A: f32[Mm]) -> (B: f32[M]) {\n    B[i] = A[i]\n}\n\
+               kernel h = grad(ff, wrt: [A])\n\
+               kernel j = grad(f, wrt: [a])\n";
+    let e = errors(src);
+    let found: Vec<(&str, Option<&str>)> = e
+        .iter()
+        .map(|d| (d.message.as_str(), d.help.as_deref()))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            (
+                "expected `dims` or `kernel`, found the name `kernal`",
+                Some("did you mean `kernel`?")
+            ),
+            ("unknown element type `f23`", Some("did you mean `f32`?")),
+            (
+                "undeclared dim `Mm`",
+                Some("did you mean `M`? Otherwise declare it at the top of the file: `dims Mm`")
+            ),
+            ("no kernel named `ff`", Some("did you mean `f`?")),
+        ]
+    );
+    let src = "dims M\nkernel f(A: f32[M]) -> (B: f32[M]) {\n    B[i] = A[i]\n}\n\
+               kernel j = grad(f, wrt: [a])\n";
+    assert_eq!(
+        one_error(src).help.as_deref(),
+        Some("did you mean `A`? its parameters are A")
+    );
+}
+
+#[test]
+fn a_missing_parenthesis_points_at_the_one_left_open() {
+    let src = format!("{SLIP_HEAD}    t[i] = exp(A[i, k] * x[k]\n    y[i] = (t[i] + XQ[i]\n}}\n");
+    let e = errors(&src);
+    assert_eq!(e.len(), 2, "{e:#?}");
+    assert_eq!(
+        e[0].message,
+        "expected `,` or `)` in the arguments, found the name `y`"
+    );
+    assert_eq!(at(&src, &e[0]), pos(&src, "y[i] =", 0, 0));
+    assert_eq!(secondary_at(&src, &e[0]), [pos(&src, "(A[i, k]", 0, 0)]);
+    assert_eq!(e[0].secondary[0].message, "this `(` is not closed");
+    assert_eq!(e[0].help.as_deref(), Some("add `)` to close the `(`"));
+    assert_eq!(e[1].message, "expected `)` to close `(`, found `}`");
+    assert_eq!(secondary_at(&src, &e[1]), [pos(&src, "(t[i]", 0, 0)]);
+    // A reduction's parenthesis, and a `[` left open.
+    let src = format!("{SLIP_HEAD}    y[i] = sum[k](A[i, k]\n}}\n");
+    let d = one_error(&src);
+    assert_eq!(secondary_at(&src, &d), [pos(&src, "(A[i, k]", 0, 0)]);
+    let src = format!("{SLIP_HEAD}    y[i] = A[i, k * x[k]\n}}\n");
+    let d = one_error(&src);
+    assert_eq!(d.message, "expected `,` or `]` in the indices, found `*`");
+    assert_eq!(d.secondary[0].message, "this `[` is not closed");
+}
+
+#[test]
+fn after_a_syntax_error_the_rest_of_the_file_is_still_checked() {
+    // One syntax error per kernel, and semantic errors elsewhere: all are reported, and the
+    // statement that did not parse is not reported again (its target `t` is defined, the
+    // output `y` it feeds is assigned).
+    let src = "dims N\n\
+               kernel f(x: f32[N]) -> (y: f32[N]) {\n    \
+               t[i] = x[i] * * 2\n    \
+               u[i] = x[j]\n    \
+               y[i] = t[i] + u[i]\n\
+               }\n\
+               kernel g(x: f32[N]) -> (z: f32[N]) {\n    \
+               z[i] = x[i] +\n\
+               }\n\
+               kernel h(x: f32[N] -> (w: f32[N]) {\n    w[i] = x[i]\n}\n\
+               kernel dh = grad(h, wrt: [x])\n\
+               kernel k(x: f32[N]) -> (v: f32[N]) {\n    v[i] = x[i, i]\n}\n";
+    let e = errors(src);
+    let found: Vec<(&str, (usize, usize))> =
+        e.iter().map(|d| (d.message.as_str(), at(src, d))).collect();
+    assert_eq!(
+        found,
+        [
+            ("expected an expression, found `*`", pos(src, "* 2", 0, 0)),
+            (
+                "expected an expression, found `}`",
+                pos(src, "}\nkernel h", 0, 0)
+            ),
+            (
+                "expected `,` or `)` in the kernel's inputs, found `->`",
+                pos(src, "-> (w", 0, 0)
+            ),
+            (
+                "index `i` is not on the right-hand side",
+                pos(src, "i] = x[j]", 0, 0)
+            ),
+            (
+                "index `j` is free on the right but not on the left",
+                pos(src, "j]", 0, 0)
+            ),
+            (
+                "`x` has rank 1 but is indexed with 2 indices",
+                pos(src, "x[i, i]", 0, 0)
+            ),
+        ]
+    );
+    assert!(compile_source(src).0.is_none());
+}
+
+// ----- delta where the chapter writes it (issue 14) --------------------------------------------
+
+/// Runs kernel `k` of `src` in the interpreter on `inputs` (f32 vectors or matrices).
+fn run(src: &str, k: &str, inputs: &[einc_runtime::Array]) -> Vec<einc_runtime::Array> {
+    let (module, diags) = compile_source(src);
+    let module = module.unwrap_or_else(|| panic!("{diags:#?}"));
+    einc_compiler::interp::run(&module, k, inputs).unwrap()
+}
+
+fn scalar(a: &einc_runtime::Array) -> f64 {
+    a.get(&[]).to_f64()
+}
+
+fn f32_array(shape: &[usize], values: &[f32]) -> einc_runtime::Array {
+    einc_runtime::Array::from_buffer(einc_runtime::array::Buffer::F32(values.to_vec()), shape)
+        .unwrap()
+}
+
+#[test]
+fn the_trace_of_delta_is_the_extent_of_its_index() {
+    // delta_ii = n: the index ranges over the kernel's only extent, with a note saying so.
+    let src = "dims N\nkernel t(A: f32[N, N]) -> (t: f32) {\n    t = delta[i, i]\n}\n";
+    let d = all(src);
+    assert_eq!(d.len(), 1, "{d:#?}");
+    assert_eq!(d[0].severity, Severity::Note);
+    assert_eq!(
+        d[0].message,
+        "`i` takes the extent N, the only extent in the kernel's signature"
+    );
+    assert_eq!(at(src, &d[0]), pos(src, "delta", 0, 0));
+    assert_eq!(
+        d[0].help.as_deref(),
+        Some("to say so in the statement, write `i: N` where the index is")
+    );
+    let a = einc_runtime::Array::zeros(einc_runtime::DType::F32, &[4, 4]).unwrap();
+    assert_eq!(scalar(&run(src, "t", &[a])[0]), 4.0);
+    // With two extents in the signature, nothing is guessed.
+    let src = "dims N, M\nkernel t(A: f32[N, M]) -> (t: f32) {\n    t = delta[i, i]\n}\n";
+    let d = one_error(src);
+    assert_eq!(d.message, "the extent of index `i` cannot be inferred");
+    assert_eq!(
+        d.help.as_deref(),
+        Some(
+            "use `i` to index a tensor in this statement, or write its extent where it is: \
+             `i: N` (`delta[i: N, j]`, `sum[i: N](...)`); `delta` and conditions do not fix an \
+             extent"
+        )
+    );
+}
+
+#[test]
+fn an_index_extent_can_be_written_where_the_index_is() {
+    let src = "dims N, M\n\
+               kernel k(A: f32[N, M], x: f32[M]) -> (t: f32, s: f32, n: f32, y: f32[M]) {\n    \
+               t = delta[i: N, i]\n    \
+               s = sum[i: M](delta[i, i] * x[i]) + A[0, 0]\n    \
+               n = sum[j: 5](x[0] + 1)\n    \
+               I[i: M, j: M] = delta[i, j]\n    \
+               y[i] = I[i, j] * x[j]\n\
+               }\n";
+    assert!(all(src).is_empty(), "{:#?}", all(src));
+    let a = f32_array(&[2, 3], &[0.5, 0.0, 0.0, 0.0, 0.0, 0.0]);
+    let x = f32_array(&[3], &[1.0, 2.0, 3.0]);
+    let out = run(src, "k", &[a, x.clone()]);
+    assert_eq!(scalar(&out[0]), 2.0);
+    assert_eq!(scalar(&out[1]), 6.5);
+    assert_eq!(scalar(&out[2]), 10.0);
+    assert_eq!(out[3], x);
+    // An extent that disagrees with the tensors is reported at the annotation.
+    let src = "dims N, M\nkernel k(x: f32[N]) -> (y: f32[N]) {\n    y[i] = x[i: M]\n}\n";
+    let d = one_error(src);
+    assert_eq!(
+        d.message,
+        "`i` has extent N in `x` but M in the annotation `i: M`"
+    );
+    assert_eq!(at(src, &d), pos(src, "i: M", 0, 0));
+    // (The annotation is written on the axis of `x` that it contradicts.)
+    assert_eq!(secondary_at(src, &d), [pos(src, "i: M", 0, 0)]);
+    let src = "dims N\nkernel k(x: f32[N]) -> (y: f32[N]) {\n    y[i] = x[i: Nn]\n}\n";
+    let d = one_error(src);
+    assert_eq!(d.message, "undeclared dim `Nn`");
+    assert_eq!(at(src, &d), pos(src, "Nn", 0, 0));
+    // The extent goes with the index, not with the tensor: printed where it was written.
+    let (program, diags) = einc_compiler::syntax::parse(
+        "kernel k(x: f32[3]) -> (t: f32) {\n    t = sum[i: 4](delta[i, j: 4] * x[j])\n}\n",
+    );
+    assert!(diags.is_empty(), "{diags:#?}");
+    assert!(
+        einc_compiler::syntax::print_program(&program)
+            .contains("t = sum[i: 4](delta[i, j: 4] * x[j])"),
+        "{}",
+        einc_compiler::syntax::print_program(&program)
     );
 }

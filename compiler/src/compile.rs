@@ -12,6 +12,7 @@
 use crate::codegen::Target;
 use crate::ir::{loops, tensor};
 use crate::passes::{registry, run_pipeline, Dumps, Ir, Level, PassContext, Pipeline, RunOptions};
+use crate::paths::PathOptions;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -20,7 +21,8 @@ use std::fmt;
 pub enum OptLevel {
     /// `-O0`: the reference. Tensor IR is lowered as checked, one naive loop nest per op.
     O0,
-    /// `-O1`: the tensor-level clean-ups only (builtins removed, dead ops dropped), no planning.
+    /// `-O1`: the tensor-level clean-ups that keep every value bit for bit (builtins removed,
+    /// constants folded, twins merged, dead code dropped); no planning.
     O1,
     /// `-O2`, the default: the full pipeline.
     #[default]
@@ -61,6 +63,9 @@ pub struct CompileOptions {
     /// compiled code still takes any extent. Each must name a symbolic dim of the module (see
     /// [`check_dims`]).
     pub dims: BTreeMap<String, u64>,
+    /// How `contraction-path` searches (`--optimize`) and the largest intermediate it may
+    /// create (`--memory-limit`).
+    pub paths: PathOptions,
     /// A pipeline string that replaces the level's pass list (the tensor and loop passes,
     /// `lower-to-loops` included; code generation is not a pass here).
     pub pipeline: Option<String>,
@@ -76,6 +81,7 @@ impl Default for CompileOptions {
             level: OptLevel::default(),
             target: Target::Host,
             dims: BTreeMap::new(),
+            paths: PathOptions::default(),
             pipeline: None,
             disabled: Vec::new(),
         }
@@ -85,6 +91,13 @@ impl Default for CompileOptions {
 /// The pass list of each level, from checked tensor IR to loop IR, one pass per line in the
 /// order they run (with their options spelled as a pipeline string would).
 fn pass_list(opts: &CompileOptions) -> Vec<String> {
+    let paths = format!(
+        "contraction-path{{optimize={},memory-limit={}}}",
+        opts.paths.algorithm.name(),
+        opts.paths
+            .memory_limit
+            .map_or("none".to_string(), |l| l.to_string())
+    );
     let list: Vec<&str> = match opts.level {
         OptLevel::O0 => vec![
             // The reference: each op becomes its naive loop nest, deltas and eps evaluated per
@@ -92,9 +105,12 @@ fn pass_list(opts: &CompileOptions) -> Vec<String> {
             "lower-to-loops",
         ],
         OptLevel::O1 => vec![
-            // Index-notation builtins first, so that later passes see plain products.
+            // Clean-ups that keep every value bit for bit: index-notation builtins out,
+            // constants folded, twins merged, dead code dropped.
             "delta-elim",
             "eps-expand",
+            "const-fold",
+            "cse",
             "dce",
             "lower-to-loops",
         ],
@@ -103,6 +119,16 @@ fn pass_list(opts: &CompileOptions) -> Vec<String> {
             // Index-notation builtins first, so that later passes see plain products.
             "delta-elim",
             "eps-expand",
+            // Constants (`sqrt(dim(K))` with K fixed, `x * 1`) before anything compares bodies.
+            "const-fold",
+            // Factors that do not vary with the summed indices out of sums (`Q·Kᵀ / sqrt(K)`
+            // becomes a contraction and a scale), so that products are pure.
+            "canonicalize",
+            // N-ary products into pairwise contractions, single-operand sums first.
+            &paths,
+            // Twins merged, and map bodies recomputed inside later ops read instead (a derived
+            // gradient reads its forward values).
+            "cse",
             // (vector, #9) `fuse`: elementwise fusion goes here.
             // (lowering, #9) `schedule`: chooses each op's schedule; goes here, last before
             // the clean-up.
@@ -120,9 +146,14 @@ fn pass_list(opts: &CompileOptions) -> Vec<String> {
         ],
     };
     list.into_iter()
-        .filter(|name| !opts.disabled.iter().any(|d| d == name))
+        .filter(|item| !opts.disabled.iter().any(|d| d == item_name(item)))
         .map(str::to_string)
         .collect()
+}
+
+/// The pass name of a pipeline item (`contraction-path{optimize=dp}` → `contraction-path`).
+fn item_name(item: &str) -> &str {
+    item.split('{').next().unwrap_or(item)
 }
 
 /// Why a module could not be compiled.
@@ -229,9 +260,9 @@ pub fn pipeline(opts: &CompileOptions, until: Level) -> Result<Pipeline, Compile
         None => {
             let mut names = pass_list(opts);
             match until {
-                Level::Tensor => {
-                    names.retain(|n| registry::lookup(n).is_some_and(|p| p.output == Level::Tensor))
-                }
+                Level::Tensor => names.retain(|item| {
+                    registry::lookup(item_name(item)).is_some_and(|p| p.output == Level::Tensor)
+                }),
                 Level::Loop => {}
                 Level::Clif => names.push("emit-clif".into()),
             }

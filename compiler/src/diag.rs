@@ -206,6 +206,56 @@ pub fn render(diags: &[Diagnostic], file: &SourceFile, color: bool) -> String {
     out
 }
 
+/// The candidate closest to `name`, when it is close enough to be what was meant: for "did
+/// you mean `sigmoid`?" after `sigmiod`. Distance is the number of single-character insertions,
+/// deletions, substitutions and swaps of neighbours (a difference of case only counts half);
+/// a candidate is close when it is at most a third of the name's length away (at least 1), and
+/// a name shorter than 3 characters is only matched up to case. Ties go to the earlier
+/// candidate; `name` itself is never suggested.
+pub fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let len = name.chars().count();
+    let limit = if len < 3 { len } else { (len / 3).max(1) * 2 };
+    candidates
+        .into_iter()
+        .filter(|c| *c != name)
+        .map(|c| (edit_distance_x2(name, c), c))
+        .filter(|&(d, _)| d <= limit)
+        .min_by_key(|&(d, _)| d)
+        .map(|(_, c)| c)
+}
+
+/// Twice the optimal-string-alignment distance between `a` and `b`, where replacing a letter
+/// by itself in the other case costs 1 (half an edit).
+fn edit_distance_x2(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = 2 * i;
+    }
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = 2 * j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let substitution = if a[i - 1] == b[j - 1] {
+                0
+            } else if a[i - 1].eq_ignore_ascii_case(&b[j - 1]) {
+                1
+            } else {
+                2
+            };
+            let mut best = (d[i - 1][j] + 2)
+                .min(d[i][j - 1] + 2)
+                .min(d[i - 1][j - 1] + substitution);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(d[i - 2][j - 2] + 2);
+            }
+            d[i][j] = best;
+        }
+    }
+    d[a.len()][b.len()]
+}
+
 fn severity_word(s: Severity) -> &'static str {
     match s {
         Severity::Error => "error",
@@ -273,6 +323,22 @@ mod tests {
         assert!(text.contains("B[i] = A[j]"), "{text}");
         assert!(text.contains("^ `j` appears once"), "{text}");
         assert!(text.contains("help: write sum[j](...)"), "{text}");
+    }
+
+    #[test]
+    fn closest_suggests_near_misses_only() {
+        let functions = ["exp", "log", "sigmoid", "sqrt", "rsqrt", "softmax", "sum"];
+        assert_eq!(closest("sigmiod", functions), Some("sigmoid"));
+        assert_eq!(closest("sofmax", functions), Some("softmax"));
+        assert_eq!(closest("smu", functions), Some("sum"));
+        assert_eq!(closest("Exp", functions), Some("exp"));
+        assert_eq!(closest("sqr", functions), Some("sqrt"));
+        assert_eq!(closest("banana", functions), None);
+        assert_eq!(closest("exp", functions), None);
+        assert_eq!(closest("x", ["y"]), None);
+        assert_eq!(closest("x", ["X"]), Some("X"));
+        assert_eq!(closest("ab", ["AB", "ba"]), Some("AB"));
+        assert_eq!(closest("XQ", ["Xq", "WQ"]), Some("Xq"));
     }
 
     #[test]

@@ -3,10 +3,10 @@
 //! simplified. [`tidy`] keeps the function's meaning exactly; `einc grad` prints its result
 //! as `.ein` source.
 //!
-//! **Delta elimination.** In a sum, a delta factor that names a summed index substitutes that
-//! index away: `Σ_i δ(i, j) f(i) = f(j)`. Only a delta that multiplies the whole body (a factor
-//! of its product chain) is eliminated this way; a delta between two free indices is a genuine
-//! scatter onto a diagonal and stays.
+//! **Delta elimination.** The `delta-elim` pass's rule, op by op: in a sum, a delta that names
+//! a summed index substitutes that index away wherever the body is zero off the delta's
+//! diagonal (`Σ_i δ(i, j) f(i) = f(j)`, also inside quotients, negations and sums of such
+//! terms); a delta between two free indices is a genuine scatter onto a diagonal and stays.
 //!
 //! **Fusion.** An elementwise op (a map) whose value is not a result is substituted into its
 //! readers when it is read once by another map (a gradient contribution into its total), when
@@ -15,11 +15,9 @@
 //! statement of its own).
 
 use super::drop_dead_ops;
-use super::simplify::{lit, simplify};
+use super::simplify::simplify;
 use crate::ir::tensor::builder::keep_used_inputs;
-use crate::ir::tensor::{
-    AxisMap, Cond, Expr, Function, Generic, IndexId, Input, OpKind, ReduceKind, ValueId,
-};
+use crate::ir::tensor::{AxisMap, Cond, Expr, Function, Generic, IndexId, Input, OpKind, ValueId};
 use einc_runtime::{DType, Scalar};
 
 /// The tidied function: deltas over summed indices eliminated, elementwise temporaries fused
@@ -271,107 +269,15 @@ fn rewrite_cond(
     })
 }
 
-/// Substitutes away every summed index that a delta factor of the body ties to another index.
+/// Substitutes away every summed index that a delta ties to another index where the body is
+/// zero off its diagonal (the `delta-elim` pass's rule, applied to one op).
 fn eliminate_deltas(g: &mut Generic) {
-    while g.reduce.as_ref().is_some_and(|r| r.kind == ReduceKind::Add) {
-        let over = g
-            .reduce
-            .as_ref()
-            .map(|r| r.over.clone())
-            .unwrap_or_default();
-        let mut factors = Vec::new();
-        delta_factors(&g.body, &mut factors);
-        let choice = factors.iter().find_map(|ids| {
-            let r = ids.iter().copied().find(|i| over.contains(i))?;
-            let others = ids.iter().copied().filter(|&i| i != r);
-            let keep = others
-                .clone()
-                .find(|i| g.output.contains(i))
-                .or_else(|| others.clone().next())?;
-            Some((r, keep))
-        });
-        let Some((r, keep)) = choice else { return };
-        substitute_index(g, r, keep);
-    }
-}
-
-/// The index lists of the deltas that multiply the whole body.
-fn delta_factors(e: &Expr, out: &mut Vec<Vec<IndexId>>) {
-    match e {
-        Expr::Delta(ids, _) => out.push(ids.clone()),
-        Expr::Binary(crate::ir::tensor::BinaryFn::Mul, a, b) => {
-            delta_factors(a, out);
-            delta_factors(b, out);
-        }
-        Expr::Binary(crate::ir::tensor::BinaryFn::Div, a, _)
-        | Expr::Unary(crate::ir::tensor::UnaryFn::Neg, a) => delta_factors(a, out),
-        _ => {}
-    }
-}
-
-/// Replaces summed index `r` by `keep` everywhere in `g` and removes `r` from the iteration
-/// space; deltas left with a single distinct index become 1.
-fn substitute_index(g: &mut Generic, r: IndexId, keep: IndexId) {
-    // After the substitution, index ids above `r` move down by one.
-    let renumber = |i: IndexId| {
-        let i = if i == r { keep } else { i };
-        if i.0 > r.0 {
-            IndexId(i.0 - 1)
-        } else {
-            i
-        }
+    // Extents are compared by name: the derived function's dims are the module's.
+    let dims = crate::ir::tensor::Module {
+        dims: Vec::new(),
+        funcs: Vec::new(),
     };
-    for input in &mut g.inputs {
-        for entry in &mut input.map {
-            if let AxisMap::Index(i) = entry {
-                *i = renumber(*i);
-            }
-        }
-    }
-    g.body = collapse_deltas(
-        &rewrite(&g.body, &|n| Some(Expr::Input(n)), &|i| {
-            Some(Place::Index(renumber(i)))
-        })
-        .unwrap_or_else(|| g.body.clone()),
-    );
-    g.output = g.output.iter().map(|&i| renumber(i)).collect();
-    if let Some(red) = &mut g.reduce {
-        red.over.retain(|&i| i != r);
-        red.over = red.over.iter().map(|&i| renumber(i)).collect();
-    }
-    if g.reduce.as_ref().is_some_and(|red| red.over.is_empty()) {
-        g.reduce = None;
-    }
-    if (r.0 as usize) < g.indices.len() {
-        g.indices.remove(r.0 as usize);
-    }
-}
-
-/// Deltas with repeated indices deduplicated, and a delta of one distinct index replaced by 1.
-fn collapse_deltas(e: &Expr) -> Expr {
-    let c = |x: &Expr| Box::new(collapse_deltas(x));
-    match e {
-        Expr::Delta(ids, t) => {
-            let mut distinct: Vec<IndexId> = Vec::new();
-            for &i in ids {
-                if !distinct.contains(&i) {
-                    distinct.push(i);
-                }
-            }
-            if distinct.len() < 2 {
-                lit(1.0, *t)
-            } else {
-                Expr::Delta(distinct, *t)
-            }
-        }
-        Expr::Unary(f, x) => Expr::Unary(*f, c(x)),
-        Expr::Cast(t, x) => Expr::Cast(*t, c(x)),
-        Expr::Binary(f, a, b) => Expr::Binary(*f, c(a), c(b)),
-        Expr::Select(cond, a, b) => Expr::Select(cond.clone(), c(a), c(b)),
-        Expr::Input(_) | Expr::Index(_) | Expr::Lit(_) | Expr::DimValue(..) | Expr::Eps(..) => {
-            e.clone()
-        }
-    }
+    while crate::passes::delta_elim::eliminate_one(&dims, g) {}
 }
 
 #[cfg(test)]

@@ -239,6 +239,7 @@ fn copy(names: &Names, f: &Function, name: &str, value: ValueId) -> Stmt {
         indices,
         value: node(source),
         schedule: None,
+        extents: Vec::new(),
         span: SPAN,
     }
 }
@@ -342,6 +343,7 @@ impl<'a> Statement<'a> {
             indices,
             value,
             schedule: None,
+            extents: Vec::new(),
             span: SPAN,
         })
     }

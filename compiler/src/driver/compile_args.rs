@@ -1,5 +1,7 @@
 //! The flags that choose how a module is compiled, shared by the subcommands that compile
-//! (`ir`, `build`, `run`, `eval`): `-O LEVEL` and `--dims T=512,K=64` (extents to plan for).
+//! (`ir`, `build`, `run`, `eval`): `-O LEVEL`, `--dims T=512,K=64` (extents to plan for), and
+//! the path search's `--optimize` and `--memory-limit` ([`PathArgs`], which `explain` takes
+//! too).
 //!
 //! A bad `--dims` entry is reported like a source error, against the argument's text (shown as
 //! the file `--dims`) with a caret under the entry; an extent that contradicts a dim the
@@ -8,6 +10,7 @@
 use crate::compile::{check_dims, CompileOptions, DimProblem, OptLevel};
 use crate::diag::{render, Diagnostic, SourceFile, Span};
 use crate::ir::tensor::Module;
+use crate::paths::{Algorithm, PathOptions};
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 
@@ -22,6 +25,56 @@ pub struct CompileArgs {
     /// contraction orders for them, and the code still runs for any extent.
     #[arg(long, value_name = "DIM=N,...")]
     pub dims: Option<String>,
+    /// The contraction path search.
+    #[command(flatten)]
+    pub paths: PathArgs,
+}
+
+/// `--optimize` and `--memory-limit`: the options of the `contraction-path` pass.
+#[derive(clap::Args, Debug, Default, Clone, Copy)]
+pub struct PathArgs {
+    /// The contraction path search: auto (exact where affordable, greedy beyond), optimal,
+    /// dp or greedy.
+    #[arg(long, value_enum, default_value_t = OptimizeArg::Auto)]
+    pub optimize: OptimizeArg,
+    /// The largest intermediate a contraction path may create, in elements.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub memory_limit: Option<u64>,
+}
+
+impl PathArgs {
+    /// The path options these flags give.
+    pub fn options(&self) -> PathOptions {
+        PathOptions {
+            algorithm: self.optimize.into(),
+            memory_limit: self.memory_limit.map(u128::from),
+        }
+    }
+}
+
+/// `--optimize`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum OptimizeArg {
+    /// Exact where affordable, greedy beyond.
+    #[default]
+    Auto,
+    /// Depth-first search over every pairwise step.
+    Optimal,
+    /// Dynamic programming over connected subsets.
+    Dp,
+    /// Most memory removed first.
+    Greedy,
+}
+
+impl From<OptimizeArg> for Algorithm {
+    fn from(a: OptimizeArg) -> Algorithm {
+        match a {
+            OptimizeArg::Auto => Algorithm::Auto,
+            OptimizeArg::Optimal => Algorithm::Optimal,
+            OptimizeArg::Dp => Algorithm::Dp,
+            OptimizeArg::Greedy => Algorithm::Greedy,
+        }
+    }
 }
 
 /// One `DIM=N` entry of `--dims`, with its byte range in the argument.
@@ -43,6 +96,7 @@ impl CompileArgs {
     ) -> Result<CompileOptions, ExitCode> {
         let mut opts = CompileOptions {
             level: self.opt_level.unwrap_or_default(),
+            paths: self.paths.options(),
             ..CompileOptions::default()
         };
         let Some(text) = &self.dims else {

@@ -1,17 +1,33 @@
-//! `einc explain SUBSCRIPTS [--shapes 3x4,4x5]` and `einc explain FILE --kernel K`.
+//! `einc explain SUBSCRIPTS [--shapes 3x4,4x5]` and `einc explain FILE --kernel K`: what an
+//! einsum or a kernel computes and how einc plans it.
 //!
 //! For a subscripts string: a table of the indices (free or dummy, extent, the operand axes
-//! that carry each), then the operand and result shapes, the multiply-add count and any notes.
-//! Without `--shapes` every extent is symbolic, named after its label.
+//! that carry each), then the contraction path the `contraction-path` pass chooses, in the
+//! manner of opt_einsum's `PathInfo`: per step its operands (numpy `einsum_path` positions),
+//! subscripts, FLOPs and intermediate size; then the naive and optimised FLOP counts, the
+//! speed-up and the largest intermediate. Without `--shapes` every extent is symbolic, named
+//! after its label: FLOPs are shown as formulas and the path is chosen as if each unknown
+//! extent were [`paths::ASSUMED_EXTENT`].
 //!
-//! For a kernel of a `.ein` file: the same table for every operation the kernel lowers to (one
-//! per statement, more for softmax and nested sums), read off the checked tensor IR, so what
-//! it shows is exactly what runs.
+//! For a kernel of a `.ein` file: the same for every operation, as the path pass sees them
+//! (after the tensor passes before it), each with its class (contraction with its index
+//! groups, map, reduction, row softmax); products of several factors get their path.
+//!
+//! `--optimize` and `--memory-limit` are the path pass's options; `--format json` prints one
+//! JSON object (the fields are documented in `docs/passes.md`). The numbers are the cost model
+//! of [`paths::cost`], which counts as opt_einsum does.
 
+use super::compile_args::{CompileArgs, PathArgs};
 use super::eval::show_einsum_error;
+use super::json::Json;
+use crate::analysis::{classify_function, OpClass};
+use crate::compile::{self, CompileOptions, OptLevel};
 use crate::ir::tensor::{
-    AxisMap, Extent, Function, IndexId, OpKind, ReduceKind, TensorType, ValueId,
+    AxisMap, Extent, Function, Generic, IndexId, Module, OpKind, ReduceKind, TensorType, ValueId,
 };
+use crate::passes::contraction_path::{product, Product};
+use crate::passes::{Dumps, Ir, Level, RunOptions};
+use crate::paths::{self, cost::Formula, PathOptions, Plan};
 use crate::sema::einsum::{self, show_extent, show_shape, EinsumPlan};
 use einc_runtime::DType;
 use std::process::ExitCode;
@@ -28,10 +44,29 @@ pub struct Args {
     /// The kernel to explain when TARGET is a file.
     #[arg(long)]
     pub kernel: Option<String>,
+    /// The path search and the memory limit.
+    #[command(flatten)]
+    pub paths: PathArgs,
+    /// Text for people, or one JSON object.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Extents of a kernel's symbolic dims to plan for (`T=512,K=64`).
+    #[arg(long, value_name = "DIM=N,...")]
+    pub dims: Option<String>,
+}
+
+/// `--format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Tables.
+    Text,
+    /// One JSON object.
+    Json,
 }
 
 /// Runs `einc explain`.
 pub fn run(args: Args, color: bool) -> ExitCode {
+    let paths = args.paths.options();
     let explained = if args.target.ends_with(".ein") || args.kernel.is_some() {
         let Some(kernel) = &args.kernel else {
             return super::fail(format!(
@@ -44,16 +79,32 @@ pub fn run(args: Args, color: bool) -> ExitCode {
                 "--shapes applies to subscripts; a kernel's shapes come from its declaration",
             );
         }
-        let module = match super::load_module(std::path::Path::new(&args.target), color) {
-            Ok(module) => module,
+        let (module, file) =
+            match super::load_module_and_source(std::path::Path::new(&args.target), color) {
+                Ok(loaded) => loaded,
+                Err(status) => return status,
+            };
+        let Some(func) = module.func(kernel) else {
+            return super::fail(super::unknown_kernel(&module, kernel));
+        };
+        let single = Module {
+            dims: module.dims.clone(),
+            funcs: vec![func.clone()],
+        };
+        let dims_args = CompileArgs {
+            opt_level: None,
+            dims: args.dims.clone(),
+            paths: args.paths,
+        };
+        let opts = match dims_args.options(&single, Some(&file), color) {
+            Ok(opts) => opts,
             Err(status) => return status,
         };
-        match module.func(kernel) {
-            Some(func) => Ok(explain_function(func)),
-            None => Err(super::unknown_kernel(&module, kernel)),
-        }
+        explain_kernel(single, &opts, args.format)
+    } else if args.dims.is_some() {
+        return super::fail("--dims applies to a kernel's dims; give a subscripts string --shapes");
     } else {
-        explain_subscripts(&args.target, args.shapes.as_deref())
+        explain_subscripts(&args.target, args.shapes.as_deref(), &paths, args.format)
     };
     match explained {
         Ok(text) => {
@@ -65,7 +116,12 @@ pub fn run(args: Args, color: bool) -> ExitCode {
 }
 
 /// The explanation of `subscripts` applied to operands of `shapes` (symbolic when `None`).
-fn explain_subscripts(subscripts: &str, shapes: Option<&str>) -> Result<String, String> {
+fn explain_subscripts(
+    subscripts: &str,
+    shapes: Option<&str>,
+    paths: &PathOptions,
+    format: Format,
+) -> Result<String, String> {
     // Only extents matter here; the dtype is arbitrary.
     let dtype = DType::F64;
     let operands = match shapes {
@@ -75,7 +131,28 @@ fn explain_subscripts(subscripts: &str, shapes: Option<&str>) -> Result<String, 
     };
     let plan =
         einsum::analyze(subscripts, &operands).map_err(|e| show_einsum_error(&e, subscripts))?;
-    Ok(render(&plan, shapes.is_none()))
+    let (module, func) = einsum::einsum_function(subscripts, &operands)
+        .map_err(|e| show_einsum_error(&e, subscripts))?;
+    let op = func
+        .ops
+        .first()
+        .ok_or("the einsum has no operation (a compiler bug)")?;
+    let OpKind::Generic(g) = &op.kind;
+    let report = PathReport::new(&module, g, &CompileOptions::default(), paths)
+        .ok_or("the einsum is not a product (a compiler bug)")?;
+    Ok(match format {
+        Format::Json => {
+            let mut fields = vec![("subscripts", Json::Str(subscripts.to_string()))];
+            fields.extend(report.json());
+            Json::object(fields).render() + "\n"
+        }
+        Format::Text => {
+            let mut out = render_table(&plan, shapes.is_none());
+            out.push('\n');
+            out.push_str(&report.text());
+            out
+        }
+    })
 }
 
 /// Parses `3x4,4x5` into one type per operand; an empty entry is a scalar, and a name instead
@@ -135,7 +212,8 @@ fn table(rows: &[Vec<String>]) -> String {
     out
 }
 
-fn render(plan: &EinsumPlan, symbolic: bool) -> String {
+/// The index table, operand and result shapes and notes of an einsum.
+fn render_table(plan: &EinsumPlan, symbolic: bool) -> String {
     let mut rows = vec![vec![
         "index".to_string(),
         "role".to_string(),
@@ -184,10 +262,6 @@ fn render(plan: &EinsumPlan, symbolic: bool) -> String {
         .map(|(i, t)| vec![format!("operand #{i}:"), show_shape(&t.shape)])
         .collect();
     facts.push(vec!["result:".to_string(), show_shape(&plan.result.shape)]);
-    facts.push(vec![
-        "multiply-adds:".to_string(),
-        plan.multiply_adds_display(),
-    ]);
     out.push_str(&table(&facts));
     if symbolic {
         out.push_str(
@@ -201,137 +275,520 @@ fn render(plan: &EinsumPlan, symbolic: bool) -> String {
     out
 }
 
-/// The explanation of every operation of a kernel, in execution order.
-fn explain_function(func: &Function) -> String {
-    let name = |v: ValueId| {
-        func.values
-            .get(v.0 as usize)
-            .map_or("?", |d| d.name.as_str())
-    };
-    let mut out = format!("kernel {}\n", func.name);
-    for op in &func.ops {
-        let OpKind::Generic(g) = &op.kind;
-        let index_name = |i: &IndexId| g.indices.get(i.0 as usize).map_or("?", |d| d.name.as_str());
-        let role = |id: IndexId| -> String {
-            match &g.reduce {
-                Some(r) if r.over.contains(&id) => match r.kind {
-                    ReduceKind::Add => "dummy (summed)".to_string(),
-                    ReduceKind::Mul => "reduced (product)".to_string(),
-                    ReduceKind::Max => "reduced (max)".to_string(),
-                    ReduceKind::Min => "reduced (min)".to_string(),
-                },
-                _ => "free".to_string(),
+/// A product and its plan, with what is needed to show them: a letter per index and each
+/// extent as a number or, when unknown, its dim's name.
+struct PathReport {
+    letters: Vec<String>,
+    extents: Vec<Result<u64, String>>,
+    product: Product,
+    /// The operand subscripts (one letter per axis read through an index).
+    terms: Vec<String>,
+    output: String,
+    plan: Plan,
+    paths: PathOptions,
+}
+
+impl PathReport {
+    /// The report for `g` (a product of one factor or more), with the extents `module` fixes
+    /// or `opts` knows, the others assumed.
+    fn new(
+        module: &Module,
+        g: &Generic,
+        opts: &CompileOptions,
+        paths: &PathOptions,
+    ) -> Option<PathReport> {
+        let known = |e: &Extent| -> Result<u64, String> {
+            match e {
+                Extent::Fixed(n) => Ok(*n),
+                Extent::Dim(d) => module
+                    .dim_value(d)
+                    .or_else(|| opts.dims.get(d).copied())
+                    .ok_or_else(|| d.clone()),
             }
         };
-        let mut rows = vec![vec![
-            "index".to_string(),
-            "role".to_string(),
-            "extent".to_string(),
-            "operand axes".to_string(),
-        ]];
-        for (n, def) in g.indices.iter().enumerate() {
-            let id = IndexId(u32::try_from(n).unwrap_or(u32::MAX));
-            let axes: Vec<String> = g
-                .inputs
-                .iter()
-                .flat_map(|input| {
-                    input
+        let product = product(g, &|e| known(e).unwrap_or(paths::ASSUMED_EXTENT))?;
+        let extents: Vec<Result<u64, String>> =
+            g.indices.iter().map(|d| known(&d.extent)).collect();
+        let letters = letters(g.indices.iter().map(|d| d.name.as_str()));
+        let term = |ids: &mut dyn Iterator<Item = IndexId>| -> String {
+            ids.filter_map(|i| letters.get(i.0 as usize).cloned())
+                .collect()
+        };
+        let terms = product
+            .factors
+            .iter()
+            .map(|f| {
+                term(
+                    &mut g.inputs[f.input as usize]
                         .map
                         .iter()
-                        .enumerate()
-                        .filter(move |&(_, m)| *m == AxisMap::Index(id))
-                        .map(move |(axis, _)| format!("{}[{axis}]", name(input.value)))
-                })
+                        .filter_map(|a| match a {
+                            AxisMap::Index(i) => Some(*i),
+                            AxisMap::Fixed(_) => None,
+                        }),
+                )
+            })
+            .collect();
+        let output = term(&mut g.output.iter().copied());
+        let plan = paths::plan(&product.network, paths);
+        Some(PathReport {
+            letters,
+            extents,
+            product,
+            terms,
+            output,
+            plan,
+            paths: *paths,
+        })
+    }
+
+    /// The subscripts of every step (`jk,kl->jl`).
+    fn step_subscripts(&self) -> Vec<String> {
+        let mut terms = self.terms.clone();
+        let last = self.plan.steps.len().saturating_sub(1);
+        let mut out = Vec::new();
+        for (k, step) in self.plan.steps.iter().enumerate() {
+            let ins: Vec<&str> = step
+                .operands
+                .iter()
+                .map(|&o| terms.get(o).map_or("?", String::as_str))
                 .collect();
+            let result = if k == last {
+                self.output.clone()
+            } else {
+                self.set_term(step.result)
+            };
+            out.push(format!("{}->{result}", ins.join(",")));
+            terms.push(result);
+        }
+        out
+    }
+
+    fn set_term(&self, set: paths::IndexSet) -> String {
+        paths::members(set)
+            .filter_map(|i| self.letters.get(i).cloned())
+            .collect()
+    }
+
+    /// The extents of the indices in `set`.
+    fn extents_of(&self, set: paths::IndexSet) -> Vec<Result<u64, String>> {
+        paths::members(set)
+            .filter_map(|i| self.extents.get(i).cloned())
+            .collect()
+    }
+
+    /// The dims planned with the assumed extent.
+    fn assumed(&self) -> Vec<String> {
+        let mut dims: Vec<String> = self
+            .extents
+            .iter()
+            .filter_map(|e| e.as_ref().err().cloned())
+            .collect();
+        dims.sort();
+        dims.dedup();
+        dims
+    }
+
+    /// A count for a step: the number when every extent is known, else the formula.
+    fn show(&self, set: paths::IndexSet, terms: usize, sums: bool, n: u128) -> String {
+        if self.assumed().is_empty() {
+            n.to_string()
+        } else {
+            Formula::step(&self.extents_of(set), terms, sums).to_string()
+        }
+    }
+
+    fn text(&self) -> String {
+        let p = &self.plan;
+        let n = self.product.network.inputs.len();
+        let linear = p.linear_path(n);
+        let subs = self.step_subscripts();
+        let over = |k: usize| p.memory.is_some_and(|m| p.steps[k].size > m.asked);
+        let mut rows = vec![vec![
+            "step".to_string(),
+            "operands".to_string(),
+            "subscripts".to_string(),
+            "FLOPs".to_string(),
+            "intermediate".to_string(),
+        ]];
+        for (k, step) in p.steps.iter().enumerate() {
+            let size = self.show(step.result, 1, false, step.size);
             rows.push(vec![
-                def.name.clone(),
-                role(id),
-                show_extent(&def.extent),
-                if axes.is_empty() {
-                    "(none)".to_string()
+                (k + 1).to_string(),
+                format!("{:?}", linear[k]),
+                subs[k].clone(),
+                self.show(
+                    step.indices,
+                    step.operands.len(),
+                    step.summed != 0,
+                    step.flops,
+                ),
+                if over(k) {
+                    format!("{size}  (over the limit)")
                 } else {
-                    axes.join(", ")
+                    size
                 },
             ]);
         }
-        let result = name(op.result);
-        let out_indices: Vec<&str> = g.output.iter().map(index_name).collect();
-        out.push_str(&format!("\n%{result}[{}]\n", out_indices.join(", ")));
-        out.push_str(&table(&rows));
-        let points: Vec<String> = g.indices.iter().map(|d| show_extent(&d.extent)).collect();
-        let count = if points.is_empty() {
-            "1".to_string()
+        let mut out = format!(
+            "path (optimize={}, memory limit {}):\n",
+            self.paths.algorithm.name(),
+            self.paths
+                .memory_limit
+                .map_or("none".to_string(), |l| format!("{l} elements"))
+        );
+        if p.steps.is_empty() {
+            out.push_str("  nothing to contract\n");
         } else {
-            points.join("*")
+            out.push_str(&indent(&table(&rows)));
+        }
+        let all: paths::IndexSet = self.product.network.inputs.iter().fold(0, |a, &s| a | s);
+        let shared = self
+            .product
+            .network
+            .inputs
+            .iter()
+            .map(|s| s.count_ones())
+            .sum::<u32>()
+            > all.count_ones();
+        let naive = self.show(all, n, shared, p.naive_flops);
+        let opt = if self.assumed().is_empty() {
+            p.opt_flops.to_string()
+        } else {
+            p.steps
+                .iter()
+                .map(|s| {
+                    Formula::step(&self.extents_of(s.indices), s.operands.len(), s.summed != 0)
+                        .to_string()
+                })
+                .collect::<Vec<_>>()
+                .join(" + ")
         };
-        let what = match &g.reduce {
-            Some(r) if r.kind == ReduceKind::Add => "multiply-adds",
-            _ => "points",
-        };
-        out.push_str(&table(&[
+        let largest = p
+            .steps
+            .iter()
+            .max_by_key(|s| s.size)
+            .map_or("1".to_string(), |s| self.show(s.result, 1, false, s.size));
+        let mut facts = vec![
+            vec!["naive FLOPs:".to_string(), naive],
+            vec!["optimised FLOPs:".to_string(), opt],
+            vec!["speed-up:".to_string(), format!("{:.4}x", speedup(p))],
             vec![
-                "result:".to_string(),
-                format!("{} {}", g.dtype, show_shape(&g.result_shape())),
+                "largest intermediate:".to_string(),
+                format!("{largest} elements"),
             ],
-            vec![format!("{what}:"), count],
-        ]));
+        ];
+        if let Some(m) = p.memory {
+            let result = p.steps.last().map_or(1, |s| s.size);
+            let which = if m.smallest == result {
+                " (the result itself)"
+            } else {
+                ""
+            };
+            facts.push(vec![
+                "memory limit:".to_string(),
+                format!(
+                    "{} elements cannot be met: every path has an intermediate of at least {} \
+                     elements{which}, so the path was planned with that limit (the smallest \
+                     that works)",
+                    m.asked, m.smallest
+                ),
+            ]);
+        }
+        out.push_str(&table(&facts));
+        let assumed = self.assumed();
+        if !assumed.is_empty() {
+            out.push_str(&format!(
+                "the path was chosen as if {} were {} each (--shapes or --dims give real \
+                 extents); the speed-up assumes that too\n",
+                assumed.join(", "),
+                paths::ASSUMED_EXTENT
+            ));
+        }
+        out
     }
+
+    /// The JSON fields: `path`, `naive_flops`, `opt_flops`, `speedup`,
+    /// `largest_intermediate`, `memory_limit`, `smallest_feasible_limit`, `steps`,
+    /// `assumed_extents`.
+    fn json(&self) -> Vec<(&'static str, Json)> {
+        let p = &self.plan;
+        let n = self.product.network.inputs.len();
+        let linear = p.linear_path(n);
+        let subs = self.step_subscripts();
+        let ints = |v: &[usize]| Json::Array(v.iter().map(|&x| Json::Int(x as u128)).collect());
+        let steps = p
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(k, s)| {
+                Json::object(vec![
+                    ("operands", ints(&linear[k])),
+                    ("subscripts", Json::Str(subs[k].clone())),
+                    ("flops", Json::Int(s.flops)),
+                    ("size", Json::Int(s.size)),
+                    (
+                        "over_limit",
+                        Json::Bool(p.memory.is_some_and(|m| s.size > m.asked)),
+                    ),
+                ])
+            })
+            .collect();
+        vec![
+            (
+                "path",
+                Json::Array(linear.iter().map(|v| ints(v)).collect()),
+            ),
+            ("naive_flops", Json::Int(p.naive_flops)),
+            ("opt_flops", Json::Int(p.opt_flops)),
+            ("speedup", Json::Float(speedup(p))),
+            ("largest_intermediate", Json::Int(p.largest_intermediate)),
+            (
+                "memory_limit",
+                self.paths.memory_limit.map_or(Json::Null, Json::Int),
+            ),
+            (
+                "smallest_feasible_limit",
+                p.memory.map_or(Json::Null, |m| Json::Int(m.smallest)),
+            ),
+            ("steps", Json::Array(steps)),
+            (
+                "assumed_extents",
+                Json::Object(
+                    self.assumed()
+                        .into_iter()
+                        .map(|d| (d, Json::Int(u128::from(paths::ASSUMED_EXTENT))))
+                        .collect(),
+                ),
+            ),
+        ]
+    }
+}
+
+/// opt_einsum's speed-up: naive over optimised FLOPs (at least 1 of those).
+fn speedup(p: &Plan) -> f64 {
+    p.naive_flops as f64 / p.opt_flops.max(1) as f64
+}
+
+fn indent(text: &str) -> String {
+    text.lines().map(|l| format!("  {l}\n")).collect()
+}
+
+/// One display letter per index: its name when that is one character (and unique), else an
+/// unused letter (or, when the letters run out, the name in braces).
+fn letters<'a>(names: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let names: Vec<&str> = names.collect();
+    let mut taken: Vec<String> = Vec::new();
+    let mut out: Vec<Option<String>> = names
+        .iter()
+        .map(|n| {
+            (n.chars().count() == 1 && !taken.iter().any(|t| t == n)).then(|| {
+                taken.push(n.to_string());
+                n.to_string()
+            })
+        })
+        .collect();
+    let mut spare = ('a'..='z').chain('A'..='Z').map(String::from);
+    for (slot, name) in out.iter_mut().zip(&names) {
+        if slot.is_none() {
+            let letter = spare.by_ref().find(|c| !taken.contains(c));
+            *slot = Some(match letter {
+                Some(c) => {
+                    taken.push(c.clone());
+                    c
+                }
+                None => format!("{{{name}}}"),
+            });
+        }
+    }
+    out.into_iter().flatten().collect()
+}
+
+/// Every operation of a kernel as the path pass sees it (after the tensor passes before it).
+fn explain_kernel(module: Module, opts: &CompileOptions, format: Format) -> Result<String, String> {
+    let before_paths = CompileOptions {
+        level: OptLevel::O2,
+        disabled: vec!["contraction-path".into()],
+        ..opts.clone()
+    };
+    let ir = compile::run(
+        module,
+        &before_paths,
+        Level::Tensor,
+        &RunOptions::default(),
+        &mut Dumps::default(),
+    )
+    .map_err(|e| e.to_string())?;
+    let Ir::Tensor(module) = ir else {
+        return Err("the tensor passes did not end at the tensor level (a compiler bug)".into());
+    };
+    let func = module
+        .funcs
+        .first()
+        .ok_or("the kernel disappeared in the tensor passes (a compiler bug)")?;
+    let classes = classify_function(func);
+    let mut text = format!("kernel {}\n", func.name);
+    let mut ops_json = Vec::new();
+    for (k, op) in func.ops.iter().enumerate() {
+        let OpKind::Generic(g) = &op.kind;
+        let class = &classes[k];
+        let name = value_name(func, op.result);
+        let report =
+            PathReport::new(&module, g, opts, &opts.paths).filter(|r| r.product.factors.len() >= 2);
+        match format {
+            Format::Text => {
+                text.push_str(&op_text(&module, func, g, op.result, class));
+                if let Some(r) = &report {
+                    text.push_str(&r.text());
+                }
+            }
+            Format::Json => {
+                let mut fields = vec![
+                    ("value", Json::Str(name.to_string())),
+                    ("class", Json::Str(class_name(class).to_string())),
+                    ("points", Json::Str(points(&module, g))),
+                ];
+                if let Some(r) = &report {
+                    fields.extend(r.json());
+                }
+                ops_json.push(Json::object(fields));
+            }
+        }
+    }
+    Ok(match format {
+        Format::Text => text,
+        Format::Json => {
+            Json::object(vec![
+                ("kernel", Json::Str(func.name.clone())),
+                ("ops", Json::Array(ops_json)),
+            ])
+            .render()
+                + "\n"
+        }
+    })
+}
+
+fn value_name(func: &Function, v: ValueId) -> &str {
+    func.values
+        .get(v.0 as usize)
+        .map_or("?", |d| d.name.as_str())
+}
+
+fn class_name(class: &OpClass) -> &'static str {
+    match class {
+        OpClass::Contraction(_) => "contraction",
+        OpClass::Map => "map",
+        OpClass::Reduction { .. } => "reduction",
+        OpClass::RowSoftmax(_) => "row softmax",
+        OpClass::Other => "other",
+    }
+}
+
+/// The size of `g`'s iteration space: a number, or a formula over the unknown dims.
+fn points(module: &Module, g: &Generic) -> String {
+    let extents: Vec<Result<u64, String>> = g
+        .indices
+        .iter()
+        .map(|d| match &d.extent {
+            Extent::Fixed(n) => Ok(*n),
+            Extent::Dim(name) => module.dim_value(name).ok_or_else(|| name.clone()),
+        })
+        .collect();
+    Formula::step(&extents, 1, false).to_string()
+}
+
+/// One operation: its index table, class and iteration-space size.
+fn op_text(
+    module: &Module,
+    func: &Function,
+    g: &Generic,
+    result: ValueId,
+    class: &OpClass,
+) -> String {
+    let index_name = |i: &IndexId| g.indices.get(i.0 as usize).map_or("?", |d| d.name.as_str());
+    let role = |id: IndexId| -> String {
+        match &g.reduce {
+            Some(r) if r.over.contains(&id) => match r.kind {
+                ReduceKind::Add => "dummy (summed)".to_string(),
+                ReduceKind::Mul => "reduced (product)".to_string(),
+                ReduceKind::Max => "reduced (max)".to_string(),
+                ReduceKind::Min => "reduced (min)".to_string(),
+            },
+            _ => "free".to_string(),
+        }
+    };
+    let mut rows = vec![vec![
+        "index".to_string(),
+        "role".to_string(),
+        "extent".to_string(),
+        "operand axes".to_string(),
+    ]];
+    for (n, def) in g.indices.iter().enumerate() {
+        let id = IndexId(u32::try_from(n).unwrap_or(u32::MAX));
+        let axes: Vec<String> = g
+            .inputs
+            .iter()
+            .flat_map(|input| {
+                input
+                    .map
+                    .iter()
+                    .enumerate()
+                    .filter(move |&(_, m)| *m == AxisMap::Index(id))
+                    .map(move |(axis, _)| format!("{}[{axis}]", value_name(func, input.value)))
+            })
+            .collect();
+        rows.push(vec![
+            def.name.clone(),
+            role(id),
+            show_extent(&def.extent),
+            if axes.is_empty() {
+                "(none)".to_string()
+            } else {
+                axes.join(", ")
+            },
+        ]);
+    }
+    let out_indices: Vec<&str> = g.output.iter().map(index_name).collect();
+    let mut out = format!(
+        "\n%{}[{}]\n",
+        value_name(func, result),
+        out_indices.join(", ")
+    );
+    out.push_str(&table(&rows));
+    let groups = |ids: &[IndexId]| {
+        let names: Vec<&str> = ids.iter().map(index_name).collect();
+        format!("[{}]", names.join(", "))
+    };
+    let class_text = match class {
+        OpClass::Contraction(c) => format!(
+            "contraction: batch {}, m {}, n {}, k {}",
+            groups(&c.batch),
+            groups(&c.m),
+            groups(&c.n),
+            groups(&c.k)
+        ),
+        OpClass::Reduction { kind, over } => {
+            format!("reduction ({}) over {}", kind.name(), groups(over))
+        }
+        OpClass::RowSoftmax(s) => format!(
+            "row softmax of %{} (ops {}..{})",
+            value_name(func, s.source),
+            s.max,
+            s.div
+        ),
+        OpClass::Map => "map".to_string(),
+        OpClass::Other => "other (delta or eps left, evaluated per point)".to_string(),
+    };
+    out.push_str(&table(&[
+        vec!["class:".to_string(), class_text],
+        vec![
+            "result:".to_string(),
+            format!("{} {}", g.dtype, show_shape(&g.result_shape())),
+        ],
+        vec!["points:".to_string(), points(module, g)],
+    ]));
     out
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn matmul_table_with_shapes() {
-        let text = explain_subscripts("ij,jk->ik", Some("3x4,4x5")).unwrap();
-        let want = "\
-einsum \"ij,jk->ik\" (explicit output)
-
-index  role            extent  operand axes
-i      free            3       #0[0]
-k      free            5       #1[1]
-j      dummy (summed)  4       #0[1], #1[0]
-
-operand #0:     [3, 4]
-operand #1:     [4, 5]
-result:         [3, 5]
-multiply-adds:  60
-";
-        assert_eq!(text, want);
-    }
-
-    #[test]
-    fn symbolic_extents_are_named_after_labels() {
-        let text = explain_subscripts("ij,jk->ij", None).unwrap();
-        assert!(text.contains("multiply-adds:  i*j*k\n"), "{text}");
-        assert!(text.contains("result:         [i, j]\n"), "{text}");
-        assert!(
-            text.contains("note: `k` is summed but appears in only one operand"),
-            "{text}"
-        );
-    }
-
-    #[test]
-    fn broadcast_axes_and_scalars_are_shown() {
-        let text = explain_subscripts("ij,ij->j", Some("7x2,1x2")).unwrap();
-        assert!(
-            text.contains("i      dummy (summed)  7       #0[0], #1[0] (size 1, broadcast)\n"),
-            "{text}"
-        );
-        let text = explain_subscripts(",i->i", Some(",5")).unwrap();
-        assert!(text.contains("operand #0:     []\n"), "{text}");
-    }
-
-    #[test]
-    fn errors_show_the_subscripts_with_a_caret() {
-        let err = explain_subscripts("ij,jk->iki", Some("2x3,3x4")).unwrap_err();
-        assert_eq!(
-            err,
-            "output label `i` appears more than once\n  | ij,jk->iki\n  |          ^"
-        );
-        let err = explain_subscripts("ij", Some("2xq-1")).unwrap_err();
-        assert!(err.starts_with("--shapes: \"q-1\""), "{err}");
-    }
-}
+mod tests;

@@ -10,6 +10,7 @@ mod explain;
 mod grad;
 mod gradcheck;
 mod ir;
+mod json;
 mod opt;
 mod run;
 

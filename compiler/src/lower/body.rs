@@ -635,7 +635,6 @@ fn cond_reads(g: &Generic, c: &Cond, i: IndexId) -> bool {
 /// Whether buffer `b` of the function being lowered has a unit stride on its last axis (so
 /// vector loads and stores may address it).
 pub(super) fn unit_last(fl: &FnLowerer, b: BufferId) -> bool {
-    fl.buffer_def(b).is_ok_and(|def| {
-        !def.shape.is_empty() && def.layout == crate::ir::loops::Layout::Contiguous
-    })
+    fl.buffer_def(b)
+        .is_ok_and(|def| def.layout.unit_last(def.shape.len()))
 }

@@ -19,15 +19,19 @@
 mod body;
 mod generic;
 mod nest;
+mod softmax;
 #[cfg(test)]
 mod tests;
 
+use crate::analysis::{OpClass, RowSoftmax};
 use crate::ir::loops::{
     self, BufferDef, BufferId, BufferKind, For, Inst, Layout, Op, Type, ValueId,
 };
 use crate::ir::names::Namer;
+use crate::ir::tensor::schedule::Schedule;
 use crate::ir::tensor::{self, Extent, OpKind};
 use einc_runtime::{DType, Scalar};
+use nest::Plan;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 
@@ -296,16 +300,21 @@ impl<'m> FnLowerer<'m> {
             }
         }
 
+        // Row-softmax groups whose division has a `softmax` schedule run as one nest, placed
+        // where the group's first op (the row maximum) is: every reader of the group's values
+        // comes after it.
+        let fused = fused_softmax_groups(src);
         let mut body = Vec::new();
-        for op in &src.ops {
-            let b = match direct.get(&op.result) {
-                Some(&b) => b,
-                None => {
-                    let name = self.value_def(op.result)?.name.clone();
-                    self.add_buffer(op.result, &name, BufferKind::Temp)?
-                }
-            };
-            self.bind(op.result, b)?;
+        for (k, op) in src.ops.iter().enumerate() {
+            if let Some(group) = fused.iter().find(|g| g.max == k) {
+                let nest = self.softmax_group(group, &direct)?;
+                body.extend(nest);
+                continue;
+            }
+            if fused.iter().any(|g| [g.exp, g.sum, g.div].contains(&k)) {
+                continue;
+            }
+            let b = self.result_buffer(op.result, &direct)?;
             match &op.kind {
                 OpKind::Generic(g) => {
                     let nest = generic::lower_generic(&mut self, op.result, g, b)?;
@@ -333,6 +342,67 @@ impl<'m> FnLowerer<'m> {
         insts.extend(body);
         self.out.body.insts = insts;
         Ok(self.out)
+    }
+
+    /// The buffer of op result `value`: its output when it is returned directly, else a new
+    /// temporary; recorded as the value's buffer.
+    fn result_buffer(
+        &mut self,
+        value: tensor::ValueId,
+        direct: &HashMap<tensor::ValueId, BufferId>,
+    ) -> Result<BufferId, LowerError> {
+        let b = match direct.get(&value) {
+            Some(&b) => b,
+            None => {
+                let name = self.value_def(value)?.name.clone();
+                self.add_buffer(value, &name, BufferKind::Temp)?
+            }
+        };
+        self.bind(value, b)?;
+        Ok(b)
+    }
+
+    /// The nest of a row-softmax group under its division's `softmax` schedule; buffers only
+    /// for the softmax and the intermediates read outside the group.
+    fn softmax_group(
+        &mut self,
+        group: &RowSoftmax,
+        direct: &HashMap<tensor::ValueId, BufferId>,
+    ) -> Result<Vec<Inst>, LowerError> {
+        let src = self.src;
+        let result = |k: usize| src.ops.get(k).map(|op| op.result);
+        let name = result(group.div)
+            .and_then(|v| self.value_def(v).ok())
+            .map_or_else(String::new, |d| d.name.clone());
+        let context = |e: String| self.error(format!("the softmax group of %{name}: {e}"));
+        let shape = softmax::shape(src, group).map_err(context)?;
+        let div = src.ops.get(group.div);
+        let Some((OpKind::Generic(d), div_value)) = div.map(|op| (&op.kind, op.result)) else {
+            return Err(context("the division is missing".into()));
+        };
+        let Some(Schedule::Softmax(s)) = &d.schedule else {
+            return Err(context("the division has no `softmax` schedule".into()));
+        };
+        let plan = Plan::from_schedule(d, s).map_err(context)?;
+        let p = self.result_buffer(div_value, direct)?;
+        let mut escaping = |k: usize, map: &[tensor::AxisMap]| -> Result<_, LowerError> {
+            match result(k) {
+                Some(v) if group.escapes.contains(&v) => {
+                    Ok(Some((self.result_buffer(v, direct)?, map.to_vec())))
+                }
+                _ => Ok(None),
+            }
+        };
+        let targets = softmax::Targets {
+            max: escaping(group.max, &shape.max_map)?,
+            exp: escaping(group.exp, &shape.exp_map)?,
+            sum: escaping(group.sum, &shape.sum_map)?,
+            p,
+        };
+        softmax::lower_softmax(self, &shape, plan, &targets).map_err(|e| LowerError {
+            func: e.func,
+            message: format!("the softmax group of %{name}: {}", e.message),
+        })
     }
 
     /// A parallel nest copying every element of `src` into `dst` (same dtype and shape).
@@ -378,4 +448,22 @@ impl<'m> FnLowerer<'m> {
         }
         Ok(inner)
     }
+}
+
+/// The row-softmax groups of `f` whose division has a `softmax` schedule, once each.
+fn fused_softmax_groups(f: &tensor::Function) -> Vec<RowSoftmax> {
+    let mut groups: Vec<RowSoftmax> = Vec::new();
+    for class in crate::analysis::classify_function(f) {
+        let OpClass::RowSoftmax(g) = class else {
+            continue;
+        };
+        let scheduled = f.ops.get(g.div).is_some_and(|op| {
+            let OpKind::Generic(d) = &op.kind;
+            matches!(d.schedule, Some(Schedule::Softmax(_)))
+        });
+        if scheduled && !groups.iter().any(|h| h.div == g.div) {
+            groups.push(g);
+        }
+    }
+    groups
 }

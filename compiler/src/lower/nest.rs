@@ -250,13 +250,15 @@ struct Nest<'a, 'm> {
 }
 
 /// One loop to build for an index: where it starts and ends, its step and copies.
-struct Variant {
-    lower: ValueId,
-    upper: ValueId,
+pub(super) struct Variant {
+    /// First value of the loop variable.
+    pub lower: ValueId,
+    /// Bound of the loop variable.
+    pub upper: ValueId,
     /// Points per copy: the lanes of a vector loop, else 1.
-    lanes: u64,
+    pub lanes: u64,
     /// Copies per iteration.
-    copies: u64,
+    pub copies: u64,
 }
 
 impl Nest<'_, '_> {
@@ -297,104 +299,10 @@ impl Nest<'_, '_> {
         Ok(())
     }
 
-    /// The loops index `x` runs: main, vector remainder and tail, as its unroll factor and
-    /// vectorisation need, leaving out those that are known to be empty.
+    /// The loops index `x` runs (see [`variants`]).
     fn variants(&mut self, x: IndexId, lanes: Option<u32>) -> Result<Vec<Variant>, LowerError> {
-        let u = self
-            .plan
-            .unroll
-            .get(x.0 as usize)
-            .copied()
-            .unwrap_or(1)
-            .max(1);
-        let lanes = u64::from(lanes.unwrap_or(1));
-        let extent = self
-            .g
-            .indices
-            .get(x.0 as usize)
-            .map(|d| d.extent.clone())
-            .ok_or_else(|| self.b.fl.error(format!("index #{} is out of range", x.0)))?;
-        let n = self.b.fl.extent(&extent)?;
-        let known = self.b.fl.known_extent(&extent);
-        let zero = self.b.fl.index_const(0);
-        // (points per copy, copies) of each loop, widest first.
-        let mut shapes = vec![(lanes, u)];
-        if lanes > 1 && u > 1 {
-            shapes.push((lanes, 1));
-        }
-        if lanes > 1 || u > 1 {
-            shapes.push((1, 1));
-        }
-        let mut out = Vec::new();
-        let mut lower = zero;
-        let mut lower_known = Some(0u64);
-        for (k, &(l, c)) in shapes.iter().enumerate() {
-            let step = l * c;
-            let last = k + 1 == shapes.len();
-            let (upper, upper_known) = if last {
-                (n, known)
-            } else {
-                match known {
-                    Some(n) => {
-                        let e = n - n % step;
-                        (self.b.fl.index_const_u64(e)?, Some(e))
-                    }
-                    None => (self.floor_multiple(n, step)?, None),
-                }
-            };
-            let empty = matches!((lower_known, upper_known), (Some(a), Some(b)) if b <= a);
-            if !empty {
-                out.push(Variant {
-                    lower,
-                    upper,
-                    lanes: l,
-                    copies: c,
-                });
-            }
-            lower = upper;
-            lower_known = upper_known;
-        }
-        Ok(out)
-    }
-
-    /// The largest multiple of `step` not above `n` (at least 0), computed at the current level.
-    // TODO(vector): one `irem` once the loop IR has it; until then a counting loop.
-    fn floor_multiple(&mut self, n: ValueId, step: u64) -> Result<ValueId, LowerError> {
-        let d = self.b.depth();
-        let zero = self.b.fl.index_const(0);
-        let step_v = self.b.fl.index_const_u64(step)?;
-        let below = self.b.fl.index_const_u64(step - 1)?;
-        let hi = self
-            .b
-            .emit(d, Op::IndexArith(IndexOp::Sub, n, below), Type::Index)?;
-        let var = self.b.fl.named_value("t", Type::Index);
-        let arg = self.b.fl.new_value("end", Type::Index);
-        let result = self.b.fl.new_value("end", Type::Index);
-        let next = self.b.fl.new_value("end", Type::Index);
-        self.b.push(
-            d,
-            Inst::For(Box::new(For {
-                var,
-                lower: zero,
-                upper: hi,
-                step,
-                parallel: false,
-                unroll: None,
-                carried: vec![Carried {
-                    arg,
-                    init: zero,
-                    result,
-                }],
-                body: Block {
-                    insts: vec![Inst::Assign {
-                        result: next,
-                        op: Op::IndexArith(IndexOp::Add, var, step_v),
-                    }],
-                },
-                yields: vec![next],
-            })),
-        )?;
-        Ok(result)
+        let u = self.plan.unroll.get(x.0 as usize).copied().unwrap_or(1);
+        variants(&mut self.b, self.g, x, u, lanes)
     }
 
     /// One loop over `x` (a variant), at level `pos`, carrying the accumulators when inside
@@ -434,16 +342,8 @@ impl Nest<'_, '_> {
             self.set_flat_accs(&inner);
         }
         self.b.open();
-        // The copies' values of `x`: var, var + lanes, var + 2·lanes, ...
         let saved = std::mem::take(&mut self.offsets[x.0 as usize]);
-        let mut values = vec![var];
-        for c in 1..variant.copies {
-            let off = self.b.fl.index_const_u64(c * variant.lanes)?;
-            values.push(
-                self.b
-                    .emit(depth, Op::IndexArith(IndexOp::Add, var, off), Type::Index)?,
-            );
-        }
+        let values = copy_values(&mut self.b, depth, var, variant)?;
         self.offsets[x.0 as usize] = values;
         let was_vector = self.in_vector;
         if variant.lanes > 1 {
@@ -894,8 +794,94 @@ impl Nest<'_, '_> {
     }
 }
 
+/// The loops index `x` of `g` runs when unrolled by `unroll` and, with `lanes`, vectorised: a
+/// main loop of `unroll` copies (of `lanes` points each), a loop of one vector when both are
+/// above 1, and a scalar tail, leaving out those known to be empty. Bounds are computed at the
+/// current level of `b`.
+pub(super) fn variants(
+    b: &mut BodyLowerer,
+    g: &Generic,
+    x: IndexId,
+    unroll: u64,
+    lanes: Option<u32>,
+) -> Result<Vec<Variant>, LowerError> {
+    let u = unroll.max(1);
+    let lanes = u64::from(lanes.unwrap_or(1));
+    let extent = g
+        .indices
+        .get(x.0 as usize)
+        .map(|d| d.extent.clone())
+        .ok_or_else(|| b.fl.error(format!("index #{} is out of range", x.0)))?;
+    let n = b.fl.extent(&extent)?;
+    let known = b.fl.known_extent(&extent);
+    let zero = b.fl.index_const(0);
+    // (points per copy, copies) of each loop, widest first.
+    let mut shapes = vec![(lanes, u)];
+    if lanes > 1 && u > 1 {
+        shapes.push((lanes, 1));
+    }
+    if lanes > 1 || u > 1 {
+        shapes.push((1, 1));
+    }
+    let mut out = Vec::new();
+    let mut lower = zero;
+    let mut lower_known = Some(0u64);
+    for (k, &(l, c)) in shapes.iter().enumerate() {
+        let step = l * c;
+        let last = k + 1 == shapes.len();
+        let (upper, upper_known) = if last {
+            (n, known)
+        } else {
+            match known {
+                Some(n) => {
+                    let e = n - n % step;
+                    (b.fl.index_const_u64(e)?, Some(e))
+                }
+                None => (floor_multiple(b, n, step)?, None),
+            }
+        };
+        let empty = matches!((lower_known, upper_known), (Some(a), Some(b)) if b <= a);
+        if !empty {
+            out.push(Variant {
+                lower,
+                upper,
+                lanes: l,
+                copies: c,
+            });
+        }
+        lower = upper;
+        lower_known = upper_known;
+    }
+    Ok(out)
+}
+
+/// The largest multiple of `step` not above `n` (`n` is not negative), computed at the current
+/// level of `b`.
+fn floor_multiple(b: &mut BodyLowerer, n: ValueId, step: u64) -> Result<ValueId, LowerError> {
+    let d = b.depth();
+    let step = b.fl.index_const_u64(step)?;
+    let r = b.emit(d, Op::IndexArith(IndexOp::Rem, n, step), Type::Index)?;
+    b.emit(d, Op::IndexArith(IndexOp::Sub, n, r), Type::Index)
+}
+
+/// The values of a loop variable `var` in the copies of one iteration of `variant`: `var`,
+/// `var + lanes`, `var + 2·lanes`, ... (computed at level `depth`, the loop's body).
+pub(super) fn copy_values(
+    b: &mut BodyLowerer,
+    depth: usize,
+    var: ValueId,
+    variant: &Variant,
+) -> Result<Vec<ValueId>, LowerError> {
+    let mut values = vec![var];
+    for c in 1..variant.copies {
+        let off = b.fl.index_const_u64(c * variant.lanes)?;
+        values.push(b.emit(depth, Op::IndexArith(IndexOp::Add, var, off), Type::Index)?);
+    }
+    Ok(values)
+}
+
 /// Every combination of coordinates `0..radix[k]`, the first coordinate most significant.
-fn product(radix: &[usize]) -> Vec<Vec<usize>> {
+pub(super) fn product(radix: &[usize]) -> Vec<Vec<usize>> {
     let mut out = vec![Vec::new()];
     for &r in radix {
         let mut next = Vec::with_capacity(out.len() * r);

@@ -1,12 +1,19 @@
-//! `dce`: dead-code elimination. Drops every op whose result no result and no live op reads,
-//! then renumbers the function's values so that every remaining value is defined.
+//! `dce`: dead-code elimination across the whole module.
+//!
+//! - In every op, the inputs its body never reads are dropped (the others keep their order),
+//!   so that a value read only through such an input is not kept alive by it.
+//! - In every function, every op whose result no result and no live op reads is dropped, and
+//!   the values are renumbered so that every remaining value is defined.
+//!
+//! The module's dims stay, even those no function mentions any more: they are part of every
+//! kernel's interface (`einc_K_info` lists them).
 //!
 //! Requires: verified tensor IR. Guarantees: verified tensor IR computing the same results
 //! (ops have no side effects, so an unread value cannot matter); parameters are kept even when
 //! unread, since they are the kernel's signature; the order of the remaining ops is unchanged.
 
 use super::TensorPass;
-use crate::ir::tensor::builder::compact;
+use crate::ir::tensor::builder::{compact, drop_unread_inputs};
 use crate::ir::tensor::{Function, Module, OpKind, ValueId};
 
 /// The `dce` pass.
@@ -17,6 +24,10 @@ impl TensorPass for Dce {
     fn run_tensor(&self, m: &mut Module) -> bool {
         let mut changed = false;
         for f in &mut m.funcs {
+            for op in &mut f.ops {
+                let OpKind::Generic(g) = &mut op.kind;
+                changed |= drop_unread_inputs(g);
+            }
             changed |= dce_function(f);
         }
         changed

@@ -6,6 +6,10 @@
 //! Each pass is one file with a doc comment saying what it requires and what it guarantees;
 //! the catalogue with examples is `docs/passes.md`.
 
+pub mod canonicalize;
+pub mod const_fold;
+pub mod contraction_path;
+pub mod cse;
 pub mod dce;
 pub mod delta_elim;
 pub mod emit_clif;
@@ -20,7 +24,7 @@ pub mod registry;
 mod rewrite;
 pub mod strength_reduce;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 pub mod unroll;
 
 use crate::codegen::Target;

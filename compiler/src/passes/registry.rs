@@ -4,9 +4,10 @@
 //! and in which order, is written out in `compile.rs`.
 
 use super::{
-    dce, delta_elim, emit_clif, eps_expand, licm, lower_to_loops, strength_reduce, unroll, Level,
-    Pass, PassContext,
+    canonicalize, const_fold, contraction_path, cse, dce, delta_elim, emit_clif, eps_expand, licm,
+    lower_to_loops, strength_reduce, unroll, Level, Pass, PassContext,
 };
+use crate::paths::{Algorithm, PathOptions};
 
 /// An option a pass takes in a pipeline string (`eps-expand{max-rank=5}`). Every option is an
 /// unsigned integer with a default and an inclusive range; it may also accept keywords that
@@ -130,8 +131,73 @@ pub static PASSES: &[PassInfo] = &[
         },
     },
     PassInfo {
+        name: "canonicalize",
+        summary: "move the factors of a sum that do not vary with the summed indices into a map \
+                  applied to its result",
+        input: Level::Tensor,
+        output: Level::Tensor,
+        options: &[],
+        build: |_, _| Box::new(canonicalize::Canonicalize),
+    },
+    PassInfo {
+        name: "contraction-path",
+        summary: "split N-ary products into pairwise contractions in the order of least FLOPs",
+        input: Level::Tensor,
+        output: Level::Tensor,
+        options: &[
+            OptionSpec {
+                name: "optimize",
+                doc: "the path search: auto, optimal, dp or greedy",
+                default: 0,
+                min: 1,
+                max: 0,
+                keywords: &[("auto", 0), ("optimal", 1), ("dp", 2), ("greedy", 3)],
+            },
+            OptionSpec {
+                name: "memory-limit",
+                doc: "the largest intermediate allowed, in elements (none: no limit)",
+                default: 0,
+                min: 1,
+                max: u64::MAX,
+                keywords: &[("none", 0)],
+            },
+        ],
+        build: |o, ctx| {
+            // The keywords number the algorithms in `Algorithm::ALL` order.
+            let algorithm = o
+                .get("optimize")
+                .and_then(|v| Algorithm::ALL.get(v as usize).copied())
+                .unwrap_or_default();
+            Box::new(contraction_path::ContractionPath {
+                options: PathOptions {
+                    algorithm,
+                    memory_limit: o.get("memory-limit").filter(|&l| l > 0).map(u128::from),
+                },
+                dims: ctx.dims.clone(),
+            })
+        },
+    },
+    PassInfo {
+        name: "cse",
+        summary: "merge ops that compute the same value and read earlier maps instead of \
+                  recomputing their bodies",
+        input: Level::Tensor,
+        output: Level::Tensor,
+        options: &[],
+        build: |_, _| Box::new(cse::Cse),
+    },
+    PassInfo {
+        name: "const-fold",
+        summary: "evaluate constant expressions and fixed dims, apply exact identities, \
+                  propagate constant maps",
+        input: Level::Tensor,
+        output: Level::Tensor,
+        options: &[],
+        build: |_, _| Box::new(const_fold::ConstFold),
+    },
+    PassInfo {
         name: "dce",
-        summary: "drop ops whose results nothing uses",
+        summary: "drop unread inputs, ops whose results nothing uses and dims nothing mentions",
         input: Level::Tensor,
         output: Level::Tensor,
         options: &[],

@@ -16,7 +16,7 @@ use einc_runtime::{Array, Buffer, DType};
 use std::collections::HashMap;
 
 /// Random inputs for `f`, with symbolic dims bound from `sizes`.
-fn random_inputs(
+pub(crate) fn random_inputs(
     m: &Module,
     f: &Function,
     sizes: &HashMap<&str, usize>,
@@ -54,7 +54,7 @@ fn random_inputs(
 }
 
 /// Runs `pipeline` with verification after every pass.
-fn optimise(m: &Module, pipeline: &str) -> Module {
+pub(crate) fn optimise(m: &Module, pipeline: &str) -> Module {
     let p = Pipeline::parse(pipeline).unwrap();
     let opts = RunOptions {
         verify_each: true,
@@ -68,7 +68,7 @@ fn optimise(m: &Module, pipeline: &str) -> Module {
 
 /// The bits of every element (so that the comparison is exact, NaN included), with -0 read as
 /// +0: the passes guarantee identical values up to the sign of zero.
-fn bits(arrays: &[Array]) -> Vec<Vec<u64>> {
+pub(crate) fn bits(arrays: &[Array]) -> Vec<Vec<u64>> {
     arrays
         .iter()
         .map(|a| {
@@ -82,7 +82,12 @@ fn bits(arrays: &[Array]) -> Vec<Vec<u64>> {
 
 /// Runs every function of `m` before and after `pipeline` on a few random inputs; returns the
 /// optimised module. `exact` asks for bit-identical results, otherwise a relative 1e-5.
-fn check_preserved(m: &Module, pipeline: &str, sizes: &[(&str, usize)], exact: bool) -> Module {
+pub(crate) fn check_preserved(
+    m: &Module,
+    pipeline: &str,
+    sizes: &[(&str, usize)],
+    exact: bool,
+) -> Module {
     let out = optimise(m, pipeline);
     let sizes: HashMap<&str, usize> = sizes.iter().copied().collect();
     let mut rng = Rng::new(0x9E37_79B9_7F4A_7C15);
@@ -244,7 +249,7 @@ fn rarer_delta_and_eps_forms_keep_their_values() {
     // delta(i, l, j) with l summed keeps a delta over the two outputs.
     assert!(
         text.contains(
-            "%k = generic (i: N, j: N) ins(%x[i]) -> [i, j] { mul(delta<f32>(i, j), %0) } : f32"
+            "%k = generic (i: N, j: N) ins(%x[i]) -> [i, j] { mul(%0, delta<f32>(i, j)) } : f32"
         ),
         "{text}"
     );

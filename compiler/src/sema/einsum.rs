@@ -1,6 +1,7 @@
 //! numpy einsum semantics: a subscripts string and operand types in, an [`EinsumPlan`] out
 //! (every label with its extent, the operand axes that carry it, free or summed; the result
-//! type; the multiply-add count), then one [`Generic`] op computing it.
+//! type), then one [`Generic`] op computing it. (What it costs is the business of
+//! [`crate::paths::cost`], the one cost model.)
 //!
 //! The rules are numpy's, including the corners listed in the conformance corpus README:
 //! implicit mode (output = labels seen exactly once, in ASCII order, after the `...` dims),
@@ -129,47 +130,6 @@ pub struct EinsumPlan {
     pub explicit: bool,
     /// Remarks about a valid but possibly surprising einsum.
     pub notes: Vec<EinsumNote>,
-}
-
-impl EinsumPlan {
-    /// The number of multiply-adds of a naive evaluation: one per point of the iteration space
-    /// (the product of all label extents). `dim` gives the value of a symbolic extent; `None`
-    /// when one is unknown or the product overflows `u128`.
-    pub fn multiply_adds(&self, dim: impl Fn(&str) -> Option<u64>) -> Option<u128> {
-        self.labels.iter().try_fold(1u128, |acc, l| {
-            let n = match &l.extent {
-                Extent::Fixed(n) => *n,
-                Extent::Dim(name) => dim(name)?,
-            };
-            acc.checked_mul(u128::from(n))
-        })
-    }
-
-    /// The multiply-add count as a formula: the product of the literal extents, then each
-    /// symbolic extent in label order (`T*T*K`, `12*T`, `60`).
-    pub fn multiply_adds_display(&self) -> String {
-        let mut coefficient: Option<u128> = Some(1);
-        let mut symbols = Vec::new();
-        for l in &self.labels {
-            match &l.extent {
-                Extent::Fixed(n) => {
-                    coefficient = coefficient.and_then(|c| c.checked_mul((*n).into()))
-                }
-                Extent::Dim(name) => symbols.push(name.as_str()),
-            }
-        }
-        let coefficient = match coefficient {
-            Some(c) => c.to_string(),
-            None => "(more than 2^128)".to_string(),
-        };
-        if symbols.is_empty() {
-            coefficient
-        } else if coefficient == "1" {
-            symbols.join("*")
-        } else {
-            format!("{coefficient}*{}", symbols.join("*"))
-        }
-    }
 }
 
 /// Shows an extent as a user wrote it: a number or a dim name.

@@ -55,7 +55,7 @@ pub(crate) fn check(
                 types.push(ty.ir());
             }
             other => {
-                if let Some(d) = name_error(a, other, true) {
+                if let Some(d) = name_error(scope, a, other, true) {
                     diags.push(d);
                 }
                 ok = false;

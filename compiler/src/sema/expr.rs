@@ -5,17 +5,19 @@
 
 use super::scope::{Lookup, Scope};
 use super::types::{Axis, Ext, Idx, TCond, TExpr, TKind, Ty};
-use crate::diag::{Diagnostic, Span};
+use crate::diag::{closest, Diagnostic, Span};
 use crate::ir::tensor::{BinaryFn, CmpOp, ReduceKind, UnaryFn};
 use crate::syntax::ast::{self, BinOp, Expr, ExprKind, IndexExpr, UnOp};
 use einc_runtime::{DType, Scalar};
 use std::collections::{HashMap, HashSet};
 
-/// The elementwise functions, as listed in messages.
-const FUNCTIONS: &str = "exp, log, sqrt, rsqrt, tanh, sigmoid, relu, abs, neg, max, min, pow, \
-                         where, f32, f64, i32, i64";
-/// The reductions, as listed in messages.
-const REDUCTIONS: &str = "sum, max, min, prod, softmax, logsumexp";
+/// The elementwise functions (and casts), as messages list them.
+const FUNCTIONS: &[&str] = &[
+    "exp", "log", "sqrt", "rsqrt", "tanh", "sigmoid", "relu", "abs", "neg", "max", "min", "pow",
+    "where", "f32", "f64", "i32", "i64",
+];
+/// The reductions, as messages list them.
+const REDUCTIONS: &[&str] = &["sum", "max", "min", "prod", "softmax", "logsumexp"];
 
 /// The statement's left-hand side as analysis needs it.
 pub(crate) struct Target<'a> {
@@ -25,6 +27,11 @@ pub(crate) struct Target<'a> {
     pub lhs: &'a [Idx],
     /// The declared type, for outputs.
     pub declared: Option<&'a Ty>,
+    /// The extents written at indices (`i: N`), resolved.
+    pub extents: &'a [(Idx, Ext)],
+    /// The extent of every axis of the kernel's signature, when they all have the same one:
+    /// what an index that only `delta` uses ranges over.
+    pub only_extent: Option<&'a Ext>,
 }
 
 /// A checked statement.
@@ -37,17 +44,22 @@ pub(crate) struct Analysis {
     pub dtype: DType,
 }
 
-/// One axis addressed by an index variable.
+/// One axis addressed by an index variable (or an extent written at it).
 struct Use {
     idx: Idx,
     ext: Ext,
-    tensor: String,
+    /// Where, for messages: "in `A`", "in the annotation `i: N`".
+    place: String,
 }
 
 /// State of the analysis of one statement.
 struct Cx<'a> {
     scope: &'a Scope<'a>,
     diags: &'a mut Vec<Diagnostic>,
+    /// The tensor the statement defines.
+    target: String,
+    /// The indices whose extent is written in the statement (`i: N`).
+    annotated: Vec<String>,
     lhs: Vec<String>,
     uses: Vec<Use>,
     deltas: Vec<(Vec<Idx>, Span)>,
@@ -78,6 +90,8 @@ pub(crate) fn analyze(
     let mut cx = Cx {
         scope,
         diags,
+        target: target.name.to_string(),
+        annotated: target.extents.iter().map(|(i, _)| i.name.clone()).collect(),
         lhs: lhs.clone(),
         uses: Vec::new(),
         deltas: Vec::new(),
@@ -87,6 +101,12 @@ pub(crate) fn analyze(
         depth: 0,
     };
     let mut root = cx.sum_expr(value, &lhs)?;
+    // After the accesses, so that a disagreement is reported at the annotation.
+    cx.uses.extend(target.extents.iter().map(|(idx, ext)| Use {
+        idx: idx.clone(),
+        ext: ext.clone(),
+        place: format!("in the annotation `{}: {}`", idx.name, ext.shown),
+    }));
     let balanced = cx.check_balance(target, &root);
     let extents = cx.resolve_extents(target);
     let (true, Some(extents)) = (balanced, extents) else {
@@ -141,6 +161,56 @@ fn leaf(kind: TKind, dtype: Option<DType>, span: Span) -> TExpr {
         escapes: Vec::new(),
         span,
     }
+}
+
+/// Whether `e` uses the `@` operator anywhere.
+pub(crate) fn uses_matmul(e: &Expr) -> bool {
+    match &e.kind {
+        ExprKind::Binary(BinOp::MatMul, ..) => true,
+        ExprKind::Binary(_, a, b) => uses_matmul(a) || uses_matmul(b),
+        ExprKind::Unary(_, a) => uses_matmul(a),
+        ExprKind::Call { args, .. } => args.iter().any(uses_matmul),
+        ExprKind::Reduce { body, .. } => uses_matmul(body),
+        ExprKind::Number(_)
+        | ExprKind::Inf
+        | ExprKind::Name(_)
+        | ExprKind::Access { .. }
+        | ExprKind::Einsum { .. }
+        | ExprKind::Error => false,
+    }
+}
+
+/// The indices of `A @ B` as numpy's `matmul` pairs them, for operands of ranks `ra`, `rb` (at
+/// least 1): the last axis of `A` with the first axis of a vector `B`, or with the next-to-last
+/// of a matrix (or stack of matrices), whose leading batch axes align from the right. Returns
+/// the indices of `A`, of `B` and of the result.
+fn matmul_indices(ra: usize, rb: usize) -> (Vec<String>, Vec<String>, Vec<String>) {
+    const BATCH: [&str; 6] = ["b", "h", "g", "f", "e", "d"];
+    let batch_a = ra.saturating_sub(2);
+    let batch_b = rb.saturating_sub(2);
+    let batch = batch_a.max(batch_b);
+    let names: Vec<String> = (0..batch)
+        .map(|n| {
+            BATCH
+                .get(n)
+                .map_or_else(|| format!("b{n}"), |b| (*b).to_string())
+        })
+        .collect();
+    let (i, j, k) = ("i".to_string(), "j".to_string(), "k".to_string());
+    let mut a: Vec<String> = names[batch - batch_a..].to_vec();
+    let mut b: Vec<String> = names[batch - batch_b..].to_vec();
+    let mut out: Vec<String> = names.clone();
+    if ra >= 2 {
+        a.push(i.clone());
+        out.push(i);
+    }
+    a.push(j.clone());
+    b.push(j);
+    if rb >= 2 {
+        b.push(k.clone());
+        out.push(k);
+    }
+    (a, b, out)
 }
 
 /// Brackets with `rank` example index names (`[i, j]`; empty for rank 0), for hints.
@@ -356,6 +426,9 @@ impl Cx<'_> {
             ExprKind::Access { tensor, indices } => self.access(tensor, indices, e.span),
             ExprKind::Call { func, args } => self.call(func, args, e.span, prot),
             ExprKind::Reduce { op, indices, body } => self.reduce(op, indices, body, e.span, prot),
+            // A statement that did not parse is never analysed; nothing more to say.
+            ExprKind::Error => None,
+            ExprKind::Binary(BinOp::MatMul, l, r) => self.matmul(l, r, e.span),
             ExprKind::Einsum { .. } => self.error(
                 Diagnostic::error(e.span, "`einsum(...)` must be the whole right-hand side")
                     .with_label("einsum inside an expression")
@@ -380,6 +453,44 @@ impl Cx<'_> {
             // Sums reach here as factors of a product; products and negations never do.
             _ => self.sum_expr(e, prot),
         }
+    }
+
+    /// `A @ B`: not index notation. The hint writes the product numpy's `@` computes, with
+    /// indices, when both operands are tensors named bare.
+    #[cold]
+    fn matmul(&mut self, a: &Expr, b: &Expr, span: Span) -> Option<TExpr> {
+        let rank = |e: &Expr| match &e.kind {
+            ExprKind::Name(id) => match self.scope.lookup(&id.name) {
+                Lookup::Tensor { ty, .. } => Some((id.name.clone(), ty.shape.len())),
+                _ => None,
+            },
+            _ => None,
+        };
+        let help = match (rank(a), rank(b)) {
+            (Some((an, ar)), Some((bn, br))) if ar >= 1 && br >= 1 => {
+                let (ai, bi, out) = matmul_indices(ar, br);
+                format!(
+                    "a product is written with a repeated index, which is summed: `{}{} = \
+                     {an}[{}] * {bn}[{}]`",
+                    self.target,
+                    if out.is_empty() {
+                        String::new()
+                    } else {
+                        format!("[{}]", out.join(", "))
+                    },
+                    ai.join(", "),
+                    bi.join(", ")
+                )
+            }
+            _ => "a product is written with a repeated index, which is summed: \
+                  `y[i] = A[i, j] * x[j]`"
+                .to_string(),
+        };
+        self.error(
+            Diagnostic::error(span, "`@` is not an operator of index notation")
+                .with_label("matrix product written with `@`")
+                .with_help(help),
+        )
     }
 
     fn unary(&mut self, f: UnaryFn, a: TExpr, span: Span) -> TExpr {
@@ -477,7 +588,7 @@ impl Cx<'_> {
 
     /// Reports a name that does not denote a usable tensor.
     fn bad_name(&mut self, id: &ast::Ident, found: Lookup<'_>, indexed: bool) -> Option<TExpr> {
-        if let Some(d) = name_error(id, found, indexed) {
+        if let Some(d) = name_error(self.scope, id, found, indexed) {
             self.diags.push(d);
         }
         None
@@ -533,7 +644,7 @@ impl Cx<'_> {
                             span: id.span,
                         },
                         ext: ext.clone(),
-                        tensor: tensor.name.clone(),
+                        place: format!("in `{}`", tensor.name),
                     });
                     axes.push(Axis::Var(id.name.clone()));
                 }
@@ -602,7 +713,7 @@ impl Cx<'_> {
                 self.uses.push(Use {
                     idx: v,
                     ext: Ext::fixed(n),
-                    tensor: "eps".to_string(),
+                    place: "in `eps`".to_string(),
                 });
             }
             TKind::Eps(names)
@@ -734,14 +845,26 @@ impl Cx<'_> {
                 .with_label("called like a function")
                 .with_help(format!("write {name}[j](...) to work along j")),
             ),
-            _ => self.error(
-                Diagnostic::error(func.span, format!("unknown function `{name}`"))
-                    .with_label("not an elementwise function")
-                    .with_help(format!(
-                        "the functions are {FUNCTIONS}; the reductions ({REDUCTIONS}) are \
-                         written with indices, e.g. sum[j](...)"
-                    )),
-            ),
+            _ => {
+                let candidates = FUNCTIONS.iter().chain(REDUCTIONS).copied();
+                let help = match closest(name, candidates) {
+                    Some(r) if REDUCTIONS.contains(&r) && !FUNCTIONS.contains(&r) => {
+                        format!("did you mean the reduction `{r}[j](...)`?")
+                    }
+                    Some(f) => format!("did you mean `{f}`?"),
+                    None => format!(
+                        "the functions are {}; the reductions ({}) are written with indices, \
+                         e.g. sum[j](...)",
+                        FUNCTIONS.join(", "),
+                        REDUCTIONS.join(", ")
+                    ),
+                };
+                self.error(
+                    Diagnostic::error(func.span, format!("unknown function `{name}`"))
+                        .with_label("not an elementwise function")
+                        .with_help(help),
+                )
+            }
         }
     }
 
@@ -826,7 +949,10 @@ impl Cx<'_> {
                 return self.error(
                     Diagnostic::error(op.span, format!("unknown reduction `{other}`"))
                         .with_label("not a reduction")
-                        .with_help(format!("the reductions are {REDUCTIONS}")),
+                        .with_help(match closest(other, REDUCTIONS.iter().copied()) {
+                            Some(r) => format!("did you mean `{r}`?"),
+                            None => format!("the reductions are {}", REDUCTIONS.join(", ")),
+                        }),
                 )
             }
         };
@@ -866,7 +992,10 @@ impl Cx<'_> {
         inner.extend(along.iter().cloned());
         let b = self.sum_expr(body, &inner)?;
         for j in indices {
-            if !b.escapes.iter().any(|e| e.name == j.name) {
+            // `sum[j: 5](1)` is 5: with its extent written, a plain reduction may work along
+            // an index its operand does not use.
+            let written = matches!(r, R::Plain(_)) && self.annotated.contains(&j.name);
+            if !written && !b.escapes.iter().any(|e| e.name == j.name) {
                 self.diags.push(
                     Diagnostic::error(
                         j.span,
@@ -967,14 +1096,14 @@ impl Cx<'_> {
                         let d = mismatch(
                             name,
                             (prev, *pspan, ptensor),
-                            (&u.ext, u.idx.span, &u.tensor),
+                            (&u.ext, u.idx.span, &u.place),
                         );
                         self.diags.push(d);
                     }
                 }
                 Some(_) => {}
                 None => {
-                    ext.insert(name.clone(), (u.ext, u.idx.span, u.tensor));
+                    ext.insert(name.clone(), (u.ext, u.idx.span, u.place));
                 }
             }
         }
@@ -986,7 +1115,7 @@ impl Cx<'_> {
                             let d = mismatch(
                                 &l.name,
                                 (prev, *pspan, ptensor),
-                                (decl, l.span, target.name),
+                                (decl, l.span, &format!("in `{}`", target.name)),
                             );
                             self.diags.push(d);
                         }
@@ -995,7 +1124,7 @@ impl Cx<'_> {
                     None => {
                         ext.insert(
                             l.name.clone(),
-                            (decl.clone(), l.span, target.name.to_string()),
+                            (decl.clone(), l.span, format!("in `{}`", target.name)),
                         );
                     }
                 }
@@ -1003,6 +1132,35 @@ impl Cx<'_> {
         }
         for (group, span) in std::mem::take(&mut self.deltas) {
             let known = group.iter().find_map(|i| ext.get(&i.name).cloned());
+            let known = known.or_else(|| {
+                // Nothing else gives these indices an extent (`t = delta[i, i]`): the one extent
+                // of the kernel's signature, if it has only one, is the space they range over.
+                let only = target.only_extent?;
+                let mut names: Vec<String> = Vec::new();
+                for i in &group {
+                    let n = format!("`{}`", i.name);
+                    if !names.contains(&n) {
+                        names.push(n);
+                    }
+                }
+                self.diags.push(
+                    Diagnostic::note(
+                        span,
+                        format!(
+                            "{} {} the extent {}, the only extent in the kernel's signature",
+                            names.join(", "),
+                            if names.len() == 1 { "takes" } else { "take" },
+                            only.shown
+                        ),
+                    )
+                    .with_label("no tensor gives this delta's indices an extent")
+                    .with_help(format!(
+                        "to say so in the statement, write `{}: {}` where the index is",
+                        group[0].name, only.shown
+                    )),
+                );
+                Some((only.clone(), span, "in the kernel's signature".to_string()))
+            });
             let Some((first, fspan, ftensor)) = known else {
                 continue;
             };
@@ -1042,8 +1200,9 @@ impl Cx<'_> {
                     )
                     .with_label("no tensor axis is addressed by this index")
                     .with_help(format!(
-                        "use `{}` to index a tensor in this statement (`delta` and conditions \
-                         do not fix an extent)",
+                        "use `{0}` to index a tensor in this statement, or write its extent where \
+                         it is: `{0}: N` (`delta[{0}: N, j]`, `sum[{0}: N](...)`); `delta` and \
+                         conditions do not fix an extent",
                         s.name
                     )),
                 );
@@ -1198,8 +1357,15 @@ fn has_float_literal(e: &TExpr) -> bool {
 /// The error for a name that does not denote a usable tensor (`None` when there is nothing
 /// new to say: a poisoned tensor was reported already). `indexed` tells whether it was written
 /// with brackets.
-pub(crate) fn name_error(id: &ast::Ident, found: Lookup<'_>, indexed: bool) -> Option<Diagnostic> {
+pub(crate) fn name_error(
+    scope: &Scope<'_>,
+    id: &ast::Ident,
+    found: Lookup<'_>,
+    indexed: bool,
+) -> Option<Diagnostic> {
     let n = &id.name;
+    let names = scope.names();
+    let similar = closest(n, names.iter().copied());
     Some(match found {
         Lookup::Poisoned | Lookup::Tensor { .. } => return None,
         Lookup::Dim => Diagnostic::error(id.span, format!("`{n}` is a dim, not a tensor"))
@@ -1223,14 +1389,22 @@ pub(crate) fn name_error(id: &ast::Ident, found: Lookup<'_>, indexed: bool) -> O
             format!("`{n}` is a built-in tensor and needs indices"),
         )
         .with_help(format!("write `{n}[i, j]`")),
-        Lookup::Unknown if indexed => Diagnostic::error(id.span, format!("unknown tensor `{n}`"))
-            .with_label("not a parameter, an output or a tensor defined above"),
+        Lookup::Unknown if indexed => {
+            let d = Diagnostic::error(id.span, format!("unknown tensor `{n}`"))
+                .with_label("not a parameter, an output or a tensor defined above");
+            match similar {
+                Some(t) => d.with_help(format!("did you mean `{t}`?")),
+                None => d,
+            }
+        }
         Lookup::Unknown => Diagnostic::error(id.span, format!("unknown name `{n}`"))
             .with_label("not a tensor or a dim")
-            .with_help(
-                "index variables are written in brackets (`A[i]`) or compared in a `where` \
-                 condition",
-            ),
+            .with_help(match similar {
+                Some(t) => format!("did you mean `{t}`?"),
+                None => "index variables are written in brackets (`A[i]`) or compared in a \
+                         `where` condition"
+                    .to_string(),
+            }),
     })
 }
 
@@ -1239,13 +1413,10 @@ fn mismatch(name: &str, first: (&Ext, Span, &str), second: (&Ext, Span, &str)) -
     let (e1, s1, t1) = first;
     let (e2, s2, t2) = second;
     let message = if e1.is_literal() && e2.is_literal() {
-        format!(
-            "`{name}` is {} in `{t1}` but {} in `{t2}`",
-            e1.shown, e2.shown
-        )
+        format!("`{name}` is {} {t1} but {} {t2}", e1.shown, e2.shown)
     } else {
         format!(
-            "`{name}` has extent {} in `{t1}` but {} in `{t2}`",
+            "`{name}` has extent {} {t1} but {} {t2}",
             e1.shown, e2.shown
         )
     };

@@ -8,7 +8,7 @@ use super::lower::Lowerer;
 use super::schedule;
 use super::scope::{Dims, Role, Scope, Sym};
 use super::types::{Ext, Idx, Ty};
-use crate::diag::{Diagnostic, Span};
+use crate::diag::{closest, Diagnostic, Span};
 use crate::ir::tensor::{Function, ResultDef, MAX_TENSOR_BYTES};
 use crate::syntax::ast::{self, ExprKind, IndexExpr, ShapeDim, TensorDecl};
 use crate::syntax::RESERVED;
@@ -30,6 +30,20 @@ pub(crate) fn check_reserved(id: &ast::Ident, what: &str, diags: &mut Vec<Diagno
     true
 }
 
+/// "undeclared dim `Mm`", with the closest declared dim as a hint.
+fn undeclared_dim(id: &ast::Ident, dims: &Dims) -> Diagnostic {
+    let help = match closest(&id.name, dims.names()) {
+        Some(d) => format!(
+            "did you mean `{d}`? Otherwise declare it at the top of the file: `dims {}`",
+            id.name
+        ),
+        None => format!("declare it at the top of the file: `dims {}`", id.name),
+    };
+    Diagnostic::error(id.span, format!("undeclared dim `{}`", id.name))
+        .with_label("not declared")
+        .with_help(help)
+}
+
 /// The type of a declaration, or `None` after reporting an undeclared dim.
 fn declared_type(decl: &TensorDecl, dims: &Dims, diags: &mut Vec<Diagnostic>) -> Option<Ty> {
     let mut shape = Vec::new();
@@ -40,14 +54,7 @@ fn declared_type(decl: &TensorDecl, dims: &Dims, diags: &mut Vec<Diagnostic>) ->
             ShapeDim::Named(id) => match dims.ext(&id.name) {
                 Some(e) => shape.push(e),
                 None => {
-                    diags.push(
-                        Diagnostic::error(id.span, format!("undeclared dim `{}`", id.name))
-                            .with_label("not declared")
-                            .with_help(format!(
-                                "declare it at the top of the file: `dims {}`",
-                                id.name
-                            )),
-                    );
+                    diags.push(undeclared_dim(id, dims));
                     ok = false;
                 }
             },
@@ -264,6 +271,51 @@ impl KernelCx<'_> {
         self.check_tensor_name(target)
     }
 
+    /// The `i: N` extents written in the statement, or `None` after reporting an undeclared
+    /// dim.
+    fn annotated_extents(&mut self, stmt: &ast::Stmt) -> Option<Vec<(Idx, Ext)>> {
+        let mut out = Vec::with_capacity(stmt.extents.len());
+        let mut ok = true;
+        for e in &stmt.extents {
+            let idx = Idx {
+                name: e.index.name.clone(),
+                span: e.index.span,
+            };
+            match &e.extent {
+                ShapeDim::Fixed(n, _) => out.push((idx, Ext::fixed(*n))),
+                ShapeDim::Named(id) => match self.dims.ext(&id.name) {
+                    Some(ext) => out.push((idx, ext)),
+                    None => {
+                        self.diags.push(undeclared_dim(id, self.dims));
+                        ok = false;
+                    }
+                },
+            }
+        }
+        ok.then_some(out)
+    }
+
+    /// The extent of every axis of the kernel's parameters and outputs, when there is exactly
+    /// one.
+    fn only_extent(&self) -> Option<Ext> {
+        let extents: Vec<&Ext> = self
+            .scope
+            .tensors
+            .values()
+            .filter(|sym| matches!(sym.role, Role::Param | Role::Output))
+            .flat_map(|sym| sym.ty.iter().flat_map(|t| &t.shape))
+            .collect();
+        let first = extents.first()?;
+        if extents.iter().any(|e| e.norm != first.norm) {
+            return None;
+        }
+        // The same extent may be written `N` or `3` (with `dims N = 3`): name it one way.
+        extents
+            .into_iter()
+            .min_by(|a, b| a.shown.cmp(&b.shown))
+            .cloned()
+    }
+
     /// The LHS indices, or `None` after reporting positions or repeats.
     fn lhs_indices(&mut self, stmt: &ast::Stmt) -> Option<Vec<Idx>> {
         let mut out: Vec<Idx> = Vec::new();
@@ -310,6 +362,14 @@ impl KernelCx<'_> {
 
     fn statement(&mut self, stmt: &ast::Stmt) {
         let target = &stmt.target;
+        if stmt.value.kind == ExprKind::Error {
+            // It did not parse (reported): only make sure its uses are not reported again.
+            if !self.defined_at.contains_key(&target.name) {
+                self.poison(target);
+                self.defined_at.insert(target.name.clone(), target.span);
+            }
+            return;
+        }
         if !self.check_target(target) {
             if !self.defined_at.contains_key(&target.name) {
                 self.poison(target);
@@ -369,7 +429,9 @@ impl KernelCx<'_> {
     ) -> Option<(crate::ir::tensor::ValueId, Ty)> {
         let lhs = self.lhs_indices(stmt)?;
         if let Some(ty) = declared {
-            if ty.shape.len() != lhs.len() {
+            // `y = A @ x` has no indices on the left because it is not index notation at all:
+            // the analysis says so, with the indexed form.
+            if ty.shape.len() != lhs.len() && !expr::uses_matmul(&stmt.value) {
                 let rank = ty.shape.len();
                 let decl = self
                     .scope
@@ -391,10 +453,14 @@ impl KernelCx<'_> {
                 return None;
             }
         }
+        let extents = self.annotated_extents(stmt)?;
+        let only_extent = self.only_extent();
         let target = Target {
             name: &stmt.target.name,
             lhs: &lhs,
             declared,
+            extents: &extents,
+            only_extent: only_extent.as_ref(),
         };
         let analysis = expr::analyze(&self.scope, &target, &stmt.value, self.diags)?;
         let lhs_names: Vec<String> = lhs.iter().map(|i| i.name.clone()).collect();

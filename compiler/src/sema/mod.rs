@@ -88,7 +88,7 @@ mod scope;
 mod types;
 
 use crate::autodiff::{self, GradError};
-use crate::diag::Diagnostic;
+use crate::diag::{closest, Diagnostic};
 use crate::ir::tensor::{Function, Module, MAX_EXTENT};
 use crate::syntax::ast::{self, Item};
 use scope::{DimEntry, Dims};
@@ -99,12 +99,13 @@ pub fn check_program(program: &ast::Program) -> (Option<Module>, Vec<Diagnostic>
     let mut diags = Vec::new();
     let dims = collect_dims(program, &mut diags);
     let mut funcs = Vec::new();
-    let mut kernels: Vec<(&ast::Ident, Option<&ast::Kernel>)> = Vec::new();
+    let mut kernels: Vec<(&ast::Ident, Entry<'_>)> = Vec::new();
     for item in &program.items {
         let (name, kernel) = match item {
             Item::Dims(_) => continue,
-            Item::Kernel(k) => (&k.name, Some(k)),
-            Item::Grad(g) => (&g.name, None),
+            Item::Kernel(k) => (&k.name, Entry::Kernel(k)),
+            Item::Grad(g) => (&g.name, Entry::Grad),
+            Item::Broken(name) => (name, Entry::Broken),
         };
         if let Some((prev, _)) = kernels.iter().find(|(n, _)| n.name == name.name) {
             diags.push(
@@ -119,7 +120,7 @@ pub fn check_program(program: &ast::Program) -> (Option<Module>, Vec<Diagnostic>
         }
         kernel::check_reserved(name, "kernel", &mut diags);
         kernels.push((name, kernel));
-        if let Some(k) = kernel {
+        if let Entry::Kernel(k) = kernel {
             if let Some(f) = kernel::check_kernel(k, &dims, &mut diags) {
                 funcs.push(f);
             }
@@ -143,16 +144,27 @@ pub fn check_program(program: &ast::Program) -> (Option<Module>, Vec<Diagnostic>
     (Some(module), diags)
 }
 
-/// Parse + check, for convenience (returns parse diagnostics if parsing fails).
+/// What a kernel name of the file stands for.
+#[derive(Clone, Copy)]
+enum Entry<'a> {
+    /// A kernel written out.
+    Kernel(&'a ast::Kernel),
+    /// A `grad` item.
+    Grad,
+    /// A kernel item that did not parse (its errors are reported).
+    Broken,
+}
+
+/// Parse + check: the parse errors, then the semantic errors of everything that parsed (the
+/// parser recovers at the next statement or item, and what it could not parse is not reported
+/// again), so one run reports every independent mistake.
 pub fn compile_source(text: &str) -> (Option<Module>, Vec<Diagnostic>) {
     let (program, parse_diags) = crate::syntax::parse(text);
-    if parse_diags.iter().any(Diagnostic::is_error) {
-        return (None, parse_diags);
-    }
     let (module, mut diags) = check_program(&program);
+    let parse_failed = parse_diags.iter().any(Diagnostic::is_error);
     let mut all = parse_diags;
     all.append(&mut diags);
-    (module, all)
+    (module.filter(|_| !parse_failed), all)
 }
 
 fn collect_dims(program: &ast::Program, diags: &mut Vec<Diagnostic>) -> Dims {
@@ -202,20 +214,24 @@ fn collect_dims(program: &ast::Program, diags: &mut Vec<Diagnostic>) -> Dims {
 /// parameters. Returns the derived function, or `None` after reporting why not.
 fn check_grad(
     g: &ast::GradKernel,
-    kernels: &[(&ast::Ident, Option<&ast::Kernel>)],
+    kernels: &[(&ast::Ident, Entry<'_>)],
     module: &Module,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<Function> {
-    let Some((of_name, _)) = kernels.iter().find(|(n, _)| n.name == g.of.name) else {
+    let Some((of_name, entry)) = kernels.iter().find(|(n, _)| n.name == g.of.name) else {
+        let help = match closest(&g.of.name, kernels.iter().map(|(n, _)| n.name.as_str())) {
+            Some(k) => format!("did you mean `{k}`?"),
+            None => "name a kernel defined in this file".to_string(),
+        };
         diags.push(
             Diagnostic::error(g.of.span, format!("no kernel named `{}`", g.of.name))
                 .with_label("grad of what?")
-                .with_help("name a kernel defined in this file"),
+                .with_help(help),
         );
         return None;
     };
     let Some(of) = module.func(&g.of.name) else {
-        if of_name.span.start > g.span.start {
+        if matches!(entry, Entry::Grad) && of_name.span.start > g.span.start {
             diags.push(
                 Diagnostic::error(
                     g.of.span,
@@ -244,7 +260,13 @@ fn check_grad(
                 )
                 .with_label("not a parameter")
                 .with_secondary(of_name.span, "kernel defined here")
-                .with_help(format!("its parameters are {}", params.join(", "))),
+                .with_help(match closest(&w.name, params.iter().copied()) {
+                    Some(p) => format!(
+                        "did you mean `{p}`? its parameters are {}",
+                        params.join(", ")
+                    ),
+                    None => format!("its parameters are {}", params.join(", ")),
+                }),
             );
             ok = false;
         }

@@ -28,6 +28,11 @@ impl Dims {
         self.entries.iter().find(|d| d.name == name)
     }
 
+    /// The dims' names, in declaration order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().map(|d| d.name.as_str())
+    }
+
     /// Adds a dim (the caller has checked that the name is new).
     pub fn add(&mut self, entry: DimEntry) {
         self.entries.push(entry);
@@ -169,6 +174,14 @@ impl<'d> Scope<'d> {
             return Lookup::Builtin;
         }
         Lookup::Unknown
+    }
+
+    /// Every tensor and dim name visible here (for "did you mean" hints).
+    pub fn names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.tensors.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        names.extend(self.dims.names());
+        names
     }
 
     /// True when `name` denotes nothing (so in a condition it is an index variable).

@@ -31,6 +31,9 @@ pub enum Item {
     Kernel(Kernel),
     /// `kernel name = grad(of, wrt: [A, B])`
     Grad(GradKernel),
+    /// A kernel item that did not parse (its errors are reported): its name, so that other
+    /// items referring to it are not reported again.
+    Broken(Ident),
 }
 
 /// `dims T, D = 16`: extents shared by every kernel in the file.
@@ -115,8 +118,20 @@ pub struct Stmt {
     pub value: Expr,
     /// `schedule KIND(...)` after the right-hand side: how the op defining the tensor runs.
     pub schedule: Option<ScheduleAnnotation>,
+    /// Extents written at indices (`i: N` in `delta[i: N, i]` or `sum[j: K](...)`), in source
+    /// order. An index has one extent in a statement, so each binds it for the whole statement.
+    pub extents: Vec<IndexExtent>,
     /// The whole statement (without its schedule annotation).
     pub span: Span,
+}
+
+/// `i: N` written where an index is: the index and its extent.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IndexExtent {
+    /// The index, where the annotation is written.
+    pub index: Ident,
+    /// Its extent: a dim name or a literal.
+    pub extent: ShapeDim,
 }
 
 /// `schedule gemm(mr = 4, kc = 128)` after a statement: a (possibly partial) schedule for the
@@ -186,6 +201,9 @@ pub enum BinOp {
     And,
     /// `||`
     Or,
+    /// `@`: not an operator of the language. The parser accepts it (at the binding strength of
+    /// `*`) so that `sema` can reject it with the index-notation form of the product.
+    MatMul,
 }
 
 impl BinOp {
@@ -204,6 +222,7 @@ impl BinOp {
             BinOp::Ne => "!=",
             BinOp::And => "&&",
             BinOp::Or => "||",
+            BinOp::MatMul => "@",
         }
     }
 }
@@ -261,4 +280,7 @@ pub enum ExprKind {
         /// The operand tensors.
         args: Vec<Ident>,
     },
+    /// The right-hand side of a statement that did not parse (its errors are reported): the
+    /// statement's target is known but not its value.
+    Error,
 }

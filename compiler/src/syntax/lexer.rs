@@ -108,6 +108,9 @@ pub enum Tok {
     /// `!`
     #[token("!")]
     Bang,
+    /// `@` (not an operator of the language; parsed so that it can be explained)
+    #[token("@")]
+    At,
     /// The end of the text (never produced by logos; appended by [`lex`]).
     Eof,
 }
@@ -146,6 +149,7 @@ impl Tok {
             Tok::AndAnd => "`&&`",
             Tok::OrOr => "`||`",
             Tok::Bang => "`!`",
+            Tok::At => "`@`",
             Tok::Eof => "the end of the file",
         }
     }
@@ -376,7 +380,7 @@ mod tests {
 
     #[test]
     fn a_run_of_junk_is_one_diagnostic() {
-        let (_, diags) = lex("x = $$$@ y");
+        let (_, diags) = lex("x = $$$` y");
         assert_eq!(diags.len(), 1);
         assert_eq!(
             diags[0].message,

@@ -6,11 +6,11 @@
 //! [`MAX_NESTING`], and every loop consumes a token or stops.
 
 use super::ast::{
-    BinOp, DimDecl, DimsDecl, Expr, ExprKind, GradKernel, Ident, IndexExpr, Item, Kernel, Program,
-    RawItem, RawValue, ScheduleAnnotation, ShapeDim, Stmt, TensorDecl, UnOp,
+    BinOp, DimDecl, DimsDecl, Expr, ExprKind, GradKernel, Ident, IndexExpr, IndexExtent, Item,
+    Kernel, Program, RawItem, RawValue, ScheduleAnnotation, ShapeDim, Stmt, TensorDecl, UnOp,
 };
 use super::lexer::{lex, Tok, Token};
-use crate::diag::{Diagnostic, Span};
+use crate::diag::{closest, Diagnostic, Span};
 use einc_runtime::DType;
 
 /// The deepest nesting of parentheses, calls, reductions and prefix operators accepted in one
@@ -26,6 +26,7 @@ pub fn parse(text: &str) -> (Program, Vec<Diagnostic>) {
         pos: 0,
         diags,
         depth: 0,
+        extents: Vec::new(),
     };
     let program = parser.program();
     (program, parser.diags)
@@ -44,7 +45,7 @@ pub(crate) fn precedence(op: BinOp) -> u8 {
         BinOp::And => 2,
         BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge | BinOp::Eq | BinOp::Ne => 3,
         BinOp::Add | BinOp::Sub => 4,
-        BinOp::Mul | BinOp::Div => 5,
+        BinOp::Mul | BinOp::Div | BinOp::MatMul => 5,
     }
 }
 
@@ -70,6 +71,7 @@ fn binary_op(kind: Tok) -> Option<BinOp> {
         Tok::Minus => BinOp::Sub,
         Tok::Star => BinOp::Mul,
         Tok::Slash => BinOp::Div,
+        Tok::At => BinOp::MatMul,
         _ => return None,
     })
 }
@@ -92,6 +94,8 @@ struct Parser<'a> {
     diags: Vec<Diagnostic>,
     /// Current expression nesting, checked against [`MAX_NESTING`].
     depth: usize,
+    /// The `i: N` extents written in the statement being parsed.
+    extents: Vec<IndexExtent>,
 }
 
 impl<'a> Parser<'a> {
@@ -239,6 +243,8 @@ impl<'a> Parser<'a> {
         context: &str,
         mut item: impl FnMut(&mut Self) -> PResult<T>,
     ) -> PResult<(Vec<T>, Token)> {
+        // Every caller has just consumed the opening bracket.
+        let open = self.previous_span();
         let mut items = Vec::new();
         loop {
             if let Some(tok) = self.eat(close) {
@@ -251,8 +257,38 @@ impl<'a> Parser<'a> {
             if let Some(tok) = self.eat(close) {
                 return Ok((items, tok));
             }
-            return self.unfinished_list(close, context);
+            return self.unfinished_list(open, close, context);
         }
+    }
+
+    /// The span of the token before the current one.
+    fn previous_span(&self) -> Span {
+        self.tokens
+            .get(self.pos.wrapping_sub(1))
+            .map_or(self.peek().span, |t| t.span)
+    }
+
+    /// Whether the next token cannot continue an expression or a list: it starts a statement,
+    /// ends one or ends the body, the item or the file. Where a closing bracket is missing,
+    /// the parser notices at such a token.
+    fn at_boundary(&self) -> bool {
+        matches!(
+            self.peek().kind,
+            Tok::Semi | Tok::RBrace | Tok::Eof | Tok::Kernel | Tok::Dims
+        ) || self.stmt_starts_at(self.pos)
+    }
+
+    /// "expected `)` ..., found ..." where a bracket opened at `open` is not closed: the
+    /// opening bracket is shown too.
+    fn unclosed(&mut self, open: Span, close: Tok, expected: &str) -> Diagnostic {
+        let opener = self.slice(open).to_string();
+        let mut diag = self
+            .error_expected(expected)
+            .with_secondary(open, format!("this `{opener}` is not closed"));
+        if self.at_boundary() {
+            diag = diag.with_help(format!("add {} to close the `{opener}`", close.describe()));
+        }
+        diag
     }
 
     // The error paths of the recursive functions live in separate, never-inlined functions:
@@ -261,8 +297,12 @@ impl<'a> Parser<'a> {
 
     #[cold]
     #[inline(never)]
-    fn unfinished_list<T>(&mut self, close: Tok, context: &str) -> PResult<T> {
-        let diag = self.error_expected(&format!("`,` or {} {context}", close.describe()));
+    fn unfinished_list<T>(&mut self, open: Span, close: Tok, context: &str) -> PResult<T> {
+        let diag = self.unclosed(
+            open,
+            close,
+            &format!("`,` or {} {context}", close.describe()),
+        );
         let diag = if self.at(Tok::Assign) && close == Tok::RParen {
             diag.with_help("to compare two values, write `==`")
         } else {
@@ -280,14 +320,35 @@ impl<'a> Parser<'a> {
             let tok = self.peek();
             let parsed = match tok.kind {
                 Tok::Eof => break,
-                Tok::Dims => self.dims().map(Item::Dims),
-                Tok::Kernel => self.kernel(),
+                Tok::Dims => Ok(Item::Dims(self.dims())),
+                Tok::Kernel => {
+                    let name = (self.peek_at(1).kind == Tok::Ident).then(|| Ident {
+                        name: self.slice(self.peek_at(1).span).to_string(),
+                        span: self.peek_at(1).span,
+                    });
+                    match self.kernel() {
+                        Ok(item) => Ok(item),
+                        // Other items may refer to it: keep its name.
+                        Err(Failed) => {
+                            if let Some(name) = name {
+                                items.push(Item::Broken(name));
+                            }
+                            Err(Failed)
+                        }
+                    }
+                }
                 Tok::Semi => {
                     self.bump();
                     continue;
                 }
                 _ => {
                     let mut diag = self.error_expected("`dims` or `kernel`");
+                    let word = self.slice(tok.span);
+                    if tok.kind == Tok::Ident {
+                        if let Some(k) = closest(word, ["dims", "kernel"]) {
+                            diag = diag.with_help(format!("did you mean `{k}`?"));
+                        }
+                    }
                     if self.stmt_starts_at(self.pos) {
                         diag = diag.with_help(
                             "statements belong inside a kernel body: \
@@ -314,14 +375,28 @@ impl<'a> Parser<'a> {
         }
     }
 
-    /// `dims T, D = 16, K`
-    fn dims(&mut self) -> PResult<DimsDecl> {
+    /// `dims T, D = 16, K`. After an error, the dims declared so far are kept (one whose
+    /// extent is wrong as a symbolic dim), so that their uses are not reported again, and the
+    /// rest of the item is skipped.
+    fn dims(&mut self) -> DimsDecl {
         let start = self.bump().span;
         let mut dims = Vec::new();
         loop {
-            let name = self.ident("for a dim in `dims`")?;
+            let Ok(name) = self.ident("for a dim in `dims`") else {
+                self.skip_to_item();
+                break;
+            };
             let value = if self.eat(Tok::Assign).is_some() {
-                Some(self.integer("a dim's extent")?)
+                match self.integer("a dim's extent") {
+                    Ok(v) => Some(v),
+                    // `integer` has consumed the bad number: go on at a `,`.
+                    Err(Failed) if self.at(Tok::Comma) => None,
+                    Err(Failed) => {
+                        dims.push(DimDecl { name, value: None });
+                        self.skip_to_item();
+                        break;
+                    }
+                }
             } else {
                 None
             };
@@ -333,10 +408,10 @@ impl<'a> Parser<'a> {
         let end = dims
             .last()
             .map_or(start, |d| d.value.map_or(d.name.span, |(_, s)| s));
-        Ok(DimsDecl {
+        DimsDecl {
             dims,
             span: start.to(end),
-        })
+        }
     }
 
     /// `kernel NAME(...) -> (...) { ... }` or `kernel NAME = grad(OF, wrt: [A, B])`.
@@ -435,27 +510,20 @@ impl<'a> Parser<'a> {
                     format!("unknown element type `{}`", dtype_name.name),
                 )
                 .with_label("not an element type")
-                .with_help(format!("the element types are {}", all.join(", "))),
+                .with_help(
+                    match closest(&dtype_name.name, DType::ALL.iter().map(|d| d.name())) {
+                        Some(d) => format!("did you mean `{d}`?"),
+                        None => format!("the element types are {}", all.join(", ")),
+                    },
+                ),
             );
             return Err(Failed);
         };
         let mut end = dtype_name.span;
         let mut shape = Vec::new();
         if self.eat(Tok::LBracket).is_some() {
-            let (dims, close) = self.delimited(Tok::RBracket, "in the shape", |p| {
-                if p.at(Tok::Number) {
-                    let (n, span) = p.integer("an extent")?;
-                    Ok(ShapeDim::Fixed(n, span))
-                } else {
-                    let tok = p.peek();
-                    if tok.kind != Tok::Ident {
-                        let diag = p.error_expected("a dim name or an integer extent");
-                        p.report(diag);
-                        return Err(Failed);
-                    }
-                    Ok(ShapeDim::Named(p.ident("")?))
-                }
-            })?;
+            let (dims, close) =
+                self.delimited(Tok::RBracket, "in the shape", |p| p.extent("in the shape"))?;
             shape = dims;
             end = close.span;
         }
@@ -465,6 +533,20 @@ impl<'a> Parser<'a> {
             dtype: (dtype, dtype_name.span),
             shape,
         })
+    }
+
+    /// An extent: a dim name or an integer (`context` says where, for the error).
+    fn extent(&mut self, context: &str) -> PResult<ShapeDim> {
+        if self.at(Tok::Number) {
+            let (n, span) = self.integer("an extent")?;
+            return Ok(ShapeDim::Fixed(n, span));
+        }
+        if !self.at(Tok::Ident) {
+            let diag = self.error_expected(&format!("a dim name or an integer extent {context}"));
+            self.report(diag);
+            return Err(Failed);
+        }
+        Ok(ShapeDim::Named(self.ident("")?))
     }
 
     /// `grad(OF, wrt: [A, B])`, after `kernel NAME =`.
@@ -529,10 +611,33 @@ impl<'a> Parser<'a> {
                     let end = body.last().map_or(open.span, |s: &Stmt| s.span);
                     return Ok((body, end));
                 }
-                _ => match self.stmt() {
-                    Ok(stmt) => body.push(stmt),
-                    Err(Failed) => self.skip_to_stmt(),
-                },
+                _ => {
+                    let target = (tok.kind == Tok::Ident).then(|| Ident {
+                        name: self.slice(tok.span).to_string(),
+                        span: tok.span,
+                    });
+                    match self.stmt() {
+                        Ok(stmt) => body.push(stmt),
+                        Err(Failed) => {
+                            self.skip_to_stmt();
+                            // Keep the target, so that its uses are not reported again.
+                            if let Some(target) = target {
+                                body.push(Stmt {
+                                    span: target.span.to(self.previous_span()),
+                                    value: Expr {
+                                        kind: ExprKind::Error,
+                                        span: target.span.to(self.previous_span()),
+                                    },
+                                    target,
+                                    indices: Vec::new(),
+                                    bracketed: false,
+                                    schedule: None,
+                                    extents: Vec::new(),
+                                });
+                            }
+                        }
+                    }
+                }
             }
         }
     }
@@ -545,17 +650,20 @@ impl<'a> Parser<'a> {
         if kind(pos) != Tok::Ident {
             return false;
         }
-        match kind(pos + 1) {
-            Tok::Assign => true,
-            Tok::LBracket => {
-                let mut i = pos + 2;
-                while matches!(kind(i), Tok::Ident | Tok::Number | Tok::Comma) {
-                    i += 1;
-                }
-                kind(i) == Tok::RBracket && kind(i + 1) == Tok::Assign
+        // `NAME[i][j] =` is a statement too (its bracket error is reported by `stmt`), and so
+        // is `NAME[i: N] =`.
+        let mut i = pos + 1;
+        while kind(i) == Tok::LBracket {
+            i += 1;
+            while matches!(kind(i), Tok::Ident | Tok::Number | Tok::Comma | Tok::Colon) {
+                i += 1;
             }
-            _ => false,
+            if kind(i) != Tok::RBracket {
+                return false;
+            }
+            i += 1;
         }
+        kind(i) == Tok::Assign
     }
 
     /// After a bad statement: skips up to a `;`, the closing brace, the next statement or the
@@ -583,12 +691,12 @@ impl<'a> Parser<'a> {
             return Err(Failed);
         }
         let target = self.ident("")?;
+        self.extents.clear();
         let mut indices = Vec::new();
         let bracketed = self.eat(Tok::LBracket).is_some();
         if bracketed {
-            indices = self
-                .delimited(Tok::RBracket, "in the indices", |p| p.index())?
-                .0;
+            let (first, close) = self.delimited(Tok::RBracket, "in the indices", |p| p.index())?;
+            indices = self.more_brackets(&target, first, close)?.0;
         }
         self.expect(
             Tok::Assign,
@@ -608,6 +716,7 @@ impl<'a> Parser<'a> {
             bracketed,
             value,
             schedule,
+            extents: std::mem::take(&mut self.extents),
         })
     }
 
@@ -693,7 +802,17 @@ impl<'a> Parser<'a> {
     /// One index: a name or an integer position.
     fn index(&mut self) -> PResult<IndexExpr> {
         match self.peek().kind {
-            Tok::Ident => Ok(IndexExpr::Var(self.ident("")?)),
+            Tok::Ident => {
+                let name = self.ident("")?;
+                if self.eat(Tok::Colon).is_some() {
+                    let extent = self.extent("as the extent of the index")?;
+                    self.extents.push(IndexExtent {
+                        index: name.clone(),
+                        extent,
+                    });
+                }
+                Ok(IndexExpr::Var(name))
+            }
             Tok::Number => {
                 let (n, span) = self.integer("an index position")?;
                 Ok(IndexExpr::Fixed(n, span))
@@ -706,6 +825,44 @@ impl<'a> Parser<'a> {
                 Err(Failed)
             }
         }
+    }
+
+    /// After `NAME[...]`: further bracket groups (`A[i][j]`, as C or numpy write it) are
+    /// reported once, with the one-bracket form as help, and their indices appended, so that
+    /// the rest of the statement is still checked. Returns every index and the last `]`.
+    fn more_brackets(
+        &mut self,
+        name: &Ident,
+        mut indices: Vec<IndexExpr>,
+        mut close: Token,
+    ) -> PResult<(Vec<IndexExpr>, Token)> {
+        let first_extra = self.peek().span;
+        let mut extra = false;
+        while self.eat(Tok::LBracket).is_some() {
+            let (more, c) = self.delimited(Tok::RBracket, "in the indices", |p| p.index())?;
+            indices.extend(more);
+            close = c;
+            extra = true;
+        }
+        if extra {
+            self.brackets_error(name, &indices, first_extra.to(close.span));
+        }
+        Ok((indices, close))
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn brackets_error(&mut self, name: &Ident, indices: &[IndexExpr], span: Span) {
+        let shown: Vec<&str> = indices.iter().map(|i| self.slice(i.span())).collect();
+        self.report(
+            Diagnostic::error(span, "indices are written in one pair of brackets")
+                .with_label("a second pair of brackets")
+                .with_help(format!(
+                    "separate the indices with commas: `{}[{}]`",
+                    name.name,
+                    shown.join(", ")
+                )),
+        );
     }
 
     // ----- expressions --------------------------------------------------------------------
@@ -800,19 +957,23 @@ impl<'a> Parser<'a> {
     }
 
     fn parenthesised(&mut self) -> PResult<Expr> {
-        self.bump();
+        let open = self.bump().span;
         let inner = self.expr()?;
         if self.eat(Tok::RParen).is_none() {
-            return self.missing(Tok::RParen, "to close `(`");
+            return self.missing(open, "`)` to close `(`");
         }
         Ok(inner)
     }
 
-    /// Reports a missing closing token.
+    /// Reports a missing `)` for the `(` at `open`.
     #[cold]
     #[inline(never)]
-    fn missing(&mut self, kind: Tok, context: &str) -> PResult<Expr> {
-        self.expect(kind, context)?;
+    fn missing(&mut self, open: Span, expected: &str) -> PResult<Expr> {
+        let mut diag = self.unclosed(open, Tok::RParen, expected);
+        if self.at(Tok::Assign) {
+            diag = diag.with_help("to compare two values, write `==`");
+        }
+        self.report(diag);
         Err(Failed)
     }
 
@@ -846,7 +1007,8 @@ impl<'a> Parser<'a> {
             });
         }
         self.bump();
-        let (indices, close) = self.delimited(Tok::RBracket, "in the indices", |p| p.index())?;
+        let (first, close) = self.delimited(Tok::RBracket, "in the indices", |p| p.index())?;
+        let (indices, close) = self.more_brackets(&name, first, close)?;
         if self.at(Tok::LParen) {
             return self.reduce(name, indices);
         }
@@ -878,10 +1040,10 @@ impl<'a> Parser<'a> {
                 IndexExpr::Fixed(_, span) => return self.position_in_reduction(&op, span),
             }
         }
-        self.bump();
+        let open = self.bump().span;
         let body = self.expr()?;
         let Some(close) = self.eat(Tok::RParen) else {
-            return self.missing(Tok::RParen, "to close the reduction's `(`");
+            return self.missing(open, "`)` to close the reduction's `(`");
         };
         Ok(Expr {
             span: op.span.to(close.span),

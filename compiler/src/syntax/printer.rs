@@ -25,6 +25,8 @@ fn print_item(item: &Item) -> String {
         Item::Dims(d) => print_dims(d),
         Item::Kernel(k) => print_kernel(k),
         Item::Grad(g) => print_grad(g),
+        // A program with parse errors does not print back to source.
+        Item::Broken(name) => format!("# kernel {} did not parse\n", name.name),
     }
 }
 
@@ -111,10 +113,54 @@ fn print_stmt(s: &Stmt) -> String {
     } else {
         s.target.name.clone()
     };
-    let mut out = format!("{lhs} = {}", print_expr(&s.value));
+    let mut out = annotate_extents(&format!("{lhs} = {}", print_expr(&s.value)), s);
     if let Some(a) = &s.schedule {
         out.push(' ');
         out.push_str(&print_schedule(a));
+    }
+    out
+}
+
+/// `text` (a statement without its schedule) with each `i: N` extent of `s` written at the
+/// first occurrence of its index inside brackets, where the parser reads it back.
+fn annotate_extents(text: &str, s: &Stmt) -> String {
+    let mut pending: Vec<(&str, String)> = s
+        .extents
+        .iter()
+        .map(|e| {
+            let extent = match &e.extent {
+                ShapeDim::Named(id) => id.name.clone(),
+                ShapeDim::Fixed(n, _) => n.to_string(),
+            };
+            (e.index.name.as_str(), extent)
+        })
+        .collect();
+    let mut out = String::with_capacity(text.len());
+    let mut depth = 0usize;
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        if c.is_ascii_alphabetic() || c == '_' {
+            let len = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
+            let word = &rest[..len];
+            out.push_str(word);
+            if depth > 0 {
+                if let Some(at) = pending.iter().position(|(n, _)| *n == word) {
+                    let (_, extent) = pending.remove(at);
+                    let _ = write!(out, ": {extent}");
+                }
+            }
+            rest = &rest[len..];
+            continue;
+        }
+        match c {
+            '[' => depth += 1,
+            ']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
     }
     out
 }
@@ -242,5 +288,6 @@ fn write_expr(out: &mut String, e: &Expr) {
             }
             out.push(')');
         }
+        ExprKind::Error => out.push_str("<error>"),
     }
 }

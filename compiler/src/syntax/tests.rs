@@ -24,7 +24,7 @@ fn erase_index(i: &mut IndexExpr) {
 fn erase_expr(e: &mut Expr) {
     e.span = Span::default();
     match &mut e.kind {
-        ExprKind::Number(_) | ExprKind::Inf => {}
+        ExprKind::Number(_) | ExprKind::Inf | ExprKind::Error => {}
         ExprKind::Name(id) => erase_ident(id),
         ExprKind::Access { tensor, indices } => {
             erase_ident(tensor);
@@ -51,16 +51,18 @@ fn erase_expr(e: &mut Expr) {
     }
 }
 
+fn erase_shape_dim(s: &mut ShapeDim) {
+    match s {
+        ShapeDim::Named(id) => erase_ident(id),
+        ShapeDim::Fixed(_, sp) => *sp = Span::default(),
+    }
+}
+
 fn erase_decl(d: &mut TensorDecl) {
     erase_ident(&mut d.name);
     d.dtype.1 = Span::default();
     d.span = Span::default();
-    for s in &mut d.shape {
-        match s {
-            ShapeDim::Named(id) => erase_ident(id),
-            ShapeDim::Fixed(_, sp) => *sp = Span::default(),
-        }
-    }
+    d.shape.iter_mut().for_each(erase_shape_dim);
 }
 
 /// The program with every span set to the default, so that trees compare by structure.
@@ -84,6 +86,10 @@ fn erase(mut p: Program) -> Program {
                     erase_ident(&mut s.target);
                     s.indices.iter_mut().for_each(erase_index);
                     erase_expr(&mut s.value);
+                    for e in &mut s.extents {
+                        erase_ident(&mut e.index);
+                        erase_shape_dim(&mut e.extent);
+                    }
                     if let Some(a) = &mut s.schedule {
                         erase_ident(&mut a.kind);
                         a.span = Span::default();
@@ -105,6 +111,7 @@ fn erase(mut p: Program) -> Program {
                 g.wrt.iter_mut().for_each(erase_ident);
                 g.span = Span::default();
             }
+            Item::Broken(name) => erase_ident(name),
         }
     }
     p
@@ -173,6 +180,7 @@ fn stmt(target: &str, indices: &[&str], value: Expr) -> Stmt {
         bracketed: !indices.is_empty(),
         value,
         schedule: None,
+        extents: Vec::new(),
         span: Span::default(),
     }
 }
@@ -719,9 +727,10 @@ kernel c = grad(a, wrt: [X])
             Item::Dims(d) => format!("dims {}", d.dims.len()),
             Item::Kernel(k) => format!("kernel {} {}", k.name.name, k.body.len()),
             Item::Grad(g) => format!("grad {}", g.name.name),
+            Item::Broken(name) => format!("broken {}", name.name),
         })
         .collect();
-    assert_eq!(names, vec!["kernel a 1", "grad c"]);
+    assert_eq!(names, vec!["dims 2", "kernel a 3", "broken b", "grad c"]);
 }
 
 #[test]
@@ -1123,13 +1132,24 @@ mod generated {
             any::<bool>(),
             expr(),
         )
-            .prop_map(|(target, indices, brackets, value)| Stmt {
-                target,
-                bracketed: brackets || !indices.is_empty(),
-                indices,
-                value,
-                schedule: None,
-                span: Span::default(),
+            .prop_map(|(target, indices, brackets, value)| {
+                // An extent on the first index of the left side, which is always printed.
+                let extents = match indices.first() {
+                    Some(IndexExpr::Var(i)) if brackets => vec![IndexExtent {
+                        index: i.clone(),
+                        extent: ShapeDim::Fixed(7, Span::default()),
+                    }],
+                    _ => Vec::new(),
+                };
+                Stmt {
+                    target,
+                    bracketed: brackets || !indices.is_empty(),
+                    indices,
+                    value,
+                    schedule: None,
+                    extents,
+                    span: Span::default(),
+                }
             })
     }
 

@@ -5,7 +5,8 @@
 //! - [`Builder`]: fresh names, inserting an op, renaming a value, replacing every use of one
 //!   value by another.
 //! - [`compact`]: drops the values nothing defines any more and renumbers the rest densely.
-//! - [`keep_used_inputs`]: drops the inputs a body no longer reads and renumbers the others.
+//! - [`drop_unread_inputs`]: drops the inputs a body does not read, keeping the others' order;
+//!   [`keep_used_inputs`] also renumbers them in the order the body reads them.
 //!
 //! Nothing here checks semantics: the result verifies when the ops a pass builds are well
 //! formed and used after their definitions.
@@ -130,6 +131,33 @@ pub fn compact(f: &mut Function) -> bool {
     for r in &mut f.results {
         r.value = renumber(r.value);
     }
+    true
+}
+
+/// Drops the inputs `g`'s body does not read, keeping the others in their order (the body's
+/// `%n` renumbered to match). Returns whether any was dropped.
+pub fn drop_unread_inputs(g: &mut Generic) -> bool {
+    let mut read = vec![false; g.inputs.len()];
+    visit_inputs(&g.body, &mut |n| {
+        if let Some(r) = read.get_mut(n as usize) {
+            *r = true;
+        }
+    });
+    if read.iter().all(|&r| r) {
+        return false;
+    }
+    let mut new_pos = Vec::with_capacity(read.len());
+    let mut next = 0u32;
+    for &r in &read {
+        new_pos.push(next);
+        next += u32::from(r);
+    }
+    let mut k = 0;
+    g.inputs.retain(|_| {
+        k += 1;
+        read[k - 1]
+    });
+    g.body = rename_inputs(&g.body, &|n| new_pos.get(n as usize).copied().unwrap_or(n));
     true
 }
 

@@ -1,0 +1,402 @@
+//! Row-softmax groups under `softmax` schedules: random legal schedules at row lengths around
+//! the vector and unroll boundaries, inputs of magnitude 1e4 and masked (-inf) entries (whole
+//! rows included), escaping intermediates and several normalised axes, against the interpreter
+//! in the loop evaluator and through the JIT; no `P.exp` buffer unless something reads it.
+
+use crate::api::{Program, TensorRef};
+use crate::interp;
+use crate::ir::loops::{eval, printer, verify, BufferKind};
+use crate::ir::tensor::schedule::{LoopsSchedule, Schedule};
+use crate::ir::tensor::{self, IndexId, OpKind};
+use crate::rng::Rng;
+use einc_runtime::array::{element_count, for_each_index};
+use einc_runtime::{Array, Buffer, DType, Scalar};
+
+const SIZES: [usize; 11] = [0, 1, 2, 3, 4, 5, 7, 8, 9, 17, 33];
+
+/// A softmax of `%S` (a copy of the parameter when `wrapped`, so that it is contiguous) over
+/// the axes `over` (of `i, j, k`), with extra outputs reading the intermediates named in
+/// `escapes` (`max`, `exp`, `sum`).
+struct Case {
+    name: &'static str,
+    /// The source's indices (its shape is `M, N, K` for `i, j, k`).
+    rank: usize,
+    /// The normalised indices.
+    over: &'static [&'static str],
+    escapes: &'static [&'static str],
+}
+
+const CASES: &[Case] = &[
+    Case {
+        name: "rows",
+        rank: 2,
+        over: &["j"],
+        escapes: &[],
+    },
+    Case {
+        name: "rows, every intermediate read",
+        rank: 2,
+        over: &["j"],
+        escapes: &["max", "exp", "sum"],
+    },
+    Case {
+        name: "columns",
+        rank: 2,
+        over: &["i"],
+        escapes: &[],
+    },
+    Case {
+        name: "two normalised axes, exp read",
+        rank: 3,
+        over: &["j", "k"],
+        escapes: &["exp"],
+    },
+    Case {
+        name: "middle axis, max and sum read",
+        rank: 3,
+        over: &["j"],
+        escapes: &["max", "sum"],
+    },
+];
+
+fn module_text(case: &Case, t: DType, wrapped: bool) -> String {
+    let t = t.name();
+    let all = ["i", "j", "k"];
+    let dims = ["M", "N", "K"];
+    let idx = &all[..case.rank];
+    let space: Vec<String> = idx
+        .iter()
+        .zip(dims)
+        .map(|(i, d)| format!("{i}: {d}"))
+        .collect();
+    let space = space.join(", ");
+    let full = idx.join(", ");
+    let rows: Vec<&str> = idx
+        .iter()
+        .copied()
+        .filter(|i| !case.over.contains(i))
+        .collect();
+    let rows = rows.join(", ");
+    let over = case.over.join(", ");
+    let shape = |ids: &[&str]| -> String {
+        let ds: Vec<&str> = ids
+            .iter()
+            .map(|i| dims[all.iter().position(|a| a == i).unwrap()])
+            .collect();
+        if ds.is_empty() {
+            t.to_string()
+        } else {
+            format!("{t}[{}]", ds.join(", "))
+        }
+    };
+    let row_ids: Vec<&str> = idx
+        .iter()
+        .copied()
+        .filter(|i| !case.over.contains(i))
+        .collect();
+    let mut ops = Vec::new();
+    let src = if wrapped {
+        ops.push(format!(
+            "  %S = generic ({space}) ins(%X[{full}]) -> [{full}] {{ %0 }} : {t}"
+        ));
+        "%S"
+    } else {
+        "%X"
+    };
+    ops.push(format!(
+        "  %P.max = generic ({space}) ins({src}[{full}]) -> [{rows}] reduce max over ({over}) {{ %0 }} : {t}"
+    ));
+    ops.push(format!(
+        "  %P.exp = generic ({space}) ins({src}[{full}], %P.max[{rows}]) -> [{full}] {{ exp(sub(%0, %1)) }} : {t}"
+    ));
+    ops.push(format!(
+        "  %P.sum = generic ({space}) ins(%P.exp[{full}]) -> [{rows}] reduce add over ({over}) {{ %0 }} : {t}"
+    ));
+    ops.push(format!(
+        "  %P = generic ({space}) ins(%P.exp[{full}], %P.sum[{rows}]) -> [{full}] {{ div(%0, %1) }} : {t}"
+    ));
+    let mut outs = vec![format!("P: {}", shape(idx))];
+    let mut rets = vec!["P = %P".to_string()];
+    for e in case.escapes {
+        let ids: &[&str] = if *e == "exp" { idx } else { &row_ids };
+        // Read outside the group: scaled by 2 (an op after the group).
+        let m = ids.join(", ");
+        let sp: Vec<String> = ids
+            .iter()
+            .map(|i| format!("{i}: {}", dims[all.iter().position(|a| a == i).unwrap()]))
+            .collect();
+        ops.push(format!(
+            "  %{e}2 = generic ({}) ins(%P.{e}[{m}]) -> [{m}] {{ mul(%0, 2:{t}) }} : {t}",
+            sp.join(", ")
+        ));
+        outs.push(format!("{e}2: {}", shape(ids)));
+        rets.push(format!("{e}2 = %{e}2"));
+    }
+    format!(
+        "dims M, N, K\nfunc @f(%X: {}) -> ({}) {{\n{}\n  return {}\n}}\n",
+        shape(idx),
+        outs.join(", "),
+        ops.join("\n"),
+        rets.join(", ")
+    )
+}
+
+fn div_op(m: &mut tensor::Module) -> &mut tensor::Generic {
+    let f = &mut m.funcs[0];
+    let k = f
+        .ops
+        .iter()
+        .position(|op| f.values[op.result.0 as usize].name == "P")
+        .unwrap();
+    let OpKind::Generic(g) = &mut f.ops[k].kind;
+    g
+}
+
+/// A random legal `softmax` schedule for the division `g` whose divisor reads `rows`.
+fn random_schedule(rng: &mut Rng, g: &tensor::Generic) -> LoopsSchedule {
+    let rows = tensor::schedule::softmax_rows(g).unwrap();
+    let shuffle = |rng: &mut Rng, v: &mut Vec<IndexId>| {
+        for k in (1..v.len()).rev() {
+            v.swap(k, rng.below(k + 1));
+        }
+    };
+    let mut row_order = rows.clone();
+    shuffle(rng, &mut row_order);
+    let mut axes: Vec<IndexId> = (0..g.indices.len())
+        .map(|k| IndexId(k as u32))
+        .filter(|i| !rows.contains(i))
+        .collect();
+    shuffle(rng, &mut axes);
+    let lanes = (16 / g.dtype.size_bytes()) as u64;
+    let vector = match axes.last() {
+        Some(&v) if rng.below(4) != 0 => Some((v, lanes)),
+        _ => None,
+    };
+    let mut unroll = Vec::new();
+    for &i in row_order.iter().chain(&axes) {
+        if rng.below(2) == 0 {
+            unroll.push((i, 1 + rng.below(4) as u64));
+        }
+    }
+    let parallel = rows.iter().copied().filter(|_| rng.below(2) == 0).collect();
+    LoopsSchedule {
+        order: Some(row_order.into_iter().chain(axes).collect()),
+        vector: Some(vector),
+        unroll: Some(unroll),
+        parallel: Some(parallel),
+    }
+}
+
+/// Inputs: uniform in ±`scale`, with about one entry in `masked` set to -inf (0 for none),
+/// and, when `masked`, the first row of the first axis entirely -inf.
+fn random_input(rng: &mut Rng, dtype: DType, shape: &[usize], scale: f64, masked: usize) -> Array {
+    let n = element_count(shape).unwrap();
+    let mut vals: Vec<f64> = (0..n)
+        .map(|_| {
+            if masked > 0 && rng.below(masked) == 0 {
+                f64::NEG_INFINITY
+            } else {
+                rng.uniform(-scale, scale)
+            }
+        })
+        .collect();
+    if masked > 0 {
+        let row: usize = shape.iter().skip(1).product();
+        for v in vals.iter_mut().take(row) {
+            *v = f64::NEG_INFINITY;
+        }
+    }
+    let buffer = match dtype {
+        DType::F32 => Buffer::F32(vals.iter().map(|&v| v as f32).collect()),
+        _ => Buffer::F64(vals),
+    };
+    Array::from_buffer(buffer, shape).unwrap()
+}
+
+fn close(got: Scalar, want: Scalar) -> bool {
+    let ok = |g: f64, w: f64, tol: f64| {
+        (g.is_nan() && w.is_nan()) || g == w || (g - w).abs() <= tol * (1.0 + w.abs())
+    };
+    match (got, want) {
+        (Scalar::F32(g), Scalar::F32(w)) => ok(f64::from(g), f64::from(w), 1e-5),
+        (Scalar::F64(g), Scalar::F64(w)) => ok(g, w, 1e-12),
+        _ => got == want,
+    }
+}
+
+fn assert_same(what: &str, got: &[Array], want: &[Array]) {
+    for (n, (g, w)) in got.iter().zip(want).enumerate() {
+        assert_eq!(g.shape(), w.shape(), "{what}: output {n}: shape");
+        for_each_index(w.shape(), |idx| {
+            let (a, b) = (g.get(idx), w.get(idx));
+            assert!(
+                close(a, b),
+                "{what}: output {n} at {idx:?}: got {a:?}, want {b:?}"
+            );
+        });
+    }
+}
+
+fn check(what: &str, m: &tensor::Module, case: &Case, dtype: DType, rng: &mut Rng) {
+    tensor::verify::verify_module(m).unwrap_or_else(|e| panic!("{what}: {e:?}"));
+    let lowered = crate::lower::lower_module(m).unwrap_or_else(|e| panic!("{what}: {e}"));
+    let text = printer::print_module(&lowered);
+    if let Err(e) = verify::verify_module(&lowered) {
+        panic!("{what}: the lowered IR does not verify: {e:?}\n{text}");
+    }
+    let has_exp = lowered.funcs[0]
+        .buffers
+        .iter()
+        .any(|b| b.name == "P.exp" && b.kind == BufferKind::Temp);
+    assert_eq!(
+        has_exp,
+        case.escapes.contains(&"exp"),
+        "{what}: P.exp\n{text}"
+    );
+    let program = Program::from_module(m.clone()).unwrap_or_else(|e| panic!("{what}: {e}"));
+    let kernel = program.kernel("f").unwrap();
+    for (size, scale, masked) in SIZES.iter().map(|&s| (s, 3.0, 0)).chain([
+        (9, 1e4, 0),
+        (17, 1e4, 4),
+        (8, 2.0, 3),
+        (33, 1e4, 5),
+    ]) {
+        let shape: Vec<usize> = [size, size + 1, 3][..case.rank].to_vec();
+        let x = random_input(rng, dtype, &shape, scale, masked);
+        let want =
+            interp::run(m, "f", std::slice::from_ref(&x)).unwrap_or_else(|e| panic!("{what}: {e}"));
+        let got = eval::run_function(&lowered, &lowered.funcs[0], std::slice::from_ref(&x))
+            .unwrap_or_else(|e| panic!("{what}, size {size}: {e}\n{text}"));
+        let at = format!("{what}, size {size}, scale {scale}, masked {masked}\n{text}");
+        assert_same(&format!("evaluator: {at}"), &got, &want);
+        let jit = kernel
+            .run(&[TensorRef::from_array(&x)])
+            .unwrap_or_else(|e| panic!("{at}: {e}"));
+        assert_same(&format!("JIT: {at}"), &jit, &want);
+    }
+}
+
+#[test]
+fn random_softmax_schedules_agree_with_the_interpreter() {
+    let mut rng = Rng::new(0x050f_73a8);
+    for case in CASES {
+        for dtype in [DType::F32, DType::F64] {
+            for round in 0..4 {
+                let text = module_text(case, dtype, round % 2 == 0);
+                let mut m = tensor::parser::parse_module(&text)
+                    .unwrap_or_else(|e| panic!("{}: {e}\n{text}", case.name));
+                let g = div_op(&mut m);
+                let s = random_schedule(&mut rng, g);
+                g.schedule = Some(Schedule::Softmax(s));
+                let shown = tensor::printer::print_module(&m);
+                let what = format!("{} ({dtype}, round {round})\n{shown}", case.name);
+                check(&what, &m, case, dtype, &mut rng);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_row_softmax_reads_each_row_twice_and_stores_only_p() {
+    // The first pass reads vectors from the contiguous `%S`; the second writes scalars, since
+    // `P` is a strided argument.
+    let text = "\
+dims M = 2, N = 6
+func @f(%X: f32[M, N]) -> (P: f32[M, N]) {
+  %S = generic (i: M, j: N) ins(%X[i, j]) -> [i, j] { %0 } : f32
+  %P.max = generic (i: M, j: N) ins(%S[i, j]) -> [i] reduce max over (j) { %0 } : f32
+  %P.exp = generic (i: M, j: N) ins(%S[i, j], %P.max[i]) -> [i, j] { exp(sub(%0, %1)) } : f32
+  %P.sum = generic (i: M, j: N) ins(%P.exp[i, j]) -> [i] reduce add over (j) { %0 } : f32
+  %P.1 = generic (i: M, j: N) ins(%P.exp[i, j], %P.sum[i]) -> [i, j] { div(%0, %1) } : f32
+    schedule softmax(order=[i, j], vector=[j:4], unroll=[], parallel=[i])
+  return P = %P.1
+}
+";
+    let m = tensor::parser::parse_module(text).unwrap();
+    let lowered = crate::lower::lower_module(&m).unwrap();
+    let expected = "\
+dims M = 2, N = 6
+
+func @f(%X: in f32[M, N] strided, %P: out f32[M, N] strided) {
+  buffer %S: f32[M, N] contiguous
+  %c0 = index 0
+  %c2 = index 2
+  %c6 = index 6
+  %cst0 = const -3.4028235e38:f32
+  %cst1 = const 0.0:f32
+  %c4 = index 4
+  %cst2 = const -inf:f32
+  for %i = %c0 to %c2 step 1 parallel {
+    for %j = %c0 to %c6 step 1 parallel {
+      %ld0 = load %X[%i, %j] : f32
+      store %ld0, %S[%i, %j]
+    }
+  }
+  %v0 = splat %cst0 : vector<4xf32>
+  %v1 = splat %cst1 : vector<4xf32>
+  for %i.1 = %c0 to %c2 step 1 parallel {
+    %red0, %red1 = for %j.1 = %c0 to %c4 step 4 iter(%acc0 = %v0, %acc1 = %v1) {
+      %ld1 = load %S[%i.1, %j.1] : vector<4xf32>
+      %v2 = max %acc0, %ld1 : vector<4xf32>
+      %v3 = sub %acc0, %v2 : vector<4xf32>
+      %v4 = exp %v3 : vector<4xf32>
+      %v5 = mul %acc1, %v4 : vector<4xf32>
+      %v6 = sub %ld1, %v2 : vector<4xf32>
+      %v7 = exp %v6 : vector<4xf32>
+      %v8 = add %v5, %v7 : vector<4xf32>
+      yield %v2, %v8
+    }
+    %red2, %red3 = for %j.2 = %c4 to %c6 step 1 iter(%acc2 = %cst0, %acc3 = %cst1) {
+      %ld2 = load %S[%i.1, %j.2] : f32
+      %v9 = max %acc2, %ld2 : f32
+      %v10 = sub %acc2, %v9 : f32
+      %v11 = exp %v10 : f32
+      %v12 = mul %acc3, %v11 : f32
+      %v13 = sub %ld2, %v9 : f32
+      %v14 = exp %v13 : f32
+      %v15 = add %v12, %v14 : f32
+      yield %v9, %v15
+    }
+    %v16 = reduce_lanes max %red0 : f32
+    %v17 = max %v16, %red2 : f32
+    %v18 = splat %v17 : vector<4xf32>
+    %v19 = sub %red0, %v18 : vector<4xf32>
+    %v20 = exp %v19 : vector<4xf32>
+    %v21 = mul %red1, %v20 : vector<4xf32>
+    %v22 = reduce_lanes add %v21 : f32
+    %v23 = sub %red2, %v17 : f32
+    %v24 = exp %v23 : f32
+    %v25 = mul %red3, %v24 : f32
+    %v26 = add %v22, %v25 : f32
+    %v27 = cmp eq %v26, %cst1
+    %v28 = select %v27, %cst2, %v17 : f32
+    for %j.3 = %c0 to %c6 step 1 {
+      %ld3 = load %S[%i.1, %j.3] : f32
+      %v29 = sub %ld3, %v28 : f32
+      %v30 = exp %v29 : f32
+      %v31 = div %v30, %v26 : f32
+      store %v31, %P[%i.1, %j.3]
+    }
+  }
+}
+";
+    assert_eq!(printer::print_module(&lowered), expected);
+}
+
+#[test]
+fn a_softmax_schedule_outside_a_group_is_an_error() {
+    let text = "\
+dims M, N
+func @f(%E: f32[M, N], %Z: f32[M]) -> (P: f32[M, N]) {
+  %P = generic (i: M, j: N) ins(%E[i, j], %Z[i]) -> [i, j] { div(%0, %1) } : f32
+    schedule softmax(order=[i, j], vector=[], unroll=[], parallel=[])
+  return P = %P
+}
+";
+    let m = tensor::parser::parse_module(text).unwrap();
+    assert_eq!(
+        crate::lower::lower_module(&m).unwrap_err().to_string(),
+        "cannot lower @f: the op defining %P: a `softmax` schedule belongs on the division of a \
+         row-softmax group"
+    );
+}
