@@ -570,7 +570,7 @@ fn ir_print_after_all_heads_every_pass_down_to_clif() {
         &example("attention.ein").display().to_string(),
         "--print-after-all",
         "--level=clif",
-        "--passes=delta-elim,eps-expand,dce,lower-to-loops,emit-clif",
+        "--passes=delta-elim,eps-expand,dce,lower-to-loops,unroll,licm,strength-reduce,emit-clif",
     ]);
     assert_eq!(code, Some(0), "{err}");
     let banners: Vec<&str> = out
