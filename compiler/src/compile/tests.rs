@@ -1,7 +1,7 @@
 use super::*;
 use crate::api::Program;
 use crate::ir::loops::printer::print_module as print_loops;
-use crate::ir::tensor::DimDef;
+use crate::ir::tensor::{DimDef, OpKind};
 
 fn names(opts: &CompileOptions, until: Level) -> String {
     pipeline(opts, until).unwrap().names()
@@ -187,9 +187,67 @@ fn random_inputs(
         .collect()
 }
 
+/// Runs every kernel of `m` compiled with `opts` on random inputs and compares it with the
+/// interpreter (floats to 1e-4 relative, integers exactly); returns the number of kernels.
+fn check_against_interpreter(m: &tensor::Module, opts: &CompileOptions, what: &str) -> usize {
+    use crate::api::TensorRef;
+    let mut rng = crate::rng::Rng::new(99);
+    let program = Program::from_module_with(m.clone(), opts).unwrap();
+    for f in &m.funcs {
+        let kernel = program.kernel(&f.name).unwrap();
+        let inputs = random_inputs(&kernel, &mut rng);
+        let views: Vec<TensorRef<'_>> = inputs.iter().map(TensorRef::from_array).collect();
+        let got = kernel.run(&views).unwrap();
+        let want = crate::interp::run(m, &f.name, &inputs).unwrap();
+        for (g, w) in got.iter().zip(&want) {
+            for (x, y) in g.to_f64_vec().iter().zip(w.to_f64_vec()) {
+                assert!(
+                    (x - y).abs() <= 1e-4 * (1.0 + y.abs()),
+                    "{what} @{} without {:?}: {x} vs {y}",
+                    f.name,
+                    opts.disabled
+                );
+            }
+        }
+    }
+    m.funcs.len()
+}
+
+/// The options of -O2 without `left_out` (or everything), for each pass of -O2 but the
+/// lowering.
+fn each_pass_left_out() -> Vec<CompileOptions> {
+    let passes: Vec<String> = pass_list(&CompileOptions::default())
+        .into_iter()
+        .map(|item| item_name(&item).to_string())
+        .filter(|name| name != "lower-to-loops")
+        .collect();
+    assert!(passes.len() >= 6, "{passes:?}");
+    std::iter::once(Vec::new())
+        .chain(passes.into_iter().map(|p| vec![p]))
+        .map(|disabled| CompileOptions {
+            disabled,
+            ..CompileOptions::default()
+        })
+        .collect()
+}
+
+#[test]
+fn random_products_agree_with_the_interpreter_with_each_pass_left_out() {
+    let mut rng = crate::rng::Rng::new(5);
+    let mut checked = 0;
+    for round in 0..10 {
+        let dtype = if round % 2 == 0 { "i64" } else { "f64" };
+        let text = crate::passes::contraction_path::tests::random_product(&mut rng, dtype);
+        let m = crate::ir::tensor::parser::parse_module(&text).unwrap();
+        for opts in each_pass_left_out() {
+            checked += check_against_interpreter(&m, &opts, &text);
+        }
+    }
+    assert!(checked >= 60);
+}
+
 #[test]
 fn every_example_agrees_with_the_interpreter_with_each_pass_left_out() {
-    use crate::api::TensorRef;
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples");
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
@@ -197,44 +255,55 @@ fn every_example_agrees_with_the_interpreter_with_each_pass_left_out() {
         .filter(|p| p.extension().is_some_and(|x| x == "ein"))
         .collect();
     files.sort();
-    // Every pass of -O2 but the lowering, left out one at a time, and none.
-    let passes: Vec<String> = pass_list(&CompileOptions::default())
-        .into_iter()
-        .map(|item| item_name(&item).to_string())
-        .filter(|name| name != "lower-to-loops")
-        .collect();
-    assert!(passes.len() >= 6, "{passes:?}");
-    let variants = std::iter::once(None).chain(passes.iter().map(Some));
-    let mut rng = crate::rng::Rng::new(99);
     let mut checked = 0;
-    for left_out in variants {
-        let opts = CompileOptions {
-            disabled: left_out.into_iter().cloned().collect(),
-            ..CompileOptions::default()
-        };
+    for opts in each_pass_left_out() {
         for file in &files {
-            let text = std::fs::read_to_string(file).unwrap();
-            let m = module(&text);
-            let program = Program::from_module_with(m.clone(), &opts).unwrap();
-            for f in &m.funcs {
-                let kernel = program.kernel(&f.name).unwrap();
-                let inputs = random_inputs(&kernel, &mut rng);
-                let views: Vec<TensorRef<'_>> = inputs.iter().map(TensorRef::from_array).collect();
-                let got = kernel.run(&views).unwrap();
-                let want = crate::interp::run(&m, &f.name, &inputs).unwrap();
-                for (g, w) in got.iter().zip(&want) {
-                    for (x, y) in g.to_f64_vec().iter().zip(w.to_f64_vec()) {
-                        assert!(
-                            (x - y).abs() <= 1e-4 * (1.0 + y.abs()),
-                            "{} @{} without {left_out:?}: {x} vs {y}",
-                            file.display(),
-                            f.name
-                        );
-                    }
-                }
-                checked += 1;
-            }
+            let m = module(&std::fs::read_to_string(file).unwrap());
+            checked += check_against_interpreter(&m, &opts, &file.display().to_string());
         }
     }
     assert!(checked >= 6 * 10, "{checked}");
+}
+
+#[test]
+fn known_extents_choose_the_path_and_unknown_ones_are_assumed_large() {
+    const CHAIN: &str = "dims I, J, K, L\n\
+kernel c(A: f32[I, J], B: f32[J, K], C: f32[K, L]) -> (D: f32[I, L]) {\n    D[i, l] = A[i, j] * B[j, k] * C[k, l]\n}\n";
+    let first_step = |m: tensor::Module, dims: &[(&str, u64)]| {
+        let opts = CompileOptions {
+            dims: dims.iter().map(|&(d, n)| (d.to_string(), n)).collect(),
+            ..CompileOptions::default()
+        };
+        let Ir::Tensor(out) = run(
+            m,
+            &opts,
+            Level::Tensor,
+            &RunOptions::default(),
+            &mut Dumps::default(),
+        )
+        .unwrap() else {
+            panic!("tensor IR expected")
+        };
+        let f = &out.funcs[0];
+        let OpKind::Generic(g) = &f.ops[0].kind;
+        g.inputs
+            .iter()
+            .map(|i| f.value(i.value).name.clone())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let m = module(CHAIN);
+    // Hints (`--dims`): the small pair first either way.
+    let skinny = [("I", 1000), ("J", 10), ("K", 1000), ("L", 10)];
+    let fat = [("I", 10), ("J", 1000), ("K", 10), ("L", 1000)];
+    assert_eq!(first_step(m.clone(), &skinny), "B,C");
+    assert_eq!(first_step(m.clone(), &fat), "A,B");
+    // Specialisation fixes the dims in the module, with the same effect.
+    let mut fixed = m.clone();
+    for d in &mut fixed.dims {
+        d.value = skinny.iter().find(|(n, _)| *n == d.name).map(|&(_, v)| v);
+    }
+    assert_eq!(first_step(fixed, &[]), "B,C");
+    // Nothing known: every dim is planned as 1000; still split in two steps.
+    assert_eq!(first_step(m, &[]).split(',').count(), 2);
 }

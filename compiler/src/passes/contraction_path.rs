@@ -242,4 +242,4 @@ fn rewrite(f: &mut Function, k: usize, g: &Generic, p: &Product, plan: &Plan) ->
     last
 }
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

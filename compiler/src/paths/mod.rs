@@ -18,9 +18,9 @@
 //! | algorithm | search | used by `auto` |
 //! | --- | --- | --- |
 //! | [`optimal`] | depth-first over every pair at every step, pruned by the best cost found and by partitions already reached more cheaply | — |
-//! | [`dp`] | dynamic programming over connected subsets of operands (pairs that share an index), components joined by an exact search over their results | 13 to 20 operands |
+//! | [`dp`] | dynamic programming over connected subsets of operands (pairs that share an index), components joined by an exact search over their results | 13 to 18 operands |
 //! | [`dp_all`](dp::dp_all) | dynamic programming over all subsets (every pairwise tree, outer products included): the exact optimum, like `optimal` | up to 12 operands |
-//! | [`greedy`] | repeatedly the pair whose result removes the most memory, outer products last | more than 20 operands |
+//! | [`greedy`] | repeatedly the pair whose result removes the most memory, outer products last | more than 18 operands |
 //!
 //! The cost model is opt_einsum's ([`cost`]). The memory limit bounds the size of every step's
 //! result (in elements, the product's result included, as opt_einsum counts it). When no
@@ -330,7 +330,7 @@ pub fn evaluate(net: &Network, ssa: Vec<Vec<usize>>, memory: Option<MemoryShortf
 }
 
 /// The pairwise order chosen by `algorithm` (`auto`: the exact subset search up to 12
-/// operands, the connected-subset search up to 20, greedy beyond).
+/// operands, the connected-subset search up to 18 ([`dp::MAX_OPERANDS`]), greedy beyond).
 fn search(
     algorithm: Algorithm,
     sets: &[IndexSet],
@@ -341,13 +341,16 @@ fn search(
     if sets.len() < 2 {
         return Some(Vec::new());
     }
-    match algorithm {
+    let found = match algorithm {
         Algorithm::Optimal => optimal(sets, output, sizes, limit),
         Algorithm::Dp if sets.len() <= dp::MAX_OPERANDS => dp(sets, output, sizes, limit),
         Algorithm::Auto if sets.len() <= AUTO_EXACT => dp::dp_all(sets, output, sizes, limit),
         Algorithm::Auto if sets.len() <= dp::MAX_OPERANDS => dp(sets, output, sizes, limit),
-        _ => greedy(sets, output, sizes, limit),
-    }
+        _ => None,
+    };
+    // Beyond an algorithm's reach (`dp` past its size), greedy: without a limit it always
+    // finds a path.
+    found.or_else(|| greedy(sets, output, sizes, limit))
 }
 
 /// `auto` searches every pairwise tree up to this many operands.

@@ -3,7 +3,8 @@
 //! complete path found, when a step's result exceeds the memory limit, or when the same
 //! partition of the operands was already reached at no greater cost (the memo makes the search
 //! a walk over partitions rather than over orders). Exact; beyond [`MAX_OPERANDS`] operands the
-//! subset search [`super::dp::dp_all`] finds the same optimum faster and is used instead.
+//! subset search [`super::dp::dp_all`] finds the same optimum faster and is used instead (and
+//! beyond its reach, [`super::dp`], then [`super::greedy`]).
 
 use super::{cost, pair_cost, IndexSet, Pairs};
 use std::collections::HashMap;
@@ -21,7 +22,8 @@ pub fn optimal(
     let m = sets.len();
     if m > MAX_OPERANDS {
         return super::dp::dp_all(sets, output, sizes, limit)
-            .or_else(|| super::dp(sets, output, sizes, limit));
+            .or_else(|| super::dp(sets, output, sizes, limit))
+            .or_else(|| super::greedy(sets, output, sizes, limit));
     }
     let mut s = Search {
         output,

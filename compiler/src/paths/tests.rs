@@ -278,6 +278,10 @@ fn long_chains_are_planned_by_dp_and_greedy_beyond_it() {
         check_valid(&n, &p);
         assert!(p.opt_flops <= plan(&n, &opts(Algorithm::Greedy)).opt_flops);
         assert!(p.opt_flops < p.naive_flops);
+        // Every algorithm finds a complete path at any size (beyond its reach, greedily).
+        for a in [Algorithm::Optimal, Algorithm::Dp] {
+            check_valid(&n, &plan(&n, &opts(a)));
+        }
     }
 }
 

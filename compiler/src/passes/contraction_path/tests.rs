@@ -28,7 +28,7 @@ fn tucker_and_cp_compute_what_they_did() {
 /// A random product of 2–5 factors over up to 6 indices of extent 1–4: maps with repeated
 /// indices and fixed positions, some indices summed, a cast factor now and then; `dtype` is
 /// the op's.
-fn random_product(rng: &mut Rng, dtype: &str) -> String {
+pub(crate) fn random_product(rng: &mut Rng, dtype: &str) -> String {
     let names = ["i", "j", "k", "l", "m", "n"];
     let nindices = 2 + rng.below(5);
     let extents: Vec<usize> = (0..nindices).map(|_| 1 + rng.below(4)).collect();
