@@ -433,7 +433,7 @@ def run_case(np, einc_mod, case, args, build_dir):
     rng = np.random.default_rng(0)
     inputs = case.make_inputs(rng)
     lib = einc_mod.load(build_library(args.einc, case.source, build_dir))
-    kernel = lib.kernel(case.kernel)
+    kernel = lib.kernel(case.kernel).function
     einc_fn = lambda: kernel(*inputs)  # noqa: E731
     ok, why = close(np, einc_fn(), case.reference(*inputs), case.rtol)
     result = {"case": case.name, "flops": case.flops, "dtype": case.dtype, "ok": ok,

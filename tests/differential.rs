@@ -514,6 +514,41 @@ proptest! {
     }
 }
 
+/// Random programs (a fixed set of seeds) compiled with each pass of `-O2` left out in turn:
+/// every pass's contribution is checked on its own, not only the sum of them.
+#[test]
+fn random_programs_agree_with_the_interpreter_with_each_pass_left_out() {
+    use einc_compiler::compile::{pipeline, CompileOptions};
+    use einc_compiler::passes::Level;
+    let passes: Vec<String> = pipeline(&CompileOptions::default(), Level::Loop)
+        .unwrap()
+        .names()
+        .split(", ")
+        .filter(|&name| name != "lower-to-loops")
+        .map(String::from)
+        .collect();
+    assert!(passes.len() >= 6, "{passes:?}");
+    for seed in 0..24u64 {
+        let p = random_program(seed);
+        let module = Program::from_source(&p.source)
+            .unwrap_or_else(|e| panic!("seed {seed}: {e}\n{}", p.source))
+            .module()
+            .clone();
+        for left_out in &passes {
+            let opts = CompileOptions {
+                disabled: vec![left_out.clone()],
+                ..CompileOptions::default()
+            };
+            let program = Program::from_module_with(module.clone(), &opts)
+                .unwrap_or_else(|e| panic!("seed {seed} without {left_out}: {e}"));
+            let kernel = program.kernel("k").unwrap();
+            let mut rng = Rng::new(seed ^ 0x5EED);
+            let what = format!("seed {seed} without {left_out}:\n{}", p.source);
+            check_kernel(&program, &kernel, &p.inputs, &mut rng, &what);
+        }
+    }
+}
+
 #[test]
 fn random_programs_cover_every_form() {
     // The generator must produce each form the property test claims to cover.

@@ -129,7 +129,9 @@ fn pass_list(opts: &CompileOptions) -> Vec<String> {
             // Twins merged, and map bodies recomputed inside later ops read instead (a derived
             // gradient reads its forward values).
             "cse",
-            // (vector, #9) `fuse`: elementwise fusion goes here.
+            // Elementwise maps into the ops that read them (fewer passes over memory), once
+            // the contractions are settled.
+            "fuse",
             // (lowering, #9) `schedule`: chooses each op's schedule; goes here, last before
             // the clean-up.
             "dce",

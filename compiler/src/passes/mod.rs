@@ -14,6 +14,7 @@ pub mod dce;
 pub mod delta_elim;
 pub mod emit_clif;
 pub mod eps_expand;
+pub mod fuse;
 pub mod licm;
 #[cfg(test)]
 mod loop_tests;

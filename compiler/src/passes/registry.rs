@@ -4,8 +4,8 @@
 //! and in which order, is written out in `compile.rs`.
 
 use super::{
-    canonicalize, const_fold, contraction_path, cse, dce, delta_elim, emit_clif, eps_expand, licm,
-    lower_to_loops, strength_reduce, unroll, Level, Pass, PassContext,
+    canonicalize, const_fold, contraction_path, cse, dce, delta_elim, emit_clif, eps_expand, fuse,
+    licm, lower_to_loops, strength_reduce, unroll, Level, Pass, PassContext,
 };
 use crate::paths::{Algorithm, PathOptions};
 
@@ -194,6 +194,19 @@ pub static PASSES: &[PassInfo] = &[
         output: Level::Tensor,
         options: &[],
         build: |_, _| Box::new(const_fold::ConstFold),
+    },
+    PassInfo {
+        name: "fuse",
+        summary: "inline elementwise maps into the ops that read them, and fold the scale of a \
+                  matrix-vector product into its smaller operand",
+        input: Level::Tensor,
+        output: Level::Tensor,
+        options: &[],
+        build: |_, ctx| {
+            Box::new(fuse::Fuse {
+                dims: ctx.dims.clone(),
+            })
+        },
     },
     PassInfo {
         name: "dce",

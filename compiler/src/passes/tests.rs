@@ -496,3 +496,35 @@ fn eps_with_another_summed_index_keeps_its_value_up_to_rounding() {
     let out = check_preserved(&m, "eps-expand", &[], false);
     assert!(!print_module(&out).contains("eps<"));
 }
+
+/// The modules of a filetest fixture (the text of each case before its expectation).
+fn fixture_cases(text: &str) -> Vec<Module> {
+    text.split("// -----")
+        .map(|case| {
+            let source = case.split("// EXPECT:").next().unwrap_or("");
+            parse_module(source).unwrap_or_else(|e| panic!("{e}\n{source}"))
+        })
+        .collect()
+}
+
+#[test]
+fn fuse_keeps_the_interpreters_results_bit_identical() {
+    let sizes = [("N", 5), ("M", 7), ("K", 3), ("T", 6)];
+    for m in fixture_cases(include_str!("../../../tests/filetests/fuse/maps.tir")) {
+        check_preserved(&m, "fuse", &sizes, true);
+    }
+}
+
+#[test]
+fn folding_a_scale_into_an_operand_keeps_the_value_up_to_rounding() {
+    let sizes = [("K", 4)];
+    for m in fixture_cases(include_str!("../../../tests/filetests/fuse/scale.tir")) {
+        let out = check_preserved(&m, "fuse", &sizes, false);
+        assert_eq!(
+            m.funcs[0].name == "matvec",
+            print_module(&out).contains("x.scaled"),
+            "{}",
+            print_module(&out)
+        );
+    }
+}
