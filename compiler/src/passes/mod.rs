@@ -16,8 +16,6 @@ pub mod emit_clif;
 pub mod eps_expand;
 pub mod fuse;
 pub mod licm;
-#[cfg(test)]
-mod loop_tests;
 pub mod lower_to_loops;
 pub mod manager;
 pub mod pipeline;

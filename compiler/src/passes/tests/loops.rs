@@ -4,8 +4,6 @@
 //! and end to end: every example compiled with an unroll request on every innermost loop and
 //! all the loop passes, against the interpreter.
 
-use super::manager::{run_pipeline, Dumps, RunOptions};
-use super::{Ir, Pipeline};
 use crate::codegen::jit_compile;
 use crate::compile::{compile, CompileOptions};
 use crate::ir::loops::eval::run_function;
@@ -13,14 +11,16 @@ use crate::ir::loops::parser::parse_module;
 use crate::ir::loops::printer::print_module;
 use crate::ir::loops::{Block, BufferKind, Extent, Function, Inst, Module};
 use crate::ir::tensor;
+use crate::passes::manager::{run_pipeline, Dumps, RunOptions};
+use crate::passes::{Ir, Pipeline};
 use crate::rng::Rng;
 use einc_runtime::abi::Tensor;
 use einc_runtime::{Array, Buffer, DType, Scalar};
 use std::collections::HashMap;
 
-const TILES: &str = include_str!("../../../tests/filetests/loops/tiles.lir");
-const HINTS: &str = include_str!("../../../tests/filetests/loops/hints.lir");
-const POINTERS: &str = include_str!("../../../tests/filetests/loops/pointers.lir");
+const TILES: &str = include_str!("../../../../tests/filetests/loops/tiles.lir");
+const HINTS: &str = include_str!("../../../../tests/filetests/loops/hints.lir");
+const POINTERS: &str = include_str!("../../../../tests/filetests/loops/pointers.lir");
 
 /// The loop passes of the default pipeline.
 const LOOP_PASSES: [&str; 3] = ["unroll", "licm", "strength-reduce"];
