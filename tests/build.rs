@@ -486,8 +486,12 @@ fn emit_asm_lists_every_exported_and_internal_function() {
             "; einc.error.append_int",
             "; einc_error_record",
             "; einc_last_error",
+            // The contiguous variant, the general body, the entry point that chooses between
+            // them, and the micro-kernel the contractions call (docs/schedules.md).
+            "; einc_attention.variant0",
             "; einc_attention.body",
             "; einc_attention",
+            "; einc_ukernel_gemm_f32_4x8",
             "; einc_attention_info",
             "; einc_kernel_list",
             "; einc_abi_version"
@@ -541,6 +545,35 @@ fn aarch64_library_is_linked_with_the_cross_compiler() {
         .args(["--target", "aarch64-unknown-linux-gnu", "-o"])
         .arg(&dir)));
     assert_eq!(elf_kind(&dir.join("libattention.so")), (ET_DYN, EM_AARCH64));
+}
+
+#[test]
+fn each_target_gets_the_micro_kernels_of_its_register_file() {
+    // docs/schedules.md: 4x8 f32 and 4x4 f64 tiles on x86-64 (16 xmm), 5x12 and 5x6 on
+    // aarch64 (32 NEON registers).
+    let tiles = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/c/tiles.ein");
+    for (target, kernels) in [
+        ("x86_64-unknown-linux-gnu", ["gemm_f32_4x8", "gemm_f64_4x4"]),
+        (
+            "aarch64-unknown-linux-gnu",
+            ["gemm_f32_5x12", "gemm_f64_5x6"],
+        ),
+    ] {
+        let out = ok(run(einc()
+            .arg("build")
+            .arg(&tiles)
+            .args(["--emit", "asm", "--target", target, "-o", "-"])));
+        let text = stdout(&out);
+        let heads: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("; einc_ukernel_"))
+            .collect();
+        let want: Vec<String> = kernels
+            .iter()
+            .map(|k| format!("; einc_ukernel_{k}"))
+            .collect();
+        assert_eq!(heads, want, "{target}");
+    }
 }
 
 /// Runs `einc build` expecting failure with `message` in its error, and no file left in `dir`.

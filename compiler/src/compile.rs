@@ -101,8 +101,9 @@ fn pass_list(opts: &CompileOptions) -> Vec<String> {
     let list: Vec<&str> = match opts.level {
         OptLevel::O0 => vec![
             // The reference: each op becomes its naive loop nest, deltas and eps evaluated per
-            // point. Every other level is tested against this one.
-            "lower-to-loops",
+            // point (schedules, even annotated ones, are ignored). Every other level is tested
+            // against this one.
+            "lower-to-loops{schedules=ignore}",
         ],
         OptLevel::O1 => vec![
             // Clean-ups that keep every value bit for bit: index-notation builtins out,
@@ -112,7 +113,8 @@ fn pass_list(opts: &CompileOptions) -> Vec<String> {
             "const-fold",
             "cse",
             "dce",
-            "lower-to-loops",
+            // No planning: naive nests, whatever the ops' schedules say.
+            "lower-to-loops{schedules=ignore}",
         ],
         OptLevel::O2 => vec![
             // ---- tensor level ----
@@ -132,8 +134,9 @@ fn pass_list(opts: &CompileOptions) -> Vec<String> {
             // Elementwise maps into the ops that read them (fewer passes over memory), once
             // the contractions are settled.
             "fuse",
-            // (lowering, #9) `schedule`: chooses each op's schedule; goes here, last before
-            // the clean-up.
+            // Each op's schedule: GEMM tiles for contractions, vectorised nests for the other
+            // contraction shapes, annotations completed (docs/schedules.md).
+            "schedule",
             "dce",
             // ---- tensor -> loops (obeys the schedules) ----
             "lower-to-loops",

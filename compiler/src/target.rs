@@ -79,6 +79,11 @@ pub struct Machine {
     pub vector_bytes: u32,
     /// The number of vector registers generated code can allocate.
     pub vector_registers: u32,
+    /// How many of them a micro-kernel's k loop may use (accumulators, B vectors and the
+    /// broadcast) and still compile without spills under Cranelift's register allocator:
+    /// measured, not derived (`docs/ukernel.md`: on x86-64 a tile using 15 of 16 registers
+    /// spilled, one using 11 did not; on aarch64 tiles using 19 of 32 compile spill-free).
+    pub tile_registers: u32,
     /// Whether a fused multiply-add instruction is available (otherwise `fma` is a multiply
     /// and an add).
     pub fma: bool,
@@ -102,14 +107,15 @@ impl Machine {
     /// Graviton have 32–64 KiB); 512 KiB the smallest L2 of the same parts; 4 MiB a per-core
     /// share of L3 that every one of them exceeds.
     pub fn defaults(isa: Isa) -> Machine {
-        let (vector_registers, fma) = match isa {
-            Isa::X86_64 => (16, false),
-            Isa::Aarch64 => (32, true),
+        let (vector_registers, tile_registers, fma) = match isa {
+            Isa::X86_64 => (16, 11, false),
+            Isa::Aarch64 => (32, 19, true),
         };
         Machine {
             isa,
             vector_bytes: 16,
             vector_registers,
+            tile_registers,
             fma,
             caches: Caches {
                 l1d: 32 << 10,

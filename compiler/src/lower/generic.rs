@@ -12,8 +12,12 @@
 //! A `loops` schedule gives the order, vectorisation, unrolling and parallel loops of the same
 //! kind of nest ([`nest`](super::nest)). Each loop level has its own block of instructions;
 //! [`body`](super::body) places every body instruction at the outermost level where its operands
-//! are available, which hoists loads and arithmetic that do not depend on the inner loops.
+//! are available, which hoists loads and arithmetic that do not depend on the inner loops. A
+//! `gemm` schedule gives the GETT nest ([`gett`](super::gett)). A schedule must be complete: the
+//! `schedule` pass completes the ones annotations leave partial. With
+//! [`LowerOptions::schedules`](super::LowerOptions) off, every op gets the naive nest.
 
+use super::gett::lower_gett;
 use super::nest::{lower_nest, Plan};
 use super::{FnLowerer, LowerError};
 use crate::ir::loops::{BufferId, Inst};
@@ -29,34 +33,37 @@ pub(super) fn lower_generic(
 ) -> Result<Vec<Inst>, LowerError> {
     let result_def = fl.value_def(result)?;
     let context = format!("the op defining %{}", result_def.name);
-    let fail = |fl: &FnLowerer, message: String| fl.error(format!("{context}: {message}"));
+    let in_context = |e: LowerError| LowerError {
+        message: format!("{context}: {}", e.message),
+        ..e
+    };
     if result_def.ty.dtype != g.dtype {
-        return Err(fail(
-            fl,
-            format!(
-                "the op has dtype {} but the value is declared {}",
-                g.dtype, result_def.ty.dtype
-            ),
-        ));
+        return Err(in_context(fl.error(format!(
+            "the op has dtype {} but the value is declared {}",
+            g.dtype, result_def.ty.dtype
+        ))));
     }
-    let plan = match &g.schedule {
-        None | Some(Schedule::Naive) => Plan::naive(g),
-        Some(Schedule::Loops(s)) => Plan::from_schedule(g, s).map_err(|m| fail(fl, m))?,
-        Some(s @ Schedule::Gemm(_)) => {
-            return Err(fail(
-                fl,
-                format!("`{}` schedules are not lowered yet", s.kind_name()),
-            ))
+    let schedule = g.schedule.as_ref().filter(|_| fl.opts.schedules);
+    if let Some(s) = schedule {
+        let missing = s.missing();
+        if !missing.is_empty() {
+            return Err(in_context(fl.error(format!(
+                "its `{}` schedule does not set {} (the `schedule` pass completes schedules)",
+                s.kind_name(),
+                missing.join(", ")
+            ))));
         }
+    }
+    let lowered = match schedule {
+        None | Some(Schedule::Naive) => lower_nest(fl, g, Plan::naive(g), out),
+        Some(Schedule::Loops(s)) => match Plan::from_schedule(g, s) {
+            Ok(plan) => lower_nest(fl, g, plan, out),
+            Err(m) => Err(fl.error(m)),
+        },
+        Some(Schedule::Gemm(s)) => lower_gett(fl, g, out, s),
         Some(Schedule::Softmax(_)) => {
-            return Err(fail(
-                fl,
-                "a `softmax` schedule belongs on the division of a row-softmax group".into(),
-            ))
+            Err(fl.error("a `softmax` schedule belongs on the division of a row-softmax group"))
         }
     };
-    lower_nest(fl, g, plan, out).map_err(|e| LowerError {
-        func: e.func,
-        message: format!("{context}: {}", e.message),
-    })
+    lowered.map_err(in_context)
 }

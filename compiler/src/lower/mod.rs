@@ -18,6 +18,7 @@
 
 mod body;
 mod generic;
+mod gett;
 mod nest;
 mod softmax;
 #[cfg(test)]
@@ -52,14 +53,55 @@ impl fmt::Display for LowerError {
 
 impl std::error::Error for LowerError {}
 
+/// How [`lower_module_with`] lowers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LowerOptions {
+    /// Whether each op's nest follows its schedule (else every op gets the naive nest).
+    pub schedules: bool,
+}
+
+/// Lowers every function, obeying the ops' schedules ([`lower_module_with`]).
+pub fn lower_module(m: &tensor::Module) -> Result<loops::Module, LowerError> {
+    lower_module_with(m, &LowerOptions { schedules: true })
+}
+
 /// Lowers every function. Inputs become `Input` buffers and outputs `Output` buffers, both
 /// `Strided` (strides come from the caller); intermediate values become `Temp` buffers.
-pub fn lower_module(m: &tensor::Module) -> Result<loops::Module, LowerError> {
-    let funcs = m
-        .funcs
-        .iter()
-        .map(|f| FnLowerer::new(m, f).lower())
-        .collect::<Result<Vec<_>, _>>()?;
+///
+/// Each kernel also gets a **contiguous variant** (`K.contiguous`, `variant of @K`) whose
+/// array parameters are C-contiguous, when that lowers to a different body: there vector loads
+/// reach the arguments and micro-kernels write C in place. The kernel's entry point calls it
+/// when the arguments are C-contiguous, else the general function (`docs/schedules.md`).
+pub fn lower_module_with(
+    m: &tensor::Module,
+    opts: &LowerOptions,
+) -> Result<loops::Module, LowerError> {
+    let mut funcs: Vec<loops::Function> = Vec::new();
+    for f in &m.funcs {
+        let general = FnLowerer::new(m, f, opts, false).lower()?;
+        let arrays = general
+            .params
+            .iter()
+            .any(|&b| general.buffer(b).is_some_and(|d| !d.shape.is_empty()));
+        let variant = if arrays {
+            Some(FnLowerer::new(m, f, opts, true).lower()?)
+        } else {
+            None
+        };
+        let name = general.name.clone();
+        let same = |v: &loops::Function| v.body == general.body && v.values == general.values;
+        let variant = variant.filter(|v| !same(v));
+        funcs.push(general);
+        if let Some(mut v) = variant {
+            let mut vname = format!("{name}.contiguous");
+            while m.funcs.iter().any(|g| g.name == vname) || funcs.iter().any(|g| g.name == vname) {
+                vname.push('_');
+            }
+            v.name = vname;
+            v.variant_of = Some(name);
+            funcs.push(v);
+        }
+    }
     Ok(loops::Module {
         dims: m.dims.clone(),
         funcs,
@@ -91,10 +133,19 @@ struct FnLowerer<'m> {
     dims: HashMap<String, ValueId>,
     /// The buffer holding each tensor value, by tensor `ValueId`.
     buffers: Vec<Option<BufferId>>,
+    /// How to lower.
+    opts: LowerOptions,
+    /// Whether the parameters are C-contiguous (the contiguous variant).
+    contiguous: bool,
 }
 
 impl<'m> FnLowerer<'m> {
-    fn new(module: &'m tensor::Module, src: &'m tensor::Function) -> Self {
+    fn new(
+        module: &'m tensor::Module,
+        src: &'m tensor::Function,
+        opts: &LowerOptions,
+        contiguous: bool,
+    ) -> Self {
         FnLowerer {
             module,
             src,
@@ -105,6 +156,8 @@ impl<'m> FnLowerer<'m> {
             scalar_consts: HashMap::new(),
             dims: HashMap::new(),
             buffers: vec![None; src.values.len()],
+            opts: *opts,
+            contiguous,
         }
     }
 
@@ -157,8 +210,8 @@ impl<'m> FnLowerer<'m> {
     ) -> Result<BufferId, LowerError> {
         let ty = &self.value_def(id)?.ty;
         let layout = match kind {
-            BufferKind::Temp | BufferKind::Scoped => Layout::Contiguous,
-            BufferKind::Input | BufferKind::Output => Layout::Strided,
+            BufferKind::Input | BufferKind::Output if !self.contiguous => Layout::Strided,
+            _ => Layout::Contiguous,
         };
         let def = BufferDef {
             name: self.names.fresh(name),
@@ -303,7 +356,11 @@ impl<'m> FnLowerer<'m> {
         // Row-softmax groups whose division has a `softmax` schedule run as one nest, placed
         // where the group's first op (the row maximum) is: every reader of the group's values
         // comes after it.
-        let fused = fused_softmax_groups(src);
+        let fused = if self.opts.schedules {
+            fused_softmax_groups(src)
+        } else {
+            Vec::new()
+        };
         let mut body = Vec::new();
         for (k, op) in src.ops.iter().enumerate() {
             if let Some(group) = fused.iter().find(|g| g.max == k) {
@@ -407,8 +464,29 @@ impl<'m> FnLowerer<'m> {
 
     /// A parallel nest copying every element of `src` into `dst` (same dtype and shape).
     fn copy_nest(&mut self, src: BufferId, dst: BufferId) -> Result<Vec<Inst>, LowerError> {
-        let shape = self.buffer_def(dst)?.shape.clone();
         let dtype = self.buffer_def(dst)?.dtype;
+        self.pointwise_nest(dst, |fl, inner, vars| {
+            fl.assign(
+                inner,
+                "ld",
+                Op::Load {
+                    buffer: src,
+                    index: vars.to_vec(),
+                    lanes: 1,
+                },
+                Type::Scalar(dtype),
+            )
+        })
+    }
+
+    /// A parallel nest over every element of `dst` (C order) storing the value `element`
+    /// computes into the innermost block from the loop variables.
+    fn pointwise_nest(
+        &mut self,
+        dst: BufferId,
+        element: impl FnOnce(&mut Self, &mut Vec<Inst>, &[ValueId]) -> ValueId,
+    ) -> Result<Vec<Inst>, LowerError> {
+        let shape = self.buffer_def(dst)?.shape.clone();
         let lower = self.index_const(0);
         let mut loops = Vec::with_capacity(shape.len());
         for (axis, extent) in shape.iter().enumerate() {
@@ -418,16 +496,7 @@ impl<'m> FnLowerer<'m> {
         }
         let vars: Vec<ValueId> = loops.iter().map(|&(v, _)| v).collect();
         let mut inner = Vec::new();
-        let value = self.assign(
-            &mut inner,
-            "ld",
-            Op::Load {
-                buffer: src,
-                index: vars.clone(),
-                lanes: 1,
-            },
-            Type::Scalar(dtype),
-        );
+        let value = element(self, &mut inner, &vars);
         inner.push(Inst::Store {
             buffer: dst,
             index: vars,
@@ -448,6 +517,24 @@ impl<'m> FnLowerer<'m> {
         }
         Ok(inner)
     }
+}
+
+/// Whether op `g` of `f` can run vectorised along index `v` when its inputs are laid out in C
+/// order (its body allows it and every input reading `v` reads it on its last axis alone): what
+/// the `schedule` pass asks before it chooses a vectorised index.
+pub fn vectorises_in_c_order(
+    f: &tensor::Function,
+    g: &tensor::Generic,
+    v: tensor::IndexId,
+) -> bool {
+    let lanes = u32::try_from(16 / g.dtype.size_bytes()).unwrap_or(1);
+    let dtype_of = |n: usize| {
+        g.inputs
+            .get(n)
+            .and_then(|i| f.values.get(i.value.0 as usize))
+            .map(|d| d.ty.dtype)
+    };
+    body::vectorisable(g, v, lanes, &dtype_of, &|_| true).is_none()
 }
 
 /// The row-softmax groups of `f` whose division has a `softmax` schedule, once each.

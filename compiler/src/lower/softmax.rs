@@ -234,8 +234,8 @@ struct Softmax<'a, 'm> {
     write_vector: bool,
     /// The running state during the first pass.
     state: State,
-    /// The row's maximum and sum during the second pass.
-    totals: Option<(ValueId, ValueId)>,
+    /// The row's maximum and sum during the second pass, and the level they are defined at.
+    totals: Option<(ValueId, ValueId, usize)>,
 }
 
 /// Which pass over the row a loop belongs to.
@@ -387,7 +387,7 @@ impl Softmax<'_, '_> {
                 },
             )?;
         }
-        self.totals = Some((m, s));
+        self.totals = Some((m, s, depth));
         self.axes_loops(0, Pass::Write)
     }
 
@@ -547,12 +547,13 @@ impl Softmax<'_, '_> {
     }
 
     fn write_leaf(&mut self) -> Result<(), LowerError> {
-        let Some((m, s)) = self.totals else {
+        let Some((m, s, at)) = self.totals else {
             return Err(self.b.fl.error("the row's totals are missing"));
         };
         let lanes = self.in_vector.then(|| self.lanes()).flatten();
+        // Splatted once per row, where the totals are defined.
         let (m, s) = match lanes {
-            Some(l) => (self.b.splat((m, 0), l)?.0, self.b.splat((s, 0), l)?.0),
+            Some(l) => (self.b.splat((m, at), l)?.0, self.b.splat((s, at), l)?.0),
             None => (m, s),
         };
         let radix: Vec<usize> = self

@@ -113,7 +113,7 @@ fn check_module(m: &tensor::Module, dims: &[(&str, usize)], seed: u64) -> loops:
     );
     let dims: HashMap<String, usize> = dims.iter().map(|&(d, n)| (d.to_string(), n)).collect();
     let mut rng = Rng::new(seed);
-    for (f, lf) in m.funcs.iter().zip(&lowered.funcs) {
+    for (f, lf) in m.funcs.iter().zip(lowered.kernels()) {
         for rotation in 0..LAYOUTS.len() {
             let inputs: Vec<Array> = f
                 .params

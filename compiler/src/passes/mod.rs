@@ -21,6 +21,7 @@ pub mod manager;
 pub mod pipeline;
 pub mod registry;
 mod rewrite;
+pub mod schedule;
 pub mod strength_reduce;
 #[cfg(test)]
 pub(crate) mod tests;

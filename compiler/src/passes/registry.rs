@@ -5,8 +5,9 @@
 
 use super::{
     canonicalize, const_fold, contraction_path, cse, dce, delta_elim, emit_clif, eps_expand, fuse,
-    licm, lower_to_loops, strength_reduce, unroll, Level, Pass, PassContext,
+    licm, lower_to_loops, schedule, strength_reduce, unroll, Level, Pass, PassContext,
 };
+use crate::ir::tensor::schedule::MAX_FACTOR;
 use crate::paths::{Algorithm, PathOptions};
 
 /// An option a pass takes in a pipeline string (`eps-expand{max-rank=5}`). Every option is an
@@ -217,12 +218,47 @@ pub static PASSES: &[PassInfo] = &[
         build: |_, _| Box::new(dce::Dce),
     },
     PassInfo {
+        name: "schedule",
+        summary: "choose each op's schedule (GEMM tiles, loop order, vectorisation) with the \
+                  cost model, or at random",
+        input: Level::Tensor,
+        output: Level::Tensor,
+        options: &[
+            tile_option("mr", "register tile rows of every gemm schedule", 16),
+            tile_option("nr", "register tile columns of every gemm schedule", 64),
+            tile_option("mc", "rows of every packed A block", MAX_FACTOR),
+            tile_option("kc", "depth of every packed block", MAX_FACTOR),
+            tile_option("nc", "columns of every packed B block", MAX_FACTOR),
+            OptionSpec {
+                name: "random",
+                doc: "give every op a random legal schedule drawn from this seed (for tests)",
+                default: 0,
+                min: 1,
+                max: u64::MAX,
+                keywords: &[("off", 0)],
+            },
+        ],
+        build: |o, ctx| Box::new(schedule::SchedulePass::from_options(o, ctx)),
+    },
+    PassInfo {
         name: "lower-to-loops",
-        summary: "lower tensor IR to naive loop nests over buffers (loop IR)",
+        summary: "lower tensor IR to loop nests over buffers (loop IR), obeying each op's \
+                  schedule",
         input: Level::Tensor,
         output: Level::Loop,
-        options: &[],
-        build: |_, _| Box::new(lower_to_loops::LowerToLoops),
+        options: &[OptionSpec {
+            name: "schedules",
+            doc: "obey the ops' schedules (`ignore`: naive nests everywhere, the reference)",
+            default: 1,
+            min: 1,
+            max: 1,
+            keywords: &[("obey", 1), ("ignore", 0)],
+        }],
+        build: |o, _| {
+            Box::new(lower_to_loops::LowerToLoops {
+                schedules: o.get("schedules") != Some(0),
+            })
+        },
     },
     PassInfo {
         name: "unroll",
@@ -284,6 +320,19 @@ pub static PASSES: &[PassInfo] = &[
         },
     },
 ];
+
+/// An option of the `schedule` pass that sets one key of every `gemm` schedule it completes
+/// (`auto`: the cost model's choice).
+const fn tile_option(name: &'static str, doc: &'static str, max: u64) -> OptionSpec {
+    OptionSpec {
+        name,
+        doc,
+        default: 0,
+        min: 1,
+        max,
+        keywords: &[("auto", 0)],
+    }
+}
 
 /// The registered pass named `name`.
 pub fn lookup(name: &str) -> Option<&'static PassInfo> {

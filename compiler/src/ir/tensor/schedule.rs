@@ -313,6 +313,16 @@ pub const KINDS: [&str; 4] = ["naive", "gemm", "loops", "softmax"];
 /// and scoped buffers bounded).
 pub const MAX_FACTOR: u64 = 1 << 20;
 
+/// The most rows of a micro-kernel tile (`docs/ukernel.md`).
+pub const MAX_MR: u64 = 16;
+/// The most columns of a micro-kernel tile, in vectors.
+pub const MAX_NR_VECTORS: u64 = 8;
+/// The most vector accumulators of a micro-kernel tile.
+pub const MAX_ACCUMULATORS: u64 = 32;
+/// The most bytes a packed block may take on the stack when it is scoped to a parallel loop (a
+/// quarter of the loop IR's budget for all the scoped buffers of a function).
+pub const MAX_SCOPED_BLOCK_BYTES: u64 = crate::ir::loops::MAX_SCOPED_BYTES / 4;
+
 /// Builds a schedule of kind `kind` from parsed items, resolving index names with `index`.
 /// Errors name the key or value at fault, at its location; the kind itself is checked by the
 /// caller against [`KINDS`] (an unknown kind is reported at `kind_at`).
@@ -607,6 +617,33 @@ pub fn gemm_operands(g: &Generic) -> Result<GemmOperands, String> {
     }
 }
 
+/// The stack bytes of the block a parallel blocking loop packs for itself under schedule `s`
+/// of `g` (A's `mc x kc` block for `ic` when A is packed, B's `kc x nc` block for `jc`); `None`
+/// when the loop is not parallel or the schedule does not say enough.
+pub fn scoped_block_bytes(g: &Generic, s: &GemmSchedule, block: BlockLoop) -> Option<u64> {
+    if !s.parallel_blocks.as_deref()?.contains(&block) {
+        return None;
+    }
+    let (rows, tile) = match block {
+        BlockLoop::Ic if s.pack?.a => (s.mc?, s.mr?),
+        BlockLoop::Ic => return None,
+        BlockLoop::Jc => (s.nc?, s.nr?),
+    };
+    let bytes = g.dtype.size_bytes() as u64;
+    Some(rows.div_ceil(tile) * tile * s.kc? * bytes)
+}
+
+/// The stack bytes all scoped buffers of `g`'s nest take under schedule `s`: the blocks of its
+/// parallel blocking loops and the `mr x nr` tile of C.
+pub fn scoped_bytes(g: &Generic, s: &Schedule) -> u64 {
+    let Schedule::Gemm(s) = s else { return 0 };
+    let tile = s.mr.unwrap_or(0) * s.nr.unwrap_or(0) * g.dtype.size_bytes() as u64;
+    BlockLoop::ALL
+        .into_iter()
+        .filter_map(|b| scoped_block_bytes(g, s, b))
+        .fold(tile, u64::saturating_add)
+}
+
 /// Which inputs (by position) read index `i` through their map.
 fn readers(g: &Generic, i: IndexId) -> impl Iterator<Item = usize> + '_ {
     g.inputs
@@ -671,6 +708,12 @@ pub fn check(g: &Generic, s: &Schedule) -> Vec<String> {
                 let Some(ids) = ids else { continue };
                 if ids.is_empty() {
                     errors.push(format!("`{key}` is empty: a GEMM needs M, N and K"));
+                } else if ids.len() > 1 {
+                    errors.push(format!(
+                        "`{key}` lists {} indices: each GEMM dimension is one index (the \
+                         others are `outer` loops)",
+                        ids.len()
+                    ));
                 }
                 for &i in ids {
                     if let Some(rule) = group_rule(i, key) {
@@ -707,12 +750,42 @@ pub fn check(g: &Generic, s: &Schedule) -> Vec<String> {
                     errors.push(format!("nc = {nc} is not a multiple of nr = {nr}"));
                 }
             }
+            let lanes = 16 / g.dtype.size_bytes() as u64;
             if let Some(nr) = s.nr {
-                let lanes = 16 / g.dtype.size_bytes() as u64;
                 if nr % lanes != 0 {
                     errors.push(format!(
                         "nr = {nr} is not a multiple of the {lanes} {} lanes of a vector",
                         g.dtype
+                    ));
+                }
+            }
+            if let (Some(mr), Some(nr)) = (s.mr, s.nr) {
+                if mr > MAX_MR
+                    || nr > MAX_NR_VECTORS * lanes
+                    || mr * (nr / lanes) > MAX_ACCUMULATORS
+                {
+                    errors.push(format!(
+                        "the {mr} x {nr} tile has no micro-kernel: tiles have at most {MAX_MR} \
+                         rows, {} columns and {MAX_ACCUMULATORS} vector accumulators",
+                        MAX_NR_VECTORS * lanes
+                    ));
+                }
+            }
+            if s.pack.is_some_and(|p| !p.b) {
+                errors.push(
+                    "`pack` must include `b`: the micro-kernel reads nr full columns of B, \
+                     which only a zero-padded panel guarantees"
+                        .into(),
+                );
+            }
+            for block in BlockLoop::ALL {
+                if let Some(b) =
+                    scoped_block_bytes(g, s, block).filter(|&b| b > MAX_SCOPED_BLOCK_BYTES)
+                {
+                    errors.push(format!(
+                        "the packed block of the parallel `{}` loop takes {b} bytes of stack, \
+                         more than {MAX_SCOPED_BLOCK_BYTES}",
+                        block.name()
                     ));
                 }
             }

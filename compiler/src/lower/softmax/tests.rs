@@ -380,7 +380,15 @@ func @f(%X: in f32[M, N] strided, %P: out f32[M, N] strided) {
   }
 }
 ";
-    assert_eq!(printer::print_module(&lowered), expected);
+    // The general function (the kernel's contiguous variant follows it).
+    let general = crate::ir::loops::Module {
+        dims: lowered.dims.clone(),
+        funcs: vec![lowered.funcs[0].clone()],
+    };
+    assert_eq!(printer::print_module(&general), expected);
+    // In the contiguous variant `P` has a unit stride: the second pass writes vectors too.
+    let variant = printer::print_function(&lowered.funcs[1]);
+    assert!(variant.contains("store %v33, %P[%i.1, %j.3]"), "{variant}");
 }
 
 #[test]

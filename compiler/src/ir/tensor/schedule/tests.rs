@@ -52,7 +52,7 @@ fn the_fixture_parses_to_the_expected_schedules() {
     );
     let partial = Schedule::Gemm(GemmSchedule {
         kc: Some(128),
-        pack: Some(Packing { a: false, b: false }),
+        pack: Some(Packing { a: false, b: true }),
         ..GemmSchedule::default()
     });
     assert_eq!(generic(&m, 0, 2).schedule, Some(partial.clone()));
@@ -265,6 +265,19 @@ fn gemm_schedules_must_fit_a_contraction() {
         errs(&[
             "`k` is empty: a GEMM needs M, N and K",
             "index `k` is in none of outer, m, n, k",
+        ])
+    );
+    assert_eq!(
+        schedule_errors(
+            "M, N, K",
+            "%A: f32[M, K, K], %B: f32[K, N]",
+            "f32[M, N]",
+            "generic (i: M, j: N, k: K, l: K) ins(%A[i, k, l], %B[k, j]) -> [i, j] reduce add over (k, l) { mul(%0, %1) } : f32",
+            "schedule gemm(m=[i], n=[j], k=[k, l])"
+        ),
+        errs(&[
+            "`k` lists 2 indices: each GEMM dimension is one index (the others are `outer` loops)",
+            "`k` lists `l`, which is not a reduced index read by both A and B",
         ])
     );
     assert_eq!(

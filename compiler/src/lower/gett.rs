@@ -1,0 +1,973 @@
+//! A contraction under a `gemm` schedule → a GETT nest: BLIS's five loops around a micro-kernel
+//! call (TBLIS's layering), for any layout of the operands.
+//!
+//! ```text
+//! for outer indices (batch, unfused M/N/K indices), in schedule order
+//!   for jc in 0..N step nc            (N columns of C per block)
+//!     for pc in 0..K step kc          (K depth per block)
+//!       pack B[pc.., jc..] into Bp: nc/nr panels of kc x nr, zero-padded past N
+//!       for ic in 0..M step mc        (M rows per block)
+//!         pack A[ic.., pc..] into Ap: mc/mr panels of kc x mr     (or read A in place)
+//!         for jr in 0..nc' step nr
+//!           for ir in 0..mc' step mr
+//!             ukernel: C[ic+ir.., jc+jr..] (+)= Ap panel · Bp panel   (mr' x nr' tile)
+//! ```
+//!
+//! Every index keeps its own axis in every operand, so transposed, permuted and sliced inputs
+//! cost only the packing, which reads any strides, and a repeated index (`A[i, i, j]`) reads
+//! the diagonal in place. Edge tiles pass their true size to the micro-kernel (`mr' <= mr`,
+//! `nr' <= nr`); only B's panels are padded (the kernel reads `nr` full columns).
+//!
+//! `init` is set on the first K block (and the first iteration of every outer reduced loop),
+//! so C is overwritten there and accumulated after: each element sums its K range in `kc`
+//! blocks, in order. When K (or an outer reduced extent) is 0 the K loop still runs once with
+//! an empty block, which writes zeros.
+//!
+//! C is written by the kernel directly when its `n` axis has a unit stride (a temporary, or
+//! the contiguous kernel variant); otherwise the kernel writes a scoped `mr x nr` tile and a
+//! copy loop adds it into C (`first ? t : C + t`, the kernel's own rounding). The packed A
+//! block is scoped to the `ic` loop, so that each parallel task gets its own; the packed B
+//! block is a temporary of the function (scoped to `jc` when `jc` is parallel).
+
+use super::{FnLowerer, LowerError};
+use crate::ir::loops::{
+    self, BufferDef, BufferId, BufferKind, Carried, CmpOp, Coord, For, IndexOp, Inst, Layout, Op,
+    StrideFact, TileOperand, Type, Ukernel, UkernelShape, ValueId,
+};
+use crate::ir::tensor::schedule::{self, BlockLoop, GemmSchedule};
+use crate::ir::tensor::{AxisMap, Extent, Generic, IndexId};
+use einc_runtime::Scalar;
+
+/// A complete `gemm` schedule resolved for one op.
+struct Plan {
+    outer: Vec<IndexId>,
+    m: IndexId,
+    n: IndexId,
+    k: IndexId,
+    /// The inputs (body positions) playing A and B.
+    a: usize,
+    b: usize,
+    mr: u64,
+    nr: u64,
+    mc: u64,
+    kc: u64,
+    nc: u64,
+    pack_a: bool,
+    parallel: Vec<IndexId>,
+    blocks: Vec<BlockLoop>,
+}
+
+impl Plan {
+    fn new(g: &Generic, s: &GemmSchedule) -> Result<Plan, String> {
+        let missing = || "incomplete `gemm` schedule".to_string();
+        let one = |ids: &Option<Vec<IndexId>>, what: &str| match ids.as_deref() {
+            Some([i]) => Ok(*i),
+            _ => Err(format!("`{what}` must list one index")),
+        };
+        let operands = schedule::gemm_operands(g)?;
+        let m = one(&s.m, "m")?;
+        let reads = |input: u32| {
+            g.inputs
+                .get(input as usize)
+                .is_some_and(|inp| inp.map.contains(&AxisMap::Index(m)))
+        };
+        let (a, b) = if reads(operands.first) {
+            (operands.first, operands.second)
+        } else {
+            (operands.second, operands.first)
+        };
+        let pack = s.pack.ok_or_else(missing)?;
+        if !pack.b {
+            return Err("B must be packed".into());
+        }
+        Ok(Plan {
+            outer: s.outer.clone().ok_or_else(missing)?,
+            m,
+            n: one(&s.n, "n")?,
+            k: one(&s.k, "k")?,
+            a: a as usize,
+            b: b as usize,
+            mr: s.mr.ok_or_else(missing)?,
+            nr: s.nr.ok_or_else(missing)?,
+            mc: s.mc.ok_or_else(missing)?,
+            kc: s.kc.ok_or_else(missing)?,
+            nc: s.nc.ok_or_else(missing)?,
+            pack_a: pack.a,
+            parallel: s.parallel.clone().ok_or_else(missing)?,
+            blocks: s.parallel_blocks.clone().ok_or_else(missing)?,
+        })
+    }
+}
+
+/// The loops and values shared by the parts of one GETT nest.
+struct Gett<'a> {
+    g: &'a Generic,
+    plan: Plan,
+    out: BufferId,
+    /// Each index's current loop variable (or start value), by `IndexId`.
+    at: Vec<ValueId>,
+    shape: UkernelShape,
+}
+
+/// Converts a schedule number to an index constant's value.
+fn int(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// Lowers contraction `g` under the complete `gemm` schedule `s` into a nest storing into
+/// buffer `out`.
+pub(super) fn lower_gett(
+    fl: &mut FnLowerer,
+    g: &Generic,
+    out: BufferId,
+    s: &GemmSchedule,
+) -> Result<Vec<Inst>, LowerError> {
+    let plan = Plan::new(g, s).map_err(|e| fl.error(e))?;
+    let shape = UkernelShape {
+        dtype: g.dtype,
+        mr: u32::try_from(plan.mr).map_err(|_| fl.error("mr is too large"))?,
+        nr: u32::try_from(plan.nr).map_err(|_| fl.error("nr is too large"))?,
+    };
+    let zero = fl.index_const(0);
+    let one = fl.index_const(1);
+    let mut at = vec![zero; g.indices.len()];
+    for &i in &plan.outer {
+        let name = &g
+            .indices
+            .get(i.0 as usize)
+            .ok_or_else(|| fl.error(format!("index #{} is out of range", i.0)))?
+            .name;
+        at[i.0 as usize] = fl.named_value(name, Type::Index);
+    }
+    let mut x = Gett {
+        g,
+        plan,
+        out,
+        at,
+        shape,
+    };
+    let extent = |fl: &mut FnLowerer, i: IndexId| -> Result<ValueId, LowerError> {
+        let def = g
+            .indices
+            .get(i.0 as usize)
+            .ok_or_else(|| fl.error(format!("index #{} is out of range", i.0)))?;
+        fl.extent(&def.extent)
+    };
+    let index_op = |fl: &mut FnLowerer, block: &mut Vec<Inst>, name: &str, op, a, b| {
+        fl.assign(block, name, Op::IndexArith(op, a, b), Type::Index)
+    };
+    let mut entry = Vec::new();
+    let m_ext = extent(fl, x.plan.m)?;
+    let n_ext = extent(fl, x.plan.n)?;
+    let k_ext = extent(fl, x.plan.k)?;
+    // Operands are read only at points of the iteration space, as the interpreter reads them:
+    // no column block runs when M is empty (N' = N min(M, 1)), and no K step when an outer
+    // reduced loop is empty (K' = K min(E, 1)). The K loop still runs once when K' is 0, with
+    // an empty block, so that the kernel writes C's zeros.
+    let m_any = index_op(fl, &mut entry, "any", IndexOp::Min, m_ext, one);
+    let n_eff = index_op(fl, &mut entry, "n", IndexOp::Mul, n_ext, m_any);
+    let mut k_eff = k_ext;
+    let mut outer_uppers = Vec::new();
+    let mut reduced_outer = Vec::new();
+    for &i in &x.plan.outer.clone() {
+        let e = extent(fl, i)?;
+        if g.output.contains(&i) {
+            outer_uppers.push(e);
+        } else {
+            reduced_outer.push(i);
+            let any = index_op(fl, &mut entry, "any", IndexOp::Min, e, one);
+            k_eff = index_op(fl, &mut entry, "k", IndexOp::Mul, k_eff, any);
+            outer_uppers.push(index_op(fl, &mut entry, "runs", IndexOp::Max, e, one));
+        }
+    }
+    let k_runs = index_op(fl, &mut entry, "kruns", IndexOp::Max, k_eff, one);
+
+    // The packed B block: a temporary, or scoped per `jc` iteration when those are parallel.
+    let jc_parallel = x.plan.blocks.contains(&BlockLoop::Jc);
+    let bp_shape = [x.plan.nc.div_ceil(x.plan.nr), x.plan.kc, x.plan.nr];
+    let bp_kind = if jc_parallel {
+        BufferKind::Scoped
+    } else {
+        BufferKind::Temp
+    };
+    let bp = fl.add_scratch("Bp", g.dtype, &bp_shape, bp_kind);
+    let dims = Dims {
+        m: m_ext,
+        n: n_ext,
+        k: k_eff,
+    };
+    let jc = fl.named_value("jc", Type::Index);
+    let mut jc_body = Vec::new();
+    if jc_parallel {
+        jc_body.push(Inst::Scoped(bp));
+    }
+    jc_body.extend(x.jc_body(fl, jc, dims, k_runs, bp, &reduced_outer)?);
+    let mut nest = vec![for_loop(jc, zero, n_eff, x.plan.nc, jc_parallel, jc_body)];
+    for (pos, &i) in x.plan.outer.iter().enumerate().rev() {
+        let parallel = x.plan.parallel.contains(&i) && g.output.contains(&i);
+        let var = x.at[i.0 as usize];
+        nest = vec![for_loop(var, zero, outer_uppers[pos], 1, parallel, nest)];
+    }
+    entry.extend(nest);
+    Ok(entry)
+}
+
+/// The current `(jc, pc)` block: where it starts, its size, and whether it is the first K block.
+#[derive(Clone, Copy)]
+struct Block {
+    jc: ValueId,
+    nc: ValueId,
+    pc: ValueId,
+    kc: ValueId,
+    first: ValueId,
+}
+
+/// The GEMM's extents at run time (K as the blocks see it).
+#[derive(Clone, Copy)]
+struct Dims {
+    m: ValueId,
+    n: ValueId,
+    k: ValueId,
+}
+
+/// A loop that carries nothing.
+fn for_loop(
+    var: ValueId,
+    lower: ValueId,
+    upper: ValueId,
+    step: u64,
+    parallel: bool,
+    insts: Vec<Inst>,
+) -> Inst {
+    Inst::For(Box::new(For {
+        var,
+        lower,
+        upper,
+        step,
+        parallel,
+        unroll: None,
+        carried: Vec::new(),
+        body: loops::Block { insts },
+        yields: Vec::new(),
+    }))
+}
+
+impl Gett<'_> {
+    /// The body of the `jc` loop: `nc'`, then the `pc` loop with B's packing and the `ic`
+    /// loop.
+    fn jc_body(
+        &mut self,
+        fl: &mut FnLowerer,
+        jc: ValueId,
+        dims: Dims,
+        k_runs: ValueId,
+        bp: BufferId,
+        reduced_outer: &[IndexId],
+    ) -> Result<Vec<Inst>, LowerError> {
+        let mut insts = Vec::new();
+        let nc = fl.index_const(int(self.plan.nc));
+        let n_left = fl.assign(
+            &mut insts,
+            "nleft",
+            Op::IndexArith(IndexOp::Sub, dims.n, jc),
+            Type::Index,
+        );
+        let nc_cur = fl.assign(
+            &mut insts,
+            "ncb",
+            Op::IndexArith(IndexOp::Min, nc, n_left),
+            Type::Index,
+        );
+
+        let pc = fl.named_value("pc", Type::Index);
+        let mut pc_body = Vec::new();
+        let kc = fl.index_const(int(self.plan.kc));
+        let k_left = fl.assign(
+            &mut pc_body,
+            "kleft",
+            Op::IndexArith(IndexOp::Sub, dims.k, pc),
+            Type::Index,
+        );
+        let k_left = {
+            let zero = fl.index_const(0);
+            fl.assign(
+                &mut pc_body,
+                "kleft",
+                Op::IndexArith(IndexOp::Max, k_left, zero),
+                Type::Index,
+            )
+        };
+        let kc_cur = fl.assign(
+            &mut pc_body,
+            "kcb",
+            Op::IndexArith(IndexOp::Min, kc, k_left),
+            Type::Index,
+        );
+        // `init`: the first K block of the first iteration of every outer reduced loop.
+        let zero = fl.index_const(0);
+        let mut first = fl.assign(
+            &mut pc_body,
+            "first",
+            Op::Cmp(CmpOp::Eq, pc, zero),
+            Type::Bool,
+        );
+        for &r in reduced_outer {
+            let var = self.at[r.0 as usize];
+            let is0 = fl.assign(
+                &mut pc_body,
+                "first",
+                Op::Cmp(CmpOp::Eq, var, zero),
+                Type::Bool,
+            );
+            first = fl.assign(&mut pc_body, "first", Op::And(first, is0), Type::Bool);
+        }
+        let block = Block {
+            jc,
+            nc: nc_cur,
+            pc,
+            kc: kc_cur,
+            first,
+        };
+        pc_body.extend(self.pack_b(fl, bp, block, dims.n)?);
+
+        let ic = fl.named_value("ic", Type::Index);
+        let ic_body = self.ic_body(fl, ic, dims.m, block, bp)?;
+        let ic_parallel = self.plan.blocks.contains(&BlockLoop::Ic);
+        pc_body.push(for_loop(
+            ic,
+            zero,
+            dims.m,
+            self.plan.mc,
+            ic_parallel,
+            ic_body,
+        ));
+        insts.push(for_loop(pc, zero, k_runs, self.plan.kc, false, pc_body));
+        Ok(insts)
+    }
+
+    /// The index tuple of input `input` at the point where index `a_idx` is `a_val` and
+    /// `b_idx` is `b_val` (every other index at its current value in `self.at`).
+    fn operand_index(
+        &self,
+        fl: &mut FnLowerer,
+        input: usize,
+        set: &[(IndexId, ValueId)],
+    ) -> Result<Vec<ValueId>, LowerError> {
+        let inp = self
+            .g
+            .inputs
+            .get(input)
+            .ok_or_else(|| fl.error(format!("input %{input} is missing")))?;
+        inp.map
+            .iter()
+            .map(|a| match *a {
+                AxisMap::Index(i) => Ok(set
+                    .iter()
+                    .find(|(x, _)| *x == i)
+                    .map_or(self.at[i.0 as usize], |&(_, v)| v)),
+                AxisMap::Fixed(p) => fl.index_const_u64(p),
+            })
+            .collect()
+    }
+
+    /// The axes of input `input` that index `i` addresses.
+    fn axes(&self, input: usize, i: IndexId) -> Vec<u32> {
+        self.g.inputs.get(input).map_or(Vec::new(), |inp| {
+            inp.map
+                .iter()
+                .enumerate()
+                .filter(|(_, a)| **a == AxisMap::Index(i))
+                .map(|(n, _)| n as u32)
+                .collect()
+        })
+    }
+
+    /// Packs B's block (`kc' x nc'` from `(pc, jc)`) into `bp`: panel `p` holds columns
+    /// `jc + p nr ..` as `bp[p, kk, jj]`, zero past N. Where B's columns are its last axis with
+    /// a unit stride (the contiguous variant), full panels are copied with vector loads and
+    /// stores and only the last, partial panel element by element.
+    fn pack_b(
+        &self,
+        fl: &mut FnLowerer,
+        bp: BufferId,
+        block: Block,
+        n_ext: ValueId,
+    ) -> Result<Vec<Inst>, LowerError> {
+        let zero = fl.index_const(0);
+        let b_buf = fl.buffer_of(self.input_value(fl, self.plan.b)?)?;
+        let lanes = 16 / self.g.dtype.size_bytes() as u64;
+        let vector = self.axes(self.plan.b, self.plan.n)
+            == [self.g.inputs[self.plan.b].map.len() as u32 - 1]
+            && super::body::unit_last(fl, b_buf)
+            && self.plan.nr.is_multiple_of(lanes);
+        if !vector {
+            return self.pack_b_panels(fl, bp, block, n_ext, [zero, block.nc], false);
+        }
+        let mut insts = Vec::new();
+        let nr = fl.index_const(int(self.plan.nr));
+        let rem = fl.assign(
+            &mut insts,
+            "partial",
+            Op::IndexArith(IndexOp::Rem, block.nc, nr),
+            Type::Index,
+        );
+        let full = fl.assign(
+            &mut insts,
+            "full",
+            Op::IndexArith(IndexOp::Sub, block.nc, rem),
+            Type::Index,
+        );
+        insts.extend(self.pack_b_panels(fl, bp, block, n_ext, [zero, full], true)?);
+        insts.extend(self.pack_b_panels(fl, bp, block, n_ext, [full, block.nc], false)?);
+        Ok(insts)
+    }
+
+    /// The panels of B's block from column `from` to `to` (multiples of `nr` from `jc`): with
+    /// vector copies (every panel full), or element by element with zero padding.
+    fn pack_b_panels(
+        &self,
+        fl: &mut FnLowerer,
+        bp: BufferId,
+        block: Block,
+        n_ext: ValueId,
+        [from, to]: [ValueId; 2],
+        vector: bool,
+    ) -> Result<Vec<Inst>, LowerError> {
+        let Block { jc, pc, kc, .. } = block;
+        let b_buf = fl.buffer_of(self.input_value(fl, self.plan.b)?)?;
+        let zero = fl.index_const(0);
+        let nr = fl.index_const(int(self.plan.nr));
+        let dtype = self.g.dtype;
+        let p = fl.named_value("jp", Type::Index);
+        let kk = fl.named_value("kk", Type::Index);
+        // Panel p: its first column, and how many of its columns are inside N.
+        let mut p_body = Vec::new();
+        let j0 = fl.assign(
+            &mut p_body,
+            "j",
+            Op::IndexArith(IndexOp::Add, jc, p),
+            Type::Index,
+        );
+        let panel = fl.assign(
+            &mut p_body,
+            "panel",
+            Op::IndexArith(IndexOp::Div, p, nr),
+            Type::Index,
+        );
+        let mut kk_body = Vec::new();
+        let k = fl.assign(
+            &mut kk_body,
+            "k",
+            Op::IndexArith(IndexOp::Add, pc, kk),
+            Type::Index,
+        );
+        if vector {
+            let lanes = 16 / dtype.size_bytes() as u64;
+            let vty = Type::Vector(dtype, u32::try_from(lanes).unwrap_or(1));
+            for t in 0..self.plan.nr / lanes {
+                let off = fl.index_const(int(t * lanes));
+                let j = if t == 0 {
+                    j0
+                } else {
+                    fl.assign(
+                        &mut kk_body,
+                        "j",
+                        Op::IndexArith(IndexOp::Add, j0, off),
+                        Type::Index,
+                    )
+                };
+                let index =
+                    self.operand_index(fl, self.plan.b, &[(self.plan.k, k), (self.plan.n, j)])?;
+                let v = fl.assign(
+                    &mut kk_body,
+                    "ld",
+                    Op::Load {
+                        buffer: b_buf,
+                        index,
+                        lanes: u32::try_from(lanes).unwrap_or(1),
+                    },
+                    vty,
+                );
+                kk_body.push(Inst::Store {
+                    buffer: bp,
+                    index: vec![panel, kk, off],
+                    value: v,
+                });
+            }
+        } else {
+            let jj = fl.named_value("jj", Type::Index);
+            let jj0 = fl.named_value("jj", Type::Index);
+            let left = fl.assign(
+                &mut p_body,
+                "nleft",
+                Op::IndexArith(IndexOp::Sub, n_ext, j0),
+                Type::Index,
+            );
+            let valid = fl.assign(
+                &mut p_body,
+                "nvalid",
+                Op::IndexArith(IndexOp::Min, nr, left),
+                Type::Index,
+            );
+            // The columns inside N: copied.
+            let mut copy = Vec::new();
+            let j = fl.assign(
+                &mut copy,
+                "j",
+                Op::IndexArith(IndexOp::Add, j0, jj),
+                Type::Index,
+            );
+            let index =
+                self.operand_index(fl, self.plan.b, &[(self.plan.k, k), (self.plan.n, j)])?;
+            let v = fl.assign(
+                &mut copy,
+                "ld",
+                Op::Load {
+                    buffer: b_buf,
+                    index,
+                    lanes: 1,
+                },
+                Type::Scalar(dtype),
+            );
+            copy.push(Inst::Store {
+                buffer: bp,
+                index: vec![panel, kk, jj],
+                value: v,
+            });
+            kk_body.push(for_loop(jj, zero, valid, 1, false, copy));
+            // The padding past N: zeros.
+            let zero_v = fl.scalar_const(Scalar::zero(dtype));
+            let pad = vec![Inst::Store {
+                buffer: bp,
+                index: vec![panel, kk, jj0],
+                value: zero_v,
+            }];
+            kk_body.push(for_loop(jj0, valid, nr, 1, false, pad));
+        }
+        p_body.push(for_loop(kk, zero, kc, 1, false, kk_body));
+        Ok(vec![for_loop(p, from, to, self.plan.nr, false, p_body)])
+    }
+
+    /// The tensor value of input `input`.
+    fn input_value(
+        &self,
+        fl: &FnLowerer,
+        input: usize,
+    ) -> Result<crate::ir::tensor::ValueId, LowerError> {
+        self.g
+            .inputs
+            .get(input)
+            .map(|i| i.value)
+            .ok_or_else(|| fl.error(format!("input %{input} is missing")))
+    }
+
+    /// The body of the `ic` loop: `mc'`, A's packing, and the register-tile loops.
+    fn ic_body(
+        &mut self,
+        fl: &mut FnLowerer,
+        ic: ValueId,
+        m_ext: ValueId,
+        block: Block,
+        bp: BufferId,
+    ) -> Result<Vec<Inst>, LowerError> {
+        let Block {
+            jc,
+            nc: nc_cur,
+            pc,
+            kc: kc_cur,
+            first,
+        } = block;
+        let zero = fl.index_const(0);
+        let mut insts = Vec::new();
+        let mc = fl.index_const(int(self.plan.mc));
+        let m_left = fl.assign(
+            &mut insts,
+            "mleft",
+            Op::IndexArith(IndexOp::Sub, m_ext, ic),
+            Type::Index,
+        );
+        let mc_cur = fl.assign(
+            &mut insts,
+            "mcb",
+            Op::IndexArith(IndexOp::Min, mc, m_left),
+            Type::Index,
+        );
+        let a_buf = fl.buffer_of(self.input_value(fl, self.plan.a)?)?;
+        let mr = fl.index_const(int(self.plan.mr));
+        let nr = fl.index_const(int(self.plan.nr));
+        let dtype = self.g.dtype;
+
+        let ap = if self.plan.pack_a {
+            // Scoped to the `ic` iteration when those run in parallel, so each has its own.
+            let ic_parallel = self.plan.blocks.contains(&BlockLoop::Ic);
+            let panels = self.plan.mc.div_ceil(self.plan.mr);
+            let kind = if ic_parallel {
+                BufferKind::Scoped
+            } else {
+                BufferKind::Temp
+            };
+            let ap = fl.add_scratch("Ap", dtype, &[panels, self.plan.kc, self.plan.mr], kind);
+            if ic_parallel {
+                insts.push(Inst::Scoped(ap));
+            }
+            insts.extend(self.pack_a(fl, ap, a_buf, ic, mc_cur, block)?);
+            Some(ap)
+        } else {
+            None
+        };
+
+        // C: written by the kernel when its n axis has a unit stride, else through a tile.
+        let out_def = fl.buffer_def(self.out)?;
+        let rank = out_def.shape.len();
+        let n_axis = self.g.output.iter().position(|&i| i == self.plan.n);
+        let m_axis = self.g.output.iter().position(|&i| i == self.plan.m);
+        let (Some(n_axis), Some(m_axis)) = (n_axis, m_axis) else {
+            return Err(fl.error("the m or n index is not an output index"));
+        };
+        let direct = out_def.layout.fact(n_axis, rank) == StrideFact::Unit;
+
+        let jr = fl.named_value("jr", Type::Index);
+        let ir = fl.named_value("ir", Type::Index);
+        let mut jr_body = Vec::new();
+        let n_left = fl.assign(
+            &mut jr_body,
+            "nleft",
+            Op::IndexArith(IndexOp::Sub, nc_cur, jr),
+            Type::Index,
+        );
+        let nr_cur = fl.assign(
+            &mut jr_body,
+            "nrt",
+            Op::IndexArith(IndexOp::Min, nr, n_left),
+            Type::Index,
+        );
+        let j = fl.assign(
+            &mut jr_body,
+            "j",
+            Op::IndexArith(IndexOp::Add, jc, jr),
+            Type::Index,
+        );
+        let panel_b = fl.assign(
+            &mut jr_body,
+            "bpanel",
+            Op::IndexArith(IndexOp::Div, jr, nr),
+            Type::Index,
+        );
+        let mut ir_body = Vec::new();
+        let m_left = fl.assign(
+            &mut ir_body,
+            "mleft",
+            Op::IndexArith(IndexOp::Sub, mc_cur, ir),
+            Type::Index,
+        );
+        let mr_cur = fl.assign(
+            &mut ir_body,
+            "mrt",
+            Op::IndexArith(IndexOp::Min, mr, m_left),
+            Type::Index,
+        );
+        let i = fl.assign(
+            &mut ir_body,
+            "i",
+            Op::IndexArith(IndexOp::Add, ic, ir),
+            Type::Index,
+        );
+        let a = match ap {
+            Some(ap) => {
+                let panel = fl.assign(
+                    &mut ir_body,
+                    "apanel",
+                    Op::IndexArith(IndexOp::Div, ir, mr),
+                    Type::Index,
+                );
+                TileOperand {
+                    buffer: ap,
+                    start: vec![panel, zero, zero],
+                    axes: vec![(Coord::M, vec![2]), (Coord::K, vec![1])],
+                }
+            }
+            None => TileOperand {
+                buffer: a_buf,
+                start: self.operand_index(
+                    fl,
+                    self.plan.a,
+                    &[(self.plan.m, i), (self.plan.k, pc)],
+                )?,
+                axes: vec![
+                    (Coord::M, self.axes(self.plan.a, self.plan.m)),
+                    (Coord::K, self.axes(self.plan.a, self.plan.k)),
+                ],
+            },
+        };
+        let b = TileOperand {
+            buffer: bp,
+            start: vec![panel_b, zero, zero],
+            axes: vec![(Coord::K, vec![1]), (Coord::N, vec![2])],
+        };
+        let out_at = |x: &Self, i: ValueId, j: ValueId| -> Vec<ValueId> {
+            x.g.output
+                .iter()
+                .map(|&o| {
+                    if o == x.plan.m {
+                        i
+                    } else if o == x.plan.n {
+                        j
+                    } else {
+                        x.at[o.0 as usize]
+                    }
+                })
+                .collect()
+        };
+        if direct {
+            let c = TileOperand {
+                buffer: self.out,
+                start: out_at(self, i, j),
+                axes: vec![
+                    (Coord::M, vec![m_axis as u32]),
+                    (Coord::N, vec![n_axis as u32]),
+                ],
+            };
+            ir_body.push(self.ukernel([kc_cur, mr_cur, nr_cur], a, b, c, first));
+        } else {
+            let tile = fl.add_scratch(
+                "Ct",
+                dtype,
+                &[self.plan.mr, self.plan.nr],
+                BufferKind::Scoped,
+            );
+            ir_body.push(Inst::Scoped(tile));
+            let c = TileOperand {
+                buffer: tile,
+                start: vec![zero, zero],
+                axes: vec![(Coord::M, vec![0]), (Coord::N, vec![1])],
+            };
+            let always = fl.assign(
+                &mut ir_body,
+                "init",
+                Op::Cmp(CmpOp::Eq, zero, zero),
+                Type::Bool,
+            );
+            ir_body.push(self.ukernel([kc_cur, mr_cur, nr_cur], a, b, c, always));
+            // C[i + ii, j + jj] = first ? t : C + t
+            let ii = fl.named_value("ii", Type::Index);
+            let jj = fl.named_value("jj", Type::Index);
+            let mut cell = Vec::new();
+            let ci = fl.assign(
+                &mut cell,
+                "ci",
+                Op::IndexArith(IndexOp::Add, i, ii),
+                Type::Index,
+            );
+            let cj = fl.assign(
+                &mut cell,
+                "cj",
+                Op::IndexArith(IndexOp::Add, j, jj),
+                Type::Index,
+            );
+            let t = fl.assign(
+                &mut cell,
+                "t",
+                Op::Load {
+                    buffer: tile,
+                    index: vec![ii, jj],
+                    lanes: 1,
+                },
+                Type::Scalar(dtype),
+            );
+            let at = out_at(self, ci, cj);
+            // C is read only when it is accumulated into (it may be unwritten before).
+            let sum = self.accumulate(fl, &mut cell, first, t, at.clone())?;
+            cell.push(Inst::Store {
+                buffer: self.out,
+                index: at,
+                value: sum,
+            });
+            let row = vec![for_loop(jj, zero, nr_cur, 1, false, cell)];
+            ir_body.push(for_loop(ii, zero, mr_cur, 1, false, row));
+        }
+        jr_body.push(for_loop(ir, zero, mc_cur, self.plan.mr, false, ir_body));
+        insts.push(for_loop(jr, zero, nc_cur, self.plan.nr, false, jr_body));
+        Ok(insts)
+    }
+
+    /// `first ? t : C[at] + t`, reading C only when it is not the first block: a loop that
+    /// runs once unless `first` carries the sum.
+    fn accumulate(
+        &self,
+        fl: &mut FnLowerer,
+        block: &mut Vec<Inst>,
+        first: ValueId,
+        t: ValueId,
+        at: Vec<ValueId>,
+    ) -> Result<ValueId, LowerError> {
+        let dtype = self.g.dtype;
+        let zero = fl.index_const(0);
+        let one = fl.index_const(1);
+        // runs = first ? 0 : 1
+        let runs = fl.assign(block, "runs", Op::Select(first, zero, one), Type::Index);
+        let x = fl.named_value("once", Type::Index);
+        let arg = fl.new_value("acc", Type::Scalar(dtype));
+        let result = fl.new_value("sum", Type::Scalar(dtype));
+        let mut body = Vec::new();
+        let c = fl.assign(
+            &mut body,
+            "c",
+            Op::Load {
+                buffer: self.out,
+                index: at,
+                lanes: 1,
+            },
+            Type::Scalar(dtype),
+        );
+        let next = fl.assign(
+            &mut body,
+            "v",
+            Op::Binary(crate::ir::loops::BinaryFn::Add, c, arg),
+            Type::Scalar(dtype),
+        );
+        block.push(Inst::For(Box::new(For {
+            var: x,
+            lower: zero,
+            upper: runs,
+            step: 1,
+            parallel: false,
+            unroll: None,
+            carried: vec![Carried {
+                arg,
+                init: t,
+                result,
+            }],
+            body: loops::Block { insts: body },
+            yields: vec![next],
+        })));
+        Ok(result)
+    }
+
+    /// Packs A's block (`mc' x kc'` from `(ic, pc)`) into `ap`: panel `q` holds rows
+    /// `ic + q mr ..` as `ap[q, kk, ii]` (rows past M are never read, so they are not
+    /// written).
+    fn pack_a(
+        &self,
+        fl: &mut FnLowerer,
+        ap: BufferId,
+        a_buf: BufferId,
+        ic: ValueId,
+        mc_cur: ValueId,
+        block: Block,
+    ) -> Result<Vec<Inst>, LowerError> {
+        let (pc, kc_cur) = (block.pc, block.kc);
+        let zero = fl.index_const(0);
+        let mr = fl.index_const(int(self.plan.mr));
+        let dtype = self.g.dtype;
+        let q = fl.named_value("ip", Type::Index);
+        let ii = fl.named_value("ii", Type::Index);
+        let kk = fl.named_value("kk", Type::Index);
+        let mut q_body = Vec::new();
+        let left = fl.assign(
+            &mut q_body,
+            "mleft",
+            Op::IndexArith(IndexOp::Sub, mc_cur, q),
+            Type::Index,
+        );
+        let rows = fl.assign(
+            &mut q_body,
+            "rows",
+            Op::IndexArith(IndexOp::Min, mr, left),
+            Type::Index,
+        );
+        let panel = fl.assign(
+            &mut q_body,
+            "panel",
+            Op::IndexArith(IndexOp::Div, q, mr),
+            Type::Index,
+        );
+        let mut ii_body = Vec::new();
+        let row = fl.assign(
+            &mut ii_body,
+            "i",
+            Op::IndexArith(IndexOp::Add, ic, q),
+            Type::Index,
+        );
+        let i = fl.assign(
+            &mut ii_body,
+            "i",
+            Op::IndexArith(IndexOp::Add, row, ii),
+            Type::Index,
+        );
+        let mut kk_body = Vec::new();
+        let k = fl.assign(
+            &mut kk_body,
+            "k",
+            Op::IndexArith(IndexOp::Add, pc, kk),
+            Type::Index,
+        );
+        let index = self.operand_index(fl, self.plan.a, &[(self.plan.m, i), (self.plan.k, k)])?;
+        let v = fl.assign(
+            &mut kk_body,
+            "ld",
+            Op::Load {
+                buffer: a_buf,
+                index,
+                lanes: 1,
+            },
+            Type::Scalar(dtype),
+        );
+        kk_body.push(Inst::Store {
+            buffer: ap,
+            index: vec![panel, kk, ii],
+            value: v,
+        });
+        ii_body.push(for_loop(kk, zero, kc_cur, 1, false, kk_body));
+        q_body.push(for_loop(ii, zero, rows, 1, false, ii_body));
+        Ok(vec![for_loop(q, zero, mc_cur, self.plan.mr, false, q_body)])
+    }
+
+    /// The micro-kernel call for a `kc x mr x nr` tile (`[kc, mr, nr]`).
+    fn ukernel(
+        &self,
+        [kc, mr, nr]: [ValueId; 3],
+        a: TileOperand,
+        b: TileOperand,
+        c: TileOperand,
+        init: ValueId,
+    ) -> Inst {
+        Inst::Ukernel(Box::new(Ukernel {
+            shape: self.shape,
+            kc,
+            mr,
+            nr,
+            a,
+            b,
+            c,
+            init,
+            scale: None,
+            bias: None,
+            relu: false,
+        }))
+    }
+}
+
+impl FnLowerer<'_> {
+    /// A contiguous, 64-byte aligned scratch buffer of fixed extents (a temporary, or a scoped
+    /// buffer that the caller declares where it lives).
+    pub(super) fn add_scratch(
+        &mut self,
+        name: &str,
+        dtype: einc_runtime::DType,
+        shape: &[u64],
+        kind: BufferKind,
+    ) -> BufferId {
+        let def = BufferDef {
+            name: self.names.fresh(name),
+            dtype,
+            shape: shape.iter().map(|&n| Extent::Fixed(n)).collect(),
+            layout: Layout::Contiguous,
+            kind,
+            align: Some(64),
+        };
+        self.out.add_buffer(def)
+    }
+}
+
+#[cfg(test)]
+mod tests;

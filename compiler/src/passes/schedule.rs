@@ -1,0 +1,433 @@
+//! `schedule`: gives ops their schedules (`docs/schedules.md`), chosen by the cost model
+//! ([`cost`]) from each op's class ([`crate::analysis::classify`]), its extents and the target
+//! ([`Machine`]).
+//!
+//! - A contraction with M, N and K and a float dtype gets a `gemm` schedule (GETT).
+//! - Any other contraction (matrix–vector, dot and outer products, integer contractions) gets a
+//!   `loops` schedule that vectorises along the index most operands read with a unit stride in
+//!   C order, when the body vectorises.
+//! - Other ops (maps, reductions, row softmax) keep no schedule: the naive nest.
+//!
+//! A schedule an op already has is kept: a complete one as it is, a partial one (from a `.ein`
+//! annotation) completed, every key it sets kept. The pipeline options `mr`, `nr`, `mc`, `kc`
+//! and `nc` set those keys of every `gemm` schedule the pass completes (an annotation's own keys
+//! win). With `random=SEED` every op gets a random *legal* schedule instead ([`random`]), the
+//! keys an annotation sets still kept: tests run them against the interpreter, since a
+//! schedule may change the speed, never the result.
+//!
+//! Requires: verified tensor IR (schedules present fit their ops). Guarantees: every schedule
+//! is complete and fits its op, or the pass fails naming the op and the rule (an override that
+//! does not fit, such as `nr=6` on an f32 op). Changes nothing else.
+
+pub mod cost;
+pub mod random;
+
+use super::registry::Options;
+use super::{Ir, Pass, PassContext, PassOutput};
+use crate::analysis::{classify_function, Contraction, OpClass};
+use crate::ir::loops::MAX_SCOPED_BYTES;
+use crate::ir::tensor::schedule::{
+    self, GemmSchedule, LoopsSchedule, MicroKernel, Packing, Schedule,
+};
+use crate::ir::tensor::{AxisMap, Extent, Function, Generic, IndexId, Module, OpKind};
+use crate::target::{Isa, Machine};
+use std::collections::BTreeMap;
+
+/// Keys of every `gemm` schedule that the pipeline string sets (`schedule{kc=128,mr=4}`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GemmOverrides {
+    /// Register tile rows.
+    pub mr: Option<u64>,
+    /// Register tile columns.
+    pub nr: Option<u64>,
+    /// A block rows.
+    pub mc: Option<u64>,
+    /// Block depth.
+    pub kc: Option<u64>,
+    /// B block columns.
+    pub nc: Option<u64>,
+}
+
+/// The `schedule` pass.
+#[derive(Clone, Debug)]
+pub struct SchedulePass {
+    /// The machine schedules are chosen for.
+    pub machine: Machine,
+    /// Extents known for symbolic dims (besides those the module fixes).
+    pub dims: BTreeMap<String, u64>,
+    /// Keys set for every `gemm` schedule.
+    pub overrides: GemmOverrides,
+    /// `Some(seed)`: random legal schedules.
+    pub random: Option<u64>,
+}
+
+impl SchedulePass {
+    /// The pass for the context's target and known extents, with the pipeline's options
+    /// (`mr`, `nr`, `mc`, `kc`, `nc`: 0 for the cost model; `random`: 0 for off).
+    pub fn from_options(o: &Options, ctx: &PassContext) -> SchedulePass {
+        let set = |name| o.get(name).filter(|&v| v > 0);
+        SchedulePass {
+            // A target einc cannot describe has been rejected before any pass runs; x86-64's
+            // defaults are a harmless fallback.
+            machine: Machine::for_target(&ctx.target)
+                .unwrap_or_else(|| Machine::defaults(Isa::X86_64)),
+            dims: ctx.dims.clone(),
+            overrides: GemmOverrides {
+                mr: set("mr"),
+                nr: set("nr"),
+                mc: set("mc"),
+                kc: set("kc"),
+                nc: set("nc"),
+            },
+            random: set("random"),
+        }
+    }
+}
+
+impl Pass for SchedulePass {
+    fn run(&self, ir: Ir) -> Result<PassOutput, String> {
+        let Ir::Tensor(mut m) = ir else {
+            return Err(format!("expects tensor IR, got {} IR", ir.level()));
+        };
+        let changed = self.schedule_module(&mut m)?;
+        Ok(PassOutput {
+            ir: Ir::Tensor(m),
+            changed,
+        })
+    }
+}
+
+impl SchedulePass {
+    /// Schedules every op of `m`; returns whether any schedule changed.
+    pub fn schedule_module(&self, m: &mut Module) -> Result<bool, String> {
+        let mut changed = false;
+        let mut rng = self.random.map(random::Rng::new);
+        let dims = m.dims.clone();
+        let known = |e: &Extent| match e {
+            Extent::Fixed(n) => Some(*n),
+            Extent::Dim(d) => dims
+                .iter()
+                .find(|x| &x.name == d)
+                .and_then(|x| x.value)
+                .or_else(|| self.dims.get(d).copied()),
+        };
+        for f in &mut m.funcs {
+            let classes = classify_function(f);
+            // The ops as they were (the choice for one op reads the types of the values).
+            let fcopy = f.clone();
+            let fname = f.name.clone();
+            // The stack the function's scoped buffers take so far.
+            let mut stack = 0u64;
+            for (op, class) in f.ops.iter_mut().zip(classes) {
+                let OpKind::Generic(g) = &mut op.kind;
+                let chosen = match &mut rng {
+                    Some(rng) => Some(random::schedule(rng, g, &class, &self.overrides)),
+                    None => self.choose(&fcopy, g, &class, &known),
+                };
+                let Some(mut s) = chosen else { continue };
+                // Blocks scoped to parallel loops must fit the function's stack budget with
+                // the others: past it, a drawn schedule runs its blocking loops serially.
+                if self.random.is_some() && stack + schedule::scoped_bytes(g, &s) > MAX_SCOPED_BYTES
+                {
+                    if let Schedule::Gemm(gs) = &mut s {
+                        gs.parallel_blocks = Some(Vec::new());
+                    }
+                }
+                stack += schedule::scoped_bytes(g, &s);
+                let problems = schedule::check(g, &s);
+                if !problems.is_empty() || !s.missing().is_empty() {
+                    let mut text = String::new();
+                    schedule::write(&mut text, g, &s);
+                    let mut why = problems;
+                    why.extend(s.missing().iter().map(|k| format!("`{k}` is not set")));
+                    let value = f.values.get(op.result.0 as usize).map(|v| v.name.as_str());
+                    return Err(format!(
+                        "@{fname}: %{}: the schedule does not fit the op ({}): {text}",
+                        value.unwrap_or("?"),
+                        why.join("; ")
+                    ));
+                }
+                if g.schedule.as_ref() != Some(&s) {
+                    g.schedule = Some(s);
+                    changed = true;
+                }
+            }
+        }
+        Ok(changed)
+    }
+
+    /// The completed schedule of `g` (of class `class`), or `None` to leave it unscheduled.
+    fn choose(
+        &self,
+        f: &Function,
+        g: &Generic,
+        class: &OpClass,
+        known: &dyn Fn(&Extent) -> Option<u64>,
+    ) -> Option<Schedule> {
+        let vectorises = |v: IndexId| crate::lower::vectorises_in_c_order(f, g, v);
+        match (&g.schedule, class) {
+            (Some(Schedule::Naive), _) => None,
+            (Some(Schedule::Gemm(partial)), OpClass::Contraction(c)) => {
+                Some(Schedule::Gemm(self.complete_gemm(g, c, partial, known)))
+            }
+            (Some(Schedule::Loops(partial)), _) => Some(Schedule::Loops(complete_loops(
+                g,
+                partial,
+                known,
+                &vectorises,
+            ))),
+            // The row-softmax schedule has rules of its own (`vector` workstream): kept as is.
+            (Some(s @ Schedule::Softmax(_)), _) => Some(s.clone()),
+            // A gemm annotation on an op that is no longer a contraction: the verifier reports
+            // it (the check below names the rule).
+            (Some(s @ Schedule::Gemm(_)), _) => Some(s.clone()),
+            (None, OpClass::Contraction(c)) if gemm_shaped(g, c) => Some(Schedule::Gemm(
+                self.complete_gemm(g, c, &GemmSchedule::default(), known),
+            )),
+            (None, OpClass::Contraction(_)) => Some(Schedule::Loops(complete_loops(
+                g,
+                &LoopsSchedule::default(),
+                known,
+                &vectorises,
+            ))),
+            (None, _) => None,
+        }
+    }
+
+    /// `partial` with every key set: the GEMM's indices by [`gemm_groups`], the pipeline's
+    /// overrides, then the cost model.
+    fn complete_gemm(
+        &self,
+        g: &Generic,
+        c: &Contraction,
+        partial: &GemmSchedule,
+        known: &dyn Fn(&Extent) -> Option<u64>,
+    ) -> GemmSchedule {
+        let groups = gemm_groups(g, c, partial, known);
+        let extent = |ids: &[IndexId]| {
+            ids.first()
+                .and_then(|i| g.indices.get(i.0 as usize))
+                .and_then(|d| known(&d.extent))
+        };
+        let e = cost::GemmExtents {
+            m: extent(&groups.m),
+            n: extent(&groups.n),
+            k: extent(&groups.k),
+        };
+        let o = &self.overrides;
+        let bytes = g.dtype.size_bytes() as u64;
+        let (mr, nr) = match (partial.mr.or(o.mr), partial.nr.or(o.nr)) {
+            (Some(mr), Some(nr)) => (mr, nr),
+            (mr, nr) => {
+                let (cmr, cnr) = cost::register_tile(&self.machine, bytes, e);
+                (mr.unwrap_or(cmr), nr.unwrap_or(cnr))
+            }
+        };
+        let model = cost::blocks(&self.machine, bytes, mr, nr, e);
+        // A read in place streams its rows (or columns) through the micro-kernel's broadcasts;
+        // that is as fast as a packed panel when one of A's GEMM axes has a unit stride in C
+        // order (measured: 1024^3 equal, 256^3 7% and 64^3 27% faster in place), so A is packed
+        // only when neither has.
+        let a_input = a_operand(g, &groups);
+        let unit = |i: IndexId| {
+            g.inputs.get(a_input).is_some_and(|inp| {
+                inp.map.last() == Some(&AxisMap::Index(i))
+                    && inp.map.iter().filter(|&&x| x == AxisMap::Index(i)).count() == 1
+            })
+        };
+        let a_unit = groups.m.iter().chain(&groups.k).any(|&i| unit(i));
+        let outer_output: Vec<IndexId> = groups
+            .outer
+            .iter()
+            .copied()
+            .filter(|i| g.output.contains(i))
+            .collect();
+        GemmSchedule {
+            outer: Some(groups.outer),
+            m: Some(groups.m),
+            n: Some(groups.n),
+            k: Some(groups.k),
+            mr: Some(mr),
+            nr: Some(nr),
+            mc: partial.mc.or(o.mc).or(Some(model.mc)),
+            kc: partial.kc.or(o.kc).or(Some(model.kc)),
+            nc: partial.nc.or(o.nc).or(Some(model.nc)),
+            pack: partial.pack.or(Some(Packing {
+                a: model.pack_a && !a_unit,
+                b: true,
+            })),
+            ukernel: partial.ukernel.or(Some(MicroKernel::Simd128)),
+            parallel: partial.parallel.clone().or(Some(outer_output)),
+            // No blocking loop is parallel until threads (#10) choose one and size its
+            // per-task buffers.
+            parallel_blocks: partial.parallel_blocks.clone().or(Some(Vec::new())),
+        }
+    }
+}
+
+/// The input that plays A (the one reading the `m` index) under `groups`.
+fn a_operand(g: &Generic, groups: &GemmGroups) -> usize {
+    let m = groups.m.first().copied();
+    g.inputs
+        .iter()
+        .position(|inp| m.is_some_and(|m| inp.map.contains(&AxisMap::Index(m))))
+        .unwrap_or(0)
+}
+
+/// Whether contraction `c` runs as a GEMM: it has M, N and K, and `g` is a float op.
+pub fn gemm_shaped(g: &Generic, c: &Contraction) -> bool {
+    !c.m.is_empty() && !c.n.is_empty() && !c.k.is_empty() && schedule::gemm_operands(g).is_ok()
+}
+
+/// The index roles of a GEMM schedule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GemmGroups {
+    /// Loops outside the GEMM, outermost first.
+    pub outer: Vec<IndexId>,
+    /// The M index.
+    pub m: Vec<IndexId>,
+    /// The N index.
+    pub n: Vec<IndexId>,
+    /// The K index.
+    pub k: Vec<IndexId>,
+}
+
+/// The GEMM's indices, keeping those `partial` sets:
+///
+/// - roles: C's columns (N) are the group of the output's last index when that is an `m` or `n`
+///   index of the contraction (so that C's rows are written with unit stride in C order); A is
+///   then the other operand;
+/// - one index per dimension: the largest known extent, ties to the index that comes last in
+///   the output (M, N) or in A's map (K), where a C-order layout has the smaller stride;
+/// - `outer`: the batch indices, then the unused M and N indices in output order, then the
+///   unused K indices (innermost, so that C is revisited for each).
+pub fn gemm_groups(
+    g: &Generic,
+    c: &Contraction,
+    partial: &GemmSchedule,
+    known: &dyn Fn(&Extent) -> Option<u64>,
+) -> GemmGroups {
+    let last_out = g.output.last().copied();
+    let swap = match partial.m.as_deref().and_then(|m| m.first()) {
+        Some(i) => c.n.contains(i),
+        None => last_out.is_some_and(|i| c.m.contains(&i)),
+    };
+    let (a, m_group, n_group) = if swap {
+        (c.b, &c.n, &c.m)
+    } else {
+        (c.a, &c.m, &c.n)
+    };
+    let pos_in = |list: &[IndexId], i: IndexId| list.iter().position(|&x| x == i);
+    let a_map: Vec<IndexId> = g
+        .inputs
+        .get(a)
+        .map(|inp| {
+            inp.map
+                .iter()
+                .filter_map(|m| match m {
+                    AxisMap::Index(i) => Some(*i),
+                    AxisMap::Fixed(_) => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let pick = |group: &[IndexId], order: &[IndexId]| -> Vec<IndexId> {
+        let best = group.iter().copied().max_by_key(|&i| {
+            let size = g.indices.get(i.0 as usize).and_then(|d| known(&d.extent));
+            (size.unwrap_or(cost::ASSUMED_EXTENT), pos_in(order, i))
+        });
+        best.into_iter().collect()
+    };
+    let m = partial
+        .m
+        .clone()
+        .unwrap_or_else(|| pick(m_group, &g.output));
+    let n = partial
+        .n
+        .clone()
+        .unwrap_or_else(|| match last_out.filter(|i| n_group.contains(i)) {
+            Some(i) => vec![i],
+            None => pick(n_group, &g.output),
+        });
+    let k = partial.k.clone().unwrap_or_else(|| pick(&c.k, &a_map));
+    let outer = partial.outer.clone().unwrap_or_else(|| {
+        let used = |i: &IndexId| m.contains(i) || n.contains(i) || k.contains(i);
+        let rest_out = g.output.iter().copied().filter(|i| !used(i));
+        let rest_k = c.k.iter().copied().filter(|i| !used(i));
+        rest_out.chain(rest_k).collect()
+    });
+    GemmGroups { outer, m, n, k }
+}
+
+/// `partial` with every key set, for any op:
+///
+/// - `vector`: when the body vectorises, the index that addresses the last axis of the most
+///   operands (the output and the inputs: in C order those axes have unit stride), ties to the
+///   later index in the op's loop order; none when no operand's last axis is an index, or the
+///   index's known extent is smaller than a vector;
+/// - `order`: the output indices in output order, then the reduced ones, with the vectorised
+///   index moved innermost;
+/// - `unroll`: a vectorised reduced index by 4 (four independent vector accumulators hide the
+///   add latency), nothing else;
+/// - `parallel`: the output indices outside the first reduced loop.
+pub fn complete_loops(
+    g: &Generic,
+    partial: &LoopsSchedule,
+    known: &dyn Fn(&Extent) -> Option<u64>,
+    vectorises: &dyn Fn(IndexId) -> bool,
+) -> LoopsSchedule {
+    let lanes = 16 / g.dtype.size_bytes() as u64;
+    let reduced: Vec<IndexId> = g.reduce.as_ref().map_or(Vec::new(), |r| r.over.clone());
+    let natural: Vec<IndexId> = g.output.iter().chain(&reduced).copied().collect();
+    let vector = partial.vector.unwrap_or_else(|| {
+        if let Some(order) = &partial.order {
+            // The innermost index of a given order, when something reads it with unit stride.
+            let last = *order.last()?;
+            return (unit_readers(g, last) > 0 && vectorises(last)).then_some((last, lanes));
+        }
+        natural
+            .iter()
+            .copied()
+            .filter(|&i| {
+                let size = g.indices.get(i.0 as usize).and_then(|d| known(&d.extent));
+                unit_readers(g, i) > 0 && size.is_none_or(|n| n >= lanes) && vectorises(i)
+            })
+            .enumerate()
+            .max_by_key(|&(pos, i)| (unit_readers(g, i), pos))
+            .map(|(_, i)| (i, lanes))
+    });
+    let order = partial.order.clone().unwrap_or_else(|| {
+        let v = vector.map(|(i, _)| i);
+        let mut order: Vec<IndexId> = natural.iter().copied().filter(|&i| Some(i) != v).collect();
+        order.extend(v);
+        order
+    });
+    let unroll = partial.unroll.clone().unwrap_or_else(|| match vector {
+        Some((v, _)) if reduced.contains(&v) => vec![(v, 4)],
+        _ => Vec::new(),
+    });
+    let parallel = partial.parallel.clone().unwrap_or_else(|| {
+        order
+            .iter()
+            .copied()
+            .take_while(|i| !reduced.contains(i))
+            .filter(|i| g.output.contains(i))
+            .collect()
+    });
+    LoopsSchedule {
+        order: Some(order),
+        vector: Some(vector),
+        unroll: Some(unroll),
+        parallel: Some(parallel),
+    }
+}
+
+/// How many operands of `g` (inputs and the output) have index `i` on their last axis.
+fn unit_readers(g: &Generic, i: IndexId) -> usize {
+    let inputs = g
+        .inputs
+        .iter()
+        .filter(|inp| inp.map.last() == Some(&AxisMap::Index(i)))
+        .count();
+    inputs + usize::from(g.output.last() == Some(&i))
+}

@@ -1,0 +1,164 @@
+//! Random legal schedules (`schedule{random=SEED}`), as Halide tests its schedules: each op gets
+//! a schedule drawn at random among those that fit it, so that tests running the result
+//! against the interpreter exercise every tiling, packing and loop-order path. Small tiles and
+//! blocks are favoured, so that small test extents cross many tile boundaries.
+//!
+//! Keys a schedule already sets (from a `.ein` annotation) are kept; the pipeline's `gemm`
+//! overrides apply before the draw.
+
+use super::GemmOverrides;
+use crate::analysis::{Contraction, OpClass};
+use crate::ir::tensor::schedule::{
+    BlockLoop, GemmSchedule, LoopsSchedule, MicroKernel, Packing, Schedule,
+};
+use crate::ir::tensor::{Generic, IndexId};
+pub use crate::rng::Rng;
+
+/// A random legal schedule for `g` (of class `class`), keeping the keys its own schedule sets.
+pub fn schedule(
+    rng: &mut Rng,
+    g: &Generic,
+    class: &OpClass,
+    overrides: &GemmOverrides,
+) -> Schedule {
+    match (&g.schedule, class) {
+        (Some(Schedule::Naive), _) => Schedule::Naive,
+        (Some(Schedule::Gemm(partial)), OpClass::Contraction(c)) => {
+            Schedule::Gemm(gemm(rng, g, c, partial, overrides))
+        }
+        (Some(Schedule::Gemm(partial)), _) => Schedule::Gemm(partial.clone()),
+        (Some(Schedule::Loops(partial)), _) => Schedule::Loops(loops(rng, g, partial)),
+        (Some(s @ Schedule::Softmax(_)), _) => s.clone(),
+        (None, OpClass::Contraction(c)) if super::gemm_shaped(g, c) && rng.below(2) == 0 => {
+            Schedule::Gemm(gemm(rng, g, c, &GemmSchedule::default(), overrides))
+        }
+        (None, _) => match rng.below(4) {
+            0 => Schedule::Naive,
+            _ => Schedule::Loops(loops(rng, g, &LoopsSchedule::default())),
+        },
+    }
+}
+
+/// A uniformly chosen element of `items` (which is not empty).
+fn one<T: Copy>(rng: &mut Rng, items: &[T]) -> Option<T> {
+    (!items.is_empty()).then(|| items[rng.below(items.len())])
+}
+
+/// `items` shuffled.
+fn shuffled<T>(rng: &mut Rng, mut items: Vec<T>) -> Vec<T> {
+    for i in (1..items.len()).rev() {
+        items.swap(i, rng.below(i + 1));
+    }
+    items
+}
+
+/// Each element of `items` kept with probability 1/2.
+fn subset<T: Copy>(rng: &mut Rng, items: &[T]) -> Vec<T> {
+    items
+        .iter()
+        .copied()
+        .filter(|_| rng.below(2) == 0)
+        .collect()
+}
+
+/// A number in `lo..=hi`.
+fn between(rng: &mut Rng, lo: u64, hi: u64) -> u64 {
+    lo + rng.below((hi - lo + 1) as usize) as u64
+}
+
+fn gemm(
+    rng: &mut Rng,
+    g: &Generic,
+    c: &Contraction,
+    partial: &GemmSchedule,
+    o: &GemmOverrides,
+) -> GemmSchedule {
+    let lanes = 16 / g.dtype.size_bytes() as u64;
+    let swap = match partial.m.as_deref().and_then(|m| m.first()) {
+        Some(i) => c.n.contains(i),
+        None => rng.below(2) == 0,
+    };
+    let (m_group, n_group) = if swap { (&c.n, &c.m) } else { (&c.m, &c.n) };
+    let mut pick = |given: &Option<Vec<IndexId>>, group: &[IndexId]| match given {
+        Some(ids) => ids.clone(),
+        None => one(rng, group).into_iter().collect(),
+    };
+    let m = pick(&partial.m, m_group);
+    let n = pick(&partial.n, n_group);
+    let k = pick(&partial.k, &c.k);
+    let outer = partial.outer.clone().unwrap_or_else(|| {
+        let rest = (0..g.indices.len())
+            .map(|i| IndexId(i as u32))
+            .filter(|i| !m.contains(i) && !n.contains(i) && !k.contains(i))
+            .collect();
+        shuffled(rng, rest)
+    });
+    let mr = partial.mr.or(o.mr).unwrap_or_else(|| between(rng, 1, 8));
+    let nr = partial
+        .nr
+        .or(o.nr)
+        .unwrap_or_else(|| lanes * between(rng, 1, 3));
+    let outer_output: Vec<IndexId> = outer
+        .iter()
+        .copied()
+        .filter(|i| g.output.contains(i))
+        .collect();
+    GemmSchedule {
+        mc: partial.mc.or(o.mc).or(Some(mr * between(rng, 1, 4))),
+        kc: partial.kc.or(o.kc).or(Some(match rng.below(4) {
+            0 => between(rng, 64, 512),
+            _ => between(rng, 1, 24),
+        })),
+        nc: partial.nc.or(o.nc).or(Some(nr * between(rng, 1, 4))),
+        pack: partial.pack.or(Some(Packing {
+            a: rng.below(2) == 0,
+            b: true,
+        })),
+        ukernel: partial.ukernel.or(Some(MicroKernel::Simd128)),
+        parallel: partial
+            .parallel
+            .clone()
+            .or_else(|| Some(subset(rng, &outer_output))),
+        parallel_blocks: partial
+            .parallel_blocks
+            .clone()
+            .or_else(|| Some(subset(rng, &BlockLoop::ALL))),
+        outer: Some(outer),
+        m: Some(m),
+        n: Some(n),
+        k: Some(k),
+        mr: Some(mr),
+        nr: Some(nr),
+    }
+}
+
+fn loops(rng: &mut Rng, g: &Generic, partial: &LoopsSchedule) -> LoopsSchedule {
+    let lanes = 16 / g.dtype.size_bytes() as u64;
+    let all: Vec<IndexId> = (0..g.indices.len()).map(|i| IndexId(i as u32)).collect();
+    let order = partial
+        .order
+        .clone()
+        .unwrap_or_else(|| shuffled(rng, all.clone()));
+    let vector = partial.vector.unwrap_or_else(|| {
+        let last = order.last().copied()?;
+        // Any index may be vectorised: where the body or the layout does not allow it, the
+        // lowering runs the same loops in scalar code (that path is tested too).
+        (rng.below(3) != 0).then_some((last, lanes))
+    });
+    let unroll = partial.unroll.clone().unwrap_or_else(|| {
+        subset(rng, &all)
+            .into_iter()
+            .map(|i| (i, between(rng, 1, 4)))
+            .collect()
+    });
+    let parallel = partial
+        .parallel
+        .clone()
+        .unwrap_or_else(|| subset(rng, &g.output));
+    LoopsSchedule {
+        order: Some(order),
+        vector: Some(vector),
+        unroll: Some(unroll),
+        parallel: Some(parallel),
+    }
+}
