@@ -9,7 +9,8 @@
 use super::GemmOverrides;
 use crate::analysis::{Contraction, OpClass};
 use crate::ir::tensor::schedule::{
-    BlockLoop, GemmSchedule, LoopsSchedule, MicroKernel, Packing, Schedule, MAX_UNROLLED_COPIES,
+    self, BlockLoop, GemmSchedule, LoopsSchedule, MicroKernel, Packing, Schedule,
+    MAX_UNROLLED_COPIES,
 };
 use crate::ir::tensor::{Generic, IndexId};
 pub use crate::rng::Rng;
@@ -28,7 +29,13 @@ pub fn schedule(
         }
         (Some(Schedule::Gemm(partial)), _) => Schedule::Gemm(partial.clone()),
         (Some(Schedule::Loops(partial)), _) => Schedule::Loops(loops(rng, g, partial)),
-        (Some(s @ Schedule::Softmax(_)), _) => s.clone(),
+        (Some(Schedule::Softmax(partial)), _) => Schedule::Softmax(softmax(rng, g, partial)),
+        // The division of a row-softmax group (the only op of the group with its shape).
+        (None, OpClass::RowSoftmax(_))
+            if schedule::softmax_rows(g).is_ok() && rng.below(4) != 0 =>
+        {
+            Schedule::Softmax(softmax(rng, g, &LoopsSchedule::default()))
+        }
         (None, OpClass::Contraction(c)) if super::gemm_shaped(g, c) && rng.below(2) == 0 => {
             Schedule::Gemm(gemm(rng, g, c, &GemmSchedule::default(), overrides))
         }
@@ -132,6 +139,59 @@ fn gemm(
     }
 }
 
+/// A random `softmax` schedule for the division `g` of a row-softmax group: the row indices
+/// shuffled, then the normalised ones shuffled; the last maybe vectorised; normalised indices
+/// unrolled by 1..4; a subset of the rows parallel. A `g` of another shape keeps `partial`.
+fn softmax(rng: &mut Rng, g: &Generic, partial: &LoopsSchedule) -> LoopsSchedule {
+    let Ok(rows) = schedule::softmax_rows(g) else {
+        return partial.clone();
+    };
+    let lanes = 16 / g.dtype.size_bytes() as u64;
+    let normalised: Vec<IndexId> = g
+        .output
+        .iter()
+        .copied()
+        .filter(|i| !rows.contains(i))
+        .collect();
+    let order = partial.order.clone().unwrap_or_else(|| {
+        let mut order = shuffled(rng, rows.clone());
+        order.extend(shuffled(rng, normalised.clone()));
+        order
+    });
+    let vector = partial.vector.unwrap_or_else(|| {
+        let last = order.last().copied()?;
+        (rng.below(3) != 0).then_some((last, lanes))
+    });
+    let unroll = partial
+        .unroll
+        .clone()
+        .unwrap_or_else(|| unroll_factors(rng, &normalised));
+    let parallel = partial
+        .parallel
+        .clone()
+        .unwrap_or_else(|| subset(rng, &rows));
+    LoopsSchedule {
+        order: Some(order),
+        vector: Some(vector),
+        unroll: Some(unroll),
+        parallel: Some(parallel),
+    }
+}
+
+/// Unroll factors 1..4 for a random subset of `indices`, within the legal number of jammed
+/// copies of the body (their product, [`MAX_UNROLLED_COPIES`]).
+fn unroll_factors(rng: &mut Rng, indices: &[IndexId]) -> Vec<(IndexId, u64)> {
+    let mut copies_left = MAX_UNROLLED_COPIES;
+    subset(rng, indices)
+        .into_iter()
+        .map(|i| {
+            let u = between(rng, 1, copies_left.min(4));
+            copies_left /= u;
+            (i, u)
+        })
+        .collect()
+}
+
 fn loops(rng: &mut Rng, g: &Generic, partial: &LoopsSchedule) -> LoopsSchedule {
     let lanes = 16 / g.dtype.size_bytes() as u64;
     let all: Vec<IndexId> = (0..g.indices.len()).map(|i| IndexId(i as u32)).collect();
@@ -145,18 +205,10 @@ fn loops(rng: &mut Rng, g: &Generic, partial: &LoopsSchedule) -> LoopsSchedule {
         // lowering runs the same loops in scalar code (that path is tested too).
         (rng.below(3) != 0).then_some((last, lanes))
     });
-    let unroll = partial.unroll.clone().unwrap_or_else(|| {
-        // Within the legal number of jammed copies of the body.
-        let mut copies_left = MAX_UNROLLED_COPIES;
-        subset(rng, &all)
-            .into_iter()
-            .map(|i| {
-                let u = between(rng, 1, copies_left.min(4));
-                copies_left /= u;
-                (i, u)
-            })
-            .collect()
-    });
+    let unroll = partial
+        .unroll
+        .clone()
+        .unwrap_or_else(|| unroll_factors(rng, &all));
     let parallel = partial
         .parallel
         .clone()
