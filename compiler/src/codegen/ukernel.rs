@@ -25,17 +25,15 @@
 
 use super::{clif_scalar, declare, CodegenError, Listing};
 use crate::ir::loops::UkernelShape;
-use cranelift_codegen::control::ControlPlane;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{
     types, AbiParam, Block, BlockArg, FuncRef, InstBuilder, MemFlagsData, Signature, StackSlotData,
     StackSlotKind, Type as ClifType, Value,
 };
 use cranelift_codegen::isa::{OwnedTargetIsa, TargetIsa};
-use cranelift_codegen::settings::{self, Configurable};
 use cranelift_codegen::Context;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
-use cranelift_module::{FuncId, Linkage, Module, ModuleReloc};
+use cranelift_module::{FuncId, Linkage, Module};
 use einc_runtime::DType;
 
 /// Byte offsets of the fields of the argument block (`einc_ukernel_args` in
@@ -192,7 +190,14 @@ impl Ukernels {
         let isa = unoptimised(module.isa())?;
         for &(shape, id) in &self.ids {
             build(module, ctx, fctx, shape)?;
-            define(module, &*isa, ctx, id, &symbol(shape), listing.reborrow())?;
+            super::finish_with(
+                module,
+                Some(&*isa),
+                ctx,
+                id,
+                &symbol(shape),
+                listing.reborrow(),
+            )?;
         }
         Ok(())
     }
@@ -200,80 +205,7 @@ impl Ukernels {
 
 /// The target `isa` with the mid-end optimiser off.
 fn unoptimised(isa: &dyn TargetIsa) -> Result<OwnedTargetIsa, CodegenError> {
-    let err = |e: String| CodegenError::Target(format!("micro-kernel target: {e}"));
-    let mut flags = settings::builder();
-    for v in isa.flags().iter() {
-        let value = if v.name == "opt_level" {
-            "none".to_string()
-        } else {
-            v.value_string()
-        };
-        flags.set(v.name, &value).map_err(|e| err(e.to_string()))?;
-    }
-    let mut builder =
-        cranelift_codegen::isa::lookup(isa.triple().clone()).map_err(|e| err(e.to_string()))?;
-    for v in isa.isa_flags() {
-        builder
-            .set(v.name, &v.value_string())
-            .map_err(|e| err(e.to_string()))?;
-    }
-    builder
-        .finish(settings::Flags::new(flags))
-        .map_err(|e| err(e.to_string()))
-}
-
-/// Verifies the function in `ctx`, compiles it with `isa` and defines the code as function
-/// `id` of `module` (what [`finish`] does with the module's own target), recording it in
-/// `listing`; clears `ctx`.
-fn define<M: Module>(
-    module: &mut M,
-    isa: &dyn TargetIsa,
-    ctx: &mut Context,
-    id: FuncId,
-    name: &str,
-    listing: Listing<'_>,
-) -> Result<(), CodegenError> {
-    let err = |message: String| CodegenError::Cranelift {
-        function: name.to_string(),
-        message,
-    };
-    cranelift_codegen::verify_function(&ctx.func, isa).map_err(|e| {
-        err(cranelift_codegen::print_errors::pretty_verifier_error(
-            &ctx.func, None, e,
-        ))
-    })?;
-    let clif = match &listing {
-        Listing::Clif(_) => Some(format!("; {name}\n{}\n", ctx.func.display())),
-        _ => None,
-    };
-    ctx.set_disasm(matches!(listing, Listing::Asm(_)));
-    ctx.compile(isa, &mut ControlPlane::default())
-        .map_err(|e| err(format!("{:?}", e.inner)))?;
-    let code = ctx
-        .compiled_code()
-        .ok_or_else(|| err("Cranelift produced no code".into()))?;
-    let align = u64::from(code.buffer.alignment).max(u64::from(isa.function_alignment().minimum));
-    let relocs: Vec<ModuleReloc> = code
-        .buffer
-        .relocs()
-        .iter()
-        .map(|r| ModuleReloc::from_mach_reloc(r, &ctx.func, id))
-        .collect();
-    let bytes = code.code_buffer().to_vec();
-    let asm = code.vcode.clone();
-    module
-        .define_function_bytes(id, align, &bytes, &relocs)
-        .map_err(|e| err(format!("{e:?}")))?;
-    match listing {
-        Listing::Clif(text) => text.push_str(&clif.unwrap_or_default()),
-        Listing::Asm(text) => {
-            let asm = asm.ok_or_else(|| err("Cranelift produced no disassembly".into()))?;
-            text.push_str(&format!("; {name}\n{asm}\n"));
-        }
-        Listing::None => {}
-    }
-    module.clear_context(ctx);
-    Ok(())
+    super::isa::with_settings(isa, &[("opt_level", "none")])
 }
 
 /// Builds micro-kernel `shape` into `ctx.func`.
@@ -895,9 +827,9 @@ impl JitUkernel {
         let mut fctx = FunctionBuilderContext::new();
         build(&module, &mut ctx, &mut fctx, shape)?;
         let isa = unoptimised(module.isa())?;
-        define(
+        super::finish_with(
             &mut module,
-            &*isa,
+            Some(&*isa),
             &mut ctx,
             id,
             &symbol(shape),
