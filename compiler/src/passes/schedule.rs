@@ -447,16 +447,10 @@ pub fn complete_softmax(
     partial: &LoopsSchedule,
     vectorises: &dyn Fn(IndexId) -> bool,
 ) -> LoopsSchedule {
-    let Ok(rows) = schedule::softmax_rows(g) else {
+    let Some((rows, normalised)) = softmax_indices(g) else {
         return partial.clone();
     };
     let lanes = 16 / g.dtype.size_bytes() as u64;
-    let normalised: Vec<IndexId> = g
-        .output
-        .iter()
-        .copied()
-        .filter(|i| !rows.contains(i))
-        .collect();
     let order = partial.order.clone().unwrap_or_else(|| {
         let rows_first = g.output.iter().copied().filter(|i| rows.contains(i));
         rows_first.chain(normalised.iter().copied()).collect()
@@ -477,6 +471,19 @@ pub fn complete_softmax(
         unroll: Some(unroll),
         parallel: Some(parallel),
     }
+}
+
+/// The row indices and the normalised indices (in output order) of `g` when it has the shape
+/// of a row-softmax group's division ([`schedule::softmax_rows`]).
+fn softmax_indices(g: &Generic) -> Option<(Vec<IndexId>, Vec<IndexId>)> {
+    let rows = schedule::softmax_rows(g).ok()?;
+    let normalised = g
+        .output
+        .iter()
+        .copied()
+        .filter(|i| !rows.contains(i))
+        .collect();
+    Some((rows, normalised))
 }
 
 /// How many operands of `g` (inputs and the output) have index `i` on their last axis.

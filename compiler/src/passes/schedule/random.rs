@@ -143,38 +143,11 @@ fn gemm(
 /// shuffled, then the normalised ones shuffled; the last maybe vectorised; normalised indices
 /// unrolled by 1..4; a subset of the rows parallel. A `g` of another shape keeps `partial`.
 fn softmax(rng: &mut Rng, g: &Generic, partial: &LoopsSchedule) -> LoopsSchedule {
-    let Ok(rows) = schedule::softmax_rows(g) else {
-        return partial.clone();
-    };
-    let lanes = 16 / g.dtype.size_bytes() as u64;
-    let normalised: Vec<IndexId> = g
-        .output
-        .iter()
-        .copied()
-        .filter(|i| !rows.contains(i))
-        .collect();
-    let order = partial.order.clone().unwrap_or_else(|| {
-        let mut order = shuffled(rng, rows.clone());
-        order.extend(shuffled(rng, normalised.clone()));
-        order
-    });
-    let vector = partial.vector.unwrap_or_else(|| {
-        let last = order.last().copied()?;
-        (rng.below(3) != 0).then_some((last, lanes))
-    });
-    let unroll = partial
-        .unroll
-        .clone()
-        .unwrap_or_else(|| unroll_factors(rng, &normalised));
-    let parallel = partial
-        .parallel
-        .clone()
-        .unwrap_or_else(|| subset(rng, &rows));
-    LoopsSchedule {
-        order: Some(order),
-        vector: Some(vector),
-        unroll: Some(unroll),
-        parallel: Some(parallel),
+    match super::softmax_indices(g) {
+        Some((rows, normalised)) => {
+            drawn(rng, g, partial, &[&rows, &normalised], &normalised, &rows)
+        }
+        None => partial.clone(),
     }
 }
 
@@ -193,12 +166,28 @@ fn unroll_factors(rng: &mut Rng, indices: &[IndexId]) -> Vec<(IndexId, u64)> {
 }
 
 fn loops(rng: &mut Rng, g: &Generic, partial: &LoopsSchedule) -> LoopsSchedule {
-    let lanes = 16 / g.dtype.size_bytes() as u64;
     let all: Vec<IndexId> = (0..g.indices.len()).map(|i| IndexId(i as u32)).collect();
-    let order = partial
-        .order
-        .clone()
-        .unwrap_or_else(|| shuffled(rng, all.clone()));
+    drawn(rng, g, partial, &[&all], &all, &g.output)
+}
+
+/// A loop nest drawn at random, keeping the keys `partial` sets: `order` each of `groups`
+/// shuffled, in turn; the innermost index maybe vectorised; a subset of `unrollable` unrolled by
+/// 1..4; a subset of `parallelisable` parallel.
+fn drawn(
+    rng: &mut Rng,
+    g: &Generic,
+    partial: &LoopsSchedule,
+    groups: &[&[IndexId]],
+    unrollable: &[IndexId],
+    parallelisable: &[IndexId],
+) -> LoopsSchedule {
+    let lanes = 16 / g.dtype.size_bytes() as u64;
+    let order = partial.order.clone().unwrap_or_else(|| {
+        groups
+            .iter()
+            .flat_map(|group| shuffled(rng, group.to_vec()))
+            .collect()
+    });
     let vector = partial.vector.unwrap_or_else(|| {
         let last = order.last().copied()?;
         // Any index may be vectorised: where the body or the layout does not allow it, the
@@ -208,11 +197,11 @@ fn loops(rng: &mut Rng, g: &Generic, partial: &LoopsSchedule) -> LoopsSchedule {
     let unroll = partial
         .unroll
         .clone()
-        .unwrap_or_else(|| unroll_factors(rng, &all));
+        .unwrap_or_else(|| unroll_factors(rng, unrollable));
     let parallel = partial
         .parallel
         .clone()
-        .unwrap_or_else(|| subset(rng, &g.output));
+        .unwrap_or_else(|| subset(rng, parallelisable));
     LoopsSchedule {
         order: Some(order),
         vector: Some(vector),
