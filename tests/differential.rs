@@ -549,6 +549,46 @@ fn random_programs_agree_with_the_interpreter_with_each_pass_left_out() {
     }
 }
 
+/// Random programs (a fixed set of seeds) compiled with the `-O2` pipeline whose `schedule`
+/// pass draws a random legal schedule for every op (`schedule{random=SEED}`, several seeds per
+/// program): a schedule may change the speed, never the result (`docs/schedules.md`).
+#[test]
+fn random_programs_agree_with_the_interpreter_under_random_schedules() {
+    use einc_compiler::compile::{pipeline, CompileOptions};
+    use einc_compiler::passes::Level;
+    let names = pipeline(&CompileOptions::default(), Level::Loop)
+        .unwrap()
+        .names();
+    assert!(names.split(", ").any(|n| n == "schedule"), "{names}");
+    for seed in 0..24u64 {
+        let p = random_program(seed);
+        let module = Program::from_source(&p.source)
+            .unwrap_or_else(|e| panic!("seed {seed}: {e}\n{}", p.source))
+            .module()
+            .clone();
+        for draw in 1..=3u64 {
+            let random = seed * 3 + draw;
+            let list: Vec<String> = names
+                .split(", ")
+                .map(|n| match n {
+                    "schedule" => format!("schedule{{random={random}}}"),
+                    _ => n.to_string(),
+                })
+                .collect();
+            let opts = CompileOptions {
+                pipeline: Some(list.join(",")),
+                ..CompileOptions::default()
+            };
+            let program = Program::from_module_with(module.clone(), &opts)
+                .unwrap_or_else(|e| panic!("seed {seed}, schedule random={random}: {e}"));
+            let kernel = program.kernel("k").unwrap();
+            let mut rng = Rng::new(seed ^ 0x5EED);
+            let what = format!("seed {seed}, schedule random={random}:\n{}", p.source);
+            check_kernel(&program, &kernel, &p.inputs, &mut rng, &what);
+        }
+    }
+}
+
 #[test]
 fn random_programs_cover_every_form() {
     // The generator must produce each form the property test claims to cover.
