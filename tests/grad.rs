@@ -139,10 +139,14 @@ fn printed_gradients_check_and_compute_what_the_built_in_kernels_compute() {
             // Value names that are not identifiers are mapped (`P.max` -> `P_max`), and the
             // softmax's reverse reads like the chapter's.
             assert!(text.contains("    P_max[i] = max[j](S[i, j])\n"), "{text}");
+            // The stabilising maximum gets no gradient (it cancels exactly).
             assert!(
-                text.contains("    dP_exp[i0, i1] = dP[i0, i1] / P_sum[i0] + dP_sum[i0]\n"),
+                text.contains(
+                    "    dS[i, j] = (dP[i, j] / P_sum[i] + dP_sum[i]) * exp(S[i, j] - P_max[i])\n"
+                ),
                 "{text}"
             );
+            assert!(!text.contains("dP_max"), "{text}");
         }
         let printed = compile(&text);
         let inputs: Vec<Array> = grad
@@ -263,4 +267,100 @@ fn f32_kernels_are_checked_in_f64() {
             assert_eq!(v.ty.dtype, DType::F64, "{}: {}", f.name, v.name);
         }
     }
+}
+
+/// The `.ein` source of the gradient of kernel `kernel` of `src` with respect to `wrt`.
+fn printed_grad(src: &str, kernel: &str, wrt: &[&str]) -> String {
+    let module = compile(src);
+    let f = module.func(kernel).unwrap();
+    let grad = grad_function(&module, f, wrt, &format!("{kernel}_grad")).unwrap();
+    let text = to_ein::to_ein_source(&module, &grad).unwrap();
+    // The printed gradient is a program of its own.
+    compile(&text);
+    text
+}
+
+#[test]
+fn least_squares_collects_like_terms() {
+    // The product rule gives `0.5 * dL * (R - Y) + 0.5 * (R - Y) * dL` for dR.
+    let src = "dims N, M\n\n\
+               kernel lsq(X: f64[N, M], w: f64[M], Y: f64[N]) -> (L: f64) {\n    \
+               R[n] = X[n, m] * w[m]\n    \
+               L = 0.5 * (R[n] - Y[n]) * (R[n] - Y[n])\n}\n";
+    assert_eq!(
+        printed_grad(src, "lsq", &["w"]),
+        "dims N, M\n\n\
+         kernel lsq_grad(X: f64[N, M], w: f64[M], Y: f64[N], dL: f64) -> (dw: f64[M]) {\n    \
+         R[n] = X[n, m] * w[m]\n    \
+         dR[n] = dL * (R[n] - Y[n])\n    \
+         dw[m] = X[n, m] * dR[n]\n\
+         }\n"
+    );
+}
+
+#[test]
+fn constant_factors_are_folded() {
+    // d/dx (3 x x / 4) = 3/4 (x + x) = 1.5 x; `/ 4` is the exact `* 0.25`.
+    let src = "dims N\n\nkernel f(x: f64[N]) -> (s: f64) {\n    s = 3 * x[i] * x[i] / 4\n}\n";
+    assert_eq!(
+        printed_grad(src, "f", &["x"]),
+        "dims N\n\nkernel f_grad(x: f64[N], ds: f64) -> (dx: f64[N]) {\n    \
+         dx[i] = 1.5 * ds * x[i]\n}\n"
+    );
+    // A division by 3 has no exact reciprocal: the literal stays a divisor.
+    let src = "dims N\n\nkernel f(x: f64[N]) -> (s: f64) {\n    s = x[i] * x[i] / 3\n}\n";
+    assert_eq!(
+        printed_grad(src, "f", &["x"]),
+        "dims N\n\nkernel f_grad(x: f64[N], ds: f64) -> (dx: f64[N]) {\n    \
+         dx[i] = 2 * ds * x[i] / 3\n}\n"
+    );
+}
+
+/// `z - logsumexp(z)` in f64, the reference for a log-softmax.
+fn log_softmax(z: &[f64]) -> Vec<f64> {
+    let m = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let lse = m + z.iter().map(|v| (v - m).exp()).sum::<f64>().ln();
+    z.iter().map(|v| v - lse).collect()
+}
+
+#[test]
+fn log_softmax_is_z_minus_logsumexp_and_stays_finite() {
+    let src = "dims N\n\nkernel ls(z: f64[N]) -> (lp: f64[N]) {\n    \
+               lp[j] = log(softmax[j](z[j]))\n}\n";
+    let z = [1000.0, 0.0, -1000.0, 3.0];
+    // exp(-2000) underflows: softmax is [1, 0, 0, e^-997] and its log would be -inf.
+    let want = log_softmax(&z);
+    assert_eq!(want[2], -2000.0);
+    let arg = Array::from_buffer(Buffer::F64(z.to_vec()), &[4]).unwrap();
+    let module = compile(src);
+    let interp_out = interp::run(&module, "ls", std::slice::from_ref(&arg)).unwrap();
+    let program = Program::from_source(src).unwrap();
+    let jit_out = program
+        .kernel("ls")
+        .unwrap()
+        .run(&[TensorRef::contiguous(&z, &[4]).unwrap()])
+        .unwrap();
+    for out in [&interp_out[0], &jit_out[0]] {
+        let got = out.to_f64_vec();
+        assert!(got.iter().all(|v| v.is_finite()), "{got:?}");
+        assert_close(
+            "log-softmax",
+            out,
+            &Array::from_buffer(Buffer::F64(want.clone()), &[4]).unwrap(),
+            1e-12,
+        );
+    }
+    // Its gradient, dz = dlp - softmax(z) * sum(dlp), is finite too.
+    let text = printed_grad(src, "ls", &["z"]);
+    let grad = compile(&text);
+    let dlp = Array::from_buffer(Buffer::F64(vec![1.0, 2.0, 3.0, 4.0]), &[4]).unwrap();
+    let dz = interp::run(&grad, "ls_grad", &[arg, dlp]).unwrap();
+    let p: Vec<f64> = want.iter().map(|v| v.exp()).collect();
+    let want_dz: Vec<f64> = (0..4).map(|k| (k + 1) as f64 - p[k] * 10.0).collect();
+    assert_close(
+        "dz",
+        &dz[0],
+        &Array::from_buffer(Buffer::F64(want_dz), &[4]).unwrap(),
+        1e-12,
+    );
 }

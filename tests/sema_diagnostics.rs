@@ -1076,3 +1076,30 @@ fn an_index_extent_can_be_written_where_the_index_is() {
         einc_compiler::syntax::print_program(&program)
     );
 }
+
+#[test]
+fn the_log_of_a_softmax_statement_warns_and_log_softmax_in_one_expression_does_not() {
+    let src = "dims N\n\
+               kernel f(z: f32[N]) -> (lp: f32[N]) {\n    \
+               P[j] = softmax[j](z[j])\n    \
+               lp[j] = log(P[j])\n}\n";
+    let d = all(src);
+    assert_eq!(d.len(), 1, "{d:#?}");
+    assert_eq!(d[0].severity, Severity::Warning);
+    assert_eq!(
+        d[0].message,
+        "the log of `P`, a softmax, is -inf where it underflows"
+    );
+    assert_eq!(at(src, &d[0]), pos(src, "P[j])", 0, 0));
+    assert!(
+        d[0].help
+            .as_deref()
+            .unwrap()
+            .contains("z - logsumexp[j](z)"),
+        "{d:#?}"
+    );
+    let fused = "dims N\n\
+                 kernel f(z: f32[N]) -> (lp: f32[N]) {\n    \
+                 lp[j] = log(softmax[j](z[j]))\n}\n";
+    assert!(all(fused).is_empty(), "{:#?}", all(fused));
+}

@@ -12,9 +12,11 @@
 //! [`GradError::Invalid`]). Guarantees: the derived function passes the verifier.
 
 mod adjoint;
+mod algebra;
 mod derivative;
 pub mod gradcheck;
 mod simplify;
+mod stabilizer;
 #[cfg(test)]
 mod tests;
 mod tidy;
@@ -238,6 +240,11 @@ impl<'a> Grad<'a> {
             let OpKind::Generic(g) = &op.kind;
             active[op.result.0 as usize] = func.value(op.result).ty.dtype.is_float()
                 && g.inputs.iter().any(|i| active[i.value.0 as usize]);
+        }
+        // No result depends on a stabilising maximum (softmax's and logsumexp's): its
+        // gradient is zero exactly, so none flows into it.
+        for m in stabilizer::stabilizers(func) {
+            active[m.0 as usize] = false;
         }
         for op in func.ops.iter().rev() {
             if !active[op.result.0 as usize] {

@@ -14,6 +14,7 @@
 //! of its inputs (a broadcast such as `dE[i, j] = dZ[i]`, which `.ein` cannot write as a
 //! statement of its own).
 
+use super::algebra;
 use super::drop_dead_ops;
 use super::simplify::simplify;
 use crate::ir::tensor::builder::keep_used_inputs;
@@ -31,7 +32,7 @@ pub fn tidy(f: &Function) -> Function {
         let dtypes = input_dtypes(&f, n);
         let OpKind::Generic(g) = &mut f.ops[n].kind;
         eliminate_deltas(g);
-        g.body = simplify(&g.body, &dtypes);
+        g.body = algebra::simplify(&simplify(&g.body, &dtypes), g.dtype);
         let (inputs, body) = keep_used_inputs(std::mem::take(&mut g.inputs), &g.body);
         g.inputs = inputs;
         g.body = body;

@@ -6,7 +6,7 @@
 use super::scope::{Lookup, Scope};
 use super::types::{Axis, Ext, Idx, TCond, TExpr, TKind, Ty};
 use crate::diag::{closest, Diagnostic, Span};
-use crate::ir::tensor::{BinaryFn, CmpOp, ReduceKind, UnaryFn};
+use crate::ir::tensor::{BinaryFn, CmpOp, ReduceKind, UnaryFn, ValueId};
 use crate::syntax::ast::{self, BinOp, Expr, ExprKind, IndexExpr, UnOp};
 use einc_runtime::{DType, Scalar};
 use std::collections::{HashMap, HashSet};
@@ -32,6 +32,8 @@ pub(crate) struct Target<'a> {
     /// The extent of every axis of the kernel's signature, when they all have the same one:
     /// what an index that only `delta` uses ranges over.
     pub only_extent: Option<&'a Ext>,
+    /// The tensors earlier statements defined as a softmax (value and name).
+    pub softmaxes: &'a [(ValueId, String)],
 }
 
 /// A checked statement.
@@ -60,6 +62,8 @@ struct Cx<'a> {
     target: String,
     /// The indices whose extent is written in the statement (`i: N`).
     annotated: Vec<String>,
+    /// The tensors defined by a softmax statement (value and name), for the log warning.
+    softmaxes: &'a [(ValueId, String)],
     lhs: Vec<String>,
     uses: Vec<Use>,
     deltas: Vec<(Vec<Idx>, Span)>,
@@ -92,6 +96,7 @@ pub(crate) fn analyze(
         diags,
         target: target.name.to_string(),
         annotated: target.extents.iter().map(|(i, _)| i.name.clone()).collect(),
+        softmaxes: target.softmaxes,
         lhs: lhs.clone(),
         uses: Vec::new(),
         deltas: Vec::new(),
@@ -493,6 +498,43 @@ impl Cx<'_> {
         )
     }
 
+    /// `log(a)`. The log of a softmax is computed as `e - logsumexp[j](e)`: the softmax of
+    /// logits [1000, 0, -1000, 3] underflows to 0 where the log-softmax is -2000. A log of a
+    /// softmax computed by an earlier statement gets a warning saying so.
+    fn log(&mut self, a: TExpr, span: Span) -> TExpr {
+        if let TKind::Softmax { along, body } = a.kind {
+            return TExpr {
+                kind: TKind::LogSoftmax { along, body },
+                ..a
+            };
+        }
+        if let TKind::Access { value, .. } = &a.kind {
+            if let Some(name) = self
+                .softmaxes
+                .iter()
+                .find(|(v, _)| v == value)
+                .map(|(_, n)| n)
+            {
+                self.diags.push(
+                    Diagnostic::warning(
+                        a.span,
+                        format!("the log of `{name}`, a softmax, is -inf where it underflows"),
+                    )
+                    .with_label("a softmax computed by an earlier statement")
+                    .with_note(
+                        "a softmax of logits far apart underflows to 0 (softmax([1000, 0]) is \
+                         [1, 0]), and its log is then -inf, or NaN in a product with 0",
+                    )
+                    .with_help(format!(
+                        "write `log(softmax[j](...))` in one expression instead of `log({name}[...])`: \
+                         it is computed as `z - logsumexp[j](z)`, which stays finite"
+                    )),
+                );
+            }
+        }
+        self.unary(UnaryFn::Log, a, span)
+    }
+
     fn unary(&mut self, f: UnaryFn, a: TExpr, span: Span) -> TExpr {
         TExpr {
             dtype: a.dtype,
@@ -786,6 +828,9 @@ impl Cx<'_> {
             let a = self.sum_expr(args.first()?, prot)?;
             if is_transcendental(f) && !self.require_float(name, &a) {
                 return None;
+            }
+            if f == UnaryFn::Log {
+                return Some(self.log(a, span));
             }
             return Some(self.unary(f, a, span));
         }
@@ -1277,6 +1322,7 @@ impl Cx<'_> {
             }
             TKind::Reduce { body, .. }
             | TKind::Softmax { body, .. }
+            | TKind::LogSoftmax { body, .. }
             | TKind::LogSumExp { body, .. } => self.settle(body, d),
             TKind::Access { .. }
             | TKind::Delta(_)

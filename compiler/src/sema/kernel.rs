@@ -7,7 +7,7 @@ use super::expr::{self, Target};
 use super::lower::Lowerer;
 use super::schedule;
 use super::scope::{Dims, Role, Scope, Sym};
-use super::types::{Ext, Idx, Ty};
+use super::types::{Ext, Idx, TKind, Ty};
 use crate::diag::{closest, Diagnostic, Span};
 use crate::ir::tensor::{Function, ResultDef, MAX_TENSOR_BYTES};
 use crate::syntax::ast::{self, ExprKind, IndexExpr, ShapeDim, TensorDecl};
@@ -90,6 +90,7 @@ pub(crate) fn check_kernel(
         },
         names: HashSet::new(),
         defined_at: HashMap::new(),
+        softmaxes: Vec::new(),
         diags,
     };
     let decls = k.params.iter().map(|d| (d, Role::Param));
@@ -139,6 +140,8 @@ struct KernelCx<'a> {
     names: HashSet<String>,
     /// Where each output or local was first assigned (even when that statement failed).
     defined_at: HashMap<String, Span>,
+    /// The tensors defined by a softmax statement (`P[i, j] = softmax[j](...)`).
+    softmaxes: Vec<(crate::ir::tensor::ValueId, String)>,
     diags: &'a mut Vec<Diagnostic>,
 }
 
@@ -461,6 +464,7 @@ impl KernelCx<'_> {
             declared,
             extents: &extents,
             only_extent: only_extent.as_ref(),
+            softmaxes: &self.softmaxes,
         };
         let analysis = expr::analyze(&self.scope, &target, &stmt.value, self.diags)?;
         let lhs_names: Vec<String> = lhs.iter().map(|i| i.name.clone()).collect();
@@ -482,6 +486,9 @@ impl KernelCx<'_> {
             counter: 0,
         };
         let value = lowerer.statement(&analysis.root, &lhs_names);
+        if matches!(analysis.root.kind, TKind::Softmax { .. }) {
+            self.softmaxes.push((value, stmt.target.name.clone()));
+        }
         Some((value, ty))
     }
 }

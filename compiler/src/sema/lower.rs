@@ -238,6 +238,26 @@ impl Lowerer<'_> {
         self.emit(name, g)
     }
 
+    /// The `<target>.max` and `<target>.sum` of a `logsumexp` (or log-softmax) of `src` (read
+    /// through `axes`, indices `all`) along `along`: `max` over `along`, and the sum over
+    /// `along` of `exp(src - max)`.
+    fn max_and_sum(
+        &mut self,
+        src: (ValueId, &[Axis]),
+        all: &[String],
+        kept: &[String],
+        along: &[String],
+        d: DType,
+    ) -> (ValueId, ValueId) {
+        let ext = self.extents;
+        let max = self.reduce_source(src, all, kept, ReduceKind::Max, "max", d);
+        let mut sb = Builder::new(kept.iter().chain(along), ext);
+        let body = self.shifted_exp(&mut sb, src, max, kept);
+        let g = sb.finish(kept, Some((ReduceKind::Add, along)), body, d, ext);
+        let name = self.temp(Some("sum"));
+        (max, self.emit(name, g))
+    }
+
     /// `exp(src - max)` over `all`.
     fn shifted_exp(
         &mut self,
@@ -304,18 +324,28 @@ impl Lowerer<'_> {
                 let den = b.read(sum, &vars(&kept), ext);
                 Expr::Binary(BinaryFn::Div, Box::new(num), Box::new(den))
             }
+            TKind::LogSoftmax { along, body } => {
+                let (src, axes) = self.source(body);
+                let all = body.escape_names();
+                let kept: Vec<String> =
+                    all.iter().filter(|n| !along.contains(n)).cloned().collect();
+                let (max, sum) = self.max_and_sum((src, &axes), &all, &kept, along, d);
+                // (e - max) - log(sum): the largest entries are exact.
+                let e = b.read(src, &axes, ext);
+                let m = b.read(max, &vars(&kept), ext);
+                let s = b.read(sum, &vars(&kept), ext);
+                Expr::Binary(
+                    BinaryFn::Sub,
+                    Box::new(Expr::Binary(BinaryFn::Sub, Box::new(e), Box::new(m))),
+                    Box::new(Expr::Unary(UnaryFn::Log, Box::new(s))),
+                )
+            }
             TKind::LogSumExp { along, body } => {
                 let (src, axes) = self.source(body);
                 let all = body.escape_names();
                 let kept: Vec<String> =
                     all.iter().filter(|n| !along.contains(n)).cloned().collect();
-                let max = self.reduce_source((src, &axes), &all, &kept, ReduceKind::Max, "max", d);
-                let over: Vec<String> = along.clone();
-                let mut sb = Builder::new(kept.iter().chain(&over), ext);
-                let body = self.shifted_exp(&mut sb, (src, &axes), max, &kept);
-                let g = sb.finish(&kept, Some((ReduceKind::Add, &over)), body, d, ext);
-                let name = self.temp(Some("sum"));
-                let sum = self.emit(name, g);
+                let (max, sum) = self.max_and_sum((src, &axes), &all, &kept, along, d);
                 let m = b.read(max, &vars(&kept), ext);
                 let s = b.read(sum, &vars(&kept), ext);
                 Expr::Binary(

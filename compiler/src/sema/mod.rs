@@ -275,8 +275,10 @@ fn check_grad(
         return None;
     }
     let wrt: Vec<&str> = g.wrt.iter().map(|w| w.name.as_str()).collect();
+    // Derived kernels are compiled in the closed form `einc grad` prints (deltas eliminated,
+    // like terms collected, constants folded).
     match autodiff::grad_function(module, of, &wrt, &g.name.name) {
-        Ok(f) => Some(f),
+        Ok(f) => Some(autodiff::tidy(&f)),
         Err(e) => {
             let span = match &e {
                 GradError::NotFloat { name, .. } | GradError::DuplicateWrt { name } => g

@@ -146,6 +146,14 @@ pub(crate) enum TKind {
         /// The operand.
         body: Box<TExpr>,
     },
+    /// `log(softmax[along](body))`, computed as `body - logsumexp[along](body)`: keeps the
+    /// indices, and stays finite where the softmax underflows to 0.
+    LogSoftmax {
+        /// The normalised indices.
+        along: Vec<String>,
+        /// The operand.
+        body: Box<TExpr>,
+    },
     /// `logsumexp[along](body)`: removes `along`.
     LogSumExp {
         /// The removed indices.
