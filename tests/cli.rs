@@ -570,7 +570,7 @@ fn ir_print_after_all_heads_every_pass_down_to_clif() {
         &example("attention.ein").display().to_string(),
         "--print-after-all",
         "--level=clif",
-        "--passes=delta-elim,eps-expand,dce,lower-to-loops,emit-clif",
+        "--passes=delta-elim,eps-expand,dce,lower-to-loops,unroll,licm,strength-reduce,emit-clif",
     ]);
     assert_eq!(code, Some(0), "{err}");
     let banners: Vec<&str> = out
@@ -584,6 +584,9 @@ fn ir_print_after_all_heads_every_pass_down_to_clif() {
             "// -----// IR after eps-expand //----- //",
             "// -----// IR after dce //----- //",
             "// -----// IR after lower-to-loops //----- //",
+            "// -----// IR after unroll //----- //",
+            "// -----// IR after licm //----- //",
+            "// -----// IR after strength-reduce //----- //",
             "// -----// IR after emit-clif //----- //",
         ]
     );
@@ -597,7 +600,8 @@ fn ir_print_after_all_heads_every_pass_down_to_clif() {
         out[lowering..].contains("buffer %S: f32[T, T] contiguous"),
         "{out}"
     );
-    assert_eq!(out.matches("func @attention(").count(), 4, "{out}");
+    // After each of the three tensor passes, the lowering and the three loop passes.
+    assert_eq!(out.matches("func @attention(").count(), 7, "{out}");
     let clif = out.find("IR after emit-clif").unwrap();
     assert!(
         out[clif..].contains("; einc_attention.body\nfunction "),

@@ -141,7 +141,13 @@ fn pass_list(opts: &CompileOptions) -> Vec<String> {
             // ---- tensor -> loops (obeys the schedules) ----
             "lower-to-loops",
             // ---- loop level ----
-            // (loops, #9) `unroll`, `licm`, `strength-reduce` go here.
+            // Unrolling first: its copies give the later passes more to work on.
+            "unroll",
+            // Invariant arithmetic out of loops, so that what a loop does per iteration shows.
+            "licm",
+            // Loads and stores of sequential loops through advancing pointers: Cranelift
+            // recomputes every address otherwise.
+            "strength-reduce",
         ],
     };
     list.into_iter()

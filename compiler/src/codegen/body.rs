@@ -63,7 +63,8 @@ pub(crate) struct Codegen<'a, M: Module> {
 /// The CLIF type of a loop-IR type, if code generation supports it (vectors must be 128 bits).
 pub fn clif_type(t: Type) -> Option<ClifType> {
     match t {
-        Type::Index => Some(types::I64),
+        // A pointer is the element's address.
+        Type::Index | Type::Ptr => Some(types::I64),
         Type::Bool => Some(types::I8),
         Type::Scalar(d) => Some(clif_scalar(d)),
         Type::Vector(d, lanes) => {
@@ -110,6 +111,7 @@ impl<M: Module> Codegen<'_, M> {
             bufs: Vec::with_capacity(f.buffers.len()),
             dims: Vec::with_capacity(frame.dims.len()),
             ukernel_args: None,
+            points_into: HashMap::new(),
         };
         let temps = g.prologue(frame_ptr)?;
         g.block(&f.body)?;
@@ -179,6 +181,8 @@ struct Gen<'a, 'b, M: Module> {
     dims: Vec<Value>,
     /// The stack slot holding a micro-kernel's argument block, once a call needs it.
     ukernel_args: Option<StackSlot>,
+    /// The buffer each `ptr` value points into.
+    points_into: HashMap<ValueId, BufferId>,
 }
 
 impl<'b, M: Module> Gen<'_, 'b, M> {
@@ -460,6 +464,16 @@ impl<'b, M: Module> Gen<'_, 'b, M> {
                 Inst::For(l) => self.for_loop(l)?,
                 // Its slot was placed in the prologue; its elements are undefined at each start.
                 Inst::Scoped(_) => {}
+                Inst::StoreAt { ptr, value } => {
+                    let buffer = self.target(*ptr)?;
+                    if self.f.buffer(buffer).map(|b| b.kind) == Some(BufferKind::Input) {
+                        return Err(self.err("a store writes an input buffer"));
+                    }
+                    let lanes = self.clif_ty(*value)?.lane_count();
+                    let (addr, flags) = self.pointer(*ptr, lanes)?;
+                    let v = self.val(*value)?;
+                    self.fb.ins().store(flags, v, addr, 0);
+                }
                 Inst::Ukernel(u) => self.ukernel(u)?,
             }
         }
@@ -578,6 +592,10 @@ impl<'b, M: Module> Gen<'_, 'b, M> {
             let t = self.clif_ty(c.arg)?;
             let arg = self.fb.append_block_param(body, t);
             self.define(c.arg, arg)?;
+            if let Some(&b) = self.points_into.get(&c.init) {
+                self.points_into.insert(c.arg, b);
+                self.points_into.insert(c.result, b);
+            }
             let result = self.fb.append_block_param(exit, t);
             self.define(c.result, result)?;
             inits.push(BlockArg::from(self.val(c.init)?));
@@ -601,6 +619,30 @@ impl<'b, M: Module> Gen<'_, 'b, M> {
         self.fb.ins().brif(again, body, &back_args, exit, &yields);
         self.fb.switch_to_block(exit);
         Ok(())
+    }
+
+    /// The address a `ptr` value holds and the flags to access its buffer with, for an access
+    /// of `lanes` elements (which needs a unit stride along the last axis).
+    fn pointer(&mut self, ptr: ValueId, lanes: u32) -> Result<(Value, MemFlagsData), CodegenError> {
+        let buffer = self.target(ptr)?;
+        let b = &self.bufs[buffer.0 as usize];
+        if lanes > 1 && !b.unit_last {
+            let name = self.f.buffer(buffer).map_or("?", |b| b.name.as_str());
+            return Err(self.err(format!(
+                "vector access to `{name}`, whose last axis has no unit stride"
+            )));
+        }
+        let flags = b.flags;
+        Ok((self.val(ptr)?, flags))
+    }
+
+    /// The buffer a `ptr` value points into.
+    fn target(&self, ptr: ValueId) -> Result<BufferId, CodegenError> {
+        self.points_into
+            .get(&ptr)
+            .copied()
+            .filter(|b| (b.0 as usize) < self.bufs.len())
+            .ok_or_else(|| self.err(format!("{} is not a pointer into a buffer", self.name(ptr))))
     }
 
     /// The address of element `index` of `buffer` and the flags to access it with, for an
@@ -728,7 +770,7 @@ impl<'b, M: Module> Gen<'_, 'b, M> {
                 match ta {
                     Type::Scalar(d) if d.is_float() => self.ins().fcmp(float_cc(*cmp), a, b),
                     Type::Scalar(_) | Type::Index => self.ins().icmp(int_cc(*cmp), a, b),
-                    Type::Bool | Type::Vector(..) => {
+                    Type::Bool | Type::Vector(..) | Type::Ptr => {
                         return Err(self.err(format!("comparison of {ta:?} values")))
                     }
                 }
@@ -791,6 +833,46 @@ impl<'b, M: Module> Gen<'_, 'b, M> {
                 lanes
                     .pop()
                     .ok_or_else(|| self.err("reduction of a vector with no lanes"))?
+            }
+            Op::Addr { buffer, index } => {
+                self.points_into.insert(result, *buffer);
+                self.address(*buffer, index, 1)?.0
+            }
+            Op::Advance { ptr, by, axes } => {
+                let buffer = self.target(*ptr)?;
+                self.points_into.insert(result, buffer);
+                let b = &self.bufs[buffer.0 as usize];
+                let (shift, strides) = (b.shift, b.strides.clone());
+                let mut step: Option<Value> = None;
+                for &a in axes {
+                    let s = *strides
+                        .get(a as usize)
+                        .ok_or_else(|| self.err(format!("`advance` along missing axis {a}")))?;
+                    step = Some(match step {
+                        Some(t) => self.ins().iadd(t, s),
+                        None => s,
+                    });
+                }
+                let p = self.val(*ptr)?;
+                match step {
+                    Some(step) => {
+                        let by = self.val(*by)?;
+                        let elems = self.ins().imul(by, step);
+                        let bytes = self.ins().ishl_imm_s(elems, shift);
+                        self.ins().iadd(p, bytes)
+                    }
+                    None => p,
+                }
+            }
+            Op::LoadAt { ptr, lanes } => {
+                if rty.lane_count() != *lanes {
+                    return Err(self.err(format!(
+                        "a load of {lanes} lanes defines {}",
+                        self.name(result)
+                    )));
+                }
+                let (addr, flags) = self.pointer(*ptr, *lanes)?;
+                self.ins().load(rty, flags, addr, 0)
             }
         })
     }
@@ -959,6 +1041,7 @@ impl<'b, M: Module> Gen<'_, 'b, M> {
         let from = match self.ty(x)? {
             Type::Index => DType::I64,
             Type::Scalar(d) | Type::Vector(d, _) => d,
+            Type::Ptr => return Err(self.err(format!("cast of the pointer {}", self.name(x)))),
             Type::Bool => {
                 let c = self.val(x)?;
                 let one = self.constant(rty, 1.0);

@@ -282,7 +282,11 @@ fn check_dims_bound(
                     op: Op::Dim(name), ..
                 } => check(frame.dim(m, name))?,
                 Inst::For(l) => stack.push(&l.body),
-                Inst::Assign { .. } | Inst::Store { .. } | Inst::Scoped(_) | Inst::Ukernel(_) => {}
+                Inst::Assign { .. }
+                | Inst::Store { .. }
+                | Inst::StoreAt { .. }
+                | Inst::Scoped(_)
+                | Inst::Ukernel(_) => {}
             }
         }
     }
@@ -310,9 +314,11 @@ fn fixed_positions(f: &loops::Function) -> HashMap<(usize, usize), u64> {
                 }
                 | Inst::Store { buffer, index, .. } => accesses.push((*buffer, index)),
                 Inst::For(l) => stack.push(&l.body),
-                // A micro-kernel's start index is an address, read only when the tile is not
-                // empty (an empty K block starts past the end of A's k axis).
-                Inst::Assign { .. } | Inst::Scoped(_) | Inst::Ukernel(_) => {}
+                // A micro-kernel's start index and an `addr` are positions, read only when
+                // the tile or loop is not empty (an empty K block starts past the end of A's k
+                // axis); `strength-reduce` keeps every fixed position of a load or store.
+                Inst::Assign { .. } | Inst::Scoped(_) | Inst::Ukernel(_) | Inst::StoreAt { .. } => {
+                }
             }
         }
     }

@@ -4,7 +4,7 @@
 //! einc generates code for x86-64 and aarch64 only.
 
 use super::CodegenError;
-use cranelift_codegen::isa::{self, OwnedTargetIsa};
+use cranelift_codegen::isa::{self, OwnedTargetIsa, TargetIsa};
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_object::{ObjectBuilder, ObjectModule};
 use std::str::FromStr;
@@ -41,6 +41,19 @@ pub fn build_isa(target: &Target, pic: bool) -> Result<OwnedTargetIsa, CodegenEr
             .map_err(|e| CodegenError::Target(format!("setting {name}={value}: {e}")))
     };
     set(&mut flags, "opt_level", "speed")?;
+    // Cranelift re-verifies its IR between its own passes when this is on: in debug builds
+    // (tests) only. Every function einc generates is still verified once, before Cranelift
+    // compiles it (`codegen::finish`); release builds skip the re-checks of Cranelift's own
+    // transformations, a sixth of the JIT's compile time (docs/performance.md).
+    set(
+        &mut flags,
+        "enable_verifier",
+        if cfg!(debug_assertions) {
+            "true"
+        } else {
+            "false"
+        },
+    )?;
     set(&mut flags, "is_pic", if pic { "true" } else { "false" })?;
     // JIT code may be placed far from the libc functions it calls.
     set(&mut flags, "use_colocated_libcalls", "false")?;
@@ -66,6 +79,41 @@ pub fn build_isa(target: &Target, pic: bool) -> Result<OwnedTargetIsa, CodegenEr
     builder
         .finish(settings::Flags::new(flags))
         .map_err(|e| CodegenError::Target(format!("building the target ISA: {e}")))
+}
+
+/// The settings of cold code: entry points (argument validation, run once per call) and the
+/// error-message functions (run only when a call fails). They make up about half of a module's
+/// instructions but little of its run time, so they are compiled for compile speed: without
+/// the mid-end optimiser and with the single-pass register allocator, which together take a
+/// sixth off the JIT's compile time of attention (docs/performance.md) and cost a few
+/// nanoseconds per call. Kernel bodies and micro-kernels keep the full settings.
+pub(crate) const COLD_CODE: &[(&str, &str)] =
+    &[("opt_level", "none"), ("regalloc_algorithm", "single_pass")];
+
+/// `isa` with some of its shared settings replaced by `changes` (name, value), every other
+/// setting, and its ISA-specific flags (e.g. the host's CPU features), kept.
+pub(crate) fn with_settings(
+    isa: &dyn TargetIsa,
+    changes: &[(&str, &str)],
+) -> Result<OwnedTargetIsa, CodegenError> {
+    let err = |e: String| CodegenError::Target(format!("deriving the target ISA: {e}"));
+    let mut flags = settings::builder();
+    for v in isa.flags().iter() {
+        let value = changes
+            .iter()
+            .find(|(name, _)| *name == v.name)
+            .map_or_else(|| v.value_string(), |(_, value)| (*value).to_string());
+        flags.set(v.name, &value).map_err(|e| err(e.to_string()))?;
+    }
+    let mut builder = isa::lookup(isa.triple().clone()).map_err(|e| err(e.to_string()))?;
+    for v in isa.isa_flags() {
+        builder
+            .set(v.name, &v.value_string())
+            .map_err(|e| err(e.to_string()))?;
+    }
+    builder
+        .finish(settings::Flags::new(flags))
+        .map_err(|e| err(e.to_string()))
 }
 
 /// A Cranelift module that emits an object file for `target` (position-independent, so that it

@@ -25,12 +25,13 @@
 //! compile far more modules than there are keys).
 
 use super::libcall::{Libcall, Libcalls};
-use super::{declare, finish, CodegenError, Listing};
+use super::{declare, finish_with, CodegenError, Listing};
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{
     types, AbiParam, BlockArg, FuncRef, InstBuilder, MemFlagsData, StackSlotData, StackSlotKind,
     Value,
 };
+use cranelift_codegen::isa::TargetIsa;
 use cranelift_codegen::Context;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_module::{DataDescription, DataId, FuncId, Linkage as ClifLinkage, Module};
@@ -127,6 +128,7 @@ impl ErrorSupport {
     /// Declares and defines the error functions (and, for a library, their state) in `module`.
     pub(crate) fn define<M: Module>(
         module: &mut M,
+        cold: &dyn TargetIsa,
         ctx: &mut Context,
         fctx: &mut FunctionBuilderContext,
         libs: &mut Libcalls,
@@ -169,6 +171,7 @@ impl ErrorSupport {
         };
         let mut b = Builder {
             module,
+            cold,
             ctx,
             fctx,
             libs,
@@ -253,6 +256,9 @@ struct Helpers {
 /// Builds the error functions of one module.
 struct Builder<'a, M: Module> {
     module: &'a mut M,
+    /// The settings the functions are compiled with: [`isa::COLD_CODE`](super::isa::COLD_CODE)
+    /// (they run only when a call fails).
+    cold: &'a dyn TargetIsa,
     ctx: &'a mut Context,
     fctx: &'a mut FunctionBuilderContext,
     libs: &'a mut Libcalls,
@@ -295,7 +301,7 @@ impl<M: Module> Builder<'_, M> {
         body(&mut fb, self.module, self.libs, &args)?;
         fb.seal_all_blocks();
         fb.finalize(self.module.target_config());
-        finish(self.module, self.ctx, id, name, listing)?;
+        finish_with(self.module, Some(self.cold), self.ctx, id, name, listing)?;
         Ok(id)
     }
 

@@ -33,9 +33,11 @@ pub mod ukernel;
 mod tests;
 
 use crate::ir::loops::{self, BufferKind, DimDef, Extent};
+use cranelift_codegen::control::ControlPlane;
 use cranelift_codegen::ir::{types, Type as ClifType};
+use cranelift_codegen::isa::TargetIsa;
 use cranelift_codegen::Context;
-use cranelift_module::{FuncId, Linkage, Module};
+use cranelift_module::{FuncId, Linkage, Module, ModuleReloc};
 use einc_runtime::DType;
 use std::fmt;
 
@@ -337,8 +339,11 @@ pub(crate) fn define_module<M: Module>(
         Listing::Asm(text) => Listing::Asm(text),
         Listing::None | Listing::Clif(_) => Listing::None,
     };
+    // Entry points and error functions are cold code, compiled for compile speed.
+    let cold = isa::with_settings(module.isa(), isa::COLD_CODE)?;
     let mut errors = last_error::ErrorSupport::define(
         module,
+        &*cold,
         &mut ctx,
         &mut fctx,
         &mut libs,
@@ -401,7 +406,14 @@ pub(crate) fn define_module<M: Module>(
             body_id,
             &mut errors,
         )?;
-        finish(module, &mut ctx, entry_id, &entry_name, listing.reborrow())?;
+        finish_with(
+            module,
+            Some(&*cold),
+            &mut ctx,
+            entry_id,
+            &entry_name,
+            listing.reborrow(),
+        )?;
         kernels.push(DefinedKernel {
             signature,
             entry: entry_id,
@@ -463,13 +475,27 @@ pub(crate) fn finish<M: Module>(
     ctx: &mut Context,
     id: FuncId,
     name: &str,
+    listing: Listing<'_>,
+) -> Result<(), CodegenError> {
+    finish_with(module, None, ctx, id, name, listing)
+}
+
+/// [`finish`], compiling with `isa` when given (the module's target with other settings:
+/// [`isa::COLD_CODE`], or the micro-kernels' optimiser off) rather than the module's own; the
+/// code is then defined as bytes with its relocations, as `define_function` does itself.
+pub(crate) fn finish_with<M: Module>(
+    module: &mut M,
+    isa: Option<&dyn TargetIsa>,
+    ctx: &mut Context,
+    id: FuncId,
+    name: &str,
     mut listing: Listing<'_>,
 ) -> Result<(), CodegenError> {
     let err = |message: String| CodegenError::Cranelift {
         function: name.to_string(),
         message,
     };
-    cranelift_codegen::verify_function(&ctx.func, module.isa()).map_err(|e| {
+    cranelift_codegen::verify_function(&ctx.func, isa.unwrap_or(module.isa())).map_err(|e| {
         err(cranelift_codegen::print_errors::pretty_verifier_error(
             &ctx.func, None, e,
         ))
@@ -478,9 +504,30 @@ pub(crate) fn finish<M: Module>(
         text.push_str(&format!("; {name}\n{}\n", ctx.func.display()));
     }
     ctx.set_disasm(matches!(listing, Listing::Asm(_)));
-    module
-        .define_function(id, ctx)
-        .map_err(|e| err(format!("{e:?}")))?;
+    match isa {
+        None => module
+            .define_function(id, ctx)
+            .map_err(|e| err(format!("{e:?}")))?,
+        Some(isa) => {
+            ctx.compile(isa, &mut ControlPlane::default())
+                .map_err(|e| err(format!("{:?}", e.inner)))?;
+            let code = ctx
+                .compiled_code()
+                .ok_or_else(|| err("Cranelift produced no code".into()))?;
+            let align = u64::from(code.buffer.alignment)
+                .max(u64::from(isa.function_alignment().minimum))
+                .max(isa.symbol_alignment());
+            let relocs: Vec<ModuleReloc> = code
+                .buffer
+                .relocs()
+                .iter()
+                .map(|r| ModuleReloc::from_mach_reloc(r, &ctx.func, id))
+                .collect();
+            module
+                .define_function_bytes(id, align, code.code_buffer(), &relocs)
+                .map_err(|e| err(format!("{e:?}")))?;
+        }
+    }
     if let Listing::Asm(text) = listing {
         let asm = ctx
             .compiled_code()

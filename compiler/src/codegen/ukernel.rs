@@ -25,17 +25,15 @@
 
 use super::{clif_scalar, declare, CodegenError, Listing};
 use crate::ir::loops::UkernelShape;
-use cranelift_codegen::control::ControlPlane;
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{
     types, AbiParam, Block, BlockArg, FuncRef, InstBuilder, MemFlagsData, Signature, StackSlotData,
     StackSlotKind, Type as ClifType, Value,
 };
 use cranelift_codegen::isa::{OwnedTargetIsa, TargetIsa};
-use cranelift_codegen::settings::{self, Configurable};
 use cranelift_codegen::Context;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
-use cranelift_module::{FuncId, Linkage, Module, ModuleReloc};
+use cranelift_module::{FuncId, Linkage, Module};
 use einc_runtime::DType;
 
 /// Byte offsets of the fields of the argument block (`einc_ukernel_args` in
@@ -192,7 +190,14 @@ impl Ukernels {
         let isa = unoptimised(module.isa())?;
         for &(shape, id) in &self.ids {
             build(module, ctx, fctx, shape)?;
-            define(module, &*isa, ctx, id, &symbol(shape), listing.reborrow())?;
+            super::finish_with(
+                module,
+                Some(&*isa),
+                ctx,
+                id,
+                &symbol(shape),
+                listing.reborrow(),
+            )?;
         }
         Ok(())
     }
@@ -200,80 +205,7 @@ impl Ukernels {
 
 /// The target `isa` with the mid-end optimiser off.
 fn unoptimised(isa: &dyn TargetIsa) -> Result<OwnedTargetIsa, CodegenError> {
-    let err = |e: String| CodegenError::Target(format!("micro-kernel target: {e}"));
-    let mut flags = settings::builder();
-    for v in isa.flags().iter() {
-        let value = if v.name == "opt_level" {
-            "none".to_string()
-        } else {
-            v.value_string()
-        };
-        flags.set(v.name, &value).map_err(|e| err(e.to_string()))?;
-    }
-    let mut builder =
-        cranelift_codegen::isa::lookup(isa.triple().clone()).map_err(|e| err(e.to_string()))?;
-    for v in isa.isa_flags() {
-        builder
-            .set(v.name, &v.value_string())
-            .map_err(|e| err(e.to_string()))?;
-    }
-    builder
-        .finish(settings::Flags::new(flags))
-        .map_err(|e| err(e.to_string()))
-}
-
-/// Verifies the function in `ctx`, compiles it with `isa` and defines the code as function
-/// `id` of `module` (what [`finish`] does with the module's own target), recording it in
-/// `listing`; clears `ctx`.
-fn define<M: Module>(
-    module: &mut M,
-    isa: &dyn TargetIsa,
-    ctx: &mut Context,
-    id: FuncId,
-    name: &str,
-    listing: Listing<'_>,
-) -> Result<(), CodegenError> {
-    let err = |message: String| CodegenError::Cranelift {
-        function: name.to_string(),
-        message,
-    };
-    cranelift_codegen::verify_function(&ctx.func, isa).map_err(|e| {
-        err(cranelift_codegen::print_errors::pretty_verifier_error(
-            &ctx.func, None, e,
-        ))
-    })?;
-    let clif = match &listing {
-        Listing::Clif(_) => Some(format!("; {name}\n{}\n", ctx.func.display())),
-        _ => None,
-    };
-    ctx.set_disasm(matches!(listing, Listing::Asm(_)));
-    ctx.compile(isa, &mut ControlPlane::default())
-        .map_err(|e| err(format!("{:?}", e.inner)))?;
-    let code = ctx
-        .compiled_code()
-        .ok_or_else(|| err("Cranelift produced no code".into()))?;
-    let align = u64::from(code.buffer.alignment).max(u64::from(isa.function_alignment().minimum));
-    let relocs: Vec<ModuleReloc> = code
-        .buffer
-        .relocs()
-        .iter()
-        .map(|r| ModuleReloc::from_mach_reloc(r, &ctx.func, id))
-        .collect();
-    let bytes = code.code_buffer().to_vec();
-    let asm = code.vcode.clone();
-    module
-        .define_function_bytes(id, align, &bytes, &relocs)
-        .map_err(|e| err(format!("{e:?}")))?;
-    match listing {
-        Listing::Clif(text) => text.push_str(&clif.unwrap_or_default()),
-        Listing::Asm(text) => {
-            let asm = asm.ok_or_else(|| err("Cranelift produced no disassembly".into()))?;
-            text.push_str(&format!("; {name}\n{asm}\n"));
-        }
-        Listing::None => {}
-    }
-    module.clear_context(ctx);
-    Ok(())
+    super::isa::with_settings(isa, &[("opt_level", "none")])
 }
 
 /// Builds micro-kernel `shape` into `ctx.func`.
@@ -379,6 +311,7 @@ impl Kernel<'_> {
         let a_ks = self.field(types::I64, args::A_KS);
         let b = self.field(types::I64, args::B);
         let b_ks = self.field(types::I64, args::B_KS);
+        let a_ms_elems = a_ms;
         let a_ms = self.fb.ins().ishl_imm_s(a_ms, self.shift);
         let a_step = self.fb.ins().ishl_imm_s(a_ks, self.shift);
         let b_step = self.fb.ins().ishl_imm_s(b_ks, self.shift);
@@ -401,74 +334,150 @@ impl Kernel<'_> {
         let zero = self.splat_const(0.0);
         let accs = vec![zero; self.rows * self.nv];
 
-        // Each loop is a header deciding whether to run its body, which jumps back with the
-        // next values: then every multiply-add result has one use (the jump), which lets the
-        // loads of A sink into their broadcasts (a value feeding one used twice, as by a
-        // conditional branch passing it to both targets, is never sunk).
-        //
-        // main_head(pa, pb, n, accs...): UNROLL steps per iteration, n iterations left.
-        let main_head = self.fb.create_block();
-        let main_body = self.fb.create_block();
-        let main_exit = self.fb.create_block();
-        let tail_head = self.fb.create_block();
-        let tail_body = self.fb.create_block();
-        let epilogue = self.fb.create_block();
-        for blk in [main_head, tail_head] {
-            for _ in 0..3 {
-                self.fb.append_block_param(blk, types::I64);
-            }
-            for _ in 0..accs.len() {
-                self.fb.append_block_param(blk, self.vec);
-            }
+        // Packed panels (A: `a_ms = 1`, `a_ks = MR`; B: `b_ks = NR`) in a full-height tile
+        // address every element at a constant offset from two pointers: fewer instructions
+        // per step than the general strides, which need a register per row.
+        let full_rows = self
+            .fb
+            .ins()
+            .icmp_imm_s(IntCC::Equal, mr, i64::from(shape.mr));
+        let unit_m = self.fb.ins().icmp_imm_s(IntCC::Equal, a_ms_elems, 1);
+        let packed_a = self
+            .fb
+            .ins()
+            .icmp_imm_s(IntCC::Equal, a_ks, i64::from(shape.mr));
+        let packed_b = self
+            .fb
+            .ins()
+            .icmp_imm_s(IntCC::Equal, b_ks, i64::from(shape.nr));
+        let packed = self.fb.ins().band(full_rows, unit_m);
+        let packed = self.fb.ins().band(packed, packed_a);
+        let packed = self.fb.ins().band(packed, packed_b);
+        let packed_entry = self.fb.create_block();
+        let strided_entry = self.fb.create_block();
+        let join = self.fb.create_block();
+        for _ in 0..2 {
+            self.fb.append_block_param(join, types::I64);
+        }
+        for _ in 0..accs.len() {
+            self.fb.append_block_param(join, self.vec);
         }
         self.fb
             .ins()
-            .jump(main_head, &args_of(&[&[a, b, iterations], &accs]));
+            .brif(packed, packed_entry, &[], strided_entry, &[]);
 
-        self.fb.switch_to_block(main_head);
-        let head = self.fb.block_params(main_head).to_vec();
-        let more = self
-            .fb
-            .ins()
-            .icmp_imm_s(IntCC::SignedGreaterThan, head[2], 0);
-        self.fb.ins().brif(more, main_body, &[], main_exit, &[]);
+        self.fb.switch_to_block(packed_entry);
+        let out = self.k_loop(a, b, iterations, &accs, |k, pa, pb, accs| {
+            for s in 0..UNROLL as usize {
+                k.packed_step(pa, pb, s, accs);
+            }
+            let a_bytes = UNROLL * i64::from(shape.mr) * k.size;
+            let b_bytes = UNROLL * i64::from(shape.nr) * k.size;
+            let pa = k.fb.ins().iadd_imm_s(pa, a_bytes);
+            let pb = k.fb.ins().iadd_imm_s(pb, b_bytes);
+            (pa, pb)
+        });
+        self.fb.ins().jump(join, &args_of(&[&out]));
 
-        self.fb.switch_to_block(main_body);
-        let (mut pa, mut pb) = (head[0], head[1]);
-        let mut accs = head[3..].to_vec();
-        for _ in 0..UNROLL {
-            (pa, pb) = self.step(&panels, pa, pb, &mut accs);
-        }
-        let n = self.fb.ins().iadd_imm_s(head[2], -1);
-        self.fb
-            .ins()
-            .jump(main_head, &args_of(&[&[pa, pb, n], &accs]));
+        self.fb.switch_to_block(strided_entry);
+        let out = self.k_loop(a, b, iterations, &accs, |k, mut pa, mut pb, accs| {
+            for _ in 0..UNROLL {
+                (pa, pb) = k.step(&panels, pa, pb, accs);
+            }
+            (pa, pb)
+        });
+        self.fb.ins().jump(join, &args_of(&[&out]));
 
-        self.fb.switch_to_block(main_exit);
-        let into_tail = args_of(&[&[head[0], head[1], tail_steps], &head[3..]]);
-        self.fb.ins().jump(tail_head, &into_tail);
-
-        self.fb.switch_to_block(tail_head);
-        let head = self.fb.block_params(tail_head).to_vec();
-        let more = self
-            .fb
-            .ins()
-            .icmp_imm_s(IntCC::SignedGreaterThan, head[2], 0);
-        self.fb.ins().brif(more, tail_body, &[], epilogue, &[]);
-
-        self.fb.switch_to_block(tail_body);
-        let mut accs = head[3..].to_vec();
-        let (pa, pb) = self.step(&panels, head[0], head[1], &mut accs);
-        let r = self.fb.ins().iadd_imm_s(head[2], -1);
-        self.fb
-            .ins()
-            .jump(tail_head, &args_of(&[&[pa, pb, r], &accs]));
-
-        self.fb.switch_to_block(epilogue);
-        self.epilogue(shape, mr, nr, &head[3..], done);
+        // The last `kc % UNROLL` steps, one at a time.
+        self.fb.switch_to_block(join);
+        let joined = self.fb.block_params(join).to_vec();
+        let out = self.k_loop(
+            joined[0],
+            joined[1],
+            tail_steps,
+            &joined[2..],
+            |k, pa, pb, accs| k.step(&panels, pa, pb, accs),
+        );
+        self.epilogue(shape, mr, nr, &out[2..], done);
 
         self.fb.switch_to_block(done);
         self.fb.ins().return_(&[]);
+    }
+
+    /// A counted loop over the k steps: `n` iterations (none when `n <= 0`) of `body`, which
+    /// emits its steps from the pointers `(pa, pb)` into the accumulators and returns the next
+    /// pointers. Returns `[pa, pb, accs...]` after the loop, in the block the caller continues
+    /// in.
+    ///
+    /// The loop is a header deciding whether to run the body, which jumps back with the next
+    /// values: then every multiply-add result has one use (the jump), which lets the loads of
+    /// A sink into their broadcasts (Cranelift never sinks a load feeding a value that is used
+    /// twice, as by a conditional branch passing it to both of its targets). The header
+    /// branches to the exit when done, so that the body follows it in the code and an
+    /// iteration takes one branch.
+    fn k_loop(
+        &mut self,
+        pa: Value,
+        pb: Value,
+        n: Value,
+        accs: &[Value],
+        body: impl FnOnce(&mut Self, Value, Value, &mut [Value]) -> (Value, Value),
+    ) -> Vec<Value> {
+        let head = self.fb.create_block();
+        let run = self.fb.create_block();
+        let exit = self.fb.create_block();
+        for _ in 0..3 {
+            self.fb.append_block_param(head, types::I64);
+        }
+        for _ in accs {
+            self.fb.append_block_param(head, self.vec);
+        }
+        self.fb.ins().jump(head, &args_of(&[&[pa, pb, n], accs]));
+
+        self.fb.switch_to_block(head);
+        let params = self.fb.block_params(head).to_vec();
+        let finished = self
+            .fb
+            .ins()
+            .icmp_imm_s(IntCC::SignedLessThanOrEqual, params[2], 0);
+        self.fb.ins().brif(finished, exit, &[], run, &[]);
+
+        self.fb.switch_to_block(run);
+        let mut next = params[3..].to_vec();
+        let (pa, pb) = body(self, params[0], params[1], &mut next);
+        let n = self.fb.ins().iadd_imm_s(params[2], -1);
+        self.fb.ins().jump(head, &args_of(&[&[pa, pb, n], &next]));
+
+        self.fb.switch_to_block(exit);
+        let mut out = vec![params[0], params[1]];
+        out.extend_from_slice(&params[3..]);
+        out
+    }
+
+    /// Step `s` of an unrolled iteration over packed panels: A's column at `pa + s * MR` and
+    /// B's row at `pb + s * NR` (in elements), every address a constant offset.
+    fn packed_step(&mut self, pa: Value, pb: Value, s: usize, accs: &mut [Value]) {
+        let ro = MemFlagsData::new()
+            .with_notrap()
+            .with_readonly()
+            .with_can_move();
+        let size = self.size as usize;
+        let width = self.nv * self.lanes;
+        let bv: Vec<Value> = (0..self.nv)
+            .map(|v| {
+                let off = ((s * width + v * self.lanes) * size) as i32;
+                self.fb.ins().load(self.vec, ro, pb, off)
+            })
+            .collect();
+        for ii in 0..self.rows {
+            let off = ((s * self.rows + ii) * size) as i32;
+            for (v, b) in bv.iter().enumerate() {
+                let x = self.fb.ins().load(self.elem, ro, pa, off);
+                let x = self.fb.ins().splat(self.vec, x);
+                let acc = &mut accs[ii * self.nv + v];
+                *acc = self.fb.ins().fma(x, *b, *acc);
+            }
+        }
     }
 
     /// One step of the k loop: `acc[ii][v] += A(ii, kk) * B(kk, v)`; returns the pointers to the
@@ -818,9 +827,9 @@ impl JitUkernel {
         let mut fctx = FunctionBuilderContext::new();
         build(&module, &mut ctx, &mut fctx, shape)?;
         let isa = unoptimised(module.isa())?;
-        define(
+        super::finish_with(
             &mut module,
-            &*isa,
+            Some(&*isa),
             &mut ctx,
             id,
             &symbol(shape),

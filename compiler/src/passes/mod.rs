@@ -15,14 +15,17 @@ pub mod delta_elim;
 pub mod emit_clif;
 pub mod eps_expand;
 pub mod fuse;
+pub mod licm;
 pub mod lower_to_loops;
 pub mod manager;
 pub mod pipeline;
 pub mod registry;
 mod rewrite;
 pub mod schedule;
+pub mod strength_reduce;
 #[cfg(test)]
 pub(crate) mod tests;
+pub mod unroll;
 
 use crate::codegen::Target;
 use crate::ir::{loops, tensor};

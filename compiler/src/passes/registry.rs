@@ -5,7 +5,7 @@
 
 use super::{
     canonicalize, const_fold, contraction_path, cse, dce, delta_elim, emit_clif, eps_expand, fuse,
-    lower_to_loops, schedule, Level, Pass, PassContext,
+    licm, lower_to_loops, schedule, strength_reduce, unroll, Level, Pass, PassContext,
 };
 use crate::ir::tensor::schedule::MAX_FACTOR;
 use crate::paths::{Algorithm, PathOptions};
@@ -259,6 +259,53 @@ pub static PASSES: &[PassInfo] = &[
                 schedules: o.get("schedules") != Some(0),
             })
         },
+    },
+    PassInfo {
+        name: "unroll",
+        summary: "unroll loops by their `unroll N` request, and small constant-trip loops fully",
+        input: Level::Loop,
+        output: Level::Loop,
+        options: &[
+            OptionSpec {
+                name: "max-trips",
+                doc: "unroll a loop without a request fully when it runs at most this many \
+                      times (0: never)",
+                default: unroll::DEFAULT_MAX_TRIPS,
+                min: 0,
+                max: 64,
+                keywords: &[],
+            },
+            OptionSpec {
+                name: "max-insts",
+                doc: "... and its copies hold at most this many instructions together",
+                default: unroll::DEFAULT_MAX_INSTS,
+                min: 0,
+                max: 4096,
+                keywords: &[],
+            },
+        ],
+        build: |o, _| {
+            Box::new(unroll::Unroll {
+                max_trips: o.get("max-trips").unwrap_or(unroll::DEFAULT_MAX_TRIPS),
+                max_insts: o.get("max-insts").unwrap_or(unroll::DEFAULT_MAX_INSTS),
+            })
+        },
+    },
+    PassInfo {
+        name: "licm",
+        summary: "move loop-invariant pure instructions out of loops",
+        input: Level::Loop,
+        output: Level::Loop,
+        options: &[],
+        build: |_, _| Box::new(licm::Licm),
+    },
+    PassInfo {
+        name: "strength-reduce",
+        summary: "access memory in sequential loops through pointers that advance by a step",
+        input: Level::Loop,
+        output: Level::Loop,
+        options: &[],
+        build: |_, _| Box::new(strength_reduce::StrengthReduce),
     },
     PassInfo {
         name: "emit-clif",

@@ -1,6 +1,9 @@
 //! Tests of the tensor-level passes (semantics: the interpreter before and after on random
 //! inputs, and values computed here by explicit formulas) and of the pass manager
-//! (instrumentation text, level and verifier errors naming the pass).
+//! (instrumentation text, level and verifier errors naming the pass). The loop-level passes'
+//! tests are in `tests/loops.rs`.
+
+mod loops;
 
 use super::manager::{run_pipeline, Dumps, Instrumentation, RunOptions};
 use super::pipeline::{Pipeline, Step};

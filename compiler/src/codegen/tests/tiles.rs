@@ -323,6 +323,26 @@ func @copy(%X: in f32[A, B, C] strides[c, _, 1], %Y: out f32[A, B, C] contiguous
 }
 
 #[test]
+fn pointers_agree_with_the_evaluator() {
+    let m = parse(include_str!(
+        "../../../../tests/filetests/loops/pointers.lir"
+    ));
+    let program = jit_compile(&m).unwrap();
+    let mut rng = Rng::new(8);
+    for n in [1, 2, 5] {
+        let x = f64_array(&mut rng, &[n, n], Some(&[1, n + 1]));
+        let v = f32_array(&mut rng, &[n, 4]);
+        agree(
+            &m,
+            &program,
+            "diag",
+            &[x, v],
+            &[Out::c_order(&[n]), Out::c_order(&[n, 4])],
+        );
+    }
+}
+
+#[test]
 fn lanes_reduce_by_halves_in_compiled_code_too() {
     let text = "func @order(%Y: out f32[2] contiguous) {
   buffer %T: f32[4] contiguous align 64

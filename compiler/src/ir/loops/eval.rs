@@ -302,6 +302,8 @@ enum Val {
     Bool(bool),
     Scalar(Scalar),
     Vector(Vec<Scalar>),
+    /// A position in a buffer (its logical index, which may lie outside the buffer).
+    Ptr(BufferId, Vec<i64>),
 }
 
 /// A buffer's elements during a call.
@@ -438,18 +440,15 @@ impl<'a> Eval<'a> {
                     index,
                     value,
                 } => {
-                    let v = self.get(*value)?.clone();
-                    let lanes = match &v {
-                        Val::Scalar(s) => vec![*s],
-                        Val::Vector(l) => l.clone(),
-                        v => {
-                            return Err(self.malformed(format!(
-                                "store of {v:?}, which is not a scalar or vector"
-                            )))
-                        }
-                    };
+                    let lanes = self.stored(*value)?;
                     let positions = self.locate(*buffer, index, lanes.len())?;
                     self.write(*buffer, &positions, &lanes)?;
+                }
+                Inst::StoreAt { ptr, value } => {
+                    let lanes = self.stored(*value)?;
+                    let (buffer, at) = self.ptr(*ptr)?;
+                    let positions = self.locate_at(buffer, at, lanes.len())?;
+                    self.write(buffer, &positions, &lanes)?;
                 }
                 Inst::For(l) => self.for_loop(l)?,
                 Inst::Scoped(id) => {
@@ -471,6 +470,26 @@ impl<'a> Eval<'a> {
             }
         }
         Ok(())
+    }
+
+    /// The elements a store writes: a scalar, or a vector's lanes.
+    fn stored(&self, value: ValueId) -> EResult<Vec<Scalar>> {
+        match self.get(value)? {
+            Val::Scalar(s) => Ok(vec![*s]),
+            Val::Vector(l) => Ok(l.clone()),
+            v => Err(self.malformed(format!("store of {v:?}, which is not a scalar or vector"))),
+        }
+    }
+
+    /// A `ptr` value's buffer and position.
+    fn ptr(&self, id: ValueId) -> EResult<(BufferId, Vec<i64>)> {
+        match self.get(id)? {
+            Val::Ptr(b, at) => Ok((*b, at.clone())),
+            v => Err(self.malformed(format!(
+                "{} should be a ptr but is {v:?}",
+                value_ref(self.f, id)
+            ))),
+        }
     }
 
     /// A micro-kernel call, exactly as `docs/ukernel.md` states it: every element it reads
@@ -830,21 +849,54 @@ impl<'a> Eval<'a> {
                 lanes,
             } => {
                 let positions = self.locate(*buffer, index, *lanes as usize)?;
-                let mut elements = self.read(*buffer, &positions)?;
-                match (*lanes, elements.pop()) {
-                    (1, Some(s)) if elements.is_empty() => Val::Scalar(s),
-                    (_, Some(s)) => {
-                        elements.push(s);
-                        Val::Vector(elements)
-                    }
-                    (_, None) => return Err(Fault::Message("a load of 0 lanes".into())),
-                }
+                self.loaded(*buffer, &positions, *lanes)?
             }
             Op::ReduceLanes(k, x) => match self.get(*x)? {
                 Val::Vector(lanes) => Val::Scalar(reduce_halving(*k, lanes)?),
                 v => return Err(Fault::Message(format!("reduce_lanes of {v:?}"))),
             },
+            Op::Addr { buffer, index } => {
+                let at = index
+                    .iter()
+                    .map(|&i| self.index(i))
+                    .collect::<EResult<Vec<i64>>>()?;
+                Val::Ptr(*buffer, at)
+            }
+            Op::Advance { ptr, by, axes } => {
+                let (buffer, mut at) = self.ptr(*ptr)?;
+                let by = self.index(*by)?;
+                for &a in axes {
+                    let slot = at
+                        .get_mut(a as usize)
+                        .ok_or_else(|| Fault::Message(format!("advance along axis {a}")))?;
+                    *slot = slot.checked_add(by).ok_or_else(|| {
+                        Fault::Error(LoopEvalError::Overflow {
+                            func: self.f.name.clone(),
+                            message: format!("advance of a pointer by {by} overflows"),
+                        })
+                    })?;
+                }
+                Val::Ptr(buffer, at)
+            }
+            Op::LoadAt { ptr, lanes } => {
+                let (buffer, at) = self.ptr(*ptr)?;
+                let positions = self.locate_at(buffer, at, *lanes as usize)?;
+                self.loaded(buffer, &positions, *lanes)?
+            }
         })
+    }
+
+    /// The value a load of `lanes` elements at `positions` gives.
+    fn loaded(&self, buffer: BufferId, positions: &[Vec<usize>], lanes: u32) -> Result<Val, Fault> {
+        let mut elements = self.read(buffer, positions)?;
+        match (lanes, elements.pop()) {
+            (1, Some(s)) if elements.is_empty() => Ok(Val::Scalar(s)),
+            (_, Some(s)) => {
+                elements.push(s);
+                Ok(Val::Vector(elements))
+            }
+            (_, None) => Err(Fault::Message("a load of 0 lanes".into())),
+        }
     }
 
     fn boolean(&self, id: ValueId) -> Result<bool, Fault> {

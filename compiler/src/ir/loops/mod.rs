@@ -28,6 +28,7 @@
 pub mod eval;
 pub mod parser;
 pub mod printer;
+pub mod rewrite;
 pub mod verify;
 
 pub use crate::ir::scalar::{BinaryFn, CmpOp, ReduceKind, UnaryFn};
@@ -46,6 +47,11 @@ pub enum Type {
     /// `lanes` elements in one SIMD register (`vector<4xf32>`, `vector<2xf64>`, ...). The
     /// vector is 128 bits wide: 4 lanes of f32/i32, 2 lanes of f64/i64.
     Vector(DType, u32),
+    /// The position of an element of one buffer (`ptr`): made by `addr`, moved by `advance`,
+    /// read and written by `load at` and `store at`. Its buffer is the one its definition
+    /// names (through `advance` and loop-carried values); it may lie outside the buffer until
+    /// it is used.
+    Ptr,
 }
 
 impl Type {
@@ -59,7 +65,7 @@ impl Type {
     pub fn dtype(self) -> Option<DType> {
         match self {
             Type::Scalar(d) | Type::Vector(d, _) => Some(d),
-            Type::Index | Type::Bool => None,
+            Type::Index | Type::Bool | Type::Ptr => None,
         }
     }
 }
@@ -247,6 +253,14 @@ pub enum Inst {
     Scoped(BufferId),
     /// A micro-kernel call: one register tile of a matrix product.
     Ukernel(Box<Ukernel>),
+    /// `store %v at %p`: writes a scalar, or a vector's lanes along the last axis, at a
+    /// pointer's position (the rules of [`Inst::Store`] apply to the pointer's buffer).
+    StoreAt {
+        /// A `ptr` value.
+        ptr: ValueId,
+        /// The scalar or vector written.
+        value: ValueId,
+    },
 }
 
 /// A loop-carried value.
@@ -353,6 +367,31 @@ pub enum Op {
     },
     /// Combines the lanes of a vector into a scalar.
     ReduceLanes(ReduceKind, ValueId),
+    /// `addr %B[%i, %j]`: the position of an element of a buffer, as a `ptr`.
+    Addr {
+        /// The buffer.
+        buffer: BufferId,
+        /// One `Index` value per axis.
+        index: Vec<ValueId>,
+    },
+    /// `advance %p by %n along [0, 1]`: the position `%n` steps further along each of the
+    /// given axes (several axes advance together along a diagonal).
+    Advance {
+        /// A `ptr` value.
+        ptr: ValueId,
+        /// How many steps (an `Index`, any sign).
+        by: ValueId,
+        /// The axes that advance.
+        axes: Vec<u32>,
+    },
+    /// `load at %p`: reads one element, or `lanes` consecutive elements along the last axis, at
+    /// a pointer's position (the rules of [`Op::Load`] apply to the pointer's buffer).
+    LoadAt {
+        /// A `ptr` value.
+        ptr: ValueId,
+        /// 1 for a scalar load.
+        lanes: u32,
+    },
 }
 
 /// The coordinates of a micro-kernel tile: rows `m`, columns `n`, and the summed `k`.

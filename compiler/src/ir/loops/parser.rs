@@ -238,6 +238,12 @@ impl<'p, 't> FnParser<'p, 't> {
             if self.p.is_kw("store") {
                 self.p.bump();
                 let value = self.operand()?;
+                if self.p.is_kw("at") {
+                    self.p.bump();
+                    let ptr = self.operand()?;
+                    insts.push(Inst::StoreAt { ptr, value });
+                    continue;
+                }
                 self.p.expect(',')?;
                 let (buffer, index) = self.access()?;
                 insts.push(Inst::Store {
@@ -493,17 +499,7 @@ impl<'p, 't> FnParser<'p, 't> {
                 );
             };
             p.expect(':')?;
-            let axis = |p: &mut Parser| -> PResult<u32> {
-                let aoff = p.offset();
-                let n = p.uint("an axis number")?;
-                u32::try_from(n).or_else(|_| p.err_at(aoff, "the axis number is too large"))
-            };
-            let axes = if p.eat('[') {
-                p.list(']', axis)?
-            } else {
-                vec![axis(p)?]
-            };
-            Ok((c, axes))
+            Ok((c, axis_list(p)?))
         })?;
         Ok(TileOperand {
             buffer,
@@ -615,6 +611,28 @@ impl<'p, 't> FnParser<'p, 't> {
                         .err_at(toff, "a cast's type must be a dtype or a vector of one"),
                 }
             }
+            "load" if self.p.is_kw("at") => {
+                self.p.bump();
+                let ptr = self.operand()?;
+                let (ty, _) = self.annotation()?;
+                let lanes = match ty {
+                    Type::Vector(_, n) => n,
+                    _ => 1,
+                };
+                Ok((Op::LoadAt { ptr, lanes }, ty))
+            }
+            "addr" => {
+                let (buffer, index) = self.access()?;
+                Ok((Op::Addr { buffer, index }, Type::Ptr))
+            }
+            "advance" => {
+                let ptr = self.operand()?;
+                self.p.expect_kw("by")?;
+                let by = self.operand()?;
+                self.p.expect_kw("along")?;
+                let axes = axis_list(self.p)?;
+                Ok((Op::Advance { ptr, by, axes }, Type::Ptr))
+            }
             "load" => {
                 let (buffer, index) = self.access()?;
                 let (ty, _) = self.annotation()?;
@@ -657,6 +675,10 @@ fn value_type(p: &mut Parser) -> PResult<Type> {
         p.bump();
         return Ok(Type::Bool);
     }
+    if p.is_kw("ptr") {
+        p.bump();
+        return Ok(Type::Ptr);
+    }
     if !p.is_kw("vector") {
         return Ok(Type::Scalar(p.dtype()?));
     }
@@ -676,6 +698,20 @@ fn value_type(p: &mut Parser) -> PResult<Type> {
     };
     p.expect('>')?;
     Ok(Type::Vector(dtype, lanes))
+}
+
+/// A list of axes: `1`, or `[0, 1]` (possibly empty).
+fn axis_list(p: &mut Parser) -> PResult<Vec<u32>> {
+    let axis = |p: &mut Parser| -> PResult<u32> {
+        let aoff = p.offset();
+        let n = p.uint("an axis number")?;
+        u32::try_from(n).or_else(|_| p.err_at(aoff, "the axis number is too large"))
+    };
+    if p.eat('[') {
+        p.list(']', axis)
+    } else {
+        Ok(vec![axis(p)?])
+    }
 }
 
 /// Where a buffer is declared.

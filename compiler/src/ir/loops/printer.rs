@@ -64,6 +64,7 @@ pub fn print_type(t: Type) -> String {
     match t {
         Type::Index => "index".to_string(),
         Type::Bool => "bool".to_string(),
+        Type::Ptr => "ptr".to_string(),
         Type::Scalar(d) => d.name().to_string(),
         Type::Vector(d, n) => format!("vector<{n}x{}>", d.name()),
     }
@@ -135,13 +136,14 @@ pub(super) fn buffer_ref(f: &Function, id: BufferId) -> String {
 pub(super) fn text_type(op: &Op, recorded: Type) -> Option<Type> {
     match op {
         Op::IndexConst(_) | Op::Dim(_) | Op::IndexArith(..) => Some(Type::Index),
+        Op::Addr { .. } | Op::Advance { .. } => Some(Type::Ptr),
         Op::Const(s) => Some(Type::Scalar(s.dtype())),
         Op::Cmp(..) | Op::And(..) | Op::Or(..) | Op::Not(_) => Some(Type::Bool),
         Op::Splat(_, lanes) => match recorded {
             Type::Vector(_, n) if n == *lanes => Some(recorded),
             _ => None,
         },
-        Op::Load { lanes, .. } => match recorded {
+        Op::Load { lanes, .. } | Op::LoadAt { lanes, .. } => match recorded {
             Type::Vector(_, n) if n == *lanes => Some(recorded),
             Type::Vector(..) => None,
             _ if *lanes == 1 => Some(recorded),
@@ -166,6 +168,8 @@ fn annotated(op: &Op) -> bool {
             | Op::And(..)
             | Op::Or(..)
             | Op::Not(_)
+            | Op::Addr { .. }
+            | Op::Advance { .. }
     )
 }
 
@@ -248,6 +252,9 @@ impl Printer<'_> {
                     self.buffer_decl(*b, false);
                 }
                 Inst::Ukernel(u) => self.ukernel(u),
+                Inst::StoreAt { ptr, value } => {
+                    let _ = write!(self.out, "store {} at {}", self.v(*value), self.v(*ptr));
+                }
             }
             self.out.push('\n');
         }
@@ -298,6 +305,18 @@ impl Printer<'_> {
             Op::ReduceLanes(k, x) => {
                 format!("reduce_lanes {} {}", k.name(), self.v(*x))
             }
+            Op::Addr { buffer, index } => format!(
+                "addr {}[{}]",
+                buffer_ref(self.f, *buffer),
+                self.values(index)
+            ),
+            Op::Advance { ptr, by, axes } => format!(
+                "advance {} by {} along {}",
+                self.v(*ptr),
+                self.v(*by),
+                axis_list(axes)
+            ),
+            Op::LoadAt { ptr, .. } => format!("load at {}", self.v(*ptr)),
         }
     }
 
@@ -373,13 +392,7 @@ impl Printer<'_> {
         let coords: Vec<String> = t
             .axes
             .iter()
-            .map(|(c, axes)| match axes.as_slice() {
-                [a] => format!("{}: {a}", c.name()),
-                _ => {
-                    let list: Vec<String> = axes.iter().map(u32::to_string).collect();
-                    format!("{}: [{}]", c.name(), list.join(", "))
-                }
-            })
+            .map(|(c, axes)| format!("{}: {}", c.name(), axis_list(axes)))
             .collect();
         format!(
             "{}[{}] ({})",
@@ -406,6 +419,17 @@ impl Printer<'_> {
             }
         }
         (!notes.is_empty()).then(|| format!("types differ from the text: {}", notes.join(", ")))
+    }
+}
+
+/// A list of axes: `1`, or `[0, 1]` (any other length, the empty list included).
+fn axis_list(axes: &[u32]) -> String {
+    match axes {
+        [a] => a.to_string(),
+        _ => {
+            let list: Vec<String> = axes.iter().map(u32::to_string).collect();
+            format!("[{}]", list.join(", "))
+        }
     }
 }
 

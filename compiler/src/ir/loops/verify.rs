@@ -36,6 +36,9 @@ pub enum Rule {
     Variants,
     /// Operands of a micro-kernel call.
     Ukernel,
+    /// Pointers: `addr`, `advance`, `load at`, `store at`, and the buffer each `ptr` value
+    /// points into.
+    Pointers,
     /// Every value is defined once and used only where it is visible.
     Ssa,
     /// Every operand has the type its operation needs and every result the type it gives;
@@ -58,6 +61,7 @@ impl Rule {
             Rule::Buffers => "buffers",
             Rule::Variants => "variants",
             Rule::Ukernel => "ukernel",
+            Rule::Pointers => "pointers",
             Rule::Ssa => "ssa",
             Rule::Types => "types",
             Rule::Memory => "memory",
@@ -145,6 +149,7 @@ pub fn verify_module(m: &Module) -> Result<(), Vec<LoopVerifyError>> {
             defined: vec![false; f.values.len()],
             visible: vec![false; f.values.len()],
             declared: vec![false; f.buffers.len()],
+            points_into: vec![None; f.values.len()],
             buffer_visible: f
                 .buffers
                 .iter()
@@ -173,6 +178,8 @@ struct Verifier<'a> {
     declared: Vec<bool>,
     /// Whether each buffer is usable at the current position.
     buffer_visible: Vec<bool>,
+    /// The buffer each `ptr` value points into, once defined.
+    points_into: Vec<Option<BufferId>>,
 }
 
 impl Verifier<'_> {
@@ -547,6 +554,14 @@ impl Verifier<'_> {
                     let derived = self.op(op);
                     let recorded = self.define(*result);
                     defined_here.push(*result);
+                    let target = match op {
+                        Op::Addr { buffer, .. } => Some(*buffer),
+                        Op::Advance { ptr, .. } => self.target(*ptr),
+                        _ => None,
+                    };
+                    if let Some(slot) = self.points_into.get_mut(result.0 as usize) {
+                        *slot = target;
+                    }
                     if let (Some(r), Some(d)) = (recorded, derived) {
                         if r != d {
                             self.error(
@@ -575,6 +590,7 @@ impl Verifier<'_> {
                     scoped_here.push(*id);
                 }
                 Inst::Ukernel(u) => self.ukernel(u),
+                Inst::StoreAt { ptr, value } => self.store_at(*ptr, *value),
             }
         }
         for id in scoped_here {
@@ -859,6 +875,12 @@ impl Verifier<'_> {
         for (c, init) in l.carried.iter().zip(&inits) {
             let arg = self.define(c.arg);
             args.push(arg);
+            let target = self.target(c.init);
+            for id in [c.arg, c.result] {
+                if let Some(slot) = self.points_into.get_mut(id.0 as usize) {
+                    *slot = target;
+                }
+            }
             if let (Some(a), Some(i)) = (arg, *init) {
                 if a != i {
                     self.error(
@@ -900,6 +922,20 @@ impl Verifier<'_> {
                         ),
                     );
                 }
+            }
+        }
+        for (&y, c) in l.yields.iter().zip(&l.carried) {
+            let (from, to) = (self.target(c.init), self.target(y));
+            if from != to {
+                let name = |v: &Self, b: Option<BufferId>| b.map_or("no buffer".into(), |b| v.b(b));
+                let message = format!(
+                    "the loop yields {} into {} for {}, which starts into {}",
+                    self.v(y),
+                    name(self, to),
+                    self.v(c.arg),
+                    name(self, from)
+                );
+                self.error(Rule::Pointers, message);
             }
         }
         // Yields beyond the carried values are still uses.
@@ -1015,6 +1051,75 @@ impl Verifier<'_> {
                     ),
                 );
             }
+        }
+    }
+
+    /// The buffer a `ptr` value points into, if it is known.
+    fn target(&self, ptr: ValueId) -> Option<BufferId> {
+        self.points_into.get(ptr.0 as usize).copied().flatten()
+    }
+
+    /// Checks that `ptr` is a visible `ptr` value; returns its buffer.
+    fn pointer(&mut self, what: &str, ptr: ValueId) -> Option<BufferId> {
+        let t = self.use_value(ptr)?;
+        if t != Type::Ptr {
+            self.bad_operand(what, ptr, t, "a ptr");
+            return None;
+        }
+        let b = self.target(ptr);
+        if b.is_none() {
+            self.error(
+                Rule::Pointers,
+                format!("{what} of {}, whose buffer is not known", self.v(ptr)),
+            );
+        }
+        b
+    }
+
+    /// The rules of vector accesses through a pointer (those of `access` with an index).
+    fn vector_rules(&mut self, what: &str, buffer: BufferId, lanes: u32) {
+        let Some(b) = self.f.buffer(buffer) else {
+            return;
+        };
+        if lanes > 1 && (b.shape.is_empty() || !b.layout.unit_last(b.shape.len())) {
+            self.error(
+                Rule::Memory,
+                format!(
+                    "vector {what} of {}, whose last axis has no unit stride",
+                    self.b(buffer)
+                ),
+            );
+        }
+    }
+
+    fn store_at(&mut self, ptr: ValueId, value: ValueId) {
+        let ty = self.use_value(value);
+        let Some(buffer) = self.pointer("store at", ptr) else {
+            return;
+        };
+        let lanes = match ty {
+            Some(Type::Vector(_, n)) => n,
+            _ => 1,
+        };
+        self.vector_rules("store at", buffer, lanes);
+        let Some(b) = self.f.buffer(buffer) else {
+            return;
+        };
+        self.use_buffer(buffer);
+        if b.kind == BufferKind::Input {
+            self.error(Rule::Memory, format!("store to input {}", self.b(buffer)));
+        }
+        if let Some(t) = ty.filter(|t| t.dtype() != Some(b.dtype)) {
+            self.error(
+                Rule::Memory,
+                format!(
+                    "store of {} of type {} to {} of dtype {}",
+                    self.v(value),
+                    print_type(t),
+                    self.b(buffer),
+                    b.dtype
+                ),
+            );
         }
     }
 
@@ -1144,12 +1249,18 @@ impl Verifier<'_> {
                 if let Some(t) = self.use_value(*c).filter(|&t| t != Type::Bool) {
                     self.bad_operand("select", *c, t, "a bool condition");
                 }
-                self.same("select", &[*x, *y])
+                let t = self.same("select", &[*x, *y])?;
+                if t == Type::Ptr {
+                    // A pointer's buffer must be known where it is defined.
+                    self.bad_operand("select", *x, t, "values other than pointers");
+                    return None;
+                }
+                Some(t)
             }
             Op::Cast(d, x) => match self.use_value(*x)? {
                 Type::Scalar(_) | Type::Index => Some(Type::Scalar(*d)),
                 Type::Vector(_, n) => Some(Type::Vector(*d, n)),
-                t @ Type::Bool => {
+                t @ (Type::Bool | Type::Ptr) => {
                     self.bad_operand("cast", *x, t, "a scalar, vector or index value");
                     None
                 }
@@ -1173,6 +1284,45 @@ impl Verifier<'_> {
                     None
                 }
             },
+            Op::Addr { buffer, index } => {
+                self.access("addr", *buffer, index, 1)?;
+                Some(Type::Ptr)
+            }
+            Op::Advance { ptr, by, axes } => {
+                self.pointer("advance", *ptr);
+                if let Some(t) = self.use_value(*by).filter(|&t| t != Type::Index) {
+                    self.bad_operand("advance", *by, t, "an index step");
+                }
+                let rank = self
+                    .target(*ptr)
+                    .and_then(|b| self.f.buffer(b))
+                    .map(|b| b.shape.len());
+                let mut seen = HashSet::new();
+                for &a in axes {
+                    if !seen.insert(a) || rank.is_some_and(|r| a as usize >= r) {
+                        self.error(
+                            Rule::Pointers,
+                            format!(
+                                "`advance` of {} along axis {a}, which is repeated or beyond \
+                                 its buffer's rank",
+                                self.v(*ptr)
+                            ),
+                        );
+                    }
+                }
+                Some(Type::Ptr)
+            }
+            Op::LoadAt { ptr, lanes } => {
+                let buffer = self.pointer("load at", *ptr)?;
+                self.use_buffer(buffer);
+                let d = self.f.buffer(buffer)?.dtype;
+                self.vector_rules("load at", buffer, *lanes);
+                Some(if *lanes == 1 {
+                    Type::Scalar(d)
+                } else {
+                    Type::Vector(d, *lanes)
+                })
+            }
         }
     }
 }

@@ -354,7 +354,11 @@ fn vector_accesses(block: &[Inst]) -> usize {
                 ..
             } => usize::from(*lanes > 1),
             Inst::For(l) => vector_accesses(&l.body.insts),
-            Inst::Assign { .. } | Inst::Store { .. } | Inst::Scoped(_) | Inst::Ukernel(_) => 0,
+            Inst::Assign { .. }
+            | Inst::Store { .. }
+            | Inst::StoreAt { .. }
+            | Inst::Scoped(_)
+            | Inst::Ukernel(_) => 0,
         })
         .sum()
 }

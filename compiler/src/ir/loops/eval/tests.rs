@@ -457,3 +457,52 @@ fn index_operations_address_the_whole_buffer() {
         .collect();
     assert_eq!(out[0].buffer(), &Buffer::I32(want));
 }
+
+#[test]
+fn pointers_read_and_write_with_the_checks_of_indexed_accesses() {
+    let m = parse(include_str!(
+        "../../../../../tests/filetests/loops/pointers.lir"
+    ));
+    let n = 4;
+    let x: Vec<f64> = (0..n * n).map(|k| k as f64 * 0.5 - 1.0).collect();
+    let v: Vec<f32> = (0..n * 4).map(|k| k as f32).collect();
+    let out = run(
+        &m,
+        &[
+            Array::from_buffer(Buffer::F64(x.clone()), &[n, n]).unwrap(),
+            Array::from_buffer(Buffer::F32(v.clone()), &[n, 4]).unwrap(),
+        ],
+    )
+    .unwrap();
+    let mut y = vec![0.0f64; n];
+    let mut t = 0.0;
+    for j in 0..n - 1 {
+        y[j] = x[j * n + j] + x[j * n + j + 1];
+        t += y[j];
+    }
+    y[n - 1] = t;
+    assert_eq!(out[0].buffer(), &Buffer::F64(y));
+    assert_eq!(out[1].buffer(), &Buffer::F32(v));
+    // A pointer that advances one step too far is caught where it is read.
+    let text = "func @f(%X: in f32[2] strided, %Y: out f32[] strided) {
+  %c0 = index 0
+  %c1 = index 1
+  %c3 = index 3
+  %z = const 0.0:f32
+  %p = addr %X[%c0]
+  %s, %e = for %i = %c0 to %c3 step 1 iter(%a = %z, %q = %p) {
+    %x = load at %q : f32
+    %b = add %a, %x : f32
+    %q2 = advance %q by %c1 along 0
+    yield %b, %q2
+  }
+  store %s, %Y[]
+}
+";
+    let m = parse(text);
+    let x = Array::zeros(einc_runtime::DType::F32, &[2]).unwrap();
+    assert_eq!(
+        run(&m, &[x]).unwrap_err().to_string(),
+        "@f: access %X[2] is outside the buffer's shape [2]"
+    );
+}

@@ -12,7 +12,8 @@ const MATMUL: &str = include_str!("../../../../../tests/filetests/loops/matmul.l
 const ROWSUM: &str = include_str!("../../../../../tests/filetests/loops/rowsum_vector.lir");
 const MASK: &str = include_str!("../../../../../tests/filetests/loops/causal_mask.lir");
 const TILES: &str = include_str!("../../../../../tests/filetests/loops/tiles.lir");
-const FIXTURES: [&str; 5] = [ALL_OPS, MATMUL, ROWSUM, MASK, TILES];
+const POINTERS: &str = include_str!("../../../../../tests/filetests/loops/pointers.lir");
+const FIXTURES: [&str; 6] = [ALL_OPS, MATMUL, ROWSUM, MASK, TILES, POINTERS];
 
 /// The fixture without its leading comment lines, which the printer does not reproduce.
 fn without_comments(text: &str) -> String {

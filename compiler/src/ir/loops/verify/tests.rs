@@ -10,6 +10,7 @@ const MATMUL: &str = include_str!("../../../../../tests/filetests/loops/matmul.l
 const ROWSUM: &str = include_str!("../../../../../tests/filetests/loops/rowsum_vector.lir");
 const MASK: &str = include_str!("../../../../../tests/filetests/loops/causal_mask.lir");
 const TILES: &str = include_str!("../../../../../tests/filetests/loops/tiles.lir");
+const POINTERS: &str = include_str!("../../../../../tests/filetests/loops/pointers.lir");
 
 fn parse(text: &str) -> Module {
     match parse_module(text) {
@@ -42,7 +43,7 @@ fn one(e: &str) -> Vec<String> {
 
 #[test]
 fn fixtures_are_valid() {
-    for text in [ALL_OPS, MATMUL, ROWSUM, MASK, TILES] {
+    for text in [ALL_OPS, MATMUL, ROWSUM, MASK, TILES, POINTERS] {
         assert_eq!(errors(&parse(text)), Vec::<String>::new());
     }
     assert_eq!(
@@ -421,6 +422,67 @@ fn micro_kernel_calls() {
              stride (`1`, or the last axis of a contiguous buffer)",
         ]
     );
+}
+
+#[test]
+fn pointers() {
+    let cases = [
+        (
+            "  %p = advance %c0 by %c4 along 0",
+            "[types] `advance` needs a ptr, but %c0 has type index",
+        ),
+        (
+            "  %p = addr %X[%c0, %c0]\n  %q = advance %p by %x along 1",
+            "[types] `advance` needs an index step, but %x has type f32",
+        ),
+        (
+            "  %p = addr %X[%c0, %c0]\n  %q = advance %p by %c4 along [1, 1]",
+            "[pointers] `advance` of %p along axis 1, which is repeated or beyond its buffer's \
+             rank",
+        ),
+        (
+            "  %p = addr %X[%c0, %c0]\n  %q = advance %p by %c4 along 2",
+            "[pointers] `advance` of %p along axis 2, which is repeated or beyond its buffer's \
+             rank",
+        ),
+        (
+            "  %a = load at %c0 : f32",
+            "[types] `load at` needs a ptr, but %c0 has type index",
+        ),
+        (
+            "  %p = addr %X[%c0, %c0]\n  %a = load at %p : vector<4xf32>",
+            "[memory] vector load at of %X, whose last axis has no unit stride",
+        ),
+        (
+            "  %p = addr %X[%c0, %c0]\n  %a = load at %p : f64",
+            "[types] %a has type f64 but its operation gives f32",
+        ),
+        (
+            "  %p = addr %V[%c0, %c0]\n  store %x at %p",
+            "[memory] store to input %V",
+        ),
+        (
+            "  %p = addr %t[%c0]\n  store %x at %p",
+            "[memory] store of %x of type f32 to %t of dtype f64",
+        ),
+        (
+            "  %p = addr %X[%c0]",
+            "[memory] addr of %X has 1 index value(s) but the buffer has rank 2",
+        ),
+        (
+            "  %p = addr %X[%c0, %c0]\n  %q = addr %V[%c0, %c0]\n  %b = cmp lt %c0, %c4\n  \
+             %r = select %b, %p, %q : ptr",
+            "[types] `select` needs values other than pointers, but %p has type ptr",
+        ),
+        (
+            "  %p = addr %X[%c0, %c0]\n  %q = addr %V[%c0, %c0]\n  \
+             %e = for %i = %c0 to %c4 step 1 iter(%a = %p) {\n    yield %q\n  }",
+            "[pointers] the loop yields %q into %V for %a, which starts into %X",
+        ),
+    ];
+    let got: Vec<Vec<String>> = cases.iter().map(|(body, _)| body_errors(body)).collect();
+    let want: Vec<Vec<String>> = cases.iter().map(|(_, e)| one(e)).collect();
+    assert_eq!(got, want);
 }
 
 #[test]
