@@ -511,3 +511,88 @@ kernel mm(A: f64[M, K], B: f64[K, N]) -> (C: f64[M, N]) {
         );
     }
 }
+
+/// Maps, reductions along and across rows, and a row softmax: the cost model vectorises them
+/// along their unit-stride axis (in the contiguous variant), with tails.
+const ELEMENTWISE: &str = "dims M, N
+kernel elementwise(A: DT[M, N], b: DT[N], c: DT[M]) -> (e: DT[M, N], t: DT[M, N], rows: DT[M],
+                                                        cols: DT[N], mx: DT[M], p: DT[M, N]) {
+    e[i, j] = exp(A[i, j] - b[j]) * c[i]
+    t[i, j] = tanh(A[i, j]) + sigmoid(b[j]) + log(1 + A[i, j] * A[i, j])
+    rows[i] = A[i, j] * b[j] + c[i]
+    cols[j] = A[i, j] * A[i, j]
+    mx[i] = max[j](A[i, j])
+    p[i, j] = softmax[j](A[i, j] * 2)
+}
+";
+
+#[test]
+fn maps_reductions_and_softmax_vectorise_under_the_cost_model() {
+    for (dtype, lanes) in [("f32", 4), ("f64", 2)] {
+        let program = compile(&ELEMENTWISE.replace("DT", dtype), "");
+        let loops = program.loop_module();
+        let text = einc_compiler::ir::loops::printer::print_module(loops);
+        let variant = loops
+            .variants_of("elementwise")
+            .next()
+            .unwrap_or_else(|| panic!("no contiguous variant:\n{text}"));
+        let variant_text = {
+            let mut m = loops.clone();
+            m.funcs.retain(|f| f.name == variant.name);
+            einc_compiler::ir::loops::printer::print_module(&m)
+        };
+        let vector = format!("vector<{lanes}x{dtype}>");
+        for f in ["exp", "tanh", "sigmoid", "log"] {
+            assert!(
+                variant_text.contains(&format!("= {f} "))
+                    && variant_text
+                        .lines()
+                        .any(|l| l.contains(&format!("= {f} ")) && l.ends_with(&vector)),
+                "{dtype}: `{f}` does not run on {vector}:\n{variant_text}"
+            );
+        }
+        assert!(
+            !text.contains("buffer %p.exp"),
+            "{dtype}: the softmax runs as separate ops:\n{text}"
+        );
+        assert!(
+            variant_text.contains("reduce_lanes"),
+            "{dtype}: no vector accumulator:\n{variant_text}"
+        );
+        elementwise_around_vectors(&program, dtype, lanes, 9);
+    }
+}
+
+#[test]
+fn maps_reductions_and_softmax_under_random_schedules() {
+    for seed in 1..=6 {
+        let (dtype, lanes) = if seed % 2 == 0 {
+            ("f64", 2)
+        } else {
+            ("f32", 4)
+        };
+        let program = compile(&ELEMENTWISE.replace("DT", dtype), &format!("random={seed}"));
+        elementwise_around_vectors(&program, dtype, lanes, seed);
+    }
+}
+
+/// Runs [`ELEMENTWISE`] at row lengths around one vector and around four (the unrolled
+/// block), each with a few rows, against the interpreter.
+fn elementwise_around_vectors(program: &Program, dtype: &str, lanes: usize, seed: u64) {
+    let kernel = program.kernel("elementwise").unwrap();
+    let mut rng = Rng::new(seed);
+    let mut ns = around(lanes);
+    ns.extend(around(4 * lanes));
+    for (n, &cols) in ns.iter().enumerate() {
+        let m = [1, 2, 3, 5][n % 4];
+        let what = format!("{dtype} seed {seed}: M={m} N={cols}");
+        check_call(
+            program,
+            &kernel,
+            &[vec![m, cols], vec![cols], vec![m]],
+            Compare::Relative,
+            &mut rng,
+            &what,
+        );
+    }
+}

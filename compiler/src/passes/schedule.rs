@@ -6,7 +6,10 @@
 //! - Any other contraction (matrix–vector, dot and outer products, integer contractions) gets a
 //!   `loops` schedule that vectorises along the index most operands read with a unit stride in
 //!   C order, when the body vectorises.
-//! - Other ops (maps, reductions, row softmax) keep no schedule: the naive nest.
+//! - Maps and reductions get `loops` schedules the same way ([`complete_loops`]).
+//! - The division of a row-softmax group gets a `softmax` schedule ([`complete_softmax`]); the
+//!   group's other ops keep none (they run inside its nest).
+//! - Ops whose body still holds `delta` or `eps` keep no schedule: the naive nest.
 //!
 //! A schedule an op already has is kept: a complete one as it is, a partial one (from a `.ein`
 //! annotation) completed, every key it sets kept. The pipeline options `mr`, `nr`, `mc`, `kc`
@@ -118,11 +121,11 @@ impl SchedulePass {
             let fname = f.name.clone();
             // The stack the function's scoped buffers take so far.
             let mut stack = 0u64;
-            for (op, class) in f.ops.iter_mut().zip(classes) {
+            for (pos, (op, class)) in f.ops.iter_mut().zip(classes).enumerate() {
                 let OpKind::Generic(g) = &mut op.kind;
                 let chosen = match &mut rng {
                     Some(rng) => Some(random::schedule(rng, g, &class, &self.overrides)),
-                    None => self.choose(&fcopy, g, &class, &known),
+                    None => self.choose(&fcopy, pos, g, &class, &known),
                 };
                 let Some(mut s) = chosen else { continue };
                 // Blocks scoped to parallel loops must fit the function's stack budget with
@@ -160,6 +163,7 @@ impl SchedulePass {
     fn choose(
         &self,
         f: &Function,
+        pos: usize,
         g: &Generic,
         class: &OpClass,
         known: &dyn Fn(&Extent) -> Option<u64>,
@@ -176,8 +180,9 @@ impl SchedulePass {
                 known,
                 &vectorises,
             ))),
-            // The row-softmax schedule has rules of its own (`vector` workstream): kept as is.
-            (Some(s @ Schedule::Softmax(_)), _) => Some(s.clone()),
+            (Some(Schedule::Softmax(partial)), _) => {
+                Some(Schedule::Softmax(complete_softmax(g, partial, &vectorises)))
+            }
             // A gemm annotation on an op that is no longer a contraction: the verifier reports
             // it (the check below names the rule).
             (Some(s @ Schedule::Gemm(_)), _) => Some(s.clone()),
@@ -190,6 +195,14 @@ impl SchedulePass {
                 known,
                 &vectorises,
             ))),
+            // A row-softmax group runs as one nest under its division's schedule; its other
+            // ops run inside it.
+            (None, OpClass::RowSoftmax(group)) if group.div == pos => Some(Schedule::Softmax(
+                complete_softmax(g, &LoopsSchedule::default(), &vectorises),
+            )),
+            (None, OpClass::Map | OpClass::Reduction { .. }) => Some(Schedule::Loops(
+                complete_loops(g, &LoopsSchedule::default(), known, &vectorises),
+            )),
             (None, _) => None,
         }
     }
@@ -478,6 +491,50 @@ pub fn complete_loops(
             .filter(|i| g.output.contains(i))
             .collect()
     });
+    LoopsSchedule {
+        order: Some(order),
+        vector: Some(vector),
+        unroll: Some(unroll),
+        parallel: Some(parallel),
+    }
+}
+
+/// `partial` with every key set, for the division `g` of a row-softmax group
+/// (`docs/schedules.md`): `order` the row indices in output order, then the normalised ones;
+/// `vector` the last normalised index when the output and the normalised values have it on
+/// their last axis (unit stride in C order) and the body vectorises; `unroll` that index by 4
+/// (four vectors per step of the online max-and-sum pass share one rescaling); `parallel` the
+/// row indices. A `g` that is not a division of the softmax shape keeps `partial` (the
+/// verifier reports it).
+pub fn complete_softmax(
+    g: &Generic,
+    partial: &LoopsSchedule,
+    vectorises: &dyn Fn(IndexId) -> bool,
+) -> LoopsSchedule {
+    let Ok(rows) = schedule::softmax_rows(g) else {
+        return partial.clone();
+    };
+    let lanes = 16 / g.dtype.size_bytes() as u64;
+    let normalised: Vec<IndexId> = g
+        .output
+        .iter()
+        .copied()
+        .filter(|i| !rows.contains(i))
+        .collect();
+    let order = partial.order.clone().unwrap_or_else(|| {
+        let rows_first = g.output.iter().copied().filter(|i| rows.contains(i));
+        rows_first.chain(normalised.iter().copied()).collect()
+    });
+    let vector = partial.vector.unwrap_or_else(|| {
+        let last = *order.last()?;
+        let unit = g.output.last() == Some(&last) && unit_readers(g, last) > 1;
+        (normalised.contains(&last) && unit && vectorises(last)).then_some((last, lanes))
+    });
+    let unroll = partial.unroll.clone().unwrap_or_else(|| match vector {
+        Some((v, _)) => vec![(v, 4)],
+        None => Vec::new(),
+    });
+    let parallel = partial.parallel.clone().unwrap_or(rows);
     LoopsSchedule {
         order: Some(order),
         vector: Some(vector),

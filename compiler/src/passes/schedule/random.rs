@@ -9,7 +9,7 @@
 use super::GemmOverrides;
 use crate::analysis::{Contraction, OpClass};
 use crate::ir::tensor::schedule::{
-    BlockLoop, GemmSchedule, LoopsSchedule, MicroKernel, Packing, Schedule,
+    self, BlockLoop, GemmSchedule, LoopsSchedule, MicroKernel, Packing, Schedule,
 };
 use crate::ir::tensor::{Generic, IndexId};
 pub use crate::rng::Rng;
@@ -28,7 +28,13 @@ pub fn schedule(
         }
         (Some(Schedule::Gemm(partial)), _) => Schedule::Gemm(partial.clone()),
         (Some(Schedule::Loops(partial)), _) => Schedule::Loops(loops(rng, g, partial)),
-        (Some(s @ Schedule::Softmax(_)), _) => s.clone(),
+        (Some(Schedule::Softmax(partial)), _) => Schedule::Softmax(softmax(rng, g, partial)),
+        // The division of a row-softmax group (the only op of the group with its shape).
+        (None, OpClass::RowSoftmax(_))
+            if schedule::softmax_rows(g).is_ok() && rng.below(4) != 0 =>
+        {
+            Schedule::Softmax(softmax(rng, g, &LoopsSchedule::default()))
+        }
         (None, OpClass::Contraction(c)) if super::gemm_shaped(g, c) && rng.below(2) == 0 => {
             Schedule::Gemm(gemm(rng, g, c, &GemmSchedule::default(), overrides))
         }
@@ -129,6 +135,47 @@ fn gemm(
         k: Some(k),
         mr: Some(mr),
         nr: Some(nr),
+    }
+}
+
+/// A random `softmax` schedule for the division `g` of a row-softmax group: the row indices
+/// shuffled, then the normalised ones shuffled; the last maybe vectorised; normalised indices
+/// unrolled by 1..4; a subset of the rows parallel. A `g` of another shape keeps `partial`.
+fn softmax(rng: &mut Rng, g: &Generic, partial: &LoopsSchedule) -> LoopsSchedule {
+    let Ok(rows) = schedule::softmax_rows(g) else {
+        return partial.clone();
+    };
+    let lanes = 16 / g.dtype.size_bytes() as u64;
+    let normalised: Vec<IndexId> = g
+        .output
+        .iter()
+        .copied()
+        .filter(|i| !rows.contains(i))
+        .collect();
+    let order = partial.order.clone().unwrap_or_else(|| {
+        let mut order = shuffled(rng, rows.clone());
+        order.extend(shuffled(rng, normalised.clone()));
+        order
+    });
+    let vector = partial.vector.unwrap_or_else(|| {
+        let last = order.last().copied()?;
+        (rng.below(3) != 0).then_some((last, lanes))
+    });
+    let unroll = partial.unroll.clone().unwrap_or_else(|| {
+        subset(rng, &normalised)
+            .into_iter()
+            .map(|i| (i, between(rng, 1, 4)))
+            .collect()
+    });
+    let parallel = partial
+        .parallel
+        .clone()
+        .unwrap_or_else(|| subset(rng, &rows));
+    LoopsSchedule {
+        order: Some(order),
+        vector: Some(vector),
+        unroll: Some(unroll),
+        parallel: Some(parallel),
     }
 }
 
