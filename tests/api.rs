@@ -672,3 +672,34 @@ mod nd {
         assert!(m.iter().all(|&v| v == 0.0));
     }
 }
+
+/// The calls the README's Rust section shows, as written there.
+#[test]
+fn the_readme_rust_section_runs() -> Result<(), einc::Error> {
+    let a: Vec<f32> = (0..6).map(|v| v as f32).collect();
+    let b: Vec<f32> = (0..12).map(|v| v as f32 * 0.5).collect();
+    let program = Program::from_source(
+        "dims M, K, N
+     kernel mm(A: f32[M, K], B: f32[K, N]) -> (C: f32[M, N]) { C[i, j] = A[i, k] * B[k, j] }",
+    )?;
+    let c = program.kernel("mm")?.run(&[
+        TensorRef::contiguous(&a, &[2, 3])?,
+        TensorRef::contiguous(&b, &[3, 4])?,
+    ])?;
+    let e = Program::einsum("ij,jk->ik", &[(DType::F32, &[2, 3]), (DType::F32, &[3, 4])])?;
+    let c2 = e.kernel("einsum")?.run(&[
+        TensorRef::contiguous(&a, &[2, 3])?,
+        TensorRef::contiguous(&b, &[3, 4])?,
+    ])?;
+    assert_eq!(c[0].shape(), &[2, 4]);
+    assert_eq!(c[0].to_f64_vec(), c2[0].to_f64_vec());
+    assert_close(
+        &c[0]
+            .to_f64_vec()
+            .iter()
+            .map(|&v| v as f32)
+            .collect::<Vec<_>>(),
+        &matmul(&a, &b, 2, 3, 4),
+    );
+    Ok(())
+}

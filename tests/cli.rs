@@ -184,9 +184,11 @@ fn explain_prints_the_index_table() {
         .output()
         .expect("einc runs");
     assert_eq!(run.status.code(), Some(1));
-    assert_eq!(
-        String::from_utf8_lossy(&run.stderr),
-        "einc: error: explain model.ein: name the kernel to explain with --kernel\n"
+    // A file is read to find its only kernel (--kernel may be left out).
+    assert!(
+        String::from_utf8_lossy(&run.stderr).starts_with("einc: error: cannot read model.ein: "),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
     );
 }
 
@@ -345,13 +347,133 @@ fn explain_kernel_shows_each_operation_of_a_file() {
         "{shown}"
     );
     assert!(shown.contains("points:  B*H*I"), "{shown}");
+    // The kernel of a file with one kernel need not be named; with several it must.
     let out = einc()
         .arg("explain")
         .arg(example("mlp.ein"))
         .output()
         .expect("einc runs");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).starts_with("kernel mlp\n"));
+    let out = einc()
+        .arg("explain")
+        .arg(example("attention.ein"))
+        .output()
+        .expect("einc runs");
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("--kernel"));
+    assert!(
+        text(&out.stderr).contains(
+            "the file defines 2 kernels (attention, attention_grad): name one with --kernel"
+        ),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn explain_marks_batch_indices_prints_einsum_strings_powers_and_symmetry() {
+    let dir = scratch("explain-more");
+    let file = dir.join("k.ein");
+    std::fs::write(
+        &file,
+        "dims B, M, N, K
+         kernel k(X: f32[B, M, K], Y: f32[B, K, N], A: f32[M, N]) -> (Z: f32[B, M, N], G: f32[N, N]) {
+             Z[b, m, n] = X[b, m, k] * Y[b, k, n]
+             G[i, j] = A[k, i] * A[k, j]
+}
+",
+    )
+    .unwrap();
+    let (code, shown, err) = einc_out(&["explain", file.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        shown.contains("b      free (batch)    B       X[0], Y[0]"),
+        "{shown}"
+    );
+    assert!(shown.contains("einsum:  \"bmk,bkn->bmn\"\n"), "{shown}");
+    assert!(shown.contains("einsum:     \"ki,kj->ij\"\n"), "{shown}");
+    assert!(
+        shown.contains("symmetric:  %G[i, j] = %G[j, i]\n"),
+        "{shown}"
+    );
+    assert!(shown.contains("points:     N^2*M\n"), "{shown}");
+    // Z is not symmetric.
+    assert_eq!(shown.matches("symmetric:").count(), 1, "{shown}");
+}
+
+#[test]
+fn the_only_kernel_is_the_default_run_writes_here_and_cast_converts() {
+    let dir = scratch("defaults");
+    std::fs::write(
+        dir.join("one.ein"),
+        "dims N\nkernel scale(x: f64[N]) -> (y: f64[N]) {\n    y[i] = 2 * x[i]\n}\n",
+    )
+    .unwrap();
+    save(&dir, "x.npy", Buffer::F32(vec![1.0, 2.0, 3.0]), &[3]);
+    let run = |extra: &[&str]| {
+        einc()
+            .current_dir(&dir)
+            .args(["run", "one.ein", "x=x.npy"])
+            .args(extra)
+            .output()
+            .expect("einc runs")
+    };
+    // f32 input, f64 parameter: rejected, unless asked to convert.
+    let out = run(&[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("input `x` has dtype f32, but the kernel declares f64[N]"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!dir.join("y.npy").exists());
+    let out = run(&["--cast"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "wrote ./y.npy (f64[3])\n");
+    let y = npy::read_npy(&dir.join("y.npy")).expect("y.npy");
+    assert_eq!(y.to_f64_vec(), vec![2.0, 4.0, 6.0]);
+    let (code, shown, err) = einc_out(&["grad", dir.join("one.ein").to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(shown.contains("dx[i] = 2 * dy[i]"), "{shown}");
+    let (code, _, err) = einc_out(&["gradcheck", dir.join("one.ein").to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+}
+
+#[test]
+fn grad_prints_hessians_and_jacobians_with_symmetry_notes() {
+    let dir = scratch("hessian");
+    let file = dir.join("q.ein");
+    std::fs::write(
+        &file,
+        "dims N\nkernel quad(A: f64[N, N], x: f64[N]) -> (f: f64) {\n    f = x[i] * A[i, j] * x[j]\n}\n",
+    )
+    .unwrap();
+    let path = file.to_str().unwrap();
+    let (code, shown, err) = einc_out(&["grad", path, "--hessian", "--wrt", "x"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        shown,
+        "dims N\n\n\
+         kernel quad_hessian(A: f64[N, N], x: f64[N]) -> (d2f_dx2: f64[N, N]) {\n    \
+         d2f_dx2[e0, i0] = A[i0, e0] + A[e0, i0]\n\
+         }\n\
+         # d2f_dx2 is symmetric: d2f_dx2[i, j] = d2f_dx2[j, i] (a Hessian of a scalar: \
+         Schwarz's theorem, where the second derivatives are continuous)\n"
+    );
+    // The Jacobian of f with respect to A is x xᵀ, symmetric as the derived op shows.
+    let (code, shown, err) = einc_out(&["grad", path, "--jacobian", "--wrt", "A"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(shown.contains("    df_dA[i, j] = x[i] * x[j]\n"), "{shown}");
+    assert!(
+        shown.ends_with("# df_dA is symmetric: df_dA[i, j] = df_dA[j, i]\n"),
+        "{shown}"
+    );
+    let (code, _, err) = einc_out(&["grad", path, "--hessian"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("a hessian is taken with respect to one input, not 2"),
+        "{err}"
+    );
 }
 
 /// Malformed input of every kind gets a message and a clean exit status: never a panic, a stack
@@ -791,6 +913,25 @@ fn ir_print_before_print_after_and_stop_after() {
         ),
         "{err}"
     );
+    // --print-before-all: the IR before every pass, the first being the input.
+    let (code, out, err) = einc_out(&[
+        "ir",
+        &p,
+        "--kernel",
+        "substitute",
+        "--passes=delta-elim,dce",
+        "--print-before-all",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.starts_with("// -----// IR before delta-elim //----- //\ndims N = 3\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("// -----// IR before dce //----- //\n"),
+        "{out}"
+    );
+    assert!(out.ends_with(SUBSTITUTE_AFTER), "{out}");
 }
 
 #[test]

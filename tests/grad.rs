@@ -364,3 +364,140 @@ fn log_softmax_is_z_minus_logsumexp_and_stays_finite() {
         1e-12,
     );
 }
+
+#[test]
+fn cross_entropy_of_log_softmax_is_p_times_the_label_sum_minus_y() {
+    // The chapter's p - y assumes labels that sum to 1; the compiler cannot, so the gradient
+    // is dL * (p * Σ_c y - y), with p = exp(z - max) / sum written out.
+    let src = "dims B, C\n\n\
+               kernel ce(z: f64[B, C], y: f64[B, C]) -> (L: f64) {\n    \
+               L = -(y[b, c] * log(softmax[c](z[b, c])))\n}\n";
+    let text = printed_grad(src, "ce", &["z"]);
+    assert_eq!(
+        text,
+        "dims B, C\n\n\
+         kernel ce_grad(z: f64[B, C], y: f64[B, C], dL: f64) -> (dz: f64[B, C]) {\n    \
+         L_max[b] = max[c](z[b, c])\n    \
+         L_sum[b] = sum[c](exp(z[b, c] - L_max[b]))\n    \
+         dL_sum[b] = sum[c](y[b, c] * dL / L_sum[b])\n    \
+         dz[i0, i1] = dL_sum[i0] * exp(z[i0, i1] - L_max[i0]) - y[i0, i1] * dL\n\
+         }\n"
+    );
+    // With one-hot labels and dL = 1 it is p - y, also for logits far apart.
+    let z = [1000.0, 0.0, -1000.0, 3.0, 0.5, -0.5, 2.0, 1.0];
+    let y = [0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0];
+    let grad = compile(&text);
+    let arr = |v: &[f64]| Array::from_buffer(Buffer::F64(v.to_vec()), &[2, 4]).unwrap();
+    let one = Array::from_buffer(Buffer::F64(vec![1.0]), &[]).unwrap();
+    let dz = interp::run(&grad, "ce_grad", &[arr(&z), arr(&y), one]).unwrap();
+    let mut want = Vec::new();
+    for row in 0..2 {
+        let p = log_softmax(&z[4 * row..4 * row + 4]);
+        want.extend((0..4).map(|c| p[c].exp() - y[4 * row + c]));
+    }
+    assert_close("dz", &dz[0], &arr(&want), 1e-12);
+}
+
+#[test]
+fn the_hessian_of_a_quadratic_form_is_a_plus_a_transpose_and_symmetric() {
+    let src = "dims N\n\n\
+               kernel quad(A: f64[N, N], x: f64[N]) -> (f: f64) {\n    \
+               f = x[i] * A[i, j] * x[j]\n}\n\n\
+               kernel quad_hessian = hessian(quad, wrt: [x])\n";
+    let module = compile(src);
+    let h = module.func("quad_hessian").unwrap();
+    // Exercise 7: ∂²(x_i A_ij x_j)/∂x_k∂x_l = A_kl + A_lk.
+    assert_eq!(
+        to_ein::to_ein_source(&module, h).unwrap(),
+        "dims N\n\n\
+         kernel quad_hessian(A: f64[N, N], x: f64[N]) -> (d2f_dx2: f64[N, N]) {\n    \
+         d2f_dx2[e0, i0] = A[i0, e0] + A[e0, i0]\n\
+         }\n"
+    );
+    assert_eq!(
+        einc_compiler::autodiff::symmetry::notes(h, Some(1)),
+        [
+            "d2f_dx2 is symmetric: d2f_dx2[i, j] = d2f_dx2[j, i] (a Hessian of a scalar: \
+          Schwarz's theorem, where the second derivatives are continuous)"
+        ]
+    );
+    // The derived op shows the symmetry itself, too.
+    assert_eq!(
+        einc_compiler::autodiff::symmetry::symmetric_pairs(h, h.results[0].value),
+        [(0, 1)]
+    );
+    let a: Vec<f64> = (0..9).map(|k| f64::from(k * k % 7) - 2.0).collect();
+    let args = [
+        Array::from_buffer(Buffer::F64(a.clone()), &[3, 3]).unwrap(),
+        Array::from_buffer(Buffer::F64(vec![0.5, -1.0, 2.0]), &[3]).unwrap(),
+    ];
+    let got = Program::from_source(src)
+        .unwrap()
+        .kernel("quad_hessian")
+        .unwrap()
+        .run(&[
+            TensorRef::contiguous(&a, &[3, 3]).unwrap(),
+            TensorRef::contiguous(&[0.5, -1.0, 2.0], &[3]).unwrap(),
+        ])
+        .unwrap();
+    let want: Vec<f64> = (0..9).map(|k| a[k] + a[(k % 3) * 3 + k / 3]).collect();
+    let want = Array::from_buffer(Buffer::F64(want), &[3, 3]).unwrap();
+    assert_close("hessian (JIT)", &got[0], &want, 0.0);
+    let interp_h = interp::run(&module, "quad_hessian", &args).unwrap();
+    assert_close("hessian (interp)", &interp_h[0], &want, 0.0);
+}
+
+#[test]
+fn jacobians_are_whole_derivative_tensors() {
+    let src = "dims M, N\n\n\
+               kernel f(A: f64[M, N], x: f64[N]) -> (y: f64[M]) {\n    \
+               y[i] = tanh(A[i, j] * x[j])\n}\n\n\
+               kernel f_jacobian = jacobian(f, wrt: [x, A])\n\
+               kernel g(A: f64[M, N], x: f64[N]) -> (s: f64) {\n    s = sum[i, j](A[i, j])\n}\n\n\
+               kernel g_jacobian = jacobian(g, wrt: [x])\n";
+    let module = compile(src);
+    let f = module.func("f_jacobian").unwrap();
+    let names: Vec<&str> = f.results.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["dy_dx", "dy_dA"]);
+    let (m, n) = (2, 3);
+    let a: Vec<f64> = (0..m * n).map(|k| 0.3 * k as f64 - 0.7).collect();
+    let x = [0.2, -0.4, 0.9];
+    let args = [
+        Array::from_buffer(Buffer::F64(a.clone()), &[m, n]).unwrap(),
+        Array::from_buffer(Buffer::F64(x.to_vec()), &[n]).unwrap(),
+    ];
+    let got = interp::run(&module, "f_jacobian", &args).unwrap();
+    // dy_i/dx_j = (1 - y_i²) A_ij; dy_i/dA_kl = δ_ik (1 - y_i²) x_l.
+    let y: Vec<f64> = (0..m)
+        .map(|i| (0..n).map(|j| a[i * n + j] * x[j]).sum::<f64>().tanh())
+        .collect();
+    let dx: Vec<f64> = (0..m * n)
+        .map(|k| (1.0 - y[k / n] * y[k / n]) * a[k])
+        .collect();
+    let da: Vec<f64> = (0..m * m * n)
+        .map(|k| {
+            let (i, kk, l) = (k / (m * n), (k / n) % m, k % n);
+            if i == kk {
+                (1.0 - y[i] * y[i]) * x[l]
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    assert_close(
+        "dy_dx",
+        &got[0],
+        &Array::from_buffer(Buffer::F64(dx), &[m, n]).unwrap(),
+        1e-12,
+    );
+    assert_close(
+        "dy_dA",
+        &got[1],
+        &Array::from_buffer(Buffer::F64(da), &[m, m, n]).unwrap(),
+        1e-12,
+    );
+    // An output that does not depend on the input has a zero Jacobian of the right shape.
+    let zero = interp::run(&module, "g_jacobian", &args).unwrap();
+    assert_eq!(zero[0].shape(), &[n]);
+    assert_eq!(zero[0].to_f64_vec(), vec![0.0; n]);
+}

@@ -1103,3 +1103,37 @@ fn the_log_of_a_softmax_statement_warns_and_log_softmax_in_one_expression_does_n
                  lp[j] = log(softmax[j](z[j]))\n}\n";
     assert!(all(fused).is_empty(), "{:#?}", all(fused));
 }
+
+#[test]
+fn jacobian_and_hessian_items_say_what_they_need() {
+    let head = "dims N\n\
+                kernel f(A: f64[N, N], x: f64[N]) -> (y: f64[N], s: f64) {\n    \
+                y[i] = A[i, j] * x[j]\n    s = x[i] * y[i]\n}\n\
+                kernel v(x: f64[N]) -> (y: f64[N]) {\n    y[i] = x[i] * x[i]\n}\n";
+    for (item, message) in [
+        (
+            "kernel h = hessian(v, wrt: [x])",
+            "cannot differentiate `v`: a hessian is taken of a scalar; `v`'s output `y` has rank 1",
+        ),
+        (
+            "kernel h = jacobian(f, wrt: [x])",
+            "cannot differentiate `f`: a jacobian is taken of a kernel with one output; `f` has 2",
+        ),
+        (
+            "kernel h = hessian(f, wrt: [x])",
+            "cannot differentiate `f`: a hessian is taken of a kernel with one output; `f` has 2",
+        ),
+    ] {
+        let src = format!("{head}{item}\n");
+        let e = one_error(&src);
+        assert_eq!(e.message, message);
+        assert_eq!(at(&src, &e), pos(&src, item, 0, 0));
+    }
+    let src = "dims N\n\
+               kernel q(A: f64[N, N], x: f64[N]) -> (s: f64) {\n    s = x[i] * A[i, j] * x[j]\n}\n\
+               kernel h = hessian(q, wrt: [A, x])\n";
+    assert_eq!(
+        one_error(src).message,
+        "cannot differentiate `q`: a hessian is taken with respect to one input, not 2"
+    );
+}

@@ -15,13 +15,16 @@ mod adjoint;
 mod algebra;
 mod derivative;
 pub mod gradcheck;
+mod jacobian;
 mod simplify;
 mod stabilizer;
+pub mod symmetry;
 #[cfg(test)]
 mod tests;
 mod tidy;
 pub mod to_ein;
 
+pub use jacobian::{hessian_function, jacobian_function};
 pub use tidy::tidy;
 
 use crate::ir::tensor::verify::{verify_module, VerifyError};
@@ -65,6 +68,34 @@ pub enum GradError {
     },
     /// The function breaks an invariant of the IR.
     Invalid(Vec<VerifyError>),
+    /// A `jacobian` or `hessian` of a function without exactly one output.
+    NotOneOutput {
+        /// The function.
+        func: String,
+        /// `jacobian` or `hessian`.
+        item: &'static str,
+        /// Its number of outputs.
+        count: usize,
+    },
+    /// A `hessian` of a function whose output is not a scalar.
+    NotScalar {
+        /// The function.
+        func: String,
+        /// The output.
+        output: String,
+        /// Its rank.
+        rank: usize,
+    },
+    /// A `hessian` with respect to other than one input.
+    NotOneWrt {
+        /// The number of inputs listed.
+        count: usize,
+    },
+    /// A derived output would be named like another value of the function.
+    NameTaken {
+        /// The name.
+        name: String,
+    },
 }
 
 impl fmt::Display for GradError {
@@ -84,6 +115,23 @@ impl fmt::Display for GradError {
                 f,
                 "the seed of output `{result}` would be named `{seed}`, which already names a \
                  value of the function"
+            ),
+            GradError::NotOneOutput { func, item, count } => write!(
+                f,
+                "a {item} is taken of a kernel with one output; `{func}` has {count}"
+            ),
+            GradError::NotScalar { func, output, rank } => write!(
+                f,
+                "a hessian is taken of a scalar; `{func}`'s output `{output}` has rank {rank}"
+            ),
+            GradError::NotOneWrt { count } => write!(
+                f,
+                "a hessian is taken with respect to one input, not {count}"
+            ),
+            GradError::NameTaken { name } => write!(
+                f,
+                "the derived output would be named `{name}`, which already names a value of \
+                 the function"
             ),
             GradError::Invalid(errors) => {
                 write!(f, "the function is not valid IR:")?;

@@ -25,17 +25,21 @@ use einc_runtime::{DType, Scalar};
 /// into their readers, bodies simplified. Computes the same values as `f`.
 pub fn tidy(f: &Function) -> Function {
     let mut f = f.clone();
-    while let Some(next) = fuse_one(&f) {
-        f = next;
-    }
-    for n in 0..f.ops.len() {
-        let dtypes = input_dtypes(&f, n);
-        let OpKind::Generic(g) = &mut f.ops[n].kind;
-        eliminate_deltas(g);
-        g.body = algebra::simplify(&simplify(&g.body, &dtypes), g.dtype);
-        let (inputs, body) = keep_used_inputs(std::mem::take(&mut g.inputs), &g.body);
-        g.inputs = inputs;
-        g.body = body;
+    // Simplifying can turn an op into a copy or a transpose (a delta substituted away), which
+    // fusion then removes; two rounds reach that.
+    for _ in 0..2 {
+        while let Some(next) = fuse_one(&f) {
+            f = next;
+        }
+        for n in 0..f.ops.len() {
+            let dtypes = input_dtypes(&f, n);
+            let OpKind::Generic(g) = &mut f.ops[n].kind;
+            eliminate_deltas(g);
+            g.body = algebra::simplify(&simplify(&g.body, &dtypes), g.dtype);
+            let (inputs, body) = keep_used_inputs(std::mem::take(&mut g.inputs), &g.body);
+            g.inputs = inputs;
+            g.body = body;
+        }
     }
     drop_dead_ops(f)
 }

@@ -21,9 +21,11 @@ use super::compile_args::{CompileArgs, PathArgs};
 use super::eval::show_einsum_error;
 use super::json::Json;
 use crate::analysis::{classify_function, OpClass};
+use crate::autodiff::symmetry;
 use crate::compile::{self, CompileOptions, OptLevel};
 use crate::ir::tensor::{
-    AxisMap, Extent, Function, Generic, IndexId, Module, OpKind, ReduceKind, TensorType, ValueId,
+    AxisMap, BinaryFn, Expr, Extent, Function, Generic, IndexId, Module, OpKind, ReduceKind,
+    TensorType, ValueId,
 };
 use crate::passes::contraction_path::{product, Product};
 use crate::passes::{Dumps, Ir, Level, RunOptions};
@@ -68,12 +70,6 @@ pub enum Format {
 pub fn run(args: Args, color: bool) -> ExitCode {
     let paths = args.paths.options();
     let explained = if args.target.ends_with(".ein") || args.kernel.is_some() {
-        let Some(kernel) = &args.kernel else {
-            return super::fail(format!(
-                "explain {}: name the kernel to explain with --kernel",
-                args.target
-            ));
-        };
         if args.shapes.is_some() {
             return super::fail(
                 "--shapes applies to subscripts; a kernel's shapes come from its declaration",
@@ -84,8 +80,9 @@ pub fn run(args: Args, color: bool) -> ExitCode {
                 Ok(loaded) => loaded,
                 Err(status) => return status,
             };
-        let Some(func) = module.func(kernel) else {
-            return super::fail(super::unknown_kernel(&module, kernel));
+        let func = match super::pick_kernel(&module, args.kernel.as_deref()) {
+            Ok(func) => func,
+            Err(message) => return super::fail(format!("explain {}: {message}", args.target)),
         };
         let single = Module {
             dims: module.dims.clone(),
@@ -634,11 +631,12 @@ fn explain_kernel(module: Module, opts: &CompileOptions, format: Format) -> Resu
         let OpKind::Generic(g) = &op.kind;
         let class = &classes[k];
         let name = value_name(func, op.result);
+        let einsum = einsum_of(g);
         let report =
             PathReport::new(&module, g, opts, &opts.paths).filter(|r| r.product.factors.len() >= 2);
         match format {
             Format::Text => {
-                text.push_str(&op_text(&module, func, g, op.result, class));
+                text.push_str(&op_text(&module, func, g, op.result, class, einsum));
                 if let Some(r) = &report {
                     text.push_str(&r.text());
                 }
@@ -648,6 +646,7 @@ fn explain_kernel(module: Module, opts: &CompileOptions, format: Format) -> Resu
                     ("value", Json::Str(name.to_string())),
                     ("class", Json::Str(class_name(class).to_string())),
                     ("points", Json::Str(points(&module, g))),
+                    ("einsum", einsum.map_or(Json::Null, Json::Str)),
                 ];
                 if let Some(r) = &report {
                     fields.extend(r.json());
@@ -698,15 +697,82 @@ fn points(module: &Module, g: &Generic) -> String {
     Formula::step(&extents, 1, false).to_string()
 }
 
-/// One operation: its index table, class and iteration-space size.
+/// The numpy subscripts `g` computes (`ia,ja->ij`), when it is a sum (or map) of a product of
+/// its inputs, each read once through indices only; a literal or dim factor is noted
+/// (`ia,ja->ij, times a scalar`). The letters are those of the index table.
+fn einsum_of(g: &Generic) -> Option<String> {
+    if g.reduce.as_ref().is_some_and(|r| r.kind != ReduceKind::Add) {
+        return None;
+    }
+    fn factors<'e>(e: &'e Expr, out: &mut Vec<&'e Expr>) {
+        match e {
+            Expr::Binary(BinaryFn::Mul, a, b) => {
+                factors(a, out);
+                factors(b, out);
+            }
+            other => out.push(other),
+        }
+    }
+    let mut fs = Vec::new();
+    factors(&g.body, &mut fs);
+    let letters = letters(g.indices.iter().map(|d| d.name.as_str()));
+    let term = |ids: &mut dyn Iterator<Item = &IndexId>| -> String {
+        ids.filter_map(|i| letters.get(i.0 as usize).cloned())
+            .collect()
+    };
+    let mut terms = Vec::new();
+    let mut seen = vec![false; g.inputs.len()];
+    let mut scalar = false;
+    for f in fs {
+        match f {
+            Expr::Input(n) => {
+                let input = g.inputs.get(*n as usize)?;
+                if std::mem::replace(seen.get_mut(*n as usize)?, true) {
+                    return None;
+                }
+                let ids: Option<Vec<&IndexId>> = input
+                    .map
+                    .iter()
+                    .map(|a| match a {
+                        AxisMap::Index(i) => Some(i),
+                        AxisMap::Fixed(_) => None,
+                    })
+                    .collect();
+                terms.push(term(&mut ids?.into_iter()));
+            }
+            Expr::Lit(_) | Expr::DimValue(..) => scalar = true,
+            _ => return None,
+        }
+    }
+    if terms.is_empty() || !seen.iter().all(|&s| s) {
+        return None;
+    }
+    let subscripts = format!("{}->{}", terms.join(","), term(&mut g.output.iter()));
+    Some(if scalar {
+        format!("{subscripts:?}, times a scalar")
+    } else {
+        format!("{subscripts:?}")
+    })
+}
+
+/// One operation: its index table, class, iteration-space size, the einsum it equals (when it
+/// is a product) and the symmetries its result shows.
 fn op_text(
     module: &Module,
     func: &Function,
     g: &Generic,
     result: ValueId,
     class: &OpClass,
+    einsum: Option<String>,
 ) -> String {
     let index_name = |i: &IndexId| g.indices.get(i.0 as usize).map_or("?", |d| d.name.as_str());
+    // A batch index is free and in every operand (of two or more).
+    let batch = |id: IndexId| {
+        g.inputs.len() >= 2
+            && g.inputs
+                .iter()
+                .all(|input| input.map.contains(&AxisMap::Index(id)))
+    };
     let role = |id: IndexId| -> String {
         match &g.reduce {
             Some(r) if r.over.contains(&id) => match r.kind {
@@ -715,6 +781,7 @@ fn op_text(
                 ReduceKind::Max => "reduced (max)".to_string(),
                 ReduceKind::Min => "reduced (min)".to_string(),
             },
+            _ if batch(id) => "free (batch)".to_string(),
             _ => "free".to_string(),
         }
     };
@@ -780,14 +847,28 @@ fn op_text(
         OpClass::Map => "map".to_string(),
         OpClass::Other => "other (delta or eps left, evaluated per point)".to_string(),
     };
-    out.push_str(&table(&[
+    let mut facts = vec![
         vec!["class:".to_string(), class_text],
         vec![
             "result:".to_string(),
             format!("{} {}", g.dtype, show_shape(&g.result_shape())),
         ],
         vec!["points:".to_string(), points(module, g)],
-    ]));
+    ];
+    if let Some(e) = einsum {
+        facts.push(vec!["einsum:".to_string(), e]);
+    }
+    let names: Vec<&str> = g.output.iter().map(index_name).collect();
+    for (a, b) in symmetry::symmetric_pairs(func, result) {
+        let mut swapped = names.clone();
+        swapped.swap(a, b);
+        let v = value_name(func, result);
+        facts.push(vec![
+            "symmetric:".to_string(),
+            format!("%{v}[{}] = %{v}[{}]", names.join(", "), swapped.join(", ")),
+        ]);
+    }
+    out.push_str(&table(&facts));
     out
 }
 

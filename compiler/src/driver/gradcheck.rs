@@ -12,9 +12,9 @@ use std::process::ExitCode;
 pub struct Args {
     /// The .ein file.
     pub file: PathBuf,
-    /// The kernel to check.
+    /// The kernel to check (default: the file's only kernel).
     #[arg(long)]
-    pub kernel: String,
+    pub kernel: Option<String>,
     /// The inputs to check, comma-separated (default: every float input).
     #[arg(long, value_delimiter = ',')]
     pub wrt: Vec<String>,
@@ -36,9 +36,11 @@ pub fn run(args: Args, color: bool) -> ExitCode {
         Ok(module) => module,
         Err(status) => return status,
     };
-    let Some(func) = module.func(&args.kernel) else {
-        return super::fail(super::unknown_kernel(&module, &args.kernel));
+    let func = match super::pick_kernel(&module, args.kernel.as_deref()) {
+        Ok(func) => func,
+        Err(message) => return super::fail(message),
     };
+    let kernel = func.name.clone();
     let dims = match parse_dims(&args.dims) {
         Ok(dims) => dims,
         Err(message) => return super::fail(message),
@@ -48,9 +50,9 @@ pub fn run(args: Args, color: bool) -> ExitCode {
         dims,
         seed: args.seed,
     };
-    let report = match gradcheck(&module, &args.kernel, Some(&wrt), &options) {
+    let report = match gradcheck(&module, &kernel, Some(&wrt), &options) {
         Ok(report) => report,
-        Err(e) => return super::fail(format!("gradcheck of `{}`: {e}", args.kernel)),
+        Err(e) => return super::fail(format!("gradcheck of `{kernel}`: {e}")),
     };
     let checks = report.tensors;
     let dims: Vec<String> = report
@@ -60,7 +62,7 @@ pub fn run(args: Args, color: bool) -> ExitCode {
         .collect();
     println!(
         "gradcheck {} in f64 (dims {}, seed {}, tolerance {:e}):",
-        args.kernel,
+        kernel,
         dims.join(", "),
         args.seed,
         args.tol

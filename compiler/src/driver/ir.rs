@@ -66,6 +66,10 @@ pub struct PipelineArgs {
     /// for the others.
     #[arg(long)]
     pub print_changed: bool,
+    /// Print the IR before every pass, each headed by `// -----// IR before <pass> //----- //`
+    /// (the first shows the input IR).
+    #[arg(long)]
+    pub print_before_all: bool,
     /// Print the IR before this pass (repeatable, or comma-separated).
     #[arg(long, value_name = "PASS", value_delimiter = ',')]
     pub print_before: Vec<String>,
@@ -136,7 +140,15 @@ pub(crate) fn run_and_print(
         instrumentation: Instrumentation {
             print_after_all: p.print_after_all,
             print_changed: p.print_changed,
-            print_before: p.print_before.clone(),
+            print_before: if p.print_before_all {
+                pipeline
+                    .steps
+                    .iter()
+                    .map(|s| s.info.name.to_string())
+                    .collect()
+            } else {
+                p.print_before.clone()
+            },
             print_after: p.print_after.clone(),
             stop_after: p.stop_after.clone(),
         },

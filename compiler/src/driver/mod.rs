@@ -15,7 +15,7 @@ mod opt;
 mod run;
 
 use crate::diag::{render, SourceFile};
-use crate::ir::tensor::Module;
+use crate::ir::tensor::{Function, Module};
 use clap::{Parser, Subcommand, ValueEnum};
 use einc_runtime::Array;
 use std::io::IsTerminal;
@@ -208,6 +208,31 @@ pub(crate) fn unknown_kernel(module: &Module, name: &str) -> String {
         format!("no kernel `{name}`: the file defines no kernels")
     } else {
         format!("no kernel `{name}`; the file defines: {}", names.join(", "))
+    }
+}
+
+/// The kernel named `name`, or, when no name is given, the file's only kernel (`--kernel` may
+/// be left out when there is just one).
+pub(crate) fn pick_kernel<'m>(
+    module: &'m Module,
+    name: Option<&str>,
+) -> Result<&'m Function, String> {
+    if let Some(name) = name {
+        return module
+            .func(name)
+            .ok_or_else(|| unknown_kernel(module, name));
+    }
+    match module.funcs.as_slice() {
+        [only] => Ok(only),
+        [] => Err("the file defines no kernels".to_string()),
+        funcs => {
+            let names: Vec<&str> = funcs.iter().map(|f| f.name.as_str()).collect();
+            Err(format!(
+                "the file defines {} kernels ({}): name one with --kernel",
+                funcs.len(),
+                names.join(", ")
+            ))
+        }
     }
 }
 

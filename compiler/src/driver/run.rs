@@ -17,14 +17,18 @@ use std::process::ExitCode;
 pub struct Args {
     /// The .ein file.
     pub file: PathBuf,
-    /// The kernel to run.
+    /// The kernel to run (default: the file's only kernel).
     #[arg(long)]
-    pub kernel: String,
+    pub kernel: Option<String>,
     /// Inputs as NAME=PATH.npy, one per kernel parameter (C or Fortran order).
     pub inputs: Vec<String>,
     /// Directory for the outputs (one NAME.npy per kernel output); created if missing.
-    #[arg(long)]
+    #[arg(long, default_value = ".")]
     pub out_dir: PathBuf,
+    /// Convert inputs whose dtype differs from the declared one (numpy `astype` rules)
+    /// instead of rejecting them.
+    #[arg(long)]
+    pub cast: bool,
     /// Run with the reference interpreter instead of compiling to native code.
     #[arg(long)]
     pub interp: bool,
@@ -50,10 +54,16 @@ pub fn run(args: Args, color: bool) -> ExitCode {
 }
 
 fn run_kernel(module: &Module, args: &Args, opts: &CompileOptions) -> Result<(), String> {
-    let func = module
-        .func(&args.kernel)
-        .ok_or_else(|| super::unknown_kernel(module, &args.kernel))?;
-    let inputs = bind_inputs(func, &args.inputs)?;
+    let func = super::pick_kernel(module, args.kernel.as_deref())?;
+    let mut inputs = bind_inputs(func, &args.inputs)?;
+    if args.cast {
+        for (input, &p) in inputs.iter_mut().zip(&func.params) {
+            let want = func.value(p).ty.dtype;
+            if input.dtype() != want {
+                *input = cast(input, want)?;
+            }
+        }
+    }
     let results = if args.interp {
         interp::run(module, &func.name, &inputs)
             .map_err(|e| format!("kernel `{}`: {e}", func.name))?
@@ -81,7 +91,24 @@ fn run_kernel(module: &Module, args: &Args, opts: &CompileOptions) -> Result<(),
         .zip(&results)
         .map(|(r, a)| (args.out_dir.join(format!("{}.npy", r.name)), a))
         .collect();
-    super::write_outputs(&outputs)
+    super::write_outputs(&outputs)?;
+    for (path, a) in &outputs {
+        let shape: Vec<String> = a.shape().iter().map(usize::to_string).collect();
+        println!(
+            "wrote {} ({}[{}])",
+            super::display_path(path),
+            a.dtype().name(),
+            shape.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// `a` converted to `dtype` element by element (numpy's `astype`).
+fn cast(a: &Array, dtype: einc_runtime::DType) -> Result<Array, String> {
+    let mut out = Array::zeros(dtype, a.shape()).map_err(|e| format!("--cast: {e}"))?;
+    einc_runtime::array::for_each_index(a.shape(), |at| out.set(at, a.get(at).cast(dtype)));
+    Ok(out)
 }
 
 /// Reads the `NAME=PATH` arguments into one array per parameter, in parameter order.
@@ -154,9 +181,10 @@ mod tests {
             let out_dir = path.with_file_name(format!("run-out-{interp}"));
             let args = Args {
                 file: PathBuf::from("k.ein"),
-                kernel: "k".into(),
+                kernel: Some("k".into()),
                 inputs: vec![format!("A={}", path.display())],
                 out_dir: out_dir.clone(),
+                cast: false,
                 interp,
                 compile: CompileArgs::default(),
             };

@@ -42,8 +42,10 @@ pub fn naive_flops(inputs: &[IndexSet], sizes: &[u64]) -> u128 {
     step_flops(all, inputs.len(), shared, sizes)
 }
 
-/// A cost written with symbolic extents: `coefficient × Π dims`, e.g. `2*T*T*K`, for `explain`
-/// when some extents are unknown. Built with the same factor as the numeric count.
+/// A cost written with symbolic extents: `coefficient × Π dims`, e.g. `2*T^2*K`, for `explain`
+/// when some extents are unknown. Built with the same factor as the numeric count. A dim that
+/// occurs several times is written once with its power (`P^6*X^10`, not `P*X*P*X*...`), in
+/// the order of first occurrence.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Formula {
     /// The product of the known extents and the per-point factor.
@@ -77,6 +79,23 @@ impl fmt::Display for Formula {
         if self.coefficient != 1 {
             write!(f, "{}*", self.coefficient)?;
         }
-        f.write_str(&self.dims.join("*"))
+        let mut powers: Vec<(&str, usize)> = Vec::new();
+        for d in &self.dims {
+            match powers.iter_mut().find(|(name, _)| name == d) {
+                Some((_, n)) => *n += 1,
+                None => powers.push((d, 1)),
+            }
+        }
+        let factors: Vec<String> = powers
+            .iter()
+            .map(|&(d, n)| {
+                if n == 1 {
+                    d.to_string()
+                } else {
+                    format!("{d}^{n}")
+                }
+            })
+            .collect();
+        f.write_str(&factors.join("*"))
     }
 }

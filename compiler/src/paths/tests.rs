@@ -294,6 +294,15 @@ fn formulas_multiply_known_extents_into_the_coefficient() {
         "T"
     );
     assert_eq!(cost::Formula::step(&[Ok(5)], 3, true).to_string(), "15");
+    // A dim that occurs several times is written with its power, in order of first occurrence.
+    let dims: Vec<Result<u64, String>> = (0..16)
+        .map(|k| Err(if k % 8 < 3 { "P" } else { "X" }.to_string()))
+        .collect();
+    assert_eq!(cost::Formula::step(&dims, 2, false).to_string(), "P^6*X^10");
+    assert_eq!(
+        cost::Formula::step(&[Err("T".into()), Ok(2), Err("T".into())], 1, false).to_string(),
+        "2*T^2"
+    );
     assert_eq!(Algorithm::parse("dp"), Some(Algorithm::Dp));
     assert_eq!(Algorithm::parse("best"), None);
     assert_eq!(ssa_path(&[vec![0, 3]], 3), None);

@@ -277,7 +277,12 @@ fn check_grad(
     let wrt: Vec<&str> = g.wrt.iter().map(|w| w.name.as_str()).collect();
     // Derived kernels are compiled in the closed form `einc grad` prints (deltas eliminated,
     // like terms collected, constants folded).
-    match autodiff::grad_function(module, of, &wrt, &g.name.name) {
+    let derived = match g.kind {
+        ast::Derivative::Grad => autodiff::grad_function(module, of, &wrt, &g.name.name),
+        ast::Derivative::Jacobian => autodiff::jacobian_function(module, of, &wrt, &g.name.name),
+        ast::Derivative::Hessian => autodiff::hessian_function(module, of, &wrt, &g.name.name),
+    };
+    match derived {
         Ok(f) => Some(autodiff::tidy(&f)),
         Err(e) => {
             let span = match &e {

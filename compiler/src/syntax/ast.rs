@@ -29,7 +29,7 @@ pub enum Item {
     Dims(DimsDecl),
     /// `kernel name(params) -> (outputs) { statements }`
     Kernel(Kernel),
-    /// `kernel name = grad(of, wrt: [A, B])`
+    /// `kernel name = grad(of, wrt: [A, B])` (or `jacobian(...)`, `hessian(...)`)
     Grad(GradKernel),
     /// A kernel item that did not parse (its errors are reported): its name, so that other
     /// items referring to it are not reported again.
@@ -92,17 +92,45 @@ pub enum ShapeDim {
     Fixed(u64, Span),
 }
 
-/// `kernel attention_grad = grad(attention, wrt: [WQ, WK, WV])`.
+/// `kernel attention_grad = grad(attention, wrt: [WQ, WK, WV])`, or the same with
+/// `jacobian` or `hessian`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct GradKernel {
     /// The derived kernel's name.
     pub name: Ident,
+    /// Which derivative.
+    pub kind: Derivative,
     /// The kernel being differentiated.
     pub of: Ident,
     /// The inputs to differentiate with respect to.
     pub wrt: Vec<Ident>,
     /// The whole item.
     pub span: Span,
+}
+
+/// The derivative a derived kernel item asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Derivative {
+    /// `grad`: the vector-Jacobian product (reverse mode), one seed per output.
+    Grad,
+    /// `jacobian`: the whole Jacobian of the one output.
+    Jacobian,
+    /// `hessian`: the whole Hessian of the one scalar output.
+    Hessian,
+}
+
+impl Derivative {
+    /// Every derivative, in the order messages list them.
+    pub const ALL: [Derivative; 3] = [Derivative::Grad, Derivative::Jacobian, Derivative::Hessian];
+
+    /// The item's keyword.
+    pub fn keyword(self) -> &'static str {
+        match self {
+            Derivative::Grad => "grad",
+            Derivative::Jacobian => "jacobian",
+            Derivative::Hessian => "hessian",
+        }
+    }
 }
 
 /// `S[i, j] = expr` or `s = expr` (an assignment; the only statement form).

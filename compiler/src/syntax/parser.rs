@@ -6,8 +6,9 @@
 //! [`MAX_NESTING`], and every loop consumes a token or stops.
 
 use super::ast::{
-    BinOp, DimDecl, DimsDecl, Expr, ExprKind, GradKernel, Ident, IndexExpr, IndexExtent, Item,
-    Kernel, Program, RawItem, RawValue, ScheduleAnnotation, ShapeDim, Stmt, TensorDecl, UnOp,
+    BinOp, Derivative, DimDecl, DimsDecl, Expr, ExprKind, GradKernel, Ident, IndexExpr,
+    IndexExtent, Item, Kernel, Program, RawItem, RawValue, ScheduleAnnotation, ShapeDim, Stmt,
+    TensorDecl, UnOp,
 };
 use super::lexer::{lex, Tok, Token};
 use crate::diag::{closest, Diagnostic, Span};
@@ -549,17 +550,21 @@ impl<'a> Parser<'a> {
         Ok(ShapeDim::Named(self.ident("")?))
     }
 
-    /// `grad(OF, wrt: [A, B])`, after `kernel NAME =`.
+    /// `grad(OF, wrt: [A, B])` (or `jacobian(...)`, `hessian(...)`), after `kernel NAME =`.
     fn grad(&mut self, start: Span, name: Ident) -> PResult<GradKernel> {
-        let help = "a derived kernel is written `kernel NAME = grad(KERNEL, wrt: [INPUTS])`";
-        let is_grad = self.at(Tok::Ident) && self.slice(self.peek().span) == "grad";
-        if !is_grad {
+        let help = "a derived kernel is written `kernel NAME = grad(KERNEL, wrt: [INPUTS])`, \
+                    or with `jacobian` or `hessian` in place of `grad`";
+        let word = self.slice(self.peek().span);
+        let kind = Derivative::ALL
+            .into_iter()
+            .find(|d| self.at(Tok::Ident) && d.keyword() == word);
+        let Some(kind) = kind else {
             let diag = self.error_expected("`grad(...)`").with_help(help);
             self.report(diag);
             return Err(Failed);
-        }
+        };
         self.bump();
-        self.expect(Tok::LParen, "after `grad`")?;
+        self.expect(Tok::LParen, &format!("after `{}`", kind.keyword()))?;
         let of = self.ident("of the kernel to differentiate")?;
         self.expect(Tok::Comma, "after the kernel's name")?;
         let is_wrt = self.at(Tok::Ident) && self.slice(self.peek().span) == "wrt";
@@ -574,9 +579,10 @@ impl<'a> Parser<'a> {
         let (wrt, _) = self.delimited(Tok::RBracket, "in the `wrt` list", |p| {
             p.ident("of an input")
         })?;
-        let close = self.expect(Tok::RParen, "to close `grad(`")?;
+        let close = self.expect(Tok::RParen, &format!("to close `{}(`", kind.keyword()))?;
         Ok(GradKernel {
             name,
+            kind,
             of,
             wrt,
             span: start.to(close.span),

@@ -45,8 +45,9 @@ fn print_dims(d: &DimsDecl) -> String {
 fn print_grad(g: &GradKernel) -> String {
     let wrt: Vec<&str> = g.wrt.iter().map(|w| w.name.as_str()).collect();
     format!(
-        "kernel {} = grad({}, wrt: [{}])\n",
+        "kernel {} = {}({}, wrt: [{}])\n",
         g.name.name,
+        g.kind.keyword(),
         g.of.name,
         wrt.join(", ")
     )

@@ -290,6 +290,7 @@ fn attention_example_parses_to_the_expected_tree() {
             }),
             Item::Grad(GradKernel {
                 name: id("attention_grad"),
+                kind: Derivative::Grad,
                 of: id("attention"),
                 wrt: vec![id("WQ"), id("WK"), id("WV")],
                 span: Span::default(),
@@ -1180,14 +1181,21 @@ mod generated {
                     body,
                     span: Span::default(),
                 })),
-            (ident(), ident(), prop::collection::vec(ident(), 0..3)).prop_map(|(name, of, wrt)| {
-                Item::Grad(GradKernel {
-                    name,
-                    of,
-                    wrt,
-                    span: Span::default(),
-                })
-            }),
+            (
+                ident(),
+                ident(),
+                prop::collection::vec(ident(), 0..3),
+                0..3usize
+            )
+                .prop_map(|(name, of, wrt, kind)| {
+                    Item::Grad(GradKernel {
+                        name,
+                        kind: Derivative::ALL[kind],
+                        of,
+                        wrt,
+                        span: Span::default(),
+                    })
+                }),
         ]
     }
 
