@@ -7,8 +7,40 @@
 use einc::runtime::abi::{self, status};
 use einc::runtime::{Array, DType};
 use einc::{Error, Kernel, Program, Status, TensorMut, TensorRef, ViewError};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::ffi::c_void;
 use std::path::Path;
+
+thread_local! {
+    /// How many allocations this thread has made.
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// The system allocator, counting each thread's allocations (for the test that a call makes
+/// none; other tests run on their own threads).
+struct Counting;
+
+// SAFETY: forwards to the system allocator; the count is a thread-local without a destructor.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+        // SAFETY: forwarded from the caller.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded from the caller.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+fn allocations() -> u64 {
+    ALLOCATIONS.with(Cell::get)
+}
 
 const SOURCE: &str = "\
 dims M, K, N
@@ -519,6 +551,43 @@ fn raw_calls_report_aliasing_and_null_pointers_and_write_nothing() {
         unsafe { (mm.entry())(std::ptr::null(), 0) },
         status::BAD_ARG_COUNT
     );
+}
+
+#[test]
+fn calls_and_views_of_small_rank_allocate_nothing() {
+    let k = program().kernel("mm").unwrap();
+    let (a, b) = (vec![1f32; 6], vec![2f32; 12]);
+    let mut c = vec![0f32; 8];
+    let inputs = [
+        TensorRef::contiguous(&a, &[2, 3]).unwrap(),
+        TensorRef::contiguous(&b, &[3, 4]).unwrap(),
+    ];
+    // The first call may set up lazily initialised state (the error slot, thread-locals).
+    k.call(
+        &inputs,
+        &mut [TensorMut::contiguous(&mut c, &[2, 4]).unwrap()],
+    )
+    .unwrap();
+    let before = allocations();
+    for _ in 0..10 {
+        let strided = TensorRef::strided(&b, 0, &[3, 4], &[4, 1]).unwrap();
+        let mut outputs = [TensorMut::contiguous(&mut c, &[2, 4]).unwrap()];
+        k.call(&[inputs[0].clone(), strided], &mut outputs).unwrap();
+    }
+    assert_eq!(allocations(), before, "a successful call allocated");
+    assert_eq!(c, vec![6f32; 8]);
+    // A failure allocates its message, and writes nothing.
+    c.fill(-1.0);
+    let short = TensorRef::contiguous(&b[..9], &[3, 3]).unwrap();
+    let err = k
+        .call(
+            &[inputs[0].clone(), short],
+            &mut [TensorMut::contiguous(&mut c, &[2, 4]).unwrap()],
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("N"), "{err}");
+    assert!(allocations() > before);
+    assert_eq!(c, vec![-1f32; 8]);
 }
 
 #[test]

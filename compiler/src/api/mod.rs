@@ -41,6 +41,7 @@ use crate::ir::tensor::{self, Extent, TensorType};
 use call::Binder;
 use einc_runtime::abi::{self, KernelFn};
 use einc_runtime::{Array, Buffer, DType};
+use smallvec::SmallVec;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -269,20 +270,27 @@ impl Kernel {
 
     /// Runs the kernel on `inputs`, writing `outputs` in place. Nothing is written when the
     /// call is rejected; the error names the argument at fault.
+    ///
+    /// A successful call allocates nothing when it has at most 8 arguments of rank at most 4
+    /// (views keep their shapes and strides inline, and the descriptors are built on the
+    /// stack), and neither does building a view of such a rank: the cost of a call is the
+    /// entry point's checks and the kernel itself (`docs/performance.md`). Only a failure
+    /// allocates, for its message.
     pub fn call(
         &self,
         inputs: &[TensorRef<'_>],
         outputs: &mut [TensorMut<'_>],
     ) -> Result<(), Error> {
-        let raw: Vec<view::RawView> = inputs
+        // Inline up to 8 arguments: a call allocates nothing.
+        let descriptors: SmallVec<[abi::Tensor; 8]> = inputs
             .iter()
-            .map(TensorRef::raw)
-            .chain(outputs.iter_mut().map(TensorMut::raw))
+            .map(TensorRef::descriptor)
+            .chain(outputs.iter_mut().map(TensorMut::descriptor))
             .collect();
-        let descriptors: Vec<abi::Tensor> = raw.iter().map(view::RawView::descriptor).collect();
         // SAFETY: every view was checked against the slice it borrows (or promised valid by
         // an unsafe constructor); inputs are shared borrows and outputs exclusive ones for the
-        // duration of this call, and `raw` owns the shape and stride arrays.
+        // duration of this call, and the views, which own the shape and stride arrays the
+        // descriptors point at, are borrowed (so neither moved nor dropped) until it returns.
         unsafe {
             call::invoke(
                 &self.inner.jit,

@@ -6,7 +6,9 @@
 //! must also address each element once: a kernel writes every element of an output, and two
 //! writes to one place would make the result depend on the loop order.
 
+use einc_runtime::abi;
 use einc_runtime::{Array, Buffer, DType};
+use smallvec::SmallVec;
 use std::ffi::c_void;
 use std::fmt;
 use std::marker::PhantomData;
@@ -129,11 +131,22 @@ impl fmt::Display for ViewError {
 
 impl std::error::Error for ViewError {}
 
+/// Per-axis numbers of a view, inline up to rank 4: building a view and calling a kernel with
+/// it allocate nothing for the usual ranks.
+type Axes<T> = SmallVec<[T; 4]>;
+
+// The ABI's descriptors point straight at a view's `usize` extents and `isize` strides as
+// `int64_t` arrays (`descriptor`), which needs both to be 64 bits wide.
+const _: () = assert!(
+    std::mem::size_of::<usize>() == 8 && std::mem::size_of::<isize>() == 8,
+    "einc's Rust API needs a 64-bit target"
+);
+
 /// A layout checked against a slice: shape, strides and the offset of element `[0, ..., 0]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Layout {
-    pub shape: Vec<usize>,
-    pub strides: Vec<isize>,
+    pub shape: Axes<usize>,
+    pub strides: Axes<isize>,
     pub offset: usize,
 }
 
@@ -144,9 +157,14 @@ impl Layout {
         if elements != Some(len) {
             return Err(ViewError::LengthMismatch { elements, len });
         }
-        let strides: Vec<isize> = einc_runtime::array::c_strides(shape)
-            .and_then(|s| s.into_iter().map(|n| isize::try_from(n).ok()).collect())
-            .ok_or(ViewError::TooLarge)?;
+        // C order: each stride is the product of the extents after it (no overflow: the
+        // element count fits `len`, and a stride is at most that count unless an extent is 0).
+        let mut strides: Axes<isize> = SmallVec::from_elem(0, shape.len());
+        let mut acc: usize = 1;
+        for (s, &n) in strides.iter_mut().zip(shape).rev() {
+            *s = isize::try_from(acc).map_err(|_| ViewError::TooLarge)?;
+            acc = acc.saturating_mul(n);
+        }
         Layout::strided(len, 0, shape, &strides)
     }
 
@@ -167,8 +185,8 @@ impl Layout {
             return Err(ViewError::TooLarge);
         }
         let layout = Layout {
-            shape: shape.to_vec(),
-            strides: strides.to_vec(),
+            shape: SmallVec::from_slice(shape),
+            strides: SmallVec::from_slice(strides),
             offset,
         };
         if let Some((lowest, highest)) = layout.span() {
@@ -209,7 +227,7 @@ impl Layout {
         if self.shape.contains(&0) {
             return Ok(());
         }
-        let mut axes: Vec<(u128, u128)> = self
+        let mut axes: Axes<(u128, u128)> = self
             .shape
             .iter()
             .zip(&self.strides)
@@ -221,8 +239,8 @@ impl Layout {
         for (stride, n) in axes {
             if stride <= reach {
                 return Err(ViewError::OverlappingOutput {
-                    shape: self.shape.clone(),
-                    strides: self.strides.clone(),
+                    shape: self.shape.to_vec(),
+                    strides: self.strides.to_vec(),
                 });
             }
             reach += (n - 1) * stride;
@@ -240,8 +258,8 @@ pub struct TensorRef<'a> {
     /// Address of element `[0, ..., 0]`; every addressed element is readable for `'a`.
     ptr: *const c_void,
     dtype: DType,
-    shape: Vec<usize>,
-    strides: Vec<isize>,
+    shape: Axes<usize>,
+    strides: Axes<isize>,
     _borrow: PhantomData<&'a [u8]>,
 }
 
@@ -284,7 +302,7 @@ impl<'a> TensorRef<'a> {
     /// A view of a runtime [`Array`] (its layout was checked when the array was built).
     pub fn from_array(array: &'a Array) -> Self {
         let layout = Layout {
-            shape: array.shape().to_vec(),
+            shape: SmallVec::from_slice(array.shape()),
             // An `Array`'s strides index its buffer, whose length fits `isize`.
             strides: array.strides().iter().map(|&s| s as isize).collect(),
             offset: array.offset(),
@@ -312,8 +330,8 @@ impl<'a> TensorRef<'a> {
         TensorRef {
             ptr,
             dtype,
-            shape: shape.to_vec(),
-            strides: strides.to_vec(),
+            shape: SmallVec::from_slice(shape),
+            strides: SmallVec::from_slice(strides),
             _borrow: PhantomData,
         }
     }
@@ -333,8 +351,10 @@ impl<'a> TensorRef<'a> {
         &self.strides
     }
 
-    pub(crate) fn raw(&self) -> RawView {
-        RawView::new(self.ptr.cast_mut(), self.dtype, &self.shape, &self.strides)
+    /// The ABI descriptor of this view; it points at the view's own shape and strides, so
+    /// the view must stay where it is while the descriptor is used.
+    pub(crate) fn descriptor(&self) -> abi::Tensor {
+        descriptor(self.ptr.cast_mut(), self.dtype, &self.shape, &self.strides)
     }
 }
 
@@ -354,8 +374,8 @@ pub struct TensorMut<'a> {
     /// no other view, for `'a`.
     ptr: *mut c_void,
     dtype: DType,
-    shape: Vec<usize>,
-    strides: Vec<isize>,
+    shape: Axes<usize>,
+    strides: Axes<isize>,
     _borrow: PhantomData<&'a mut [u8]>,
 }
 
@@ -412,8 +432,8 @@ impl<'a> TensorMut<'a> {
         TensorMut {
             ptr,
             dtype,
-            shape: shape.to_vec(),
-            strides: strides.to_vec(),
+            shape: SmallVec::from_slice(shape),
+            strides: SmallVec::from_slice(strides),
             _borrow: PhantomData,
         }
     }
@@ -433,8 +453,10 @@ impl<'a> TensorMut<'a> {
         &self.strides
     }
 
-    pub(crate) fn raw(&mut self) -> RawView {
-        RawView::new(self.ptr, self.dtype, &self.shape, &self.strides)
+    /// The ABI descriptor of this view, like [`TensorRef::descriptor`]; it takes `&mut self`
+    /// because the kernel writes through it.
+    pub(crate) fn descriptor(&mut self) -> abi::Tensor {
+        descriptor(self.ptr, self.dtype, &self.shape, &self.strides)
     }
 }
 
@@ -449,35 +471,18 @@ fn element_zero<T>(data: *const T, layout: &Layout) -> *const T {
     }
 }
 
-/// A view lowered to the ABI's integer types, owning the shape and stride arrays that a
-/// descriptor points at.
-pub(crate) struct RawView {
-    pub data: *mut c_void,
-    pub dtype: DType,
-    pub shape: Vec<i64>,
-    pub strides: Vec<i64>,
-}
-
-impl RawView {
-    fn new(data: *mut c_void, dtype: DType, shape: &[usize], strides: &[isize]) -> RawView {
-        RawView {
-            data,
-            dtype,
-            // Constructors reject extents beyond i64; isize is at most 64 bits wide.
-            shape: shape.iter().map(|&n| n as i64).collect(),
-            strides: strides.iter().map(|&s| s as i64).collect(),
-        }
-    }
-
-    /// The descriptor; it borrows `self`'s arrays, so `self` must outlive the call.
-    pub fn descriptor(&self) -> einc_runtime::abi::Tensor {
-        einc_runtime::abi::Tensor {
-            data: self.data,
-            dtype: self.dtype.code(),
-            rank: self.shape.len() as i32,
-            shape: self.shape.as_ptr(),
-            strides: self.strides.as_ptr(),
-        }
+/// A descriptor over a view's parts: `shape` and `strides` are read in place as `int64_t`
+/// arrays (64-bit `usize` and `isize`, asserted above; constructors reject extents beyond
+/// `i64`), so it borrows them.
+fn descriptor(data: *mut c_void, dtype: DType, shape: &[usize], strides: &[isize]) -> abi::Tensor {
+    abi::Tensor {
+        data,
+        dtype: dtype.code(),
+        // Ranks beyond i32 cannot be built: no slice of extents that long fits in memory
+        // with a slice of elements to view.
+        rank: i32::try_from(shape.len()).unwrap_or(i32::MAX),
+        shape: shape.as_ptr().cast::<i64>(),
+        strides: strides.as_ptr().cast::<i64>(),
     }
 }
 

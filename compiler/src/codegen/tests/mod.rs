@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod abi;
+mod call_speed;
 mod examples;
 mod kernels;
 mod last_error;

@@ -31,14 +31,14 @@ fn thread_seconds() -> f64 {
 }
 
 /// A stopwatch of this thread's CPU time.
-struct Instant(f64);
+pub(super) struct Instant(f64);
 
 impl Instant {
-    fn now() -> Instant {
+    pub(super) fn now() -> Instant {
         Instant(thread_seconds())
     }
 
-    fn elapsed(&self) -> f64 {
+    pub(super) fn elapsed(&self) -> f64 {
         thread_seconds() - self.0
     }
 }
