@@ -326,7 +326,7 @@ fn x86_64_tiles_at_every_boundary_f32_and_f64() {
 #[test]
 fn aarch64_tiles_at_every_boundary_f32_and_f64() {
     // The register tiles the cost model chooses for aarch64 (32 NEON registers), run here.
-    matmul_boundaries("f32", "mr=5,nr=12,mc=10,kc=7,nc=24", [5, 12, 10, 7, 24], 3);
+    matmul_boundaries("f32", "mr=8,nr=8,mc=16,kc=7,nc=16", [8, 8, 16, 7, 16], 3);
     matmul_boundaries("f64", "mr=5,nr=6,mc=10,kc=7,nc=12", [5, 6, 10, 7, 12], 4);
 }
 

@@ -38,6 +38,19 @@ use crate::ir::tensor::schedule::{self, BlockLoop, GemmSchedule};
 use crate::ir::tensor::{AxisMap, Extent, Generic, IndexId};
 use einc_runtime::Scalar;
 
+/// How the panels of B are copied into the packed block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PanelCopy {
+    /// Every panel is full and B's columns have a unit stride: `nr / lanes` vector copies per
+    /// row.
+    Full,
+    /// The columns inside N element by element (any strides).
+    Elements,
+    /// The columns inside N as whole vectors, then the rest element by element (the last,
+    /// partial panel where B's columns have a unit stride).
+    VectorsThenElements,
+}
+
 /// A complete `gemm` schedule resolved for one op.
 struct Plan {
     outer: Vec<IndexId>,
@@ -401,7 +414,7 @@ impl Gett<'_> {
             && super::body::unit_last(fl, b_buf)
             && self.plan.nr.is_multiple_of(lanes);
         if !vector {
-            return self.pack_b_panels(fl, bp, block, n_ext, [zero, block.nc], false);
+            return self.pack_b_panels(fl, bp, block, n_ext, [zero, block.nc], PanelCopy::Elements);
         }
         let mut insts = Vec::new();
         let nr = fl.index_const(int(self.plan.nr));
@@ -417,13 +430,20 @@ impl Gett<'_> {
             Op::IndexArith(IndexOp::Sub, block.nc, rem),
             Type::Index,
         );
-        insts.extend(self.pack_b_panels(fl, bp, block, n_ext, [zero, full], true)?);
-        insts.extend(self.pack_b_panels(fl, bp, block, n_ext, [full, block.nc], false)?);
+        insts.extend(self.pack_b_panels(fl, bp, block, n_ext, [zero, full], PanelCopy::Full)?);
+        insts.extend(self.pack_b_panels(
+            fl,
+            bp,
+            block,
+            n_ext,
+            [full, block.nc],
+            PanelCopy::VectorsThenElements,
+        )?);
         Ok(insts)
     }
 
-    /// The panels of B's block from column `from` to `to` (multiples of `nr` from `jc`): with
-    /// vector copies (every panel full), or element by element with zero padding.
+    /// The panels of B's block from column `from` to `to` (multiples of `nr` from `jc`), copied
+    /// as `how` says, with zero padding past N.
     fn pack_b_panels(
         &self,
         fl: &mut FnLowerer,
@@ -431,7 +451,7 @@ impl Gett<'_> {
         block: Block,
         n_ext: ValueId,
         [from, to]: [ValueId; 2],
-        vector: bool,
+        how: PanelCopy,
     ) -> Result<Vec<Inst>, LowerError> {
         let Block { jc, pc, kc, .. } = block;
         let b_buf = fl.buffer_of(self.input_value(fl, self.plan.b)?)?;
@@ -461,9 +481,9 @@ impl Gett<'_> {
             Op::IndexArith(IndexOp::Add, pc, kk),
             Type::Index,
         );
-        if vector {
-            let lanes = 16 / dtype.size_bytes() as u64;
-            let vty = Type::Vector(dtype, u32::try_from(lanes).unwrap_or(1));
+        let lanes = 16 / dtype.size_bytes() as u64;
+        let vty = Type::Vector(dtype, u32::try_from(lanes).unwrap_or(1));
+        if how == PanelCopy::Full {
             for t in 0..self.plan.nr / lanes {
                 let off = fl.index_const(int(t * lanes));
                 let j = if t == 0 {
@@ -509,7 +529,50 @@ impl Gett<'_> {
                 Op::IndexArith(IndexOp::Min, nr, left),
                 Type::Index,
             );
-            // The columns inside N: copied.
+            // The columns inside N: whole vectors first (where B's columns have a unit stride),
+            // then element by element.
+            let mut start = zero;
+            if how == PanelCopy::VectorsThenElements {
+                let lanes_v = fl.index_const(int(lanes));
+                let rem = fl.assign(
+                    &mut p_body,
+                    "vrem",
+                    Op::IndexArith(IndexOp::Rem, valid, lanes_v),
+                    Type::Index,
+                );
+                start = fl.assign(
+                    &mut p_body,
+                    "vend",
+                    Op::IndexArith(IndexOp::Sub, valid, rem),
+                    Type::Index,
+                );
+                let jv = fl.named_value("jv", Type::Index);
+                let mut vcopy = Vec::new();
+                let j = fl.assign(
+                    &mut vcopy,
+                    "j",
+                    Op::IndexArith(IndexOp::Add, j0, jv),
+                    Type::Index,
+                );
+                let index =
+                    self.operand_index(fl, self.plan.b, &[(self.plan.k, k), (self.plan.n, j)])?;
+                let v = fl.assign(
+                    &mut vcopy,
+                    "ld",
+                    Op::Load {
+                        buffer: b_buf,
+                        index,
+                        lanes: u32::try_from(lanes).unwrap_or(1),
+                    },
+                    vty,
+                );
+                vcopy.push(Inst::Store {
+                    buffer: bp,
+                    index: vec![panel, kk, jv],
+                    value: v,
+                });
+                kk_body.push(for_loop(jv, zero, start, lanes, false, vcopy));
+            }
             let mut copy = Vec::new();
             let j = fl.assign(
                 &mut copy,
@@ -534,7 +597,7 @@ impl Gett<'_> {
                 index: vec![panel, kk, jj],
                 value: v,
             });
-            kk_body.push(for_loop(jj, zero, valid, 1, false, copy));
+            kk_body.push(for_loop(jj, start, valid, 1, false, copy));
             // The padding past N: zeros.
             let zero_v = fl.scalar_const(Scalar::zero(dtype));
             let pad = vec![Inst::Store {

@@ -52,35 +52,68 @@ pub fn tile_registers(mr: u64, nr: u64, lanes: u64) -> u64 {
     mr * nr / lanes + nr / lanes + 1
 }
 
+/// Vector FMAs a core starts per cycle (two 128-bit FMA pipes: Zen 2-4, Skylake, Neoverse).
+const FMA_PIPES: f64 = 2.0;
+/// Cycles from one FMA to the next on the same accumulator.
+const FMA_LATENCY: f64 = 4.0;
+/// Cycles one micro-kernel call costs besides its k loop: the caller's tile loop, the call,
+/// the kernel's checks and its stores (measured on a Zen 4: about 80, from the time of GEMMs
+/// with K = 10 and 375 to 500 calls).
+const CALL_CYCLES: f64 = 80.0;
+/// Cycles per element of an edge tile that the kernel finishes with scalar code.
+const EDGE_CYCLES_PER_ELEMENT: f64 = 2.0;
+
+/// Cycles of load and broadcast work per element of A or vector of B that one k step reads
+/// (fitted to the micro-kernels measured on a Zen 4: 4x8 f32 runs at the FMA pipes' rate,
+/// while 8x4 and 9x4, with more broadcasts per FMA, run slower).
+const LOAD_CYCLES: f64 = 2.0 / 3.0;
+
+/// Cycles one k step of an `mr x nr` tile (`nv` vectors of columns) takes: the most of its
+/// FMAs over the pipes, the FMA latency (each accumulator takes one FMA per step), and its
+/// loads (`mr` elements of A and `nv` vectors of B, [`LOAD_CYCLES`] each).
+fn step_cycles(mr: u64, nv: u64) -> f64 {
+    let fmas = (mr * nv) as f64;
+    (fmas / FMA_PIPES)
+        .max(FMA_LATENCY)
+        .max((mr + nv) as f64 * LOAD_CYCLES)
+}
+
 /// The register tile for a GEMM of `dtype_bytes`-byte elements.
 ///
 /// Candidates are `mr` in 1..=12 and `nr` = 1..=4 vectors whose registers
 /// ([`tile_registers`]) fit the machine's measured spill-free budget
-/// ([`Machine::tile_registers`]: 11 on x86-64, 19 on aarch64). Each is scored by multiply-adds per element loaded
-/// in one k step, `mr * nr / (mr + nr / lanes)`, times the fraction of the padded tiles that is
-/// useful work when M and N are known (`M / (⌈M/mr⌉ mr)`, the same for N). The best score wins;
-/// ties go to the tile with more accumulators (more independent FMA chains hide the FMA
-/// latency better), then to the taller one (B, the streamed operand, is loaded less often).
+/// ([`Machine::tile_registers`]: 11 on x86-64, 19 on aarch64). Each is scored by the cycles
+/// the whole GEMM would take (extents not known at compile time count as
+/// [`ASSUMED_EXTENT`]): per tile and K block a call ([`CALL_CYCLES`]), per tile and k step
+/// [`step_cycles`], and per edge tile that the kernel finishes in scalar code (C written in
+/// place with fewer than `mr` rows or `nr` columns) [`EDGE_CYCLES_PER_ELEMENT`] per element.
+/// The fewest cycles win; ties go to the tile with more accumulators, then to the taller one
+/// (B, the streamed operand, is loaded less often). For large GEMMs this is the tile with the
+/// most FMAs per cycle (4x8 f32 and 4x4 f64 on x86-64: 8 accumulators cover the FMA latency of
+/// both pipes); for small or skinny ones, fewer calls and fewer edge tiles count.
 pub fn register_tile(machine: &Machine, dtype_bytes: u64, e: GemmExtents) -> (u64, u64) {
     let lanes = u64::from(machine.lanes(dtype_bytes as usize));
     let budget = u64::from(machine.tile_registers);
-    let useful = |extent: Option<u64>, tile: u64| match extent {
-        Some(x) if x > 0 => x as f64 / (x.div_ceil(tile) * tile) as f64,
-        _ => 1.0,
-    };
+    let size = |x: Option<u64>| x.unwrap_or(ASSUMED_EXTENT).max(1);
+    let (m, n, k) = (size(e.m), size(e.n), size(e.k));
     let mut best = (1, lanes);
-    let mut best_key = (f64::MIN, 0, 0);
+    let mut best_key = (f64::MAX, 0, 0);
     for nv in 1..=MAX_NR_VECTORS {
         let nr = nv * lanes;
         for mr in 1..=MAX_MR {
             if tile_registers(mr, nr, lanes) > budget {
                 continue;
             }
-            let intensity = (mr * nr) as f64 / (mr + nv) as f64;
-            let score = intensity * useful(e.m, mr) * useful(e.n, nr);
-            let key = (score, mr * nv, mr);
-            let better = key.0 > best_key.0 + 1e-9
-                || ((key.0 - best_key.0).abs() <= 1e-9
+            let kc = blocks(machine, dtype_bytes, mr, nr, e).kc;
+            let (tm, tn, kb) = (m.div_ceil(mr), n.div_ceil(nr), k.div_ceil(kc));
+            let tiles = (tm * tn) as f64;
+            let edges = (tm * tn - (m / mr) * (n / nr)) as f64;
+            let cycles = tiles * kb as f64 * CALL_CYCLES
+                + tiles * k as f64 * step_cycles(mr, nv)
+                + edges * kb as f64 * EDGE_CYCLES_PER_ELEMENT * (mr * nr) as f64;
+            let key = (cycles, mr * nv, mr);
+            let better = key.0 < best_key.0 * (1.0 - 1e-9)
+                || (key.0 <= best_key.0 * (1.0 + 1e-9)
                     && (key.1, key.2) > (best_key.1, best_key.2));
             if better {
                 best = (mr, nr);
@@ -183,9 +216,10 @@ mod tests {
         // broadcast); 6 x 8 (15) and 3 x 12 (13) do not fit.
         assert_eq!(register_tile(&x86, 4, UNKNOWN), (4, 8));
         assert_eq!(register_tile(&x86, 8, UNKNOWN), (4, 4));
-        // 32 NEON registers, 19 usable: 5 x 12 f32 (15 + 3 + 1) loads less per FMA than
-        // 8 x 8 (16 + 2 + 1).
-        assert_eq!(register_tile(&arm, 4, UNKNOWN), (5, 12));
+        // 32 NEON registers, 19 usable: 8 x 8 f32 (16 + 2 + 1) and 5 x 12 (15 + 3 + 1) keep
+        // both FMA pipes busy; 8 x 8 takes fewer calls. f64: 5 x 6 (15 + 3 + 1) and 8 x 4
+        // (16 + 2 + 1) tie on the k loop; 5 x 6 keeps deeper K blocks, so fewer calls.
+        assert_eq!(register_tile(&arm, 4, UNKNOWN), (8, 8));
         assert_eq!(register_tile(&arm, 8, UNKNOWN), (5, 6));
         for (m, bytes) in [(&x86, 4), (&x86, 8), (&arm, 4), (&arm, 8)] {
             let lanes = u64::from(m.lanes(bytes as usize));
@@ -203,6 +237,19 @@ mod tests {
         // N = 4: one vector of columns.
         let (_, nr) = register_tile(&x86, 4, known(1024, 4, 64));
         assert_eq!(nr, 4);
+    }
+
+    #[test]
+    fn small_sums_take_fewer_calls_and_fewer_edge_tiles() {
+        let x86 = Machine::defaults(Isa::X86_64);
+        // M = 1000, N = 10, K = 10 (the second step of `ij,jk,kl->il`): a call costs more than
+        // its ten k steps, so a tall one-vector tile (N in three tiles) beats 4 x 8 (N in two,
+        // 250 rows of tiles) and 2 x 12 (500 calls, each an edge tile): measured 14.4 us with
+        // 8 x 4 against 15.6 with 4 x 8 and 23 with 2 x 12.
+        let (mr, nr) = register_tile(&x86, 4, known(1000, 10, 10));
+        assert!(mr >= 8 && nr == 4, "{mr} x {nr}");
+        // A long sum makes the k loop dominate again: 4 x 8.
+        assert_eq!(register_tile(&x86, 4, known(1000, 1000, 1000)), (4, 8));
     }
 
     #[test]
