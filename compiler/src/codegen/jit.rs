@@ -1,7 +1,9 @@
 //! In-memory compilation: a loop-IR module becomes a [`JitProgram`] whose kernels are called
 //! through their C ABI entry points.
 
-use super::{define_module, isa, last_error, CodegenError, KernelSignature, Listing, Target};
+use super::{
+    define_module, isa, last_error, scratch, CodegenError, KernelSignature, Listing, Target,
+};
 use crate::ir::loops;
 use cranelift_jit::{JITBuilder, JITModule};
 use einc_runtime::abi::KernelFn;
@@ -64,6 +66,7 @@ pub fn jit_compile(m: &loops::Module) -> Result<JitProgram, CodegenError> {
     let isa = isa::build_isa(&Target::Host, false)?;
     let mut builder = JITBuilder::with_isa(isa, cranelift_module::default_libcall_names());
     last_error::jit_symbols(&mut builder);
+    scratch::jit_symbols(&mut builder);
     let mut module = JITModule::new(builder);
     let defined = define_module(&mut module, m, last_error::Linkage::Jit, Listing::None)?;
     module

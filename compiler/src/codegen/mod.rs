@@ -4,9 +4,9 @@
 //! - `einc_K`, the exported C ABI entry point (see `runtime/src/abi.rs`), built by [`entry`]: it
 //!   validates the arguments before touching any memory, fills the [`Frame`], and calls the
 //!   body of the first variant whose stride facts the arguments meet, else the general body;
-//! - `einc_K.body` (and `einc_K.variantN` for each variant), built by [`body`]: allocates the
-//!   temporaries, runs the loop nests reading every data pointer, stride and dim from the frame,
-//!   frees the temporaries and returns a status. Keeping validation and loops in separate
+//! - `einc_K.body` (and `einc_K.variantN` for each variant), built by [`body`]: takes the
+//!   [`scratch`] block for the temporaries, runs the loop nests reading every data pointer,
+//!   stride and dim from the frame, hands the block back and returns a status. Keeping validation and loops in separate
 //!   functions keeps each one moderate in size, which matters because Cranelift's compile time
 //!   grows faster than linearly with function size;
 //! - one function per micro-kernel the module's `ukernel` instructions call, built by
@@ -27,6 +27,8 @@ pub mod last_error;
 mod libcall;
 pub mod math;
 pub mod object;
+pub mod scratch;
+mod thread_key;
 pub mod ukernel;
 
 #[cfg(test)]
@@ -335,10 +337,11 @@ pub(crate) fn define_module<M: Module>(
     let mut libs = libcall::Libcalls::default();
     // The error functions are the same in every module: a CLIF listing, which is for reading
     // the kernels, leaves them out; a disassembly lists everything the object contains.
-    let support_listing = match &mut listing {
+    let mut support_listing = match &mut listing {
         Listing::Asm(text) => Listing::Asm(text),
         Listing::None | Listing::Clif(_) => Listing::None,
     };
+    let errors_linkage = errors;
     // Entry points and error functions are cold code, compiled for compile speed.
     let cold = isa::with_settings(module.isa(), isa::COLD_CODE)?;
     let mut errors = last_error::ErrorSupport::define(
@@ -348,7 +351,18 @@ pub(crate) fn define_module<M: Module>(
         &mut fctx,
         &mut libs,
         errors,
-        support_listing,
+        support_listing.reborrow(),
+    )?;
+    let scratch = scratch::Scratch::define(
+        &mut thread_key::SupportBuilder {
+            module: &mut *module,
+            cold: &*cold,
+            ctx: &mut ctx,
+            fctx: &mut fctx,
+            libs: &mut libs,
+        },
+        errors_linkage == last_error::Linkage::Jit,
+        support_listing.reborrow(),
     )?;
     let mut ukernels = ukernel::Ukernels::default();
     check_variants(m)?;
@@ -368,6 +382,7 @@ pub(crate) fn define_module<M: Module>(
                 libs: &mut libs,
                 ukernels: &mut ukernels,
                 errors: &mut errors,
+                scratch,
                 has_fma,
             };
             g.build(m, v, &frame)?;
@@ -383,6 +398,7 @@ pub(crate) fn define_module<M: Module>(
             libs: &mut libs,
             ukernels: &mut ukernels,
             errors: &mut errors,
+            scratch,
             has_fma,
         };
         g.build(m, f, &frame)?;

@@ -10,6 +10,7 @@ mod examples;
 mod kernels;
 mod last_error;
 mod ops;
+mod scratch;
 mod tiles;
 mod ukernel_speed;
 
