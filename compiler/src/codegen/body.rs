@@ -59,7 +59,8 @@ pub(crate) struct Codegen<'a, M: Module> {
     pub libs: &'a mut Libcalls,
     pub ukernels: &'a mut Ukernels,
     pub errors: &'a mut ErrorSupport,
-    pub scratch: Scratch,
+    /// The module's scratch functions, when some body has temporaries.
+    pub scratch: Option<Scratch>,
     pub has_fma: bool,
 }
 
@@ -119,8 +120,8 @@ impl<M: Module> Codegen<'_, M> {
         };
         let temps = g.prologue(frame_ptr)?;
         g.block(&f.body)?;
-        if let Some((block, oom)) = temps {
-            let release = g.module.declare_func_in_func(g.scratch.release, g.fb.func);
+        if let (Some((block, oom)), Some(scratch)) = (temps, g.scratch) {
+            let release = g.module.declare_func_in_func(scratch.release, g.fb.func);
             g.fb.ins().call(release, &[block]);
             let ok = g.fb.ins().iconst(types::I32, i64::from(status::OK));
             g.fb.ins().return_(&[ok]);
@@ -160,8 +161,8 @@ struct Gen<'a, 'b, M: Module> {
     ukernels: &'a mut Ukernels,
     /// Records why an allocation failed, for `einc_last_error`.
     errors: &'a mut ErrorSupport,
-    /// The module's scratch functions, which hold the temporaries.
-    scratch: Scratch,
+    /// The module's scratch functions, which hold the temporaries (when some body has any).
+    scratch: Option<Scratch>,
     /// This function's import of the error recorder, once a failure needs it.
     record: Option<FuncRef>,
     m: &'a loops::Module,
@@ -290,6 +291,9 @@ impl<'b, M: Module> Gen<'_, 'b, M> {
         if temps.is_empty() {
             return Ok((None, addresses));
         }
+        let scratch = self
+            .scratch
+            .ok_or_else(|| self.err("temporaries without the scratch functions"))?;
         let oom = self.fb.create_block();
         let what = |i: usize| format!("`{}` ({})", f.buffers[i].name, buffer_type(&f.buffers[i]));
         let all = match temps.as_slice() {
@@ -344,7 +348,7 @@ impl<'b, M: Module> Gen<'_, 'b, M> {
         self.fail_to(total_overflow, too_large, oom)?;
         let acquire = self
             .module
-            .declare_func_in_func(self.scratch.acquire, self.fb.func);
+            .declare_func_in_func(scratch.acquire, self.fb.func);
         let inst = self.ins().call(acquire, &[request]);
         let block = self.fb.inst_results(inst)[0];
         let null = self.ins().icmp_imm_s(IntCC::Equal, block, 0);

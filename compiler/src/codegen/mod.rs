@@ -353,17 +353,26 @@ pub(crate) fn define_module<M: Module>(
         errors,
         support_listing.reborrow(),
     )?;
-    let scratch = scratch::Scratch::define(
-        &mut thread_key::SupportBuilder {
-            module: &mut *module,
-            cold: &*cold,
-            ctx: &mut ctx,
-            fctx: &mut fctx,
-            libs: &mut libs,
-        },
-        errors_linkage == last_error::Linkage::Jit,
-        support_listing.reborrow(),
-    )?;
+    // Only a module whose bodies have temporaries needs the scratch functions.
+    let has_temps = m
+        .funcs
+        .iter()
+        .any(|f| f.buffers.iter().any(|b| b.kind == BufferKind::Temp));
+    let scratch = if has_temps {
+        Some(scratch::Scratch::define(
+            &mut thread_key::SupportBuilder {
+                module: &mut *module,
+                cold: &*cold,
+                ctx: &mut ctx,
+                fctx: &mut fctx,
+                libs: &mut libs,
+            },
+            errors_linkage == last_error::Linkage::Jit,
+            support_listing.reborrow(),
+        )?)
+    } else {
+        None
+    };
     let mut ukernels = ukernel::Ukernels::default();
     check_variants(m)?;
     let mut kernels = Vec::new();
