@@ -455,8 +455,9 @@ func @div(%X: in f32[D] strided, %Y: out i64[4, 4] contiguous) {
 
 /// A kernel that copies `C0` into `C` and then makes one micro-kernel call on the whole of `C`:
 /// `tile M x N`, `kc K`, `init` when the extent of `I` is 1, with the given epilogue
-/// (`bias`: none, `m`, `n`).
-fn one_call(shape: UkernelShape, scale_relu: bool, bias: &str) -> String {
+/// (`factor`: none, or `scale` or `divide` with `relu`; `bias`: none, `m`, `n`).
+fn one_call(shape: UkernelShape, factor: &str, bias: &str) -> String {
+    let scale_relu = factor != "none";
     let (t, nr) = (shape.dtype.name(), shape.nr);
     let bias_param = match bias {
         "m" => format!(", %bias: in {t}[M] strided"),
@@ -470,7 +471,7 @@ fn one_call(shape: UkernelShape, scale_relu: bool, bias: &str) -> String {
     };
     let mut epilogue = String::new();
     if scale_relu {
-        epilogue.push_str(", scale %scale");
+        epilogue.push_str(&format!(", {factor} %scale"));
     }
     if bias != "none" {
         epilogue.push_str(&format!(", bias %bias[%c0] ({bias}: 0)"));
@@ -520,9 +521,10 @@ fn every_micro_kernel_tile_and_epilogue_agrees_with_the_evaluator() {
     for (dtype, mr, nr) in shapes {
         let shape = UkernelShape { dtype, mr, nr };
         let (big_m, big_n) = (mr as usize, nr as usize);
-        for scale_relu in [false, true] {
+        for factor in ["none", "scale", "divide"] {
+            let scale_relu = factor != "none";
             for bias in ["none", "m", "n"] {
-                let text = format!("dims M, N, K, I\n{}", one_call(shape, scale_relu, bias));
+                let text = format!("dims M, N, K, I\n{}", one_call(shape, factor, bias));
                 let m = parse(&text);
                 let program = jit_compile(&m).unwrap();
                 let lanes = shape.lanes() as usize;
