@@ -34,10 +34,10 @@ pub(crate) fn with_cores<T>(cores: usize, f: impl FnOnce() -> T) -> T {
     result
 }
 
-/// A body being compiled, or compiled.
+/// A body being compiled, or compiled (a compiled context is large: boxed).
 enum Job<'scope> {
-    Running(ScopedJoinHandle<'scope, Result<Context, String>>),
-    Done(Result<Context, String>),
+    Running(ScopedJoinHandle<'scope, Result<Box<Context>, String>>),
+    Done(Result<Box<Context>, String>),
 }
 
 /// The bodies of one module, compiled on up to `limit` threads of `scope`.
@@ -50,8 +50,8 @@ pub(crate) struct Workers<'scope, 'env> {
 }
 
 /// Compiles `func` for `isa`; the error is Cranelift's message.
-fn compile(isa: &dyn TargetIsa, func: Function) -> Result<Context, String> {
-    let mut ctx = Context::for_function(func);
+fn compile(isa: &dyn TargetIsa, func: Function) -> Result<Box<Context>, String> {
+    let mut ctx = Box::new(Context::for_function(func));
     ctx.compile(isa, &mut ControlPlane::default())
         .map_err(|e| format!("{:?}", e.inner))?;
     Ok(ctx)
