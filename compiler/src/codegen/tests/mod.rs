@@ -14,6 +14,7 @@ mod ops;
 mod scratch;
 mod tiles;
 mod ukernel_speed;
+mod workers;
 
 use crate::codegen::{jit_compile, JitKernel};
 use crate::ir::loops::{
