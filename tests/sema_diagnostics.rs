@@ -721,7 +721,7 @@ fn schedule_keys_and_indices_are_checked_where_they_are_written() {
             ),
             (
                 "bad schedule: unknown key `colour` for a `gemm` schedule: the keys are outer, m, \
-                 n, k, mr, nr, mc, kc, nc, pack, ukernel, parallel, parallel_blocks",
+                 n, k, mr, nr, mc, kc, nc, pack, ukernel, parallel, parallel_blocks, epilogue",
                 pos(&src, "colour", 0, 0)
             ),
             (

@@ -532,7 +532,7 @@ impl<'b, M: Module> Gen<'_, 'b, M> {
         put(self, args::BIAS, bias);
         put(self, args::BIAS_S, bias_s);
         if let Some(s) = u.scale {
-            static_flags |= bits::SCALE;
+            static_flags |= if u.divide { bits::DIVIDE } else { bits::SCALE };
             let v = self.val(s)?;
             put(self, args::SCALE, v);
         }

@@ -63,7 +63,8 @@ pub mod args {
     pub const BIAS: i32 = 80;
     /// `int64_t bias_s`: element stride of the bias.
     pub const BIAS_S: i32 = 88;
-    /// `T scale` in the low bytes of an 8-byte field (read only with [`super::flags::SCALE`]).
+    /// `T scale` in the low bytes of an 8-byte field (read only with [`super::flags::SCALE`] or
+    /// [`super::flags::DIVIDE`]).
     pub const SCALE: i32 = 96;
     /// `int64_t flags`: a combination of [`super::flags`].
     pub const FLAGS: i32 = 104;
@@ -83,6 +84,8 @@ pub mod flags {
     pub const BIAS_M: i64 = 8;
     /// Replace negative results by 0.
     pub const RELU: i64 = 16;
+    /// Divide by `scale` (instead of [`SCALE`]'s multiplication).
+    pub const DIVIDE: i64 = 32;
 }
 
 /// The argument block as a Rust type, for callers outside generated code (benchmarks, tests of
@@ -601,8 +604,8 @@ impl Kernel<'_> {
         self.fb.block_params(join).to_vec()
     }
 
-    /// The full-tile epilogue from the accumulators: `+ C` unless `init`, `* scale`, `+ bias`,
-    /// `max(·, 0)`, then the stores.
+    /// The full-tile epilogue from the accumulators: `+ C` unless `init`, `* scale` or
+    /// `/ scale`, `+ bias`, `max(·, 0)`, then the stores.
     fn vector_epilogue(&mut self, flags: Value, accs: &[Value]) {
         let c = self.field(types::I64, args::C);
         let c_ms = self.field(types::I64, args::C_MS);
@@ -634,6 +637,12 @@ impl Kernel<'_> {
             let s = k.field(k.elem, args::SCALE);
             let s = k.fb.ins().splat(vec, s);
             accs.iter().map(|a| k.fb.ins().fmul(*a, s)).collect()
+        });
+        let divide = self.flag(flags, flags::DIVIDE);
+        let accs = self.stage(divide, &accs, |k, accs| {
+            let s = k.field(k.elem, args::SCALE);
+            let s = k.fb.ins().splat(vec, s);
+            accs.iter().map(|a| k.fb.ins().fdiv(*a, s)).collect()
         });
         let bias = self.flag(flags, flags::BIAS);
         let accs = self.stage(bias, &accs, |k, accs| {
@@ -714,6 +723,7 @@ impl Kernel<'_> {
         let bias_s = self.field(types::I64, args::BIAS_S);
         let init = self.flag(flags, flags::INIT);
         let scale = self.flag(flags, flags::SCALE);
+        let divide = self.flag(flags, flags::DIVIDE);
         let bias = self.flag(flags, flags::BIAS);
         let along_m = self.flag(flags, flags::BIAS_M);
         let relu = self.flag(flags, flags::RELU);
@@ -750,6 +760,10 @@ impl Kernel<'_> {
         let v = self.scalar_stage(scale, v, |k, v| {
             let s = k.field(elem, args::SCALE);
             k.fb.ins().fmul(v, s)
+        });
+        let v = self.scalar_stage(divide, v, |k, v| {
+            let s = k.field(elem, args::SCALE);
+            k.fb.ins().fdiv(v, s)
         });
         let v = self.scalar_stage(bias, v, |k, v| {
             let idx = k.fb.ins().select(along_m, ii, jj);

@@ -21,15 +21,18 @@ use super::gett::lower_gett;
 use super::nest::{lower_nest, Plan};
 use super::{FnLowerer, LowerError};
 use crate::ir::loops::{BufferId, Inst};
+use crate::ir::tensor::schedule::epilogue::Epilogue;
 use crate::ir::tensor::schedule::Schedule;
 use crate::ir::tensor::{self, Generic};
 
-/// Lowers `g`, which defines tensor value `result`, into a nest storing into buffer `out`.
+/// Lowers `g`, which defines tensor value `result`, into a nest storing into buffer `out`;
+/// with `epilogue` (a `gemm` schedule's), `out` receives the epilogue's last value instead.
 pub(super) fn lower_generic(
     fl: &mut FnLowerer,
     result: tensor::ValueId,
     g: &Generic,
     out: BufferId,
+    epilogue: Option<&Epilogue>,
 ) -> Result<Vec<Inst>, LowerError> {
     let result_def = fl.value_def(result)?;
     let context = format!("the op defining %{}", result_def.name);
@@ -54,13 +57,18 @@ pub(super) fn lower_generic(
             ))));
         }
     }
+    if epilogue.is_some() && !matches!(schedule, Some(Schedule::Gemm(_))) {
+        return Err(in_context(
+            fl.error("only a `gemm` schedule applies an epilogue"),
+        ));
+    }
     let lowered = match schedule {
         None | Some(Schedule::Naive) => lower_nest(fl, g, Plan::naive(g), out),
         Some(Schedule::Loops(s)) => match Plan::from_schedule(g, s) {
             Ok(plan) => lower_nest(fl, g, plan, out),
             Err(m) => Err(fl.error(m)),
         },
-        Some(Schedule::Gemm(s)) => lower_gett(fl, g, out, s),
+        Some(Schedule::Gemm(s)) => lower_gett(fl, g, out, s, epilogue),
         Some(Schedule::Softmax(_)) => {
             Err(fl.error("a `softmax` schedule belongs on the division of a row-softmax group"))
         }

@@ -28,15 +28,25 @@
 //! copy loop adds it into C (`first ? t : C + t`, the kernel's own rounding). The packed A
 //! block is scoped to the `ic` loop, so that each parallel task gets its own; the packed B
 //! block is a temporary of the function (scoped to `jc` when `jc` is parallel).
+//!
+//! **Epilogues.** With an epilogue (`docs/schedules.md`), the nest stores the epilogue's last
+//! value instead of C: on the last K block (of the last iteration of every outer reduced
+//! loop) the micro-kernel call carries the factor, the bias and `relu`, so each tile is
+//! finished in registers as it is stored; the earlier blocks store partial sums as before (two
+//! calls, each in a loop that runs once or never, when more than one K block may run). Through
+//! the tile buffer (C without a unit-stride `n` axis, or a `cast`), the copy loop applies the
+//! steps element by element, the cast last; a `cast` needs the whole sum in one K block (the
+//! verifier's rule), so no partial sum is ever stored in the cast's dtype.
 
 use super::{FnLowerer, LowerError};
 use crate::ir::loops::{
     self, BufferDef, BufferId, BufferKind, Carried, CmpOp, Coord, For, IndexOp, Inst, Layout, Op,
     StrideFact, TileOperand, Type, Ukernel, UkernelShape, ValueId,
 };
+use crate::ir::tensor::schedule::epilogue::Epilogue;
 use crate::ir::tensor::schedule::{self, BlockLoop, GemmSchedule};
-use crate::ir::tensor::{AxisMap, Extent, Generic, IndexId};
-use einc_runtime::Scalar;
+use crate::ir::tensor::{AxisMap, Extent, Generic, IndexId, UnaryFn};
+use einc_runtime::{DType, Scalar};
 
 /// How the panels of B are copied into the packed block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,6 +122,18 @@ impl Plan {
     }
 }
 
+/// An epilogue with its operands lowered.
+struct EpilogueOps {
+    /// The factor (a scalar of the op's dtype) and whether it divides.
+    factor: Option<(ValueId, bool)>,
+    /// The bias's buffer and, per axis, the op's index or a fixed position reading it.
+    bias: Option<(BufferId, Vec<AxisMap>)>,
+    relu: bool,
+    cast: Option<DType>,
+    /// Whether the whole sum is always one K block, so that every store is the last.
+    single_block: bool,
+}
+
 /// The loops and values shared by the parts of one GETT nest.
 struct Gett<'a> {
     g: &'a Generic,
@@ -120,6 +142,7 @@ struct Gett<'a> {
     /// Each index's current loop variable (or start value), by `IndexId`.
     at: Vec<ValueId>,
     shape: UkernelShape,
+    epilogue: Option<EpilogueOps>,
 }
 
 /// Converts a schedule number to an index constant's value.
@@ -128,14 +151,20 @@ fn int(n: u64) -> i64 {
 }
 
 /// Lowers contraction `g` under the complete `gemm` schedule `s` into a nest storing into
-/// buffer `out`.
+/// buffer `out` (with `epilogue`, the epilogue's last value).
 pub(super) fn lower_gett(
     fl: &mut FnLowerer,
     g: &Generic,
     out: BufferId,
     s: &GemmSchedule,
+    epilogue: Option<&Epilogue>,
 ) -> Result<Vec<Inst>, LowerError> {
     let plan = Plan::new(g, s).map_err(|e| fl.error(e))?;
+    let mut entry = Vec::new();
+    let epilogue = match epilogue {
+        Some(e) => Some(epilogue_ops(fl, g, &plan, e, &mut entry)?),
+        None => None,
+    };
     let shape = UkernelShape {
         dtype: g.dtype,
         mr: u32::try_from(plan.mr).map_err(|_| fl.error("mr is too large"))?,
@@ -158,6 +187,7 @@ pub(super) fn lower_gett(
         out,
         at,
         shape,
+        epilogue,
     };
     let extent = |fl: &mut FnLowerer, i: IndexId| -> Result<ValueId, LowerError> {
         let def = g
@@ -169,7 +199,6 @@ pub(super) fn lower_gett(
     let index_op = |fl: &mut FnLowerer, block: &mut Vec<Inst>, name: &str, op, a, b| {
         fl.assign(block, name, Op::IndexArith(op, a, b), Type::Index)
     };
-    let mut entry = Vec::new();
     let m_ext = extent(fl, x.plan.m)?;
     let n_ext = extent(fl, x.plan.n)?;
     let k_ext = extent(fl, x.plan.k)?;
@@ -214,6 +243,14 @@ pub(super) fn lower_gett(
     if jc_parallel {
         jc_body.push(Inst::Scoped(bp));
     }
+    let reduced_outer: Vec<(IndexId, ValueId)> = x
+        .plan
+        .outer
+        .iter()
+        .zip(&outer_uppers)
+        .filter(|(i, _)| reduced_outer.contains(i))
+        .map(|(&i, &u)| (i, u))
+        .collect();
     jc_body.extend(x.jc_body(fl, jc, dims, k_runs, bp, &reduced_outer)?);
     let mut nest = vec![for_loop(jc, zero, n_eff, x.plan.nc, jc_parallel, jc_body)];
     for (pos, &i) in x.plan.outer.iter().enumerate().rev() {
@@ -225,7 +262,8 @@ pub(super) fn lower_gett(
     Ok(entry)
 }
 
-/// The current `(jc, pc)` block: where it starts, its size, and whether it is the first K block.
+/// The current `(jc, pc)` block: where it starts, its size, and whether it is the first
+/// (the last) K block of the whole sum.
 #[derive(Clone, Copy)]
 struct Block {
     jc: ValueId,
@@ -233,6 +271,58 @@ struct Block {
     pc: ValueId,
     kc: ValueId,
     first: ValueId,
+    last: ValueId,
+}
+
+/// The epilogue's operands, lowered into `entry`: the factor computed once, the bias's buffer.
+fn epilogue_ops(
+    fl: &mut FnLowerer,
+    g: &Generic,
+    plan: &Plan,
+    e: &Epilogue,
+    entry: &mut Vec<Inst>,
+) -> Result<EpilogueOps, LowerError> {
+    use crate::ir::tensor::schedule::EpilogueStep;
+    let factor = match &e.factor {
+        Some(f) => {
+            // The factor reads no index and no input: a body of its own, at level 0.
+            let alone = Generic {
+                indices: Vec::new(),
+                inputs: Vec::new(),
+                output: Vec::new(),
+                reduce: None,
+                body: f.clone(),
+                dtype: g.dtype,
+                schedule: None,
+            };
+            let mut bl = super::body::BodyLowerer::new(fl, &alone, Vec::new());
+            let (v, _) = bl.expr_of_type(f, g.dtype)?;
+            entry.extend(bl.close());
+            Some((v, e.steps.contains(&EpilogueStep::Divide)))
+        }
+        None => None,
+    };
+    let bias = match &e.bias {
+        Some(b) => Some((fl.buffer_of(b.value)?, b.map.clone())),
+        None => None,
+    };
+    let known = |i: IndexId| {
+        g.indices
+            .get(i.0 as usize)
+            .and_then(|d| fl.known_extent(&d.extent))
+    };
+    let reduced_outer = plan.outer.iter().any(|i| !g.output.contains(i));
+    let single_block = !reduced_outer && known(plan.k).is_some_and(|k| k <= plan.kc);
+    if e.cast.is_some() && !single_block {
+        return Err(fl.error("a `cast` epilogue needs the whole sum in one K block"));
+    }
+    Ok(EpilogueOps {
+        factor,
+        bias,
+        relu: e.steps.contains(&EpilogueStep::Relu),
+        cast: e.cast,
+        single_block,
+    })
 }
 
 /// The GEMM's extents at run time (K as the blocks see it).
@@ -275,7 +365,7 @@ impl Gett<'_> {
         dims: Dims,
         k_runs: ValueId,
         bp: BufferId,
-        reduced_outer: &[IndexId],
+        reduced_outer: &[(IndexId, ValueId)],
     ) -> Result<Vec<Inst>, LowerError> {
         let mut insts = Vec::new();
         let nc = fl.index_const(int(self.plan.nc));
@@ -324,7 +414,19 @@ impl Gett<'_> {
             Op::Cmp(CmpOp::Eq, pc, zero),
             Type::Bool,
         );
-        for &r in reduced_outer {
+        // `last`: the block that ends the sum (`kleft <= kc`) in the last iteration of every
+        // outer reduced loop; only needed by an epilogue.
+        let mut last = match self.epilogue {
+            Some(_) => fl.assign(
+                &mut pc_body,
+                "last",
+                Op::Cmp(CmpOp::Le, k_left, kc),
+                Type::Bool,
+            ),
+            None => first,
+        };
+        let one = fl.index_const(1);
+        for &(r, upper) in reduced_outer {
             let var = self.at[r.0 as usize];
             let is0 = fl.assign(
                 &mut pc_body,
@@ -333,6 +435,21 @@ impl Gett<'_> {
                 Type::Bool,
             );
             first = fl.assign(&mut pc_body, "first", Op::And(first, is0), Type::Bool);
+            if self.epilogue.is_some() {
+                let next = fl.assign(
+                    &mut pc_body,
+                    "next",
+                    Op::IndexArith(IndexOp::Add, var, one),
+                    Type::Index,
+                );
+                let ends = fl.assign(
+                    &mut pc_body,
+                    "last",
+                    Op::Cmp(CmpOp::Ge, next, upper),
+                    Type::Bool,
+                );
+                last = fl.assign(&mut pc_body, "last", Op::And(last, ends), Type::Bool);
+            }
         }
         let block = Block {
             jc,
@@ -340,6 +457,7 @@ impl Gett<'_> {
             pc,
             kc: kc_cur,
             first,
+            last,
         };
         pc_body.extend(self.pack_b(fl, bp, block, dims.n)?);
 
@@ -639,6 +757,7 @@ impl Gett<'_> {
             pc,
             kc: kc_cur,
             first,
+            last,
         } = block;
         let zero = fl.index_const(0);
         let mut insts = Vec::new();
@@ -781,7 +900,9 @@ impl Gett<'_> {
                 })
                 .collect()
         };
-        if direct {
+        let cast = self.epilogue.as_ref().is_some_and(|e| e.cast.is_some());
+        let sizes = [kc_cur, mr_cur, nr_cur];
+        if direct && !cast {
             let c = TileOperand {
                 buffer: self.out,
                 start: out_at(self, i, j),
@@ -790,7 +911,29 @@ impl Gett<'_> {
                     (Coord::N, vec![n_axis as u32]),
                 ],
             };
-            ir_body.push(self.ukernel([kc_cur, mr_cur, nr_cur], a, b, c, first));
+            let plain = self.ukernel(sizes, a, b, c, first);
+            match &self.epilogue {
+                None => ir_body.push(Inst::Ukernel(Box::new(plain))),
+                Some(e) => {
+                    let mut finished = plain.clone();
+                    finished.scale = e.factor.map(|(s, _)| s);
+                    finished.divide = e.factor.is_some_and(|(_, divide)| divide);
+                    finished.bias = match &e.bias {
+                        Some((buffer, map)) => Some(self.bias_operand(fl, *buffer, map, i, j)?),
+                        None => None,
+                    };
+                    finished.relu = e.relu;
+                    if e.single_block {
+                        ir_body.push(Inst::Ukernel(Box::new(finished)));
+                    } else {
+                        // Partial sums before the last K block, the finished tile on it.
+                        let partial = vec![Inst::Ukernel(Box::new(plain))];
+                        ir_body.extend(when(fl, last, false, partial));
+                        let finished = vec![Inst::Ukernel(Box::new(finished))];
+                        ir_body.extend(when(fl, last, true, finished));
+                    }
+                }
+            }
         } else {
             let tile = fl.add_scratch(
                 "Ct",
@@ -810,7 +953,8 @@ impl Gett<'_> {
                 Op::Cmp(CmpOp::Eq, zero, zero),
                 Type::Bool,
             );
-            ir_body.push(self.ukernel([kc_cur, mr_cur, nr_cur], a, b, c, always));
+            let into_tile = self.ukernel(sizes, a, b, c, always);
+            ir_body.push(Inst::Ukernel(Box::new(into_tile)));
             // C[i + ii, j + jj] = first ? t : C + t
             let ii = fl.named_value("ii", Type::Index);
             let jj = fl.named_value("jj", Type::Index);
@@ -838,8 +982,25 @@ impl Gett<'_> {
                 Type::Scalar(dtype),
             );
             let at = out_at(self, ci, cj);
-            // C is read only when it is accumulated into (it may be unwritten before).
-            let sum = self.accumulate(fl, &mut cell, first, t, at.clone())?;
+            // C is read only when it is accumulated into (it may be unwritten before); under a
+            // cast every store is the first.
+            let sum = if cast {
+                t
+            } else {
+                self.accumulate(fl, &mut cell, first, t, at.clone())?
+            };
+            let sum = match &self.epilogue {
+                None => sum,
+                Some(e) => {
+                    let done = self.finish(fl, &mut cell, e, sum, ci, cj)?;
+                    if e.single_block {
+                        done
+                    } else {
+                        let ty = Type::Scalar(dtype);
+                        fl.assign(&mut cell, "v", Op::Select(last, done, sum), ty)
+                    }
+                }
+            };
             cell.push(Inst::Store {
                 buffer: self.out,
                 index: at,
@@ -985,7 +1146,95 @@ impl Gett<'_> {
         Ok(vec![for_loop(q, zero, mc_cur, self.plan.mr, false, q_body)])
     }
 
-    /// The micro-kernel call for a `kc x mr x nr` tile (`[kc, mr, nr]`).
+    /// The index of the bias (per axis `map`) where the GEMM's M index is `i` and N index `j`.
+    fn bias_index(
+        &self,
+        fl: &mut FnLowerer,
+        map: &[AxisMap],
+        i: ValueId,
+        j: ValueId,
+    ) -> Result<Vec<ValueId>, LowerError> {
+        map.iter()
+            .map(|a| match *a {
+                AxisMap::Index(o) if o == self.plan.m => Ok(i),
+                AxisMap::Index(o) if o == self.plan.n => Ok(j),
+                AxisMap::Index(o) => self
+                    .at
+                    .get(o.0 as usize)
+                    .copied()
+                    .ok_or_else(|| fl.error("the bias reads an index out of range")),
+                AxisMap::Fixed(p) => fl.index_const_u64(p),
+            })
+            .collect()
+    }
+
+    /// The bias of the tile at `(i, j)` as a micro-kernel operand: along M where it reads the
+    /// M index, else along N (an empty axis list when it reads neither: one element).
+    fn bias_operand(
+        &self,
+        fl: &mut FnLowerer,
+        buffer: BufferId,
+        map: &[AxisMap],
+        i: ValueId,
+        j: ValueId,
+    ) -> Result<TileOperand, LowerError> {
+        let axes_of = |x: IndexId| -> Vec<u32> {
+            (0..map.len())
+                .filter(|&n| map[n] == AxisMap::Index(x))
+                .map(|n| n as u32)
+                .collect()
+        };
+        let along_m = axes_of(self.plan.m);
+        let axes = if along_m.is_empty() {
+            vec![(Coord::N, axes_of(self.plan.n))]
+        } else {
+            vec![(Coord::M, along_m)]
+        };
+        Ok(TileOperand {
+            buffer,
+            start: self.bias_index(fl, map, i, j)?,
+            axes,
+        })
+    }
+
+    /// The epilogue's steps applied to element `v` of C at `(i, j)`, in order: the factor, the
+    /// bias, `relu`, the cast.
+    fn finish(
+        &self,
+        fl: &mut FnLowerer,
+        block: &mut Vec<Inst>,
+        e: &EpilogueOps,
+        v: ValueId,
+        i: ValueId,
+        j: ValueId,
+    ) -> Result<ValueId, LowerError> {
+        use crate::ir::loops::BinaryFn;
+        let ty = Type::Scalar(self.g.dtype);
+        let mut v = v;
+        if let Some((s, divide)) = e.factor {
+            let f = if divide { BinaryFn::Div } else { BinaryFn::Mul };
+            v = fl.assign(block, "v", Op::Binary(f, v, s), ty);
+        }
+        if let Some((buffer, map)) = &e.bias {
+            let index = self.bias_index(fl, map, i, j)?;
+            let load = Op::Load {
+                buffer: *buffer,
+                index,
+                lanes: 1,
+            };
+            let b = fl.assign(block, "ld", load, ty);
+            v = fl.assign(block, "v", Op::Binary(BinaryFn::Add, v, b), ty);
+        }
+        if e.relu {
+            v = fl.assign(block, "v", Op::Unary(UnaryFn::Relu, v), ty);
+        }
+        if let Some(t) = e.cast {
+            v = fl.assign(block, "v", Op::Cast(t, v), Type::Scalar(t));
+        }
+        Ok(v)
+    }
+
+    /// The micro-kernel call for a `kc x mr x nr` tile (`[kc, mr, nr]`), without an epilogue.
     fn ukernel(
         &self,
         [kc, mr, nr]: [ValueId; 3],
@@ -993,8 +1242,8 @@ impl Gett<'_> {
         b: TileOperand,
         c: TileOperand,
         init: ValueId,
-    ) -> Inst {
-        Inst::Ukernel(Box::new(Ukernel {
+    ) -> Ukernel {
+        Ukernel {
             shape: self.shape,
             kc,
             mr,
@@ -1004,10 +1253,22 @@ impl Gett<'_> {
             c,
             init,
             scale: None,
+            divide: false,
             bias: None,
             relu: false,
-        }))
+        }
     }
+}
+
+/// `insts` in a loop that runs once when `cond` is `holds`, else never.
+fn when(fl: &mut FnLowerer, cond: ValueId, holds: bool, insts: Vec<Inst>) -> Vec<Inst> {
+    let (zero, one) = (fl.index_const(0), fl.index_const(1));
+    let (yes, no) = if holds { (one, zero) } else { (zero, one) };
+    let mut out = Vec::new();
+    let runs = fl.assign(&mut out, "runs", Op::Select(cond, yes, no), Type::Index);
+    let once = fl.named_value("once", Type::Index);
+    out.push(for_loop(once, zero, runs, 1, false, insts));
+    out
 }
 
 impl FnLowerer<'_> {

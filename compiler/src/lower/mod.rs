@@ -29,7 +29,7 @@ use crate::ir::loops::{
     self, BufferDef, BufferId, BufferKind, For, Inst, Layout, Op, Type, ValueId,
 };
 use crate::ir::names::Namer;
-use crate::ir::tensor::schedule::Schedule;
+use crate::ir::tensor::schedule::{self, epilogue::Epilogue, Schedule};
 use crate::ir::tensor::{self, Extent, OpKind};
 use einc_runtime::{DType, Scalar};
 use nest::Plan;
@@ -361,8 +361,30 @@ impl<'m> FnLowerer<'m> {
         } else {
             Vec::new()
         };
+        // GEMMs whose schedules apply an epilogue run where the epilogue's last map is (every
+        // operand of the chain is defined by then) and store its value; the contraction and the
+        // other maps of the chain are not materialised.
+        let epilogues = if self.opts.schedules {
+            gemm_epilogues(src).map_err(|e| self.error(e))?
+        } else {
+            Vec::new()
+        };
         let mut body = Vec::new();
         for (k, op) in src.ops.iter().enumerate() {
+            if let Some((c, epi)) = epilogues.iter().find(|(_, e)| e.last() == k) {
+                let b = self.result_buffer(op.result, &direct)?;
+                let Some(contraction) = src.ops.get(*c) else {
+                    return Err(self.error("an epilogue's contraction is missing"));
+                };
+                let OpKind::Generic(g) = &contraction.kind;
+                let nest = generic::lower_generic(&mut self, contraction.result, g, b, Some(epi))?;
+                body.extend(nest);
+                continue;
+            }
+            let inside = |(c, e): &(usize, Epilogue)| *c == k || e.ops.contains(&k);
+            if epilogues.iter().any(inside) {
+                continue;
+            }
             if let Some(group) = fused.iter().find(|g| g.max == k) {
                 let nest = self.softmax_group(group, &direct)?;
                 body.extend(nest);
@@ -374,7 +396,7 @@ impl<'m> FnLowerer<'m> {
             let b = self.result_buffer(op.result, &direct)?;
             match &op.kind {
                 OpKind::Generic(g) => {
-                    let nest = generic::lower_generic(&mut self, op.result, g, b)?;
+                    let nest = generic::lower_generic(&mut self, op.result, g, b, None)?;
                     body.extend(nest);
                 }
             }
@@ -535,6 +557,20 @@ pub fn vectorises_in_c_order(
             .map(|d| d.ty.dtype)
     };
     body::vectorisable(g, v, lanes, &dtype_of, &|_| true).is_none()
+}
+
+/// The GEMMs of `f` whose `gemm` schedule names an epilogue, each with the epilogue's maps.
+fn gemm_epilogues(f: &tensor::Function) -> Result<Vec<(usize, Epilogue)>, String> {
+    let mut out = Vec::new();
+    for (k, op) in f.ops.iter().enumerate() {
+        let OpKind::Generic(g) = &op.kind;
+        if let Some(Schedule::Gemm(s)) = &g.schedule {
+            if let Some(steps) = s.epilogue.as_deref().filter(|e| !e.is_empty()) {
+                out.push((k, schedule::epilogue::find(f, k, Some(steps))?));
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The row-softmax groups of `f` whose division has a `softmax` schedule, once each.

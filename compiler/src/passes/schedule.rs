@@ -114,6 +114,12 @@ impl SchedulePass {
                 .and_then(|x| x.value)
                 .or_else(|| self.dims.get(d).copied()),
         };
+        // Extents the module fixes (a `--dims` hint may be wrong at run time, and a `cast`
+        // epilogue is only correct with the whole sum in one K block).
+        let fixed = |e: &Extent| match e {
+            Extent::Fixed(n) => Some(*n),
+            Extent::Dim(d) => dims.iter().find(|x| &x.name == d).and_then(|x| x.value),
+        };
         for f in &mut m.funcs {
             let classes = classify_function(f);
             // The ops as they were (the choice for one op reads the types of the values).
@@ -128,6 +134,14 @@ impl SchedulePass {
                     None => self.choose(&fcopy, pos, g, &class, &known),
                 };
                 let Some(mut s) = chosen else { continue };
+                if let Schedule::Gemm(gs) = &mut s {
+                    if gs.epilogue.is_none() {
+                        // Random schedules take three candidates in four (drawing only for
+                        // candidates, so that other programs draw what they drew before).
+                        gs.epilogue = epilogue_for(&fcopy, pos, g, gs, &fixed)
+                            .filter(|_| rng.as_mut().is_none_or(|rng| rng.below(4) != 0));
+                    }
+                }
                 // Blocks scoped to parallel loops must fit the function's stack budget with
                 // the others: past it, a drawn schedule runs its blocking loops serially.
                 if self.random.is_some() && stack + schedule::scoped_bytes(g, &s) > MAX_SCOPED_BYTES
@@ -274,8 +288,30 @@ impl SchedulePass {
             // No blocking loop is parallel until threads (#10) choose one and size its
             // per-task buffers.
             parallel_blocks: partial.parallel_blocks.clone().or(Some(Vec::new())),
+            epilogue: partial.epilogue.clone(),
         }
     }
+}
+
+/// The epilogue steps of GEMM `g` (op `pos` of `f`) under the complete schedule `s`: the maps
+/// after it that its store of C can apply ([`schedule::epilogue::find`] and `fits`), or `None`
+/// when there are none. `fixed` gives the extents the module fixes.
+fn epilogue_for(
+    f: &Function,
+    pos: usize,
+    g: &Generic,
+    s: &GemmSchedule,
+    fixed: &dyn Fn(&Extent) -> Option<u64>,
+) -> Option<Vec<schedule::EpilogueStep>> {
+    let epi = schedule::epilogue::find(f, pos, None).ok()?;
+    let (Some([m]), Some([n]), Some([k])) = (s.m.as_deref(), s.n.as_deref(), s.k.as_deref()) else {
+        return None;
+    };
+    let outer = s.outer.as_deref().unwrap_or_default();
+    let reduced_outer = outer.iter().any(|i| !g.output.contains(i));
+    let k_extent = g.indices.get(k.0 as usize).and_then(|d| fixed(&d.extent));
+    schedule::epilogue::fits(&epi, *m, *n, reduced_outer, s.kc?, k_extent).ok()?;
+    Some(epi.steps)
 }
 
 /// The input that plays A (the one reading the `m` index) under `groups`.

@@ -555,7 +555,7 @@ impl<'a> Eval<'a> {
                     combine(B::Add, self.read_one(&c, &at)?, t)?
                 };
                 if let Some(s) = scale {
-                    v = combine(B::Mul, v, s)?;
+                    v = combine(if u.divide { B::Div } else { B::Mul }, v, s)?;
                 }
                 if let Some(bias) = &bias {
                     v = combine(B::Add, v, self.read_one(bias, &at)?)?;

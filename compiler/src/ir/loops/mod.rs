@@ -480,9 +480,10 @@ impl TileOperand {
 }
 
 /// `ukernel @gemm.f32.4x8 kc %kc, tile %mr x %nr, a ..., b ..., c ..., init %first
-/// [, scale %s] [, bias ...] [, relu]`: for every `ii < mr`, `jj < nr`,
+/// [, scale %s | , divide %s] [, bias ...] [, relu]`: for every `ii < mr`, `jj < nr`,
 /// `t = 0; for kk < kc { t = fma(A(ii, kk), B(kk, jj), t) }`, `v = init ? t : C(ii, jj) + t`,
-/// then `v = v * scale`, `v = v + bias(ii or jj)`, `v = max(v, 0)` where given, and
+/// then `v = v * scale` (or `v = v / scale` with `divide`), `v = v + bias(ii or jj)`,
+/// `v = max(v, 0)` where given, and
 /// `C(ii, jj) = v`. It reads A rows `ii < mr`, B columns `jj < NR` (the full width, which the
 /// caller makes readable) and writes exactly the `mr x nr` tile (see `docs/ukernel.md`).
 #[derive(Clone, Debug, PartialEq)]
@@ -503,8 +504,12 @@ pub struct Ukernel {
     pub c: TileOperand,
     /// `Bool`: overwrite C with the product (else add it to C).
     pub init: ValueId,
-    /// A scalar of the dtype that multiplies the result.
+    /// A scalar of the dtype that multiplies the result (divides it with `divide`).
     pub scale: Option<ValueId>,
+    /// Whether the result is divided by `scale` rather than multiplied (printed `divide %s`):
+    /// `x / s` and `x * (1 / s)` round differently, and a GEMM epilogue must compute what its
+    /// division computes.
+    pub divide: bool,
     /// A vector added along `m` or `n` (its one coordinate).
     pub bias: Option<TileOperand>,
     /// Whether negative results become 0.

@@ -401,7 +401,7 @@ impl<'p, 't> FnParser<'p, 't> {
     }
 
     /// `ukernel @gemm.f32.4x8 kc %kc, tile %mr x %nr, a OPERAND, b OPERAND, c OPERAND,
-    /// init %v [, scale %s] [, bias OPERAND] [, relu]`.
+    /// init %v [, scale %s | , divide %s] [, bias OPERAND] [, relu]`.
     fn ukernel(&mut self) -> PResult<Ukernel> {
         self.p.expect_kw("ukernel")?;
         let off = self.p.offset();
@@ -454,11 +454,13 @@ impl<'p, 't> FnParser<'p, 't> {
             c,
             init,
             scale: None,
+            divide: false,
             bias: None,
             relu: false,
         };
         if self.p.eat(',') {
-            if self.p.is_kw("scale") {
+            if self.p.is_kw("scale") || self.p.is_kw("divide") {
+                u.divide = self.p.is_kw("divide");
                 self.p.bump();
                 u.scale = Some(self.operand()?);
                 if !self.p.eat(',') {
@@ -475,7 +477,7 @@ impl<'p, 't> FnParser<'p, 't> {
             if !self.p.is_kw("relu") {
                 return self
                     .p
-                    .unexpected("`scale`, `bias` or `relu` (in that order)");
+                    .unexpected("`scale` or `divide`, `bias` or `relu` (in that order)");
             }
             self.p.bump();
             u.relu = true;

@@ -377,7 +377,8 @@ impl Printer<'_> {
             self.v(u.init)
         );
         if let Some(s) = u.scale {
-            let _ = write!(self.out, ", scale {}", self.v(s));
+            let key = if u.divide { "divide" } else { "scale" };
+            let _ = write!(self.out, ", {key} {}", self.v(s));
         }
         if let Some(b) = &u.bias {
             let _ = write!(self.out, ", bias {}", self.tile_operand(b));

@@ -22,6 +22,10 @@
 //! it; [`build`] turns parsed items into a schedule for both the IR parser and the `.ein`
 //! annotation; [`check`] is the verifier's legality test against the op.
 
+pub mod epilogue;
+
+pub use epilogue::EpilogueStep;
+
 use super::printer::index_name;
 use super::{Expr, Generic, IndexId, ReduceKind};
 use std::fmt::Write;
@@ -125,6 +129,9 @@ pub struct GemmSchedule {
     pub parallel: Option<Vec<IndexId>>,
     /// Blocking loops whose iterations may run in parallel.
     pub parallel_blocks: Option<Vec<BlockLoop>>,
+    /// The maps after the contraction that the store of C applies ([`epilogue`]); unset or
+    /// `[]`: none (not a key a complete schedule must set).
+    pub epilogue: Option<Vec<EpilogueStep>>,
 }
 
 /// A scheduled loop nest: one loop per index in `order`, the vectorised index innermost.
@@ -243,6 +250,10 @@ pub fn write(out: &mut String, g: &Generic, s: &Schedule) {
                 let b: Vec<&str> = b.iter().map(|b| b.name()).collect();
                 items.push(format!("parallel_blocks=[{}]", b.join(", ")));
             }
+            if let Some(e) = &s.epilogue {
+                let e: Vec<&str> = e.iter().map(|e| e.name()).collect();
+                items.push(format!("epilogue=[{}]", e.join(", ")));
+            }
         }
         Schedule::Loops(s) | Schedule::Softmax(s) => {
             list(&mut items, "order", &s.order);
@@ -300,6 +311,7 @@ fn keys_of(kind: &str) -> &'static [&'static str] {
             "ukernel",
             "parallel",
             "parallel_blocks",
+            "epilogue",
         ],
         "loops" | "softmax" => &["order", "vector", "unroll", "parallel"],
         _ => &[],
@@ -395,6 +407,7 @@ pub fn build<L: Clone>(
                 "pack" => g.pack = cx.packing(),
                 "ukernel" => g.ukernel = cx.ukernel(),
                 "parallel" => g.parallel = cx.indices(),
+                "epilogue" => g.epilogue = cx.epilogue(),
                 _ => g.parallel_blocks = cx.blocks(),
             },
             Schedule::Loops(l) | Schedule::Softmax(l) => match key {
@@ -565,6 +578,28 @@ impl<L: Clone, F: Fn(&str) -> Option<IndexId>> ItemCx<'_, L, F> {
                 )
             }
         }
+    }
+
+    /// `[scale, bias, relu]`: epilogue steps in the order they apply.
+    fn epilogue(&mut self) -> Option<Vec<EpilogueStep>> {
+        let names = self.names("epilogue steps")?;
+        let mut out = Vec::new();
+        for (name, at) in names {
+            match EpilogueStep::ALL.into_iter().find(|s| s.name() == name) {
+                Some(s) => out.push(s),
+                None => {
+                    let all: Vec<&str> = EpilogueStep::ALL.iter().map(|s| s.name()).collect();
+                    return self.fail(
+                        at,
+                        format!(
+                            "unknown epilogue step `{name}`: the steps are {}",
+                            all.join(", ")
+                        ),
+                    );
+                }
+            }
+        }
+        Some(out)
     }
 
     fn blocks(&mut self) -> Option<Vec<BlockLoop>> {
@@ -793,6 +828,15 @@ pub fn check(g: &Generic, s: &Schedule) -> Vec<String> {
                          more than {MAX_SCOPED_BLOCK_BYTES}",
                         block.name()
                     ));
+                }
+            }
+            if let Some(e) = &s.epilogue {
+                if !epilogue::in_order(e) {
+                    errors.push(
+                        "`epilogue` lists its steps out of order or twice: the order is scale \
+                         or divide, bias, relu, cast"
+                            .into(),
+                    );
                 }
             }
             if let Some(par) = &s.parallel {

@@ -193,6 +193,7 @@ impl Verifier<'_> {
             self.value = None;
             self.define(f, &mut defined, op.result, "op result");
         }
+        self.epilogues(f);
         for (v, &d) in f.values.iter().zip(&defined) {
             if !d {
                 self.value = Some(v.name.clone());
@@ -212,6 +213,41 @@ impl Verifier<'_> {
                     r.value.0
                 ));
             }
+        }
+    }
+
+    /// A `gemm` schedule's epilogue names maps that follow its op in `f` and fit its GEMM
+    /// ([`super::schedule::epilogue`]).
+    fn epilogues(&mut self, f: &Function) {
+        use super::schedule::{epilogue, Schedule};
+        for (k, op) in f.ops.iter().enumerate() {
+            let OpKind::Generic(g) = &op.kind;
+            let Some(Schedule::Gemm(s)) = &g.schedule else {
+                continue;
+            };
+            let Some(steps) = s.epilogue.as_deref().filter(|e| !e.is_empty()) else {
+                continue;
+            };
+            self.value = f.values.get(op.result.0 as usize).map(|v| v.name.clone());
+            let checked = epilogue::find(f, k, Some(steps)).and_then(|epi| {
+                let (Some([m]), Some([n]), Some([kk]), Some(kc)) =
+                    (s.m.as_deref(), s.n.as_deref(), s.k.as_deref(), s.kc)
+                else {
+                    // An incomplete schedule: `fits` is checked once it is complete.
+                    return Ok(());
+                };
+                let outer = s.outer.as_deref().unwrap_or_default();
+                let reduced_outer = outer.iter().any(|i| !g.output.contains(i));
+                let k_extent = g
+                    .indices
+                    .get(kk.0 as usize)
+                    .and_then(|d| self.size(&d.extent));
+                epilogue::fits(&epi, *m, *n, reduced_outer, kc, k_extent)
+            });
+            if let Err(e) = checked {
+                self.error(format!("schedule: {e}"));
+            }
+            self.value = None;
         }
     }
 

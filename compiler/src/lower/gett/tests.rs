@@ -10,7 +10,9 @@
 
 use crate::interp;
 use crate::ir::loops::{self, eval, printer, verify};
-use crate::ir::tensor::schedule::{BlockLoop, GemmSchedule, MicroKernel, Packing, Schedule};
+use crate::ir::tensor::schedule::{
+    BlockLoop, EpilogueStep, GemmSchedule, MicroKernel, Packing, Schedule,
+};
 use crate::ir::tensor::{self, parser::parse_module, IndexId, OpKind};
 use crate::lower::lower_module;
 use crate::rng::Rng;
@@ -106,6 +108,7 @@ fn gemm(
         ukernel: Some(MicroKernel::Simd128),
         parallel: Some(Vec::new()),
         parallel_blocks: Some(blocks.to_vec()),
+        epilogue: None,
     })
 }
 
@@ -300,4 +303,156 @@ func @f(%A: f32[M, K], %B: f32[K, N]) -> (D: f32[M, N]) {
     let lowered = check(&m, &grid(&[1, 3, 5], &[2, 5], &[0, 3]), 6);
     let general = printer::print_function(&lowered.funcs[0]);
     assert!(!general.contains("%Ct"), "{general}");
+}
+
+/// `schedule` with the epilogue `steps`.
+fn with_epilogue(schedule: Schedule, steps: &[EpilogueStep]) -> Schedule {
+    let Schedule::Gemm(mut s) = schedule else {
+        unreachable!("a gemm schedule")
+    };
+    s.epilogue = Some(steps.to_vec());
+    Schedule::Gemm(s)
+}
+
+/// The functions of `lowered` that hold no value named after `name` (the epilogue's
+/// intermediates are never stored).
+fn stores_no(lowered: &loops::Module, name: &str) -> bool {
+    lowered
+        .funcs
+        .iter()
+        .all(|f| f.buffers.iter().all(|b| b.name != name))
+}
+
+#[test]
+fn epilogues_scale_divide_bias_and_relu_at_every_boundary() {
+    use EpilogueStep::*;
+    // Two maps after the GEMM: the division, then relu(x + b[j]). kc = 3 splits K in blocks,
+    // so the partial sums and the finished tile take different calls.
+    let chain = "dims M, N, K
+func @f(%A: f32[M, K], %B: f32[K, N], %b: f32[N]) -> (D: f32[M, N]) {
+  %C = generic (i: M, j: N, k: K) ins(%A[i, k], %B[k, j]) -> [i, j] reduce add over (k) { mul(%0, %1) } : f32
+  %S = generic (i: M, j: N) ins(%C[i, j]) -> [i, j] { div(%0, 3:f32) } : f32
+  %D = generic (i: M, j: N) ins(%S[i, j], %b[j]) -> [i, j] { relu(add(%0, %1)) } : f32
+  return D = %D
+}
+";
+    // One map: a scale by a dim, a bias along M read at a fixed position too, max(0, x).
+    let one = "dims M, N, K
+func @f(%A: f32[M, K], %B: f32[K, N], %b: f32[2, M]) -> (D: f32[M, N]) {
+  %C = generic (i: M, j: N, k: K) ins(%A[i, k], %B[k, j]) -> [i, j] reduce add over (k) { mul(%0, %1) } : f32
+  %D = generic (i: M, j: N) ins(%C[i, j], %b[1, i]) -> [i, j] { max(0:f32, add(%1, mul(sqrt(dim(K):f32), %0))) } : f32
+  return D = %D
+}
+";
+    let sizes = grid(&[1, 2, 3, 5, 9], &[1, 3, 4, 5, 9], &[1, 2, 3, 4, 7]);
+    for (text, steps, seed) in [
+        (chain, &[Divide, Bias, Relu][..], 11),
+        (one, &[Scale, Bias, Relu][..], 12),
+    ] {
+        for pack_a in [true, false] {
+            let s = gemm(&[], [0, 1, 2], [2, 4, 4, 3, 8], pack_a, &[]);
+            let m = scheduled(text, 0, with_epilogue(s, steps));
+            let lowered = check(&m, &sizes, seed);
+            assert!(stores_no(&lowered, "C") && stores_no(&lowered, "S"));
+            let text = printer::print_module(&lowered);
+            assert!(text.contains(", relu"), "{text}");
+            assert!(text.contains(", bias %b"), "{text}");
+        }
+    }
+}
+
+#[test]
+fn epilogues_with_batches_outer_reduced_loops_and_transposed_outputs() {
+    use EpilogueStep::*;
+    // l is an outer reduced loop: the epilogue runs only after its last iteration. The output
+    // is transposed (C's columns are its first axis), so it goes through the tile.
+    let text = "dims Bt, M, N, K, L
+func @f(%A: f32[Bt, M, K, L], %B: f32[L, Bt, K, N], %b: f32[Bt]) -> (D: f32[N, Bt, M]) {
+  %C = generic (b: Bt, i: M, j: N, k: K, l: L) ins(%A[b, i, k, l], %B[l, b, k, j]) -> [j, b, i] reduce add over (k, l) { mul(%0, %1) } : f32
+  %D = generic (j: N, b: Bt, i: M) ins(%C[j, b, i], %b[b]) -> [j, b, i] { relu(add(mul(%0, -0.5:f32), %1)) } : f32
+  return D = %D
+}
+";
+    let steps = [Scale, Bias, Relu];
+    for (m_n, pack_a) in [([1, 2, 3], true), ([2, 1, 3], false)] {
+        let s = gemm(&[0, 4], m_n, [2, 4, 2, 2, 4], pack_a, &[]);
+        let m = scheduled(text, 0, with_epilogue(s, &steps));
+        let mut sizes = Vec::new();
+        for (bt, l) in [(1, 1), (2, 3), (3, 0), (0, 2)] {
+            for (mm, n, k) in [(1, 1, 1), (3, 5, 3), (2, 4, 0), (5, 9, 5)] {
+                sizes.push(vec![("Bt", bt), ("M", mm), ("N", n), ("K", k), ("L", l)]);
+            }
+        }
+        check(&m, &sizes, 13);
+    }
+}
+
+#[test]
+fn cast_epilogues_convert_the_finished_tile() {
+    use EpilogueStep::*;
+    // K is fixed and fits one block (kc = 8): the tile is converted as it is stored.
+    for (dtype, steps) in [
+        ("i32", &[Divide, Cast][..]),
+        ("f64", &[Divide, Relu, Cast][..]),
+    ] {
+        let body = if steps.contains(&Relu) {
+            format!("cast<{dtype}>(relu(div(%0, 2:f32)))")
+        } else {
+            format!("cast<{dtype}>(div(%0, 2:f32))")
+        };
+        let text = format!(
+            "dims M, N
+func @f(%A: f32[M, 7], %B: f32[7, N]) -> (D: {dtype}[M, N]) {{
+  %C = generic (i: M, j: N, k: 7) ins(%A[i, k], %B[k, j]) -> [i, j] reduce add over (k) {{ mul(%0, %1) }} : f32
+  %D = generic (i: M, j: N) ins(%C[i, j]) -> [i, j] {{ {body} }} : {dtype}
+  return D = %D
+}}
+"
+        );
+        for pack_a in [true, false] {
+            let s = gemm(&[], [0, 1, 2], [3, 4, 6, 8, 8], pack_a, &[]);
+            let m = scheduled(&text, 0, with_epilogue(s, steps));
+            let sizes: Vec<Vec<(&str, usize)>> = [1, 3, 4, 7]
+                .iter()
+                .flat_map(|&mm| [1, 4, 5, 9].map(|n| vec![("M", mm), ("N", n)]))
+                .collect();
+            let lowered = check(&m, &sizes, 14);
+            assert!(stores_no(&lowered, "C"));
+        }
+    }
+    // With kc < K, a cast would store partial sums in its dtype: the verifier says no.
+    let text = "dims M, N, K
+func @f(%A: f32[M, K], %B: f32[K, N]) -> (D: i32[M, N]) {
+  %C = generic (i: M, j: N, k: K) ins(%A[i, k], %B[k, j]) -> [i, j] reduce add over (k) { mul(%0, %1) } : f32
+  %D = generic (i: M, j: N) ins(%C[i, j]) -> [i, j] { cast<i32>(%0) } : i32
+  return D = %D
+}
+";
+    let mut m = parse_module(text).unwrap();
+    let OpKind::Generic(g) = &mut m.funcs[0].ops[0].kind;
+    let s = gemm(&[], [0, 1, 2], [3, 4, 6, 8, 8], true, &[]);
+    g.schedule = Some(with_epilogue(s, &[Cast]));
+    let errors = tensor::verify::verify_module(&m).unwrap_err();
+    assert!(errors[0].message.contains("one K block"), "{:?}", errors[0]);
+}
+
+#[test]
+fn an_epilogue_that_is_not_there_is_a_verifier_error() {
+    use EpilogueStep::*;
+    // The map adds the bias, then scales: out of order for the micro-kernel; and C is
+    // returned, so it must be stored anyway.
+    let text = "dims M, N, K
+func @f(%A: f32[M, K], %B: f32[K, N], %b: f32[N]) -> (D: f32[M, N], E: f32[M, N]) {
+  %C = generic (i: M, j: N, k: K) ins(%A[i, k], %B[k, j]) -> [i, j] reduce add over (k) { mul(%0, %1) } : f32
+  %D = generic (i: M, j: N) ins(%C[i, j], %b[j]) -> [i, j] { mul(add(%0, %1), 2:f32) } : f32
+  return D = %D, E = %C
+}
+";
+    for steps in [&[Bias, Scale][..], &[Scale][..], &[Relu][..]] {
+        let mut m = parse_module(text).unwrap();
+        let OpKind::Generic(g) = &mut m.funcs[0].ops[0].kind;
+        let s = gemm(&[], [0, 1, 2], [3, 4, 6, 8, 8], true, &[]);
+        g.schedule = Some(with_epilogue(s, steps));
+        assert!(tensor::verify::verify_module(&m).is_err(), "{steps:?}");
+    }
 }

@@ -136,6 +136,7 @@ fn gemm(
         k: Some(k),
         mr: Some(mr),
         nr: Some(nr),
+        epilogue: partial.epilogue.clone(),
     }
 }
 

@@ -48,6 +48,7 @@ fn the_fixture_parses_to_the_expected_schedules() {
             ukernel: Some(MicroKernel::Simd128),
             parallel: Some(vec![]),
             parallel_blocks: Some(vec![BlockLoop::Ic]),
+            epilogue: None,
         }))
     );
     let partial = Schedule::Gemm(GemmSchedule {
