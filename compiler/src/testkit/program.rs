@@ -209,6 +209,7 @@ struct Gen<'c, 'b> {
 const DTYPES: [DType; 4] = [DType::F32, DType::F64, DType::I32, DType::I64];
 
 /// State of the statement being generated.
+#[derive(Default)]
 struct StmtCx {
     ixs: Vec<Ix>,
     /// Every dim the statement iterates over (for the cost estimate).
@@ -216,7 +217,32 @@ struct StmtCx {
     counter: usize,
 }
 
+/// A statement as drafted, before it joins the program.
+struct Draft {
+    ixs: Vec<Ix>,
+    lhs: Vec<usize>,
+    rhs: Rhs,
+    /// Every dim the statement iterates over (for the cost estimate).
+    space: Vec<usize>,
+    dtype: DType,
+    /// The dims of the tensor it defines.
+    dims: Vec<usize>,
+}
+
 impl StmtCx {
+    /// The statement `lhs = rhs` over this context's indices.
+    fn finish(self, lhs: Vec<usize>, rhs: Rhs, dtype: DType) -> Draft {
+        let dims = lhs.iter().map(|&i| self.ixs[i].dim).collect();
+        Draft {
+            ixs: self.ixs,
+            lhs,
+            rhs,
+            space: self.space,
+            dtype,
+            dims,
+        }
+    }
+
     fn fresh(&mut self, prefix: &str, dim: usize) -> usize {
         self.counter += 1;
         self.ixs.push(Ix {
@@ -313,7 +339,14 @@ impl Gen<'_, '_> {
         } else {
             self.index_statement(dtype)
         };
-        let (ixs, lhs, rhs, space, dtype, dims) = stmt;
+        let Draft {
+            ixs,
+            lhs,
+            rhs,
+            space,
+            dtype,
+            dims,
+        } = stmt;
         self.tensors.push(Tensor {
             dtype,
             dims,
@@ -344,16 +377,8 @@ impl Gen<'_, '_> {
             .collect()
     }
 
-    #[allow(clippy::type_complexity)]
-    fn index_statement(
-        &mut self,
-        dtype: DType,
-    ) -> (Vec<Ix>, Vec<usize>, Rhs, Vec<usize>, DType, Vec<usize>) {
-        let mut cx = StmtCx {
-            ixs: Vec::new(),
-            space: Vec::new(),
-            counter: 0,
-        };
+    fn index_statement(&mut self, dtype: DType) -> Draft {
+        let mut cx = StmtCx::default();
         let locals: Vec<usize> = (0..self.tensors.len())
             .filter(|&t| self.tensors[t].def.is_some())
             .collect();
@@ -408,22 +433,12 @@ impl Gen<'_, '_> {
                 term.insert(1, (false, partner));
             }
         }
-        let dims = lhs.iter().map(|&i| cx.ixs[i].dim).collect();
-        (cx.ixs, lhs, Rhs::Sum(sum), cx.space, dtype, dims)
+        cx.finish(lhs, Rhs::Sum(sum), dtype)
     }
 
-    #[allow(clippy::type_complexity)]
-    fn softmax_statement(
-        &mut self,
-        dtype: DType,
-    ) -> (Vec<Ix>, Vec<usize>, Rhs, Vec<usize>, DType, Vec<usize>) {
-        let mut cx = StmtCx {
-            ixs: Vec::new(),
-            space: Vec::new(),
-            counter: 0,
-        };
+    fn softmax_statement(&mut self, dtype: DType) -> Draft {
+        let mut cx = StmtCx::default();
         let lhs = self.lhs(&mut cx, 1);
-        let dims = lhs.iter().map(|&i| cx.ixs[i].dim).collect();
         let depth = self.config.max_depth.saturating_sub(1);
         let rhs = if self.c.chance(60) {
             let j = lhs[self.c.below(lhs.len())];
@@ -442,7 +457,7 @@ impl Gen<'_, '_> {
                 )]),
             )]))
         };
-        (cx.ixs, lhs, rhs, cx.space, dtype, dims)
+        cx.finish(lhs, rhs, dtype)
     }
 
     // ----- expressions -----------------------------------------------------------------
@@ -834,8 +849,7 @@ impl Gen<'_, '_> {
         char::from(l)
     }
 
-    #[allow(clippy::type_complexity)]
-    fn einsum_statement(&mut self) -> (Vec<Ix>, Vec<usize>, Rhs, Vec<usize>, DType, Vec<usize>) {
+    fn einsum_statement(&mut self) -> Draft {
         self.labels = 0;
         let one = self.special_dim(1);
         let nops = match self.c.below(20) {
@@ -1005,14 +1019,14 @@ impl Gen<'_, '_> {
             .unwrap_or(DType::F32);
         let mut space: Vec<usize> = labels.iter().map(|l| l.1).collect();
         space.extend(&ell);
-        (
-            Vec::new(),
-            Vec::new(),
-            Rhs::Einsum(spaced, operands),
+        Draft {
+            ixs: Vec::new(),
+            lhs: Vec::new(),
+            rhs: Rhs::Einsum(spaced, operands),
             space,
             dtype,
-            out_dims,
-        )
+            dims: out_dims,
+        }
     }
 
     // ----- size ------------------------------------------------------------------------
@@ -1091,25 +1105,21 @@ impl Gen<'_, '_> {
         if !declared.is_empty() {
             let _ = writeln!(src, "dims {}", declared.join(", "));
         }
+        let declare = |t: usize| {
+            let tensor = &self.tensors[t];
+            format!(
+                "{}: {}",
+                name(t),
+                self.type_text(tensor.dtype, &tensor.dims)
+            )
+        };
         let params: Vec<String> = (0..self.tensors.len())
             .filter(|&t| self.tensors[t].def.is_none())
-            .map(|t| {
-                format!(
-                    "{}: {}",
-                    name(t),
-                    self.type_text(self.tensors[t].dtype, &self.tensors[t].dims)
-                )
-            })
+            .map(declare)
             .collect();
         let outputs: Vec<String> = (0..self.tensors.len())
             .filter(|&t| self.tensors[t].def.is_some() && !read[t])
-            .map(|t| {
-                format!(
-                    "{}: {}",
-                    name(t),
-                    self.type_text(self.tensors[t].dtype, &self.tensors[t].dims)
-                )
-            })
+            .map(declare)
             .collect();
         let _ = writeln!(
             src,
