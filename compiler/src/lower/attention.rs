@@ -32,7 +32,7 @@ use super::{FnLowerer, LowerError};
 use crate::analysis::{AttentionChain, Role};
 use crate::ir::loops::{
     BinaryFn, Block, BufferDef, BufferId, BufferKind, Carried, CmpOp, Coord, For, IndexOp, Inst,
-    Layout, Op, TileOperand, Type, Ukernel, UkernelShape, UnaryFn, ValueId,
+    Layout, Op, ReduceKind, TileOperand, Type, Ukernel, UkernelShape, UnaryFn, ValueId,
 };
 use crate::ir::tensor::schedule::AttentionSchedule;
 use crate::ir::tensor::{AxisMap, Extent, Generic, IndexId, OpKind};
@@ -305,6 +305,20 @@ impl Nest<'_, '_, '_> {
                 buffer,
                 index,
                 lanes: 1,
+            },
+            ty,
+        )
+    }
+
+    /// `lanes` consecutive elements along the last axis of a contiguous buffer.
+    fn vload(&mut self, buffer: BufferId, index: Vec<ValueId>, lanes: u32) -> ValueId {
+        let ty = Type::Vector(self.dtype, lanes);
+        self.emit(
+            "ld",
+            Op::Load {
+                buffer,
+                index,
+                lanes,
             },
             ty,
         )
@@ -616,7 +630,9 @@ impl Nest<'_, '_, '_> {
 
     /// The online softmax step of each row of the block: the maps applied to its scores, the
     /// new maximum, `P = exp(x - max)` written over the scores, the sum and the accumulator
-    /// rescaled.
+    /// rescaled. The maximum and the exponentials run in vectors over the row rounded up to
+    /// whole vectors: the columns past the block's keys are set to -inf first, which changes
+    /// no maximum and adds `exp(-inf) = 0` to the sum.
     fn softmax_rows(
         &mut self,
         p: &Point,
@@ -630,38 +646,65 @@ impl Nest<'_, '_, '_> {
             f64::MIN
         });
         let fzero = self.scalar(0.0);
+        let ninf = self.scalar(f64::NEG_INFINITY);
+        let lanes = u32::try_from(16 / self.dtype.size_bytes())
+            .map_err(|_| self.fl.error("a dtype wider than a vector"))?;
+        let vector = Type::Vector(self.dtype, lanes);
+        let nbv = self.round_up(nb, u64::from(lanes))?;
         let values = self.fl.extent(&self.extents.value.clone())?;
         self.each("r", (zero, mb, 1), false, |nest, r| {
             let row = nest.index(IndexOp::Add, p.row, r);
-            let maxed = nest.looped("c", (zero, nb, 1), false, &[lowest], |nest, c, acc| {
-                let x = nest.load(sc.s, vec![r, c]);
-                let key = nest.index(IndexOp::Add, p.key, c);
-                let at = Point {
-                    row,
-                    key,
-                    ..p.clone()
-                };
-                let y = nest.apply_maps(x, &at)?;
-                if y != x {
+            if !nest.maps.is_empty() {
+                nest.each("c", (zero, nb, 1), false, |nest, c| {
+                    let x = nest.load(sc.s, vec![r, c]);
+                    let key = nest.index(IndexOp::Add, p.key, c);
+                    let at = Point {
+                        row,
+                        key,
+                        ..p.clone()
+                    };
+                    let y = nest.apply_maps(x, &at)?;
                     nest.store(sc.s, vec![r, c], y);
-                }
-                Ok(vec![nest.float(Op::Binary(BinaryFn::Max, acc[0], y))])
+                    Ok(())
+                })?;
+            }
+            nest.each("c", (nb, nbv, 1), false, |nest, c| {
+                nest.store(sc.s, vec![r, c], ninf);
+                Ok(())
             })?;
+            let vlowest = nest.emit("v", Op::Splat(lowest, lanes), vector);
+            let step = (zero, nbv, u64::from(lanes));
+            let maxed = nest.looped("c", step, false, &[vlowest], |nest, c, acc| {
+                let x = nest.vload(sc.s, vec![r, c], lanes);
+                Ok(vec![nest.emit(
+                    "v",
+                    Op::Binary(BinaryFn::Max, acc[0], x),
+                    vector,
+                )])
+            })?;
+            let maxed = nest.float(Op::ReduceLanes(ReduceKind::Max, maxed[0]));
             let old = nest.load(sc.m, vec![r]);
-            let new = nest.float(Op::Binary(BinaryFn::Max, old, maxed[0]));
+            let new = nest.float(Op::Binary(BinaryFn::Max, old, maxed));
             let shift = nest.float(Op::Binary(BinaryFn::Sub, old, new));
             let alpha = nest.float(Op::Unary(UnaryFn::Exp, shift));
-            let sum = nest.looped("c", (zero, nb, 1), false, &[fzero], |nest, c, acc| {
-                let x = nest.load(sc.s, vec![r, c]);
-                let d = nest.float(Op::Binary(BinaryFn::Sub, x, new));
-                let e = nest.float(Op::Unary(UnaryFn::Exp, d));
+            let vnew = nest.emit("v", Op::Splat(new, lanes), vector);
+            let vzero = nest.emit("v", Op::Splat(fzero, lanes), vector);
+            let sum = nest.looped("c", step, false, &[vzero], |nest, c, acc| {
+                let x = nest.vload(sc.s, vec![r, c], lanes);
+                let d = nest.emit("v", Op::Binary(BinaryFn::Sub, x, vnew), vector);
+                let e = nest.emit("v", Op::Unary(UnaryFn::Exp, d), vector);
                 nest.store(sc.s, vec![r, c], e);
-                Ok(vec![nest.float(Op::Binary(BinaryFn::Add, acc[0], e))])
+                Ok(vec![nest.emit(
+                    "v",
+                    Op::Binary(BinaryFn::Add, acc[0], e),
+                    vector,
+                )])
             })?;
+            let sum = nest.float(Op::ReduceLanes(ReduceKind::Add, sum[0]));
             nest.store(sc.m, vec![r], new);
             let l = nest.load(sc.l, vec![r]);
             let scaled = nest.float(Op::Binary(BinaryFn::Mul, l, alpha));
-            let l = nest.float(Op::Binary(BinaryFn::Add, scaled, sum[0]));
+            let l = nest.float(Op::Binary(BinaryFn::Add, scaled, sum));
             nest.store(sc.l, vec![r], l);
             nest.each("e", (zero, values, 1), false, |nest, e| {
                 let at = Point {
