@@ -76,7 +76,7 @@ pub(super) fn supports(shape: UkernelShape) -> bool {
     let lanes = lanes(shape.dtype);
     let nv = shape.nr / lanes.max(1);
     matches!(shape.dtype, DType::F32 | DType::F64)
-        && shape.nr % lanes == 0
+        && shape.nr.is_multiple_of(lanes)
         && (1..=4).contains(&nv)
         && (1..=MAX_MR).contains(&shape.mr)
         && shape.mr * nv + nv < 16
