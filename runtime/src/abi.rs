@@ -51,6 +51,10 @@ pub mod status {
     pub const ALIASING: i32 = 6;
     /// A temporary buffer could not be allocated.
     pub const OUT_OF_MEMORY: i32 = 7;
+    /// JIT only: a body compiled on its first call (the general body of a kernel with
+    /// variants) failed to compile; nothing was written. A code generation bug, or no memory
+    /// for code. Libraries compile every body ahead of time and never return it.
+    pub const COMPILE_FAILED: i32 = 8;
 
     /// A short description of a status code, for error messages.
     pub fn describe(code: i32) -> &'static str {
@@ -63,6 +67,7 @@ pub mod status {
             NULL_POINTER => "null pointer",
             ALIASING => "an output overlaps another argument",
             OUT_OF_MEMORY => "out of memory",
+            COMPILE_FAILED => "compiling a body on its first call failed",
             _ => "unknown status",
         }
     }
@@ -145,7 +150,7 @@ mod tests {
 
     #[test]
     fn every_status_code_has_a_description() {
-        for code in 0..=7 {
+        for code in 0..=8 {
             assert_ne!(status::describe(code), "unknown status", "code {code}");
         }
         assert_eq!(status::describe(99), "unknown status");

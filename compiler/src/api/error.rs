@@ -193,6 +193,8 @@ pub enum Status {
     Aliasing,
     /// A temporary could not be allocated.
     OutOfMemory,
+    /// A body the JIT compiles on its first call failed to compile.
+    CompileFailed,
     /// A code this version does not know.
     Unknown(i32),
 }
@@ -208,6 +210,7 @@ impl Status {
             status::NULL_POINTER => Status::NullPointer,
             status::ALIASING => Status::Aliasing,
             status::OUT_OF_MEMORY => Status::OutOfMemory,
+            status::COMPILE_FAILED => Status::CompileFailed,
             other => Status::Unknown(other),
         }
     }
@@ -222,6 +225,7 @@ impl Status {
             Status::NullPointer => status::NULL_POINTER,
             Status::Aliasing => status::ALIASING,
             Status::OutOfMemory => status::OUT_OF_MEMORY,
+            Status::CompileFailed => status::COMPILE_FAILED,
             Status::Unknown(c) => c,
         }
     }

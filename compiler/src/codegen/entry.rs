@@ -30,8 +30,8 @@ use super::{buffer_type, unsupported, CodegenError, Ext, Frame};
 use crate::ir::loops::{self, BufferId, BufferKind, Extent, Inst, Layout, Op, StrideFact};
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{
-    types, AbiParam, Block, InstBuilder, MemFlagsData, Signature, StackSlotData, StackSlotKind,
-    Value,
+    types, AbiParam, Block, BlockArg, InstBuilder, MemFlagsData, Signature, StackSlotData,
+    StackSlotKind, Value,
 };
 use cranelift_codegen::Context;
 use cranelift_frontend::{FuncInstBuilder, FunctionBuilder, FunctionBuilderContext};
@@ -61,8 +61,34 @@ struct Arg {
     strides: Vec<Value>,
 }
 
+/// The signature of the function that compiles a deferred general body and calls it
+/// ([`GeneralBody::Lazy`]): `(state, int64 n, const int64 *frame) -> int32_t`.
+pub(crate) fn compile_and_call_signature<M: Module>(module: &M) -> Signature {
+    let mut sig = module.make_signature();
+    sig.params.extend([AbiParam::new(types::I64); 3]);
+    sig.returns.push(AbiParam::new(types::I32));
+    sig
+}
+
+/// How an entry point calls its kernel's general body.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum GeneralBody {
+    /// Defined in the module: a direct call.
+    Defined(FuncId),
+    /// Compiled on its first call (JIT only, see [`super::LazyGeneral`]): the entry point
+    /// loads the word at address `slot`; when it is non-zero it is the body's code address,
+    /// called indirectly; else it calls `compile(state, index, frame)`, which compiles the
+    /// body, stores its address at `slot` and runs it.
+    Lazy {
+        slot: i64,
+        state: i64,
+        index: i64,
+        compile: FuncId,
+    },
+}
+
 /// Builds the entry point of kernel `f` into `ctx.func`; `variants` are its variants with their
-/// body functions, in the order to try them, and `body` is its general body function.
+/// body functions, in the order to try them, and `general` says how to call its general body.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn build<M: Module>(
     module: &mut M,
@@ -72,7 +98,7 @@ pub(crate) fn build<M: Module>(
     f: &loops::Function,
     frame: &Frame,
     variants: &[(&loops::Function, FuncId)],
-    body: FuncId,
+    general: GeneralBody,
     errors: &mut ErrorSupport,
 ) -> Result<(), CodegenError> {
     let bodies: Vec<&loops::Function> = std::iter::once(f)
@@ -227,9 +253,45 @@ pub(crate) fn build<M: Module>(
         v.fb.ins().return_(&[code]);
         v.fb.switch_to_block(next);
     }
-    let fref = module.declare_func_in_func(body, v.fb.func);
-    let inst = v.fb.ins().call(fref, &[frame_ptr]);
-    let code = v.fb.inst_results(inst)[0];
+    let code = match general {
+        GeneralBody::Defined(body) => {
+            let fref = module.declare_func_in_func(body, v.fb.func);
+            let inst = v.fb.ins().call(fref, &[frame_ptr]);
+            v.fb.inst_results(inst)[0]
+        }
+        GeneralBody::Lazy {
+            slot,
+            state,
+            index,
+            compile,
+        } => {
+            let slot = v.fb.ins().iconst(types::I64, slot);
+            // Acquire: the compiling thread stores the address after the code is executable.
+            let body =
+                v.fb.ins()
+                    .atomic_load(types::I64, MemFlagsData::trusted(), slot);
+            let compiled = v.fb.create_block();
+            let first = v.fb.create_block();
+            let done = v.fb.create_block();
+            let code = v.fb.append_block_param(done, types::I32);
+            v.fb.ins().brif(body, compiled, &[], first, &[]);
+            v.fb.switch_to_block(compiled);
+            let sig = v.fb.import_signature(super::body::signature(module));
+            let inst = v.fb.ins().call_indirect(sig, body, &[frame_ptr]);
+            let result = v.fb.inst_results(inst)[0];
+            v.fb.ins().jump(done, &[BlockArg::Value(result)]);
+            v.fb.switch_to_block(first);
+            v.fb.set_cold_block(first);
+            let fref = module.declare_func_in_func(compile, v.fb.func);
+            let state = v.fb.ins().iconst(types::I64, state);
+            let index = v.fb.ins().iconst(types::I64, index);
+            let inst = v.fb.ins().call(fref, &[state, index, frame_ptr]);
+            let result = v.fb.inst_results(inst)[0];
+            v.fb.ins().jump(done, &[BlockArg::Value(result)]);
+            v.fb.switch_to_block(done);
+            code
+        }
+    };
     v.fb.ins().return_(&[code]);
     let record = module.declare_func_in_func(errors.record, v.fb.func);
     for (block, failure) in std::mem::take(&mut v.pending) {

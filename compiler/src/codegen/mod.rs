@@ -12,7 +12,8 @@
 //! - one function per micro-kernel the module's `ukernel` instructions call, built by
 //!   [`ukernel`] with the calling convention of `docs/ukernel.md`.
 //!
-//! [`jit`] compiles a module in memory ([`jit_compile`]); [`object`] compiles it ahead of time
+//! [`jit`] compiles a module in memory ([`jit_compile`]), leaving the general body of a kernel
+//! with variants to its first call (most calls meet a variant's facts); [`object`] compiles it ahead of time
 //! into a relocatable object file for a shared library, whose C header [`header`] writes;
 //! [`clif_text`] prints the CLIF and [`compile_for_target`] compiles for another target
 //! (x86-64 or aarch64, chosen in [`isa`]) without running anything. [`math`] emits transcendental functions (exp, log, tanh, sigmoid)
@@ -294,10 +295,37 @@ pub(crate) struct DefinedKernel {
     pub entry: FuncId,
 }
 
-/// Everything [`define_module`] defined: the kernels and the module's `last_error` function.
+/// Everything [`define_module`] defined: the kernels, the module's error functions, and the
+/// general bodies it left to compile on their first call.
 pub(crate) struct DefinedModule {
     pub kernels: Vec<DefinedKernel>,
     pub last_error: FuncId,
+    /// `einc_error_record` (see [`last_error`]).
+    pub record: FuncId,
+    /// The deferred general bodies, in the order of [`LazyGeneral::slots`].
+    pub deferred: Vec<DeferredBody>,
+}
+
+/// How the entry points of a JIT module reach general bodies that are compiled on their first
+/// call ([`jit`]). Only a kernel with variants defers its general body: a call whose arguments
+/// meet a variant's facts never needs it. The `n`th such kernel (in module order) uses
+/// `slots[n]`.
+pub(crate) struct LazyGeneral {
+    /// The address of a word holding the code address of each deferred body once it is
+    /// compiled, 0 before.
+    pub slots: Vec<i64>,
+    /// The first argument of the compiling function (what it needs to find the module).
+    pub state: i64,
+    /// The symbol of `int32 compile_and_call(state, int64 n, const int64 *frame)`, which
+    /// compiles body `n` if no call has yet, stores its address in `slots[n]`, and calls it.
+    pub symbol: &'static str,
+}
+
+/// A general body built, verified and declared, but not compiled (see [`LazyGeneral`]).
+pub(crate) struct DeferredBody {
+    pub id: FuncId,
+    pub name: String,
+    pub func: cranelift_codegen::ir::Function,
 }
 
 /// What text [`define_module`] records about each function it defines.
@@ -322,12 +350,15 @@ impl Listing<'_> {
 }
 
 /// Defines every kernel of `m` in `module`, and the error functions the entry points record
-/// their failures with (linked as `errors` says), recording each function in `listing`.
+/// their failures with (linked as `errors` says), recording each function in `listing`. With
+/// `lazy`, the general body of each kernel that has variants is only built and verified, and
+/// returned in [`DefinedModule::deferred`].
 pub(crate) fn define_module<M: Module>(
     module: &mut M,
     m: &loops::Module,
     errors: last_error::Linkage,
     mut listing: Listing<'_>,
+    lazy: Option<&LazyGeneral>,
 ) -> Result<DefinedModule, CodegenError> {
     let has_fma = module.isa().has_native_fma();
     let mut ctx = module.make_context();
@@ -353,6 +384,8 @@ pub(crate) fn define_module<M: Module>(
     let mut ukernels = ukernel::Ukernels::default();
     check_variants(m)?;
     let mut kernels = Vec::new();
+    let mut deferred = Vec::new();
+    let mut compile_and_call = None;
     for f in m.kernels() {
         let signature = kernel_signature(m, f)?;
         let frame = Frame::new(m, f)?;
@@ -386,7 +419,41 @@ pub(crate) fn define_module<M: Module>(
             has_fma,
         };
         g.build(m, f, &frame)?;
-        finish(module, &mut ctx, body_id, &body_name, listing.reborrow())?;
+        let general = match lazy {
+            Some(lazy) if !bodies.is_empty() => {
+                verify(module.isa(), &ctx, &body_name)?;
+                let slot = *lazy.slots.get(deferred.len()).ok_or_else(|| {
+                    CodegenError::Target("fewer lazy body slots than kernels with variants".into())
+                })?;
+                let compile = match compile_and_call {
+                    Some(id) => id,
+                    None => *compile_and_call.insert(declare(
+                        module,
+                        lazy.symbol,
+                        Linkage::Import,
+                        entry::compile_and_call_signature(module),
+                    )?),
+                };
+                let general = entry::GeneralBody::Lazy {
+                    slot,
+                    state: lazy.state,
+                    index: i64::try_from(deferred.len())
+                        .map_err(|_| CodegenError::Target("too many kernels".into()))?,
+                    compile,
+                };
+                deferred.push(DeferredBody {
+                    id: body_id,
+                    name: body_name,
+                    func: std::mem::replace(&mut ctx.func, cranelift_codegen::ir::Function::new()),
+                });
+                module.clear_context(&mut ctx);
+                general
+            }
+            _ => {
+                finish(module, &mut ctx, body_id, &body_name, listing.reborrow())?;
+                entry::GeneralBody::Defined(body_id)
+            }
+        };
 
         let entry_name = entry_symbol(&f.name);
         let entry_id = declare(
@@ -403,7 +470,7 @@ pub(crate) fn define_module<M: Module>(
             f,
             &frame,
             &bodies,
-            body_id,
+            general,
             &mut errors,
         )?;
         finish_with(
@@ -423,6 +490,8 @@ pub(crate) fn define_module<M: Module>(
     Ok(DefinedModule {
         kernels,
         last_error: errors.last_error,
+        record: errors.record,
+        deferred,
     })
 }
 
@@ -480,6 +549,15 @@ pub(crate) fn finish<M: Module>(
     finish_with(module, None, ctx, id, name, listing)
 }
 
+/// Verifies the function built in `ctx` (every function einc generates, before Cranelift
+/// compiles it).
+fn verify(isa: &dyn TargetIsa, ctx: &Context, name: &str) -> Result<(), CodegenError> {
+    cranelift_codegen::verify_function(&ctx.func, isa).map_err(|e| CodegenError::Cranelift {
+        function: name.to_string(),
+        message: cranelift_codegen::print_errors::pretty_verifier_error(&ctx.func, None, e),
+    })
+}
+
 /// [`finish`], compiling with `isa` when given (the module's target with other settings:
 /// [`isa::COLD_CODE`], or the micro-kernels' optimiser off) rather than the module's own; the
 /// code is then defined as bytes with its relocations, as `define_function` does itself.
@@ -495,11 +573,7 @@ pub(crate) fn finish_with<M: Module>(
         function: name.to_string(),
         message,
     };
-    cranelift_codegen::verify_function(&ctx.func, isa.unwrap_or(module.isa())).map_err(|e| {
-        err(cranelift_codegen::print_errors::pretty_verifier_error(
-            &ctx.func, None, e,
-        ))
-    })?;
+    verify(isa.unwrap_or(module.isa()), ctx, name)?;
     if let Listing::Clif(text) = &mut listing {
         text.push_str(&format!("; {name}\n{}\n", ctx.func.display()));
     }
@@ -548,6 +622,7 @@ pub fn clif_text(m: &loops::Module, target: &Target) -> Result<String, CodegenEr
         m,
         last_error::Linkage::Library,
         Listing::Clif(&mut text),
+        None,
     )?;
     Ok(text)
 }
@@ -556,6 +631,12 @@ pub fn clif_text(m: &loops::Module, target: &Target) -> Result<String, CodegenEr
 /// that the target can compile the module ([`object::emit_object`] keeps the code).
 pub fn compile_for_target(m: &loops::Module, target: &Target) -> Result<(), CodegenError> {
     let mut module = isa::object_module(target)?;
-    define_module(&mut module, m, last_error::Linkage::Library, Listing::None)?;
+    define_module(
+        &mut module,
+        m,
+        last_error::Linkage::Library,
+        Listing::None,
+        None,
+    )?;
     Ok(())
 }

@@ -162,7 +162,13 @@ fn define_library(
 ) -> Result<Vec<KernelInfoData>, CodegenError> {
     check_symbols(m)?;
     let layout = Layout::of(module)?;
-    let defined = define_module(module, m, last_error::Linkage::Library, listing.reborrow())?;
+    let defined = define_module(
+        module,
+        m,
+        last_error::Linkage::Library,
+        listing.reborrow(),
+        None,
+    )?;
     let mut ctx = module.make_context();
     let mut fctx = FunctionBuilderContext::new();
     let mut kernels = Vec::with_capacity(defined.kernels.len());

@@ -9,6 +9,7 @@ mod call_speed;
 mod examples;
 mod kernels;
 mod last_error;
+mod lazy;
 mod ops;
 mod tiles;
 mod ukernel_speed;

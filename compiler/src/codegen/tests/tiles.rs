@@ -12,22 +12,22 @@ use crate::rng::Rng;
 use einc_runtime::abi::status;
 use einc_runtime::{Array, Buffer, Scalar};
 
-const TILES: &str = include_str!("../../../../tests/filetests/loops/tiles.lir");
+pub(super) const TILES: &str = include_str!("../../../../tests/filetests/loops/tiles.lir");
 
-fn parse(text: &str) -> Module {
+pub(super) fn parse(text: &str) -> Module {
     let m = parse_module(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     assert_eq!(verify_module(&m), Ok(()), "{text}");
     m
 }
 
 /// An output the caller allocates: its shape and element strides (rows may be padded).
-struct Out {
+pub(super) struct Out {
     shape: Vec<usize>,
     strides: Vec<usize>,
 }
 
 impl Out {
-    fn c_order(shape: &[usize]) -> Out {
+    pub(super) fn c_order(shape: &[usize]) -> Out {
         let strides = einc_runtime::array::c_strides(shape).unwrap();
         Out {
             shape: shape.to_vec(),
@@ -69,7 +69,12 @@ fn ptr(b: &Buffer, offset: usize) -> *mut std::ffi::c_void {
 
 /// Calls kernel `name` of `program` on `inputs` (their own strides) with outputs laid out as
 /// `outs` say; returns the status and the outputs as C-order arrays.
-fn run_jit(program: &JitProgram, name: &str, inputs: &[Array], outs: &[Out]) -> (i32, Vec<Array>) {
+pub(super) fn run_jit(
+    program: &JitProgram,
+    name: &str,
+    inputs: &[Array],
+    outs: &[Out],
+) -> (i32, Vec<Array>) {
     let k = program.kernel(name).unwrap();
     let sig = k.signature().clone();
     let mut out_bufs: Vec<Buffer> = outs
@@ -108,7 +113,7 @@ fn run_jit(program: &JitProgram, name: &str, inputs: &[Array], outs: &[Out]) -> 
 }
 
 /// Bits of every element, so that `-0.0` and NaN payloads compare exactly.
-fn bits(a: &Array) -> Vec<u64> {
+pub(super) fn bits(a: &Array) -> Vec<u64> {
     let mut out = Vec::new();
     einc_runtime::array::for_each_index(a.shape(), |ix| {
         out.push(match a.get(ix) {
@@ -122,7 +127,7 @@ fn bits(a: &Array) -> Vec<u64> {
 }
 
 /// Runs kernel `name` compiled and in the evaluator; the outputs must agree bit for bit.
-fn agree(m: &Module, program: &JitProgram, name: &str, inputs: &[Array], outs: &[Out]) {
+pub(super) fn agree(m: &Module, program: &JitProgram, name: &str, inputs: &[Array], outs: &[Out]) {
     let f = m.kernels().find(|f| f.name == name).unwrap();
     let want = run_function(m, f, inputs).unwrap_or_else(|e| panic!("{name}: {e}"));
     let (code, got) = run_jit(program, name, inputs, outs);
@@ -141,7 +146,7 @@ fn agree(m: &Module, program: &JitProgram, name: &str, inputs: &[Array], outs: &
     }
 }
 
-fn f32_array(rng: &mut Rng, shape: &[usize]) -> Array {
+pub(super) fn f32_array(rng: &mut Rng, shape: &[usize]) -> Array {
     let n: usize = shape.iter().product();
     let v = (0..n).map(|_| rng.uniform(-1.0, 1.0) as f32).collect();
     Array::from_buffer(Buffer::F32(v), shape).unwrap()
@@ -167,7 +172,7 @@ fn f64_array(rng: &mut Rng, shape: &[usize], strides_of: Option<&[usize]>) -> Ar
 }
 
 /// `a` in Fortran order (rank 2): the same elements, transposed storage.
-fn fortran(a: &Array) -> Array {
+pub(super) fn fortran(a: &Array) -> Array {
     let (r, c) = (a.shape()[0], a.shape()[1]);
     let mut v = vec![0.0f32; r * c];
     for i in 0..r {
