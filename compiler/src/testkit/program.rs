@@ -212,7 +212,12 @@ struct Gen<'c, 'b> {
 
 const DTYPES: [DType; 4] = [DType::F32, DType::F64, DType::I32, DType::I64];
 
+/// What a statement generator makes: the statement's indices, its left side, its right side,
+/// the dims it iterates over, its dtype and its result's dims.
+type Parts = (Vec<Ix>, Vec<usize>, Rhs, Vec<usize>, DType, Vec<usize>);
+
 /// State of the statement being generated.
+#[derive(Default)]
 struct StmtCx {
     ixs: Vec<Ix>,
     /// Every dim the statement iterates over (for the cost estimate).
@@ -350,16 +355,8 @@ impl Gen<'_, '_> {
             .collect()
     }
 
-    #[allow(clippy::type_complexity)]
-    fn index_statement(
-        &mut self,
-        dtype: DType,
-    ) -> (Vec<Ix>, Vec<usize>, Rhs, Vec<usize>, DType, Vec<usize>) {
-        let mut cx = StmtCx {
-            ixs: Vec::new(),
-            space: Vec::new(),
-            counter: 0,
-        };
+    fn index_statement(&mut self, dtype: DType) -> Parts {
+        let mut cx = StmtCx::default();
         let locals: Vec<usize> = (0..self.tensors.len())
             .filter(|&t| self.tensors[t].def.is_some())
             .collect();
@@ -420,16 +417,8 @@ impl Gen<'_, '_> {
 
     /// `t[i, j] = cast(relu(A[i, k] * B[k, j] * s + b[j]))` with each part of the epilogue
     /// present or not (see the module documentation); `dtype` is the product's.
-    #[allow(clippy::type_complexity)]
-    fn gemm_statement(
-        &mut self,
-        dtype: DType,
-    ) -> (Vec<Ix>, Vec<usize>, Rhs, Vec<usize>, DType, Vec<usize>) {
-        let mut cx = StmtCx {
-            ixs: Vec::new(),
-            space: Vec::new(),
-            counter: 0,
-        };
+    fn gemm_statement(&mut self, dtype: DType) -> Parts {
+        let mut cx = StmtCx::default();
         let (di, dj, dk) = (self.some_dim(), self.some_dim(), self.some_dim());
         let i = cx.fresh("i", di);
         let j = cx.fresh("i", dj);
@@ -484,16 +473,8 @@ impl Gen<'_, '_> {
         (cx.ixs, lhs, Rhs::Sum(sum), cx.space, result, dims)
     }
 
-    #[allow(clippy::type_complexity)]
-    fn softmax_statement(
-        &mut self,
-        dtype: DType,
-    ) -> (Vec<Ix>, Vec<usize>, Rhs, Vec<usize>, DType, Vec<usize>) {
-        let mut cx = StmtCx {
-            ixs: Vec::new(),
-            space: Vec::new(),
-            counter: 0,
-        };
+    fn softmax_statement(&mut self, dtype: DType) -> Parts {
+        let mut cx = StmtCx::default();
         let lhs = self.lhs(&mut cx, 1);
         let dims = lhs.iter().map(|&i| cx.ixs[i].dim).collect();
         let depth = self.config.max_depth.saturating_sub(1);
@@ -906,8 +887,7 @@ impl Gen<'_, '_> {
         char::from(l)
     }
 
-    #[allow(clippy::type_complexity)]
-    fn einsum_statement(&mut self) -> (Vec<Ix>, Vec<usize>, Rhs, Vec<usize>, DType, Vec<usize>) {
+    fn einsum_statement(&mut self) -> Parts {
         self.labels = 0;
         let one = self.special_dim(1);
         let nops = match self.c.below(20) {
