@@ -952,7 +952,7 @@ impl<'b, M: Module> Gen<'_, 'b, M> {
             UnaryFn::Tanh => Transcendental::Tanh,
             _ => Transcendental::Sigmoid,
         };
-        math::emit(&mut self.fb, f, x)
+        math::emit(&mut self.fb, f, x, self.has_fma)
     }
 
     fn binary(

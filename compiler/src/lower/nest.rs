@@ -73,6 +73,11 @@ impl Plan {
         }
     }
 
+    /// Whether the loop over `x` is marked parallel.
+    pub fn is_parallel(&self, x: IndexId) -> bool {
+        self.parallel.get(x.0 as usize).copied().unwrap_or(false)
+    }
+
     /// The plan of a complete `loops` schedule (the verifier has checked it fits `g`).
     pub fn from_schedule(g: &Generic, s: &LoopsSchedule) -> Result<Plan, String> {
         let n = g.indices.len();
@@ -354,7 +359,6 @@ impl Nest<'_, '_> {
         self.in_vector = was_vector;
         self.b.set_vector(None);
         self.offsets[x.0 as usize] = saved;
-        let insts = self.b.close();
         let mut yields = Vec::with_capacity(carried.len());
         if carrying {
             let mut after = self.flat_accs();
@@ -365,28 +369,8 @@ impl Nest<'_, '_> {
             self.set_flat_accs(&after);
         }
         let carried: Vec<Carried> = carried.into_iter().map(|(_, c)| c).collect();
-        let parallel = !carrying
-            && self
-                .plan
-                .parallel
-                .get(x.0 as usize)
-                .copied()
-                .unwrap_or(false)
-            && self.g.output.contains(&x);
-        self.b.push(
-            pos,
-            Inst::For(Box::new(For {
-                var,
-                lower: variant.lower,
-                upper: variant.upper,
-                step: variant.lanes * variant.copies,
-                parallel,
-                unroll: None,
-                carried,
-                body: Block { insts },
-                yields,
-            })),
-        )
+        let parallel = !carrying && self.plan.is_parallel(x) && self.g.output.contains(&x);
+        close_loop(&mut self.b, pos, var, variant, parallel, carried, yields)
     }
 
     /// Which of the flattened accumulators ([`Nest::flat_accs`]) the loop variant `variant`
@@ -601,26 +585,15 @@ impl Nest<'_, '_> {
             self.init_level(outs, k + 1, identity)?;
             self.in_vector = was_vector;
             self.offsets[x.0 as usize] = old;
-            let insts = self.b.close();
-            let parallel = self
-                .plan
-                .parallel
-                .get(x.0 as usize)
-                .copied()
-                .unwrap_or(false);
-            self.b.push(
+            let parallel = self.plan.is_parallel(x);
+            close_loop(
+                &mut self.b,
                 depth,
-                Inst::For(Box::new(For {
-                    var,
-                    lower: variant.lower,
-                    upper: variant.upper,
-                    step: variant.lanes,
-                    parallel,
-                    unroll: None,
-                    carried: Vec::new(),
-                    body: Block { insts },
-                    yields: Vec::new(),
-                })),
+                var,
+                &variant,
+                parallel,
+                Vec::new(),
+                Vec::new(),
             )?;
         }
         Ok(())
@@ -866,6 +839,34 @@ fn floor_multiple(b: &mut BodyLowerer, n: ValueId, step: u64) -> Result<ValueId,
 
 /// The values of a loop variable `var` in the copies of one iteration of `variant`: `var`,
 /// `var + lanes`, `var + 2·lanes`, ... (computed at level `depth`, the loop's body).
+/// Closes the block open in `b` as the body of the loop of `var` over `variant` (stepping over
+/// its copies of lanes) and pushes the loop at level `depth`.
+pub(super) fn close_loop(
+    b: &mut BodyLowerer,
+    depth: usize,
+    var: ValueId,
+    variant: &Variant,
+    parallel: bool,
+    carried: Vec<Carried>,
+    yields: Vec<ValueId>,
+) -> Result<(), LowerError> {
+    let insts = b.close();
+    b.push(
+        depth,
+        Inst::For(Box::new(For {
+            var,
+            lower: variant.lower,
+            upper: variant.upper,
+            step: variant.lanes * variant.copies,
+            parallel,
+            unroll: None,
+            carried,
+            body: Block { insts },
+            yields,
+        })),
+    )
+}
+
 pub(super) fn copy_values(
     b: &mut BodyLowerer,
     depth: usize,

@@ -24,11 +24,11 @@
 //! the rescaling factor, which rescales any accumulator kept alongside the sum.
 
 use super::body::{self, BodyLowerer, Placed};
-use super::nest::{copy_values, product, variants, Plan};
+use super::nest::{close_loop, copy_values, product, variants, Plan};
 use super::{FnLowerer, LowerError};
 use crate::analysis::RowSoftmax;
 use crate::ir::loops::{
-    BinaryFn, Block, BufferId, Carried, CmpOp, For, Inst, Op, ReduceKind, Type, UnaryFn, ValueId,
+    BinaryFn, BufferId, Carried, CmpOp, Inst, Op, ReduceKind, Type, UnaryFn, ValueId,
 };
 use crate::ir::tensor::{self, AxisMap, Expr, Generic, IndexId, Input};
 use einc_runtime::{DType, Scalar};
@@ -307,26 +307,15 @@ impl Softmax<'_, '_> {
             self.offsets[x.0 as usize] = vec![var];
             self.b.set_var(x, var);
             self.rows(k + 1)?;
-            let insts = self.b.close();
-            let parallel = self
-                .plan
-                .parallel
-                .get(x.0 as usize)
-                .copied()
-                .unwrap_or(false);
-            self.b.push(
+            let parallel = self.plan.is_parallel(x);
+            close_loop(
+                &mut self.b,
                 depth,
-                Inst::For(Box::new(For {
-                    var,
-                    lower: variant.lower,
-                    upper: variant.upper,
-                    step: 1,
-                    parallel,
-                    unroll: None,
-                    carried: Vec::new(),
-                    body: Block { insts },
-                    yields: Vec::new(),
-                })),
+                var,
+                &variant,
+                parallel,
+                Vec::new(),
+                Vec::new(),
             )?;
         }
         Ok(())
@@ -359,35 +348,19 @@ impl Softmax<'_, '_> {
         let ninf = self.constant(f64::NEG_INFINITY);
         let empty = self.emit(Op::Cmp(CmpOp::Eq, s, zero), Type::Bool)?;
         let m = self.emit(Op::Select(empty, ninf, m), self.scalar())?;
-        let depth = self.b.depth();
-        if let Some((buffer, map)) = &self.targets.max {
-            let index = self.index_of(map)?;
-            self.b.push(
-                depth,
-                Inst::Store {
-                    buffer: *buffer,
-                    index,
-                    value: m,
-                },
-            )?;
+        let targets = self.targets;
+        if let Some((buffer, map)) = &targets.max {
+            self.store(*buffer, map, m)?;
         }
-        if let Some((buffer, map)) = &self.targets.sum {
+        if let Some((buffer, map)) = &targets.sum {
             // The interpreter sums exp(-inf - -inf) = NaN over a non-empty row of -inf.
             let nonempty = self.row_nonempty()?;
             let nan = self.constant(f64::NAN);
             let undefined = self.emit(Op::And(empty, nonempty), Type::Bool)?;
             let value = self.emit(Op::Select(undefined, nan, s), self.scalar())?;
-            let index = self.index_of(map)?;
-            self.b.push(
-                depth,
-                Inst::Store {
-                    buffer: *buffer,
-                    index,
-                    value,
-                },
-            )?;
+            self.store(*buffer, map, value)?;
         }
-        self.totals = Some((m, s, depth));
+        self.totals = Some((m, s, self.b.depth()));
         self.axes_loops(0, Pass::Write)
     }
 
@@ -411,6 +384,25 @@ impl Softmax<'_, '_> {
             });
         }
         all.ok_or_else(|| self.b.fl.error("a softmax without normalised indices"))
+    }
+
+    /// Stores `value` into `buffer` at the current values of the indices of `map`.
+    fn store(
+        &mut self,
+        buffer: BufferId,
+        map: &[AxisMap],
+        value: ValueId,
+    ) -> Result<(), LowerError> {
+        let index = self.index_of(map)?;
+        let depth = self.b.depth();
+        self.b.push(
+            depth,
+            Inst::Store {
+                buffer,
+                index,
+                value,
+            },
+        )
     }
 
     /// The current values of the indices of `map`.
@@ -485,7 +477,6 @@ impl Softmax<'_, '_> {
             self.axes_loops(k + 1, pass)?;
             self.in_vector = was_vector;
             self.b.set_vector(None);
-            let insts = self.b.close();
             let mut yields = Vec::new();
             for pair in carried.chunks(2) {
                 let [(k, cm), (_, cs)] = pair else { continue };
@@ -496,40 +487,36 @@ impl Softmax<'_, '_> {
                 *part = Some((cm.result, cs.result));
             }
             let carried = carried.into_iter().map(|(_, c)| c).collect();
-            self.b.push(
-                depth,
-                Inst::For(Box::new(For {
-                    var,
-                    lower: variant.lower,
-                    upper: variant.upper,
-                    step: variant.lanes * variant.copies,
-                    parallel: false,
-                    unroll: None,
-                    carried,
-                    body: Block { insts },
-                    yields,
-                })),
-            )?;
+            close_loop(&mut self.b, depth, var, &variant, false, carried, yields)?;
         }
         Ok(())
     }
 
-    /// The elements of the source at every copy of the current loop variants (vectors in a
-    /// vector loop).
-    fn elements(&mut self) -> Result<Vec<Placed>, LowerError> {
+    /// The copies of the current loop variants: for each, the copy of every normalised index.
+    fn copies(&self) -> Vec<Vec<usize>> {
         let radix: Vec<usize> = self
             .axes
             .iter()
             .map(|i| self.offsets[i.0 as usize].len())
             .collect();
+        product(&radix)
+    }
+
+    /// Sets the normalised indices to their values in the copy `coords` (of [`Self::copies`]).
+    fn enter_copy(&mut self, coords: &[usize]) {
+        for (&i, &c) in self.axes.iter().zip(coords) {
+            let v = self.offsets[i.0 as usize][c];
+            self.b.set_var(i, v);
+        }
+    }
+
+    /// The elements of the source at every copy of the current loop variants (vectors in a
+    /// vector loop).
+    fn elements(&mut self) -> Result<Vec<Placed>, LowerError> {
         let mut out = Vec::new();
-        for coords in product(&radix) {
-            for (&i, &c) in self.axes.iter().zip(&coords) {
-                let v = self.offsets[i.0 as usize][c];
-                self.b.set_var(i, v);
-            }
-            let x = self.b.expr_of_type(&Expr::Input(0), self.dtype)?;
-            out.push(x);
+        for coords in self.copies() {
+            self.enter_copy(&coords);
+            out.push(self.b.expr_of_type(&Expr::Input(0), self.dtype)?);
         }
         Ok(out)
     }
@@ -556,41 +543,17 @@ impl Softmax<'_, '_> {
             Some(l) => (self.b.splat((m, at), l)?.0, self.b.splat((s, at), l)?.0),
             None => (m, s),
         };
-        let radix: Vec<usize> = self
-            .axes
-            .iter()
-            .map(|i| self.offsets[i.0 as usize].len())
-            .collect();
-        for coords in product(&radix) {
-            for (&i, &c) in self.axes.iter().zip(&coords) {
-                let v = self.offsets[i.0 as usize][c];
-                self.b.set_var(i, v);
-            }
+        let (targets, shape) = (self.targets, self.shape);
+        for coords in self.copies() {
+            self.enter_copy(&coords);
             let (x, _) = self.b.expr_of_type(&Expr::Input(0), self.dtype)?;
             let shifted = self.binary(BinaryFn::Sub, x, m)?;
             let e = self.exp(shifted)?;
-            let depth = self.b.depth();
-            if let Some((buffer, map)) = &self.targets.exp {
-                let index = self.index_of(map)?;
-                self.b.push(
-                    depth,
-                    Inst::Store {
-                        buffer: *buffer,
-                        index,
-                        value: e,
-                    },
-                )?;
+            if let Some((buffer, map)) = &targets.exp {
+                self.store(*buffer, map, e)?;
             }
             let p = self.binary(BinaryFn::Div, e, s)?;
-            let index = self.index_of(&self.shape.exp_map.clone())?;
-            self.b.push(
-                depth,
-                Inst::Store {
-                    buffer: self.targets.p,
-                    index,
-                    value: p,
-                },
-            )?;
+            self.store(targets.p, &shape.exp_map, p)?;
         }
         Ok(())
     }
@@ -601,6 +564,11 @@ impl Softmax<'_, '_> {
 /// same type, returns the new maximum `m' = max(m, xs...)`, the new sum
 /// `s' = s·exp(m - m') + Σ exp(x - m')` and the factor `exp(m - m')` that rescaled the old
 /// sum (an accumulator kept alongside the sum, such as a fused `P·V`, is rescaled by it too).
+///
+/// The block's maximum and the sum of its exponentials are balanced trees ([`tree`]), so that
+/// only one `max` and one multiply-add are carried from step to step: a chain of one `max` per
+/// element bounded the first pass by its latency (each float `max` is several instructions on
+/// x86-64, for its NaN and signed-zero rules).
 pub(super) fn online_update(
     b: &mut BodyLowerer,
     depth: usize,
@@ -609,19 +577,47 @@ pub(super) fn online_update(
     xs: &[ValueId],
 ) -> Result<(ValueId, ValueId, ValueId), LowerError> {
     let ty = b.type_of(m)?;
-    let mut block_max = m;
-    for &x in xs {
-        block_max = b.emit(depth, Op::Binary(BinaryFn::Max, block_max, x), ty)?;
-    }
+    let block_max = match tree(b, depth, BinaryFn::Max, xs)? {
+        Some(x) => b.emit(depth, Op::Binary(BinaryFn::Max, m, x), ty)?,
+        None => m,
+    };
     let shift = b.emit(depth, Op::Binary(BinaryFn::Sub, m, block_max), ty)?;
     let scale = b.emit(depth, Op::Unary(UnaryFn::Exp, shift), ty)?;
-    let mut sum = b.emit(depth, Op::Binary(BinaryFn::Mul, s, scale), ty)?;
+    let rescaled = b.emit(depth, Op::Binary(BinaryFn::Mul, s, scale), ty)?;
+    let mut es = Vec::with_capacity(xs.len());
     for &x in xs {
         let d = b.emit(depth, Op::Binary(BinaryFn::Sub, x, block_max), ty)?;
-        let e = b.emit(depth, Op::Unary(UnaryFn::Exp, d), ty)?;
-        sum = b.emit(depth, Op::Binary(BinaryFn::Add, sum, e), ty)?;
+        es.push(b.emit(depth, Op::Unary(UnaryFn::Exp, d), ty)?);
     }
+    let sum = match tree(b, depth, BinaryFn::Add, &es)? {
+        Some(e) => b.emit(depth, Op::Binary(BinaryFn::Add, rescaled, e), ty)?,
+        None => rescaled,
+    };
     Ok((block_max, sum, scale))
+}
+
+/// `f` over `xs` as a balanced tree (pairs of neighbours, then pairs of those, ...), at level
+/// `depth` of `b`; `None` for no values.
+fn tree(
+    b: &mut BodyLowerer,
+    depth: usize,
+    f: BinaryFn,
+    xs: &[ValueId],
+) -> Result<Option<ValueId>, LowerError> {
+    let mut level = xs.to_vec();
+    while level.len() > 1 {
+        let mut next = Vec::with_capacity(level.len().div_ceil(2));
+        for pair in level.chunks(2) {
+            if let [x, y] = *pair {
+                let ty = b.type_of(x)?;
+                next.push(b.emit(depth, Op::Binary(f, x, y), ty)?);
+            } else {
+                next.extend_from_slice(pair);
+            }
+        }
+        level = next;
+    }
+    Ok(level.first().copied())
 }
 
 /// Combines the per-lane state `vector` (maxima and sums) with the scalar state `scalar` at

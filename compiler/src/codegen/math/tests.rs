@@ -32,8 +32,24 @@ fn new_module() -> JITModule {
     JITModule::new(JITBuilder::with_isa(host_isa(), default_libcall_names()))
 }
 
-/// Builds the body of `fn(src, dst, n)` applying `f` to `ty`-sized chunks.
-fn build_map(ctx: &mut Context, config: TargetFrontendConfig, f: Transcendental, ty: Type) {
+/// Whether exp is emitted with fused multiply-adds: always without, and with them where the
+/// host has FMA (without it Cranelift's `fma` would be a libm call, which codegen never emits).
+fn fma_modes() -> Vec<bool> {
+    let mut modes = vec![false];
+    if host_isa().has_native_fma() {
+        modes.push(true);
+    }
+    modes
+}
+
+/// Builds the body of `fn(src, dst, n)` applying `f` to `ty`-sized chunks (`fma`: as `emit`).
+fn build_map(
+    ctx: &mut Context,
+    config: TargetFrontendConfig,
+    f: Transcendental,
+    ty: Type,
+    fma: bool,
+) {
     let ptr = config.pointer_type();
     let mut fctx = FunctionBuilderContext::new();
     let mut b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
@@ -59,7 +75,7 @@ fn build_map(ctx: &mut Context, config: TargetFrontendConfig, f: Transcendental,
     let d = b.ins().iadd(dst, off);
     let flags = MemFlagsData::new().with_notrap();
     let x = b.ins().load(ty, flags, s, 0);
-    let y = emit(&mut b, f, x);
+    let y = emit(&mut b, f, x, fma);
     b.ins().store(flags, y, d, 0);
     let next = b.ins().iadd_imm_s(i, i64::from(ty.lane_count()));
     b.ins().jump(header, &[next.into()]);
@@ -70,7 +86,7 @@ fn build_map(ctx: &mut Context, config: TargetFrontendConfig, f: Transcendental,
 }
 
 /// JIT-compiles the map loop for every type in `tys`.
-fn compile_maps(module: &mut JITModule, f: Transcendental, tys: &[Type]) -> Vec<MapFn> {
+fn compile_maps(module: &mut JITModule, f: Transcendental, tys: &[Type], fma: bool) -> Vec<MapFn> {
     let ptr = module.target_config().pointer_type();
     let mut ids = Vec::new();
     for &ty in tys {
@@ -78,7 +94,7 @@ fn compile_maps(module: &mut JITModule, f: Transcendental, tys: &[Type]) -> Vec<
         for _ in 0..3 {
             ctx.func.signature.params.push(AbiParam::new(ptr));
         }
-        build_map(&mut ctx, module.target_config(), f, ty);
+        build_map(&mut ctx, module.target_config(), f, ty, fma);
         let id = module
             .declare_anonymous_function(&ctx.func.signature)
             .unwrap();
@@ -130,10 +146,10 @@ impl Lane for f64 {
 }
 
 /// Runs `f` over `xs` as scalar code and as vector code, asserts that both agree bit for bit
-/// (NaN with NaN), and returns the scalar results.
-fn run<T: Lane>(f: Transcendental, xs: &[T]) -> Vec<T> {
+/// (NaN with NaN), and returns the scalar results (`fma`: as `emit`).
+fn run<T: Lane>(f: Transcendental, xs: &[T], fma: bool) -> Vec<T> {
     let mut module = new_module();
-    let fns = compile_maps(&mut module, f, &[T::SCALAR, T::VECTOR]);
+    let fns = compile_maps(&mut module, f, &[T::SCALAR, T::VECTOR], fma);
     let mut xs = xs.to_vec();
     xs.resize(xs.len().div_ceil(T::LANES) * T::LANES, T::default());
     let mut out = Vec::new();
@@ -264,22 +280,34 @@ fn inputs_f64(lo: f64, hi: f64, n: usize, extra: &[f64]) -> Vec<f64> {
     xs
 }
 
-/// Sweeps `f` over f32 inputs, checks scalar/vector agreement and returns the max ulp error
-/// against `reference` (computed in f64).
-fn measure_f32(f: Transcendental, xs: &[f32], reference: fn(f64) -> f64) -> (f64, f32) {
-    let got = run(f, xs);
-    let result = max_err(xs, &got, |x, y| ulp_err_f32(y, reference(f64::from(x))));
-    println!("{f:?} f32: max {:.3} ulp at {:e}", result.0, result.1);
-    result
+/// Sweeps `f` over inputs in every FMA mode, checks scalar/vector agreement and returns the
+/// max error (`err(x, f(x))`) and an input where it occurs.
+fn measure<T: Lane>(f: Transcendental, xs: &[T], err: impl Fn(T, T) -> f64) -> (f64, T) {
+    let mut worst = (0.0, T::default());
+    for fma in fma_modes() {
+        let got = run(f, xs, fma);
+        let result = max_err(xs, &got, &err);
+        println!(
+            "{f:?} {} (fma {fma}): max {:.3} ulp at {:?}",
+            T::SCALAR,
+            result.0,
+            result.1
+        );
+        if result.0 > worst.0 || result.0.is_nan() {
+            worst = result;
+        }
+    }
+    worst
 }
 
-/// Sweeps `f` over f64 inputs, checks scalar/vector agreement and returns the max ulp error
-/// against `reference`.
+/// [`measure`] for f32, against `reference` computed in f64.
+fn measure_f32(f: Transcendental, xs: &[f32], reference: fn(f64) -> f64) -> (f64, f32) {
+    measure(f, xs, |x, y| ulp_err_f32(y, reference(f64::from(x))))
+}
+
+/// [`measure`] for f64.
 fn measure_f64(f: Transcendental, xs: &[f64], reference: fn(f64) -> f64) -> (f64, f64) {
-    let got = run(f, xs);
-    let result = max_err(xs, &got, |x, y| ulp_err_f64(y, reference(x)));
-    println!("{f:?} f64: max {} ulp at {:e}", result.0, result.1);
-    result
+    measure(f, xs, |x, y| ulp_err_f64(y, reference(x)))
 }
 
 /// sigmoid in f64 with a nearly correctly rounded division: e = exp(-|x|) from libm, 1 + e as
@@ -389,9 +417,12 @@ fn every_f32_input_within_bound() {
         (Tanh, f64::tanh, 2.0),
         (Sigmoid, sigmoid_ref_f32, 2.5),
     ];
-    for (f, reference, bound) in functions {
+    for ((f, reference, bound), fma) in functions
+        .into_iter()
+        .flat_map(|g| fma_modes().into_iter().map(move |m| (g, m)))
+    {
         let mut module = new_module();
-        let fns = compile_maps(&mut module, f, &[types::F32, types::F32X4]);
+        let fns = compile_maps(&mut module, f, &[types::F32, types::F32X4], fma);
         let (mut worst, mut at, mut count) = (0.0f64, 0.0f32, 0u64);
         let chunk = 1u64 << 24;
         for start in (0..1u64 << 32).step_by(chunk as usize) {
@@ -418,7 +449,7 @@ fn every_f32_input_within_bound() {
                 count += 1;
             }
         }
-        println!("{f:?} f32 over {count} inputs: max {worst:.3} ulp at {at:e}");
+        println!("{f:?} f32 (fma {fma}) over {count} inputs: max {worst:.3} ulp at {at:e}");
         assert!(worst <= bound, "{f:?} f32 error {worst} ulp at {at:e}");
     }
 }
@@ -453,37 +484,39 @@ fn special_values() {
     ];
     let same32 = |a: f32, b: f32| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan());
     let same64 = |a: f64, b: f64| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan());
-    for f in [Exp, Log, Tanh, Sigmoid] {
-        let mine: Vec<_> = cases.iter().filter(|c| c.0 == f).collect();
-        let mut xs32: Vec<f32> = mine.iter().map(|c| c.1 as f32).collect();
-        let mut xs64: Vec<f64> = mine.iter().map(|c| c.1).collect();
-        xs32.push(f32::NAN);
-        xs64.push(f64::NAN);
-        let got32 = run(f, &xs32);
-        let got64 = run(f, &xs64);
-        for (i, c) in mine.iter().enumerate() {
-            assert!(
-                same32(got32[i], c.2 as f32),
-                "{f:?}({}) f32 = {}",
-                c.1,
-                got32[i]
-            );
-            assert!(same64(got64[i], c.2), "{f:?}({}) f64 = {}", c.1, got64[i]);
+    for fma in fma_modes() {
+        for f in [Exp, Log, Tanh, Sigmoid] {
+            let mine: Vec<_> = cases.iter().filter(|c| c.0 == f).collect();
+            let mut xs32: Vec<f32> = mine.iter().map(|c| c.1 as f32).collect();
+            let mut xs64: Vec<f64> = mine.iter().map(|c| c.1).collect();
+            xs32.push(f32::NAN);
+            xs64.push(f64::NAN);
+            let got32 = run(f, &xs32, fma);
+            let got64 = run(f, &xs64, fma);
+            for (i, c) in mine.iter().enumerate() {
+                assert!(
+                    same32(got32[i], c.2 as f32),
+                    "{f:?}({}) f32 = {}",
+                    c.1,
+                    got32[i]
+                );
+                assert!(same64(got64[i], c.2), "{f:?}({}) f64 = {}", c.1, got64[i]);
+            }
+            assert!(got32[mine.len()].is_nan(), "{f:?}(NaN) f32");
+            assert!(got64[mine.len()].is_nan(), "{f:?}(NaN) f64");
         }
-        assert!(got32[mine.len()].is_nan(), "{f:?}(NaN) f32");
-        assert!(got64[mine.len()].is_nan(), "{f:?}(NaN) f64");
+        // tanh is odd, including the sign of zero.
+        let z = run(Tanh, &[-0.0f32], fma);
+        assert_eq!(z[0].to_bits(), (-0.0f32).to_bits());
+        // exp reaches the subnormal range instead of flushing it to zero.
+        let sub = run(Exp, &[-100.0f32, -740.0f32], fma);
+        assert!(sub[0] > 0.0 && sub[0] < f32::MIN_POSITIVE);
+        let sub = run(Exp, &[-740.0f64], fma);
+        assert!(sub[0] > 0.0 && sub[0] < f64::MIN_POSITIVE);
+        // log of a subnormal input.
+        let l = run(Log, &[f32::from_bits(1)], fma);
+        assert!((f64::from(l[0]) - (-149.0 * std::f64::consts::LN_2)).abs() < 1e-5);
     }
-    // tanh is odd, including the sign of zero.
-    let z = run(Tanh, &[-0.0f32]);
-    assert_eq!(z[0].to_bits(), (-0.0f32).to_bits());
-    // exp reaches the subnormal range instead of flushing it to zero.
-    let sub = run(Exp, &[-100.0f32, -740.0f32]);
-    assert!(sub[0] > 0.0 && sub[0] < f32::MIN_POSITIVE);
-    let sub = run(Exp, &[-740.0f64]);
-    assert!(sub[0] > 0.0 && sub[0] < f64::MIN_POSITIVE);
-    // log of a subnormal input.
-    let l = run(Log, &[f32::from_bits(1)]);
-    assert!((f64::from(l[0]) - (-149.0 * std::f64::consts::LN_2)).abs() < 1e-5);
 }
 
 /// Counts the CLIF instructions `emit` writes and the machine instructions they become, for the
@@ -503,7 +536,7 @@ fn instruction_counts() {
             b.switch_to_block(entry);
             b.seal_block(entry);
             let x = b.block_params(entry)[0];
-            let y = emit(&mut b, f, x);
+            let y = emit(&mut b, f, x, isa.has_native_fma());
             b.ins().return_(&[y]);
             b.finalize(isa.frontend_config());
             let clif = ctx.func.dfg.num_insts() - 1;

@@ -12,7 +12,7 @@ use crate::rng::Rng;
 use einc_runtime::array::{element_count, for_each_index};
 use einc_runtime::{Array, Buffer, DType, Scalar};
 
-const SIZES: [usize; 11] = [0, 1, 2, 3, 4, 5, 7, 8, 9, 17, 33];
+const SIZES: [usize; 13] = [0, 1, 2, 3, 4, 5, 7, 8, 9, 17, 33, 63, 65];
 
 /// A softmax of `%S` (a copy of the parameter when `wrapped`, so that it is contiguous) over
 /// the axes `over` (of `i, j, k`), with extra outputs reading the intermediates named in
@@ -175,7 +175,9 @@ fn random_schedule(rng: &mut Rng, g: &tensor::Generic) -> LoopsSchedule {
     let mut unroll = Vec::new();
     for &i in row_order.iter().chain(&axes) {
         if rng.below(2) == 0 {
-            unroll.push((i, 1 + rng.below(4) as u64));
+            // Up to the cost model's 16 vectors per step (64 f32 elements: the sizes 63 and
+            // 65 straddle it).
+            unroll.push((i, [1, 2, 3, 4, 8, 16][rng.below(6)]));
         }
     }
     let parallel = rows.iter().copied().filter(|_| rng.below(2) == 0).collect();
