@@ -29,6 +29,7 @@ mod libcall;
 pub mod math;
 pub mod object;
 pub mod ukernel;
+mod workers;
 
 #[cfg(test)]
 mod tests;
@@ -357,8 +358,31 @@ pub(crate) fn define_module<M: Module>(
     module: &mut M,
     m: &loops::Module,
     errors: last_error::Linkage,
+    listing: Listing<'_>,
+    lazy: Option<&LazyGeneral>,
+) -> Result<DefinedModule, CodegenError> {
+    // A listing records each function as it is compiled, in order: compile on this thread.
+    if !matches!(listing, Listing::None) {
+        return define_kernels(module, m, errors, listing, lazy, None);
+    }
+    let isa = isa::with_settings(module.isa(), &[])?;
+    std::thread::scope(|scope| {
+        let mut workers = workers::Workers::new(scope, &*isa);
+        let defined = define_kernels(module, m, errors, listing, lazy, Some(&mut workers))?;
+        workers.define_all(module)?;
+        Ok(defined)
+    })
+}
+
+/// [`define_module`], handing the kernel bodies to `workers` when given (the caller then
+/// defines them with [`workers::Workers::define_all`]).
+fn define_kernels<M: Module>(
+    module: &mut M,
+    m: &loops::Module,
+    errors: last_error::Linkage,
     mut listing: Listing<'_>,
     lazy: Option<&LazyGeneral>,
+    mut workers: Option<&mut workers::Workers<'_, '_>>,
 ) -> Result<DefinedModule, CodegenError> {
     let has_fma = module.isa().has_native_fma();
     let mut ctx = module.make_context();
@@ -404,7 +428,13 @@ pub(crate) fn define_module<M: Module>(
                 has_fma,
             };
             g.build(m, v, &frame)?;
-            finish(module, &mut ctx, id, &name, listing.reborrow())?;
+            match workers.as_deref_mut() {
+                Some(workers) => {
+                    let func = take_verified(module, &mut ctx, &name)?;
+                    workers.compile(id, name, func);
+                }
+                None => finish(module, &mut ctx, id, &name, listing.reborrow())?,
+            }
             bodies.push((*v, id));
         }
         let body_name = format!("{}.body", entry_symbol(&f.name));
@@ -421,7 +451,7 @@ pub(crate) fn define_module<M: Module>(
         g.build(m, f, &frame)?;
         let general = match lazy {
             Some(lazy) if !bodies.is_empty() => {
-                verify(module.isa(), &ctx, &body_name)?;
+                let func = take_verified(module, &mut ctx, &body_name)?;
                 let slot = *lazy.slots.get(deferred.len()).ok_or_else(|| {
                     CodegenError::Target("fewer lazy body slots than kernels with variants".into())
                 })?;
@@ -444,13 +474,18 @@ pub(crate) fn define_module<M: Module>(
                 deferred.push(DeferredBody {
                     id: body_id,
                     name: body_name,
-                    func: std::mem::replace(&mut ctx.func, cranelift_codegen::ir::Function::new()),
+                    func,
                 });
-                module.clear_context(&mut ctx);
                 general
             }
             _ => {
-                finish(module, &mut ctx, body_id, &body_name, listing.reborrow())?;
+                match workers.as_deref_mut() {
+                    Some(workers) => {
+                        let func = take_verified(module, &mut ctx, &body_name)?;
+                        workers.compile(body_id, body_name, func);
+                    }
+                    None => finish(module, &mut ctx, body_id, &body_name, listing.reborrow())?,
+                }
                 entry::GeneralBody::Defined(body_id)
             }
         };
@@ -558,6 +593,19 @@ fn verify(isa: &dyn TargetIsa, ctx: &Context, name: &str) -> Result<(), CodegenE
     })
 }
 
+/// Verifies the function built in `ctx` and takes it out, clearing `ctx`: for a body compiled
+/// elsewhere (on a worker thread, or on its first call).
+fn take_verified<M: Module>(
+    module: &mut M,
+    ctx: &mut Context,
+    name: &str,
+) -> Result<cranelift_codegen::ir::Function, CodegenError> {
+    verify(module.isa(), ctx, name)?;
+    let func = std::mem::replace(&mut ctx.func, cranelift_codegen::ir::Function::new());
+    module.clear_context(ctx);
+    Ok(func)
+}
+
 /// [`finish`], compiling with `isa` when given (the module's target with other settings:
 /// [`isa::COLD_CODE`], or the micro-kernels' optimiser off) rather than the module's own; the
 /// code is then defined as bytes with its relocations, as `define_function` does itself.
@@ -585,21 +633,7 @@ pub(crate) fn finish_with<M: Module>(
         Some(isa) => {
             ctx.compile(isa, &mut ControlPlane::default())
                 .map_err(|e| err(format!("{:?}", e.inner)))?;
-            let code = ctx
-                .compiled_code()
-                .ok_or_else(|| err("Cranelift produced no code".into()))?;
-            let align = u64::from(code.buffer.alignment)
-                .max(u64::from(isa.function_alignment().minimum))
-                .max(isa.symbol_alignment());
-            let relocs: Vec<ModuleReloc> = code
-                .buffer
-                .relocs()
-                .iter()
-                .map(|r| ModuleReloc::from_mach_reloc(r, &ctx.func, id))
-                .collect();
-            module
-                .define_function_bytes(id, align, code.code_buffer(), &relocs)
-                .map_err(|e| err(format!("{e:?}")))?;
+            define_compiled(module, isa, ctx, id, name)?;
         }
     }
     if let Listing::Asm(text) = listing {
@@ -611,6 +645,36 @@ pub(crate) fn finish_with<M: Module>(
     }
     module.clear_context(ctx);
     Ok(())
+}
+
+/// Defines the machine code Cranelift compiled in `ctx` for `isa` as function `id`, with its
+/// relocations, as `Module::define_function` does after compiling.
+fn define_compiled<M: Module>(
+    module: &mut M,
+    isa: &dyn TargetIsa,
+    ctx: &Context,
+    id: FuncId,
+    name: &str,
+) -> Result<(), CodegenError> {
+    let err = |message: String| CodegenError::Cranelift {
+        function: name.to_string(),
+        message,
+    };
+    let code = ctx
+        .compiled_code()
+        .ok_or_else(|| err("Cranelift produced no code".into()))?;
+    let align = u64::from(code.buffer.alignment)
+        .max(u64::from(isa.function_alignment().minimum))
+        .max(isa.symbol_alignment());
+    let relocs: Vec<ModuleReloc> = code
+        .buffer
+        .relocs()
+        .iter()
+        .map(|r| ModuleReloc::from_mach_reloc(r, &ctx.func, id))
+        .collect();
+    module
+        .define_function_bytes(id, align, code.code_buffer(), &relocs)
+        .map_err(|e| err(format!("{e:?}")))
 }
 
 /// CLIF text of every function of `m` (entry points and bodies), as generated for `target`.

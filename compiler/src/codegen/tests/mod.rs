@@ -13,6 +13,7 @@ mod lazy;
 mod ops;
 mod tiles;
 mod ukernel_speed;
+mod workers;
 
 use crate::codegen::{jit_compile, JitKernel};
 use crate::ir::loops::{
