@@ -486,6 +486,10 @@ fn emit_asm_lists_every_exported_and_internal_function() {
             "; einc.error.append_int",
             "; einc_error_record",
             "; einc_last_error",
+            // The temporaries' block, kept per thread between calls (docs/abi.md).
+            "; einc.scratch.init",
+            "; einc.scratch.acquire",
+            "; einc.scratch.release",
             // The contiguous variant, the general body, the entry point that chooses between
             // them, and the micro-kernel the contractions call (docs/schedules.md).
             "; einc_attention.variant0",

@@ -151,9 +151,16 @@ impl Header {
             ))
         })?;
         let size = self.dtype.size_bytes();
-        let needed = count
-            .checked_mul(size)
-            .ok_or_else(|| NpyError::new(format!("the shape {:?} is too large", self.shape)))?;
+        // As numpy does, the extents other than 0 must fit together as well: an empty array's
+        // strides are still their products (found by the npy fuzz target: a Fortran-order
+        // `(0, 2232, 2368556678695, ...)` read, but its C-order copy had no strides).
+        let too_large = || NpyError::new(format!("the shape {:?} is too large", self.shape));
+        self.shape
+            .iter()
+            .try_fold(size, |bytes, &n| bytes.checked_mul(n.max(1)))
+            .filter(|&bytes| isize::try_from(bytes).is_ok())
+            .ok_or_else(too_large)?;
+        let needed = count.checked_mul(size).ok_or_else(too_large)?;
         let data = data.get(..needed).ok_or_else(|| {
             NpyError::new(format!(
                 "truncated data: the shape {:?} of {} needs {needed} bytes but the file holds {}",
@@ -169,13 +176,14 @@ impl Header {
             DType::I32 => Buffer::I32(words(data, be).map(|w| w as i32).collect()),
             DType::I64 => Buffer::I64(dwords(data, be).map(|w| w as i64).collect()),
         };
+        // The shape fits (checked above), so its strides do.
         let strides = if self.fortran {
-            let mut rev: Vec<usize> = self.shape.iter().rev().copied().collect();
-            rev = c_strides(&rev).unwrap_or_default();
-            rev.reverse();
-            rev
+            let rev: Vec<usize> = self.shape.iter().rev().copied().collect();
+            let mut strides = c_strides(&rev).ok_or_else(too_large)?;
+            strides.reverse();
+            strides
         } else {
-            c_strides(&self.shape).unwrap_or_default()
+            c_strides(&self.shape).ok_or_else(too_large)?
         };
         Array::with_layout(buffer, &self.shape, &strides, 0)
             .map_err(|e| NpyError::new(format!("bad layout: {e}")))

@@ -1,10 +1,11 @@
 //! Loop IR → CLIF: a body function of a kernel (its general function or a variant),
 //! `int32 body(const int64 *frame)`.
 //!
-//! The body allocates the function's temporaries (`malloc`, over-allocated and rounded up for
-//! an `align` above 8; when one fails it records why for `einc_last_error`, frees those already
-//! allocated and returns `OUT_OF_MEMORY` before anything is written), runs the loop nests, frees
-//! the temporaries and returns `OK`. Scoped buffers are stack slots of the body (rounded up the same way); stack probes keep
+//! The body lays out the function's temporaries in one block, each at an offset aligned to 64
+//! bytes (or its `align`, if larger), and takes the block from [`super::scratch`] (the calling
+//! thread's block, kept between calls); when it cannot be had, or its size does not fit in 64
+//! bits, the body records why for `einc_last_error` and returns `OUT_OF_MEMORY` before
+//! anything is written. It then runs the loop nests, hands the block back and returns `OK`. Scoped buffers are stack slots of the body (rounded up the same way); stack probes keep
 //! a large frame from jumping over a guard page. A `ukernel` instruction fills an argument block
 //! in a stack slot and calls the micro-kernel's function ([`super::ukernel`]).
 //!
@@ -17,12 +18,14 @@
 //!
 //! Semantics that differ from Cranelift's defaults: integer division never traps (division by
 //! zero gives 0, `MIN / -1` wraps), float max/min propagate NaN (Cranelift's `fmax`/`fmin`
-//! follow the WebAssembly rules, which do), float → int casts saturate with NaN → 0 (the
-//! `_sat` conversions).
+//! follow the WebAssembly rules, which do; on x86-64 vectors use the shorter
+//! `math::x86_vector_max_min`, whose NaN payloads are not canonical), float → int casts
+//! saturate with NaN → 0 (the `_sat` conversions).
 
 use super::last_error::{ErrorSupport, Failure, A};
 use super::libcall::{FloatWidth, Libcall, Libcalls, MathFn};
 use super::math::{self, Transcendental};
+use super::scratch::{Scratch, SCRATCH_ALIGN};
 use super::ukernel::{self, Ukernels};
 use super::{buffer_type, clif_scalar, unsupported, CodegenError, Ext, Frame};
 use crate::ir::loops::{
@@ -57,6 +60,8 @@ pub(crate) struct Codegen<'a, M: Module> {
     pub libs: &'a mut Libcalls,
     pub ukernels: &'a mut Ukernels,
     pub errors: &'a mut ErrorSupport,
+    /// The module's scratch functions, when some body has temporaries.
+    pub scratch: Option<Scratch>,
     pub has_fma: bool,
 }
 
@@ -100,6 +105,7 @@ impl<M: Module> Codegen<'_, M> {
             libs: &mut *self.libs,
             ukernels: &mut *self.ukernels,
             errors: &mut *self.errors,
+            scratch: self.scratch,
             record: None,
             m,
             f,
@@ -115,33 +121,25 @@ impl<M: Module> Codegen<'_, M> {
         };
         let temps = g.prologue(frame_ptr)?;
         g.block(&f.body)?;
-        for t in &temps.allocated {
-            g.libs.call(g.module, &mut g.fb, Libcall::Free, &[*t])?;
-        }
-        let ok = g.fb.ins().iconst(types::I32, i64::from(status::OK));
-        g.fb.ins().return_(&[ok]);
-        for (block, allocated) in temps.failures {
-            g.fb.switch_to_block(block);
-            for t in temps.allocated.iter().take(allocated) {
-                g.libs.call(g.module, &mut g.fb, Libcall::Free, &[*t])?;
-            }
+        if let (Some((block, oom)), Some(scratch)) = (temps, g.scratch) {
+            let release = g.module.declare_func_in_func(scratch.release, g.fb.func);
+            g.fb.ins().call(release, &[block]);
+            let ok = g.fb.ins().iconst(types::I32, i64::from(status::OK));
+            g.fb.ins().return_(&[ok]);
+            g.fb.switch_to_block(oom);
             let code =
                 g.fb.ins()
                     .iconst(types::I32, i64::from(status::OUT_OF_MEMORY));
             g.fb.ins().return_(&[code]);
+        } else {
+            let ok = g.fb.ins().iconst(types::I32, i64::from(status::OK));
+            g.fb.ins().return_(&[ok]);
         }
         g.fb.seal_all_blocks();
         let config = g.module.target_config();
         g.fb.finalize(config);
         Ok(())
     }
-}
-
-/// The temporaries a body allocates: the pointers `malloc` returned (to free), and the blocks
-/// reached when allocation `n` fails (each frees the first `n`).
-struct Temps {
-    allocated: Vec<Value>,
-    failures: Vec<(Block, usize)>,
 }
 
 /// How to address one buffer.
@@ -164,6 +162,8 @@ struct Gen<'a, 'b, M: Module> {
     ukernels: &'a mut Ukernels,
     /// Records why an allocation failed, for `einc_last_error`.
     errors: &'a mut ErrorSupport,
+    /// The module's scratch functions, which hold the temporaries (when some body has any).
+    scratch: Option<Scratch>,
     /// This function's import of the error recorder, once a failure needs it.
     record: Option<FuncRef>,
     m: &'a loops::Module,
@@ -194,9 +194,11 @@ impl<'b, M: Module> Gen<'_, 'b, M> {
         unsupported(self.f, message)
     }
 
-    /// Reads the frame (dims, then data pointers and run-time strides), allocates the
-    /// temporaries and places the scoped buffers.
-    fn prologue(&mut self, frame_ptr: Value) -> Result<Temps, CodegenError> {
+    /// Reads the frame (dims, then data pointers and run-time strides), places the temporaries
+    /// in the scratch block and the scoped buffers in the stack frame. Returns, when the body
+    /// has temporaries, the scratch block (to release) and the block that returns
+    /// `OUT_OF_MEMORY` (to fill).
+    fn prologue(&mut self, frame_ptr: Value) -> Result<Option<(Value, Block)>, CodegenError> {
         // The frame is valid, aligned and never written while the body runs, so its loads may
         // be moved and merged freely.
         let flags = MemFlagsData::trusted().with_readonly().with_can_move();
@@ -205,10 +207,7 @@ impl<'b, M: Module> Gen<'_, 'b, M> {
             let v = self.fb.ins().load(types::I64, flags, frame_ptr, off);
             self.dims.push(v);
         }
-        let mut temps = Temps {
-            allocated: Vec::new(),
-            failures: Vec::new(),
-        };
+        let (temps, mut addresses) = self.temporaries()?;
         for (i, b) in self.f.buffers.iter().enumerate() {
             let id = BufferId(u32::try_from(i).unwrap_or(u32::MAX));
             let shape = self.shapes[i].clone();
@@ -218,7 +217,9 @@ impl<'b, M: Module> Gen<'_, 'b, M> {
                     let off = Frame::offset(self.frame.data_slot[n])?;
                     self.fb.ins().load(types::I64, flags, frame_ptr, off)
                 }
-                (BufferKind::Temp, _) => self.allocate(b, &shape, &mut temps)?,
+                (BufferKind::Temp, _) => addresses[i]
+                    .take()
+                    .ok_or_else(|| self.err(format!("temporary `{}` was not placed", b.name)))?,
                 (BufferKind::Scoped, _) => self.scoped(b, &shape)?,
                 (BufferKind::Input | BufferKind::Output, None) => {
                     return Err(self.err(format!("buffer `{}` is not a parameter", b.name)))
@@ -274,55 +275,99 @@ impl<'b, M: Module> Gen<'_, 'b, M> {
         Ok(temps)
     }
 
-    /// Allocates a temporary with `malloc` (at least one byte, and `align` more to round up to
-    /// for an alignment above 8, which `malloc` may not give): on overflow or a null result it
-    /// records the failure and branches to a new failure block; returns the aligned address.
-    fn allocate(
+    /// Lays out the temporaries in one block (in buffer order, each at an offset aligned to
+    /// [`SCRATCH_ALIGN`] or its own `align`) and takes the block from the scratch functions.
+    /// Returns the scratch block and the `OUT_OF_MEMORY` block (when there are temporaries),
+    /// and each temporary's address by buffer number. A size that overflows, or a block that
+    /// cannot be had, records why and branches to the `OUT_OF_MEMORY` block.
+    #[allow(clippy::type_complexity)]
+    fn temporaries(
         &mut self,
-        b: &loops::BufferDef,
-        shape: &[Ext],
-        temps: &mut Temps,
-    ) -> Result<Value, CodegenError> {
-        let what = format!("the temporary `{}` ({})", b.name, buffer_type(b));
-        let mut bytes = self.ins().iconst(types::I64, b.dtype.size_bytes() as i64);
-        let mut overflow = self.ins().iconst(types::I8, 0);
-        for e in shape {
-            let e = self.extent(*e);
-            let (prod, o) = self.ins().umul_overflow(bytes, e);
-            bytes = prod;
-            overflow = self.ins().bor(overflow, o);
+    ) -> Result<(Option<(Value, Block)>, Vec<Option<Value>>), CodegenError> {
+        let f = self.f;
+        let temps: Vec<usize> = (0..f.buffers.len())
+            .filter(|&i| f.buffers[i].kind == BufferKind::Temp)
+            .collect();
+        let mut addresses = vec![None; f.buffers.len()];
+        if temps.is_empty() {
+            return Ok((None, addresses));
         }
-        let align = i64::from(b.align.unwrap_or(1)).max(1);
-        let request = if align > 8 {
-            let pad = self.ins().iconst(types::I64, align);
-            let (request, o) = self.ins().uadd_overflow(bytes, pad);
-            overflow = self.ins().bor(overflow, o);
-            request
-        } else {
-            // malloc(0) may return null; ask for at least one byte.
-            let one = self.ins().iconst(types::I64, 1);
-            self.ins().umax(bytes, one)
-        };
+        let scratch = self
+            .scratch
+            .ok_or_else(|| self.err("temporaries without the scratch functions"))?;
         let oom = self.fb.create_block();
-        temps.failures.push((oom, temps.allocated.len()));
+        let what = |i: usize| format!("`{}` ({})", f.buffers[i].name, buffer_type(&f.buffers[i]));
+        let all = match temps.as_slice() {
+            [one] => format!("the temporary {}", what(*one)),
+            many => format!(
+                "the temporaries {}",
+                many.iter().map(|&i| what(i)).collect::<Vec<_>>().join(", ")
+            ),
+        };
+        let mut end = self.ins().iconst(types::I64, 0);
+        let mut total_overflow = self.ins().iconst(types::I8, 0);
+        let mut offsets = Vec::with_capacity(temps.len());
+        let mut block_align = SCRATCH_ALIGN;
+        for &i in &temps {
+            let b = &f.buffers[i];
+            let mut bytes = self.ins().iconst(types::I64, b.dtype.size_bytes() as i64);
+            let mut overflow = self.ins().iconst(types::I8, 0);
+            for e in self.shapes[i].clone() {
+                let e = self.extent(e);
+                let (prod, o) = self.ins().umul_overflow(bytes, e);
+                bytes = prod;
+                overflow = self.ins().bor(overflow, o);
+            }
+            let too_large = Failure::new(
+                status::OUT_OF_MEMORY,
+                format!(
+                    "cannot allocate the temporary {}: its size in bytes does not fit in 64 bits",
+                    what(i)
+                ),
+            );
+            self.fail_to(overflow, too_large, oom)?;
+            let align = i64::from(b.align.unwrap_or(1)).max(SCRATCH_ALIGN);
+            block_align = block_align.max(align);
+            let pad = self.ins().iconst(types::I64, align - 1);
+            let (bumped, o1) = self.ins().uadd_overflow(end, pad);
+            let offset = self.ins().band_imm_s(bumped, -align);
+            let (next, o2) = self.ins().uadd_overflow(offset, bytes);
+            for o in [o1, o2] {
+                total_overflow = self.ins().bor(total_overflow, o);
+            }
+            offsets.push(offset);
+            end = next;
+        }
+        // The block is 64-aligned: a larger alignment needs room to round its start up.
+        let room = self.ins().iconst(types::I64, block_align - SCRATCH_ALIGN);
+        let (request, o) = self.ins().uadd_overflow(end, room);
+        total_overflow = self.ins().bor(total_overflow, o);
         let too_large = Failure::new(
             status::OUT_OF_MEMORY,
-            format!("cannot allocate {what}: its size in bytes does not fit in 64 bits"),
+            format!("cannot allocate {all}: their size in bytes does not fit in 64 bits"),
         );
-        self.fail_to(overflow, too_large, oom)?;
-        let ptr = self
-            .libs
-            .call(self.module, &mut self.fb, Libcall::Malloc, &[request])?
-            .ok_or_else(|| self.err("malloc without a result"))?;
-        let null = self.ins().icmp_imm_s(IntCC::Equal, ptr, 0);
+        self.fail_to(total_overflow, too_large, oom)?;
+        let acquire = self
+            .module
+            .declare_func_in_func(scratch.acquire, self.fb.func);
+        let inst = self.ins().call(acquire, &[request]);
+        let block = self.fb.inst_results(inst)[0];
+        let null = self.ins().icmp_imm_s(IntCC::Equal, block, 0);
         let refused = Failure::new(
             status::OUT_OF_MEMORY,
-            format!("cannot allocate {A} bytes for {what}"),
+            format!("cannot allocate {A} bytes for {all}"),
         )
-        .with_a(bytes);
+        .with_a(end);
         self.fail_to(null, refused, oom)?;
-        temps.allocated.push(ptr);
-        Ok(self.align_up(ptr, align))
+        let base = if block_align > SCRATCH_ALIGN {
+            self.align_up(block, block_align)
+        } else {
+            block
+        };
+        for (&i, offset) in temps.iter().zip(offsets) {
+            addresses[i] = Some(self.ins().iadd(base, offset));
+        }
+        Ok((Some((block, oom)), addresses))
     }
 
     /// If `bad` holds, records `failure` (in a cold block) and jumps to `then`; continues in a
@@ -350,8 +395,9 @@ impl<'b, M: Module> Gen<'_, 'b, M> {
         Ok(())
     }
 
-    /// `addr` rounded up to a multiple of `align` when that is above 8 (allocations are
-    /// 8-aligned already and one `align` larger than needed).
+    /// `addr` rounded up to a multiple of `align` when that is above 8 (stack slots are
+    /// 8-aligned and scratch blocks 64-aligned already, and both are one `align` larger than
+    /// needed when they need rounding).
     fn align_up(&mut self, addr: Value, align: i64) -> Value {
         if align <= 8 {
             return addr;
@@ -921,7 +967,9 @@ impl<'b, M: Module> Gen<'_, 'b, M> {
             UnaryFn::Abs => self.fb.ins().iabs(x),
             UnaryFn::Relu => {
                 let zero = self.constant(ty, 0.0);
-                if float {
+                if float && ty.is_vector() && self.x86_64() {
+                    math::x86_vector_max_min(&mut self.fb, true, x, zero)
+                } else if float {
                     self.fb.ins().fmax(x, zero)
                 } else {
                     self.fb.ins().smax(x, zero)
@@ -942,6 +990,12 @@ impl<'b, M: Module> Gen<'_, 'b, M> {
                 self.transcendental(fun, x)
             }
         })
+    }
+
+    /// Whether the code is for x86-64 (where vector float max/min have a shorter sequence than
+    /// Cranelift's, [`math::x86_vector_max_min`]).
+    fn x86_64(&self) -> bool {
+        self.module.isa().triple().architecture == target_lexicon::Architecture::X86_64
     }
 
     /// exp, log, tanh and sigmoid, inline (see `codegen::math`).
@@ -973,8 +1027,14 @@ impl<'b, M: Module> Gen<'_, 'b, M> {
             BinaryFn::Mul => self.ins().imul(a, b),
             BinaryFn::Div if float => self.ins().fdiv(a, b),
             BinaryFn::Div => self.lanewise(&[a, b], ty, |g, v| Ok(g.int_div(v[0], v[1])))?,
+            BinaryFn::Max if float && ty.is_vector() && self.x86_64() => {
+                math::x86_vector_max_min(&mut self.fb, true, a, b)
+            }
             BinaryFn::Max if float => self.ins().fmax(a, b),
             BinaryFn::Max => self.ins().smax(a, b),
+            BinaryFn::Min if float && ty.is_vector() && self.x86_64() => {
+                math::x86_vector_max_min(&mut self.fb, false, a, b)
+            }
             BinaryFn::Min if float => self.ins().fmin(a, b),
             BinaryFn::Min => self.ins().smin(a, b),
             BinaryFn::Pow => {

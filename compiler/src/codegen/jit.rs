@@ -16,8 +16,8 @@
 //! `einc_last_error`, and writes nothing. Object files compile every body ahead of time.
 
 use super::{
-    define_module, isa, last_error, CodegenError, DeferredBody, KernelSignature, LazyGeneral,
-    Listing, Target,
+    define_module, isa, last_error, scratch, CodegenError, DeferredBody, KernelSignature,
+    LazyGeneral, Listing, Target,
 };
 use crate::ir::loops;
 use cranelift_codegen::Context;
@@ -185,6 +185,7 @@ pub fn jit_compile(m: &loops::Module) -> Result<JitProgram, CodegenError> {
     let isa = isa::build_isa(&Target::Host, false)?;
     let mut builder = JITBuilder::with_isa(isa, cranelift_module::default_libcall_names());
     last_error::jit_symbols(&mut builder);
+    scratch::jit_symbols(&mut builder);
     builder.symbol(COMPILE_AND_CALL_SYMBOL, compile_and_call as *const u8);
     let mut module = JITModule::new(builder);
     let lazy_bodies = m

@@ -9,7 +9,7 @@
 //! second, and [`DTYPE_A`] (0x03) for the first as a dtype name (`f64`, or `code 9` for a code
 //! that names no dtype).
 //!
-//! The buffer is the value of a `pthread` key, created once with `pthread_once`; a thread's
+//! The buffer is the value of a `pthread` key ([`thread_key`](super::thread_key)); a thread's
 //! buffer is `malloc`ed at its first failure and freed by the key's destructor (`free`) when
 //! the thread exits. Only libc is called, so a library still depends on libc alone, and the
 //! same code runs in the JIT. Nothing here runs on a successful call: like `errno`, the
@@ -25,11 +25,11 @@
 //! compile far more modules than there are keys).
 
 use super::libcall::{Libcall, Libcalls};
-use super::{declare, finish_with, CodegenError, Listing};
+use super::thread_key::{call, JitKey, SupportBuilder, ThreadKey};
+use super::{CodegenError, Listing};
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{
-    types, AbiParam, BlockArg, FuncRef, InstBuilder, MemFlagsData, StackSlotData, StackSlotKind,
-    Value,
+    types, BlockArg, FuncRef, InstBuilder, MemFlagsData, StackSlotData, StackSlotKind, Value,
 };
 use cranelift_codegen::isa::TargetIsa;
 use cranelift_codegen::Context;
@@ -113,15 +113,12 @@ pub(crate) struct ErrorSupport {
     templates: HashMap<String, DataId>,
 }
 
-/// The Rust side of a JIT module's once-flag and key (see the module doc): zero-initialised
-/// like `PTHREAD_ONCE_INIT`; the key slot holds the key and, after it, 1 once it is created.
-static JIT_ONCE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-static JIT_KEY: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// The once-flag and key of JIT modules (see the module doc).
+static JIT_KEY: JitKey = JitKey::new();
 
 /// The symbols a JIT module's error functions import from this process.
 pub(crate) fn jit_symbols(builder: &mut cranelift_jit::JITBuilder) {
-    builder.symbol(ONCE_SYMBOL, JIT_ONCE.as_ptr().cast::<u8>().cast_const());
-    builder.symbol(KEY_SYMBOL, JIT_KEY.as_ptr().cast::<u8>().cast_const());
+    JIT_KEY.register(builder, ONCE_SYMBOL, KEY_SYMBOL);
 }
 
 impl ErrorSupport {
@@ -135,29 +132,6 @@ impl ErrorSupport {
         linkage: Linkage,
         mut listing: Listing<'_>,
     ) -> Result<ErrorSupport, CodegenError> {
-        fn data_err(name: &str) -> impl Fn(cranelift_module::ModuleError) -> CodegenError + '_ {
-            move |e| CodegenError::Cranelift {
-                function: name.to_string(),
-                message: e.to_string(),
-            }
-        }
-        let state = |module: &mut M, name: &str, size: usize| {
-            if linkage == Linkage::Jit {
-                return module
-                    .declare_data(name, ClifLinkage::Import, true, false)
-                    .map_err(data_err(name));
-            }
-            let id = module
-                .declare_data(name, ClifLinkage::Local, true, false)
-                .map_err(data_err(name))?;
-            let mut desc = DataDescription::new();
-            desc.define_zeroinit(size);
-            desc.set_align(8);
-            module.define_data(id, &desc).map_err(data_err(name))?;
-            Ok(id)
-        };
-        let once = state(module, ONCE_SYMBOL, 4)?;
-        let key = state(module, KEY_SYMBOL, 8)?;
         let mut support = ErrorSupport {
             record: FuncId::from_u32(0),
             last_error: FuncId::from_u32(0),
@@ -169,17 +143,20 @@ impl ErrorSupport {
             Linkage::Library => (RECORD_SYMBOL, LAST_ERROR_SYMBOL, ClifLinkage::Preemptible),
             Linkage::Jit => ("einc.error.record", "einc.error.last", ClifLinkage::Local),
         };
-        let mut b = Builder {
+        let mut b = Builder(SupportBuilder {
             module,
             cold,
             ctx,
             fctx,
             libs,
-            once,
-            key,
-        };
-        let init = b.define_init(listing.reborrow())?;
-        let buffer = b.define_buffer(init, listing.reborrow())?;
+        });
+        let key = ThreadKey::define(
+            &mut b.0,
+            linkage == Linkage::Jit,
+            [ONCE_SYMBOL, KEY_SYMBOL, "einc.error.init"],
+            listing.reborrow(),
+        )?;
+        let buffer = b.define_buffer(key, listing.reborrow())?;
         let append = b.define_append(listing.reborrow())?;
         let append_int = b.define_append_int(append, listing.reborrow())?;
         support.record = b.define_record(
@@ -194,7 +171,7 @@ impl ErrorSupport {
             },
             listing.reborrow(),
         )?;
-        support.last_error = b.define_last_error(last_name, exported, init, listing)?;
+        support.last_error = b.define_last_error(last_name, exported, key, listing)?;
         Ok(support)
     }
 
@@ -254,24 +231,12 @@ struct Helpers {
 }
 
 /// Builds the error functions of one module.
-struct Builder<'a, M: Module> {
-    module: &'a mut M,
-    /// The settings the functions are compiled with: [`isa::COLD_CODE`](super::isa::COLD_CODE)
-    /// (they run only when a call fails).
-    cold: &'a dyn TargetIsa,
-    ctx: &'a mut Context,
-    fctx: &'a mut FunctionBuilderContext,
-    libs: &'a mut Libcalls,
-    once: DataId,
-    key: DataId,
-}
+struct Builder<'a, M: Module>(SupportBuilder<'a, M>);
 
 const I64: types::Type = types::I64;
 
 impl<M: Module> Builder<'_, M> {
-    /// Declares `name` with `params` and `returns` and builds its body with `body`, which gets
-    /// the builder (positioned in the entry block), the module, the libcalls and the entry
-    /// block's parameters.
+    /// See [`SupportBuilder::function`].
     fn function(
         &mut self,
         name: &str,
@@ -286,66 +251,17 @@ impl<M: Module> Builder<'_, M> {
             &[Value],
         ) -> Result<(), CodegenError>,
     ) -> Result<FuncId, CodegenError> {
-        let mut sig = self.module.make_signature();
-        sig.params.extend(params.iter().map(|&t| AbiParam::new(t)));
-        sig.returns
-            .extend(returns.iter().map(|&t| AbiParam::new(t)));
-        let id = declare(self.module, name, linkage, sig.clone())?;
-        self.ctx.func.signature = sig;
-        self.libs.begin_function();
-        let mut fb = FunctionBuilder::new(&mut self.ctx.func, self.fctx);
-        let entry = fb.create_block();
-        fb.append_block_params_for_function_params(entry);
-        fb.switch_to_block(entry);
-        let args = fb.block_params(entry).to_vec();
-        body(&mut fb, self.module, self.libs, &args)?;
-        fb.seal_all_blocks();
-        fb.finalize(self.module.target_config());
-        finish_with(self.module, Some(self.cold), self.ctx, id, name, listing)?;
-        Ok(id)
-    }
-
-    /// `void init(void)`: creates the key (destructor `free`) and marks it created.
-    fn define_init(&mut self, listing: Listing<'_>) -> Result<FuncId, CodegenError> {
-        let key = self.key;
-        self.function(
-            "einc.error.init",
-            ClifLinkage::Local,
-            &[],
-            &[],
-            listing,
-            |fb, module, libs, _| {
-                let gv = module.declare_data_in_func(key, fb.func);
-                let key_addr = fb.ins().symbol_value(I64, gv);
-                let free = libs.func_ref(module, fb, Libcall::Free)?;
-                let destructor = fb.ins().func_addr(I64, free);
-                let status = call(
-                    libs,
-                    module,
-                    fb,
-                    Libcall::PthreadKeyCreate,
-                    &[key_addr, destructor],
-                )?;
-                let created = fb.ins().icmp_imm_s(IntCC::Equal, status, 0);
-                let flag = fb.ins().uextend(types::I32, created);
-                fb.ins().store(MemFlagsData::trusted(), flag, key_addr, 4);
-                fb.ins().return_(&[]);
-                Ok(())
-            },
-        )
+        self.0
+            .function(name, linkage, params, returns, listing, body)
     }
 
     /// `char *buffer(void)`: the thread's buffer, allocated (empty) on first use; null when
     /// the key or the buffer cannot be had.
     fn define_buffer(
         &mut self,
-        init: FuncId,
+        keys: ThreadKey,
         listing: Listing<'_>,
     ) -> Result<FuncId, CodegenError> {
-        let keys = KeyAccess {
-            once: self.once,
-            key: self.key,
-        };
         self.function(
             "einc.error.buffer",
             ClifLinkage::Local,
@@ -353,7 +269,7 @@ impl<M: Module> Builder<'_, M> {
             &[I64],
             listing,
             |fb, module, libs, _| {
-                let key = keys.value(fb, module, libs, init)?;
+                let key = keys.value(fb, module, libs)?;
                 let ret = fb.create_block();
                 let ptr = fb.append_block_param(ret, I64);
                 let alloc = fb.create_block();
@@ -614,13 +530,9 @@ impl<M: Module> Builder<'_, M> {
         &mut self,
         name: &str,
         linkage: ClifLinkage,
-        init: FuncId,
+        keys: ThreadKey,
         listing: Listing<'_>,
     ) -> Result<FuncId, CodegenError> {
-        let keys = KeyAccess {
-            once: self.once,
-            key: self.key,
-        };
         self.function(
             name,
             linkage,
@@ -628,7 +540,7 @@ impl<M: Module> Builder<'_, M> {
             &[I64],
             listing,
             |fb, module, libs, _| {
-                let key = keys.value(fb, module, libs, init)?;
+                let key = keys.value(fb, module, libs)?;
                 let p = call(libs, module, fb, Libcall::PthreadGetSpecific, &[key])?;
                 let check = fb.create_block();
                 let ret = fb.create_block();
@@ -646,56 +558,4 @@ impl<M: Module> Builder<'_, M> {
             },
         )
     }
-}
-
-/// The once-flag and key of a module, as functions reach them.
-#[derive(Clone, Copy)]
-struct KeyAccess {
-    once: DataId,
-    key: DataId,
-}
-
-impl KeyAccess {
-    /// Runs `init` once and returns the key; when it could not be created, returns null from
-    /// the function being built instead.
-    fn value<M: Module>(
-        self,
-        fb: &mut FunctionBuilder,
-        module: &mut M,
-        libs: &mut Libcalls,
-        init: FuncId,
-    ) -> Result<Value, CodegenError> {
-        let once_gv = module.declare_data_in_func(self.once, fb.func);
-        let once = fb.ins().symbol_value(I64, once_gv);
-        let init_ref = module.declare_func_in_func(init, fb.func);
-        let init_addr = fb.ins().func_addr(I64, init_ref);
-        call(libs, module, fb, Libcall::PthreadOnce, &[once, init_addr])?;
-        let key_gv = module.declare_data_in_func(self.key, fb.func);
-        let key_addr = fb.ins().symbol_value(I64, key_gv);
-        let created = fb
-            .ins()
-            .load(types::I32, MemFlagsData::trusted(), key_addr, 4);
-        let ok = fb.create_block();
-        let none = fb.create_block();
-        fb.ins().brif(created, ok, &[], none, &[]);
-        fb.switch_to_block(none);
-        let null = fb.ins().iconst(I64, 0);
-        fb.ins().return_(&[null]);
-        fb.switch_to_block(ok);
-        Ok(fb
-            .ins()
-            .load(types::I32, MemFlagsData::trusted(), key_addr, 0))
-    }
-}
-
-/// Calls a libc function that returns a value.
-fn call<M: Module>(
-    libs: &mut Libcalls,
-    module: &mut M,
-    fb: &mut FunctionBuilder,
-    f: Libcall,
-    args: &[Value],
-) -> Result<Value, CodegenError> {
-    libs.call(module, fb, f, args)?
-        .ok_or_else(|| CodegenError::Target(format!("{f:?} returns nothing")))
 }

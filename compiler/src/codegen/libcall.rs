@@ -1,4 +1,5 @@
-//! Calls from generated code into the C library: `malloc`/`free` for temporaries, the libm
+//! Calls from generated code into the C library: `aligned_alloc`/`malloc`/`free` for the scratch
+//! block of temporaries and the error messages, the libm
 //! functions that have no inline implementation (`pow`), and the `pthread` key functions that
 //! hold each thread's error message (`last_error`). Each function is declared once per
 //! Cranelift module and imported once per CLIF function.
@@ -16,6 +17,8 @@ pub(crate) enum Libcall {
     Malloc,
     /// `void free(void *)`
     Free,
+    /// `void *aligned_alloc(size_t alignment, size_t size)` (C11)
+    AlignedAlloc,
     /// A libm function on `f32` (`powf`, ...) or `f64` (`pow`, ...).
     Math(MathFn, FloatWidth),
     /// `int pthread_once(pthread_once_t *, void (*)(void))`
@@ -49,6 +52,7 @@ impl Libcall {
         match self {
             Libcall::Malloc => "malloc",
             Libcall::Free => "free",
+            Libcall::AlignedAlloc => "aligned_alloc",
             Libcall::Math(f, w) => match (f, w) {
                 (MathFn::Pow, FloatWidth::F32) => "powf",
                 (MathFn::Pow, FloatWidth::F64) => "pow",
@@ -65,6 +69,7 @@ impl Libcall {
         match self {
             Libcall::Malloc => (&[types::I64], Some(types::I64)),
             Libcall::Free => (&[types::I64], None),
+            Libcall::AlignedAlloc => (&[types::I64, types::I64], Some(types::I64)),
             Libcall::Math(MathFn::Pow, FloatWidth::F32) => {
                 (&[types::F32, types::F32], Some(types::F32))
             }

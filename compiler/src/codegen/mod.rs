@@ -4,9 +4,9 @@
 //! - `einc_K`, the exported C ABI entry point (see `runtime/src/abi.rs`), built by [`entry`]: it
 //!   validates the arguments before touching any memory, fills the [`Frame`], and calls the
 //!   body of the first variant whose stride facts the arguments meet, else the general body;
-//! - `einc_K.body` (and `einc_K.variantN` for each variant), built by [`body`]: allocates the
-//!   temporaries, runs the loop nests reading every data pointer, stride and dim from the frame,
-//!   frees the temporaries and returns a status. Keeping validation and loops in separate
+//! - `einc_K.body` (and `einc_K.variantN` for each variant), built by [`body`]: takes the
+//!   [`scratch`] block for the temporaries, runs the loop nests reading every data pointer,
+//!   stride and dim from the frame, hands the block back and returns a status. Keeping validation and loops in separate
 //!   functions keeps each one moderate in size, which matters because Cranelift's compile time
 //!   grows faster than linearly with function size;
 //! - one function per micro-kernel the module's `ukernel` instructions call, built by
@@ -28,6 +28,8 @@ pub mod last_error;
 mod libcall;
 pub mod math;
 pub mod object;
+pub mod scratch;
+mod thread_key;
 pub mod ukernel;
 mod workers;
 
@@ -390,10 +392,11 @@ fn define_kernels<M: Module>(
     let mut libs = libcall::Libcalls::default();
     // The error functions are the same in every module: a CLIF listing, which is for reading
     // the kernels, leaves them out; a disassembly lists everything the object contains.
-    let support_listing = match &mut listing {
+    let mut support_listing = match &mut listing {
         Listing::Asm(text) => Listing::Asm(text),
         Listing::None | Listing::Clif(_) => Listing::None,
     };
+    let errors_linkage = errors;
     // Entry points and error functions are cold code, compiled for compile speed.
     let cold = isa::with_settings(module.isa(), isa::COLD_CODE)?;
     let mut errors = last_error::ErrorSupport::define(
@@ -403,8 +406,28 @@ fn define_kernels<M: Module>(
         &mut fctx,
         &mut libs,
         errors,
-        support_listing,
+        support_listing.reborrow(),
     )?;
+    // Only a module whose bodies have temporaries needs the scratch functions.
+    let has_temps = m
+        .funcs
+        .iter()
+        .any(|f| f.buffers.iter().any(|b| b.kind == BufferKind::Temp));
+    let scratch = if has_temps {
+        Some(scratch::Scratch::define(
+            &mut thread_key::SupportBuilder {
+                module: &mut *module,
+                cold: &*cold,
+                ctx: &mut ctx,
+                fctx: &mut fctx,
+                libs: &mut libs,
+            },
+            errors_linkage == last_error::Linkage::Jit,
+            support_listing.reborrow(),
+        )?)
+    } else {
+        None
+    };
     let mut ukernels = ukernel::Ukernels::default();
     check_variants(m)?;
     let mut kernels = Vec::new();
@@ -425,6 +448,7 @@ fn define_kernels<M: Module>(
                 libs: &mut libs,
                 ukernels: &mut ukernels,
                 errors: &mut errors,
+                scratch,
                 has_fma,
             };
             g.build(m, v, &frame)?;
@@ -446,6 +470,7 @@ fn define_kernels<M: Module>(
             libs: &mut libs,
             ukernels: &mut ukernels,
             errors: &mut errors,
+            scratch,
             has_fma,
         };
         g.build(m, f, &frame)?;

@@ -39,7 +39,9 @@ impl TensorPass for ConstFold {
             .collect();
         let mut changed = false;
         for f in &mut m.funcs {
-            // Folding can make a map constant, whose readers can then fold further.
+            // Folding can make a map constant, whose readers can then fold further. This ends:
+            // every round that reports a change removes a node, turns a fixed `dim` into a
+            // literal or drops a constant input, and none of these is ever undone.
             while fold_function(f, &fixed) {
                 changed = true;
             }
@@ -53,8 +55,11 @@ fn fold_function(f: &mut Function, fixed: &HashMap<String, u64>) -> bool {
     let mut changed = false;
     for op in &mut f.ops {
         let OpKind::Generic(g) = &mut op.kind;
-        let folded = fold(&g.body, fixed);
-        if folded != g.body {
+        // Change is what the rewrites report, never `folded != g.body`: a NaN literal is not
+        // equal to itself, so that comparison said "changed" forever (issue #13, found by the
+        // tensor_ir fuzz target).
+        let (folded, rewrote) = fold(&g.body, fixed);
+        if rewrote {
             g.body = folded;
             changed = true;
         }
@@ -91,52 +96,68 @@ fn fold_function(f: &mut Function, fixed: &HashMap<String, u64>) -> bool {
             },
             other => other,
         });
-        g.body = fold(&body, fixed);
+        g.body = fold(&body, fixed).0;
         drop_unread_inputs(g);
         changed = true;
     }
     changed
 }
 
-/// `e` with every constant subexpression evaluated and the exact identities applied.
-fn fold(e: &Expr, fixed: &HashMap<String, u64>) -> Expr {
-    transform(e, &mut |n| fold_node(n, fixed))
+/// `e` with every constant subexpression evaluated and the exact identities applied, and
+/// whether any of that rewrote something.
+fn fold(e: &Expr, fixed: &HashMap<String, u64>) -> (Expr, bool) {
+    let mut rewrote = false;
+    let folded = transform(e, &mut |n| match fold_node(n, fixed) {
+        Fold::Rewritten(n) => {
+            rewrote = true;
+            n
+        }
+        Fold::Kept(n) => n,
+    });
+    (folded, rewrote)
+}
+
+/// The result of folding one node.
+enum Fold {
+    Rewritten(Expr),
+    Kept(Expr),
 }
 
 /// Folds one node whose children are already folded.
-fn fold_node(e: Expr, fixed: &HashMap<String, u64>) -> Expr {
+fn fold_node(e: Expr, fixed: &HashMap<String, u64>) -> Fold {
     match e {
         Expr::DimValue(ref name, dtype) => {
             match fixed.get(name).and_then(|&v| i64::try_from(v).ok()) {
-                Some(v) => Expr::Lit(Scalar::I64(v).cast(dtype)),
-                None => e,
+                Some(v) => Fold::Rewritten(Expr::Lit(Scalar::I64(v).cast(dtype))),
+                None => Fold::Kept(e),
             }
         }
         Expr::Unary(f, x) => match *x {
-            Expr::Lit(s) => {
-                scalar::unary(f, s).map_or(Expr::Unary(f, Box::new(Expr::Lit(s))), Expr::Lit)
-            }
-            Expr::Unary(UnaryFn::Neg, inner) if f == UnaryFn::Neg => *inner,
-            x => Expr::Unary(f, Box::new(x)),
+            Expr::Lit(s) => match scalar::unary(f, s) {
+                Ok(v) => Fold::Rewritten(Expr::Lit(v)),
+                Err(_) => Fold::Kept(Expr::Unary(f, Box::new(Expr::Lit(s)))),
+            },
+            Expr::Unary(UnaryFn::Neg, inner) if f == UnaryFn::Neg => Fold::Rewritten(*inner),
+            x => Fold::Kept(Expr::Unary(f, Box::new(x))),
         },
         Expr::Binary(f, a, b) => fold_binary(f, *a, *b),
         Expr::Cast(t, x) => match *x {
-            Expr::Lit(s) => Expr::Lit(s.cast(t)),
-            x => Expr::Cast(t, Box::new(x)),
+            Expr::Lit(s) => Fold::Rewritten(Expr::Lit(s.cast(t))),
+            x => Fold::Kept(Expr::Cast(t, Box::new(x))),
         },
         Expr::Select(c, a, b) => match fold_cond(&c, fixed) {
-            Some(true) => *a,
-            Some(false) => *b,
-            None => Expr::Select(c, a, b),
+            Some(true) => Fold::Rewritten(*a),
+            Some(false) => Fold::Rewritten(*b),
+            None => Fold::Kept(Expr::Select(c, a, b)),
         },
-        other => other,
+        other => Fold::Kept(other),
     }
 }
 
-fn fold_binary(f: BinaryFn, a: Expr, b: Expr) -> Expr {
+fn fold_binary(f: BinaryFn, a: Expr, b: Expr) -> Fold {
     if let (Expr::Lit(x), Expr::Lit(y)) = (&a, &b) {
         if let Ok(v) = scalar::binary(f, *x, *y) {
-            return Expr::Lit(v);
+            return Fold::Rewritten(Expr::Lit(v));
         }
     }
     let one = |e: &Expr| matches!(e, Expr::Lit(s) if is(*s, 1.0, false));
@@ -146,23 +167,17 @@ fn fold_binary(f: BinaryFn, a: Expr, b: Expr) -> Expr {
         |e: &Expr| matches!(e, Expr::Lit(s) if s.dtype().is_float() && is(*s, 0.0, true));
     let pos_zero =
         |e: &Expr| matches!(e, Expr::Lit(s) if s.dtype().is_float() && is(*s, 0.0, false));
-    let int_zero = |e: &Expr| zero_int(e).then(|| e.clone());
-    match f {
+    Fold::Rewritten(match f {
         // Integers only: `x * 0` is 0, and so is `x / 0` by the IR's rule.
-        BinaryFn::Mul if zero_int(&b) => b,
+        BinaryFn::Mul | BinaryFn::Div if zero_int(&b) => b,
         BinaryFn::Mul if zero_int(&a) => a,
-        BinaryFn::Div => match int_zero(&b) {
-            Some(zero) => zero,
-            None if one(&b) => a,
-            None => Expr::Binary(f, Box::new(a), Box::new(b)),
-        },
-        BinaryFn::Mul if one(&b) => a,
+        BinaryFn::Mul | BinaryFn::Div if one(&b) => a,
         BinaryFn::Mul if one(&a) => b,
         BinaryFn::Add if zero_int(&b) || neg_zero(&b) => a,
         BinaryFn::Add if zero_int(&a) || neg_zero(&a) => b,
         BinaryFn::Sub if zero_int(&b) || pos_zero(&b) => a,
-        _ => Expr::Binary(f, Box::new(a), Box::new(b)),
-    }
+        _ => return Fold::Kept(Expr::Binary(f, Box::new(a), Box::new(b))),
+    })
 }
 
 /// Whether `s` is exactly `v` (for floats, with the sign of zero given by `negative`).
@@ -178,7 +193,7 @@ fn is(s: Scalar, v: f64, negative: bool) -> bool {
 /// The value of a condition when it is constant.
 fn fold_cond(c: &Cond, fixed: &HashMap<String, u64>) -> Option<bool> {
     match c {
-        Cond::Cmp(op, a, b) => match (fold(a, fixed), fold(b, fixed)) {
+        Cond::Cmp(op, a, b) => match (fold(a, fixed).0, fold(b, fixed).0) {
             (Expr::Lit(x), Expr::Lit(y)) => scalar::compare(*op, x, y).ok(),
             _ => None,
         },

@@ -212,10 +212,6 @@ struct Gen<'c, 'b> {
 
 const DTYPES: [DType; 4] = [DType::F32, DType::F64, DType::I32, DType::I64];
 
-/// What a statement generator makes: the statement's indices, its left side, its right side,
-/// the dims it iterates over, its dtype and its result's dims.
-type Parts = (Vec<Ix>, Vec<usize>, Rhs, Vec<usize>, DType, Vec<usize>);
-
 /// State of the statement being generated.
 #[derive(Default)]
 struct StmtCx {
@@ -225,7 +221,32 @@ struct StmtCx {
     counter: usize,
 }
 
+/// A statement as drafted, before it joins the program.
+struct Draft {
+    ixs: Vec<Ix>,
+    lhs: Vec<usize>,
+    rhs: Rhs,
+    /// Every dim the statement iterates over (for the cost estimate).
+    space: Vec<usize>,
+    dtype: DType,
+    /// The dims of the tensor it defines.
+    dims: Vec<usize>,
+}
+
 impl StmtCx {
+    /// The statement `lhs = rhs` over this context's indices.
+    fn finish(self, lhs: Vec<usize>, rhs: Rhs, dtype: DType) -> Draft {
+        let dims = lhs.iter().map(|&i| self.ixs[i].dim).collect();
+        Draft {
+            ixs: self.ixs,
+            lhs,
+            rhs,
+            space: self.space,
+            dtype,
+            dims,
+        }
+    }
+
     fn fresh(&mut self, prefix: &str, dim: usize) -> usize {
         self.counter += 1;
         self.ixs.push(Ix {
@@ -324,7 +345,14 @@ impl Gen<'_, '_> {
         } else {
             self.index_statement(dtype)
         };
-        let (ixs, lhs, rhs, space, dtype, dims) = stmt;
+        let Draft {
+            ixs,
+            lhs,
+            rhs,
+            space,
+            dtype,
+            dims,
+        } = stmt;
         self.tensors.push(Tensor {
             dtype,
             dims,
@@ -355,7 +383,7 @@ impl Gen<'_, '_> {
             .collect()
     }
 
-    fn index_statement(&mut self, dtype: DType) -> Parts {
+    fn index_statement(&mut self, dtype: DType) -> Draft {
         let mut cx = StmtCx::default();
         let locals: Vec<usize> = (0..self.tensors.len())
             .filter(|&t| self.tensors[t].def.is_some())
@@ -411,13 +439,12 @@ impl Gen<'_, '_> {
                 term.insert(1, (false, partner));
             }
         }
-        let dims = lhs.iter().map(|&i| cx.ixs[i].dim).collect();
-        (cx.ixs, lhs, Rhs::Sum(sum), cx.space, dtype, dims)
+        cx.finish(lhs, Rhs::Sum(sum), dtype)
     }
 
     /// `t[i, j] = cast(relu(A[i, k] * B[k, j] * s + b[j]))` with each part of the epilogue
     /// present or not (see the module documentation); `dtype` is the product's.
-    fn gemm_statement(&mut self, dtype: DType) -> Parts {
+    fn gemm_statement(&mut self, dtype: DType) -> Draft {
         let mut cx = StmtCx::default();
         let (di, dj, dk) = (self.some_dim(), self.some_dim(), self.some_dim());
         let i = cx.fresh("i", di);
@@ -469,14 +496,12 @@ impl Gen<'_, '_> {
             };
             sum = one(Factor::Cast(result, Box::new(sum)));
         }
-        let dims = lhs.iter().map(|&x| cx.ixs[x].dim).collect();
-        (cx.ixs, lhs, Rhs::Sum(sum), cx.space, result, dims)
+        cx.finish(lhs, Rhs::Sum(sum), result)
     }
 
-    fn softmax_statement(&mut self, dtype: DType) -> Parts {
+    fn softmax_statement(&mut self, dtype: DType) -> Draft {
         let mut cx = StmtCx::default();
         let lhs = self.lhs(&mut cx, 1);
-        let dims = lhs.iter().map(|&i| cx.ixs[i].dim).collect();
         let depth = self.config.max_depth.saturating_sub(1);
         let rhs = if self.c.chance(60) {
             let j = lhs[self.c.below(lhs.len())];
@@ -495,7 +520,7 @@ impl Gen<'_, '_> {
                 )]),
             )]))
         };
-        (cx.ixs, lhs, rhs, cx.space, dtype, dims)
+        cx.finish(lhs, rhs, dtype)
     }
 
     // ----- expressions -----------------------------------------------------------------
@@ -887,7 +912,7 @@ impl Gen<'_, '_> {
         char::from(l)
     }
 
-    fn einsum_statement(&mut self) -> Parts {
+    fn einsum_statement(&mut self) -> Draft {
         self.labels = 0;
         let one = self.special_dim(1);
         let nops = match self.c.below(20) {
@@ -1057,14 +1082,14 @@ impl Gen<'_, '_> {
             .unwrap_or(DType::F32);
         let mut space: Vec<usize> = labels.iter().map(|l| l.1).collect();
         space.extend(&ell);
-        (
-            Vec::new(),
-            Vec::new(),
-            Rhs::Einsum(spaced, operands),
+        Draft {
+            ixs: Vec::new(),
+            lhs: Vec::new(),
+            rhs: Rhs::Einsum(spaced, operands),
             space,
             dtype,
-            out_dims,
-        )
+            dims: out_dims,
+        }
     }
 
     // ----- size ------------------------------------------------------------------------
@@ -1143,25 +1168,21 @@ impl Gen<'_, '_> {
         if !declared.is_empty() {
             let _ = writeln!(src, "dims {}", declared.join(", "));
         }
+        let declare = |t: usize| {
+            let tensor = &self.tensors[t];
+            format!(
+                "{}: {}",
+                name(t),
+                self.type_text(tensor.dtype, &tensor.dims)
+            )
+        };
         let params: Vec<String> = (0..self.tensors.len())
             .filter(|&t| self.tensors[t].def.is_none())
-            .map(|t| {
-                format!(
-                    "{}: {}",
-                    name(t),
-                    self.type_text(self.tensors[t].dtype, &self.tensors[t].dims)
-                )
-            })
+            .map(declare)
             .collect();
         let outputs: Vec<String> = (0..self.tensors.len())
             .filter(|&t| self.tensors[t].def.is_some() && !read[t])
-            .map(|t| {
-                format!(
-                    "{}: {}",
-                    name(t),
-                    self.type_text(self.tensors[t].dtype, &self.tensors[t].dims)
-                )
-            })
+            .map(declare)
             .collect();
         let _ = writeln!(
             src,

@@ -11,6 +11,7 @@ mod kernels;
 mod last_error;
 mod lazy;
 mod ops;
+mod scratch;
 mod tiles;
 mod ukernel_speed;
 mod workers;
