@@ -12,6 +12,7 @@
 //! [`KernelInfo`]: einc_runtime::abi::KernelInfo
 
 use super::last_error::{self, LAST_ERROR_SYMBOL, RECORD_SYMBOL};
+use super::wide::UkernelIsa;
 use super::{
     declare, define_module, entry_symbol, finish, isa, CodegenError, KernelSignature, Listing,
     Target,
@@ -134,10 +135,15 @@ pub struct CompiledObject {
     pub kernels: Vec<KernelInfoData>,
 }
 
-/// Compiles every kernel of `m` for `target` into a position-independent object file.
-pub fn emit_object(m: &loops::Module, target: &Target) -> Result<CompiledObject, CodegenError> {
+/// Compiles every kernel of `m` for `target`, with micro-kernels `wide`, into a
+/// position-independent object file.
+pub fn emit_object(
+    m: &loops::Module,
+    target: &Target,
+    wide: UkernelIsa,
+) -> Result<CompiledObject, CodegenError> {
     let mut module = isa::object_module(target)?;
-    let kernels = define_library(&mut module, m, Listing::None)?;
+    let kernels = define_library(&mut module, m, Listing::None, wide)?;
     let bytes = module
         .finish()
         .emit()
@@ -146,11 +152,16 @@ pub fn emit_object(m: &loops::Module, target: &Target) -> Result<CompiledObject,
 }
 
 /// Cranelift's disassembly of every function the object file for `target` would contain
-/// (entry points, bodies and info functions), each headed by `; NAME`.
-pub fn asm_text(m: &loops::Module, target: &Target) -> Result<String, CodegenError> {
+/// (entry points, bodies and info functions), each headed by `; NAME`; machine-code
+/// micro-kernels (`wide`) are listed by iced-x86's disassembler.
+pub fn asm_text(
+    m: &loops::Module,
+    target: &Target,
+    wide: UkernelIsa,
+) -> Result<String, CodegenError> {
     let mut module = isa::object_module(target)?;
     let mut text = String::new();
-    define_library(&mut module, m, Listing::Asm(&mut text))?;
+    define_library(&mut module, m, Listing::Asm(&mut text), wide)?;
     Ok(text)
 }
 
@@ -159,6 +170,7 @@ fn define_library(
     module: &mut ObjectModule,
     m: &loops::Module,
     mut listing: Listing<'_>,
+    wide: UkernelIsa,
 ) -> Result<Vec<KernelInfoData>, CodegenError> {
     check_symbols(m)?;
     let layout = Layout::of(module)?;
@@ -168,6 +180,7 @@ fn define_library(
         last_error::Linkage::Library,
         listing.reborrow(),
         None,
+        wide,
     )?;
     let mut ctx = module.make_context();
     let mut fctx = FunctionBuilderContext::new();
