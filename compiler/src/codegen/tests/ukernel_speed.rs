@@ -4,6 +4,7 @@
 //! `docs/ukernel.md` records the results.
 
 use crate::codegen::ukernel::{flags, JitUkernel, UkernelArgs};
+use crate::codegen::UkernelIsa;
 use crate::ir::loops::UkernelShape;
 use crate::rng::Rng;
 use einc_runtime::DType;
@@ -75,8 +76,8 @@ fn clock_hz() -> Option<f64> {
 
 /// GFLOP/s of micro-kernel `shape` on packed panels of depth `kc` (A `MR x kc`, B `kc x NR`,
 /// both in L1), best of several runs.
-fn gflops(shape: UkernelShape, kc: usize) -> f64 {
-    let k = JitUkernel::compile(shape).unwrap();
+fn gflops(shape: UkernelShape, wide: UkernelIsa, kc: usize) -> f64 {
+    let k = JitUkernel::compile_with(shape, wide).unwrap();
     let (mr, nr) = (shape.mr as usize, shape.nr as usize);
     let mut rng = Rng::new(1);
     let size = shape.dtype.size_bytes();
@@ -136,11 +137,47 @@ fn ukernel_speed() {
     }
     for (dtype, mr, nr) in [(DType::F32, 4, 8), (DType::F64, 4, 4), (DType::F32, 6, 8)] {
         for kc in [64, 256] {
-            let g = gflops(UkernelShape { dtype, mr, nr }, kc);
+            let g = gflops(UkernelShape { dtype, mr, nr }, UkernelIsa::Cranelift, kc);
             let share = peak(dtype).map_or(String::new(), |p| {
                 format!(" = {:.0}% of the 128-bit peak {p:.1}", 100.0 * g / p)
             });
             println!("gemm.{dtype}.{mr}x{nr} kc {kc}: {g:.1} GFLOP/s{share}");
+        }
+    }
+}
+
+/// The AVX2 kernels (`codegen::wide`) against the 256-bit FMA peak; their shapes, and the
+/// 128-bit kernels' best shape for comparison.
+#[test]
+#[ignore]
+fn wide_ukernel_speed() {
+    if !UkernelIsa::Avx2.runs_on_host() {
+        println!("SKIPPED: this host cannot run the AVX2 micro-kernels");
+        return;
+    }
+    let hz = clock_hz();
+    // 256-bit FMAs: two per cycle, 8 f32 or 4 f64 lanes, 2 FLOP each.
+    let peak = |d: DType| hz.map(|hz| hz * 2.0 * (32 / d.size_bytes()) as f64 * 2.0 / 1e9);
+    if let Some(hz) = hz {
+        println!("clock {:.2} GHz", hz / 1e9);
+    }
+    let shapes = [
+        (DType::F32, 6, 16),
+        (DType::F32, 4, 24),
+        (DType::F32, 12, 8),
+        (DType::F32, 2, 32),
+        (DType::F32, 4, 8),
+        (DType::F64, 6, 8),
+        (DType::F64, 4, 12),
+        (DType::F64, 4, 4),
+    ];
+    for (dtype, mr, nr) in shapes {
+        for kc in [64, 256] {
+            let g = gflops(UkernelShape { dtype, mr, nr }, UkernelIsa::Avx2, kc);
+            let share = peak(dtype).map_or(String::new(), |p| {
+                format!(" = {:.0}% of the 256-bit peak {p:.1}", 100.0 * g / p)
+            });
+            println!("avx2 gemm.{dtype}.{mr}x{nr} kc {kc}: {g:.1} GFLOP/s{share}");
         }
     }
 }
@@ -186,9 +223,13 @@ fn ukernel_asm() {
     for (triple, shapes) in [("host", &x86[..]), ("aarch64-unknown-linux-gnu", &arm[..])] {
         let m = crate::ir::loops::parser::parse_module(&calls(shapes)).unwrap();
         let target = crate::codegen::Target::parse(triple).unwrap();
-        let asm =
-            crate::codegen::object::asm_text(&m, &target, crate::codegen::UkernelIsa::Cranelift)
-                .unwrap();
+        let asm = crate::codegen::object::asm_text(
+            &m,
+            &target,
+            crate::codegen::TargetCpu::Native,
+            crate::codegen::UkernelPlan::fixed(crate::codegen::UkernelIsa::Cranelift),
+        )
+        .unwrap();
         std::fs::write(format!("{dir}/{triple}.s"), asm).unwrap();
     }
 }
