@@ -25,9 +25,14 @@
 //!
 //! C is written by the kernel directly when its `n` axis has a unit stride (a temporary, or
 //! the contiguous kernel variant); otherwise the kernel writes a scoped `mr x nr` tile and a
-//! copy loop adds it into C (`first ? t : C + t`, the kernel's own rounding). The packed A
-//! block is scoped to the `ic` loop, so that each parallel task gets its own; the packed B
-//! block is a temporary of the function (scoped to `jc` when `jc` is parallel).
+//! copy loop adds it into C (`first ? t : C + t`, the kernel's own rounding).
+//!
+//! **Pack buffers.** A packed block takes `min(block, extent)` along each GEMM dimension whose
+//! extent is known when compiling (rounded up to whole panels), the block otherwise. The
+//! packed A and B blocks are temporaries that every GETT nest of the function shares (one per
+//! dtype and tile width, grown to the largest request: the nests run one after another), so a
+//! kernel with several contractions allocates and touches one of each per call. A parallel
+//! `ic` (`jc`) loop instead scopes its own A (B) block to each iteration.
 //!
 //! **Epilogues.** With an epilogue (`docs/schedules.md`), the nest stores the epilogue's last
 //! value instead of C: on the last K block (of the last iteration of every outer reduced
@@ -59,6 +64,16 @@ enum PanelCopy {
     /// The columns inside N as whole vectors, then the rest element by element (the last,
     /// partial panel where B's columns have a unit stride).
     VectorsThenElements,
+}
+
+/// Where one row of a B panel is copied: the packed panel and row (`panel`, `kk`), and B's K
+/// index and first column there (`k`, `j0`).
+#[derive(Clone, Copy)]
+struct PanelRow {
+    panel: ValueId,
+    kk: ValueId,
+    k: ValueId,
+    j0: ValueId,
 }
 
 /// A complete `gemm` schedule resolved for one op.
@@ -224,15 +239,20 @@ pub(super) fn lower_gett(
     }
     let k_runs = index_op(fl, &mut entry, "kruns", IndexOp::Max, k_eff, one);
 
-    // The packed B block: a temporary, or scoped per `jc` iteration when those are parallel.
+    // The packed B block: scoped per `jc` iteration when those are parallel, else the
+    // function's shared B pack.
     let jc_parallel = x.plan.blocks.contains(&BlockLoop::Jc);
-    let bp_shape = [x.plan.nc.div_ceil(x.plan.nr), x.plan.kc, x.plan.nr];
-    let bp_kind = if jc_parallel {
-        BufferKind::Scoped
+    let kc = x.block_of(fl, x.plan.k, x.plan.kc);
+    let bp_shape = [
+        x.block_of(fl, x.plan.n, x.plan.nc).div_ceil(x.plan.nr),
+        kc,
+        x.plan.nr,
+    ];
+    let bp = if jc_parallel {
+        fl.add_scratch("Bp", g.dtype, &bp_shape, BufferKind::Scoped)
     } else {
-        BufferKind::Temp
+        fl.shared_pack("Bp", g.dtype, bp_shape)
     };
-    let bp = fl.add_scratch("Bp", g.dtype, &bp_shape, bp_kind);
     let dims = Dims {
         m: m_ext,
         n: n_ext,
@@ -600,37 +620,11 @@ impl Gett<'_> {
             Type::Index,
         );
         let lanes = 16 / dtype.size_bytes() as u64;
-        let vty = Type::Vector(dtype, u32::try_from(lanes).unwrap_or(1));
+        let at = PanelRow { panel, kk, k, j0 };
         if how == PanelCopy::Full {
             for t in 0..self.plan.nr / lanes {
                 let off = fl.index_const(int(t * lanes));
-                let j = if t == 0 {
-                    j0
-                } else {
-                    fl.assign(
-                        &mut kk_body,
-                        "j",
-                        Op::IndexArith(IndexOp::Add, j0, off),
-                        Type::Index,
-                    )
-                };
-                let index =
-                    self.operand_index(fl, self.plan.b, &[(self.plan.k, k), (self.plan.n, j)])?;
-                let v = fl.assign(
-                    &mut kk_body,
-                    "ld",
-                    Op::Load {
-                        buffer: b_buf,
-                        index,
-                        lanes: u32::try_from(lanes).unwrap_or(1),
-                    },
-                    vty,
-                );
-                kk_body.push(Inst::Store {
-                    buffer: bp,
-                    index: vec![panel, kk, off],
-                    value: v,
-                });
+                self.copy_vector(fl, &mut kk_body, [b_buf, bp], at, off)?;
             }
         } else {
             let jj = fl.named_value("jj", Type::Index);
@@ -666,29 +660,7 @@ impl Gett<'_> {
                 );
                 let jv = fl.named_value("jv", Type::Index);
                 let mut vcopy = Vec::new();
-                let j = fl.assign(
-                    &mut vcopy,
-                    "j",
-                    Op::IndexArith(IndexOp::Add, j0, jv),
-                    Type::Index,
-                );
-                let index =
-                    self.operand_index(fl, self.plan.b, &[(self.plan.k, k), (self.plan.n, j)])?;
-                let v = fl.assign(
-                    &mut vcopy,
-                    "ld",
-                    Op::Load {
-                        buffer: b_buf,
-                        index,
-                        lanes: u32::try_from(lanes).unwrap_or(1),
-                    },
-                    vty,
-                );
-                vcopy.push(Inst::Store {
-                    buffer: bp,
-                    index: vec![panel, kk, jv],
-                    value: v,
-                });
+                self.copy_vector(fl, &mut vcopy, [b_buf, bp], at, jv)?;
                 kk_body.push(for_loop(jv, zero, start, lanes, false, vcopy));
             }
             let mut copy = Vec::new();
@@ -727,6 +699,55 @@ impl Gett<'_> {
         }
         p_body.push(for_loop(kk, zero, kc, 1, false, kk_body));
         Ok(vec![for_loop(p, from, to, self.plan.nr, false, p_body)])
+    }
+
+    /// Copies one vector of B's row `at.k` from column `at.j0 + off` into the packed panel
+    /// `bp[at.panel, at.kk, off..]` (`[b, bp]`: B's buffer and the packed block).
+    fn copy_vector(
+        &self,
+        fl: &mut FnLowerer,
+        block: &mut Vec<Inst>,
+        [b_buf, bp]: [BufferId; 2],
+        at: PanelRow,
+        off: ValueId,
+    ) -> Result<(), LowerError> {
+        let dtype = self.g.dtype;
+        let lanes = u32::try_from(16 / dtype.size_bytes()).unwrap_or(1);
+        let j = if fl.index_const(0) == off {
+            at.j0
+        } else {
+            fl.assign(
+                block,
+                "j",
+                Op::IndexArith(IndexOp::Add, at.j0, off),
+                Type::Index,
+            )
+        };
+        let index =
+            self.operand_index(fl, self.plan.b, &[(self.plan.k, at.k), (self.plan.n, j)])?;
+        let load = Op::Load {
+            buffer: b_buf,
+            index,
+            lanes,
+        };
+        let v = fl.assign(block, "ld", load, Type::Vector(dtype, lanes));
+        block.push(Inst::Store {
+            buffer: bp,
+            index: vec![at.panel, at.kk, off],
+            value: v,
+        });
+        Ok(())
+    }
+
+    /// How much of a block of `block` along index `i` can be used: the block, or the index's
+    /// extent when that is known and smaller (at least 1).
+    fn block_of(&self, fl: &FnLowerer, i: IndexId, block: u64) -> u64 {
+        let extent = self
+            .g
+            .indices
+            .get(i.0 as usize)
+            .and_then(|d| fl.known_extent(&d.extent));
+        extent.map_or(block, |e| e.clamp(1, block))
     }
 
     /// The tensor value of input `input`.
@@ -780,18 +801,21 @@ impl Gett<'_> {
         let dtype = self.g.dtype;
 
         let ap = if self.plan.pack_a {
-            // Scoped to the `ic` iteration when those run in parallel, so each has its own.
+            // Scoped to the `ic` iteration when those run in parallel, so each has its own;
+            // else the function's shared A pack.
             let ic_parallel = self.plan.blocks.contains(&BlockLoop::Ic);
-            let panels = self.plan.mc.div_ceil(self.plan.mr);
-            let kind = if ic_parallel {
-                BufferKind::Scoped
-            } else {
-                BufferKind::Temp
-            };
-            let ap = fl.add_scratch("Ap", dtype, &[panels, self.plan.kc, self.plan.mr], kind);
-            if ic_parallel {
+            let panels = self
+                .block_of(fl, self.plan.m, self.plan.mc)
+                .div_ceil(self.plan.mr);
+            let kc = self.block_of(fl, self.plan.k, self.plan.kc);
+            let shape = [panels, kc, self.plan.mr];
+            let ap = if ic_parallel {
+                let ap = fl.add_scratch("Ap", dtype, &shape, BufferKind::Scoped);
                 insts.push(Inst::Scoped(ap));
-            }
+                ap
+            } else {
+                fl.shared_pack("Ap", dtype, shape)
+            };
             insts.extend(self.pack_a(fl, ap, a_buf, ic, mc_cur, block)?);
             Some(ap)
         } else {
@@ -1272,6 +1296,27 @@ fn when(fl: &mut FnLowerer, cond: ValueId, holds: bool, insts: Vec<Inst>) -> Vec
 }
 
 impl FnLowerer<'_> {
+    /// The function's packed-panel buffer `name` (`Ap` or `Bp`) of `dtype`, with room for
+    /// `[panels, kc, tile]`: one temporary per name, dtype and tile width that every GETT nest
+    /// of the function shares (they run one after the other), grown to the largest request.
+    /// Panels are indexed through the buffer's own extents, so a nest may use a part of it.
+    pub(super) fn shared_pack(&mut self, name: &str, dtype: DType, shape: [u64; 3]) -> BufferId {
+        let key = (name.to_string(), dtype, shape[2]);
+        if let Some(&(_, id)) = self.packs.iter().find(|(k, _)| *k == key) {
+            if let Some(def) = self.out.buffers.get_mut(id.0 as usize) {
+                for (old, new) in def.shape.iter_mut().zip(shape) {
+                    if let Extent::Fixed(n) = old {
+                        *n = (*n).max(new);
+                    }
+                }
+            }
+            return id;
+        }
+        let id = self.add_scratch(name, dtype, &shape, BufferKind::Temp);
+        self.packs.push((key, id));
+        id
+    }
+
     /// A contiguous, 64-byte aligned scratch buffer of fixed extents (a temporary, or a scoped
     /// buffer that the caller declares where it lives).
     pub(super) fn add_scratch(
