@@ -833,7 +833,6 @@ impl Gett<'_> {
         let direct = out_def.layout.fact(n_axis, rank) == StrideFact::Unit;
 
         let jr = fl.named_value("jr", Type::Index);
-        let ir = fl.named_value("ir", Type::Index);
         let mut jr_body = Vec::new();
         let n_left = fl.assign(
             &mut jr_body,
@@ -859,52 +858,6 @@ impl Gett<'_> {
             Op::IndexArith(IndexOp::Div, jr, nr),
             Type::Index,
         );
-        let mut ir_body = Vec::new();
-        let m_left = fl.assign(
-            &mut ir_body,
-            "mleft",
-            Op::IndexArith(IndexOp::Sub, mc_cur, ir),
-            Type::Index,
-        );
-        let mr_cur = fl.assign(
-            &mut ir_body,
-            "mrt",
-            Op::IndexArith(IndexOp::Min, mr, m_left),
-            Type::Index,
-        );
-        let i = fl.assign(
-            &mut ir_body,
-            "i",
-            Op::IndexArith(IndexOp::Add, ic, ir),
-            Type::Index,
-        );
-        let a = match ap {
-            Some(ap) => {
-                let panel = fl.assign(
-                    &mut ir_body,
-                    "apanel",
-                    Op::IndexArith(IndexOp::Div, ir, mr),
-                    Type::Index,
-                );
-                TileOperand {
-                    buffer: ap,
-                    start: vec![panel, zero, zero],
-                    axes: vec![(Coord::M, vec![2]), (Coord::K, vec![1])],
-                }
-            }
-            None => TileOperand {
-                buffer: a_buf,
-                start: self.operand_index(
-                    fl,
-                    self.plan.a,
-                    &[(self.plan.m, i), (self.plan.k, pc)],
-                )?,
-                axes: vec![
-                    (Coord::M, self.axes(self.plan.a, self.plan.m)),
-                    (Coord::K, self.axes(self.plan.a, self.plan.k)),
-                ],
-            },
-        };
         let b = TileOperand {
             buffer: bp,
             start: vec![panel_b, zero, zero],
@@ -925,117 +878,193 @@ impl Gett<'_> {
                 .collect()
         };
         let cast = self.epilogue.as_ref().is_some_and(|e| e.cast.is_some());
-        let sizes = [kc_cur, mr_cur, nr_cur];
         if direct && !cast {
+            // One call covers the whole `mc` block: the kernel walks its `MR`-row tiles itself
+            // (A's packed panels are its m-tiles), so the call's set-up is paid once per `jr`
+            // step rather than once per register tile (docs/ukernel.md).
+            let a = self.a_operand(fl, ap.map(|ap| (ap, zero)), a_buf, ic, pc)?;
             let c = TileOperand {
                 buffer: self.out,
-                start: out_at(self, i, j),
+                start: out_at(self, ic, j),
                 axes: vec![
                     (Coord::M, vec![m_axis as u32]),
                     (Coord::N, vec![n_axis as u32]),
                 ],
             };
-            let plain = self.ukernel(sizes, a, b, c, first);
+            let plain = self.ukernel([kc_cur, mc_cur, nr_cur], a, b, c, first);
             match &self.epilogue {
-                None => ir_body.push(Inst::Ukernel(Box::new(plain))),
+                None => jr_body.push(Inst::Ukernel(Box::new(plain))),
                 Some(e) => {
                     let mut finished = plain.clone();
                     finished.scale = e.factor.map(|(s, _)| s);
                     finished.divide = e.factor.is_some_and(|(_, divide)| divide);
                     finished.bias = match &e.bias {
-                        Some((buffer, map)) => Some(self.bias_operand(fl, *buffer, map, i, j)?),
+                        Some((buffer, map)) => Some(self.bias_operand(fl, *buffer, map, ic, j)?),
                         None => None,
                     };
                     finished.relu = e.relu;
                     if e.single_block {
-                        ir_body.push(Inst::Ukernel(Box::new(finished)));
+                        jr_body.push(Inst::Ukernel(Box::new(finished)));
                     } else {
                         // Partial sums before the last K block, the finished tile on it.
                         let partial = vec![Inst::Ukernel(Box::new(plain))];
-                        ir_body.extend(when(fl, last, false, partial));
+                        jr_body.extend(when(fl, last, false, partial));
                         let finished = vec![Inst::Ukernel(Box::new(finished))];
-                        ir_body.extend(when(fl, last, true, finished));
+                        jr_body.extend(when(fl, last, true, finished));
                     }
                 }
             }
-        } else {
-            let tile = fl.add_scratch(
-                "Ct",
-                dtype,
-                &[self.plan.mr, self.plan.nr],
-                BufferKind::Scoped,
-            );
-            ir_body.push(Inst::Scoped(tile));
-            let c = TileOperand {
-                buffer: tile,
-                start: vec![zero, zero],
-                axes: vec![(Coord::M, vec![0]), (Coord::N, vec![1])],
-            };
-            let always = fl.assign(
-                &mut ir_body,
-                "init",
-                Op::Cmp(CmpOp::Eq, zero, zero),
-                Type::Bool,
-            );
-            let into_tile = self.ukernel(sizes, a, b, c, always);
-            ir_body.push(Inst::Ukernel(Box::new(into_tile)));
-            // C[i + ii, j + jj] = first ? t : C + t
-            let ii = fl.named_value("ii", Type::Index);
-            let jj = fl.named_value("jj", Type::Index);
-            let mut cell = Vec::new();
-            let ci = fl.assign(
-                &mut cell,
-                "ci",
-                Op::IndexArith(IndexOp::Add, i, ii),
-                Type::Index,
-            );
-            let cj = fl.assign(
-                &mut cell,
-                "cj",
-                Op::IndexArith(IndexOp::Add, j, jj),
-                Type::Index,
-            );
-            let t = fl.assign(
-                &mut cell,
-                "t",
-                Op::Load {
-                    buffer: tile,
-                    index: vec![ii, jj],
-                    lanes: 1,
-                },
-                Type::Scalar(dtype),
-            );
-            let at = out_at(self, ci, cj);
-            // C is read only when it is accumulated into (it may be unwritten before); under a
-            // cast every store is the first.
-            let sum = if cast {
-                t
-            } else {
-                self.accumulate(fl, &mut cell, first, t, at.clone())?
-            };
-            let sum = match &self.epilogue {
-                None => sum,
-                Some(e) => {
-                    let done = self.finish(fl, &mut cell, e, sum, ci, cj)?;
-                    if e.single_block {
-                        done
-                    } else {
-                        let ty = Type::Scalar(dtype);
-                        fl.assign(&mut cell, "v", Op::Select(last, done, sum), ty)
-                    }
-                }
-            };
-            cell.push(Inst::Store {
-                buffer: self.out,
-                index: at,
-                value: sum,
-            });
-            let row = vec![for_loop(jj, zero, nr_cur, 1, false, cell)];
-            ir_body.push(for_loop(ii, zero, mr_cur, 1, false, row));
+            insts.push(for_loop(jr, zero, nc_cur, self.plan.nr, false, jr_body));
+            return Ok(insts);
         }
+        let ir = fl.named_value("ir", Type::Index);
+        let mut ir_body = Vec::new();
+        let m_left = fl.assign(
+            &mut ir_body,
+            "mleft",
+            Op::IndexArith(IndexOp::Sub, mc_cur, ir),
+            Type::Index,
+        );
+        let mr_cur = fl.assign(
+            &mut ir_body,
+            "mrt",
+            Op::IndexArith(IndexOp::Min, mr, m_left),
+            Type::Index,
+        );
+        let i = fl.assign(
+            &mut ir_body,
+            "i",
+            Op::IndexArith(IndexOp::Add, ic, ir),
+            Type::Index,
+        );
+        let packed = match ap {
+            Some(ap) => {
+                let panel = fl.assign(
+                    &mut ir_body,
+                    "apanel",
+                    Op::IndexArith(IndexOp::Div, ir, mr),
+                    Type::Index,
+                );
+                Some((ap, panel))
+            }
+            None => None,
+        };
+        let a = self.a_operand(fl, packed, a_buf, i, pc)?;
+        let sizes = [kc_cur, mr_cur, nr_cur];
+        let tile = fl.add_scratch(
+            "Ct",
+            dtype,
+            &[self.plan.mr, self.plan.nr],
+            BufferKind::Scoped,
+        );
+        ir_body.push(Inst::Scoped(tile));
+        let c = TileOperand {
+            buffer: tile,
+            start: vec![zero, zero],
+            axes: vec![(Coord::M, vec![0]), (Coord::N, vec![1])],
+        };
+        let always = fl.assign(
+            &mut ir_body,
+            "init",
+            Op::Cmp(CmpOp::Eq, zero, zero),
+            Type::Bool,
+        );
+        let into_tile = self.ukernel(sizes, a, b, c, always);
+        ir_body.push(Inst::Ukernel(Box::new(into_tile)));
+        // C[i + ii, j + jj] = first ? t : C + t
+        let ii = fl.named_value("ii", Type::Index);
+        let jj = fl.named_value("jj", Type::Index);
+        let mut cell = Vec::new();
+        let ci = fl.assign(
+            &mut cell,
+            "ci",
+            Op::IndexArith(IndexOp::Add, i, ii),
+            Type::Index,
+        );
+        let cj = fl.assign(
+            &mut cell,
+            "cj",
+            Op::IndexArith(IndexOp::Add, j, jj),
+            Type::Index,
+        );
+        let t = fl.assign(
+            &mut cell,
+            "t",
+            Op::Load {
+                buffer: tile,
+                index: vec![ii, jj],
+                lanes: 1,
+            },
+            Type::Scalar(dtype),
+        );
+        let at = out_at(self, ci, cj);
+        // C is read only when it is accumulated into (it may be unwritten before); under a
+        // cast every store is the first.
+        let sum = if cast {
+            t
+        } else {
+            self.accumulate(fl, &mut cell, first, t, at.clone())?
+        };
+        let sum = match &self.epilogue {
+            None => sum,
+            Some(e) => {
+                let done = self.finish(fl, &mut cell, e, sum, ci, cj)?;
+                if e.single_block {
+                    done
+                } else {
+                    let ty = Type::Scalar(dtype);
+                    fl.assign(&mut cell, "v", Op::Select(last, done, sum), ty)
+                }
+            }
+        };
+        cell.push(Inst::Store {
+            buffer: self.out,
+            index: at,
+            value: sum,
+        });
+        let row = vec![for_loop(jj, zero, nr_cur, 1, false, cell)];
+        ir_body.push(for_loop(ii, zero, mr_cur, 1, false, row));
         jr_body.push(for_loop(ir, zero, mc_cur, self.plan.mr, false, ir_body));
         insts.push(for_loop(jr, zero, nc_cur, self.plan.nr, false, jr_body));
         Ok(insts)
+    }
+
+    /// The micro-kernel's A operand: the packed buffer from `panel` on (its panels are the
+    /// kernel's m-tiles, read through `mt`), else the input from row `i` and column `pc`.
+    fn a_operand(
+        &self,
+        fl: &mut FnLowerer,
+        packed: Option<(BufferId, ValueId)>,
+        a_buf: BufferId,
+        i: ValueId,
+        pc: ValueId,
+    ) -> Result<TileOperand, LowerError> {
+        Ok(match packed {
+            Some((ap, panel)) => {
+                let zero = fl.index_const(0);
+                TileOperand {
+                    buffer: ap,
+                    start: vec![panel, zero, zero],
+                    axes: vec![
+                        (Coord::M, vec![2]),
+                        (Coord::K, vec![1]),
+                        (Coord::MTile, vec![0]),
+                    ],
+                }
+            }
+            None => TileOperand {
+                buffer: a_buf,
+                start: self.operand_index(
+                    fl,
+                    self.plan.a,
+                    &[(self.plan.m, i), (self.plan.k, pc)],
+                )?,
+                axes: vec![
+                    (Coord::M, self.axes(self.plan.a, self.plan.m)),
+                    (Coord::K, self.axes(self.plan.a, self.plan.k)),
+                ],
+            },
+        })
     }
 
     /// `first ? t : C[at] + t`, reading C only when it is not the first block: a loop that

@@ -74,9 +74,10 @@ fn clock_hz() -> Option<f64> {
     None
 }
 
-/// GFLOP/s of micro-kernel `shape` on packed panels of depth `kc` (A `MR x kc`, B `kc x NR`,
-/// both in L1), best of several runs.
-fn gflops(shape: UkernelShape, wide: UkernelIsa, kc: usize) -> f64 {
+/// GFLOP/s of micro-kernel `shape` (`wide`'s where it covers it) on packed panels of depth `kc` (A `tiles` panels of
+/// `MR x kc`, B `kc x NR`, all in L1), best of several runs: with `per_call` m-tiles per call
+/// (`tiles / per_call` calls cover the panels).
+fn gflops(shape: UkernelShape, wide: UkernelIsa, kc: usize, tiles: usize, per_call: usize) -> f64 {
     let k = JitUkernel::compile_with(shape, wide).unwrap();
     let (mr, nr) = (shape.mr as usize, shape.nr as usize);
     let mut rng = Rng::new(1);
@@ -93,12 +94,12 @@ fn gflops(shape: UkernelShape, wide: UkernelIsa, kc: usize) -> f64 {
             })
             .collect()
     };
-    let a = bytes(mr * kc, &mut rng);
+    let a = bytes(tiles * mr * kc, &mut rng);
     let b = bytes(kc * nr, &mut rng);
-    let mut c = vec![0u8; mr * nr * size];
-    let args = UkernelArgs {
+    let mut c = vec![0u8; tiles * mr * nr * size];
+    let mut args = UkernelArgs {
         kc: kc as i64,
-        mr: mr as i64,
+        mr: (per_call * mr) as i64,
         nr: nr as i64,
         a: a.as_ptr(),
         a_ms: 1,
@@ -111,19 +112,33 @@ fn gflops(shape: UkernelShape, wide: UkernelIsa, kc: usize) -> f64 {
         bias_s: 0,
         scale: 0,
         flags: flags::INIT,
+        a_ts: (mr * kc) as i64,
     };
-    let calls = (50_000_000 / (mr * nr * kc)).max(1);
+    let calls = (50_000_000 / (tiles * mr * nr * kc)).max(1);
+    let starts: Vec<(*const u8, *mut u8)> = (0..tiles)
+        .step_by(per_call)
+        .map(|t| {
+            (
+                a[t * mr * kc * size..].as_ptr(),
+                c[t * mr * nr * size..].as_mut_ptr(),
+            )
+        })
+        .collect();
     let mut best = f64::INFINITY;
     for _ in 0..20 {
         let start = Instant::now();
         for _ in 0..calls {
-            // SAFETY: A, B and C hold every element the call reads and writes.
-            unsafe { (k.entry())(&args) };
+            for &(pa, pc) in &starts {
+                args.a = pa;
+                args.c = pc;
+                // SAFETY: A, B and C hold every element the call reads and writes.
+                unsafe { (k.entry())(&args) };
+            }
         }
         best = best.min(start.elapsed());
     }
     std::hint::black_box(&c);
-    (2 * mr * nr * kc * calls) as f64 / best / 1e9
+    (2 * tiles * mr * nr * kc * calls) as f64 / best / 1e9
 }
 
 #[test]
@@ -137,7 +152,13 @@ fn ukernel_speed() {
     }
     for (dtype, mr, nr) in [(DType::F32, 4, 8), (DType::F64, 4, 4), (DType::F32, 6, 8)] {
         for kc in [64, 256] {
-            let g = gflops(UkernelShape { dtype, mr, nr }, UkernelIsa::Cranelift, kc);
+            let g = gflops(
+                UkernelShape { dtype, mr, nr },
+                UkernelIsa::Cranelift,
+                kc,
+                1,
+                1,
+            );
             let share = peak(dtype).map_or(String::new(), |p| {
                 format!(" = {:.0}% of the 128-bit peak {p:.1}", 100.0 * g / p)
             });
@@ -146,8 +167,32 @@ fn ukernel_speed() {
     }
 }
 
-/// The AVX2 kernels (`codegen::wide`) against the 256-bit FMA peak; their shapes, and the
-/// 128-bit kernels' best shape for comparison.
+/// Short K (10 to 16, as in Tucker and the chain): 16 m-tiles done by 16 calls, or by one call
+/// that walks them (`mr = 16 * MR`), as the GETT lowering now makes it.
+#[test]
+#[ignore]
+fn ukernel_speed_short_k() {
+    let hz = clock_hz();
+    let peak = hz.map(|hz| hz * 2.0 * 4.0 * 2.0 / 1e9);
+    let shape = UkernelShape {
+        dtype: DType::F32,
+        mr: 4,
+        nr: 8,
+    };
+    for kc in [10, 16, 64] {
+        for per_call in [1, 16] {
+            let g = gflops(shape, UkernelIsa::Cranelift, kc, 16, per_call);
+            let share = peak.map_or(String::new(), |p| {
+                format!(" = {:.0}% of the 128-bit peak {p:.1}", 100.0 * g / p)
+            });
+            println!("gemm.f32.4x8 kc {kc}, {per_call} m-tiles per call: {g:.1} GFLOP/s{share}");
+        }
+    }
+}
+
+/// The AVX2 kernels (`codegen::wide`) against the 256-bit FMA peak: their shapes and the
+/// one-vector 4x8 and 4x4, one m-tile per call; then the f32 choice at short K, 16 m-tiles by
+/// 16 calls or by one.
 #[test]
 #[ignore]
 fn wide_ukernel_speed() {
@@ -161,6 +206,11 @@ fn wide_ukernel_speed() {
     if let Some(hz) = hz {
         println!("clock {:.2} GHz", hz / 1e9);
     }
+    let share = |d: DType, g: f64| {
+        peak(d).map_or(String::new(), |p| {
+            format!(" = {:.0}% of the 256-bit peak {p:.1}", 100.0 * g / p)
+        })
+    };
     let shapes = [
         (DType::F32, 6, 16),
         (DType::F32, 4, 24),
@@ -173,11 +223,23 @@ fn wide_ukernel_speed() {
     ];
     for (dtype, mr, nr) in shapes {
         for kc in [64, 256] {
-            let g = gflops(UkernelShape { dtype, mr, nr }, UkernelIsa::Avx2, kc);
-            let share = peak(dtype).map_or(String::new(), |p| {
-                format!(" = {:.0}% of the 256-bit peak {p:.1}", 100.0 * g / p)
-            });
+            let g = gflops(UkernelShape { dtype, mr, nr }, UkernelIsa::Avx2, kc, 1, 1);
+            let share = share(dtype, g);
             println!("avx2 gemm.{dtype}.{mr}x{nr} kc {kc}: {g:.1} GFLOP/s{share}");
+        }
+    }
+    let shape = UkernelShape {
+        dtype: DType::F32,
+        mr: 6,
+        nr: 16,
+    };
+    for kc in [10, 16, 64] {
+        for per_call in [1, 16] {
+            let g = gflops(shape, UkernelIsa::Avx2, kc, 16, per_call);
+            let share = share(DType::F32, g);
+            println!(
+                "avx2 gemm.f32.6x16 kc {kc}, {per_call} m-tiles per call: {g:.1} GFLOP/s{share}"
+            );
         }
     }
 }
@@ -227,7 +289,7 @@ fn ukernel_asm() {
             &m,
             &target,
             crate::codegen::TargetCpu::Native,
-            crate::codegen::UkernelPlan::fixed(crate::codegen::UkernelIsa::Cranelift),
+            crate::codegen::UkernelPlan::fixed(UkernelIsa::Cranelift),
         )
         .unwrap();
         std::fs::write(format!("{dir}/{triple}.s"), asm).unwrap();

@@ -59,10 +59,6 @@ const SCALE: i32 = 4 * 32;
 const BIAS_N: i32 = SCALE + 32;
 const FRAME: i32 = BIAS_N + 4 * 32;
 
-/// `int64_t a_ts`: A's stride from one m-tile to the next (`docs/ukernel.md`), read only when
-/// `mr > MR`. TODO(wide): `args::A_TS` once the multi-m-tile ABI is on main.
-const A_TS: i32 = 112;
-
 /// The callee-saved registers the kernel uses, in push order.
 const SAVED: [AsmRegister64; 6] = [rbx, rbp, r12, r13, r14, r15];
 
@@ -225,7 +221,7 @@ impl Gen {
         self.a.set_label(&mut next)?;
         self.a.sub(r15, big_mr)?;
         self.a.jle(done)?;
-        self.a.mov(rax, qword_ptr(rdi + A_TS))?;
+        self.a.mov(rax, qword_ptr(rdi + args::A_TS))?;
         self.a.shl(rax, self.shift)?;
         self.a.add(r12, rax)?;
         self.a

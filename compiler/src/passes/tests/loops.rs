@@ -14,6 +14,7 @@ use crate::ir::tensor;
 use crate::passes::manager::{run_pipeline, Dumps, RunOptions};
 use crate::passes::{Ir, Pipeline};
 use crate::rng::Rng;
+use crate::testkit::layout::array_bits as bits;
 use einc_runtime::abi::Tensor;
 use einc_runtime::{Array, Buffer, DType, Scalar};
 use std::collections::HashMap;
@@ -118,20 +119,6 @@ fn random_inputs(m: &Module, f: &Function, rng: &mut Rng) -> Vec<Array> {
             Array::from_buffer(buffer, &shape).unwrap_or_else(|e| panic!("{e}"))
         })
         .collect()
-}
-
-/// Every element's bits, so that `-0.0` and NaN payloads compare exactly.
-fn bits(a: &Array) -> Vec<u64> {
-    let mut out = Vec::new();
-    einc_runtime::array::for_each_index(a.shape(), |ix| {
-        out.push(match a.get(ix) {
-            Scalar::F32(x) => u64::from(x.to_bits()),
-            Scalar::F64(x) => x.to_bits(),
-            Scalar::I32(x) => x as u64,
-            Scalar::I64(x) => x as u64,
-        })
-    });
-    out
 }
 
 /// Calls JIT-compiled kernel `name` of `m` on `inputs` with C-order outputs shaped as
