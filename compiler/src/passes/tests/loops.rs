@@ -50,13 +50,7 @@ fn corpus() -> Vec<(String, Module)> {
 /// pipeline lowers it before the loop passes.
 fn examples() -> Vec<(String, tensor::Module, Module)> {
     let mut out = Vec::new();
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{e}"))
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "ein"))
-        .collect();
-    files.sort();
+    let files = crate::testkit::files::example_files();
     let opts = CompileOptions {
         disabled: LOOP_PASSES.iter().map(|s| s.to_string()).collect(),
         ..CompileOptions::default()
