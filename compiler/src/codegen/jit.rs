@@ -17,7 +17,7 @@
 
 use super::{
     define_module, isa, last_error, scratch, CodegenError, DeferredBody, KernelSignature,
-    LazyGeneral, Listing, Target, UkernelIsa,
+    LazyGeneral, Listing, Target, UkernelIsa, UkernelPlan,
 };
 use crate::ir::loops;
 use cranelift_codegen::Context;
@@ -214,7 +214,7 @@ pub fn jit_compile_with(m: &loops::Module, wide: UkernelIsa) -> Result<JitProgra
         last_error::Linkage::Jit,
         Listing::None,
         Some(&lazy),
-        wide,
+        UkernelPlan::fixed(wide),
     )?;
     module
         .finalize_definitions()

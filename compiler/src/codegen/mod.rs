@@ -47,8 +47,9 @@ use einc_runtime::DType;
 use std::fmt;
 
 pub use isa::Target;
+pub use isa::TargetCpu;
 pub use jit::{jit_compile, jit_compile_with, JitKernel, JitProgram};
-pub use wide::UkernelIsa;
+pub use wide::{UkernelIsa, UkernelPlan};
 
 /// Why a module could not be compiled.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -357,15 +358,15 @@ impl Listing<'_> {
 /// Defines every kernel of `m` in `module`, and the error functions the entry points record
 /// their failures with (linked as `errors` says), recording each function in `listing`. With
 /// `lazy`, the general body of each kernel that has variants is only built and verified, and
-/// returned in [`DefinedModule::deferred`]. The micro-kernels are `wide`'s where it covers
-/// their shapes.
+/// returned in [`DefinedModule::deferred`]. The micro-kernels follow `wide`
+/// ([`wide::UkernelPlan`]).
 pub(crate) fn define_module<M: Module>(
     module: &mut M,
     m: &loops::Module,
     errors: last_error::Linkage,
     listing: Listing<'_>,
     lazy: Option<&LazyGeneral>,
-    wide: UkernelIsa,
+    wide: UkernelPlan,
 ) -> Result<DefinedModule, CodegenError> {
     // A listing records each function as it is compiled, in order: compile on this thread.
     if !matches!(listing, Listing::None) {
@@ -389,7 +390,7 @@ fn define_kernels<M: Module>(
     mut listing: Listing<'_>,
     lazy: Option<&LazyGeneral>,
     mut workers: Option<&mut workers::Workers<'_, '_>>,
-    wide: UkernelIsa,
+    wide: UkernelPlan,
 ) -> Result<DefinedModule, CodegenError> {
     let has_fma = module.isa().has_native_fma();
     let mut ctx = module.make_context();
@@ -722,7 +723,7 @@ pub fn clif_text(
         last_error::Linkage::Library,
         Listing::Clif(&mut text),
         None,
-        wide,
+        UkernelPlan::fixed(wide),
     )?;
     Ok(text)
 }
@@ -742,7 +743,7 @@ pub fn compile_for_target(
         last_error::Linkage::Library,
         Listing::None,
         None,
-        wide,
+        UkernelPlan::fixed(wide),
     )?;
     Ok(())
 }

@@ -11,8 +11,9 @@
 //!
 //! [`KernelInfo`]: einc_runtime::abi::KernelInfo
 
+use super::isa::TargetCpu;
 use super::last_error::{self, LAST_ERROR_SYMBOL, RECORD_SYMBOL};
-use super::wide::UkernelIsa;
+use super::wide::UkernelPlan;
 use super::{
     declare, define_module, entry_symbol, finish, isa, CodegenError, KernelSignature, Listing,
     Target,
@@ -135,14 +136,15 @@ pub struct CompiledObject {
     pub kernels: Vec<KernelInfoData>,
 }
 
-/// Compiles every kernel of `m` for `target`, with micro-kernels `wide`, into a
-/// position-independent object file.
+/// Compiles every kernel of `m` for `target` at CPU level `cpu`, with the micro-kernels of
+/// `wide`, into a position-independent object file.
 pub fn emit_object(
     m: &loops::Module,
     target: &Target,
-    wide: UkernelIsa,
+    cpu: TargetCpu,
+    wide: UkernelPlan,
 ) -> Result<CompiledObject, CodegenError> {
-    let mut module = isa::object_module(target)?;
+    let mut module = isa::object_module_for(target, cpu)?;
     let kernels = define_library(&mut module, m, Listing::None, wide)?;
     let bytes = module
         .finish()
@@ -157,9 +159,10 @@ pub fn emit_object(
 pub fn asm_text(
     m: &loops::Module,
     target: &Target,
-    wide: UkernelIsa,
+    cpu: TargetCpu,
+    wide: UkernelPlan,
 ) -> Result<String, CodegenError> {
-    let mut module = isa::object_module(target)?;
+    let mut module = isa::object_module_for(target, cpu)?;
     let mut text = String::new();
     define_library(&mut module, m, Listing::Asm(&mut text), wide)?;
     Ok(text)
@@ -170,7 +173,7 @@ fn define_library(
     module: &mut ObjectModule,
     m: &loops::Module,
     mut listing: Listing<'_>,
-    wide: UkernelIsa,
+    wide: UkernelPlan,
 ) -> Result<Vec<KernelInfoData>, CodegenError> {
     check_symbols(m)?;
     let layout = Layout::of(module)?;
