@@ -20,9 +20,10 @@
 use super::compile_args::{CompileArgs, PathArgs};
 use super::eval::show_einsum_error;
 use super::json::Json;
-use crate::analysis::{classify_function, OpClass};
+use crate::analysis::{attention_chain, classify_function, OpClass};
 use crate::autodiff::symmetry;
 use crate::compile::{self, CompileOptions, OptLevel};
+use crate::ir::tensor::schedule::Schedule;
 use crate::ir::tensor::{
     AxisMap, BinaryFn, Expr, Extent, Function, Generic, IndexId, Module, OpKind, ReduceKind,
     TensorType, ValueId,
@@ -635,9 +636,13 @@ fn explain_kernel(module: Module, opts: &CompileOptions, format: Format) -> Resu
         let einsum = einsum_of(g);
         let report =
             PathReport::new(&module, g, opts, &opts.paths).filter(|r| r.product.factors.len() >= 2);
+        let fused = FusedAttention::new(func, k, g);
         match format {
             Format::Text => {
                 text.push_str(&op_text(&module, func, g, op.result, class, einsum));
+                if let Some(f) = &fused {
+                    text.push_str(&f.text());
+                }
                 if let Some(r) = &report {
                     text.push_str(&r.text());
                 }
@@ -649,6 +654,9 @@ fn explain_kernel(module: Module, opts: &CompileOptions, format: Format) -> Resu
                     ("points", Json::Str(points(&module, g))),
                     ("einsum", einsum.map_or(Json::Null, Json::Str)),
                 ];
+                if let Some(f) = &fused {
+                    fields.extend(f.json());
+                }
                 if let Some(r) = &report {
                     fields.extend(r.json());
                 }
@@ -679,6 +687,72 @@ fn explain_kernel(module: Module, opts: &CompileOptions, format: Format) -> Resu
                 + "\n"
         }
     })
+}
+
+/// An op whose `attention` schedule runs an attention chain as one nest (`flash-attention`):
+/// the ops inside it and the scratch a call needs.
+struct FusedAttention {
+    /// The chain's other ops, by value name.
+    inside: Vec<String>,
+    /// The stack bytes of one block of query rows.
+    scratch: u64,
+    /// Query rows per block.
+    qb: u64,
+    /// The result's elements (the accumulator a strided output needs).
+    result: String,
+}
+
+impl FusedAttention {
+    fn new(func: &Function, k: usize, g: &Generic) -> Option<FusedAttention> {
+        let Some(Schedule::Attention(s)) = &g.schedule else {
+            return None;
+        };
+        let chain = attention_chain(func, k).ok()?;
+        let inside = chain
+            .ops()
+            .into_iter()
+            .filter(|&o| o != k)
+            .filter_map(|o| func.ops.get(o))
+            .map(|op| format!("%{}", value_name(func, op.result)))
+            .collect();
+        Some(FusedAttention {
+            inside,
+            scratch: s.scratch_bytes(g.dtype.size_bytes() as u64)?,
+            qb: s.qb?,
+            result: show_shape(&g.result_shape()),
+        })
+    }
+
+    fn text(&self) -> String {
+        table(&[
+            vec![
+                "fused:".to_string(),
+                format!(
+                    "attention: {} run inside this op's blocked nest (online softmax); the \
+                     scores are never stored",
+                    self.inside.join(", ")
+                ),
+            ],
+            vec![
+                "scratch:".to_string(),
+                format!(
+                    "{} bytes of stack per block of {} query rows, whatever the sequence \
+                     length; plus an accumulator of {} elements when the output is strided",
+                    self.scratch, self.qb, self.result
+                ),
+            ],
+        ])
+    }
+
+    fn json(&self) -> Vec<(&'static str, Json)> {
+        vec![
+            (
+                "fused",
+                Json::Array(self.inside.iter().cloned().map(Json::Str).collect()),
+            ),
+            ("scratch_bytes", Json::Int(u128::from(self.scratch))),
+        ]
+    }
 }
 
 fn value_name(func: &Function, v: ValueId) -> &str {

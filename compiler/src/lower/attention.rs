@@ -465,6 +465,23 @@ impl Nest<'_, '_, '_> {
         }
     }
 
+    /// The B operand of a panel-major block `[panels, k, nr]` for the tile whose columns start
+    /// at `at` (a multiple of `nr`): its panel, k along axis 1, n along axis 2.
+    fn panel_tile(
+        &mut self,
+        buffer: BufferId,
+        at: ValueId,
+        zero: ValueId,
+    ) -> Result<TileOperand, LowerError> {
+        let width = self.konst(self.blocks.nr)?;
+        let panel = self.index(IndexOp::Div, at, width);
+        Ok(TileOperand {
+            buffer,
+            start: vec![panel, zero, zero],
+            axes: vec![(Coord::K, vec![1]), (Coord::N, vec![2])],
+        })
+    }
+
     fn ukernel(
         &mut self,
         kc: ValueId,
@@ -503,14 +520,16 @@ impl Nest<'_, '_, '_> {
 
     /// The loop over blocks of query rows, each with its own scratch.
     fn query_blocks(&mut self, batch: Vec<ValueId>) -> Result<(), LowerError> {
-        let Blocks { qb, kb, hb, .. } = self.blocks;
+        let Blocks { qb, kb, hb, nr, .. } = self.blocks;
         let zero = self.konst(0)?;
         let rows = self.fl.extent(&self.extents.row.clone())?;
         self.each("i0", (zero, rows, qb), true, |nest, i0| {
             let scratch = Scratch {
                 s: nest.scoped("attn.s", &[qb, kb]),
-                kp: nest.scoped("attn.kp", &[hb, kb]),
-                vp: nest.scoped("attn.vp", &[kb, hb]),
+                // Panel-major, as GETT packs B: each `nr`-wide panel's rows are contiguous, so
+                // the micro-kernel's k loop streams them.
+                kp: nest.scoped("attn.kp", &[kb / nr, hb, nr]),
+                vp: nest.scoped("attn.vp", &[hb / nr, kb, nr]),
                 m: nest.scoped("attn.m", &[qb]),
                 l: nest.scoped("attn.l", &[qb]),
             };
@@ -583,24 +602,33 @@ impl Nest<'_, '_, '_> {
         let fzero = self.scalar(0.0);
         self.each("a0", (zero, chunks_end, hb), false, |nest, a0| {
             let hc = nest.block_size(a0, heads, hb)?;
-            // Pack K[key j0 + c, head a0 + a] into Kp[a, c], zero-padded to a multiple of nr.
-            nest.each("a", (zero, hc, 1), false, |nest, a| {
-                let head = nest.index(IndexOp::Add, a0, a);
-                nest.each("c", (zero, nb, 1), false, |nest, c| {
+            // Pack K[key j0 + c, head a0 + a] into Kp[c / nr, a, c % nr], zero-padded to whole
+            // panels.
+            let width = nest.konst(nr)?;
+            nest.each("p0", (zero, nbp, nr), false, |nest, p0| {
+                let panel = nest.index(IndexOp::Div, p0, width);
+                let w = nest.block_size(p0, nb, nr)?;
+                nest.each("l", (zero, w, 1), false, |nest, l| {
+                    let c = nest.index(IndexOp::Add, p0, l);
                     let key = nest.index(IndexOp::Add, p.key, c);
-                    let at = Point {
-                        key,
-                        head,
-                        ..p.clone()
-                    };
-                    let index = nest.at(&nest.operands.k.1.clone(), &at)?;
-                    let x = nest.load(nest.operands.k.0, index);
-                    nest.store(sc.kp, vec![a, c], x);
-                    Ok(())
+                    nest.each("a", (zero, hc, 1), false, |nest, a| {
+                        let head = nest.index(IndexOp::Add, a0, a);
+                        let at = Point {
+                            key,
+                            head,
+                            ..p.clone()
+                        };
+                        let index = nest.at(&nest.operands.k.1.clone(), &at)?;
+                        let x = nest.load(nest.operands.k.0, index);
+                        nest.store(sc.kp, vec![panel, a, l], x);
+                        Ok(())
+                    })
                 })?;
-                nest.each("c", (nb, nbp, 1), false, |nest, c| {
-                    nest.store(sc.kp, vec![a, c], fzero);
-                    Ok(())
+                nest.each("l", (w, width, 1), false, |nest, l| {
+                    nest.each("a", (zero, hc, 1), false, |nest, a| {
+                        nest.store(sc.kp, vec![panel, a, l], fzero);
+                        Ok(())
+                    })
                 })
             })?;
             let first = nest.emit("first", Op::Cmp(CmpOp::Eq, a0, zero), Type::Bool);
@@ -619,7 +647,7 @@ impl Nest<'_, '_, '_> {
                 )?;
                 nest.each("c0", (zero, nb, nr), false, |nest, c0| {
                     let tn = nest.block_size(c0, nb, nr)?;
-                    let b = nest.block_tile(sc.kp, [zero, c0], [Coord::K, Coord::N]);
+                    let b = nest.panel_tile(sc.kp, c0, zero)?;
                     let c = nest.block_tile(sc.s, [r0, c0], [Coord::M, Coord::N]);
                     nest.ukernel(hc, (tm, tn), (a.clone(), b, c), first);
                     Ok(())
@@ -777,24 +805,31 @@ impl Nest<'_, '_, '_> {
         self.each("e0", (zero, values, hb), false, |nest, e0| {
             let ec = nest.block_size(e0, values, hb)?;
             let ecp = nest.round_up(ec, nr)?;
-            // Pack V[key j0 + c, value e0 + e] into Vp[c, e], zero-padded to a multiple of nr.
-            nest.each("c", (zero, nb, 1), false, |nest, c| {
-                let key = nest.index(IndexOp::Add, p.key, c);
-                nest.each("e", (zero, ec, 1), false, |nest, e| {
-                    let value = nest.index(IndexOp::Add, e0, e);
-                    let at = Point {
-                        key,
-                        value,
-                        ..p.clone()
-                    };
-                    let index = nest.at(&nest.operands.v.1.clone(), &at)?;
-                    let x = nest.load(nest.operands.v.0, index);
-                    nest.store(sc.vp, vec![c, e], x);
-                    Ok(())
-                })?;
-                nest.each("e", (ec, ecp, 1), false, |nest, e| {
-                    nest.store(sc.vp, vec![c, e], fzero);
-                    Ok(())
+            // Pack V[key j0 + c, value e0 + e] into Vp[e / nr, c, e % nr], zero-padded to whole
+            // panels.
+            let width = nest.konst(nr)?;
+            nest.each("p0", (zero, ecp, nr), false, |nest, p0| {
+                let panel = nest.index(IndexOp::Div, p0, width);
+                let w = nest.block_size(p0, ec, nr)?;
+                nest.each("c", (zero, nb, 1), false, |nest, c| {
+                    let key = nest.index(IndexOp::Add, p.key, c);
+                    nest.each("l", (zero, w, 1), false, |nest, l| {
+                        let e = nest.index(IndexOp::Add, p0, l);
+                        let value = nest.index(IndexOp::Add, e0, e);
+                        let at = Point {
+                            key,
+                            value,
+                            ..p.clone()
+                        };
+                        let index = nest.at(&nest.operands.v.1.clone(), &at)?;
+                        let x = nest.load(nest.operands.v.0, index);
+                        nest.store(sc.vp, vec![panel, c, l], x);
+                        Ok(())
+                    })?;
+                    nest.each("l", (w, width, 1), false, |nest, l| {
+                        nest.store(sc.vp, vec![panel, c, l], fzero);
+                        Ok(())
+                    })
                 })
             })?;
             nest.each("r0", (zero, mb, mr), false, |nest, r0| {
@@ -804,7 +839,7 @@ impl Nest<'_, '_, '_> {
                 nest.each("e1", (zero, ec, nr), false, |nest, e1| {
                     let tn = nest.block_size(e1, ec, nr)?;
                     let value = nest.index(IndexOp::Add, e0, e1);
-                    let b = nest.block_tile(sc.vp, [zero, e1], [Coord::K, Coord::N]);
+                    let b = nest.panel_tile(sc.vp, e1, zero)?;
                     let c_at = Point {
                         row,
                         value,

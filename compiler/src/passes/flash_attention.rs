@@ -18,13 +18,14 @@
 //! dimension when it is known (else 64, rounded to the tile), `qb = 32` query rows (PyTorch's
 //! CPU flash attention uses 32–256), and `kb` keys, at most 512, as many as keep the `qb x kb`
 //! score block in L1 and the score block plus the packed key and value blocks in half of L2;
-//! the tile is the `gemm` schedule's 128-bit `4 x (2 vectors)`. The pass options `qb`, `kb` and
+//! the register tile is the `schedule` pass's choice for the micro-kernels of the compilation. The pass options `qb`, `kb` and
 //! `hb` override the model (tests use small blocks to cross every block boundary).
 //!
 //! Requires: verified tensor IR (run after `schedule`, which it overrides on the chain). Guarantees:
 //! verified tensor IR computing the same values up to summation order (`docs/attention.md`):
 //! only schedules change.
 
+use super::schedule::cost::{self, GemmExtents};
 use super::TensorPass;
 use crate::analysis::attention_chains;
 use crate::ir::tensor::schedule::{AttentionSchedule, Schedule, MAX_SCOPED_BLOCK_BYTES};
@@ -62,9 +63,19 @@ pub fn complete(
     head: Option<u64>,
 ) -> AttentionSchedule {
     let bytes = g.dtype.size_bytes() as u64;
-    let lanes = u64::from(machine.lanes(bytes as usize)).max(1);
-    let mr = partial.mr.unwrap_or(4);
-    let nr = partial.nr.unwrap_or(2 * lanes);
+    // The tile of a `qb x kb` block of scores over the head dimension, for the micro-kernels
+    // the compilation uses (6x16 f32 with the AVX2 kernels, 4x8 with Cranelift's).
+    let (cmr, cnr) = cost::register_tile(
+        machine,
+        bytes,
+        GemmExtents {
+            m: Some(QUERY_BLOCK),
+            n: Some(MAX_KEY_BLOCK / 2),
+            k: Some(head.unwrap_or(ASSUMED_HEAD)),
+        },
+    );
+    let mr = partial.mr.unwrap_or(cmr);
+    let nr = partial.nr.unwrap_or(cnr);
     let round = |n: u64, to: u64| n.div_ceil(to).max(1) * to;
     let hb = round(
         partial

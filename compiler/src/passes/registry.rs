@@ -255,9 +255,9 @@ pub static PASSES: &[PassInfo] = &[
         build: |o, ctx| {
             let set = |name| o.get(name).filter(|&v| v > 0);
             Box::new(flash_attention::FlashAttention {
-                machine: crate::target::Machine::for_target(&ctx.target).unwrap_or_else(|| {
-                    crate::target::Machine::defaults(crate::target::Isa::X86_64)
-                }),
+                machine: crate::target::Machine::for_target(&ctx.target)
+                    .unwrap_or_else(|| crate::target::Machine::defaults(crate::target::Isa::X86_64))
+                    .with_ukernels(ctx.ukernels),
                 dims: ctx.dims.clone(),
                 overrides: crate::ir::tensor::schedule::AttentionSchedule {
                     qb: set("qb"),
