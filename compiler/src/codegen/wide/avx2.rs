@@ -397,28 +397,8 @@ impl Gen {
         self.a.set_label(&mut added)?;
 
         // * scale, / scale.
-        let mut scaled = self.a.create_label();
-        self.a.test(dl, flags::SCALE as i32)?;
-        self.a.jz(scaled)?;
-        for acc in &accs {
-            if self.f64 {
-                self.a.vmulpd(*acc, *acc, ymmword_ptr(rsp + SCALE))?;
-            } else {
-                self.a.vmulps(*acc, *acc, ymmword_ptr(rsp + SCALE))?;
-            }
-        }
-        self.a.set_label(&mut scaled)?;
-        let mut divided = self.a.create_label();
-        self.a.test(dl, flags::DIVIDE as i32)?;
-        self.a.jz(divided)?;
-        for acc in &accs {
-            if self.f64 {
-                self.a.vdivpd(*acc, *acc, ymmword_ptr(rsp + SCALE))?;
-            } else {
-                self.a.vdivps(*acc, *acc, ymmword_ptr(rsp + SCALE))?;
-            }
-        }
-        self.a.set_label(&mut divided)?;
+        self.by_scale(&accs, flags::SCALE, false)?;
+        self.by_scale(&accs, flags::DIVIDE, true)?;
 
         // + bias: along m one broadcast element per row, along n the frame's copy.
         let mut biased = self.a.create_label();
@@ -503,6 +483,24 @@ impl Gen {
             }
         }
         self.a.set_label(&mut stored)
+    }
+
+    /// `acc = acc * scale` (or `/ scale` with `divide`) for every accumulator, when `bit` is
+    /// set in the flags (`dl`); the scale is the frame's broadcast copy.
+    fn by_scale(&mut self, accs: &[AsmRegisterYmm], bit: i64, divide: bool) -> R {
+        let mut skip = self.a.create_label();
+        self.a.test(dl, bit as i32)?;
+        self.a.jz(skip)?;
+        for acc in accs {
+            let s = ymmword_ptr(rsp + SCALE);
+            match (self.f64, divide) {
+                (false, false) => self.a.vmulps(*acc, *acc, s)?,
+                (true, false) => self.a.vmulpd(*acc, *acc, s)?,
+                (false, true) => self.a.vdivps(*acc, *acc, s)?,
+                (true, true) => self.a.vdivpd(*acc, *acc, s)?,
+            }
+        }
+        self.a.set_label(&mut skip)
     }
 
     /// `dst = [at]` (a whole vector).
