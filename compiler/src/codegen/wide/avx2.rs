@@ -377,23 +377,14 @@ impl Gen {
         }
         self.a.jmp(added)?;
         self.a.set_label(&mut masked)?;
-        for v in 0..nv {
-            self.a.cmp(rsi, v as i32 * self.lanes)?;
-            self.a.jle(added)?;
-            self.a
-                .vmovdqu(m, ymmword_ptr(rsp + (MASKS + 32 * v as i32)))?;
-            self.a.mov(rax, r13)?;
-            for ii in 0..r {
-                let at = ymmword_ptr(rax + 32 * v as i32);
-                if self.f64 {
-                    self.a.vmaskmovpd(t, m, at)?;
-                } else {
-                    self.a.vmaskmovps(t, m, at)?;
-                }
-                self.add(YMM[ii * nv + v], t, YMM[ii * nv + v])?;
-                self.a.add(rax, rcx)?;
+        self.masked_columns(r, added, |g, at, acc| {
+            if g.f64 {
+                g.a.vmaskmovpd(t, m, at)?;
+            } else {
+                g.a.vmaskmovps(t, m, at)?;
             }
-        }
+            g.add(acc, t, acc)
+        })?;
         self.a.set_label(&mut added)?;
 
         // * scale, / scale.
@@ -466,23 +457,42 @@ impl Gen {
         }
         self.a.jmp(stored)?;
         self.a.set_label(&mut masked)?;
-        for v in 0..nv {
+        self.masked_columns(r, stored, |g, at, acc| {
+            if g.f64 {
+                g.a.vmaskmovpd(at, m, acc)
+            } else {
+                g.a.vmaskmovps(at, m, acc)
+            }
+        })?;
+        self.a.set_label(&mut stored)
+    }
+
+    /// The edge-tile access of C: for each vector `v` with lanes below `nr` (`rsi`), its lane
+    /// mask in ymm14, then `op(C(ii, v)'s address, accumulator (ii, v))` for each row
+    /// `ii < r` (rows from `r13`, `rcx` bytes apart); jumps to `done` at the first vector
+    /// wholly past `nr`, so no masked-off vector is touched.
+    fn masked_columns(
+        &mut self,
+        r: usize,
+        done: CodeLabel,
+        op: impl Fn(&mut Self, AsmMemoryOperand, AsmRegisterYmm) -> R,
+    ) -> R {
+        for v in 0..self.nv {
             self.a.cmp(rsi, v as i32 * self.lanes)?;
-            self.a.jle(stored)?;
+            self.a.jle(done)?;
             self.a
-                .vmovdqu(m, ymmword_ptr(rsp + (MASKS + 32 * v as i32)))?;
+                .vmovdqu(ymm14, ymmword_ptr(rsp + (MASKS + 32 * v as i32)))?;
             self.a.mov(rax, r13)?;
             for ii in 0..r {
-                let at = ymmword_ptr(rax + 32 * v as i32);
-                if self.f64 {
-                    self.a.vmaskmovpd(at, m, YMM[ii * nv + v])?;
-                } else {
-                    self.a.vmaskmovps(at, m, YMM[ii * nv + v])?;
-                }
+                op(
+                    self,
+                    ymmword_ptr(rax + 32 * v as i32),
+                    YMM[ii * self.nv + v],
+                )?;
                 self.a.add(rax, rcx)?;
             }
         }
-        self.a.set_label(&mut stored)
+        Ok(())
     }
 
     /// `acc = acc * scale` (or `/ scale` with `divide`) for every accumulator, when `bit` is
