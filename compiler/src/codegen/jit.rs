@@ -16,7 +16,7 @@
 //! `einc_last_error`, and writes nothing. Object files compile every body ahead of time.
 
 use super::{
-    define_module, isa, last_error, scratch, CodegenError, DeferredBody, KernelSignature,
+    body, define_module, isa, last_error, scratch, CodegenError, DeferredBody, KernelSignature,
     LazyGeneral, Listing, Target,
 };
 use crate::ir::loops;
@@ -86,6 +86,12 @@ impl Code {
                 .get_mut(n)
                 .and_then(Option::take)
                 .ok_or_else(|| format!("deferred body {n} failed to compile before"))?;
+            for task in body.tasks {
+                let mut ctx = Context::for_function(task.func);
+                jit.module
+                    .define_function(task.id, &mut ctx)
+                    .map_err(|e| format!("compiling `{}`: {e:?}", task.name))?;
+            }
             let mut ctx = Context::for_function(body.func);
             jit.module
                 .define_function(body.id, &mut ctx)
@@ -187,6 +193,10 @@ pub fn jit_compile(m: &loops::Module) -> Result<JitProgram, CodegenError> {
     last_error::jit_symbols(&mut builder);
     scratch::jit_symbols(&mut builder);
     builder.symbol(COMPILE_AND_CALL_SYMBOL, compile_and_call as *const u8);
+    builder.symbol(
+        body::PARALLEL_FOR_SYMBOL,
+        einc_runtime::parallel::parallel_for as *const u8,
+    );
     let mut module = JITModule::new(builder);
     let lazy_bodies = m
         .kernels()

@@ -38,7 +38,7 @@ mod tests;
 
 use crate::ir::loops::{self, BufferKind, DimDef, Extent};
 use cranelift_codegen::control::ControlPlane;
-use cranelift_codegen::ir::{types, Type as ClifType};
+use cranelift_codegen::ir::{types, Function, Type as ClifType};
 use cranelift_codegen::isa::TargetIsa;
 use cranelift_codegen::Context;
 use cranelift_module::{FuncId, Linkage, Module, ModuleReloc};
@@ -324,11 +324,13 @@ pub(crate) struct LazyGeneral {
     pub symbol: &'static str,
 }
 
-/// A general body built, verified and declared, but not compiled (see [`LazyGeneral`]).
+/// A general body built, verified and declared, but not compiled (see [`LazyGeneral`]), with
+/// the tasks it outlined (verified too).
 pub(crate) struct DeferredBody {
     pub id: FuncId,
     pub name: String,
-    pub func: cranelift_codegen::ir::Function,
+    pub func: Function,
+    pub tasks: Vec<body::Task>,
 }
 
 /// What text [`define_module`] records about each function it defines.
@@ -429,6 +431,8 @@ fn define_kernels<M: Module>(
         None
     };
     let mut ukernels = ukernel::Ukernels::default();
+    // Parallel loops run on the runtime's pool in the JIT; libraries run them serially.
+    let threads = errors_linkage == last_error::Linkage::Jit;
     check_variants(m)?;
     let mut kernels = Vec::new();
     let mut deferred = Vec::new();
@@ -450,8 +454,10 @@ fn define_kernels<M: Module>(
                 errors: &mut errors,
                 scratch,
                 has_fma,
+                threads,
             };
-            g.build(m, v, &frame)?;
+            let tasks = g.build(m, v, &frame, &name)?;
+            define_tasks(module, tasks, workers.as_deref_mut(), listing.reborrow())?;
             match workers.as_deref_mut() {
                 Some(workers) => {
                     let func = take_verified(module, &mut ctx, &name)?;
@@ -472,11 +478,20 @@ fn define_kernels<M: Module>(
             errors: &mut errors,
             scratch,
             has_fma,
+            threads,
         };
-        g.build(m, f, &frame)?;
+        let tasks = g.build(m, f, &frame, &body_name)?;
         let general = match lazy {
             Some(lazy) if !bodies.is_empty() => {
                 let func = take_verified(module, &mut ctx, &body_name)?;
+                let tasks = tasks
+                    .into_iter()
+                    .map(|t| {
+                        ctx.func = t.func;
+                        let func = take_verified(module, &mut ctx, &t.name)?;
+                        Ok(body::Task { func, ..t })
+                    })
+                    .collect::<Result<Vec<_>, CodegenError>>()?;
                 let slot = *lazy.slots.get(deferred.len()).ok_or_else(|| {
                     CodegenError::Target("fewer lazy body slots than kernels with variants".into())
                 })?;
@@ -500,10 +515,12 @@ fn define_kernels<M: Module>(
                     id: body_id,
                     name: body_name,
                     func,
+                    tasks,
                 });
                 general
             }
             _ => {
+                define_tasks(module, tasks, workers.as_deref_mut(), listing.reborrow())?;
                 match workers.as_deref_mut() {
                     Some(workers) => {
                         let func = take_verified(module, &mut ctx, &body_name)?;
@@ -578,6 +595,33 @@ fn check_variants(m: &loops::Module) -> Result<(), CodegenError> {
                 v,
                 format!("its parameters differ from those of kernel `{general}`"),
             ));
+        }
+    }
+    Ok(())
+}
+
+/// Defines the task functions a body outlined (or hands them to `workers`), recording each in
+/// `listing`.
+fn define_tasks<M: Module>(
+    module: &mut M,
+    tasks: Vec<body::Task>,
+    workers: Option<&mut workers::Workers<'_, '_>>,
+    mut listing: Listing<'_>,
+) -> Result<(), CodegenError> {
+    let ctx = &mut module.make_context();
+    match workers {
+        Some(workers) => {
+            for t in tasks {
+                ctx.func = t.func;
+                let func = take_verified(module, ctx, &t.name)?;
+                workers.compile(t.id, t.name, func);
+            }
+        }
+        None => {
+            for t in tasks {
+                ctx.func = t.func;
+                finish(module, ctx, t.id, &t.name, listing.reborrow())?;
+            }
         }
     }
     Ok(())

@@ -25,9 +25,11 @@
 //!
 //! C is written by the kernel directly when its `n` axis has a unit stride (a temporary, or
 //! the contiguous kernel variant); otherwise the kernel writes a scoped `mr x nr` tile and a
-//! copy loop adds it into C (`first ? t : C + t`, the kernel's own rounding). The packed A
-//! block is scoped to the `ic` loop, so that each parallel task gets its own; the packed B
-//! block is a temporary of the function (scoped to `jc` when `jc` is parallel).
+//! copy loop adds it into C (`first ? t : C + t`, the kernel's own rounding). The packed
+//! blocks are temporaries of the function when no loop of the nest is parallel; otherwise
+//! each parallel task gets its own: the packed A block is scoped to the `ic` loop, the packed
+//! B block to `jc` when `jc` is parallel, else to the innermost outer loop when an outer loop
+//! is parallel.
 //!
 //! **Epilogues.** With an epilogue (`docs/schedules.md`), the nest stores the epilogue's last
 //! value instead of C: on the last K block (of the last iteration of every outer reduced
@@ -224,10 +226,12 @@ pub(super) fn lower_gett(
     }
     let k_runs = index_op(fl, &mut entry, "kruns", IndexOp::Max, k_eff, one);
 
-    // The packed B block: a temporary, or scoped per `jc` iteration when those are parallel.
+    // The packed B block: a temporary, or scoped per `jc` iteration when those are parallel,
+    // else per iteration of the innermost outer loop when an outer loop is parallel.
     let jc_parallel = x.plan.blocks.contains(&BlockLoop::Jc);
+    let outer_parallel = x.outer_parallel(g);
     let bp_shape = [x.plan.nc.div_ceil(x.plan.nr), x.plan.kc, x.plan.nr];
-    let bp_kind = if jc_parallel {
+    let bp_kind = if jc_parallel || outer_parallel {
         BufferKind::Scoped
     } else {
         BufferKind::Temp
@@ -253,6 +257,9 @@ pub(super) fn lower_gett(
         .collect();
     jc_body.extend(x.jc_body(fl, jc, dims, k_runs, bp, &reduced_outer)?);
     let mut nest = vec![for_loop(jc, zero, n_eff, x.plan.nc, jc_parallel, jc_body)];
+    if outer_parallel && !jc_parallel {
+        nest.insert(0, Inst::Scoped(bp));
+    }
     for (pos, &i) in x.plan.outer.iter().enumerate().rev() {
         let parallel = x.plan.parallel.contains(&i) && g.output.contains(&i);
         let var = x.at[i.0 as usize];
@@ -356,6 +363,11 @@ fn for_loop(
 }
 
 impl Gett<'_> {
+    /// Whether an outer loop of the nest (an output index of `g`) runs in parallel.
+    fn outer_parallel(&self, g: &Generic) -> bool {
+        self.plan.parallel.iter().any(|i| g.output.contains(i))
+    }
+
     /// The body of the `jc` loop: `nc'`, then the `pc` loop with B's packing and the `ic`
     /// loop.
     fn jc_body(
@@ -780,16 +792,17 @@ impl Gett<'_> {
         let dtype = self.g.dtype;
 
         let ap = if self.plan.pack_a {
-            // Scoped to the `ic` iteration when those run in parallel, so each has its own.
-            let ic_parallel = self.plan.blocks.contains(&BlockLoop::Ic);
+            // Scoped to the `ic` iteration when some loop of the nest runs in parallel, so
+            // each task has its own.
+            let scoped = !self.plan.blocks.is_empty() || self.outer_parallel(self.g);
             let panels = self.plan.mc.div_ceil(self.plan.mr);
-            let kind = if ic_parallel {
+            let kind = if scoped {
                 BufferKind::Scoped
             } else {
                 BufferKind::Temp
             };
             let ap = fl.add_scratch("Ap", dtype, &[panels, self.plan.kc, self.plan.mr], kind);
-            if ic_parallel {
+            if scoped {
                 insts.push(Inst::Scoped(ap));
             }
             insts.extend(self.pack_a(fl, ap, a_buf, ic, mc_cur, block)?);
