@@ -18,8 +18,9 @@
 //!
 //! Semantics that differ from Cranelift's defaults: integer division never traps (division by
 //! zero gives 0, `MIN / -1` wraps), float max/min propagate NaN (Cranelift's `fmax`/`fmin`
-//! follow the WebAssembly rules, which do), float → int casts saturate with NaN → 0 (the
-//! `_sat` conversions).
+//! follow the WebAssembly rules, which do; on x86-64 vectors use the shorter
+//! `math::x86_vector_max_min`, whose NaN payloads are not canonical), float → int casts
+//! saturate with NaN → 0 (the `_sat` conversions).
 
 use super::last_error::{ErrorSupport, Failure, A};
 use super::libcall::{FloatWidth, Libcall, Libcalls, MathFn};
@@ -1044,7 +1045,9 @@ impl<'b, M: Module> Gen<'_, 'b, M> {
             UnaryFn::Abs => self.fb.ins().iabs(x),
             UnaryFn::Relu => {
                 let zero = self.constant(ty, 0.0);
-                if float {
+                if float && ty.is_vector() && self.x86_64() {
+                    math::x86_vector_max_min(&mut self.fb, true, x, zero)
+                } else if float {
                     self.fb.ins().fmax(x, zero)
                 } else {
                     self.fb.ins().smax(x, zero)
@@ -1065,6 +1068,12 @@ impl<'b, M: Module> Gen<'_, 'b, M> {
                 self.transcendental(fun, x)
             }
         })
+    }
+
+    /// Whether the code is for x86-64 (where vector float max/min have a shorter sequence than
+    /// Cranelift's, [`math::x86_vector_max_min`]).
+    fn x86_64(&self) -> bool {
+        self.module.isa().triple().architecture == target_lexicon::Architecture::X86_64
     }
 
     /// exp, log, tanh and sigmoid, inline (see `codegen::math`).
@@ -1096,8 +1105,14 @@ impl<'b, M: Module> Gen<'_, 'b, M> {
             BinaryFn::Mul => self.ins().imul(a, b),
             BinaryFn::Div if float => self.ins().fdiv(a, b),
             BinaryFn::Div => self.lanewise(&[a, b], ty, |g, v| Ok(g.int_div(v[0], v[1])))?,
+            BinaryFn::Max if float && ty.is_vector() && self.x86_64() => {
+                math::x86_vector_max_min(&mut self.fb, true, a, b)
+            }
             BinaryFn::Max if float => self.ins().fmax(a, b),
             BinaryFn::Max => self.ins().smax(a, b),
+            BinaryFn::Min if float && ty.is_vector() && self.x86_64() => {
+                math::x86_vector_max_min(&mut self.fb, false, a, b)
+            }
             BinaryFn::Min if float => self.ins().fmin(a, b),
             BinaryFn::Min => self.ins().smin(a, b),
             BinaryFn::Pow => {

@@ -14,7 +14,11 @@
 //! The pointer `%p` starts at `addr %B[...]` with `%i` replaced by the loop's lower bound
 //! (computed before the loop), is carried by the loop, and advances by the step along the axes
 //! `%i` indexes (several axes at once on a diagonal). Accesses with the same buffer and index
-//! values share one pointer.
+//! values share one pointer, and so do accesses that differ only by an invariant `%c` added to
+//! `%i` on every axis it indexes (the unrolled copies `%i`, `%i + 4`, `%i + 8`, ... of a
+//! vector loop): such an access reads or writes at `advance %p by %c` along those axes, computed
+//! in the body. One carried pointer per buffer instead of one per copy keeps an unrolled loop's
+//! pointers in registers (16 copies reading one buffer and writing another needed 32).
 //!
 //! An access with a constant position on some axis (`%A[0, %j]`) stays: the entry point checks
 //! such positions against the argument's extents, and an `addr` is not checked (it is only a
@@ -120,6 +124,28 @@ enum Axis {
     Moving(Option<ValueId>),
 }
 
+/// The pointer an access shares with the others and the offset it is read at: with one
+/// invariant added on every moving axis, the axes without it and that invariant; otherwise
+/// the axes as they are.
+fn shared(axes: Vec<Axis>) -> (Vec<Axis>, Option<ValueId>) {
+    let mut offsets = axes.iter().filter_map(|a| match a {
+        Axis::Moving(c) => Some(*c),
+        Axis::Fixed(_) => None,
+    });
+    let first = offsets.next().flatten();
+    if first.is_none() || !offsets.all(|c| c == first) {
+        return (axes, None);
+    }
+    let base = axes
+        .into_iter()
+        .map(|a| match a {
+            Axis::Moving(_) => Axis::Moving(None),
+            fixed => fixed,
+        })
+        .collect();
+    (base, first)
+}
+
 struct Reducer {
     names: Names,
     consts: HashSet<ValueId>,
@@ -204,20 +230,26 @@ impl Reducer {
         let var_name = f
             .value(l.var)
             .map_or_else(|| "i".to_string(), |v| v.name.clone());
-        let mut insts = std::mem::take(&mut l.body.insts);
-        for inst in &mut insts {
-            let (buffer, index) = match inst {
+        let old = std::mem::take(&mut l.body.insts);
+        let mut insts = Vec::with_capacity(old.len());
+        for mut inst in old {
+            let (buffer, index) = match &inst {
                 Inst::Assign {
                     op: Op::Load { buffer, index, .. },
                     ..
                 }
                 | Inst::Store { buffer, index, .. } => (*buffer, index.clone()),
-                _ => continue,
+                _ => {
+                    insts.push(inst);
+                    continue;
+                }
             };
             let Some(axes) = self.axes(l, &inside, &offsets, &index) else {
+                insts.push(inst);
                 continue;
             };
-            let ptr = match pointers.get(&(buffer, axes.clone())) {
+            let (axes, offset) = shared(axes);
+            let base = match pointers.get(&(buffer, axes.clone())) {
                 Some(&p) => p,
                 None => {
                     let start: Vec<ValueId> = axes
@@ -247,28 +279,42 @@ impl Reducer {
                     let arg = f.add_value(self.names.fresh(&name, "sr"), Type::Ptr);
                     let result = f.add_value(self.names.fresh(&name, "end"), Type::Ptr);
                     l.carried.push(Carried { arg, init, result });
-                    let moving: Vec<u32> = axes
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, a)| matches!(a, Axis::Moving(_)))
-                        .map(|(k, _)| u32::try_from(k).unwrap_or(u32::MAX))
-                        .collect();
-                    advances.push((arg, moving));
-                    pointers.insert((buffer, axes), arg);
+                    advances.push((arg, moving_axes(&axes)));
+                    pointers.insert((buffer, axes.clone()), arg);
                     arg
                 }
             };
-            *inst = match inst {
+            let ptr = match offset {
+                None => base,
+                Some(by) => {
+                    let name = f
+                        .value(base)
+                        .map_or_else(|| "p".to_string(), |v| v.name.clone());
+                    let ptr = f.add_value(self.names.fresh(&name, "at"), Type::Ptr);
+                    let along = moving_axes(&axes);
+                    insts.push(Inst::Assign {
+                        result: ptr,
+                        op: Op::Advance {
+                            ptr: base,
+                            by,
+                            axes: along,
+                        },
+                    });
+                    ptr
+                }
+            };
+            inst = match inst {
                 Inst::Assign {
                     result,
                     op: Op::Load { lanes, .. },
                 } => Inst::Assign {
-                    result: *result,
-                    op: Op::LoadAt { ptr, lanes: *lanes },
+                    result,
+                    op: Op::LoadAt { ptr, lanes },
                 },
-                Inst::Store { value, .. } => Inst::StoreAt { ptr, value: *value },
-                _ => continue,
+                Inst::Store { value, .. } => Inst::StoreAt { ptr, value },
+                other => other,
             };
+            insts.push(inst);
             self.changed = true;
         }
         l.body.insts = insts;
@@ -293,4 +339,13 @@ impl Reducer {
             l.yields.push(next);
         }
     }
+}
+
+/// The positions of the moving axes of an access.
+fn moving_axes(axes: &[Axis]) -> Vec<u32> {
+    axes.iter()
+        .enumerate()
+        .filter(|(_, a)| matches!(a, Axis::Moving(_)))
+        .map(|(k, _)| u32::try_from(k).unwrap_or(u32::MAX))
+        .collect()
 }

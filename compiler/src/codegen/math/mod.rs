@@ -64,6 +64,40 @@ pub fn emit(builder: &mut FunctionBuilder, f: Transcendental, x: Value, fma: boo
     }
 }
 
+/// `max(a, b)` (or `min` when `!max`) lane by lane for `a`, `b` of type F32X4 or F64X2, with
+/// the loop IR's semantics: NaN when either lane is NaN, `max(-0, +0) = +0` and
+/// `min(-0, +0) = -0`. For x86-64, where `maxps`/`minps` return their second operand when the
+/// lanes are unordered or both zero: both operand orders, their AND (max: a zero of either
+/// sign ANDed with +0 is +0) or OR (min: -0 wins), then OR with the unordered mask, which makes
+/// every bit of a NaN lane 1 (a NaN; the payload is not canonicalised, as the IR does not
+/// promise one). Five instructions against the eight of Cranelift's `fmax`/`fmin` lowering,
+/// which also canonicalises NaN payloads; measured in a row softmax (`docs/performance.md`).
+/// On other targets `fmax`/`fmin` are single instructions with these semantics: use them.
+pub fn x86_vector_max_min(builder: &mut FunctionBuilder, max: bool, a: Value, b: Value) -> Value {
+    let ty = builder.func.dfg.value_type(a);
+    // `bitselect(fcmp lt y x, x, y)` is Cranelift's x86-64 pattern for `maxps x, y`, and
+    // `bitselect(fcmp lt x y, x, y)` for `minps x, y`.
+    let mut native = |x: Value, y: Value| {
+        let cond = if max {
+            builder.ins().fcmp(FloatCC::LessThan, y, x)
+        } else {
+            builder.ins().fcmp(FloatCC::LessThan, x, y)
+        };
+        let mask = builder.ins().bitcast(ty, MemFlagsData::new(), cond);
+        builder.ins().bitselect(mask, x, y)
+    };
+    let ab = native(a, b);
+    let ba = native(b, a);
+    let both = if max {
+        builder.ins().band(ab, ba)
+    } else {
+        builder.ins().bor(ab, ba)
+    };
+    let unordered = builder.ins().fcmp(FloatCC::Unordered, a, b);
+    let nan = builder.ins().bitcast(ty, MemFlagsData::new(), unordered);
+    builder.ins().bor(both, nan)
+}
+
 /// The constants that differ between single and double precision.
 struct Params {
     /// Explicit mantissa bits (23 or 52).
