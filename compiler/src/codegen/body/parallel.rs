@@ -352,12 +352,9 @@ impl<'b, M: Module> Gen<'_, 'b, M> {
     fn trip_count(&mut self, l: &loops::For) -> Result<Cost, CodegenError> {
         let step = self.step(l)?;
         let known = |g: &Self, v: ValueId| g.values.get(v.0 as usize).copied().flatten();
-        match (self.consts.get(&l.lower), self.consts.get(&l.upper)) {
-            (Some(&lo), Some(&hi)) => {
-                let n = u64::try_from(hi.saturating_sub(lo).max(0)).unwrap_or(0);
-                return Ok(Cost::Known(n.div_ceil(step as u64).min(TRIP_CAP)));
-            }
-            _ => {}
+        if let (Some(&lo), Some(&hi)) = (self.consts.get(&l.lower), self.consts.get(&l.upper)) {
+            let n = u64::try_from(hi.saturating_sub(lo).max(0)).unwrap_or(0);
+            return Ok(Cost::Known(n.div_ceil(step as u64).min(TRIP_CAP)));
         }
         let (Some(lo), Some(hi)) = (known(self, l.lower), known(self, l.upper)) else {
             return Ok(Cost::Known(GUESSED_TRIP));
