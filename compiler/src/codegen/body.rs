@@ -166,7 +166,8 @@ impl<M: Module> Codegen<'_, M> {
 
 /// How to address one buffer.
 struct Buf {
-    /// The address of element 0; `None` for a scoped buffer until its `scoped` instruction.
+    /// The address of element 0; `None` for a scoped buffer until its `scoped` instruction,
+    /// and in a task for the local buffers its loop does not use.
     base: Option<Value>,
     /// Element stride of each axis (an `i64` value).
     strides: Vec<Value>,
@@ -246,6 +247,8 @@ impl<'b, M: Module> Gen<'_, 'b, M> {
             let v = self.fb.ins().load(types::I64, flags, frame_ptr, off);
             self.dims.push(v);
         }
+        // A task has the addresses of the local buffers its loop uses, and only those.
+        let in_task = captured.is_some();
         let (temps, mut addresses) = match captured {
             Some(addresses) => (None, addresses),
             None => self.temporaries()?,
@@ -260,6 +263,7 @@ impl<'b, M: Module> Gen<'_, 'b, M> {
                         let off = Frame::offset(self.frame.data_slot[n])?;
                         Some(self.fb.ins().load(types::I64, flags, frame_ptr, off))
                     }
+                    (BufferKind::Temp, _) if in_task => addresses[i].take(),
                     (BufferKind::Temp, _) => Some(addresses[i].take().ok_or_else(|| {
                         self.err(format!("temporary `{}` was not placed", b.name))
                     })?),

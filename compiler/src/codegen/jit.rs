@@ -17,7 +17,7 @@
 
 use super::{
     body, define_module, isa, last_error, scratch, CodegenError, DeferredBody, KernelSignature,
-    LazyGeneral, Listing, Target,
+    LazyGeneral, Listing, Target, Threads,
 };
 use crate::ir::loops;
 use cranelift_codegen::Context;
@@ -215,6 +215,7 @@ pub fn jit_compile(m: &loops::Module) -> Result<JitProgram, CodegenError> {
         &mut module,
         m,
         last_error::Linkage::Jit,
+        Threads::Pool,
         Listing::None,
         Some(&lazy),
     )?;

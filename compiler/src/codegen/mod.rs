@@ -354,6 +354,17 @@ impl Listing<'_> {
     }
 }
 
+/// Whether the parallel loops of a module's bodies run on threads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Threads {
+    /// Outlined into tasks run through `einc_parallel_for` ([`body`]), which the JIT binds to
+    /// the runtime's pool and a library defines with its own.
+    Pool,
+    /// As ordinary loops on the calling thread (an object file on its own, which must link
+    /// with nothing new).
+    Serial,
+}
+
 /// Defines every kernel of `m` in `module`, and the error functions the entry points record
 /// their failures with (linked as `errors` says), recording each function in `listing`. With
 /// `lazy`, the general body of each kernel that has variants is only built and verified, and
@@ -362,17 +373,26 @@ pub(crate) fn define_module<M: Module>(
     module: &mut M,
     m: &loops::Module,
     errors: last_error::Linkage,
+    threads: Threads,
     listing: Listing<'_>,
     lazy: Option<&LazyGeneral>,
 ) -> Result<DefinedModule, CodegenError> {
     // A listing records each function as it is compiled, in order: compile on this thread.
     if !matches!(listing, Listing::None) {
-        return define_kernels(module, m, errors, listing, lazy, None);
+        return define_kernels(module, m, errors, threads, listing, lazy, None);
     }
     let isa = isa::with_settings(module.isa(), &[])?;
     std::thread::scope(|scope| {
         let mut workers = workers::Workers::new(scope, &*isa);
-        let defined = define_kernels(module, m, errors, listing, lazy, Some(&mut workers))?;
+        let defined = define_kernels(
+            module,
+            m,
+            errors,
+            threads,
+            listing,
+            lazy,
+            Some(&mut workers),
+        )?;
         workers.define_all(module)?;
         Ok(defined)
     })
@@ -384,6 +404,7 @@ fn define_kernels<M: Module>(
     module: &mut M,
     m: &loops::Module,
     errors: last_error::Linkage,
+    threads: Threads,
     mut listing: Listing<'_>,
     lazy: Option<&LazyGeneral>,
     mut workers: Option<&mut workers::Workers<'_, '_>>,
@@ -431,8 +452,7 @@ fn define_kernels<M: Module>(
         None
     };
     let mut ukernels = ukernel::Ukernels::default();
-    // Parallel loops run on the runtime's pool in the JIT; libraries run them serially.
-    let threads = errors_linkage == last_error::Linkage::Jit;
+    let threads = threads == Threads::Pool;
     check_variants(m)?;
     let mut kernels = Vec::new();
     let mut deferred = Vec::new();
@@ -754,6 +774,7 @@ pub fn clif_text(m: &loops::Module, target: &Target) -> Result<String, CodegenEr
         &mut module,
         m,
         last_error::Linkage::Library,
+        Threads::Pool,
         Listing::Clif(&mut text),
         None,
     )?;
@@ -768,6 +789,7 @@ pub fn compile_for_target(m: &loops::Module, target: &Target) -> Result<(), Code
         &mut module,
         m,
         last_error::Linkage::Library,
+        Threads::Pool,
         Listing::None,
         None,
     )?;

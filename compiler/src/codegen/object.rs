@@ -13,8 +13,8 @@
 
 use super::last_error::{self, LAST_ERROR_SYMBOL, RECORD_SYMBOL};
 use super::{
-    declare, define_module, entry_symbol, finish, isa, CodegenError, KernelSignature, Listing,
-    Target,
+    body, declare, define_module, entry_symbol, finish, isa, CodegenError, KernelSignature,
+    Listing, Target, Threads,
 };
 use crate::ir::loops::{self, Extent};
 use cranelift_codegen::ir::{types, AbiParam, Endianness, InstBuilder};
@@ -125,6 +125,10 @@ pub fn kernel_info(sig: &KernelSignature) -> Result<KernelInfoData, CodegenError
     })
 }
 
+/// The function a library exports to replace its thread pool with the host's
+/// (`runtime/c/einc_parallel.c`, docs/abi.md "Threads").
+pub const SET_PARALLEL_FOR_SYMBOL: &str = "einc_set_parallel_for";
+
 /// An object file and what it contains.
 #[derive(Clone, Debug)]
 pub struct CompiledObject {
@@ -134,10 +138,29 @@ pub struct CompiledObject {
     pub kernels: Vec<KernelInfoData>,
 }
 
-/// Compiles every kernel of `m` for `target` into a position-independent object file.
+/// Compiles every kernel of `m` for `target` into a position-independent object file that
+/// needs nothing but libc and libm: its parallel loops run serially (`einc build --emit obj`).
 pub fn emit_object(m: &loops::Module, target: &Target) -> Result<CompiledObject, CodegenError> {
+    object_file(m, target, Threads::Serial)
+}
+
+/// Compiles every kernel of `m` for `target` into the position-independent object file of a
+/// library: its parallel loops call `einc_parallel_for`, which the library's thread pool
+/// (`runtime/c/einc_parallel.c`, linked in by `einc build`) defines.
+pub fn emit_library_object(
+    m: &loops::Module,
+    target: &Target,
+) -> Result<CompiledObject, CodegenError> {
+    object_file(m, target, Threads::Pool)
+}
+
+fn object_file(
+    m: &loops::Module,
+    target: &Target,
+    threads: Threads,
+) -> Result<CompiledObject, CodegenError> {
     let mut module = isa::object_module(target)?;
-    let kernels = define_library(&mut module, m, Listing::None)?;
+    let kernels = define_library(&mut module, m, threads, Listing::None)?;
     let bytes = module
         .finish()
         .emit()
@@ -150,7 +173,7 @@ pub fn emit_object(m: &loops::Module, target: &Target) -> Result<CompiledObject,
 pub fn asm_text(m: &loops::Module, target: &Target) -> Result<String, CodegenError> {
     let mut module = isa::object_module(target)?;
     let mut text = String::new();
-    define_library(&mut module, m, Listing::Asm(&mut text))?;
+    define_library(&mut module, m, Threads::Pool, Listing::Asm(&mut text))?;
     Ok(text)
 }
 
@@ -158,6 +181,7 @@ pub fn asm_text(m: &loops::Module, target: &Target) -> Result<String, CodegenErr
 fn define_library(
     module: &mut ObjectModule,
     m: &loops::Module,
+    threads: Threads,
     mut listing: Listing<'_>,
 ) -> Result<Vec<KernelInfoData>, CodegenError> {
     check_symbols(m)?;
@@ -166,6 +190,7 @@ fn define_library(
         module,
         m,
         last_error::Linkage::Library,
+        threads,
         listing.reborrow(),
         None,
     )?;
@@ -219,6 +244,8 @@ pub(crate) fn check_symbols(m: &loops::Module) -> Result<(), CodegenError> {
         KERNEL_LIST_SYMBOL,
         LAST_ERROR_SYMBOL,
         RECORD_SYMBOL,
+        body::PARALLEL_FOR_SYMBOL,
+        SET_PARALLEL_FOR_SYMBOL,
     ]
     .iter()
     .map(|s| (s.to_string(), "the library"))

@@ -208,10 +208,14 @@ impl<'b, M: Module> Gen<'_, 'b, M> {
             size = at + bytes;
             i32::try_from(at).map_err(|_| CodegenError::Target("closure too large".into()))
         };
+        // The local buffers the body addresses that are placed here (a scoped buffer of an
+        // earlier block keeps its address in `bufs`, but it is not visible here, and the body
+        // does not use it).
+        let used = used_buffers(&l.body);
         let mut buffers = Vec::new();
         for (i, (def, b)) in self.f.buffers.iter().zip(&self.bufs).enumerate() {
             let local = matches!(def.kind, BufferKind::Temp | BufferKind::Scoped);
-            if local && b.base.is_some() {
+            if local && b.base.is_some() && used.contains(&i) {
                 buffers.push((i, place(8)?));
             }
         }
@@ -416,6 +420,33 @@ fn definitions(b: &loops::Block) -> HashMap<ValueId, &Op> {
                 }
                 Inst::For(l) => stack.push(&l.body),
                 _ => {}
+            }
+        }
+    }
+    out
+}
+
+/// The buffers `b` (and the blocks nested in it) addresses by number: loads, stores, `addr`
+/// and micro-kernel operands.
+fn used_buffers(b: &loops::Block) -> HashSet<usize> {
+    let mut out = HashSet::new();
+    let mut stack = vec![b];
+    while let Some(b) = stack.pop() {
+        for inst in &b.insts {
+            match inst {
+                Inst::Assign {
+                    op: Op::Load { buffer, .. } | Op::Addr { buffer, .. },
+                    ..
+                }
+                | Inst::Store { buffer, .. } => {
+                    out.insert(buffer.0 as usize);
+                }
+                Inst::Ukernel(u) => {
+                    let operands = [&u.a, &u.b, &u.c].into_iter().chain(u.bias.as_ref());
+                    out.extend(operands.map(|t| t.buffer.0 as usize));
+                }
+                Inst::For(l) => stack.push(&l.body),
+                Inst::Assign { .. } | Inst::Scoped(_) | Inst::StoreAt { .. } => {}
             }
         }
     }
