@@ -9,7 +9,7 @@
 //! A pass runs by default only where this file lists it: the registry
 //! (`passes/registry.rs`) names passes, it does not order them.
 
-use crate::codegen::Target;
+use crate::codegen::{Target, UkernelIsa};
 use crate::ir::{loops, tensor};
 use crate::passes::{registry, run_pipeline, Dumps, Ir, Level, PassContext, Pipeline, RunOptions};
 use crate::paths::PathOptions;
@@ -72,6 +72,19 @@ pub struct CompileOptions {
     /// Passes left out of the level's list, by name (for tests that check each pass's
     /// contribution; ignored with [`CompileOptions::pipeline`]).
     pub disabled: Vec<String>,
+    /// The micro-kernels to use (`--ukernels`): `None` for the widest the target runs
+    /// ([`crate::codegen::wide::resolve`]); forcing one lets tests run each path on one
+    /// machine. The schedule's register tiles follow the choice.
+    pub ukernels: Option<UkernelIsa>,
+}
+
+impl CompileOptions {
+    /// The micro-kernels these options compile with, or why the target cannot run the ones
+    /// forced.
+    pub fn ukernel_isa(&self) -> Result<UkernelIsa, CompileError> {
+        crate::codegen::wide::resolve(&self.target, self.ukernels)
+            .map_err(|e| CompileError::Options(e.to_string()))
+    }
 }
 
 impl Default for CompileOptions {
@@ -84,6 +97,7 @@ impl Default for CompileOptions {
             paths: PathOptions::default(),
             pipeline: None,
             disabled: Vec::new(),
+            ukernels: None,
         }
     }
 }
@@ -260,6 +274,7 @@ pub fn pipeline(opts: &CompileOptions, until: Level) -> Result<Pipeline, Compile
     let ctx = PassContext {
         dims: opts.dims.clone(),
         target: opts.target.clone(),
+        ukernels: opts.ukernel_isa()?,
     };
     let text = match &opts.pipeline {
         Some(text) => text.clone(),

@@ -13,6 +13,7 @@
 //! are deliberately conservative (blocking for a smaller cache than the real one costs a few
 //! per cent; blocking for a larger one can cost half the speed).
 
+use crate::codegen::UkernelIsa;
 use std::fmt;
 use std::path::Path;
 
@@ -91,6 +92,10 @@ pub struct Machine {
     pub caches: Caches,
     /// Where `caches` came from.
     pub cache_source: CacheSource,
+    /// The micro-kernels GEMM tiles are chosen for: Cranelift's (the vectors and registers
+    /// above) or generated wide ones (`codegen::wide`), whose vector width and register
+    /// budget [`Machine::tile_lanes`] and [`Machine::tile_budget`] give.
+    pub ukernels: UkernelIsa,
 }
 
 impl Machine {
@@ -124,7 +129,28 @@ impl Machine {
                 line: 64,
             },
             cache_source: CacheSource::Defaults,
+            ukernels: UkernelIsa::Cranelift,
         }
+    }
+
+    /// This machine with micro-kernels `ukernels`.
+    pub fn with_ukernels(self, ukernels: UkernelIsa) -> Machine {
+        Machine { ukernels, ..self }
+    }
+
+    /// Elements of `dtype_bytes` bytes in one vector of the micro-kernels (4 f32 in
+    /// Cranelift's 128-bit kernels, 8 in AVX2's).
+    pub fn tile_lanes(&self, dtype_bytes: usize) -> u32 {
+        let lanes = self.ukernels.vector_bytes() as usize / dtype_bytes.max(1);
+        u32::try_from(lanes.max(1)).unwrap_or(1)
+    }
+
+    /// The vector registers a micro-kernel's k loop may use: [`Machine::tile_registers`] for
+    /// Cranelift's kernels, the whole register file for generated ones.
+    pub fn tile_budget(&self) -> u32 {
+        self.ukernels
+            .tile_registers()
+            .unwrap_or(self.tile_registers)
     }
 
     /// The model of the machine the compiler runs on: its instruction set and FMA support, and
@@ -178,7 +204,11 @@ impl fmt::Display for Machine {
                 CacheSource::Host => "read from the host",
                 CacheSource::Defaults => "defaults",
             }
-        )
+        )?;
+        if self.ukernels != UkernelIsa::Cranelift {
+            write!(f, "; {} micro-kernels", self.ukernels)?;
+        }
+        Ok(())
     }
 }
 

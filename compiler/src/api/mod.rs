@@ -34,7 +34,7 @@ pub use view::{Element, TensorMut, TensorRef, ViewError};
 
 pub use crate::compile::{CompileOptions, OptLevel};
 
-use crate::codegen::{jit_compile, JitKernel, JitProgram};
+use crate::codegen::{jit_compile_with, JitKernel, JitProgram};
 use crate::diag::{render, SourceFile};
 use crate::ir::loops;
 use crate::ir::tensor::{self, Extent, TensorType};
@@ -139,7 +139,7 @@ impl Program {
             )));
         }
         let loops = crate::compile::compile(&module, options)?;
-        let jit = jit_compile(&loops)?;
+        let jit = jit_compile_with(&loops, options.ukernel_isa()?)?;
         Ok(Program {
             module: Arc::new(module),
             options: Arc::new(options.clone()),

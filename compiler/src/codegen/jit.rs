@@ -17,7 +17,7 @@
 
 use super::{
     body, define_module, isa, last_error, scratch, CodegenError, DeferredBody, KernelSignature,
-    LazyGeneral, Listing, Target, Threads,
+    LazyGeneral, Listing, Target, Threads, UkernelIsa,
 };
 use crate::ir::loops;
 use cranelift_codegen::Context;
@@ -185,9 +185,16 @@ impl std::fmt::Debug for JitKernel {
     }
 }
 
-/// Compiles every kernel of `m` for the host; the general body of a kernel with variants is
-/// compiled on its first call (see the module doc).
+/// Compiles every kernel of `m` for the host, with the widest micro-kernels it runs
+/// ([`super::wide::resolve`]); the general body of a kernel with variants is compiled on its
+/// first call (see the module doc).
 pub fn jit_compile(m: &loops::Module) -> Result<JitProgram, CodegenError> {
+    jit_compile_with(m, super::wide::resolve(&Target::Host, None)?)
+}
+
+/// [`jit_compile`] with micro-kernels `wide`, which the host must be able to run.
+pub fn jit_compile_with(m: &loops::Module, wide: UkernelIsa) -> Result<JitProgram, CodegenError> {
+    super::wide::resolve(&Target::Host, Some(wide))?;
     let isa = isa::build_isa(&Target::Host, false)?;
     let mut builder = JITBuilder::with_isa(isa, cranelift_module::default_libcall_names());
     last_error::jit_symbols(&mut builder);
@@ -218,6 +225,7 @@ pub fn jit_compile(m: &loops::Module) -> Result<JitProgram, CodegenError> {
         Threads::Pool,
         Listing::None,
         Some(&lazy),
+        wide,
     )?;
     module
         .finalize_definitions()

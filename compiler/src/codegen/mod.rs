@@ -31,6 +31,7 @@ pub mod object;
 pub mod scratch;
 mod thread_key;
 pub mod ukernel;
+pub mod wide;
 mod workers;
 
 #[cfg(test)]
@@ -46,7 +47,8 @@ use einc_runtime::DType;
 use std::fmt;
 
 pub use isa::Target;
-pub use jit::{jit_compile, JitKernel, JitProgram};
+pub use jit::{jit_compile, jit_compile_with, JitKernel, JitProgram};
+pub use wide::UkernelIsa;
 
 /// Why a module could not be compiled.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -368,7 +370,8 @@ pub(crate) enum Threads {
 /// Defines every kernel of `m` in `module`, and the error functions the entry points record
 /// their failures with (linked as `errors` says), recording each function in `listing`. With
 /// `lazy`, the general body of each kernel that has variants is only built and verified, and
-/// returned in [`DefinedModule::deferred`].
+/// returned in [`DefinedModule::deferred`]. The micro-kernels are `wide`'s where it covers
+/// their shapes.
 pub(crate) fn define_module<M: Module>(
     module: &mut M,
     m: &loops::Module,
@@ -376,10 +379,11 @@ pub(crate) fn define_module<M: Module>(
     threads: Threads,
     listing: Listing<'_>,
     lazy: Option<&LazyGeneral>,
+    wide: UkernelIsa,
 ) -> Result<DefinedModule, CodegenError> {
     // A listing records each function as it is compiled, in order: compile on this thread.
     if !matches!(listing, Listing::None) {
-        return define_kernels(module, m, errors, threads, listing, lazy, None);
+        return define_kernels(module, m, errors, threads, listing, lazy, None, wide);
     }
     let isa = isa::with_settings(module.isa(), &[])?;
     std::thread::scope(|scope| {
@@ -392,6 +396,7 @@ pub(crate) fn define_module<M: Module>(
             listing,
             lazy,
             Some(&mut workers),
+            wide,
         )?;
         workers.define_all(module)?;
         Ok(defined)
@@ -408,6 +413,7 @@ fn define_kernels<M: Module>(
     mut listing: Listing<'_>,
     lazy: Option<&LazyGeneral>,
     mut workers: Option<&mut workers::Workers<'_, '_>>,
+    wide: UkernelIsa,
 ) -> Result<DefinedModule, CodegenError> {
     let has_fma = module.isa().has_native_fma();
     let mut ctx = module.make_context();
@@ -583,7 +589,7 @@ fn define_kernels<M: Module>(
             entry: entry_id,
         });
     }
-    ukernels.define_all(module, &mut ctx, &mut fctx, listing)?;
+    ukernels.define_all(module, &mut ctx, &mut fctx, listing, wide)?;
     Ok(DefinedModule {
         kernels,
         last_error: errors.last_error,
@@ -766,8 +772,13 @@ fn define_compiled<M: Module>(
         .map_err(|e| err(format!("{e:?}")))
 }
 
-/// CLIF text of every function of `m` (entry points and bodies), as generated for `target`.
-pub fn clif_text(m: &loops::Module, target: &Target) -> Result<String, CodegenError> {
+/// CLIF text of every function of `m` (entry points and bodies), as generated for `target`
+/// with micro-kernels `wide` (machine-code kernels are named, having no CLIF).
+pub fn clif_text(
+    m: &loops::Module,
+    target: &Target,
+    wide: UkernelIsa,
+) -> Result<String, CodegenError> {
     let mut module = isa::object_module(target)?;
     let mut text = String::new();
     define_module(
@@ -777,13 +788,19 @@ pub fn clif_text(m: &loops::Module, target: &Target) -> Result<String, CodegenEr
         Threads::Pool,
         Listing::Clif(&mut text),
         None,
+        wide,
     )?;
     Ok(text)
 }
 
-/// Compiles every kernel of `m` to machine code for `target` and discards the result: checks
-/// that the target can compile the module ([`object::emit_object`] keeps the code).
-pub fn compile_for_target(m: &loops::Module, target: &Target) -> Result<(), CodegenError> {
+/// Compiles every kernel of `m` to machine code for `target` with micro-kernels `wide` and
+/// discards the result: checks that the target can compile the module
+/// ([`object::emit_object`] keeps the code).
+pub fn compile_for_target(
+    m: &loops::Module,
+    target: &Target,
+    wide: UkernelIsa,
+) -> Result<(), CodegenError> {
     let mut module = isa::object_module(target)?;
     define_module(
         &mut module,
@@ -792,6 +809,7 @@ pub fn compile_for_target(m: &loops::Module, target: &Target) -> Result<(), Code
         Threads::Pool,
         Listing::None,
         None,
+        wide,
     )?;
     Ok(())
 }

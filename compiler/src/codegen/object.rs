@@ -12,6 +12,7 @@
 //! [`KernelInfo`]: einc_runtime::abi::KernelInfo
 
 use super::last_error::{self, LAST_ERROR_SYMBOL, RECORD_SYMBOL};
+use super::wide::UkernelIsa;
 use super::{
     body, declare, define_module, entry_symbol, finish, isa, CodegenError, KernelSignature,
     Listing, Target, Threads,
@@ -138,29 +139,37 @@ pub struct CompiledObject {
     pub kernels: Vec<KernelInfoData>,
 }
 
-/// Compiles every kernel of `m` for `target` into a position-independent object file that
-/// needs nothing but libc and libm: its parallel loops run serially (`einc build --emit obj`).
-pub fn emit_object(m: &loops::Module, target: &Target) -> Result<CompiledObject, CodegenError> {
-    object_file(m, target, Threads::Serial)
+/// Compiles every kernel of `m` for `target`, with micro-kernels `wide`, into a
+/// position-independent object file that needs nothing but libc and libm: its parallel loops
+/// run serially (`einc build --emit obj`).
+pub fn emit_object(
+    m: &loops::Module,
+    target: &Target,
+    wide: UkernelIsa,
+) -> Result<CompiledObject, CodegenError> {
+    object_file(m, target, wide, Threads::Serial)
 }
 
-/// Compiles every kernel of `m` for `target` into the position-independent object file of a
-/// library: its parallel loops call `einc_parallel_for`, which the library's thread pool
-/// (`runtime/c/einc_parallel.c`, linked in by `einc build`) defines.
+/// Compiles every kernel of `m` for `target`, with micro-kernels `wide`, into the
+/// position-independent object file of a library: its parallel loops call
+/// `einc_parallel_for`, which the library's thread pool (`runtime/c/einc_parallel.c`, linked
+/// in by `einc build`) defines.
 pub fn emit_library_object(
     m: &loops::Module,
     target: &Target,
+    wide: UkernelIsa,
 ) -> Result<CompiledObject, CodegenError> {
-    object_file(m, target, Threads::Pool)
+    object_file(m, target, wide, Threads::Pool)
 }
 
 fn object_file(
     m: &loops::Module,
     target: &Target,
+    wide: UkernelIsa,
     threads: Threads,
 ) -> Result<CompiledObject, CodegenError> {
     let mut module = isa::object_module(target)?;
-    let kernels = define_library(&mut module, m, threads, Listing::None)?;
+    let kernels = define_library(&mut module, m, threads, Listing::None, wide)?;
     let bytes = module
         .finish()
         .emit()
@@ -169,11 +178,16 @@ fn object_file(
 }
 
 /// Cranelift's disassembly of every function the object file for `target` would contain
-/// (entry points, bodies and info functions), each headed by `; NAME`.
-pub fn asm_text(m: &loops::Module, target: &Target) -> Result<String, CodegenError> {
+/// (entry points, bodies and info functions), each headed by `; NAME`; machine-code
+/// micro-kernels (`wide`) are listed by iced-x86's disassembler.
+pub fn asm_text(
+    m: &loops::Module,
+    target: &Target,
+    wide: UkernelIsa,
+) -> Result<String, CodegenError> {
     let mut module = isa::object_module(target)?;
     let mut text = String::new();
-    define_library(&mut module, m, Threads::Pool, Listing::Asm(&mut text))?;
+    define_library(&mut module, m, Threads::Pool, Listing::Asm(&mut text), wide)?;
     Ok(text)
 }
 
@@ -183,6 +197,7 @@ fn define_library(
     m: &loops::Module,
     threads: Threads,
     mut listing: Listing<'_>,
+    wide: UkernelIsa,
 ) -> Result<Vec<KernelInfoData>, CodegenError> {
     check_symbols(m)?;
     let layout = Layout::of(module)?;
@@ -193,6 +208,7 @@ fn define_library(
         threads,
         listing.reborrow(),
         None,
+        wide,
     )?;
     let mut ctx = module.make_context();
     let mut fctx = FunctionBuilderContext::new();

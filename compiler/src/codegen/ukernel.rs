@@ -23,6 +23,7 @@
 //! the `mr x nr` elements. Both compute each element as the loop IR's semantics state (the same
 //! operations in the same order), so results equal the evaluator's bit for bit.
 
+use super::wide::UkernelIsa;
 use super::{clif_scalar, declare, CodegenError, Listing};
 use crate::ir::loops::UkernelShape;
 use cranelift_codegen::ir::condcodes::IntCC;
@@ -179,19 +180,25 @@ impl Ukernels {
         Ok(r)
     }
 
-    /// Defines every micro-kernel that was called.
+    /// Defines every micro-kernel that was called: as `wide` machine code where it covers the
+    /// shape, else as a Cranelift function.
     pub(crate) fn define_all<M: Module>(
         &self,
         module: &mut M,
         ctx: &mut Context,
         fctx: &mut FunctionBuilderContext,
         mut listing: Listing<'_>,
+        wide: UkernelIsa,
     ) -> Result<(), CodegenError> {
         if self.ids.is_empty() {
             return Ok(());
         }
         let isa = unoptimised(module.isa())?;
         for &(shape, id) in &self.ids {
+            if wide.covers(shape) {
+                define_wide(module, wide, shape, id, listing.reborrow())?;
+                continue;
+            }
             build(module, ctx, fctx, shape)?;
             super::finish_with(
                 module,
@@ -204,6 +211,38 @@ impl Ukernels {
         }
         Ok(())
     }
+}
+
+/// Defines micro-kernel `shape` as `wide`'s machine code for `id`, recording it in `listing`.
+fn define_wide<M: Module>(
+    module: &mut M,
+    wide: UkernelIsa,
+    shape: UkernelShape,
+    id: FuncId,
+    listing: Listing<'_>,
+) -> Result<(), CodegenError> {
+    let code = super::wide::assemble(wide, shape)?;
+    module
+        .define_function_bytes(id, 64, &code.bytes, &[])
+        .map_err(|e| CodegenError::Cranelift {
+            function: symbol(shape),
+            message: format!("{e:?}"),
+        })?;
+    let head = format!(
+        "; {} ({wide} machine code, {} bytes)\n",
+        symbol(shape),
+        code.bytes.len()
+    );
+    match listing {
+        Listing::None => {}
+        Listing::Clif(text) => text.push_str(&format!("{head}; (generated without CLIF)\n\n")),
+        Listing::Asm(text) => {
+            text.push_str(&head);
+            text.push_str(&super::wide::disassemble(&code));
+            text.push('\n');
+        }
+    }
+    Ok(())
 }
 
 /// The target `isa` with the mid-end optimiser off.

@@ -117,15 +117,20 @@ fn build(module: &tensor::Module, args: &Args, opts: &CompileOptions) -> Result<
         .unwrap_or_else(|| super::display_path(&args.file));
     let dest = Dest::of(args.output.as_deref(), args.emit)?;
     let lm = crate::compile::compile(&module, opts).map_err(|e| e.to_string())?;
+    let wide = opts.ukernel_isa().map_err(|e| e.to_string())?;
     let codegen = |e: CodegenError| e.to_string();
     let files = match args.emit {
         Emit::Obj => vec![(
             dest.file(&format!("{name}.o")),
-            object::emit_object(&lm, target).map_err(codegen)?.bytes,
+            object::emit_object(&lm, target, wide)
+                .map_err(codegen)?
+                .bytes,
         )],
         Emit::Asm => vec![(
             dest.file(&format!("{name}.asm")),
-            object::asm_text(&lm, target).map_err(codegen)?.into_bytes(),
+            object::asm_text(&lm, target, wide)
+                .map_err(codegen)?
+                .into_bytes(),
         )],
         Emit::Header => vec![(
             dest.file(&format!("{name}.h")),
@@ -135,7 +140,7 @@ fn build(module: &tensor::Module, args: &Args, opts: &CompileOptions) -> Result<
         )],
         Emit::Lib => {
             let header = header::header_text(&lm, &name, &source).map_err(codegen)?;
-            let obj = object::emit_library_object(&lm, target).map_err(codegen)?;
+            let obj = object::emit_library_object(&lm, target, wide).map_err(codegen)?;
             let lib = link(&obj.bytes, &name, target)?;
             vec![
                 (dest.file(&format!("lib{name}.so")), lib),

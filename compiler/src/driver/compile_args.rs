@@ -7,6 +7,7 @@
 //! the file `--dims`) with a caret under the entry; an extent that contradicts a dim the
 //! `.ein` file fixes also points at the declaration in the file.
 
+use crate::codegen::UkernelIsa;
 use crate::compile::{check_dims, CompileOptions, DimProblem, OptLevel};
 use crate::diag::{render, Diagnostic, SourceFile, Span};
 use crate::ir::tensor::Module;
@@ -28,6 +29,21 @@ pub struct CompileArgs {
     /// The contraction path search.
     #[command(flatten)]
     pub paths: PathArgs,
+    /// The micro-kernels of contractions: cranelift (128-bit vectors) or avx2 (256-bit
+    /// machine code, x86-64 with AVX2 and FMA). Default: the widest the target runs.
+    #[arg(long, value_name = "ISA", value_parser = parse_ukernels)]
+    pub ukernels: Option<UkernelIsa>,
+}
+
+/// `--ukernels`.
+fn parse_ukernels(s: &str) -> Result<UkernelIsa, String> {
+    UkernelIsa::parse(s).ok_or_else(|| {
+        let names: Vec<&str> = UkernelIsa::ALL.iter().map(|i| i.name()).collect();
+        format!(
+            "unknown micro-kernels `{s}`: expected {}",
+            names.join(" or ")
+        )
+    })
 }
 
 /// `--optimize` and `--memory-limit`: the options of the `contraction-path` pass.
@@ -97,6 +113,7 @@ impl CompileArgs {
         let mut opts = CompileOptions {
             level: self.opt_level.unwrap_or_default(),
             paths: self.paths.options(),
+            ukernels: self.ukernels,
             ..CompileOptions::default()
         };
         let Some(text) = &self.dims else {

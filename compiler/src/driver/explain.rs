@@ -92,6 +92,7 @@ pub fn run(args: Args, color: bool) -> ExitCode {
             opt_level: None,
             dims: args.dims.clone(),
             paths: args.paths,
+            ukernels: None,
         };
         let opts = match dims_args.options(&single, Some(&file), color) {
             Ok(opts) => opts,

@@ -27,7 +27,7 @@ pub mod strength_reduce;
 pub(crate) mod tests;
 pub mod unroll;
 
-use crate::codegen::Target;
+use crate::codegen::{Target, UkernelIsa};
 use crate::ir::{loops, tensor};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -161,14 +161,19 @@ pub struct PassContext {
     pub dims: BTreeMap<String, u64>,
     /// The machine code is generated for.
     pub target: Target,
+    /// The micro-kernels code generation will use (the schedule's register tiles fit them).
+    pub ukernels: UkernelIsa,
 }
 
 impl Default for PassContext {
-    /// The host, with no extent known.
+    /// The host, with no extent known and Cranelift's micro-kernels (so that what a pipeline
+    /// string alone produces, as in filetests, does not depend on the host's features; the
+    /// compile options resolve the widest kernels the host runs, `compile::pipeline`).
     fn default() -> PassContext {
         PassContext {
             dims: BTreeMap::new(),
             target: Target::Host,
+            ukernels: UkernelIsa::default(),
         }
     }
 }

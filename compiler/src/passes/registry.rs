@@ -316,6 +316,7 @@ pub static PASSES: &[PassInfo] = &[
         build: |_, ctx| {
             Box::new(emit_clif::EmitClif {
                 target: ctx.target.clone(),
+                ukernels: ctx.ukernels,
             })
         },
     },

@@ -28,6 +28,7 @@ pub mod random;
 use super::registry::Options;
 use super::{Ir, Pass, PassContext, PassOutput};
 use crate::analysis::{classify_function, Contraction, OpClass};
+use crate::codegen::UkernelIsa;
 use crate::ir::loops::MAX_SCOPED_BYTES;
 use crate::ir::tensor::schedule::{
     self, BlockLoop, GemmSchedule, LoopsSchedule, MicroKernel, Packing, Schedule,
@@ -73,7 +74,8 @@ impl SchedulePass {
             // A target einc cannot describe has been rejected before any pass runs; x86-64's
             // defaults are a harmless fallback.
             machine: Machine::for_target(&ctx.target)
-                .unwrap_or_else(|| Machine::defaults(Isa::X86_64)),
+                .unwrap_or_else(|| Machine::defaults(Isa::X86_64))
+                .with_ukernels(ctx.ukernels),
             dims: ctx.dims.clone(),
             overrides: GemmOverrides {
                 mr: set("mr"),
@@ -260,14 +262,23 @@ impl SchedulePass {
         };
         let o = &self.overrides;
         let bytes = g.dtype.size_bytes() as u64;
+        // The tile fits the micro-kernel family the schedule names, else the compilation's.
+        let family = partial.ukernel.unwrap_or(match self.machine.ukernels {
+            UkernelIsa::Cranelift => MicroKernel::Simd128,
+            UkernelIsa::Avx2 => MicroKernel::Avx2,
+        });
+        let machine = self.machine.with_ukernels(match family {
+            MicroKernel::Simd128 => UkernelIsa::Cranelift,
+            MicroKernel::Avx2 => UkernelIsa::Avx2,
+        });
         let (mr, nr) = match (partial.mr.or(o.mr), partial.nr.or(o.nr)) {
             (Some(mr), Some(nr)) => (mr, nr),
             (mr, nr) => {
-                let (cmr, cnr) = cost::register_tile(&self.machine, bytes, e);
+                let (cmr, cnr) = cost::register_tile(&machine, bytes, e);
                 (mr.unwrap_or(cmr), nr.unwrap_or(cnr))
             }
         };
-        let model = cost::blocks(&self.machine, bytes, mr, nr, e);
+        let model = cost::blocks(&machine, bytes, mr, nr, e);
         // A read in place streams its rows (or columns) through the micro-kernel's broadcasts;
         // that is as fast as a packed panel when one of A's GEMM axes has a unit stride in C
         // order (measured: 1024^3 equal, 256^3 7% and 64^3 27% faster in place), so A is packed
@@ -304,7 +315,7 @@ impl SchedulePass {
                 a: model.pack_a && !a_unit,
                 b: true,
             })),
-            ukernel: partial.ukernel.or(Some(MicroKernel::Simd128)),
+            ukernel: Some(family),
             parallel: partial.parallel.clone().or(Some(outer_output)),
             // The `ic` blocks: every task reads the packed B block and packs its own A block
             // (the pass runs the blocks serially when those blocks exceed the stack budget).

@@ -27,7 +27,7 @@
 use super::choices::{random_bytes, shrink_bytes, Choices};
 use super::layout::{bits, random_layout, take, zeros, Placed};
 use super::program::{generate, Config, Generated, KERNEL};
-use crate::codegen::{jit_compile, JitProgram};
+use crate::codegen::{jit_compile_with, JitProgram, UkernelIsa};
 use crate::compile::{self, CompileOptions, OptLevel};
 use crate::interp;
 use crate::ir::tensor::visit::any_node;
@@ -54,9 +54,23 @@ pub struct Variant {
 
 /// Every way of compiling that the differential tests compare: each optimisation level, and
 /// the default level with each of its passes left out in turn (`compile::pass_list`), without
-/// two variants that run the same passes. New passes join by being listed in `compile.rs`.
+/// two variants that run the same passes; then the default level with each kind of
+/// micro-kernel the host runs other than its default ([`UkernelIsa`]: the wide path forced on
+/// and off). New passes join by being listed in `compile.rs`.
 pub fn variants() -> Vec<Variant> {
     let mut out: Vec<Variant> = Vec::new();
+    let default_wide = CompileOptions::default().ukernel_isa().ok();
+    let other_ukernels: Vec<Variant> = UkernelIsa::ALL
+        .into_iter()
+        .filter(|w| Some(*w) != default_wide && w.runs_on_host())
+        .map(|w| Variant {
+            name: format!("-O2 with {w} micro-kernels"),
+            options: CompileOptions {
+                ukernels: Some(w),
+                ..CompileOptions::default()
+            },
+        })
+        .collect();
     let mut push = |v: Variant| {
         let passes = compile::pass_list(&v.options);
         if !out.iter().any(|o| compile::pass_list(&o.options) == passes) {
@@ -87,6 +101,7 @@ pub fn variants() -> Vec<Variant> {
             },
         });
     }
+    out.extend(other_ukernels);
     out
 }
 
@@ -143,7 +158,8 @@ pub fn compile(module: &Module, variant: &Variant) -> Result<JitProgram, String>
     let Ir::Loop(loops) = ir else {
         return Err("the pipeline does not end at loop IR".into());
     };
-    jit_compile(&loops).map_err(|e| e.to_string())
+    let wide = variant.options.ukernel_isa().map_err(|e| e.to_string())?;
+    jit_compile_with(&loops, wide).map_err(|e| e.to_string())
 }
 
 /// Why a case failed.

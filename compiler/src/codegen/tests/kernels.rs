@@ -116,10 +116,12 @@ fn aarch64_and_x86_64_compile_matmul_and_vector_code() {
     use crate::codegen::{compile_for_target, Target};
     for triple in ["aarch64-unknown-linux-gnu", "x86_64-unknown-linux-gnu"] {
         let target = Target::parse(triple).unwrap();
+        let wide = crate::codegen::UkernelIsa::Cranelift;
         for d in DType::ALL {
-            compile_for_target(&matmul(d), &target).unwrap_or_else(|e| panic!("{triple} {d}: {e}"));
+            compile_for_target(&matmul(d), &target, wide)
+                .unwrap_or_else(|e| panic!("{triple} {d}: {e}"));
         }
-        compile_for_target(&super::ops::vector_sum_f32(), &target)
+        compile_for_target(&super::ops::vector_sum_f32(), &target, wide)
             .unwrap_or_else(|e| panic!("{triple}: {e}"));
     }
 }
@@ -128,7 +130,12 @@ fn aarch64_and_x86_64_compile_matmul_and_vector_code() {
 fn unsupported_targets_are_errors() {
     use crate::codegen::{compile_for_target, CodegenError, Target};
     let riscv = Target::parse("riscv64gc-unknown-linux-gnu").unwrap();
-    let err = compile_for_target(&matmul(DType::F32), &riscv).unwrap_err();
+    let err = compile_for_target(
+        &matmul(DType::F32),
+        &riscv,
+        crate::codegen::UkernelIsa::Cranelift,
+    )
+    .unwrap_err();
     assert!(matches!(err, CodegenError::Target(_)), "{err}");
     assert!(
         err.to_string()
@@ -141,7 +148,12 @@ fn unsupported_targets_are_errors() {
 #[test]
 fn clif_text_shows_entry_and_body() {
     use crate::codegen::{clif_text, Target};
-    let text = clif_text(&matmul(DType::F32), &Target::Host).unwrap();
+    let text = clif_text(
+        &matmul(DType::F32),
+        &Target::Host,
+        crate::codegen::UkernelIsa::Cranelift,
+    )
+    .unwrap();
     assert!(text.contains("; einc_matmul.body\nfunction "), "{text}");
     assert!(text.contains("; einc_matmul\nfunction "), "{text}");
     assert!(

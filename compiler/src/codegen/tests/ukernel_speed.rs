@@ -186,7 +186,9 @@ fn ukernel_asm() {
     for (triple, shapes) in [("host", &x86[..]), ("aarch64-unknown-linux-gnu", &arm[..])] {
         let m = crate::ir::loops::parser::parse_module(&calls(shapes)).unwrap();
         let target = crate::codegen::Target::parse(triple).unwrap();
-        let asm = crate::codegen::object::asm_text(&m, &target).unwrap();
+        let asm =
+            crate::codegen::object::asm_text(&m, &target, crate::codegen::UkernelIsa::Cranelift)
+                .unwrap();
         std::fs::write(format!("{dir}/{triple}.s"), asm).unwrap();
     }
 }

@@ -49,16 +49,21 @@ pub enum Schedule {
 pub enum MicroKernel {
     /// The 128-bit vector kernels code generation builds with Cranelift (both targets).
     Simd128,
+    /// The 256-bit AVX2 + FMA kernels of `codegen::wide` (x86-64): the register tile is
+    /// chosen for 16 ymm registers. (Which code a module's kernels are is the compilation's
+    /// choice, `--ukernels`; the family says what the tile was chosen for.)
+    Avx2,
 }
 
 impl MicroKernel {
     /// Every family, for parsing and messages.
-    pub const ALL: [MicroKernel; 1] = [MicroKernel::Simd128];
+    pub const ALL: [MicroKernel; 2] = [MicroKernel::Simd128, MicroKernel::Avx2];
 
     /// The name in the text form.
     pub fn name(self) -> &'static str {
         match self {
             MicroKernel::Simd128 => "simd128",
+            MicroKernel::Avx2 => "avx2",
         }
     }
 }

@@ -92,8 +92,8 @@ fn step_cycles(mr: u64, nv: u64) -> f64 {
 /// most FMAs per cycle (4x8 f32 and 4x4 f64 on x86-64: 8 accumulators cover the FMA latency of
 /// both pipes); for small or skinny ones, fewer calls and fewer edge tiles count.
 pub fn register_tile(machine: &Machine, dtype_bytes: u64, e: GemmExtents) -> (u64, u64) {
-    let lanes = u64::from(machine.lanes(dtype_bytes as usize));
-    let budget = u64::from(machine.tile_registers);
+    let lanes = u64::from(machine.tile_lanes(dtype_bytes as usize));
+    let budget = u64::from(machine.tile_budget());
     let size = |x: Option<u64>| x.unwrap_or(ASSUMED_EXTENT).max(1);
     let (m, n, k) = (size(e.m), size(e.n), size(e.k));
     let mut best = (1, lanes);

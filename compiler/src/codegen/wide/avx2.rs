@@ -1,0 +1,525 @@
+//! The AVX2 + FMA micro-kernel generator: `gemm.<dtype>.<MR>x<NR>` as x86-64 machine code
+//! with 256-bit (ymm) vectors, assembled with iced-x86's code assembler.
+//!
+//! **Registers.** The tile lives in `MR * NV` ymm accumulators (`NV = NR / lanes`, 8 f32 or
+//! 4 f64 lanes); one k step loads B's row into `NV` registers, broadcasts each of A's `MR`
+//! elements into one more, and does one `vfmadd231` per accumulator (`acc = b * a + acc`: one
+//! rounding, the evaluator's `fma(a, b, acc)`). The shapes generated are those whose
+//! `MR * NV + NV + 1` registers fit the 16 ymm registers, with `NR` a multiple of 8 lanes
+//! (f32) or 4 (f64) and `MR <= 12` ([`supports`]); ymm14 and ymm15 are never accumulators,
+//! so the epilogue always has them as temporaries.
+//!
+//! **Row counts.** The code holds one copy of the k loop and epilogue for every row count
+//! `r` in `1 ..= MR` and jumps to the one an m-tile needs: an edge tile reads and computes
+//! exactly its rows (A needs no padding and no row is clamped), at the price of code size (a
+//! few KiB per kernel). Rows `3g`, `3g + 1`, `3g + 2` of A are read at `[G_g]`, `[G_g + ms]`,
+//! `[G_g + 2 ms]` from one pointer per three rows, which advances by `a_ks` per step: packed
+//! and strided panels take the same loop.
+//!
+//! **Columns.** A full tile (`nr == NR`) loads and stores whole vectors. An edge tile uses
+//! `vmaskmov` with a lane mask per vector (`lane < nr`, built once per call from a table of
+//! lane numbers) and skips the vectors wholly past `nr`, so it reads and writes exactly the
+//! `mr x nr` elements of C. B is read over its full width, as the contract allows.
+//!
+//! **Epilogue.** One branch per optional step per tile, each step elementwise and in the
+//! contract's order: `C + t` (C first), `* scale` or `/ scale`, `+ bias`, then relu as
+//! `max(0, v) + 0`: `vmaxps` returns its second operand when either is NaN or both are
+//! zeros, so NaN stays NaN and `-0.0` stays `-0.0` until adding `+0.0` makes it `0.0`. The
+//! scale is broadcast into the frame once per call; a bias along n is copied there once per
+//! call (any stride, zeros past `nr`), a bias along m is broadcast per row.
+//!
+//! **Calling convention.** System V: the argument block in `rdi`; `rbx`, `rbp`, `r12`–`r15`
+//! are saved and restored; `vzeroupper` before returning (the caller's code may use legacy
+//! SSE encodings). A leaf function without unwind information and without relocations: the
+//! lane table is addressed relative to `rip` inside the function itself.
+
+use super::super::ukernel::{args, flags};
+use super::Assembled;
+use crate::ir::loops::UkernelShape;
+use einc_runtime::DType;
+use iced_x86::code_asm::*;
+use iced_x86::{BlockEncoderOptions, IcedError};
+
+/// The vector registers, by number.
+const YMM: [AsmRegisterYmm; 16] = [
+    ymm0, ymm1, ymm2, ymm3, ymm4, ymm5, ymm6, ymm7, ymm8, ymm9, ymm10, ymm11, ymm12, ymm13, ymm14,
+    ymm15,
+];
+
+/// A's row pointers: rows `3g .. 3g + 3` are read from `GROUPS[g]`.
+const GROUPS: [AsmRegister64; 4] = [r11, rax, rbx, rcx];
+
+/// The most rows a kernel can have (three per row pointer).
+pub(super) const MAX_MR: u32 = 12;
+
+/// The frame (offsets from `rsp`): a lane mask per vector of B's row, the broadcast scale,
+/// and the bias along n as `NR` contiguous elements.
+const MASKS: i32 = 0;
+const SCALE: i32 = 4 * 32;
+const BIAS_N: i32 = SCALE + 32;
+const FRAME: i32 = BIAS_N + 4 * 32;
+
+/// `int64_t a_ts`: A's stride from one m-tile to the next (`docs/ukernel.md`), read only when
+/// `mr > MR`. TODO(wide): `args::A_TS` once the multi-m-tile ABI is on main.
+const A_TS: i32 = 112;
+
+/// The callee-saved registers the kernel uses, in push order.
+const SAVED: [AsmRegister64; 6] = [rbx, rbp, r12, r13, r14, r15];
+
+/// Lanes of one ymm register of `dtype`.
+fn lanes(dtype: DType) -> u32 {
+    32 / dtype.size_bytes() as u32
+}
+
+/// Whether [`assemble`] generates `shape`.
+pub(super) fn supports(shape: UkernelShape) -> bool {
+    let lanes = lanes(shape.dtype);
+    let nv = shape.nr / lanes.max(1);
+    matches!(shape.dtype, DType::F32 | DType::F64)
+        && shape.nr.is_multiple_of(lanes)
+        && (1..=4).contains(&nv)
+        && (1..=MAX_MR).contains(&shape.mr)
+        && shape.mr * nv + nv < 16
+}
+
+/// The machine code of micro-kernel `shape` (which [`supports`] accepts), to be placed at any
+/// address: it has no relocations.
+pub(super) fn assemble(shape: UkernelShape) -> Result<Assembled, IcedError> {
+    let lanes = lanes(shape.dtype);
+    let mut g = Gen {
+        a: CodeAssembler::new(64)?,
+        f64: shape.dtype == DType::F64,
+        mr: shape.mr as usize,
+        nv: (shape.nr / lanes) as usize,
+        lanes: lanes as i32,
+        size: shape.dtype.size_bytes() as i32,
+        shift: shape.dtype.size_bytes().trailing_zeros(),
+    };
+    let table = g.kernel()?;
+    let out =
+        g.a.assemble_options(0, BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS)?;
+    let code_len = usize::try_from(out.label_ip(&table)?).unwrap_or(usize::MAX);
+    Ok(Assembled {
+        bytes: out.inner.code_buffer,
+        code_len,
+    })
+}
+
+/// The state of generating one kernel.
+struct Gen {
+    a: CodeAssembler,
+    f64: bool,
+    /// `MR`.
+    mr: usize,
+    /// Vectors per row of the tile.
+    nv: usize,
+    /// Elements per vector.
+    lanes: i32,
+    /// Bytes per element, and its log2.
+    size: i32,
+    shift: u32,
+}
+
+type R = Result<(), IcedError>;
+
+impl Gen {
+    /// The whole function; returns the label of the lane table that follows its code.
+    fn kernel(&mut self) -> Result<CodeLabel, IcedError> {
+        let big_mr = self.mr as i32;
+        let big_nr = self.nv as i32 * self.lanes;
+        let mut done = self.a.create_label();
+        let mut tile = self.a.create_label();
+        let mut next = self.a.create_label();
+        let mut iota: Vec<CodeLabel> = (0..self.nv).map(|_| self.a.create_label()).collect();
+        let mut rows: Vec<CodeLabel> = (0..self.mr).map(|_| self.a.create_label()).collect();
+
+        for r in SAVED {
+            self.a.push(r)?;
+        }
+        self.a.sub(rsp, FRAME)?;
+        self.a.mov(r15, qword_ptr(rdi + args::MR))?;
+        self.a.test(r15, r15)?;
+        self.a.jle(done)?;
+        self.a.mov(rax, qword_ptr(rdi + args::NR))?;
+        self.a.test(rax, rax)?;
+        self.a.jle(done)?;
+
+        // Lane masks: lane `j` of vector `v` is all ones when `v * lanes + j < nr`.
+        if self.f64 {
+            self.a.vmovq(xmm15, rax)?;
+            self.a.vpbroadcastq(ymm15, xmm15)?;
+        } else {
+            self.a.vmovd(xmm15, eax)?;
+            self.a.vpbroadcastd(ymm15, xmm15)?;
+        }
+        for (v, label) in iota.iter().enumerate() {
+            if self.f64 {
+                self.a.vpcmpgtq(ymm14, ymm15, ymmword_ptr(*label))?;
+            } else {
+                self.a.vpcmpgtd(ymm14, ymm15, ymmword_ptr(*label))?;
+            }
+            self.a
+                .vmovdqu(ymmword_ptr(rsp + (MASKS + 32 * v as i32)), ymm14)?;
+        }
+        // The scale, broadcast (the field is always readable; used only with its flags).
+        self.broadcast(ymm15, rdi + args::SCALE)?;
+        self.a.vmovups(ymmword_ptr(rsp + SCALE), ymm15)?;
+
+        // A bias along n, copied to the frame once per call: nr elements, zeros after.
+        let mut no_bias_n = self.a.create_label();
+        self.a.mov(rdx, qword_ptr(rdi + args::FLAGS))?;
+        self.a.test(dl, flags::BIAS as i32)?;
+        self.a.jz(no_bias_n)?;
+        self.a.test(dl, flags::BIAS_M as i32)?;
+        self.a.jnz(no_bias_n)?;
+        self.a.vxorps(ymm15, ymm15, ymm15)?;
+        for v in 0..self.nv as i32 {
+            self.a
+                .vmovups(ymmword_ptr(rsp + (BIAS_N + 32 * v)), ymm15)?;
+        }
+        self.a.mov(rcx, qword_ptr(rdi + args::BIAS))?;
+        self.a.mov(rsi, qword_ptr(rdi + args::BIAS_S))?;
+        self.a.shl(rsi, self.shift)?;
+        self.a.xor(r10d, r10d)?;
+        let mut copy = self.a.create_label();
+        self.a.set_label(&mut copy)?;
+        if self.f64 {
+            self.a.vmovsd(xmm15, qword_ptr(rcx))?;
+            self.a.vmovsd(qword_ptr(rsp + r10 * 8 + BIAS_N), xmm15)?;
+        } else {
+            self.a.vmovss(xmm15, dword_ptr(rcx))?;
+            self.a.vmovss(dword_ptr(rsp + r10 * 4 + BIAS_N), xmm15)?;
+        }
+        self.a.add(rcx, rsi)?;
+        self.a.inc(r10)?;
+        self.a.cmp(r10, rax)?;
+        self.a.jl(copy)?;
+        self.a.set_label(&mut no_bias_n)?;
+
+        // kc (a negative count is 0), and the first m-tile's A, C and bias.
+        self.a.mov(rbp, qword_ptr(rdi + args::KC))?;
+        self.a.xor(eax, eax)?;
+        self.a.test(rbp, rbp)?;
+        self.a.cmovl(rbp, rax)?;
+        self.a.mov(r12, qword_ptr(rdi + args::A))?;
+        self.a.mov(r13, qword_ptr(rdi + args::C))?;
+        self.a.mov(r14, qword_ptr(rdi + args::BIAS))?;
+
+        // Each m-tile: rows = min(left, MR), then the code for that many rows.
+        self.a.set_label(&mut tile)?;
+        self.a.mov(eax, big_mr)?;
+        self.a.cmp(r15, rax)?;
+        self.a.cmovl(rax, r15)?;
+        for r in (2..=self.mr).rev() {
+            self.a.cmp(rax, r as i32)?;
+            self.a.je(rows[r - 1])?;
+        }
+        self.a.jmp(rows[0])?;
+        for r in (1..=self.mr).rev() {
+            self.a.set_label(&mut rows[r - 1])?;
+            self.rows(r)?;
+            self.a.jmp(next)?;
+        }
+
+        // The next m-tile: A by a_ts, C by MR rows, a bias along m by MR elements.
+        self.a.set_label(&mut next)?;
+        self.a.sub(r15, big_mr)?;
+        self.a.jle(done)?;
+        self.a.mov(rax, qword_ptr(rdi + A_TS))?;
+        self.a.shl(rax, self.shift)?;
+        self.a.add(r12, rax)?;
+        self.a
+            .imul_3(rax, qword_ptr(rdi + args::C_MS), big_mr * self.size)?;
+        self.a.add(r13, rax)?;
+        self.a
+            .test(byte_ptr(rdi + args::FLAGS), flags::BIAS_M as i32)?;
+        self.a.jz(tile)?;
+        self.a
+            .imul_3(rax, qword_ptr(rdi + args::BIAS_S), big_mr * self.size)?;
+        self.a.add(r14, rax)?;
+        self.a.jmp(tile)?;
+
+        self.a.set_label(&mut done)?;
+        self.a.vzeroupper()?;
+        self.a.add(rsp, FRAME)?;
+        for r in SAVED.iter().rev() {
+            self.a.pop(*r)?;
+        }
+        self.a.ret()?;
+
+        // The lane numbers 0 .. NR, one vector per label.
+        for (v, label) in iota.iter_mut().enumerate() {
+            self.a.set_label(label)?;
+            let mut bytes = Vec::with_capacity(32);
+            for j in 0..self.lanes {
+                let lane = i64::from(v as i32 * self.lanes + j);
+                if self.f64 {
+                    bytes.extend_from_slice(&lane.to_le_bytes());
+                } else {
+                    bytes.extend_from_slice(&(lane as i32).to_le_bytes());
+                }
+            }
+            self.a.db(&bytes)?;
+        }
+        debug_assert!(big_nr <= 4 * self.lanes);
+        Ok(iota[0])
+    }
+
+    /// The k loop and the epilogue of an m-tile of `r` rows.
+    fn rows(&mut self, r: usize) -> R {
+        let groups = r.div_ceil(3);
+        self.a.mov(rsi, qword_ptr(rdi + args::A_MS))?;
+        self.a.shl(rsi, self.shift)?;
+        self.a.mov(rdx, qword_ptr(rdi + args::A_KS))?;
+        self.a.shl(rdx, self.shift)?;
+        self.a.mov(r8, qword_ptr(rdi + args::B))?;
+        self.a.mov(r9, qword_ptr(rdi + args::B_KS))?;
+        self.a.shl(r9, self.shift)?;
+        self.a.mov(GROUPS[0], r12)?;
+        for g in 1..groups {
+            self.a.lea(GROUPS[g], ptr(rsi + rsi * 2))?;
+            self.a.add(GROUPS[g], GROUPS[g - 1])?;
+        }
+        for acc in &YMM[..r * self.nv] {
+            self.a.vxorps(*acc, *acc, *acc)?;
+        }
+
+        // kc / 4 iterations of four steps, then kc % 4 single steps.
+        let mut unrolled = self.a.create_label();
+        let mut tail = self.a.create_label();
+        let mut single = self.a.create_label();
+        let mut epilogue = self.a.create_label();
+        self.a.mov(r10, rbp)?;
+        self.a.shr(r10, 2)?;
+        self.a.jz(tail)?;
+        self.a.set_label(&mut unrolled)?;
+        for _ in 0..4 {
+            self.step(r, groups)?;
+        }
+        self.a.dec(r10)?;
+        self.a.jnz(unrolled)?;
+        self.a.set_label(&mut tail)?;
+        self.a.mov(r10, rbp)?;
+        self.a.and(r10, 3)?;
+        self.a.jz(epilogue)?;
+        self.a.set_label(&mut single)?;
+        self.step(r, groups)?;
+        self.a.dec(r10)?;
+        self.a.jnz(single)?;
+        self.a.set_label(&mut epilogue)?;
+        self.epilogue(r)
+    }
+
+    /// One k step of `r` rows.
+    fn step(&mut self, r: usize, groups: usize) -> R {
+        let nv = self.nv;
+        let b = &YMM[r * nv..r * nv + nv];
+        let bcast = YMM[r * nv + nv];
+        for (v, reg) in b.iter().enumerate() {
+            self.load(*reg, r8 + 32 * v as i32)?;
+        }
+        for ii in 0..r {
+            let g = GROUPS[ii / 3];
+            match ii % 3 {
+                0 => self.broadcast(bcast, g.into())?,
+                1 => self.broadcast(bcast, g + rsi)?,
+                _ => self.broadcast(bcast, g + rsi * 2)?,
+            }
+            for (v, reg) in b.iter().enumerate() {
+                let acc = YMM[ii * nv + v];
+                if self.f64 {
+                    self.a.vfmadd231pd(acc, *reg, bcast)?;
+                } else {
+                    self.a.vfmadd231ps(acc, *reg, bcast)?;
+                }
+            }
+        }
+        for g in &GROUPS[..groups] {
+            self.a.add(*g, rdx)?;
+        }
+        self.a.add(r8, r9)
+    }
+
+    /// Finishes and stores the `r x nr` tile at `r13` (then falls through).
+    fn epilogue(&mut self, r: usize) -> R {
+        let nv = self.nv;
+        let big_nr = nv as i32 * self.lanes;
+        let (t, m) = (ymm15, ymm14);
+        let accs: Vec<AsmRegisterYmm> = YMM[..r * nv].to_vec();
+        self.a.mov(rdx, qword_ptr(rdi + args::FLAGS))?;
+        self.a.mov(rsi, qword_ptr(rdi + args::NR))?;
+        self.a.mov(rcx, qword_ptr(rdi + args::C_MS))?;
+        self.a.shl(rcx, self.shift)?;
+
+        // v = C + t unless init.
+        let mut added = self.a.create_label();
+        let mut masked = self.a.create_label();
+        self.a.test(dl, flags::INIT as i32)?;
+        self.a.jnz(added)?;
+        self.a.cmp(rsi, big_nr)?;
+        self.a.jne(masked)?;
+        self.a.mov(rax, r13)?;
+        for ii in 0..r {
+            for v in 0..nv {
+                self.load(t, rax + 32 * v as i32)?;
+                self.add(YMM[ii * nv + v], t, YMM[ii * nv + v])?;
+            }
+            self.a.add(rax, rcx)?;
+        }
+        self.a.jmp(added)?;
+        self.a.set_label(&mut masked)?;
+        for v in 0..nv {
+            self.a.cmp(rsi, v as i32 * self.lanes)?;
+            self.a.jle(added)?;
+            self.a
+                .vmovdqu(m, ymmword_ptr(rsp + (MASKS + 32 * v as i32)))?;
+            self.a.mov(rax, r13)?;
+            for ii in 0..r {
+                let at = ymmword_ptr(rax + 32 * v as i32);
+                if self.f64 {
+                    self.a.vmaskmovpd(t, m, at)?;
+                } else {
+                    self.a.vmaskmovps(t, m, at)?;
+                }
+                self.add(YMM[ii * nv + v], t, YMM[ii * nv + v])?;
+                self.a.add(rax, rcx)?;
+            }
+        }
+        self.a.set_label(&mut added)?;
+
+        // * scale, / scale.
+        let mut scaled = self.a.create_label();
+        self.a.test(dl, flags::SCALE as i32)?;
+        self.a.jz(scaled)?;
+        for acc in &accs {
+            if self.f64 {
+                self.a.vmulpd(*acc, *acc, ymmword_ptr(rsp + SCALE))?;
+            } else {
+                self.a.vmulps(*acc, *acc, ymmword_ptr(rsp + SCALE))?;
+            }
+        }
+        self.a.set_label(&mut scaled)?;
+        let mut divided = self.a.create_label();
+        self.a.test(dl, flags::DIVIDE as i32)?;
+        self.a.jz(divided)?;
+        for acc in &accs {
+            if self.f64 {
+                self.a.vdivpd(*acc, *acc, ymmword_ptr(rsp + SCALE))?;
+            } else {
+                self.a.vdivps(*acc, *acc, ymmword_ptr(rsp + SCALE))?;
+            }
+        }
+        self.a.set_label(&mut divided)?;
+
+        // + bias: along m one broadcast element per row, along n the frame's copy.
+        let mut biased = self.a.create_label();
+        let mut along_n = self.a.create_label();
+        self.a.test(dl, flags::BIAS as i32)?;
+        self.a.jz(biased)?;
+        self.a.test(dl, flags::BIAS_M as i32)?;
+        self.a.jz(along_n)?;
+        self.a.mov(rax, r14)?;
+        self.a.mov(r8, qword_ptr(rdi + args::BIAS_S))?;
+        self.a.shl(r8, self.shift)?;
+        for ii in 0..r {
+            self.broadcast(t, rax.into())?;
+            for v in 0..nv {
+                self.add(YMM[ii * nv + v], YMM[ii * nv + v], t)?;
+            }
+            self.a.add(rax, r8)?;
+        }
+        self.a.jmp(biased)?;
+        self.a.set_label(&mut along_n)?;
+        for ii in 0..r {
+            for v in 0..nv {
+                let acc = YMM[ii * nv + v];
+                let at = ymmword_ptr(rsp + (BIAS_N + 32 * v as i32));
+                if self.f64 {
+                    self.a.vaddpd(acc, acc, at)?;
+                } else {
+                    self.a.vaddps(acc, acc, at)?;
+                }
+            }
+        }
+        self.a.set_label(&mut biased)?;
+
+        // relu: max(0, v) + 0.
+        let mut rectified = self.a.create_label();
+        self.a.test(dl, flags::RELU as i32)?;
+        self.a.jz(rectified)?;
+        self.a.vxorps(m, m, m)?;
+        for acc in &accs {
+            if self.f64 {
+                self.a.vmaxpd(t, m, *acc)?;
+            } else {
+                self.a.vmaxps(t, m, *acc)?;
+            }
+            self.add(*acc, t, m)?;
+        }
+        self.a.set_label(&mut rectified)?;
+
+        // Store: whole vectors for a full tile, masked vectors up to nr for an edge tile.
+        let mut stored = self.a.create_label();
+        let mut masked = self.a.create_label();
+        self.a.cmp(rsi, big_nr)?;
+        self.a.jne(masked)?;
+        self.a.mov(rax, r13)?;
+        for ii in 0..r {
+            for v in 0..nv {
+                let at = ymmword_ptr(rax + 32 * v as i32);
+                if self.f64 {
+                    self.a.vmovupd(at, YMM[ii * nv + v])?;
+                } else {
+                    self.a.vmovups(at, YMM[ii * nv + v])?;
+                }
+            }
+            self.a.add(rax, rcx)?;
+        }
+        self.a.jmp(stored)?;
+        self.a.set_label(&mut masked)?;
+        for v in 0..nv {
+            self.a.cmp(rsi, v as i32 * self.lanes)?;
+            self.a.jle(stored)?;
+            self.a
+                .vmovdqu(m, ymmword_ptr(rsp + (MASKS + 32 * v as i32)))?;
+            self.a.mov(rax, r13)?;
+            for ii in 0..r {
+                let at = ymmword_ptr(rax + 32 * v as i32);
+                if self.f64 {
+                    self.a.vmaskmovpd(at, m, YMM[ii * nv + v])?;
+                } else {
+                    self.a.vmaskmovps(at, m, YMM[ii * nv + v])?;
+                }
+                self.a.add(rax, rcx)?;
+            }
+        }
+        self.a.set_label(&mut stored)
+    }
+
+    /// `dst = [at]` (a whole vector).
+    fn load(&mut self, dst: AsmRegisterYmm, at: AsmMemoryOperand) -> R {
+        if self.f64 {
+            self.a.vmovupd(dst, ymmword_ptr(at))
+        } else {
+            self.a.vmovups(dst, ymmword_ptr(at))
+        }
+    }
+
+    /// `dst = [at]` in every lane.
+    fn broadcast(&mut self, dst: AsmRegisterYmm, at: AsmMemoryOperand) -> R {
+        if self.f64 {
+            self.a.vbroadcastsd(dst, qword_ptr(at))
+        } else {
+            self.a.vbroadcastss(dst, dword_ptr(at))
+        }
+    }
+
+    /// `dst = x + y`.
+    fn add(&mut self, dst: AsmRegisterYmm, x: AsmRegisterYmm, y: AsmRegisterYmm) -> R {
+        if self.f64 {
+            self.a.vaddpd(dst, x, y)
+        } else {
+            self.a.vaddps(dst, x, y)
+        }
+    }
+}

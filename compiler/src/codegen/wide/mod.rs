@@ -1,0 +1,173 @@
+//! Wide micro-kernels: `gemm` micro-kernels as x86-64 machine code with 256-bit vectors
+//! (issue #11), in place of the 128-bit Cranelift ones of [`super::ukernel`].
+//!
+//! Cranelift 0.135 lowers only 128-bit vectors on x86-64, which caps its kernels at half of an
+//! AVX2 core's FMA peak. The generator here ([`avx2`]) assembles a kernel with the same
+//! calling convention and the same semantics, bit for bit (`docs/ukernel.md`), with iced-x86;
+//! [`super::ukernel::Ukernels`] defines those bytes for the kernel's `FuncId` with
+//! `Module::define_function_bytes`, so JIT modules and object files both carry them and the
+//! bodies call them like any other function. Which kernels a module gets is its
+//! [`UkernelIsa`], resolved from the target and the compile options by [`resolve`];
+//! `docs/ukernel.md` ("Wide kernels") records the choices and their measurements.
+
+mod avx2;
+
+use super::{CodegenError, Target};
+use crate::ir::loops::UkernelShape;
+use std::fmt;
+
+/// What the micro-kernels of a module are made of.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum UkernelIsa {
+    /// Cranelift's 128-bit vector code (SSE/AVX on x86-64, NEON on aarch64).
+    #[default]
+    Cranelift,
+    /// AVX2 + FMA machine code with 256-bit vectors (x86-64); shapes the generator does not
+    /// cover keep the Cranelift kernel.
+    Avx2,
+}
+
+impl UkernelIsa {
+    /// Every choice, in order of width.
+    pub const ALL: [UkernelIsa; 2] = [UkernelIsa::Cranelift, UkernelIsa::Avx2];
+
+    /// The name options spell it with: `cranelift`, `avx2`.
+    pub fn name(self) -> &'static str {
+        match self {
+            UkernelIsa::Cranelift => "cranelift",
+            UkernelIsa::Avx2 => "avx2",
+        }
+    }
+
+    /// Reads a name written by [`UkernelIsa::name`].
+    pub fn parse(s: &str) -> Option<UkernelIsa> {
+        UkernelIsa::ALL.into_iter().find(|i| i.name() == s)
+    }
+
+    /// The width in bytes of the vectors the micro-kernels use.
+    pub fn vector_bytes(self) -> u32 {
+        match self {
+            UkernelIsa::Cranelift => 16,
+            UkernelIsa::Avx2 => 32,
+        }
+    }
+
+    /// The vector registers a micro-kernel's k loop may use: the whole ymm file for the
+    /// generated kernels (they allocate their registers themselves); `None` for Cranelift's,
+    /// whose budget is measured per target (`target::Machine::tile_registers`).
+    pub fn tile_registers(self) -> Option<u32> {
+        match self {
+            UkernelIsa::Cranelift => None,
+            UkernelIsa::Avx2 => Some(16),
+        }
+    }
+
+    /// Whether the machine the compiler runs on can execute these kernels.
+    pub fn runs_on_host(self) -> bool {
+        match self {
+            UkernelIsa::Cranelift => true,
+            UkernelIsa::Avx2 => host_has_avx2_fma(),
+        }
+    }
+
+    /// Whether micro-kernel `shape` is generated as this machine code (else a module with this
+    /// choice keeps the Cranelift kernel for it).
+    pub fn covers(self, shape: UkernelShape) -> bool {
+        match self {
+            UkernelIsa::Cranelift => false,
+            UkernelIsa::Avx2 => avx2::supports(shape),
+        }
+    }
+}
+
+impl fmt::Display for UkernelIsa {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn host_has_avx2_fma() -> bool {
+    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn host_has_avx2_fma() -> bool {
+    false
+}
+
+/// Whether `target` is an x86-64 machine.
+fn is_x86_64(target: &Target) -> bool {
+    match target {
+        Target::Host => cfg!(target_arch = "x86_64"),
+        Target::Triple(t) => t.architecture == target_lexicon::Architecture::X86_64,
+    }
+}
+
+/// The micro-kernels for `target`: `forced` when given (an error when the target cannot run
+/// them), else the widest the target is known to run: AVX2 on an x86-64 host with AVX2 and
+/// FMA, Cranelift's elsewhere (a cross target's baseline has neither).
+pub fn resolve(target: &Target, forced: Option<UkernelIsa>) -> Result<UkernelIsa, CodegenError> {
+    match forced {
+        None => Ok(
+            if *target == Target::Host && UkernelIsa::Avx2.runs_on_host() {
+                UkernelIsa::Avx2
+            } else {
+                UkernelIsa::Cranelift
+            },
+        ),
+        Some(UkernelIsa::Cranelift) => Ok(UkernelIsa::Cranelift),
+        Some(isa) if !is_x86_64(target) => Err(CodegenError::Target(format!(
+            "{isa} micro-kernels need an x86-64 target"
+        ))),
+        Some(isa) if *target == Target::Host && !isa.runs_on_host() => Err(CodegenError::Target(
+            format!("this machine cannot run {isa} micro-kernels (it lacks AVX2 or FMA)"),
+        )),
+        Some(isa) => Ok(isa),
+    }
+}
+
+/// A generated kernel: its bytes, of which the first `code_len` are instructions and the rest
+/// its constants.
+pub(crate) struct Assembled {
+    pub bytes: Vec<u8>,
+    pub code_len: usize,
+}
+
+/// The machine code of micro-kernel `shape` in `isa`, which must cover it.
+pub(crate) fn assemble(isa: UkernelIsa, shape: UkernelShape) -> Result<Assembled, CodegenError> {
+    let err = |m: String| CodegenError::Unsupported {
+        kernel: super::ukernel::symbol(shape),
+        message: m,
+    };
+    match isa {
+        UkernelIsa::Avx2 if avx2::supports(shape) => {
+            avx2::assemble(shape).map_err(|e| err(format!("assembling the AVX2 kernel: {e}")))
+        }
+        _ => Err(err(format!("no {isa} kernel of this shape"))),
+    }
+}
+
+/// A listing of a generated kernel in AT&T syntax: one instruction per line with its offset,
+/// then its constants as bytes.
+pub(crate) fn disassemble(code: &Assembled) -> String {
+    use iced_x86::{Decoder, DecoderOptions, Formatter, GasFormatter, Instruction};
+    let (insts, data) = code.bytes.split_at(code.code_len.min(code.bytes.len()));
+    let mut decoder = Decoder::with_ip(64, insts, 0, DecoderOptions::NONE);
+    let mut formatter = GasFormatter::new();
+    let mut text = String::new();
+    let mut line = String::new();
+    let mut inst = Instruction::default();
+    while decoder.can_decode() {
+        decoder.decode_out(&mut inst);
+        line.clear();
+        formatter.format(&inst, &mut line);
+        text.push_str(&format!("  {:5x}:  {line}\n", inst.ip()));
+    }
+    for (n, chunk) in data.chunks(16).enumerate() {
+        let bytes: Vec<String> = chunk.iter().map(|b| format!("0x{b:02x}")).collect();
+        let at = code.code_len + 16 * n;
+        text.push_str(&format!("  {at:5x}:  .byte {}\n", bytes.join(", ")));
+    }
+    text
+}
