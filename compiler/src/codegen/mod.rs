@@ -383,24 +383,34 @@ pub(crate) fn define_module<M: Module>(
 ) -> Result<DefinedModule, CodegenError> {
     // A listing records each function as it is compiled, in order: compile on this thread.
     if !matches!(listing, Listing::None) {
-        return define_kernels(module, m, errors, threads, listing, lazy, None, wide);
+        let code = CodeChoices {
+            errors,
+            threads,
+            wide,
+        };
+        return define_kernels(module, m, code, listing, lazy, None);
     }
     let isa = isa::with_settings(module.isa(), &[])?;
     std::thread::scope(|scope| {
         let mut workers = workers::Workers::new(scope, &*isa);
-        let defined = define_kernels(
-            module,
-            m,
+        let code = CodeChoices {
             errors,
             threads,
-            listing,
-            lazy,
-            Some(&mut workers),
             wide,
-        )?;
+        };
+        let defined = define_kernels(module, m, code, listing, lazy, Some(&mut workers))?;
         workers.define_all(module)?;
         Ok(defined)
     })
+}
+
+/// How [`define_module`] generates a module's code: how the error functions link, whether
+/// parallel loops use threads, and which micro-kernels.
+#[derive(Clone, Copy)]
+struct CodeChoices {
+    errors: last_error::Linkage,
+    threads: Threads,
+    wide: UkernelIsa,
 }
 
 /// [`define_module`], handing the kernel bodies to `workers` when given (the caller then
@@ -408,13 +418,16 @@ pub(crate) fn define_module<M: Module>(
 fn define_kernels<M: Module>(
     module: &mut M,
     m: &loops::Module,
-    errors: last_error::Linkage,
-    threads: Threads,
+    code: CodeChoices,
     mut listing: Listing<'_>,
     lazy: Option<&LazyGeneral>,
     mut workers: Option<&mut workers::Workers<'_, '_>>,
-    wide: UkernelIsa,
 ) -> Result<DefinedModule, CodegenError> {
+    let CodeChoices {
+        errors,
+        threads,
+        wide,
+    } = code;
     let has_fma = module.isa().has_native_fma();
     let mut ctx = module.make_context();
     let mut fctx = cranelift_frontend::FunctionBuilderContext::new();
