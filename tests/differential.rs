@@ -25,23 +25,12 @@ use einc::compiler::testkit::differential::{
     case_bytes, check_kernel, compare, random_array, shrink, variants_with_random_schedules, Case,
     Failure, Tolerance,
 };
+use einc::compiler::testkit::files::{ein_files, example_files};
 use einc::compiler::testkit::layout::{random_layout, Placed};
 use einc::compiler::testkit::program::{generate, Config};
 use einc::runtime::{Array, Buffer};
 use einc::{Kernel, Program, TensorMut, TensorRef};
-use std::path::{Path, PathBuf};
-
-fn example_files() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "ein"))
-        .collect();
-    files.sort();
-    assert!(files.len() >= 5, "examples: {files:?}");
-    files
-}
+use std::path::Path;
 
 /// Extents for a kernel's symbolic dims: 1 to 4, and 0 now and then.
 fn random_dims(program: &Program, kernel: &str, rng: &mut Rng) -> Vec<(String, u64)> {
@@ -249,17 +238,7 @@ fn random_programs_agree_with_the_interpreter_in_every_variant() {
 #[test]
 fn regressions_agree_with_the_interpreter_in_every_variant() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/differential");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "ein"))
-        .collect();
-    files.sort();
-    assert!(
-        !files.is_empty(),
-        "no regression files in {}",
-        dir.display()
-    );
+    let files = ein_files(&dir);
     for file in files {
         let case = Case::from_file(&std::fs::read_to_string(&file).unwrap())
             .unwrap_or_else(|e| panic!("{}: {e}", file.display()));

@@ -13,15 +13,12 @@ use einc_compiler::ir::tensor::verify::verify_module;
 use einc_compiler::ir::tensor::Module;
 use einc_compiler::rng::Rng;
 use einc_compiler::sema::compile_source;
+use einc_compiler::testkit::files::{example_files, examples_dir};
 use einc_runtime::{Array, Buffer};
 use std::path::Path;
 
-fn example_dir() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples")
-}
-
 fn compile(name: &str) -> Module {
-    let path = example_dir().join(name);
+    let path = examples_dir().join(name);
     let text = std::fs::read_to_string(&path).unwrap();
     let (module, diags) = compile_source(&text);
     let errors: Vec<_> = diags.iter().filter(|d| d.is_error()).collect();
@@ -35,13 +32,10 @@ fn compile(name: &str) -> Module {
 
 #[test]
 fn every_example_checks_lowers_and_verifies() {
-    let mut names: Vec<String> = std::fs::read_dir(example_dir())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".ein"))
+    let names: Vec<String> = example_files()
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
-    names.sort();
-    assert!(names.len() >= 5, "{names:?}");
     for name in &names {
         let module = compile(name);
         assert!(!module.funcs.is_empty(), "{name}");
@@ -55,7 +49,7 @@ fn every_example_checks_lowers_and_verifies() {
 
 #[test]
 fn attention_checks_without_diagnostics_and_defines_its_gradient_kernel() {
-    let text = std::fs::read_to_string(example_dir().join("attention.ein")).unwrap();
+    let text = std::fs::read_to_string(examples_dir().join("attention.ein")).unwrap();
     let (module, diags) = compile_source(&text);
     assert!(diags.is_empty(), "{diags:#?}");
     let grad = module.unwrap();

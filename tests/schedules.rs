@@ -427,14 +427,7 @@ fn every_contraction_shape_under_the_cost_model_and_random_schedules() {
 
 #[test]
 fn random_schedules_of_every_example_agree_with_the_interpreter() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "ein"))
-        .collect();
-    files.sort();
-    for path in files {
+    for path in einc::compiler::testkit::files::example_files() {
         let src = std::fs::read_to_string(&path).unwrap();
         for seed in 1..=6 {
             let opt = format!("random={seed}");

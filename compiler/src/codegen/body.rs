@@ -612,6 +612,13 @@ impl<'b, M: Module> Gen<'_, 'b, M> {
         put(self, args::A, a);
         put(self, args::A_MS, a_ms);
         put(self, args::A_KS, a_ks);
+        // From one m-tile to the next: the `mt` axes (a packed A's panels), else `MR` rows.
+        let a_ts = if u.a.axes_of(Coord::MTile).is_empty() {
+            self.fb.ins().imul_imm_s(a_ms, i64::from(u.shape.mr))
+        } else {
+            self.tile_operand(&u.a, Coord::MTile, Coord::MTile)?.1
+        };
+        put(self, args::A_TS, a_ts);
         let (b, b_ks, _) = self.tile_operand(&u.b, Coord::K, Coord::N)?;
         put(self, args::B, b);
         put(self, args::B_KS, b_ks);

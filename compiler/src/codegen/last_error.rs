@@ -236,25 +236,6 @@ struct Builder<'a, M: Module>(SupportBuilder<'a, M>);
 const I64: types::Type = types::I64;
 
 impl<M: Module> Builder<'_, M> {
-    /// See [`SupportBuilder::function`].
-    fn function(
-        &mut self,
-        name: &str,
-        linkage: ClifLinkage,
-        params: &[types::Type],
-        returns: &[types::Type],
-        listing: Listing<'_>,
-        body: impl FnOnce(
-            &mut FunctionBuilder,
-            &mut M,
-            &mut Libcalls,
-            &[Value],
-        ) -> Result<(), CodegenError>,
-    ) -> Result<FuncId, CodegenError> {
-        self.0
-            .function(name, linkage, params, returns, listing, body)
-    }
-
     /// `char *buffer(void)`: the thread's buffer, allocated (empty) on first use; null when
     /// the key or the buffer cannot be had.
     fn define_buffer(
@@ -262,7 +243,7 @@ impl<M: Module> Builder<'_, M> {
         keys: ThreadKey,
         listing: Listing<'_>,
     ) -> Result<FuncId, CodegenError> {
-        self.function(
+        self.0.function(
             "einc.error.buffer",
             ClifLinkage::Local,
             &[],
@@ -303,7 +284,7 @@ impl<M: Module> Builder<'_, M> {
     /// `i64 append(char *buf, i64 at, const char *s)`: copies `s` to `buf + at` as far as the
     /// buffer has room (keeping one byte for the NUL); returns the new length.
     fn define_append(&mut self, listing: Listing<'_>) -> Result<FuncId, CodegenError> {
-        self.function(
+        self.0.function(
             "einc.error.append",
             ClifLinkage::Local,
             &[I64, I64, I64],
@@ -348,7 +329,7 @@ impl<M: Module> Builder<'_, M> {
         append: FuncId,
         listing: Listing<'_>,
     ) -> Result<FuncId, CodegenError> {
-        self.function(
+        self.0.function(
             "einc.error.append_int",
             ClifLinkage::Local,
             &[I64, I64, I64],
@@ -423,7 +404,7 @@ impl<M: Module> Builder<'_, M> {
         h: Helpers,
         listing: Listing<'_>,
     ) -> Result<FuncId, CodegenError> {
-        self.function(
+        self.0.function(
             name,
             linkage,
             &[types::I32, I64, I64, I64],
@@ -533,7 +514,7 @@ impl<M: Module> Builder<'_, M> {
         keys: ThreadKey,
         listing: Listing<'_>,
     ) -> Result<FuncId, CodegenError> {
-        self.function(
+        self.0.function(
             name,
             linkage,
             &[],

@@ -42,7 +42,8 @@ use einc_runtime::DType;
 pub mod args {
     /// `int64_t kc`: steps of the k loop (a negative value counts as 0).
     pub const KC: i32 = 0;
-    /// `int64_t mr`: rows of the tile, `0 ..= MR` (0 writes nothing).
+    /// `int64_t mr`: rows of the tile, `>= 0` (0 writes nothing; more than `MR` are done as
+    /// `ceil(mr / MR)` register tiles, see [`A_TS`]).
     pub const MR: i32 = 8;
     /// `int64_t nr`: columns of the tile, `0 ..= NR` (0 writes nothing).
     pub const NR: i32 = 16;
@@ -69,8 +70,12 @@ pub mod args {
     pub const SCALE: i32 = 96;
     /// `int64_t flags`: a combination of [`super::flags`].
     pub const FLAGS: i32 = 104;
+    /// `int64_t a_ts`: element stride of A from one m-tile (`MR` rows) to the next; read only
+    /// when `mr > MR`. Row `ii` of A is `a + (ii / MR) * a_ts + (ii % MR) * a_ms`; C's and an
+    /// m-bias's rows advance by `MR` rows per m-tile.
+    pub const A_TS: i32 = 112;
     /// The size of the block in bytes.
-    pub const SIZE: u32 = 112;
+    pub const SIZE: u32 = 120;
 }
 
 /// Bits of the `flags` field.
@@ -122,6 +127,8 @@ pub struct UkernelArgs {
     pub scale: u64,
     /// A combination of [`flags`].
     pub flags: i64,
+    /// A's element stride from one m-tile to the next.
+    pub a_ts: i64,
 }
 
 /// A micro-kernel's function: `void k(const einc_ukernel_args *)`.
@@ -288,6 +295,8 @@ pub(crate) fn build<M: Module>(
         shift: i64::from(shape.dtype.size_bytes().trailing_zeros()),
         size: shape.dtype.size_bytes() as i64,
         f64: shape.dtype == DType::F64,
+        tile_c: p,
+        tile_bias: p,
     };
     k.body(shape);
     k.fb.seal_all_blocks();
@@ -311,6 +320,9 @@ struct Kernel<'a> {
     shift: i64,
     size: i64,
     f64: bool,
+    /// The current m-tile's `C(0, 0)` and bias element 0.
+    tile_c: Value,
+    tile_bias: Value,
 }
 
 /// The operands of the k loop that stay fixed across its steps.
@@ -329,7 +341,8 @@ impl Kernel<'_> {
         self.fb.ins().load(ty, flags, self.p, offset)
     }
 
-    /// The function body: the k loop, then the epilogue.
+    /// The function body: for each m-tile of `MR` rows (the last one `mr % MR` rows, if
+    /// that is not 0), the k loop, then the epilogue.
     fn body(&mut self, shape: UkernelShape) {
         let kc = self.field(types::I64, args::KC);
         let mr = self.field(types::I64, args::MR);
@@ -348,7 +361,61 @@ impl Kernel<'_> {
         self.fb.ins().brif(empty, done, &[], go, &[]);
         self.fb.switch_to_block(go);
 
+        // Per m-tile, A advances by `a_ts`, C by `MR` rows, an m-bias by `MR` elements.
         let a = self.field(types::I64, args::A);
+        let c = self.field(types::I64, args::C);
+        let bias = self.field(types::I64, args::BIAS);
+        let big_mr = i64::from(shape.mr);
+        let a_ts = self.field(types::I64, args::A_TS);
+        let a_tile = self.fb.ins().ishl_imm_s(a_ts, self.shift);
+        let c_ms = self.field(types::I64, args::C_MS);
+        let c_tile = self.fb.ins().imul_imm_s(c_ms, big_mr << self.shift);
+        let flags = self.field(types::I64, args::FLAGS);
+        let along_m = self.flag(flags, flags::BIAS_M);
+        let bias_s = self.field(types::I64, args::BIAS_S);
+        let bias_rows = self.fb.ins().imul_imm_s(bias_s, big_mr << self.shift);
+        let zero = self.fb.ins().iconst(types::I64, 0);
+        let bias_tile = self.fb.ins().select(along_m, bias_rows, zero);
+        let tile = self.fb.create_block();
+        for _ in 0..4 {
+            self.fb.append_block_param(tile, types::I64);
+        }
+        self.fb.ins().jump(tile, &args_of(&[&[a, c, bias, mr]]));
+
+        self.fb.switch_to_block(tile);
+        let params = self.fb.block_params(tile).to_vec();
+        let (a, left) = (params[0], params[3]);
+        (self.tile_c, self.tile_bias) = (params[1], params[2]);
+        let rows = self.fb.ins().iconst(types::I64, big_mr);
+        let mr = self.fb.ins().smin(left, rows);
+        let next = self.fb.create_block();
+        self.tile(shape, kc, mr, nr, a, next);
+
+        self.fb.switch_to_block(next);
+        let left = self.fb.ins().iadd_imm_s(left, -big_mr);
+        let a = self.fb.ins().iadd(a, a_tile);
+        let c = self.fb.ins().iadd(self.tile_c, c_tile);
+        let bias = self.fb.ins().iadd(self.tile_bias, bias_tile);
+        let more = self.fb.ins().icmp_imm_s(IntCC::SignedGreaterThan, left, 0);
+        self.fb
+            .ins()
+            .brif(more, tile, &args_of(&[&[a, c, bias, left]]), done, &[]);
+
+        self.fb.switch_to_block(done);
+        self.fb.ins().return_(&[]);
+    }
+
+    /// One m-tile of `mr <= MR` rows whose A starts at `a` (C and the bias at
+    /// `tile_c`/`tile_bias`): the k loop, then the epilogue; then jumps to `next`.
+    fn tile(
+        &mut self,
+        shape: UkernelShape,
+        kc: Value,
+        mr: Value,
+        nr: Value,
+        a: Value,
+        next: Block,
+    ) {
         let a_ms = self.field(types::I64, args::A_MS);
         let a_ks = self.field(types::I64, args::A_KS);
         let b = self.field(types::I64, args::B);
@@ -440,10 +507,7 @@ impl Kernel<'_> {
             &joined[2..],
             |k, pa, pb, accs| k.step(&panels, pa, pb, accs),
         );
-        self.epilogue(shape, mr, nr, &out[2..], done);
-
-        self.fb.switch_to_block(done);
-        self.fb.ins().return_(&[]);
+        self.epilogue(shape, mr, nr, &out[2..], next);
     }
 
     /// A counted loop over the k steps: `n` iterations (none when `n <= 0`) of `body`, which
@@ -646,7 +710,7 @@ impl Kernel<'_> {
     /// The full-tile epilogue from the accumulators: `+ C` unless `init`, `* scale` or
     /// `/ scale`, `+ bias`, `max(·, 0)`, then the stores.
     fn vector_epilogue(&mut self, flags: Value, accs: &[Value]) {
-        let c = self.field(types::I64, args::C);
+        let c = self.tile_c;
         let c_ms = self.field(types::I64, args::C_MS);
         let c_step = self.fb.ins().ishl_imm_s(c_ms, self.shift);
         let rw = MemFlagsData::new().with_notrap();
@@ -685,7 +749,7 @@ impl Kernel<'_> {
         });
         let bias = self.flag(flags, flags::BIAS);
         let accs = self.stage(bias, &accs, |k, accs| {
-            let base = k.field(types::I64, args::BIAS);
+            let base = k.tile_bias;
             let along_m = k.flag(flags, flags::BIAS_M);
             let by_row = k.fb.create_block();
             let by_col = k.fb.create_block();
@@ -756,9 +820,9 @@ impl Kernel<'_> {
         for (n, acc) in accs.iter().enumerate() {
             self.fb.ins().store(local, *acc, tile, (n * 16) as i32);
         }
-        let c = self.field(types::I64, args::C);
+        let c = self.tile_c;
         let c_ms = self.field(types::I64, args::C_MS);
-        let bias_base = self.field(types::I64, args::BIAS);
+        let bias_base = self.tile_bias;
         let bias_s = self.field(types::I64, args::BIAS_S);
         let init = self.flag(flags, flags::INIT);
         let scale = self.flag(flags, flags::SCALE);

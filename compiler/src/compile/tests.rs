@@ -248,13 +248,7 @@ fn random_products_agree_with_the_interpreter_with_each_pass_left_out() {
 
 #[test]
 fn every_example_agrees_with_the_interpreter_with_each_pass_left_out() {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples");
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "ein"))
-        .collect();
-    files.sort();
+    let files = crate::testkit::files::example_files();
     let mut checked = 0;
     for opts in each_pass_left_out() {
         for file in &files {

@@ -25,11 +25,16 @@
 //!
 //! C is written by the kernel directly when its `n` axis has a unit stride (a temporary, or
 //! the contiguous kernel variant); otherwise the kernel writes a scoped `mr x nr` tile and a
-//! copy loop adds it into C (`first ? t : C + t`, the kernel's own rounding). The packed
-//! blocks are temporaries of the function when no loop of the nest is parallel; otherwise
-//! each parallel task gets its own: the packed A block is scoped to the `ic` loop, the packed
-//! B block to `jc` when `jc` is parallel, else to the innermost outer loop when an outer loop
-//! is parallel.
+//! copy loop adds it into C (`first ? t : C + t`, the kernel's own rounding).
+//!
+//! **Pack buffers.** A packed block takes `min(block, extent)` along each GEMM dimension whose
+//! extent is known when compiling (rounded up to whole panels), the block otherwise. The
+//! packed A and B blocks are temporaries that every GETT nest of the function shares (one per
+//! dtype and tile width, grown to the largest request: the nests run one after another), so a
+//! kernel with several contractions allocates and touches one of each per call. When a loop of
+//! the nest runs in parallel, each task gets its own blocks instead (docs/threads.md): the
+//! packed A block is scoped to the `ic` iteration, the packed B block to the `jc` iteration
+//! when `jc` is parallel, else to the innermost outer loop when an outer loop is parallel.
 //!
 //! **Epilogues.** With an epilogue (`docs/schedules.md`), the nest stores the epilogue's last
 //! value instead of C: on the last K block (of the last iteration of every outer reduced
@@ -61,6 +66,16 @@ enum PanelCopy {
     /// The columns inside N as whole vectors, then the rest element by element (the last,
     /// partial panel where B's columns have a unit stride).
     VectorsThenElements,
+}
+
+/// Where one row of a B panel is copied: the packed panel and row (`panel`, `kk`), and B's K
+/// index and first column there (`k`, `j0`).
+#[derive(Clone, Copy)]
+struct PanelRow {
+    panel: ValueId,
+    kk: ValueId,
+    k: ValueId,
+    j0: ValueId,
 }
 
 /// A complete `gemm` schedule resolved for one op.
@@ -226,17 +241,22 @@ pub(super) fn lower_gett(
     }
     let k_runs = index_op(fl, &mut entry, "kruns", IndexOp::Max, k_eff, one);
 
-    // The packed B block: a temporary, or scoped per `jc` iteration when those are parallel,
-    // else per iteration of the innermost outer loop when an outer loop is parallel.
+    // The packed B block: scoped per `jc` iteration when those are parallel, else per
+    // iteration of the innermost outer loop when an outer loop is parallel, else the
+    // function's shared B pack.
     let jc_parallel = x.plan.blocks.contains(&BlockLoop::Jc);
     let outer_parallel = x.outer_parallel(g);
-    let bp_shape = [x.plan.nc.div_ceil(x.plan.nr), x.plan.kc, x.plan.nr];
-    let bp_kind = if jc_parallel || outer_parallel {
-        BufferKind::Scoped
+    let kc = x.block_of(fl, x.plan.k, x.plan.kc);
+    let bp_shape = [
+        x.block_of(fl, x.plan.n, x.plan.nc).div_ceil(x.plan.nr),
+        kc,
+        x.plan.nr,
+    ];
+    let bp = if jc_parallel || outer_parallel {
+        fl.add_scratch("Bp", g.dtype, &bp_shape, BufferKind::Scoped)
     } else {
-        BufferKind::Temp
+        fl.shared_pack("Bp", g.dtype, bp_shape)
     };
-    let bp = fl.add_scratch("Bp", g.dtype, &bp_shape, bp_kind);
     let dims = Dims {
         m: m_ext,
         n: n_ext,
@@ -612,37 +632,11 @@ impl Gett<'_> {
             Type::Index,
         );
         let lanes = 16 / dtype.size_bytes() as u64;
-        let vty = Type::Vector(dtype, u32::try_from(lanes).unwrap_or(1));
+        let at = PanelRow { panel, kk, k, j0 };
         if how == PanelCopy::Full {
             for t in 0..self.plan.nr / lanes {
                 let off = fl.index_const(int(t * lanes));
-                let j = if t == 0 {
-                    j0
-                } else {
-                    fl.assign(
-                        &mut kk_body,
-                        "j",
-                        Op::IndexArith(IndexOp::Add, j0, off),
-                        Type::Index,
-                    )
-                };
-                let index =
-                    self.operand_index(fl, self.plan.b, &[(self.plan.k, k), (self.plan.n, j)])?;
-                let v = fl.assign(
-                    &mut kk_body,
-                    "ld",
-                    Op::Load {
-                        buffer: b_buf,
-                        index,
-                        lanes: u32::try_from(lanes).unwrap_or(1),
-                    },
-                    vty,
-                );
-                kk_body.push(Inst::Store {
-                    buffer: bp,
-                    index: vec![panel, kk, off],
-                    value: v,
-                });
+                self.copy_vector(fl, &mut kk_body, [b_buf, bp], at, off)?;
             }
         } else {
             let jj = fl.named_value("jj", Type::Index);
@@ -678,29 +672,7 @@ impl Gett<'_> {
                 );
                 let jv = fl.named_value("jv", Type::Index);
                 let mut vcopy = Vec::new();
-                let j = fl.assign(
-                    &mut vcopy,
-                    "j",
-                    Op::IndexArith(IndexOp::Add, j0, jv),
-                    Type::Index,
-                );
-                let index =
-                    self.operand_index(fl, self.plan.b, &[(self.plan.k, k), (self.plan.n, j)])?;
-                let v = fl.assign(
-                    &mut vcopy,
-                    "ld",
-                    Op::Load {
-                        buffer: b_buf,
-                        index,
-                        lanes: u32::try_from(lanes).unwrap_or(1),
-                    },
-                    vty,
-                );
-                vcopy.push(Inst::Store {
-                    buffer: bp,
-                    index: vec![panel, kk, jv],
-                    value: v,
-                });
+                self.copy_vector(fl, &mut vcopy, [b_buf, bp], at, jv)?;
                 kk_body.push(for_loop(jv, zero, start, lanes, false, vcopy));
             }
             let mut copy = Vec::new();
@@ -739,6 +711,55 @@ impl Gett<'_> {
         }
         p_body.push(for_loop(kk, zero, kc, 1, false, kk_body));
         Ok(vec![for_loop(p, from, to, self.plan.nr, false, p_body)])
+    }
+
+    /// Copies one vector of B's row `at.k` from column `at.j0 + off` into the packed panel
+    /// `bp[at.panel, at.kk, off..]` (`[b, bp]`: B's buffer and the packed block).
+    fn copy_vector(
+        &self,
+        fl: &mut FnLowerer,
+        block: &mut Vec<Inst>,
+        [b_buf, bp]: [BufferId; 2],
+        at: PanelRow,
+        off: ValueId,
+    ) -> Result<(), LowerError> {
+        let dtype = self.g.dtype;
+        let lanes = u32::try_from(16 / dtype.size_bytes()).unwrap_or(1);
+        let j = if fl.index_const(0) == off {
+            at.j0
+        } else {
+            fl.assign(
+                block,
+                "j",
+                Op::IndexArith(IndexOp::Add, at.j0, off),
+                Type::Index,
+            )
+        };
+        let index =
+            self.operand_index(fl, self.plan.b, &[(self.plan.k, at.k), (self.plan.n, j)])?;
+        let load = Op::Load {
+            buffer: b_buf,
+            index,
+            lanes,
+        };
+        let v = fl.assign(block, "ld", load, Type::Vector(dtype, lanes));
+        block.push(Inst::Store {
+            buffer: bp,
+            index: vec![at.panel, at.kk, off],
+            value: v,
+        });
+        Ok(())
+    }
+
+    /// How much of a block of `block` along index `i` can be used: the block, or the index's
+    /// extent when that is known and smaller (at least 1).
+    fn block_of(&self, fl: &FnLowerer, i: IndexId, block: u64) -> u64 {
+        let extent = self
+            .g
+            .indices
+            .get(i.0 as usize)
+            .and_then(|d| fl.known_extent(&d.extent));
+        extent.map_or(block, |e| e.clamp(1, block))
     }
 
     /// The tensor value of input `input`.
@@ -793,18 +814,20 @@ impl Gett<'_> {
 
         let ap = if self.plan.pack_a {
             // Scoped to the `ic` iteration when some loop of the nest runs in parallel, so
-            // each task has its own.
+            // each task has its own; else the function's shared A pack.
             let scoped = !self.plan.blocks.is_empty() || self.outer_parallel(self.g);
-            let panels = self.plan.mc.div_ceil(self.plan.mr);
-            let kind = if scoped {
-                BufferKind::Scoped
-            } else {
-                BufferKind::Temp
-            };
-            let ap = fl.add_scratch("Ap", dtype, &[panels, self.plan.kc, self.plan.mr], kind);
-            if scoped {
+            let panels = self
+                .block_of(fl, self.plan.m, self.plan.mc)
+                .div_ceil(self.plan.mr);
+            let kc = self.block_of(fl, self.plan.k, self.plan.kc);
+            let shape = [panels, kc, self.plan.mr];
+            let ap = if scoped {
+                let ap = fl.add_scratch("Ap", dtype, &shape, BufferKind::Scoped);
                 insts.push(Inst::Scoped(ap));
-            }
+                ap
+            } else {
+                fl.shared_pack("Ap", dtype, shape)
+            };
             insts.extend(self.pack_a(fl, ap, a_buf, ic, mc_cur, block)?);
             Some(ap)
         } else {
@@ -822,7 +845,6 @@ impl Gett<'_> {
         let direct = out_def.layout.fact(n_axis, rank) == StrideFact::Unit;
 
         let jr = fl.named_value("jr", Type::Index);
-        let ir = fl.named_value("ir", Type::Index);
         let mut jr_body = Vec::new();
         let n_left = fl.assign(
             &mut jr_body,
@@ -848,52 +870,6 @@ impl Gett<'_> {
             Op::IndexArith(IndexOp::Div, jr, nr),
             Type::Index,
         );
-        let mut ir_body = Vec::new();
-        let m_left = fl.assign(
-            &mut ir_body,
-            "mleft",
-            Op::IndexArith(IndexOp::Sub, mc_cur, ir),
-            Type::Index,
-        );
-        let mr_cur = fl.assign(
-            &mut ir_body,
-            "mrt",
-            Op::IndexArith(IndexOp::Min, mr, m_left),
-            Type::Index,
-        );
-        let i = fl.assign(
-            &mut ir_body,
-            "i",
-            Op::IndexArith(IndexOp::Add, ic, ir),
-            Type::Index,
-        );
-        let a = match ap {
-            Some(ap) => {
-                let panel = fl.assign(
-                    &mut ir_body,
-                    "apanel",
-                    Op::IndexArith(IndexOp::Div, ir, mr),
-                    Type::Index,
-                );
-                TileOperand {
-                    buffer: ap,
-                    start: vec![panel, zero, zero],
-                    axes: vec![(Coord::M, vec![2]), (Coord::K, vec![1])],
-                }
-            }
-            None => TileOperand {
-                buffer: a_buf,
-                start: self.operand_index(
-                    fl,
-                    self.plan.a,
-                    &[(self.plan.m, i), (self.plan.k, pc)],
-                )?,
-                axes: vec![
-                    (Coord::M, self.axes(self.plan.a, self.plan.m)),
-                    (Coord::K, self.axes(self.plan.a, self.plan.k)),
-                ],
-            },
-        };
         let b = TileOperand {
             buffer: bp,
             start: vec![panel_b, zero, zero],
@@ -914,117 +890,193 @@ impl Gett<'_> {
                 .collect()
         };
         let cast = self.epilogue.as_ref().is_some_and(|e| e.cast.is_some());
-        let sizes = [kc_cur, mr_cur, nr_cur];
         if direct && !cast {
+            // One call covers the whole `mc` block: the kernel walks its `MR`-row tiles itself
+            // (A's packed panels are its m-tiles), so the call's set-up is paid once per `jr`
+            // step rather than once per register tile (docs/ukernel.md).
+            let a = self.a_operand(fl, ap.map(|ap| (ap, zero)), a_buf, ic, pc)?;
             let c = TileOperand {
                 buffer: self.out,
-                start: out_at(self, i, j),
+                start: out_at(self, ic, j),
                 axes: vec![
                     (Coord::M, vec![m_axis as u32]),
                     (Coord::N, vec![n_axis as u32]),
                 ],
             };
-            let plain = self.ukernel(sizes, a, b, c, first);
+            let plain = self.ukernel([kc_cur, mc_cur, nr_cur], a, b, c, first);
             match &self.epilogue {
-                None => ir_body.push(Inst::Ukernel(Box::new(plain))),
+                None => jr_body.push(Inst::Ukernel(Box::new(plain))),
                 Some(e) => {
                     let mut finished = plain.clone();
                     finished.scale = e.factor.map(|(s, _)| s);
                     finished.divide = e.factor.is_some_and(|(_, divide)| divide);
                     finished.bias = match &e.bias {
-                        Some((buffer, map)) => Some(self.bias_operand(fl, *buffer, map, i, j)?),
+                        Some((buffer, map)) => Some(self.bias_operand(fl, *buffer, map, ic, j)?),
                         None => None,
                     };
                     finished.relu = e.relu;
                     if e.single_block {
-                        ir_body.push(Inst::Ukernel(Box::new(finished)));
+                        jr_body.push(Inst::Ukernel(Box::new(finished)));
                     } else {
                         // Partial sums before the last K block, the finished tile on it.
                         let partial = vec![Inst::Ukernel(Box::new(plain))];
-                        ir_body.extend(when(fl, last, false, partial));
+                        jr_body.extend(when(fl, last, false, partial));
                         let finished = vec![Inst::Ukernel(Box::new(finished))];
-                        ir_body.extend(when(fl, last, true, finished));
+                        jr_body.extend(when(fl, last, true, finished));
                     }
                 }
             }
-        } else {
-            let tile = fl.add_scratch(
-                "Ct",
-                dtype,
-                &[self.plan.mr, self.plan.nr],
-                BufferKind::Scoped,
-            );
-            ir_body.push(Inst::Scoped(tile));
-            let c = TileOperand {
-                buffer: tile,
-                start: vec![zero, zero],
-                axes: vec![(Coord::M, vec![0]), (Coord::N, vec![1])],
-            };
-            let always = fl.assign(
-                &mut ir_body,
-                "init",
-                Op::Cmp(CmpOp::Eq, zero, zero),
-                Type::Bool,
-            );
-            let into_tile = self.ukernel(sizes, a, b, c, always);
-            ir_body.push(Inst::Ukernel(Box::new(into_tile)));
-            // C[i + ii, j + jj] = first ? t : C + t
-            let ii = fl.named_value("ii", Type::Index);
-            let jj = fl.named_value("jj", Type::Index);
-            let mut cell = Vec::new();
-            let ci = fl.assign(
-                &mut cell,
-                "ci",
-                Op::IndexArith(IndexOp::Add, i, ii),
-                Type::Index,
-            );
-            let cj = fl.assign(
-                &mut cell,
-                "cj",
-                Op::IndexArith(IndexOp::Add, j, jj),
-                Type::Index,
-            );
-            let t = fl.assign(
-                &mut cell,
-                "t",
-                Op::Load {
-                    buffer: tile,
-                    index: vec![ii, jj],
-                    lanes: 1,
-                },
-                Type::Scalar(dtype),
-            );
-            let at = out_at(self, ci, cj);
-            // C is read only when it is accumulated into (it may be unwritten before); under a
-            // cast every store is the first.
-            let sum = if cast {
-                t
-            } else {
-                self.accumulate(fl, &mut cell, first, t, at.clone())?
-            };
-            let sum = match &self.epilogue {
-                None => sum,
-                Some(e) => {
-                    let done = self.finish(fl, &mut cell, e, sum, ci, cj)?;
-                    if e.single_block {
-                        done
-                    } else {
-                        let ty = Type::Scalar(dtype);
-                        fl.assign(&mut cell, "v", Op::Select(last, done, sum), ty)
-                    }
-                }
-            };
-            cell.push(Inst::Store {
-                buffer: self.out,
-                index: at,
-                value: sum,
-            });
-            let row = vec![for_loop(jj, zero, nr_cur, 1, false, cell)];
-            ir_body.push(for_loop(ii, zero, mr_cur, 1, false, row));
+            insts.push(for_loop(jr, zero, nc_cur, self.plan.nr, false, jr_body));
+            return Ok(insts);
         }
+        let ir = fl.named_value("ir", Type::Index);
+        let mut ir_body = Vec::new();
+        let m_left = fl.assign(
+            &mut ir_body,
+            "mleft",
+            Op::IndexArith(IndexOp::Sub, mc_cur, ir),
+            Type::Index,
+        );
+        let mr_cur = fl.assign(
+            &mut ir_body,
+            "mrt",
+            Op::IndexArith(IndexOp::Min, mr, m_left),
+            Type::Index,
+        );
+        let i = fl.assign(
+            &mut ir_body,
+            "i",
+            Op::IndexArith(IndexOp::Add, ic, ir),
+            Type::Index,
+        );
+        let packed = match ap {
+            Some(ap) => {
+                let panel = fl.assign(
+                    &mut ir_body,
+                    "apanel",
+                    Op::IndexArith(IndexOp::Div, ir, mr),
+                    Type::Index,
+                );
+                Some((ap, panel))
+            }
+            None => None,
+        };
+        let a = self.a_operand(fl, packed, a_buf, i, pc)?;
+        let sizes = [kc_cur, mr_cur, nr_cur];
+        let tile = fl.add_scratch(
+            "Ct",
+            dtype,
+            &[self.plan.mr, self.plan.nr],
+            BufferKind::Scoped,
+        );
+        ir_body.push(Inst::Scoped(tile));
+        let c = TileOperand {
+            buffer: tile,
+            start: vec![zero, zero],
+            axes: vec![(Coord::M, vec![0]), (Coord::N, vec![1])],
+        };
+        let always = fl.assign(
+            &mut ir_body,
+            "init",
+            Op::Cmp(CmpOp::Eq, zero, zero),
+            Type::Bool,
+        );
+        let into_tile = self.ukernel(sizes, a, b, c, always);
+        ir_body.push(Inst::Ukernel(Box::new(into_tile)));
+        // C[i + ii, j + jj] = first ? t : C + t
+        let ii = fl.named_value("ii", Type::Index);
+        let jj = fl.named_value("jj", Type::Index);
+        let mut cell = Vec::new();
+        let ci = fl.assign(
+            &mut cell,
+            "ci",
+            Op::IndexArith(IndexOp::Add, i, ii),
+            Type::Index,
+        );
+        let cj = fl.assign(
+            &mut cell,
+            "cj",
+            Op::IndexArith(IndexOp::Add, j, jj),
+            Type::Index,
+        );
+        let t = fl.assign(
+            &mut cell,
+            "t",
+            Op::Load {
+                buffer: tile,
+                index: vec![ii, jj],
+                lanes: 1,
+            },
+            Type::Scalar(dtype),
+        );
+        let at = out_at(self, ci, cj);
+        // C is read only when it is accumulated into (it may be unwritten before); under a
+        // cast every store is the first.
+        let sum = if cast {
+            t
+        } else {
+            self.accumulate(fl, &mut cell, first, t, at.clone())?
+        };
+        let sum = match &self.epilogue {
+            None => sum,
+            Some(e) => {
+                let done = self.finish(fl, &mut cell, e, sum, ci, cj)?;
+                if e.single_block {
+                    done
+                } else {
+                    let ty = Type::Scalar(dtype);
+                    fl.assign(&mut cell, "v", Op::Select(last, done, sum), ty)
+                }
+            }
+        };
+        cell.push(Inst::Store {
+            buffer: self.out,
+            index: at,
+            value: sum,
+        });
+        let row = vec![for_loop(jj, zero, nr_cur, 1, false, cell)];
+        ir_body.push(for_loop(ii, zero, mr_cur, 1, false, row));
         jr_body.push(for_loop(ir, zero, mc_cur, self.plan.mr, false, ir_body));
         insts.push(for_loop(jr, zero, nc_cur, self.plan.nr, false, jr_body));
         Ok(insts)
+    }
+
+    /// The micro-kernel's A operand: the packed buffer from `panel` on (its panels are the
+    /// kernel's m-tiles, read through `mt`), else the input from row `i` and column `pc`.
+    fn a_operand(
+        &self,
+        fl: &mut FnLowerer,
+        packed: Option<(BufferId, ValueId)>,
+        a_buf: BufferId,
+        i: ValueId,
+        pc: ValueId,
+    ) -> Result<TileOperand, LowerError> {
+        Ok(match packed {
+            Some((ap, panel)) => {
+                let zero = fl.index_const(0);
+                TileOperand {
+                    buffer: ap,
+                    start: vec![panel, zero, zero],
+                    axes: vec![
+                        (Coord::M, vec![2]),
+                        (Coord::K, vec![1]),
+                        (Coord::MTile, vec![0]),
+                    ],
+                }
+            }
+            None => TileOperand {
+                buffer: a_buf,
+                start: self.operand_index(
+                    fl,
+                    self.plan.a,
+                    &[(self.plan.m, i), (self.plan.k, pc)],
+                )?,
+                axes: vec![
+                    (Coord::M, self.axes(self.plan.a, self.plan.m)),
+                    (Coord::K, self.axes(self.plan.a, self.plan.k)),
+                ],
+            },
+        })
     }
 
     /// `first ? t : C[at] + t`, reading C only when it is not the first block: a loop that
@@ -1285,6 +1337,27 @@ fn when(fl: &mut FnLowerer, cond: ValueId, holds: bool, insts: Vec<Inst>) -> Vec
 }
 
 impl FnLowerer<'_> {
+    /// The function's packed-panel buffer `name` (`Ap` or `Bp`) of `dtype`, with room for
+    /// `[panels, kc, tile]`: one temporary per name, dtype and tile width that every GETT nest
+    /// of the function shares (they run one after the other), grown to the largest request.
+    /// Panels are indexed through the buffer's own extents, so a nest may use a part of it.
+    pub(super) fn shared_pack(&mut self, name: &str, dtype: DType, shape: [u64; 3]) -> BufferId {
+        let key = (name.to_string(), dtype, shape[2]);
+        if let Some(&(_, id)) = self.packs.iter().find(|(k, _)| *k == key) {
+            if let Some(def) = self.out.buffers.get_mut(id.0 as usize) {
+                for (old, new) in def.shape.iter_mut().zip(shape) {
+                    if let Extent::Fixed(n) = old {
+                        *n = (*n).max(new);
+                    }
+                }
+            }
+            return id;
+        }
+        let id = self.add_scratch(name, dtype, &shape, BufferKind::Temp);
+        self.packs.push((key, id));
+        id
+    }
+
     /// A contiguous, 64-byte aligned scratch buffer of fixed extents (a temporary, or a scoped
     /// buffer that the caller declares where it lives).
     pub(super) fn add_scratch(

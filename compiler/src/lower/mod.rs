@@ -137,6 +137,9 @@ struct FnLowerer<'m> {
     opts: LowerOptions,
     /// Whether the parameters are C-contiguous (the contiguous variant).
     contiguous: bool,
+    /// The packed-panel buffers the GETT nests share, by name, dtype and tile width
+    /// (`gett::shared_pack`).
+    packs: Vec<((String, DType, u64), BufferId)>,
 }
 
 impl<'m> FnLowerer<'m> {
@@ -158,6 +161,7 @@ impl<'m> FnLowerer<'m> {
             buffers: vec![None; src.values.len()],
             opts: *opts,
             contiguous,
+            packs: Vec::new(),
         }
     }
 

@@ -155,15 +155,7 @@ fn check_text(text: &str, size_sets: &[&[(&str, usize)]]) {
 
 #[test]
 fn every_example_agrees_with_the_interpreter() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
-    let mut names: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "ein"))
-        .collect();
-    names.sort();
-    assert!(names.len() >= 5, "{names:?}");
-    for path in names {
+    for path in crate::testkit::files::example_files() {
         let text = std::fs::read_to_string(&path).unwrap();
         let (m, diags) = crate::sema::compile_source(&text);
         let m = m.unwrap_or_else(|| panic!("{}: {diags:#?}", path.display()));

@@ -54,7 +54,7 @@ impl Pass for StrengthReduce {
 pub fn reduce_module(m: &mut Module) -> bool {
     let mut changed = false;
     for f in &mut m.funcs {
-        let consts = index_consts(&f.body);
+        let consts = f.body.index_consts();
         let mut r = Reducer {
             names: Names::of(f),
             consts,
@@ -68,27 +68,6 @@ pub fn reduce_module(m: &mut Module) -> bool {
         }
     }
     changed
-}
-
-/// The `index` constants of a block and the blocks nested in it.
-fn index_consts(block: &Block) -> HashSet<ValueId> {
-    let mut out = HashSet::new();
-    let mut stack = vec![block];
-    while let Some(b) = stack.pop() {
-        for inst in &b.insts {
-            match inst {
-                Inst::Assign {
-                    result,
-                    op: Op::IndexConst(_),
-                } => {
-                    out.insert(*result);
-                }
-                Inst::For(l) => stack.push(&l.body),
-                _ => {}
-            }
-        }
-    }
-    out
 }
 
 /// Every value a loop defines: its variable, carried values, and the values of its body.
@@ -148,7 +127,7 @@ fn shared(axes: Vec<Axis>) -> (Vec<Axis>, Option<ValueId>) {
 
 struct Reducer {
     names: Names,
-    consts: HashSet<ValueId>,
+    consts: HashMap<ValueId, i64>,
     changed: bool,
 }
 
@@ -193,7 +172,7 @@ impl Reducer {
                     Some(Axis::Moving(None))
                 } else if let Some(&c) = offsets.get(&v) {
                     Some(Axis::Moving(Some(c)))
-                } else if inside.contains(&v) || self.consts.contains(&v) {
+                } else if inside.contains(&v) || self.consts.contains_key(&v) {
                     None
                 } else {
                     Some(Axis::Fixed(v))

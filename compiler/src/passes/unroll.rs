@@ -62,7 +62,7 @@ impl Unroll {
     pub fn unroll_module(&self, m: &mut Module) -> bool {
         let mut changed = false;
         for f in &mut m.funcs {
-            let consts = index_consts(&f.body);
+            let consts = f.body.index_consts();
             let mut names = Names::of(f);
             let body = std::mem::take(&mut f.body);
             let mut u = Unroller {
@@ -83,27 +83,6 @@ impl Unroll {
         }
         changed
     }
-}
-
-/// The value of every `index` constant of a block and the blocks nested in it.
-fn index_consts(block: &Block) -> HashMap<ValueId, i64> {
-    let mut out = HashMap::new();
-    let mut stack = vec![block];
-    while let Some(b) = stack.pop() {
-        for inst in &b.insts {
-            match inst {
-                Inst::Assign {
-                    result,
-                    op: Op::IndexConst(c),
-                } => {
-                    out.insert(*result, *c);
-                }
-                Inst::For(l) => stack.push(&l.body),
-                _ => {}
-            }
-        }
-    }
-    out
 }
 
 struct Unroller<'a> {

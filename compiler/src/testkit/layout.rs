@@ -94,6 +94,14 @@ pub fn bits(s: Scalar) -> u64 {
     }
 }
 
+/// The bits of every element of an array in C order, for exact comparisons of whole results
+/// (`-0.0` and NaN payloads included).
+pub fn array_bits(a: &Array) -> Vec<u64> {
+    let mut out = Vec::new();
+    einc_runtime::array::for_each_index(a.shape(), |ix| out.push(bits(a.get(ix))));
+    out
+}
+
 /// An argument placed in a buffer of its own with some layout.
 #[derive(Clone, Debug)]
 pub struct Placed {

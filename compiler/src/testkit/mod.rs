@@ -6,6 +6,7 @@
 
 pub mod choices;
 pub mod differential;
+pub mod files;
 pub mod layout;
 pub mod program;
 

@@ -9,6 +9,10 @@
 //!   masks on index comparisons, casts from another dtype and parenthesised sums. Indices
 //!   repeated in a term and not on the left are summed (Einstein's rule);
 //! - a **softmax** `t[i, j] = softmax[j](...)` or `logsumexp[j](...)`;
+//! - a **GEMM with an epilogue** `t[i, j] = relu(A[i, k] * B[k, j] / 2 + b[j])`: a matrix
+//!   product (operands and result in any order of their axes, a batch index now and then)
+//!   under some of a scale or divisor, a bias along one of its indices, `relu`, and a cast to
+//!   the other float dtype, the shapes the GEMM lowering fuses into its store of C;
 //! - an **einsum** `t = einsum("...", A, B, ...)` of one to six operands with repeated labels,
 //!   size-1 broadcasting, `...` over broadcast dims, implicit or explicit output and numpy's
 //!   type promotion.
@@ -336,6 +340,8 @@ impl Gen<'_, '_> {
             self.einsum_statement()
         } else if form < 35 && dtype.is_float() {
             self.softmax_statement(dtype)
+        } else if form < 43 && dtype.is_float() {
+            self.gemm_statement(dtype)
         } else {
             self.index_statement(dtype)
         };
@@ -434,6 +440,63 @@ impl Gen<'_, '_> {
             }
         }
         cx.finish(lhs, Rhs::Sum(sum), dtype)
+    }
+
+    /// `t[i, j] = cast(relu(A[i, k] * B[k, j] * s + b[j]))` with each part of the epilogue
+    /// present or not (see the module documentation); `dtype` is the product's.
+    fn gemm_statement(&mut self, dtype: DType) -> Draft {
+        let mut cx = StmtCx::default();
+        let (di, dj, dk) = (self.some_dim(), self.some_dim(), self.some_dim());
+        let i = cx.fresh("i", di);
+        let j = cx.fresh("i", dj);
+        let k = cx.fresh("s", dk);
+        let batch = self.c.chance(20).then(|| {
+            let d = self.some_dim();
+            cx.fresh("i", d)
+        });
+        let ordered = |c: &mut Choices<'_>, mut v: Vec<usize>| {
+            for n in (1..v.len()).rev() {
+                v.swap(n, c.below(n + 1));
+            }
+            v
+        };
+        let with_batch = |v: Vec<usize>| batch.into_iter().chain(v).collect::<Vec<usize>>();
+        let a_ixs = ordered(self.c, with_batch(vec![i, k]));
+        let b_ixs = ordered(self.c, with_batch(vec![k, j]));
+        let lhs = ordered(self.c, with_batch(vec![i, j]));
+        let a = self.access(&mut cx, dtype, a_ixs);
+        let b = self.access(&mut cx, dtype, b_ixs);
+        let mut product = vec![(false, a), (false, b)];
+        match self.c.below(4) {
+            0 => product.push((false, Factor::Lit((*self.c.pick(&["0.5", "3"])).into()))),
+            1 => product.push((true, Factor::Lit((*self.c.pick(&["2", "3"])).into()))),
+            _ => {}
+        }
+        let mut sum = Sum(vec![(false, Term(product))]);
+        if self.c.chance(50) {
+            let along = *self.c.pick(&[i, j]);
+            let bias = self.access(&mut cx, dtype, vec![along]);
+            sum.0.push((false, Term(vec![(false, bias)])));
+        }
+        let one = |f: Factor| Sum(vec![(false, Term(vec![(false, f)]))]);
+        if self.c.chance(50) {
+            sum = one(Factor::Call {
+                f: "relu",
+                args: vec![sum],
+                abs1: false,
+                extra: None,
+            });
+        }
+        let mut result = dtype;
+        if self.c.chance(25) {
+            result = if dtype == DType::F32 {
+                DType::F64
+            } else {
+                DType::F32
+            };
+            sum = one(Factor::Cast(result, Box::new(sum)));
+        }
+        cx.finish(lhs, Rhs::Sum(sum), result)
     }
 
     fn softmax_statement(&mut self, dtype: DType) -> Draft {

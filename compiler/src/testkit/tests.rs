@@ -67,3 +67,36 @@ fn the_comparison_skips_only_non_finite_elements_and_only_when_told() {
     let wrong = array(&[f32::INFINITY, 0.0, f32::NAN, 1.5]);
     assert!(compare(&wrong, &want, only_finite).is_err());
 }
+
+#[test]
+fn generated_programs_reach_every_gemm_epilogue_step() {
+    // The differential batch (its first 2,000 cases) must exercise each epilogue the GEMM
+    // lowering fuses into its store of C: compiled at -O2, some GEMM records each step.
+    use crate::ir::tensor::schedule::{EpilogueStep, Schedule};
+    use crate::ir::tensor::OpKind;
+    use crate::passes::{Dumps, Ir, Level, RunOptions};
+    let mut seen = Vec::new();
+    for n in 0..2000 {
+        let g = generate(&mut Choices::new(&case_bytes(n)), &Config::default());
+        let (Some(module), _) = crate::sema::compile_source(&g.source) else {
+            continue;
+        };
+        let opts = crate::compile::CompileOptions::default();
+        let run = RunOptions::default();
+        let Ok(Ir::Tensor(m)) =
+            crate::compile::run(module, &opts, Level::Tensor, &run, &mut Dumps::default())
+        else {
+            continue;
+        };
+        for op in m.funcs.iter().flat_map(|f| &f.ops) {
+            let OpKind::Generic(g) = &op.kind;
+            if let Some(Schedule::Gemm(s)) = &g.schedule {
+                seen.extend(s.epilogue.iter().flatten().copied());
+            }
+        }
+    }
+    for step in EpilogueStep::ALL {
+        let count = seen.iter().filter(|&&s| s == step).count();
+        assert!(count >= 3, "{}: {count} GEMMs", step.name());
+    }
+}

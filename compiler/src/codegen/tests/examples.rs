@@ -79,14 +79,7 @@ fn strides(shape: &[usize], transposed: bool) -> Vec<i64> {
 
 #[test]
 fn every_example_kernel_agrees_with_the_interpreter() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.retain(|p| p.extension().is_some_and(|e| e == "ein"));
-    files.sort();
-    assert!(files.len() >= 5, "examples: {files:?}");
+    let files = crate::testkit::files::example_files();
     let mut kernels = 0;
     for path in files {
         let text = std::fs::read_to_string(&path).unwrap();

@@ -9,6 +9,7 @@ use crate::ir::loops::parser::parse_module;
 use crate::ir::loops::verify::verify_module;
 use crate::ir::loops::UkernelShape;
 use crate::rng::Rng;
+pub(super) use crate::testkit::layout::array_bits as bits;
 use einc_runtime::abi::status;
 use einc_runtime::{Array, Buffer, Scalar};
 
@@ -110,20 +111,6 @@ pub(super) fn run_jit(
         })
         .collect();
     (code, arrays)
-}
-
-/// Bits of every element, so that `-0.0` and NaN payloads compare exactly.
-pub(super) fn bits(a: &Array) -> Vec<u64> {
-    let mut out = Vec::new();
-    einc_runtime::array::for_each_index(a.shape(), |ix| {
-        out.push(match a.get(ix) {
-            Scalar::F32(x) => u64::from(x.to_bits()),
-            Scalar::F64(x) => x.to_bits(),
-            Scalar::I32(x) => x as u64,
-            Scalar::I64(x) => x as u64,
-        })
-    });
-    out
 }
 
 /// Runs kernel `name` compiled and in the evaluator; the outputs must agree bit for bit.
@@ -454,11 +441,24 @@ func @div(%X: in f32[D] strided, %Y: out i64[4, 4] contiguous) {
 }
 
 /// A kernel that copies `C0` into `C` and then makes one micro-kernel call on the whole of `C`:
-/// `tile M x N`, `kc K`, `init` when the extent of `I` is 1, with the given epilogue
-/// (`factor`: none, or `scale` or `divide` with `relu`; `bias`: none, `m`, `n`).
-fn one_call(shape: UkernelShape, factor: &str, bias: &str) -> String {
+/// `tile M x N` (`M` may exceed `MR`), `kc K`, `init` when the extent of `I` is 1, with the
+/// given epilogue (`factor`: none, or `scale` or `divide` with `relu`; `bias`: none, `m`, `n`).
+/// With `panels`, A is `[P, K, MR]`: panels of `MR` rows read through the `mt` coordinate, as
+/// a packed A is.
+fn one_call(shape: UkernelShape, factor: &str, bias: &str, panels: bool) -> String {
     let scale_relu = factor != "none";
     let (t, nr) = (shape.dtype.name(), shape.nr);
+    let (a_param, a_operand) = if panels {
+        (
+            format!("%A: in {t}[P, K, {}] strided", shape.mr),
+            "a %A[%c0, %c0, %c0] (m: 2, k: 1, mt: 0)",
+        )
+    } else {
+        (
+            format!("%A: in {t}[M, K] strided"),
+            "a %A[%c0, %c0] (m: 0, k: 1)",
+        )
+    };
     let bias_param = match bias {
         "m" => format!(", %bias: in {t}[M] strided"),
         "n" => format!(", %bias: in {t}[N] strided"),
@@ -485,7 +485,7 @@ fn one_call(shape: UkernelShape, factor: &str, bias: &str) -> String {
         String::new()
     };
     format!(
-        "func @k(%A: in {t}[M, K] strided, %B: in {t}[K, {nr}] strides[_, 1], \
+        "func @k({a_param}, %B: in {t}[K, {nr}] strides[_, 1], \
          %C0: in {t}[M, N] strided, %I: in {t}[I] strided{bias_param}{scale_param}, \
          %C: out {t}[M, N] strides[_, 1]) {{
   %c0 = index 0
@@ -501,7 +501,7 @@ fn one_call(shape: UkernelShape, factor: &str, bias: &str) -> String {
       store %x, %C[%r, %q]
     }}
   }}
-  ukernel @{} kc %k, tile %m x %n, a %A[%c0, %c0] (m: 0, k: 1), b %B[%c0, %c0] (k: 0, n: 1), c %C[%c0, %c0] (m: 0, n: 1), init %init{epilogue}
+  ukernel @{} kc %k, tile %m x %n, {a_operand}, b %B[%c0, %c0] (k: 0, n: 1), c %C[%c0, %c0] (m: 0, n: 1), init %init{epilogue}
 }}
 ",
         shape.name()
@@ -544,14 +544,29 @@ fn every_tile_and_epilogue(wide: UkernelIsa, shape: UkernelShape, rng: &mut Rng)
     let (mr, nr) = (shape.mr, shape.nr);
     {
         let (big_m, big_n) = (mr as usize, nr as usize);
+        let mut cases = Vec::new();
         for factor in ["none", "scale", "divide"] {
-            let scale_relu = factor != "none";
             for bias in ["none", "m", "n"] {
-                let text = format!("dims M, N, K, I\n{}", one_call(shape, factor, bias));
+                cases.push((factor, bias, false));
+            }
+        }
+        cases.extend([
+            ("none", "none", true),
+            ("scale", "m", true),
+            ("divide", "n", true),
+        ]);
+        for (factor, bias, panels) in cases {
+            let scale_relu = factor != "none";
+            {
+                let text = format!(
+                    "dims M, N, K, I, P\n{}",
+                    one_call(shape, factor, bias, panels)
+                );
                 let m = parse(&text);
                 let program = jit_compile_with(&m, wide).unwrap();
                 let lanes = shape.lanes() as usize;
-                let mut ms = vec![0, 1, big_m - 1, big_m];
+                // Several m-tiles per call too: one more row, and two full tiles and a row.
+                let mut ms = vec![0, 1, big_m - 1, big_m, big_m + 1, 2 * big_m + 1];
                 let mut ns = vec![0, 1, lanes, 2 * lanes + 1, big_n - 1, big_n];
                 ns.retain(|&n| n <= big_n);
                 ns.sort_unstable();
@@ -579,8 +594,16 @@ fn every_tile_and_epilogue(wide: UkernelIsa, shape: UkernelShape, rng: &mut Rng)
                                     a
                                 }
                             };
+                            // Panels: `[P, K, MR]` with padding between panels.
+                            let a = if panels {
+                                let p = tm.div_ceil(big_m);
+                                let st = [(kc + 1) * big_m, big_m, 1];
+                                array(rng, &[p, kc, big_m], Some(&st))
+                            } else {
+                                array(rng, &[tm, kc], Some(&a_st))
+                            };
                             let mut inputs = vec![
-                                array(rng, &[tm, kc], Some(&a_st)),
+                                a,
                                 array(rng, &[kc, big_n], Some(&b_st)),
                                 array(rng, &[tm, tn], None),
                                 array(rng, &[init], None),
@@ -633,6 +656,7 @@ fn the_rust_argument_block_has_the_documented_layout() {
         (offset_of!(UkernelArgs, bias_s), args::BIAS_S),
         (offset_of!(UkernelArgs, scale), args::SCALE),
         (offset_of!(UkernelArgs, flags), args::FLAGS),
+        (offset_of!(UkernelArgs, a_ts), args::A_TS),
     ];
     for (rust, doc) in offsets {
         assert_eq!(rust, doc as usize);

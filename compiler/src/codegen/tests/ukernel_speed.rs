@@ -73,9 +73,10 @@ fn clock_hz() -> Option<f64> {
     None
 }
 
-/// GFLOP/s of micro-kernel `shape` on packed panels of depth `kc` (A `MR x kc`, B `kc x NR`,
-/// both in L1), best of several runs.
-fn gflops(shape: UkernelShape, kc: usize) -> f64 {
+/// GFLOP/s of micro-kernel `shape` on packed panels of depth `kc` (A `tiles` panels of
+/// `MR x kc`, B `kc x NR`, all in L1), best of several runs: with `per_call` m-tiles per call
+/// (`tiles / per_call` calls cover the panels).
+fn gflops(shape: UkernelShape, kc: usize, tiles: usize, per_call: usize) -> f64 {
     let k = JitUkernel::compile(shape).unwrap();
     let (mr, nr) = (shape.mr as usize, shape.nr as usize);
     let mut rng = Rng::new(1);
@@ -92,12 +93,12 @@ fn gflops(shape: UkernelShape, kc: usize) -> f64 {
             })
             .collect()
     };
-    let a = bytes(mr * kc, &mut rng);
+    let a = bytes(tiles * mr * kc, &mut rng);
     let b = bytes(kc * nr, &mut rng);
-    let mut c = vec![0u8; mr * nr * size];
-    let args = UkernelArgs {
+    let mut c = vec![0u8; tiles * mr * nr * size];
+    let mut args = UkernelArgs {
         kc: kc as i64,
-        mr: mr as i64,
+        mr: (per_call * mr) as i64,
         nr: nr as i64,
         a: a.as_ptr(),
         a_ms: 1,
@@ -110,19 +111,33 @@ fn gflops(shape: UkernelShape, kc: usize) -> f64 {
         bias_s: 0,
         scale: 0,
         flags: flags::INIT,
+        a_ts: (mr * kc) as i64,
     };
-    let calls = (50_000_000 / (mr * nr * kc)).max(1);
+    let calls = (50_000_000 / (tiles * mr * nr * kc)).max(1);
+    let starts: Vec<(*const u8, *mut u8)> = (0..tiles)
+        .step_by(per_call)
+        .map(|t| {
+            (
+                a[t * mr * kc * size..].as_ptr(),
+                c[t * mr * nr * size..].as_mut_ptr(),
+            )
+        })
+        .collect();
     let mut best = f64::INFINITY;
     for _ in 0..20 {
         let start = Instant::now();
         for _ in 0..calls {
-            // SAFETY: A, B and C hold every element the call reads and writes.
-            unsafe { (k.entry())(&args) };
+            for &(pa, pc) in &starts {
+                args.a = pa;
+                args.c = pc;
+                // SAFETY: A, B and C hold every element the call reads and writes.
+                unsafe { (k.entry())(&args) };
+            }
         }
         best = best.min(start.elapsed());
     }
     std::hint::black_box(&c);
-    (2 * mr * nr * kc * calls) as f64 / best / 1e9
+    (2 * tiles * mr * nr * kc * calls) as f64 / best / 1e9
 }
 
 #[test]
@@ -136,11 +151,34 @@ fn ukernel_speed() {
     }
     for (dtype, mr, nr) in [(DType::F32, 4, 8), (DType::F64, 4, 4), (DType::F32, 6, 8)] {
         for kc in [64, 256] {
-            let g = gflops(UkernelShape { dtype, mr, nr }, kc);
+            let g = gflops(UkernelShape { dtype, mr, nr }, kc, 1, 1);
             let share = peak(dtype).map_or(String::new(), |p| {
                 format!(" = {:.0}% of the 128-bit peak {p:.1}", 100.0 * g / p)
             });
             println!("gemm.{dtype}.{mr}x{nr} kc {kc}: {g:.1} GFLOP/s{share}");
+        }
+    }
+}
+
+/// Short K (10 to 16, as in Tucker and the chain): 16 m-tiles done by 16 calls, or by one call
+/// that walks them (`mr = 16 * MR`), as the GETT lowering now makes it.
+#[test]
+#[ignore]
+fn ukernel_speed_short_k() {
+    let hz = clock_hz();
+    let peak = hz.map(|hz| hz * 2.0 * 4.0 * 2.0 / 1e9);
+    let shape = UkernelShape {
+        dtype: DType::F32,
+        mr: 4,
+        nr: 8,
+    };
+    for kc in [10, 16, 64] {
+        for per_call in [1, 16] {
+            let g = gflops(shape, kc, 16, per_call);
+            let share = peak.map_or(String::new(), |p| {
+                format!(" = {:.0}% of the 128-bit peak {p:.1}", 100.0 * g / p)
+            });
+            println!("gemm.f32.4x8 kc {kc}, {per_call} m-tiles per call: {g:.1} GFLOP/s{share}");
         }
     }
 }

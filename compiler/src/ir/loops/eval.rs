@@ -503,9 +503,9 @@ impl<'a> Eval<'a> {
         };
         let (kc, mr, nr) = (self.index(u.kc)?, self.index(u.mr)?, self.index(u.nr)?);
         let (big_mr, big_nr) = (i64::from(u.shape.mr), i64::from(u.shape.nr));
-        if kc < 0 || !(0..=big_mr).contains(&mr) || !(0..=big_nr).contains(&nr) {
+        if kc < 0 || mr < 0 || !(0..=big_nr).contains(&nr) {
             return Err(contract(format!(
-                "kc {kc} and tile {mr} x {nr} must satisfy kc >= 0, 0 <= mr <= {big_mr}, \
+                "kc {kc} and tile {mr} x {nr} must satisfy kc >= 0, mr >= 0, \
                  0 <= nr <= {big_nr}"
             )));
         }
@@ -520,7 +520,8 @@ impl<'a> Eval<'a> {
             },
             None => None,
         };
-        let a = self.tile_reader(&u.a)?;
+        let mut a = self.tile_reader(&u.a)?;
+        a.m_tile = big_mr;
         let b = self.tile_reader(&u.b)?;
         let c = self.tile_reader(&u.c)?;
         let zero = Scalar::zero(u.shape.dtype);
@@ -592,18 +593,26 @@ impl<'a> Eval<'a> {
             buffer: t.buffer,
             start,
             coord,
+            m_tile: 0,
         })
     }
 
     /// The element of a tile operand at the given coordinates (a coordinate the operand does
     /// not have is ignored), checked to lie in its buffer.
     fn position(&self, t: &TileReader, at: &[(Coord, i64)]) -> EResult<Vec<usize>> {
+        let get = |c: Coord| at.iter().find(|(x, _)| *x == c).map_or(0, |p| p.1);
+        let tiled = t.m_tile > 0 && t.coord.contains(&Some(Coord::MTile));
         let index: Vec<i64> = t
             .start
             .iter()
             .zip(&t.coord)
             .map(|(&s, c)| {
-                let d = at.iter().find(|(x, _)| Some(*x) == *c).map_or(0, |p| p.1);
+                let d = match c {
+                    None => 0,
+                    Some(Coord::M) if tiled => get(Coord::M).rem_euclid(t.m_tile),
+                    Some(Coord::MTile) if tiled => get(Coord::M).div_euclid(t.m_tile),
+                    Some(c) => get(*c),
+                };
                 s.saturating_add(d)
             })
             .collect();
@@ -974,6 +983,9 @@ struct TileReader {
     buffer: BufferId,
     start: Vec<i64>,
     coord: Vec<Option<Coord>>,
+    /// `MR`, when row `ii` lies in m-tile `ii / MR` at row `ii % MR` (an operand whose
+    /// `mt` axes advance per m-tile); 0 when the `m` axes advance by `ii` itself.
+    m_tile: i64,
 }
 
 /// The C-order position of `at` in `shape`.

@@ -226,6 +226,29 @@ pub struct Block {
     pub insts: Vec<Inst>,
 }
 
+impl Block {
+    /// The value of every `index` constant defined in this block and the blocks nested in it.
+    pub fn index_consts(&self) -> std::collections::HashMap<ValueId, i64> {
+        let mut out = std::collections::HashMap::new();
+        let mut stack = vec![self];
+        while let Some(b) = stack.pop() {
+            for inst in &b.insts {
+                match inst {
+                    Inst::Assign {
+                        result,
+                        op: Op::IndexConst(c),
+                    } => {
+                        out.insert(*result, *c);
+                    }
+                    Inst::For(l) => stack.push(&l.body),
+                    _ => {}
+                }
+            }
+        }
+        out
+    }
+}
+
 /// An instruction.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Inst {
@@ -403,6 +426,9 @@ pub enum Coord {
     N,
     /// The summed coordinate: columns of A, rows of B.
     K,
+    /// A's m-tile: advances by one from each `MR` rows of A to the next (the panel axis of a
+    /// packed A). Without it, A's `m` axes advance by `MR` instead.
+    MTile,
 }
 
 impl Coord {
@@ -412,6 +438,7 @@ impl Coord {
             Coord::M => "m",
             Coord::N => "n",
             Coord::K => "k",
+            Coord::MTile => "mt",
         }
     }
 }
@@ -480,7 +507,8 @@ impl TileOperand {
 }
 
 /// `ukernel @gemm.f32.4x8 kc %kc, tile %mr x %nr, a ..., b ..., c ..., init %first
-/// [, scale %s | , divide %s] [, bias ...] [, relu]`: for every `ii < mr`, `jj < nr`,
+/// [, scale %s | , divide %s] [, bias ...] [, relu]`: for every `ii < mr` (any number of rows:
+/// the kernel walks them `MR` at a time), `jj < nr`,
 /// `t = 0; for kk < kc { t = fma(A(ii, kk), B(kk, jj), t) }`, `v = init ? t : C(ii, jj) + t`,
 /// then `v = v * scale` (or `v = v / scale` with `divide`), `v = v + bias(ii or jj)`,
 /// `v = max(v, 0)` where given, and
@@ -492,7 +520,7 @@ pub struct Ukernel {
     pub shape: UkernelShape,
     /// Length of the summed range (`Index`).
     pub kc: ValueId,
-    /// Rows of the tile (`Index`, `0 ..= MR`).
+    /// Rows of the tile (`Index`, `>= 0`; more than `MR` are done as several register tiles).
     pub mr: ValueId,
     /// Columns of the tile (`Index`, `0 ..= NR`).
     pub nr: ValueId,

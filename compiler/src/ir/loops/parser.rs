@@ -490,14 +490,14 @@ impl<'p, 't> FnParser<'p, 't> {
         let (buffer, start) = self.access()?;
         self.p.expect('(')?;
         let axes = self.p.list(')', |p| {
-            let (c, coff) = p.name("a coordinate `m`, `n` or `k`")?;
-            let Some(c) = [Coord::M, Coord::N, Coord::K]
+            let (c, coff) = p.name("a coordinate `m`, `n`, `k` or `mt`")?;
+            let Some(c) = [Coord::M, Coord::N, Coord::K, Coord::MTile]
                 .into_iter()
                 .find(|x| x.name() == c)
             else {
                 return p.err_at(
                     coff,
-                    format!("unknown coordinate `{c}`: expected m, n or k"),
+                    format!("unknown coordinate `{c}`: expected m, n, k or mt"),
                 );
             };
             p.expect(':')?;

@@ -697,7 +697,13 @@ impl Verifier<'_> {
                 );
             }
         }
-        self.tile_operand(&name, "a", &u.a, &[Coord::M, Coord::K], shape);
+        // A packed A's panels are its m-tiles (`docs/ukernel.md`).
+        let a_coords: &[Coord] = if u.a.axes.iter().any(|(c, _)| *c == Coord::MTile) {
+            &[Coord::M, Coord::K, Coord::MTile]
+        } else {
+            &[Coord::M, Coord::K]
+        };
+        self.tile_operand(&name, "a", &u.a, a_coords, shape);
         self.tile_operand(&name, "b", &u.b, &[Coord::K, Coord::N], shape);
         self.tile_operand(&name, "c", &u.c, &[Coord::M, Coord::N], shape);
         if let Some(bias) = &u.bias {

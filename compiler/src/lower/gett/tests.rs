@@ -456,3 +456,44 @@ func @f(%A: f32[M, K], %B: f32[K, N], %b: f32[N]) -> (D: f32[M, N], E: f32[M, N]
         assert!(tensor::verify::verify_module(&m).is_err(), "{steps:?}");
     }
 }
+
+#[test]
+fn the_gemms_of_a_kernel_share_pack_buffers_sized_by_known_extents() {
+    // Two GEMMs (the second reads the first's result): one A pack and one B pack serve both,
+    // each grown to the larger request; K = 5 is known, so the packs are 5 deep, not kc = 64.
+    let text = "dims M, N
+func @f(%A: f32[M, 5], %B: f32[5, N], %E: f32[N, 3]) -> (D: f32[M, 3]) {
+  %C = generic (i: M, j: N, k: 5) ins(%A[i, k], %B[k, j]) -> [i, j] reduce add over (k) { mul(%0, %1) } : f32
+  %D = generic (i: M, l: 3, j: N) ins(%C[i, j], %E[j, l]) -> [i, l] reduce add over (j) { mul(%0, %1) } : f32
+  return D = %D
+}
+";
+    let mut m = parse_module(text).unwrap();
+    for (op, kc) in [(0, 64), (1, 3)] {
+        let OpKind::Generic(g) = &mut m.funcs[0].ops[op].kind;
+        g.schedule = Some(gemm(&[], [0, 1, 2], [2, 4, 4, kc, 8], true, &[]));
+    }
+    tensor::verify::verify_module(&m).unwrap();
+    let sizes: Vec<Vec<(&str, usize)>> = [(1, 1), (3, 4), (5, 9), (9, 13)]
+        .iter()
+        .map(|&(mm, n)| vec![("M", mm), ("N", n)])
+        .collect();
+    let lowered = check(&m, &sizes, 15);
+    for f in &lowered.funcs {
+        let packs: Vec<String> = f
+            .buffers
+            .iter()
+            .filter(|b| b.name.starts_with("Ap") || b.name.starts_with("Bp"))
+            .map(|b| format!("{}: {:?}", b.name, b.shape))
+            .collect();
+        assert_eq!(
+            packs,
+            [
+                "Bp: [Fixed(2), Fixed(5), Fixed(4)]",
+                "Ap: [Fixed(2), Fixed(5), Fixed(2)]"
+            ],
+            "{}",
+            printer::print_function(f)
+        );
+    }
+}

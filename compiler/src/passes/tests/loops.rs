@@ -14,6 +14,7 @@ use crate::ir::tensor;
 use crate::passes::manager::{run_pipeline, Dumps, RunOptions};
 use crate::passes::{Ir, Pipeline};
 use crate::rng::Rng;
+use crate::testkit::layout::array_bits as bits;
 use einc_runtime::abi::Tensor;
 use einc_runtime::{Array, Buffer, DType, Scalar};
 use std::collections::HashMap;
@@ -49,13 +50,7 @@ fn corpus() -> Vec<(String, Module)> {
 /// pipeline lowers it before the loop passes.
 fn examples() -> Vec<(String, tensor::Module, Module)> {
     let mut out = Vec::new();
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{e}"))
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "ein"))
-        .collect();
-    files.sort();
+    let files = crate::testkit::files::example_files();
     let opts = CompileOptions {
         disabled: LOOP_PASSES.iter().map(|s| s.to_string()).collect(),
         ..CompileOptions::default()
@@ -118,20 +113,6 @@ fn random_inputs(m: &Module, f: &Function, rng: &mut Rng) -> Vec<Array> {
             Array::from_buffer(buffer, &shape).unwrap_or_else(|e| panic!("{e}"))
         })
         .collect()
-}
-
-/// Every element's bits, so that `-0.0` and NaN payloads compare exactly.
-fn bits(a: &Array) -> Vec<u64> {
-    let mut out = Vec::new();
-    einc_runtime::array::for_each_index(a.shape(), |ix| {
-        out.push(match a.get(ix) {
-            Scalar::F32(x) => u64::from(x.to_bits()),
-            Scalar::F64(x) => x.to_bits(),
-            Scalar::I32(x) => x as u64,
-            Scalar::I64(x) => x as u64,
-        })
-    });
-    out
 }
 
 /// Calls JIT-compiled kernel `name` of `m` on `inputs` with C-order outputs shaped as

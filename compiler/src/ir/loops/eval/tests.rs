@@ -423,6 +423,7 @@ fn micro_kernels_read_the_full_width_of_b_and_respect_their_tile() {
   %c4 = index 4
   %c5 = index 5
   %c6 = index 6
+  %c9 = index 9
   %t = cmp eq %c0, %c0
   ukernel @gemm.f32.4x8 kc %c2, tile {tile}, a %A[%c0, %c0] (m: 0, k: 1), b %B[%c0, %c0] (k: 0, n: 1), c %C[%c0, %c0] (m: 0, n: 1), init %t
 }}
@@ -436,10 +437,18 @@ fn micro_kernels_read_the_full_width_of_b_and_respect_their_tile() {
         run(&m, &[a.clone(), b.clone()]).unwrap_err().to_string(),
         "@f: access %B[0, 6] is outside the buffer's shape [2, 6]"
     );
-    let m = parse(&call("%c5 x %c6"));
+    // More rows than `MR` are several m-tiles: row 4 is read, and A has only 4 (with a B
+    // wide enough for the kernel).
+    let m = parse(&call("%c5 x %c6").replace("f32[2, 6]", "f32[2, 8]"));
+    let b8 = Array::zeros(einc_runtime::DType::F32, &[2, 8]).unwrap();
+    assert_eq!(
+        run(&m, &[a.clone(), b8]).unwrap_err().to_string(),
+        "@f: access %A[4, 0] is outside the buffer's shape [4, 2]"
+    );
+    let m = parse(&call("%c4 x %c9"));
     assert_eq!(
         run(&m, &[a, b]).unwrap_err().to_string(),
-        "@f: ukernel @gemm.f32.4x8: kc 2 and tile 5 x 6 must satisfy kc >= 0, 0 <= mr <= 4, \
+        "@f: ukernel @gemm.f32.4x8: kc 2 and tile 4 x 9 must satisfy kc >= 0, mr >= 0, \
          0 <= nr <= 8"
     );
 }

@@ -404,7 +404,7 @@ fn parse_errors_name_the_position() {
         ),
         (
             "  ukernel @gemm.f32.4x8 kc %c0, tile %c0 x %c0, a %Y[%c0] (q: 0)",
-            "4:60: unknown coordinate `q`: expected m, n or k",
+            "4:60: unknown coordinate `q`: expected m, n, k or mt",
         ),
         (
             "  %b = cmp eq %c0, %c0\n  ukernel @gemm.f32.4x8 kc %c0, tile %c0 x %c0, \
