@@ -15,10 +15,12 @@
 //!   own; the micro-kernel argument block too.
 //! - **Nesting.** Only a body's parallel loops are outlined: inside a task, nested parallel
 //!   loops run serially.
-//! - **Grain rule.** Before the call, the kernel estimates the work of one iteration: one unit
-//!   per instruction of the body, a micro-kernel call [`UKERNEL_COST`] units, a nested loop
-//!   its trip count times its body (the trip count computed at run time when the loop's
-//!   bounds are known before the parallel loop, [`GUESSED_TRIP`] otherwise). A loop with less
+//! - **Grain rule.** Before the call, the kernel estimates the work of the loop's first
+//!   iteration: one unit per instruction of the body, `kc * mr * nr / 4` per micro-kernel call,
+//!   a nested loop its trip count times its body. Trip counts and tile sizes are computed at
+//!   run time where they are index arithmetic over values known before the loop (the loop
+//!   variables at their first values); otherwise [`GUESSED_TRIP`] iterations, a 4x8 tile and a
+//!   K block of 256 are assumed. A loop with less
 //!   than [`MIN_PARALLEL_WORK`] units in all runs its task on the calling thread directly,
 //!   without the pool; otherwise each chunk of the pool gets at least [`GRAIN_WORK`] units.
 //!
@@ -28,7 +30,7 @@
 
 use super::Gen;
 use crate::codegen::{declare, CodegenError};
-use crate::ir::loops::{self, BufferKind, Inst, Op, ValueId};
+use crate::ir::loops::{self, BufferKind, IndexOp, Inst, Op, ValueId};
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{
     types, AbiParam, Function, InstBuilder, MemFlagsData, Signature, StackSlotData, StackSlotKind,
@@ -52,9 +54,6 @@ pub const GRAIN_WORK: i64 = 1 << 15;
 /// The trip count assumed for a nested loop whose bounds are computed inside the parallel loop
 /// (a tile's edge, say).
 pub const GUESSED_TRIP: u64 = 16;
-
-/// The work of one micro-kernel call (a 4x8 tile over a K block of about 256).
-pub const UKERNEL_COST: u64 = 2048;
 
 /// Caps that keep the estimate's arithmetic from overflowing: trip counts at 2^20, costs at
 /// 2^40 (so a trip count times a cost stays below 2^63).
@@ -89,6 +88,13 @@ fn parallel_for_signature<M: Module>(module: &M) -> Signature {
 enum Cost {
     Known(u64),
     Run(Value),
+}
+
+/// What the work estimate knows of the parallel loop's first iteration: the ops defining the
+/// body's values, and the values computed so far (`None`: cannot be computed before the loop).
+struct FirstIteration<'f> {
+    defs: HashMap<ValueId, &'f Op>,
+    values: HashMap<ValueId, Option<Value>>,
 }
 
 /// Where the closure holds what a task reads.
@@ -151,7 +157,11 @@ impl<'b, M: Module> Gen<'_, 'b, M> {
             let step_v = self.ins().iconst(types::I64, step);
             self.ins().udiv(bumped, step_v)
         };
-        let per_iteration = self.block_cost(&l.body)?;
+        let mut first = FirstIteration {
+            defs: definitions(&l.body),
+            values: HashMap::from([(l.var, Some(lower))]),
+        };
+        let per_iteration = self.block_cost(&l.body, &mut first)?;
         let per_iteration = self.add(per_iteration, Cost::Known(1));
         let per_iteration = self.value(per_iteration);
         let capped_n = self.cap(n, TRIP_CAP);
@@ -331,18 +341,26 @@ impl<'b, M: Module> Gen<'_, 'b, M> {
         Ok(id)
     }
 
-    /// The estimated work of one execution of `b` (see the module doc).
-    fn block_cost(&mut self, b: &loops::Block) -> Result<Cost, CodegenError> {
+    /// The estimated work of one execution of `b` (see the module doc), its values taken on
+    /// the parallel loop's first iteration.
+    fn block_cost(
+        &mut self,
+        b: &loops::Block,
+        first: &mut FirstIteration<'_>,
+    ) -> Result<Cost, CodegenError> {
         let mut total = Cost::Known(0);
         for inst in &b.insts {
             let c = match inst {
                 Inst::For(l) => {
-                    let trip = self.trip_count(l)?;
-                    let body = self.block_cost(&l.body)?;
+                    let trip = self.trip_count(l, first)?;
+                    // Inner loops see this loop's first iteration.
+                    let start = self.at_start(l.lower, first);
+                    first.values.insert(l.var, start);
+                    let body = self.block_cost(&l.body, first)?;
                     let body = self.add(body, Cost::Known(1));
                     self.mul(trip, body)
                 }
-                Inst::Ukernel(_) => Cost::Known(UKERNEL_COST),
+                Inst::Ukernel(u) => self.ukernel_cost(u, first),
                 Inst::Scoped(_) => Cost::Known(0),
                 Inst::Assign { .. } | Inst::Store { .. } | Inst::StoreAt { .. } => Cost::Known(1),
             };
@@ -351,16 +369,85 @@ impl<'b, M: Module> Gen<'_, 'b, M> {
         Ok(total)
     }
 
-    /// The trip count of nested loop `l` (capped), or a guess when its bounds are computed
-    /// inside the parallel loop.
-    fn trip_count(&mut self, l: &loops::For) -> Result<Cost, CodegenError> {
+    /// A micro-kernel call: `kc * mr * nr / 4` (one unit per 4-lane FMA), each factor on the
+    /// first iteration, or guessed (a 4x8 tile over a K block of 256).
+    fn ukernel_cost(&mut self, u: &loops::Ukernel, first: &mut FirstIteration<'_>) -> Cost {
+        let mut cost = Cost::Known(1);
+        for (v, guess) in [(u.kc, 256), (u.mr, 4), (u.nr, 8)] {
+            let factor = match self.at_start(v, first) {
+                Some(x) => {
+                    let zero = self.ins().iconst(types::I64, 0);
+                    let x = self.ins().smax(x, zero);
+                    Cost::Run(self.cap(x, TRIP_CAP))
+                }
+                None => Cost::Known(guess),
+            };
+            cost = self.mul(factor, cost);
+        }
+        match cost {
+            Cost::Known(n) => Cost::Known((n / 4).max(1)),
+            Cost::Run(v) => {
+                let quarter = self.ins().ushr_imm_u(v, 2);
+                Cost::Run(quarter)
+            }
+        }
+    }
+
+    /// The value of index value `v` on the parallel loop's first iteration (nested loops on
+    /// their first iterations too), when it can be computed before the loop: defined already,
+    /// a loop variable, or index arithmetic, constants and dims over such values.
+    fn at_start(&mut self, v: ValueId, first: &mut FirstIteration<'_>) -> Option<Value> {
+        if let Some(x) = self.values.get(v.0 as usize).copied().flatten() {
+            return Some(x);
+        }
+        if let Some(&x) = first.values.get(&v) {
+            return x;
+        }
+        // Not computable until proven otherwise (and no cycle can recurse forever).
+        first.values.insert(v, None);
+        let x = match first.defs.get(&v).copied() {
+            Some(Op::IndexConst(c)) => Some(self.ins().iconst(types::I64, *c)),
+            Some(Op::Dim(name)) => self.frame.dim(self.m, name).map(|e| self.extent(e)),
+            Some(Op::IndexArith(op, a, b)) => {
+                let (op, a, b) = (*op, *a, *b);
+                let divisor = first.defs.get(&b).and_then(|d| match d {
+                    Op::IndexConst(c) if *c > 0 => Some(*c),
+                    _ => None,
+                });
+                match (self.at_start(a, first), self.at_start(b, first)) {
+                    (Some(x), Some(y)) => match op {
+                        IndexOp::Add => Some(self.ins().iadd(x, y)),
+                        IndexOp::Sub => Some(self.ins().isub(x, y)),
+                        IndexOp::Mul => Some(self.ins().imul(x, y)),
+                        IndexOp::Min => Some(self.ins().smin(x, y)),
+                        IndexOp::Max => Some(self.ins().smax(x, y)),
+                        // Only by a positive constant: never traps.
+                        IndexOp::Div => divisor.map(|_| self.ins().sdiv(x, y)),
+                        IndexOp::Rem => divisor.map(|_| self.ins().srem(x, y)),
+                    },
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        first.values.insert(v, x);
+        x
+    }
+
+    /// The trip count of nested loop `l` on the parallel loop's first iteration (capped), or a
+    /// guess when its bounds cannot be computed before the loop.
+    fn trip_count(
+        &mut self,
+        l: &loops::For,
+        first: &mut FirstIteration<'_>,
+    ) -> Result<Cost, CodegenError> {
         let step = self.step(l)?;
-        let known = |g: &Self, v: ValueId| g.values.get(v.0 as usize).copied().flatten();
         if let (Some(&lo), Some(&hi)) = (self.consts.get(&l.lower), self.consts.get(&l.upper)) {
             let n = u64::try_from(hi.saturating_sub(lo).max(0)).unwrap_or(0);
             return Ok(Cost::Known(n.div_ceil(step as u64).min(TRIP_CAP)));
         }
-        let (Some(lo), Some(hi)) = (known(self, l.lower), known(self, l.upper)) else {
+        let (Some(lo), Some(hi)) = (self.at_start(l.lower, first), self.at_start(l.upper, first))
+        else {
             return Ok(Cost::Known(GUESSED_TRIP));
         };
         let span = self.ins().isub(hi, lo);
