@@ -752,3 +752,120 @@ fn clashing_kernel_symbols_are_rejected() {
         &dir,
     );
 }
+
+/// Matrix products at edge sizes of every register tile, f32 and f64, with A in C order and
+/// transposed; exact small-integer inputs, so the result must equal plain loops bit for bit.
+const DISPATCH_C: &str = r#"#include "tiles.h"
+#include <stdio.h>
+#include <stdlib.h>
+
+static int check(int f64, int M, int K, int N, int t) {
+    double *a = malloc(sizeof(double) * M * K), *b = malloc(sizeof(double) * K * N);
+    double *want = calloc((size_t)M * N, sizeof(double));
+    void *A = malloc(8 * (size_t)M * K), *B = malloc(8 * (size_t)K * N), *C = malloc(8 * (size_t)M * N);
+    for (int n = 0; n < M * K; n++) a[n] = (n * 7 % 11) - 5;
+    for (int n = 0; n < K * N; n++) b[n] = (n * 5 % 9) - 4;
+    for (int i = 0; i < M; i++)
+        for (int k = 0; k < K; k++) {
+            int at = t ? k * M + i : i * K + k;
+            if (f64) ((double *)A)[at] = a[i * K + k]; else ((float *)A)[at] = (float)a[i * K + k];
+        }
+    for (int n = 0; n < K * N; n++) {
+        if (f64) ((double *)B)[n] = b[n]; else ((float *)B)[n] = (float)b[n];
+    }
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++)
+            for (int k = 0; k < K; k++) want[i * N + j] += a[i * K + k] * b[k * N + j];
+    const int64_t as[2] = {M, K}, bs[2] = {K, N}, cs[2] = {M, N};
+    const int64_t ast[2] = {t ? 1 : K, t ? M : 1}, bst[2] = {N, 1}, cst[2] = {N, 1};
+    int32_t type = f64 ? EINC_F64 : EINC_F32;
+    einc_tensor args[3] = {{A, type, 2, as, ast}, {B, type, 2, bs, bst}, {C, type, 2, cs, cst}};
+    int status = f64 ? einc_mm64(args, 3) : einc_mm32(args, 3);
+    int wrong = status != EINC_OK;
+    for (int n = 0; !wrong && n < M * N; n++) {
+        double got = f64 ? ((double *)C)[n] : (double)((float *)C)[n];
+        wrong += got != want[n];
+    }
+    if (wrong) printf("FAIL %s %dx%dx%d t=%d status %d\n", f64 ? "f64" : "f32", M, K, N, t, status);
+    free(a); free(b); free(want); free(A); free(B); free(C);
+    return wrong != 0;
+}
+
+int main(void) {
+    static const int ms[] = {1, 5, 6, 7, 13}, ns[] = {1, 7, 8, 9, 16, 17, 33}, ks[] = {1, 5, 273};
+    int failed = 0, calls = 0;
+    for (int f = 0; f < 2; f++)
+        for (int m = 0; m < 5; m++)
+            for (int n = 0; n < 7; n++)
+                for (int k = 0; k < 3; k++)
+                    for (int t = 0; t < 2; t++, calls++) failed += check(f, ms[m], ks[k], ns[n], t);
+    printf("%d calls, %d failed\n", calls, failed);
+    return failed != 0;
+}
+"#;
+
+#[test]
+fn an_x86_64_v2_library_never_needs_avx_and_dispatches_its_micro_kernels() {
+    if !cfg!(target_arch = "x86_64") {
+        eprintln!("skipped: --target-cpu is for x86-64 hosts");
+        return;
+    }
+    let dir = scratch("v2");
+    let tiles = repo().join("examples/c/tiles.ein");
+    let v2 = ["--target-cpu", "x86-64-v2"];
+    // Both kinds of kernel for each shape, the dispatching function under the kernel's name,
+    // and the CPU check.
+    let asm = stdout(&ok(run(einc()
+        .arg("build")
+        .arg(&tiles)
+        .args(v2)
+        .args(["--emit", "asm", "-o", "-"]))));
+    let heads: Vec<&str> = asm
+        .lines()
+        .filter(|l| l.starts_with("; einc_ukernel_gemm_f32") || l.starts_with("; einc_cpu"))
+        .map(|l| l.split(" (").next().unwrap_or(l))
+        .collect();
+    assert_eq!(
+        heads,
+        [
+            "; einc_ukernel_gemm_f32_6x16.avx2",
+            "; einc_ukernel_gemm_f32_6x16.cranelift",
+            "; einc_cpu_level",
+            "; einc_ukernel_gemm_f32_6x16",
+        ]
+    );
+    ok(run(einc()
+        .current_dir(&dir)
+        .arg("build")
+        .arg(&tiles)
+        .args(v2)));
+    std::fs::write(dir.join("main.c"), DISPATCH_C).unwrap();
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let compiled = run(Command::new(cc).current_dir(&dir).args([
+        "-O1",
+        "-Wall",
+        "-Werror",
+        "-I.",
+        "main.c",
+        "-L.",
+        "-ltiles",
+        "-Wl,-rpath,$ORIGIN",
+        "-lm",
+        "-o",
+        "main",
+    ]));
+    assert!(compiled.status.success(), "{}", stderr(&compiled));
+    let want = "420 calls, 0 failed\n";
+    // This host: the AVX2 kernels where it has AVX2 and FMA.
+    assert_eq!(stdout(&ok(run(&mut Command::new(dir.join("main"))))), want);
+    // A CPU without AVX (SSE4.2 and POPCNT: x86-64-v2), on which any AVX instruction is an
+    // illegal instruction: Cranelift's kernels, chosen at the first call.
+    if !have("qemu-x86_64") {
+        eprintln!("skipped: qemu-x86_64 is not installed (.ci/run installs qemu-user)");
+        return;
+    }
+    let emulated = ok(run(Command::new("qemu-x86_64")
+        .args(["-cpu", "Nehalem"])
+        .arg(dir.join("main"))));
+    assert_eq!(stdout(&emulated), want);
+}

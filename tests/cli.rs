@@ -347,6 +347,16 @@ fn explain_kernel_shows_each_operation_of_a_file() {
         "{shown}"
     );
     assert!(shown.contains("points:  B*H*I"), "{shown}");
+    // The path of its contractions: AVX2 machine code on a host with AVX2 and FMA.
+    let wide = if einc_compiler::codegen::UkernelIsa::Avx2.runs_on_host() {
+        "avx2"
+    } else {
+        "cranelift"
+    };
+    assert!(
+        shown.contains(&format!("micro-kernels: {wide} (")),
+        "{shown}"
+    );
     // The kernel of a file with one kernel need not be named; with several it must.
     let out = einc()
         .arg("explain")

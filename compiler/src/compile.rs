@@ -9,7 +9,7 @@
 //! A pass runs by default only where this file lists it: the registry
 //! (`passes/registry.rs`) names passes, it does not order them.
 
-use crate::codegen::{Target, UkernelIsa};
+use crate::codegen::{Target, TargetCpu, UkernelIsa, UkernelPlan};
 use crate::ir::{loops, tensor};
 use crate::passes::{registry, run_pipeline, Dumps, Ir, Level, PassContext, Pipeline, RunOptions};
 use crate::paths::PathOptions;
@@ -76,13 +76,16 @@ pub struct CompileOptions {
     /// ([`crate::codegen::wide::resolve`]); forcing one lets tests run each path on one
     /// machine. The schedule's register tiles follow the choice.
     pub ukernels: Option<UkernelIsa>,
+    /// The x86-64 CPU level code is generated for (`einc build --target-cpu`): `native` is the
+    /// target's own features; the JIT always compiles for the host's.
+    pub cpu: TargetCpu,
 }
 
 impl CompileOptions {
-    /// The micro-kernels these options compile with, or why the target cannot run the ones
-    /// forced.
-    pub fn ukernel_isa(&self) -> Result<UkernelIsa, CompileError> {
-        crate::codegen::wide::resolve(&self.target, self.ukernels)
+    /// The micro-kernels these options compile with ([`crate::codegen::wide::plan`]), or why
+    /// the target cannot run the ones forced.
+    pub fn ukernel_plan(&self) -> Result<UkernelPlan, CompileError> {
+        crate::codegen::wide::plan(&self.target, self.cpu, self.ukernels)
             .map_err(|e| CompileError::Options(e.to_string()))
     }
 }
@@ -98,6 +101,7 @@ impl Default for CompileOptions {
             pipeline: None,
             disabled: Vec::new(),
             ukernels: None,
+            cpu: TargetCpu::Native,
         }
     }
 }
@@ -274,7 +278,7 @@ pub fn pipeline(opts: &CompileOptions, until: Level) -> Result<Pipeline, Compile
     let ctx = PassContext {
         dims: opts.dims.clone(),
         target: opts.target.clone(),
-        ukernels: opts.ukernel_isa()?,
+        ukernels: opts.ukernel_plan()?.isa,
     };
     let text = match &opts.pipeline {
         Some(text) => text.clone(),

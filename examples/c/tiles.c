@@ -1,6 +1,7 @@
 /* tiles.c: runs the matrix products of libtiles.so (tiles.ein) at every size around the
  * register tiles and cache blocks the compiler chooses for the target (x86-64: 4x8 f32 and 4x4
- * f64 tiles; aarch64: 8x8 and 5x6; K blocks of a few hundred), with A in C order (the kernel's
+ * f64 tiles, 6x16 and 6x8 with AVX2; aarch64: 8x8 and 5x6; K blocks of a few hundred, 272
+ * with AVX2), with A in C order (the kernel's
  * contiguous variant) and transposed (its general function), and checks every element against
  * plain loops. Inputs are small integers, so every sum is exact and must match bit for bit. */
 #include "tiles.h"
@@ -10,7 +11,7 @@
 
 static const int ms[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 16, 17};
 static const int ns[] = {1, 3, 4, 5, 7, 8, 9, 12, 13, 16, 17, 24, 25};
-static const int ks[] = {1, 2, 7, 16, 17, 239, 240, 241, 480, 481};
+static const int ks[] = {1, 2, 7, 16, 17, 239, 240, 241, 272, 273, 480, 481};
 #define COUNT(a) (int)(sizeof(a) / sizeof((a)[0]))
 
 /* One call at M x K x N; `transposed` lays A out column-major. Returns the number of wrong

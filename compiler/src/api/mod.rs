@@ -131,7 +131,9 @@ impl Program {
         module: tensor::Module,
         options: &CompileOptions,
     ) -> Result<Program, Error> {
-        if options.target != crate::codegen::Target::Host {
+        if options.target != crate::codegen::Target::Host
+            || options.cpu != crate::codegen::TargetCpu::Native
+        {
             return Err(Error::Compile(crate::compile::CompileError::Options(
                 "the JIT compiles for the host only; use `einc build --target` for another \
                  machine"
@@ -139,7 +141,7 @@ impl Program {
             )));
         }
         let loops = crate::compile::compile(&module, options)?;
-        let jit = jit_compile_with(&loops, options.ukernel_isa()?)?;
+        let jit = jit_compile_with(&loops, options.ukernel_plan()?.isa)?;
         Ok(Program {
             module: Arc::new(module),
             options: Arc::new(options.clone()),

@@ -31,9 +31,67 @@ impl Target {
     }
 }
 
+/// The CPU an x86-64 library is built for (`einc build --target-cpu`): which instruction-set
+/// extensions Cranelift's code may use, and which micro-kernels the library carries
+/// (`codegen::wide::plan`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum TargetCpu {
+    /// The target's own features: every feature of the host, a triple's baseline.
+    #[default]
+    Native,
+    /// x86-64-v2 (SSE4.2, POPCNT): runs on any x86-64 CPU of the last 15 years.
+    X86_64V2,
+    /// x86-64-v3 (AVX2, FMA, BMI1/2, LZCNT).
+    X86_64V3,
+    /// x86-64-v4 (v3 and AVX-512 F/DQ/VL/BW/CD).
+    X86_64V4,
+}
+
+impl TargetCpu {
+    /// Every level.
+    pub const ALL: [TargetCpu; 4] = [
+        TargetCpu::Native,
+        TargetCpu::X86_64V2,
+        TargetCpu::X86_64V3,
+        TargetCpu::X86_64V4,
+    ];
+
+    /// The name `--target-cpu` spells it with (Cranelift's and LLVM's preset names).
+    pub fn name(self) -> &'static str {
+        match self {
+            TargetCpu::Native => "native",
+            TargetCpu::X86_64V2 => "x86-64-v2",
+            TargetCpu::X86_64V3 => "x86-64-v3",
+            TargetCpu::X86_64V4 => "x86-64-v4",
+        }
+    }
+
+    /// Reads a name written by [`TargetCpu::name`].
+    pub fn parse(s: &str) -> Option<TargetCpu> {
+        TargetCpu::ALL.into_iter().find(|c| c.name() == s)
+    }
+}
+
+impl std::fmt::Display for TargetCpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// Builds the Cranelift ISA for `target`. `pic` selects position-independent code (needed
 /// for shared libraries; the JIT requires non-PIC code).
 pub fn build_isa(target: &Target, pic: bool) -> Result<OwnedTargetIsa, CodegenError> {
+    build_isa_for(target, TargetCpu::Native, pic)
+}
+
+/// [`build_isa`] for CPU level `cpu`: anything but [`TargetCpu::Native`] needs an x86-64
+/// target and replaces its features by the level's (Cranelift's preset of the same name, with
+/// AVX itself for v3 and v4, which the presets leave out).
+pub fn build_isa_for(
+    target: &Target,
+    cpu: TargetCpu,
+    pic: bool,
+) -> Result<OwnedTargetIsa, CodegenError> {
     let mut flags = settings::builder();
     let set = |flags: &mut settings::Builder, name: &str, value: &str| {
         flags
@@ -60,8 +118,10 @@ pub fn build_isa(target: &Target, pic: bool) -> Result<OwnedTargetIsa, CodegenEr
     // Scoped buffers can make a frame larger than a guard page: probe it page by page.
     set(&mut flags, "enable_probestack", "true")?;
     set(&mut flags, "probestack_strategy", "inline")?;
-    let builder = match target {
-        Target::Host => cranelift_native::builder()
+    let mut builder = match target {
+        Target::Host if cpu == TargetCpu::Native => cranelift_native::builder()
+            .map_err(|e| CodegenError::Target(format!("the host machine is not supported: {e}")))?,
+        Target::Host => isa::lookup(Triple::host())
             .map_err(|e| CodegenError::Target(format!("the host machine is not supported: {e}")))?,
         Target::Triple(triple) => {
             match triple.architecture {
@@ -76,6 +136,21 @@ pub fn build_isa(target: &Target, pic: bool) -> Result<OwnedTargetIsa, CodegenEr
                 .map_err(|e| CodegenError::Target(format!("target `{triple}`: {e}")))?
         }
     };
+    if cpu != TargetCpu::Native {
+        if builder.triple().architecture != Architecture::X86_64 {
+            return Err(CodegenError::Target(format!(
+                "--target-cpu {cpu} is an x86-64 level, and the target is `{}`",
+                builder.triple()
+            )));
+        }
+        let level = |e: cranelift_codegen::settings::SetError| {
+            CodegenError::Target(format!("CPU level {cpu}: {e}"))
+        };
+        builder.enable(cpu.name()).map_err(level)?;
+        if cpu != TargetCpu::X86_64V2 {
+            builder.enable("has_avx").map_err(level)?;
+        }
+    }
     builder
         .finish(settings::Flags::new(flags))
         .map_err(|e| CodegenError::Target(format!("building the target ISA: {e}")))
@@ -119,7 +194,12 @@ pub(crate) fn with_settings(
 /// A Cranelift module that emits an object file for `target` (position-independent, so that it
 /// can go into a shared library).
 pub fn object_module(target: &Target) -> Result<ObjectModule, CodegenError> {
-    let isa = build_isa(target, true)?;
+    object_module_for(target, TargetCpu::Native)
+}
+
+/// [`object_module`] for CPU level `cpu`.
+pub fn object_module_for(target: &Target, cpu: TargetCpu) -> Result<ObjectModule, CodegenError> {
+    let isa = build_isa_for(target, cpu, true)?;
     let builder = ObjectBuilder::new(isa, "einc", cranelift_module::default_libcall_names())
         .map_err(|e| CodegenError::Target(format!("object file for this target: {e}")))?;
     Ok(ObjectModule::new(builder))

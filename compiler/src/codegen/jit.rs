@@ -17,7 +17,7 @@
 
 use super::{
     body, define_module, isa, last_error, scratch, CodegenError, DeferredBody, KernelSignature,
-    LazyGeneral, Listing, Target, Threads, UkernelIsa,
+    LazyGeneral, Listing, Target, Threads, UkernelIsa, UkernelPlan,
 };
 use crate::ir::loops;
 use cranelift_codegen::Context;
@@ -225,7 +225,7 @@ pub fn jit_compile_with(m: &loops::Module, wide: UkernelIsa) -> Result<JitProgra
         Threads::Pool,
         Listing::None,
         Some(&lazy),
-        wide,
+        UkernelPlan::fixed(wide),
     )?;
     module
         .finalize_definitions()

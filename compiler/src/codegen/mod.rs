@@ -47,8 +47,9 @@ use einc_runtime::DType;
 use std::fmt;
 
 pub use isa::Target;
+pub use isa::TargetCpu;
 pub use jit::{jit_compile, jit_compile_with, JitKernel, JitProgram};
-pub use wide::UkernelIsa;
+pub use wide::{UkernelIsa, UkernelPlan};
 
 /// Why a module could not be compiled.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -370,8 +371,8 @@ pub(crate) enum Threads {
 /// Defines every kernel of `m` in `module`, and the error functions the entry points record
 /// their failures with (linked as `errors` says), recording each function in `listing`. With
 /// `lazy`, the general body of each kernel that has variants is only built and verified, and
-/// returned in [`DefinedModule::deferred`]. The micro-kernels are `wide`'s where it covers
-/// their shapes.
+/// returned in [`DefinedModule::deferred`]. The micro-kernels follow `wide`
+/// ([`wide::UkernelPlan`]).
 pub(crate) fn define_module<M: Module>(
     module: &mut M,
     m: &loops::Module,
@@ -379,7 +380,7 @@ pub(crate) fn define_module<M: Module>(
     threads: Threads,
     listing: Listing<'_>,
     lazy: Option<&LazyGeneral>,
-    wide: UkernelIsa,
+    wide: UkernelPlan,
 ) -> Result<DefinedModule, CodegenError> {
     // A listing records each function as it is compiled, in order: compile on this thread.
     if !matches!(listing, Listing::None) {
@@ -410,7 +411,7 @@ pub(crate) fn define_module<M: Module>(
 struct CodeChoices {
     errors: last_error::Linkage,
     threads: Threads,
-    wide: UkernelIsa,
+    wide: UkernelPlan,
 }
 
 /// [`define_module`], handing the kernel bodies to `workers` when given (the caller then
@@ -801,7 +802,7 @@ pub fn clif_text(
         Threads::Pool,
         Listing::Clif(&mut text),
         None,
-        wide,
+        UkernelPlan::fixed(wide),
     )?;
     Ok(text)
 }
@@ -822,7 +823,7 @@ pub fn compile_for_target(
         Threads::Pool,
         Listing::None,
         None,
-        wide,
+        UkernelPlan::fixed(wide),
     )?;
     Ok(())
 }

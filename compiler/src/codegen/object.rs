@@ -11,8 +11,9 @@
 //!
 //! [`KernelInfo`]: einc_runtime::abi::KernelInfo
 
+use super::isa::TargetCpu;
 use super::last_error::{self, LAST_ERROR_SYMBOL, RECORD_SYMBOL};
-use super::wide::UkernelIsa;
+use super::wide::UkernelPlan;
 use super::{
     body, declare, define_module, entry_symbol, finish, isa, CodegenError, KernelSignature,
     Listing, Target, Threads,
@@ -139,36 +140,39 @@ pub struct CompiledObject {
     pub kernels: Vec<KernelInfoData>,
 }
 
-/// Compiles every kernel of `m` for `target`, with micro-kernels `wide`, into a
-/// position-independent object file that needs nothing but libc and libm: its parallel loops
-/// run serially (`einc build --emit obj`).
+/// Compiles every kernel of `m` for `target` at CPU level `cpu`, with the micro-kernels of
+/// `wide`, into a position-independent object file that needs nothing but libc and libm: its
+/// parallel loops run serially (`einc build --emit obj`).
 pub fn emit_object(
     m: &loops::Module,
     target: &Target,
-    wide: UkernelIsa,
+    cpu: TargetCpu,
+    wide: UkernelPlan,
 ) -> Result<CompiledObject, CodegenError> {
-    object_file(m, target, wide, Threads::Serial)
+    object_file(m, target, cpu, wide, Threads::Serial)
 }
 
-/// Compiles every kernel of `m` for `target`, with micro-kernels `wide`, into the
-/// position-independent object file of a library: its parallel loops call
+/// Compiles every kernel of `m` for `target` at CPU level `cpu`, with the micro-kernels of
+/// `wide`, into the position-independent object file of a library: its parallel loops call
 /// `einc_parallel_for`, which the library's thread pool (`runtime/c/einc_parallel.c`, linked
 /// in by `einc build`) defines.
 pub fn emit_library_object(
     m: &loops::Module,
     target: &Target,
-    wide: UkernelIsa,
+    cpu: TargetCpu,
+    wide: UkernelPlan,
 ) -> Result<CompiledObject, CodegenError> {
-    object_file(m, target, wide, Threads::Pool)
+    object_file(m, target, cpu, wide, Threads::Pool)
 }
 
 fn object_file(
     m: &loops::Module,
     target: &Target,
-    wide: UkernelIsa,
+    cpu: TargetCpu,
+    wide: UkernelPlan,
     threads: Threads,
 ) -> Result<CompiledObject, CodegenError> {
-    let mut module = isa::object_module(target)?;
+    let mut module = isa::object_module_for(target, cpu)?;
     let kernels = define_library(&mut module, m, threads, Listing::None, wide)?;
     let bytes = module
         .finish()
@@ -183,9 +187,10 @@ fn object_file(
 pub fn asm_text(
     m: &loops::Module,
     target: &Target,
-    wide: UkernelIsa,
+    cpu: TargetCpu,
+    wide: UkernelPlan,
 ) -> Result<String, CodegenError> {
-    let mut module = isa::object_module(target)?;
+    let mut module = isa::object_module_for(target, cpu)?;
     let mut text = String::new();
     define_library(&mut module, m, Threads::Pool, Listing::Asm(&mut text), wide)?;
     Ok(text)
@@ -197,7 +202,7 @@ fn define_library(
     m: &loops::Module,
     threads: Threads,
     mut listing: Listing<'_>,
-    wide: UkernelIsa,
+    wide: UkernelPlan,
 ) -> Result<Vec<KernelInfoData>, CodegenError> {
     check_symbols(m)?;
     let layout = Layout::of(module)?;

@@ -23,7 +23,7 @@
 //! the `mr x nr` elements. Both compute each element as the loop IR's semantics state (the same
 //! operations in the same order), so results equal the evaluator's bit for bit.
 
-use super::wide::UkernelIsa;
+use super::wide::{dispatch, UkernelIsa, UkernelPlan};
 use super::{clif_scalar, declare, CodegenError, Listing};
 use crate::ir::loops::UkernelShape;
 use cranelift_codegen::ir::condcodes::IntCC;
@@ -187,57 +187,85 @@ impl Ukernels {
         Ok(r)
     }
 
-    /// Defines every micro-kernel that was called: as `wide` machine code where it covers the
-    /// shape, else as a Cranelift function.
+    /// Defines every micro-kernel that was called: as `plan.isa`'s machine code where it
+    /// covers the shape (behind a CPU dispatch beside Cranelift's kernel with
+    /// `plan.dispatch`), else as a Cranelift function.
     pub(crate) fn define_all<M: Module>(
         &self,
         module: &mut M,
         ctx: &mut Context,
         fctx: &mut FunctionBuilderContext,
         mut listing: Listing<'_>,
-        wide: UkernelIsa,
+        plan: UkernelPlan,
     ) -> Result<(), CodegenError> {
         if self.ids.is_empty() {
             return Ok(());
         }
         let isa = unoptimised(module.isa())?;
+        let mut define_cranelift =
+            |module: &mut M, id: FuncId, name: &str, shape, listing: Listing<'_>| {
+                build(module, ctx, fctx, shape)?;
+                super::finish_with(module, Some(&*isa), ctx, id, name, listing)
+            };
+        let mut level = None;
         for &(shape, id) in &self.ids {
-            if wide.covers(shape) {
-                define_wide(module, wide, shape, id, listing.reborrow())?;
-                continue;
+            let name = symbol(shape);
+            if !plan.isa.covers(shape) {
+                define_cranelift(module, id, &name, shape, listing.reborrow())?;
+            } else if !plan.dispatch {
+                define_wide(module, plan.isa, shape, (id, &name), listing.reborrow())?;
+            } else {
+                let wide_name = format!("{name}.{}", plan.isa);
+                let base_name = format!("{name}.cranelift");
+                let wide = declare(module, &wide_name, Linkage::Local, signature(module))?;
+                let base = declare(module, &base_name, Linkage::Local, signature(module))?;
+                define_wide(
+                    module,
+                    plan.isa,
+                    shape,
+                    (wide, &wide_name),
+                    listing.reborrow(),
+                )?;
+                define_cranelift(module, base, &base_name, shape, listing.reborrow())?;
+                let level = match level {
+                    Some(level) => level,
+                    None => *level.insert(dispatch::CpuLevel::define(module, listing.reborrow())?),
+                };
+                let mut ctx = module.make_context();
+                dispatch::define(
+                    module,
+                    &mut ctx,
+                    &mut FunctionBuilderContext::new(),
+                    (id, &name),
+                    wide,
+                    base,
+                    level,
+                    listing.reborrow(),
+                )?;
             }
-            build(module, ctx, fctx, shape)?;
-            super::finish_with(
-                module,
-                Some(&*isa),
-                ctx,
-                id,
-                &symbol(shape),
-                listing.reborrow(),
-            )?;
         }
         Ok(())
     }
 }
 
-/// Defines micro-kernel `shape` as `wide`'s machine code for `id`, recording it in `listing`.
+/// Defines micro-kernel `shape` as `wide`'s machine code for `id` (named `name`), recording
+/// it in `listing`.
 fn define_wide<M: Module>(
     module: &mut M,
     wide: UkernelIsa,
     shape: UkernelShape,
-    id: FuncId,
+    (id, name): (FuncId, &str),
     listing: Listing<'_>,
 ) -> Result<(), CodegenError> {
     let code = super::wide::assemble(wide, shape)?;
     module
         .define_function_bytes(id, 64, &code.bytes, &[])
         .map_err(|e| CodegenError::Cranelift {
-            function: symbol(shape),
+            function: name.into(),
             message: format!("{e:?}"),
         })?;
     let head = format!(
-        "; {} ({wide} machine code, {} bytes)\n",
-        symbol(shape),
+        "; {name} ({wide} machine code, {} bytes)\n",
         code.bytes.len()
     );
     match listing {
@@ -932,26 +960,43 @@ pub struct JitUkernel {
 }
 
 impl JitUkernel {
-    /// Compiles micro-kernel `shape` for the host.
+    /// Compiles Cranelift's micro-kernel `shape` for the host.
     pub fn compile(shape: UkernelShape) -> Result<JitUkernel, CodegenError> {
+        JitUkernel::compile_with(shape, UkernelIsa::Cranelift)
+    }
+
+    /// Compiles micro-kernel `shape` for the host as `wide`'s machine code where it covers the
+    /// shape, else as Cranelift's kernel.
+    pub fn compile_with(shape: UkernelShape, wide: UkernelIsa) -> Result<JitUkernel, CodegenError> {
+        super::wide::resolve(&super::Target::Host, Some(wide))?;
         let isa = super::isa::build_isa(&super::Target::Host, false)?;
         let builder =
             cranelift_jit::JITBuilder::with_isa(isa, cranelift_module::default_libcall_names());
         let mut module = cranelift_jit::JITModule::new(builder);
         let sig = signature(&module);
         let id = declare(&mut module, &symbol(shape), Linkage::Local, sig)?;
-        let mut ctx = module.make_context();
-        let mut fctx = FunctionBuilderContext::new();
-        build(&module, &mut ctx, &mut fctx, shape)?;
-        let isa = unoptimised(module.isa())?;
-        super::finish_with(
-            &mut module,
-            Some(&*isa),
-            &mut ctx,
-            id,
-            &symbol(shape),
-            Listing::None,
-        )?;
+        if wide.covers(shape) {
+            define_wide(
+                &mut module,
+                wide,
+                shape,
+                (id, &symbol(shape)),
+                Listing::None,
+            )?;
+        } else {
+            let mut ctx = module.make_context();
+            let mut fctx = FunctionBuilderContext::new();
+            build(&module, &mut ctx, &mut fctx, shape)?;
+            let isa = unoptimised(module.isa())?;
+            super::finish_with(
+                &mut module,
+                Some(&*isa),
+                &mut ctx,
+                id,
+                &symbol(shape),
+                Listing::None,
+            )?;
+        }
         module
             .finalize_definitions()
             .map_err(|e| CodegenError::Cranelift {

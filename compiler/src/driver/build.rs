@@ -1,4 +1,5 @@
-//! `einc build FILE [-o DIR|PATH] [--target TRIPLE] [--kernel K ...] [--emit obj|asm|header|lib]`:
+//! `einc build FILE [-o DIR|PATH] [--target TRIPLE] [--target-cpu CPU] [--kernel K ...]
+//! [--emit obj|asm|header|lib]`:
 //! compiles kernels ahead of time into a shared library `lib<name>.so` and its C header
 //! `<name>.h` (`<name>` is the file's stem), or just the object file, the disassembly or the
 //! header. The library is linked by the system C compiler (`$CC`, else `cc`, or
@@ -12,7 +13,7 @@
 //! place together, so a failure leaves no partial files (nor a directory `-o` had to create).
 
 use super::compile_args::CompileArgs;
-use crate::codegen::{header, isa, object, CodegenError, Target};
+use crate::codegen::{header, isa, object, CodegenError, Target, TargetCpu};
 use crate::compile::CompileOptions;
 use crate::ir::tensor;
 use std::ffi::OsString;
@@ -35,6 +36,12 @@ pub struct Args {
     /// The target: `host` or a triple such as `aarch64-unknown-linux-gnu` (x86-64 and aarch64).
     #[arg(long, default_value = "host", value_name = "TRIPLE")]
     pub target: String,
+    /// The x86-64 CPU the code may assume: native (the target's own features: all of the
+    /// host's, a triple's baseline), x86-64-v2 (runs on any x86-64-v2 CPU; carries the AVX2
+    /// micro-kernels and Cranelift's and chooses once per process from CPUID), x86-64-v3 or
+    /// x86-64-v4 (AVX2 kernels only).
+    #[arg(long, default_value = "native", value_name = "CPU", value_parser = parse_cpu)]
+    pub target_cpu: TargetCpu,
     /// Build only this kernel (repeatable); default: every kernel of the file.
     #[arg(long = "kernel", value_name = "K")]
     pub kernels: Vec<String>,
@@ -59,6 +66,14 @@ pub enum Emit {
     Lib,
 }
 
+/// `--target-cpu`.
+fn parse_cpu(s: &str) -> Result<TargetCpu, String> {
+    TargetCpu::parse(s).ok_or_else(|| {
+        let names: Vec<&str> = TargetCpu::ALL.iter().map(|c| c.name()).collect();
+        format!("unknown CPU `{s}`: expected {}", names.join(", "))
+    })
+}
+
 /// Runs `einc build`.
 pub fn run(args: Args, color: bool) -> ExitCode {
     let target = match check_target(&args) {
@@ -74,6 +89,7 @@ pub fn run(args: Args, color: bool) -> ExitCode {
         Err(status) => return status,
     };
     opts.target = target;
+    opts.cpu = args.target_cpu;
     match build(&module, &args, &opts) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => super::fail(message),
@@ -84,7 +100,7 @@ pub fn run(args: Args, color: bool) -> ExitCode {
 /// a library, that it can be linked.
 fn check_target(args: &Args) -> Result<Target, String> {
     let target = Target::parse(&args.target).map_err(|e| e.to_string())?;
-    isa::build_isa(&target, true).map_err(|e| e.to_string())?;
+    isa::build_isa_for(&target, args.target_cpu, true).map_err(|e| e.to_string())?;
     if args.emit == Emit::Lib {
         let linux = match &target {
             Target::Host => cfg!(target_os = "linux"),
@@ -117,18 +133,18 @@ fn build(module: &tensor::Module, args: &Args, opts: &CompileOptions) -> Result<
         .unwrap_or_else(|| super::display_path(&args.file));
     let dest = Dest::of(args.output.as_deref(), args.emit)?;
     let lm = crate::compile::compile(&module, opts).map_err(|e| e.to_string())?;
-    let wide = opts.ukernel_isa().map_err(|e| e.to_string())?;
+    let wide = opts.ukernel_plan().map_err(|e| e.to_string())?;
     let codegen = |e: CodegenError| e.to_string();
     let files = match args.emit {
         Emit::Obj => vec![(
             dest.file(&format!("{name}.o")),
-            object::emit_object(&lm, target, wide)
+            object::emit_object(&lm, target, opts.cpu, wide)
                 .map_err(codegen)?
                 .bytes,
         )],
         Emit::Asm => vec![(
             dest.file(&format!("{name}.asm")),
-            object::asm_text(&lm, target, wide)
+            object::asm_text(&lm, target, opts.cpu, wide)
                 .map_err(codegen)?
                 .into_bytes(),
         )],
@@ -140,7 +156,7 @@ fn build(module: &tensor::Module, args: &Args, opts: &CompileOptions) -> Result<
         )],
         Emit::Lib => {
             let header = header::header_text(&lm, &name, &source).map_err(codegen)?;
-            let obj = object::emit_library_object(&lm, target, wide).map_err(codegen)?;
+            let obj = object::emit_library_object(&lm, target, opts.cpu, wide).map_err(codegen)?;
             let lib = link(&obj.bytes, &name, target)?;
             vec![
                 (dest.file(&format!("lib{name}.so")), lib),

@@ -656,12 +656,24 @@ fn explain_kernel(module: Module, opts: &CompileOptions, format: Format) -> Resu
             }
         }
     }
+    // Which code the contractions' micro-kernels are (docs/ukernel.md, "Wide kernels").
+    let ukernels = opts.ukernel_plan().map_err(|e| e.to_string())?;
+    let contracts = classes.iter().any(|c| matches!(c, OpClass::Contraction(_)));
     Ok(match format {
-        Format::Text => text,
+        Format::Text => {
+            if contracts {
+                text.push_str(&format!(
+                    "micro-kernels: {ukernels} (the contractions' register tiles; --ukernels \
+                     chooses)\n"
+                ));
+            }
+            text
+        }
         Format::Json => {
             Json::object(vec![
                 ("kernel", Json::Str(func.name.clone())),
                 ("ops", Json::Array(ops_json)),
+                ("ukernels", Json::Str(ukernels.to_string())),
             ])
             .render()
                 + "\n"

@@ -59,7 +59,7 @@ pub struct Variant {
 /// and off). New passes join by being listed in `compile.rs`.
 pub fn variants() -> Vec<Variant> {
     let mut out: Vec<Variant> = Vec::new();
-    let default_wide = CompileOptions::default().ukernel_isa().ok();
+    let default_wide = CompileOptions::default().ukernel_plan().ok().map(|p| p.isa);
     let other_ukernels: Vec<Variant> = UkernelIsa::ALL
         .into_iter()
         .filter(|w| Some(*w) != default_wide && w.runs_on_host())
@@ -158,7 +158,11 @@ pub fn compile(module: &Module, variant: &Variant) -> Result<JitProgram, String>
     let Ir::Loop(loops) = ir else {
         return Err("the pipeline does not end at loop IR".into());
     };
-    let wide = variant.options.ukernel_isa().map_err(|e| e.to_string())?;
+    let wide = variant
+        .options
+        .ukernel_plan()
+        .map_err(|e| e.to_string())?
+        .isa;
     jit_compile_with(&loops, wide).map_err(|e| e.to_string())
 }
 

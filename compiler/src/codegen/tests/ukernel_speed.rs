@@ -4,6 +4,7 @@
 //! `docs/ukernel.md` records the results.
 
 use crate::codegen::ukernel::{flags, JitUkernel, UkernelArgs};
+use crate::codegen::UkernelIsa;
 use crate::ir::loops::UkernelShape;
 use crate::rng::Rng;
 use einc_runtime::DType;
@@ -73,11 +74,11 @@ fn clock_hz() -> Option<f64> {
     None
 }
 
-/// GFLOP/s of micro-kernel `shape` on packed panels of depth `kc` (A `tiles` panels of
+/// GFLOP/s of micro-kernel `shape` (`wide`'s where it covers it) on packed panels of depth `kc` (A `tiles` panels of
 /// `MR x kc`, B `kc x NR`, all in L1), best of several runs: with `per_call` m-tiles per call
 /// (`tiles / per_call` calls cover the panels).
-fn gflops(shape: UkernelShape, kc: usize, tiles: usize, per_call: usize) -> f64 {
-    let k = JitUkernel::compile(shape).unwrap();
+fn gflops(shape: UkernelShape, wide: UkernelIsa, kc: usize, tiles: usize, per_call: usize) -> f64 {
+    let k = JitUkernel::compile_with(shape, wide).unwrap();
     let (mr, nr) = (shape.mr as usize, shape.nr as usize);
     let mut rng = Rng::new(1);
     let size = shape.dtype.size_bytes();
@@ -151,7 +152,13 @@ fn ukernel_speed() {
     }
     for (dtype, mr, nr) in [(DType::F32, 4, 8), (DType::F64, 4, 4), (DType::F32, 6, 8)] {
         for kc in [64, 256] {
-            let g = gflops(UkernelShape { dtype, mr, nr }, kc, 1, 1);
+            let g = gflops(
+                UkernelShape { dtype, mr, nr },
+                UkernelIsa::Cranelift,
+                kc,
+                1,
+                1,
+            );
             let share = peak(dtype).map_or(String::new(), |p| {
                 format!(" = {:.0}% of the 128-bit peak {p:.1}", 100.0 * g / p)
             });
@@ -174,11 +181,65 @@ fn ukernel_speed_short_k() {
     };
     for kc in [10, 16, 64] {
         for per_call in [1, 16] {
-            let g = gflops(shape, kc, 16, per_call);
+            let g = gflops(shape, UkernelIsa::Cranelift, kc, 16, per_call);
             let share = peak.map_or(String::new(), |p| {
                 format!(" = {:.0}% of the 128-bit peak {p:.1}", 100.0 * g / p)
             });
             println!("gemm.f32.4x8 kc {kc}, {per_call} m-tiles per call: {g:.1} GFLOP/s{share}");
+        }
+    }
+}
+
+/// The AVX2 kernels (`codegen::wide`) against the 256-bit FMA peak: their shapes and the
+/// one-vector 4x8 and 4x4, one m-tile per call; then the f32 choice at short K, 16 m-tiles by
+/// 16 calls or by one.
+#[test]
+#[ignore]
+fn wide_ukernel_speed() {
+    if !UkernelIsa::Avx2.runs_on_host() {
+        println!("SKIPPED: this host cannot run the AVX2 micro-kernels");
+        return;
+    }
+    let hz = clock_hz();
+    // 256-bit FMAs: two per cycle, 8 f32 or 4 f64 lanes, 2 FLOP each.
+    let peak = |d: DType| hz.map(|hz| hz * 2.0 * (32 / d.size_bytes()) as f64 * 2.0 / 1e9);
+    if let Some(hz) = hz {
+        println!("clock {:.2} GHz", hz / 1e9);
+    }
+    let share = |d: DType, g: f64| {
+        peak(d).map_or(String::new(), |p| {
+            format!(" = {:.0}% of the 256-bit peak {p:.1}", 100.0 * g / p)
+        })
+    };
+    let shapes = [
+        (DType::F32, 6, 16),
+        (DType::F32, 4, 24),
+        (DType::F32, 12, 8),
+        (DType::F32, 2, 32),
+        (DType::F32, 4, 8),
+        (DType::F64, 6, 8),
+        (DType::F64, 4, 12),
+        (DType::F64, 4, 4),
+    ];
+    for (dtype, mr, nr) in shapes {
+        for kc in [64, 256] {
+            let g = gflops(UkernelShape { dtype, mr, nr }, UkernelIsa::Avx2, kc, 1, 1);
+            let share = share(dtype, g);
+            println!("avx2 gemm.{dtype}.{mr}x{nr} kc {kc}: {g:.1} GFLOP/s{share}");
+        }
+    }
+    let shape = UkernelShape {
+        dtype: DType::F32,
+        mr: 6,
+        nr: 16,
+    };
+    for kc in [10, 16, 64] {
+        for per_call in [1, 16] {
+            let g = gflops(shape, UkernelIsa::Avx2, kc, 16, per_call);
+            let share = share(DType::F32, g);
+            println!(
+                "avx2 gemm.f32.6x16 kc {kc}, {per_call} m-tiles per call: {g:.1} GFLOP/s{share}"
+            );
         }
     }
 }
@@ -224,9 +285,13 @@ fn ukernel_asm() {
     for (triple, shapes) in [("host", &x86[..]), ("aarch64-unknown-linux-gnu", &arm[..])] {
         let m = crate::ir::loops::parser::parse_module(&calls(shapes)).unwrap();
         let target = crate::codegen::Target::parse(triple).unwrap();
-        let asm =
-            crate::codegen::object::asm_text(&m, &target, crate::codegen::UkernelIsa::Cranelift)
-                .unwrap();
+        let asm = crate::codegen::object::asm_text(
+            &m,
+            &target,
+            crate::codegen::TargetCpu::Native,
+            crate::codegen::UkernelPlan::fixed(UkernelIsa::Cranelift),
+        )
+        .unwrap();
         std::fs::write(format!("{dir}/{triple}.s"), asm).unwrap();
     }
 }

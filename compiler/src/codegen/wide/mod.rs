@@ -11,7 +11,10 @@
 //! `docs/ukernel.md` ("Wide kernels") records the choices and their measurements.
 
 mod avx2;
+mod cpuid;
+pub(crate) mod dispatch;
 
+use super::isa::TargetCpu;
 use super::{CodegenError, Target};
 use crate::ir::loops::UkernelShape;
 use std::fmt;
@@ -125,6 +128,73 @@ pub fn resolve(target: &Target, forced: Option<UkernelIsa>) -> Result<UkernelIsa
         )),
         Some(isa) => Ok(isa),
     }
+}
+
+/// How a module gets its micro-kernels: kernels of one kind, or (`dispatch`) both `isa`'s and
+/// Cranelift's for every shape `isa` covers, chosen once per process from CPUID at the first
+/// call (a library that must run on CPUs with and without AVX2: `--target-cpu x86-64-v2`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct UkernelPlan {
+    /// The widest kernels the module carries.
+    pub isa: UkernelIsa,
+    /// Whether each call chooses between `isa`'s kernel and Cranelift's from the CPU.
+    pub dispatch: bool,
+}
+
+impl UkernelPlan {
+    /// Kernels of kind `isa` only.
+    pub fn fixed(isa: UkernelIsa) -> UkernelPlan {
+        UkernelPlan {
+            isa,
+            dispatch: false,
+        }
+    }
+}
+
+impl fmt::Display for UkernelPlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.dispatch {
+            write!(
+                f,
+                "{} or cranelift, chosen from CPUID at the first call",
+                self.isa
+            )
+        } else {
+            write!(f, "{}", self.isa)
+        }
+    }
+}
+
+/// The micro-kernels of a module for `target` at CPU level `cpu`, `forced` or chosen:
+/// - `native`: [`resolve`] (the host's widest; a cross target's baseline: Cranelift's);
+/// - `x86-64-v3` and `x86-64-v4`: AVX2 (those levels have it), or `forced`;
+/// - `x86-64-v2`: AVX2 with Cranelift's beside it, chosen by CPUID ([`UkernelPlan::dispatch`]),
+///   unless Cranelift's are forced: the library runs on any x86-64-v2 CPU.
+pub fn plan(
+    target: &Target,
+    cpu: TargetCpu,
+    forced: Option<UkernelIsa>,
+) -> Result<UkernelPlan, CodegenError> {
+    if cpu == TargetCpu::Native {
+        return resolve(target, forced).map(UkernelPlan::fixed);
+    }
+    if !is_x86_64(target) {
+        return Err(CodegenError::Target(format!(
+            "--target-cpu {cpu} is an x86-64 level, and the target is not x86-64"
+        )));
+    }
+    let isa = forced.unwrap_or(UkernelIsa::Avx2);
+    Ok(UkernelPlan {
+        isa,
+        dispatch: cpu == TargetCpu::X86_64V2 && isa != UkernelIsa::Cranelift,
+    })
+}
+
+/// The machine code of `int64_t einc_cpu_level(void)`: 2 when the CPU runs the AVX2 kernels
+/// (CPUID reports AVX, FMA, OSXSAVE and, in leaf 7, AVX2, and XCR0 has the SSE and AVX state
+/// enabled, so the OS saves ymm registers), else 1. A leaf that saves `rbx` (CPUID writes it).
+pub(crate) fn cpu_level_code() -> Result<Vec<u8>, CodegenError> {
+    cpuid::assemble().map_err(|e| CodegenError::Target(format!("assembling the CPU check: {e}")))
 }
 
 /// A generated kernel: its bytes, of which the first `code_len` are instructions and the rest
