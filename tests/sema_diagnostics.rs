@@ -735,7 +735,7 @@ fn schedule_keys_and_indices_are_checked_where_they_are_written() {
     let d = one_error(&src);
     assert_eq!(
         d.message,
-        "bad schedule: unknown schedule `tiled`: the schedules are naive, gemm, loops, softmax"
+        "bad schedule: unknown schedule `tiled`: the schedules are naive, gemm, loops, softmax, attention"
     );
     assert_eq!(at(&src, &d), pos(&src, "tiled", 0, 0));
 }

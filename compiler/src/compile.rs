@@ -156,6 +156,9 @@ pub fn pass_list(opts: &CompileOptions) -> Vec<String> {
             // Each op's schedule: GEMM tiles for contractions, vectorised nests for the other
             // contraction shapes, annotations completed (docs/schedules.md).
             "schedule",
+            // Attention chains (scores, scale/mask maps, row softmax, values) as one blocked
+            // nest with an online softmax: the T x T scores are never stored.
+            "flash-attention",
             "dce",
             // ---- tensor -> loops (obeys the schedules) ----
             "lower-to-loops",

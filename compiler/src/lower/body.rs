@@ -60,6 +60,8 @@ pub(super) struct BodyLowerer<'a, 'm> {
     memo: HashMap<Key, Placed>,
     /// The indices each body node reads, sorted, by the node's address.
     deps: HashMap<usize, Vec<IndexId>>,
+    /// Inputs whose element is already computed (a fused producer's value), by body `%n`.
+    given: HashMap<u32, Placed>,
 }
 
 impl<'a, 'm> BodyLowerer<'a, 'm> {
@@ -75,6 +77,7 @@ impl<'a, 'm> BodyLowerer<'a, 'm> {
             vector: None,
             memo: HashMap::new(),
             deps: HashMap::new(),
+            given: HashMap::new(),
         }
     }
 
@@ -120,6 +123,12 @@ impl<'a, 'm> BodyLowerer<'a, 'm> {
             .get(i.0 as usize)
             .copied()
             .ok_or_else(|| self.fl.error(format!("index #{} is out of range", i.0)))
+    }
+
+    /// Makes the body read `v` as the element of input `n` instead of loading it (the value
+    /// of a producer fused into the nest, computed there).
+    pub fn give_input(&mut self, n: u32, v: Placed) {
+        self.given.insert(n, v);
     }
 
     /// Makes index `i` the vectorised one, with `lanes` lanes (or none).
@@ -325,6 +334,9 @@ impl<'a, 'm> BodyLowerer<'a, 'm> {
     /// The element of input `n` at the current point (a vector of `lanes` elements along its
     /// last axis when the map reads the vectorised index there), loaded once per point.
     fn load(&mut self, n: u32) -> Result<Placed, LowerError> {
+        if let Some(&given) = self.given.get(&n) {
+            return Ok(given);
+        }
         let g = self.g;
         let input = g.inputs.get(n as usize).ok_or_else(|| {
             self.fl

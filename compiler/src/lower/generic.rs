@@ -72,6 +72,9 @@ pub(super) fn lower_generic(
         Some(Schedule::Softmax(_)) => {
             Err(fl.error("a `softmax` schedule belongs on the division of a row-softmax group"))
         }
+        Some(Schedule::Attention(_)) => Err(fl.error(
+            "an `attention` schedule belongs on the output contraction of an attention chain",
+        )),
     };
     lowered.map_err(in_context)
 }

@@ -16,6 +16,7 @@
 //! is neither an output nor reduced) gives a [`LowerError`] rather than a panic, but it does not
 //! re-check everything the tensor verifier checks; the loop verifier catches the rest.
 
+mod attention;
 mod body;
 mod generic;
 mod gett;
@@ -24,7 +25,7 @@ mod softmax;
 #[cfg(test)]
 mod tests;
 
-use crate::analysis::{OpClass, RowSoftmax};
+use crate::analysis::{attention_chain, AttentionChain, OpClass, RowSoftmax};
 use crate::ir::loops::{
     self, BufferDef, BufferId, BufferKind, For, Inst, Layout, Op, Type, ValueId,
 };
@@ -373,8 +374,25 @@ impl<'m> FnLowerer<'m> {
         } else {
             Vec::new()
         };
+        // Attention chains whose output has an `attention` schedule run as one blocked nest
+        // where the output is; the chain's other ops are not materialised (whatever schedules
+        // they carry).
+        let chains = if self.opts.schedules {
+            attention_groups(src).map_err(|e| self.error(e))?
+        } else {
+            Vec::new()
+        };
         let mut body = Vec::new();
         for (k, op) in src.ops.iter().enumerate() {
+            if let Some((chain, s)) = chains.iter().find(|(c, _)| c.output == k) {
+                let b = self.result_buffer(op.result, &direct)?;
+                let nest = attention::lower_attention(&mut self, chain, s, b)?;
+                body.extend(nest);
+                continue;
+            }
+            if chains.iter().any(|(c, _)| c.ops().contains(&k)) {
+                continue;
+            }
             if let Some((c, epi)) = epilogues.iter().find(|(_, e)| e.last() == k) {
                 let b = self.result_buffer(op.result, &direct)?;
                 let Some(contraction) = src.ops.get(*c) else {
@@ -572,6 +590,28 @@ fn gemm_epilogues(f: &tensor::Function) -> Result<Vec<(usize, Epilogue)>, String
             if let Some(steps) = s.epilogue.as_deref().filter(|e| !e.is_empty()) {
                 out.push((k, schedule::epilogue::find(f, k, Some(steps))?));
             }
+        }
+    }
+    Ok(out)
+}
+
+/// The attention chains of `f` whose output has an `attention` schedule, with the schedule;
+/// an error when such an op does not end an attention chain.
+fn attention_groups(
+    f: &tensor::Function,
+) -> Result<Vec<(AttentionChain, schedule::AttentionSchedule)>, String> {
+    let mut out = Vec::new();
+    for (k, op) in f.ops.iter().enumerate() {
+        let OpKind::Generic(g) = &op.kind;
+        if let Some(Schedule::Attention(s)) = &g.schedule {
+            let name = f
+                .values
+                .get(op.result.0 as usize)
+                .map_or("?", |v| v.name.as_str());
+            let chain = attention_chain(f, k).map_err(|why| {
+                format!("%{name} has an `attention` schedule but does not end an attention chain: {why}")
+            })?;
+            out.push((chain, s.clone()));
         }
     }
     Ok(out)

@@ -14,6 +14,7 @@ pub mod dce;
 pub mod delta_elim;
 pub mod emit_clif;
 pub mod eps_expand;
+pub mod flash_attention;
 pub mod fuse;
 pub mod licm;
 pub mod lower_to_loops;

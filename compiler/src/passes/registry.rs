@@ -4,8 +4,9 @@
 //! and in which order, is written out in `compile.rs`.
 
 use super::{
-    canonicalize, const_fold, contraction_path, cse, dce, delta_elim, emit_clif, eps_expand, fuse,
-    licm, lower_to_loops, schedule, strength_reduce, unroll, Level, Pass, PassContext,
+    canonicalize, const_fold, contraction_path, cse, dce, delta_elim, emit_clif, eps_expand,
+    flash_attention, fuse, licm, lower_to_loops, schedule, strength_reduce, unroll, Level, Pass,
+    PassContext,
 };
 use crate::ir::tensor::schedule::MAX_FACTOR;
 use crate::paths::{Algorithm, PathOptions};
@@ -241,6 +242,34 @@ pub static PASSES: &[PassInfo] = &[
         build: |o, ctx| Box::new(schedule::SchedulePass::from_options(o, ctx)),
     },
     PassInfo {
+        name: "flash-attention",
+        summary: "give attention chains (scores, maps, row softmax, values) one blocked nest \
+                  with an online softmax, never storing the scores",
+        input: Level::Tensor,
+        output: Level::Tensor,
+        options: &[
+            block_option("qb", "query rows per block"),
+            block_option("kb", "keys per block"),
+            block_option("hb", "the largest head chunk packed at once"),
+        ],
+        build: |o, ctx| {
+            let set = |name| o.get(name).filter(|&v| v > 0);
+            Box::new(flash_attention::FlashAttention {
+                machine: crate::target::Machine::for_target(&ctx.target).unwrap_or_else(|| {
+                    crate::target::Machine::defaults(crate::target::Isa::X86_64)
+                }),
+                dims: ctx.dims.clone(),
+                overrides: crate::ir::tensor::schedule::AttentionSchedule {
+                    qb: set("qb"),
+                    kb: set("kb"),
+                    hb: set("hb"),
+                    mr: None,
+                    nr: None,
+                },
+            })
+        },
+    },
+    PassInfo {
         name: "lower-to-loops",
         summary: "lower tensor IR to loop nests over buffers (loop IR), obeying each op's \
                   schedule",
@@ -331,6 +360,18 @@ const fn tile_option(name: &'static str, doc: &'static str, max: u64) -> OptionS
         default: 0,
         min: 1,
         max,
+        keywords: &[("auto", 0)],
+    }
+}
+
+/// An option of `flash-attention` that sets one block size (`auto`: the cache model's).
+const fn block_option(name: &'static str, doc: &'static str) -> OptionSpec {
+    OptionSpec {
+        name,
+        doc,
+        default: 0,
+        min: 1,
+        max: 4096,
         keywords: &[("auto", 0)],
     }
 }

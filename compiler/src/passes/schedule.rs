@@ -216,6 +216,9 @@ impl SchedulePass {
                 known,
                 &vectorises,
             ))),
+            (Some(Schedule::Attention(partial)), _) => Some(Schedule::Attention(
+                super::flash_attention::complete(&self.machine, g, partial, None),
+            )),
             // A gemm annotation on an op that is no longer a contraction: the verifier reports
             // it (the check below names the rule).
             (Some(s @ Schedule::Gemm(_)), _) => Some(s.clone()),

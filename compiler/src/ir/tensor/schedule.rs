@@ -10,7 +10,11 @@
 //!   GEMM-shaped (loop order, vectorised index, unrolling, parallel loops);
 //! - [`Schedule::Softmax`]: on the division of a row-softmax group (`analysis::classify`), the
 //!   whole group as two passes over each row (an online max-and-sum pass, then one pass writing
-//!   the result); the group's other ops run inside it.
+//!   the result); the group's other ops run inside it;
+//! - [`Schedule::Attention`]: on the final contraction `O = P·V` of an attention chain
+//!   (`analysis::attention`: scores `Q·Kᵀ`, elementwise maps such as a scale or a mask, a row
+//!   softmax, then `P·V`), the whole chain as one blocked nest with an online softmax; the
+//!   chain's other ops run inside it and the score matrix is never stored.
 //!
 //! Every field is optional: an annotation in `.ein` or a partial override sets some and the
 //! `schedule` pass completes the rest. Lowering requires a complete schedule
@@ -42,6 +46,40 @@ pub enum Schedule {
     /// A row-softmax group computed in two passes per row, scheduled like a loop nest over the
     /// division's indices (the rows' indices, then the normalised ones).
     Softmax(LoopsSchedule),
+    /// An attention chain computed block by block with an online softmax, on the chain's final
+    /// contraction (`docs/schedules.md`).
+    Attention(AttentionSchedule),
+}
+
+/// The blocking of a fused attention chain `O = softmax(map(Q·Kᵀ))·V`: each block of `qb`
+/// query rows visits the keys in blocks of `kb` once, with `Q·Kᵀ` and `P·V` computed by
+/// `mr x nr` micro-kernel tiles over head-dimension chunks of at most `hb`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AttentionSchedule {
+    /// Query rows per block (a multiple of `mr`).
+    pub qb: Option<u64>,
+    /// Keys per block (a multiple of `nr`).
+    pub kb: Option<u64>,
+    /// The largest chunk of a head dimension packed at once (a multiple of `nr`).
+    pub hb: Option<u64>,
+    /// Register tile rows.
+    pub mr: Option<u64>,
+    /// Register tile columns.
+    pub nr: Option<u64>,
+}
+
+impl AttentionSchedule {
+    /// The stack bytes of the nest's scoped buffers for elements of `bytes` bytes: the score
+    /// block (`qb x kb`), the packed key and value blocks (`hb x kb` each) and the running
+    /// maximum and sum of each query row; `None` while a key is unset.
+    pub fn scratch_bytes(&self, bytes: u64) -> Option<u64> {
+        let (qb, kb, hb) = (self.qb?, self.kb?, self.hb?);
+        let elements = qb
+            .checked_mul(kb)?
+            .checked_add(hb.checked_mul(kb)?.checked_mul(2)?)?
+            .checked_add(qb.checked_mul(2)?)?;
+        elements.checked_mul(bytes)
+    }
 }
 
 /// The micro-kernel family a GEMM schedule calls.
@@ -160,6 +198,7 @@ impl Schedule {
             Schedule::Gemm(_) => "gemm",
             Schedule::Loops(_) => "loops",
             Schedule::Softmax(_) => "softmax",
+            Schedule::Attention(_) => "attention",
         }
     }
 
@@ -194,6 +233,13 @@ impl Schedule {
                 need(s.vector.is_some(), "vector");
                 need(s.unroll.is_some(), "unroll");
                 need(s.parallel.is_some(), "parallel");
+            }
+            Schedule::Attention(s) => {
+                need(s.qb.is_some(), "qb");
+                need(s.kb.is_some(), "kb");
+                need(s.hb.is_some(), "hb");
+                need(s.mr.is_some(), "mr");
+                need(s.nr.is_some(), "nr");
             }
         }
         out
@@ -270,6 +316,19 @@ pub fn write(out: &mut String, g: &Generic, s: &Schedule) {
             }
             list(&mut items, "parallel", &s.parallel);
         }
+        Schedule::Attention(s) => {
+            for (key, v) in [
+                ("qb", s.qb),
+                ("kb", s.kb),
+                ("hb", s.hb),
+                ("mr", s.mr),
+                ("nr", s.nr),
+            ] {
+                if let Some(v) = v {
+                    items.push(format!("{key}={v}"));
+                }
+            }
+        }
     }
     let _ = write!(out, "schedule {}({})", s.kind_name(), items.join(", "));
 }
@@ -319,12 +378,13 @@ fn keys_of(kind: &str) -> &'static [&'static str] {
             "epilogue",
         ],
         "loops" | "softmax" => &["order", "vector", "unroll", "parallel"],
+        "attention" => &["qb", "kb", "hb", "mr", "nr"],
         _ => &[],
     }
 }
 
 /// The kinds of schedule, as written.
-pub const KINDS: [&str; 4] = ["naive", "gemm", "loops", "softmax"];
+pub const KINDS: [&str; 5] = ["naive", "gemm", "loops", "softmax", "attention"];
 
 /// The largest tile, block or unroll factor a schedule may name (keeps sizes far from overflow
 /// and scoped buffers bounded).
@@ -361,6 +421,7 @@ pub fn build<L: Clone>(
         "gemm" => Schedule::Gemm(GemmSchedule::default()),
         "loops" => Schedule::Loops(LoopsSchedule::default()),
         "softmax" => Schedule::Softmax(LoopsSchedule::default()),
+        "attention" => Schedule::Attention(AttentionSchedule::default()),
         other => {
             return Err(vec![(
                 kind_at,
@@ -420,6 +481,13 @@ pub fn build<L: Clone>(
                 "vector" => l.vector = cx.vector(),
                 "unroll" => l.unroll = cx.factored(),
                 _ => l.parallel = cx.indices(),
+            },
+            Schedule::Attention(a) => match key {
+                "qb" => a.qb = cx.factor(),
+                "kb" => a.kb = cx.factor(),
+                "hb" => a.hb = cx.factor(),
+                "mr" => a.mr = cx.factor(),
+                _ => a.nr = cx.factor(),
             },
         }
     }
@@ -692,6 +760,9 @@ pub fn scoped_blocks_fit(g: &Generic, s: &GemmSchedule) -> bool {
 /// The stack bytes all scoped buffers of `g`'s nest take under schedule `s`: the blocks of its
 /// parallel blocking loops and the `mr x nr` tile of C.
 pub fn scoped_bytes(g: &Generic, s: &Schedule) -> u64 {
+    if let Schedule::Attention(a) = s {
+        return a.scratch_bytes(g.dtype.size_bytes() as u64).unwrap_or(0);
+    }
     let Schedule::Gemm(s) = s else { return 0 };
     let tile = s.mr.unwrap_or(0) * s.nr.unwrap_or(0) * g.dtype.size_bytes() as u64;
     BlockLoop::ALL
@@ -866,6 +937,7 @@ pub fn check(g: &Generic, s: &Schedule) -> Vec<String> {
             }
         }
         Schedule::Loops(s) => check_loops(g, s, &mut errors),
+        Schedule::Attention(s) => check_attention(g, s, &mut errors),
         Schedule::Softmax(s) => {
             let rows = match softmax_rows(g) {
                 Ok(rows) => rows,
@@ -899,6 +971,54 @@ pub fn check(g: &Generic, s: &Schedule) -> Vec<String> {
         }
     }
     errors
+}
+
+/// The `attention` rules: the op is a GEMM-shaped contraction (`P·V`; whether it really ends
+/// an attention chain is a property of the function, which lowering checks), `qb` is a multiple
+/// of `mr` and `kb` and `hb` of `nr`, the tile has a micro-kernel, and the scoped buffers fit
+/// [`MAX_SCOPED_BLOCK_BYTES`].
+fn check_attention(g: &Generic, s: &AttentionSchedule, errors: &mut Vec<String>) {
+    if let Err(e) = gemm_operands(g) {
+        errors.push(e.replace("`gemm`", "`attention`"));
+        return;
+    }
+    for (key, value, tile, size) in [
+        ("qb", s.qb, "mr", s.mr),
+        ("kb", s.kb, "nr", s.nr),
+        ("hb", s.hb, "nr", s.nr),
+    ] {
+        if let (Some(v), Some(t)) = (value, size) {
+            if v % t != 0 {
+                errors.push(format!("{key} = {v} is not a multiple of {tile} = {t}"));
+            }
+        }
+    }
+    let lanes = 16 / g.dtype.size_bytes() as u64;
+    if let Some(nr) = s.nr {
+        if nr % lanes != 0 {
+            errors.push(format!(
+                "nr = {nr} is not a multiple of the {lanes} {} lanes of a vector",
+                g.dtype
+            ));
+        }
+    }
+    if let (Some(mr), Some(nr)) = (s.mr, s.nr) {
+        if mr > MAX_MR || nr > MAX_NR_VECTORS * lanes || mr * (nr / lanes) > MAX_ACCUMULATORS {
+            errors.push(format!(
+                "the {mr} x {nr} tile has no micro-kernel: tiles have at most {MAX_MR} rows, {} \
+                 columns and {MAX_ACCUMULATORS} vector accumulators",
+                MAX_NR_VECTORS * lanes
+            ));
+        }
+    }
+    if let Some(b) = s
+        .scratch_bytes(g.dtype.size_bytes() as u64)
+        .filter(|&b| b > MAX_SCOPED_BLOCK_BYTES)
+    {
+        errors.push(format!(
+            "the blocks take {b} bytes of stack, more than {MAX_SCOPED_BLOCK_BYTES}"
+        ));
+    }
 }
 
 /// The `loops` rules (also the base of a `softmax` schedule's): `order` lists every index, the

@@ -30,6 +30,12 @@ pub fn schedule(
         (Some(Schedule::Gemm(partial)), _) => Schedule::Gemm(partial.clone()),
         (Some(Schedule::Loops(partial)), _) => Schedule::Loops(loops(rng, g, partial)),
         (Some(Schedule::Softmax(partial)), _) => Schedule::Softmax(softmax(rng, g, partial)),
+        (Some(Schedule::Attention(partial)), _) => {
+            let machine = crate::target::Machine::defaults(crate::target::Isa::X86_64);
+            Schedule::Attention(crate::passes::flash_attention::complete(
+                &machine, g, partial, None,
+            ))
+        }
         // The division of a row-softmax group (the only op of the group with its shape).
         (None, OpClass::RowSoftmax(_))
             if schedule::softmax_rows(g).is_ok() && rng.below(4) != 0 =>

@@ -119,7 +119,7 @@ fn malformed_schedules_are_located_parse_errors() {
         (
             "schedule tiled()",
             "tiled",
-            "unknown schedule `tiled`: the schedules are naive, gemm, loops, softmax",
+            "unknown schedule `tiled`: the schedules are naive, gemm, loops, softmax, attention",
         ),
         (
             "schedule naive(mr=4)",

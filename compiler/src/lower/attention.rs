@@ -1,0 +1,859 @@
+//! An attention chain under an `attention` schedule (`analysis::attention`) → one blocked nest
+//! with an online softmax (FlashAttention's forward), the score matrix never stored:
+//!
+//! ```text
+//! for batch indices (parallel), for i0 in 0..T step qb (parallel):
+//!     scoped S[qb, kb], Kp[hb, kb], Vp[kb, hb], m[qb], l[qb]
+//!     m = lowest finite, l = 0, acc[i0.., :] = 0
+//!     for j0 in 0..Tk step kb:
+//!         S = Q[i0.., :] · K[j0.., :]ᵀ      (K packed per head chunk into Kp, micro-kernel tiles)
+//!         per row r: x = maps(S[r, c]) (scale, mask, ...), m' = max(m, max_c x),
+//!             P[r, c] = exp(x - m') (into S), l = l·exp(m - m') + Σ_c P[r, c],
+//!             acc[r, :] *= exp(m - m'), m = m'
+//!         acc[i0.., :] += P · V[j0.., :]    (V packed per value chunk into Vp, micro-kernel tiles)
+//!     O[i0.., :] = acc[i0.., :] / l
+//! ```
+//!
+//! `acc` is the output itself when it is contiguous with the value index last (the kernel's
+//! contiguous variant, or a temporary), else a temporary of the output's size: O(T·E) memory
+//! besides the blocks, never O(T²).
+//!
+//! **Numerics.** The running maxima start at the lowest finite value, not -inf, so a masked
+//! (-inf) score gives `exp(-inf - m) = 0` and never `exp(-inf + inf)`; every exponent is at most
+//! 0, so scores of any magnitude stay finite. A row whose scores are all -inf has `l = 0` and
+//! `acc = 0`, so its output is `0 / 0 = NaN`, what the interpreter computes (its softmax of an
+//! all -inf row is NaN). An empty key range gives 0, as an empty sum does. The result differs
+//! from the unfused program only in rounding: the scores' sums are blocked by `hb`, each row's
+//! sum of exponentials is accumulated block by block and rescaled, and `P·V` is summed per key
+//! block (`docs/attention.md` gives the tolerance the tests use).
+
+use super::body::BodyLowerer;
+use super::{FnLowerer, LowerError};
+use crate::analysis::{AttentionChain, Role};
+use crate::ir::loops::{
+    BinaryFn, Block, BufferDef, BufferId, BufferKind, Carried, CmpOp, Coord, For, IndexOp, Inst,
+    Layout, Op, ReduceKind, TileOperand, Type, Ukernel, UkernelShape, UnaryFn, ValueId,
+};
+use crate::ir::tensor::schedule::AttentionSchedule;
+use crate::ir::tensor::{AxisMap, Extent, Generic, IndexId, OpKind};
+use einc_runtime::{DType, Scalar};
+
+/// What an axis of an operand of the chain is indexed by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Axis {
+    /// A batch index (by its number) or the row or the key.
+    Chain(Role),
+    /// The scores' summed head index.
+    Head,
+    /// The output's value index.
+    Value,
+}
+
+/// The current value of every index of the chain, where an operand is addressed.
+#[derive(Clone, Debug)]
+struct Point {
+    batch: Vec<ValueId>,
+    row: ValueId,
+    key: ValueId,
+    head: ValueId,
+    value: ValueId,
+}
+
+impl Point {
+    fn of(&self, a: Axis) -> Option<ValueId> {
+        match a {
+            Axis::Chain(Role::Batch(n)) => self.batch.get(n).copied(),
+            Axis::Chain(Role::Row) => Some(self.row),
+            Axis::Chain(Role::Key) => Some(self.key),
+            Axis::Head => Some(self.head),
+            Axis::Value => Some(self.value),
+        }
+    }
+}
+
+/// Fixed sizes of the nest, from the schedule.
+#[derive(Clone, Copy, Debug)]
+struct Blocks {
+    qb: u64,
+    kb: u64,
+    hb: u64,
+    mr: u64,
+    nr: u64,
+}
+
+/// Lowers `chain` under schedule `s`, writing the output into `out`.
+pub(super) fn lower_attention(
+    fl: &mut FnLowerer,
+    chain: &AttentionChain,
+    s: &AttentionSchedule,
+    out: BufferId,
+) -> Result<Vec<Inst>, LowerError> {
+    let src = fl.src;
+    let op = |k: usize| -> Result<&Generic, LowerError> {
+        match src.ops.get(k).map(|o| &o.kind) {
+            Some(OpKind::Generic(g)) => Ok(g),
+            None => Err(fl_error(fl, "an op of the attention chain is missing")),
+        }
+    };
+    let (scores, output) = (op(chain.scores)?, op(chain.output)?);
+    let maps: Vec<&Generic> = chain
+        .maps
+        .iter()
+        .map(|&k| op(k))
+        .collect::<Result<_, _>>()?;
+    let (Some(qb), Some(kb), Some(hb), Some(mr), Some(nr)) = (s.qb, s.kb, s.hb, s.mr, s.nr) else {
+        return Err(fl.error("the attention schedule is not complete"));
+    };
+    let blocks = Blocks { qb, kb, hb, mr, nr };
+    let dtype = output.dtype;
+    // The role of each index of the scores and of the output.
+    let scores_axis = |i: IndexId| -> Option<Axis> {
+        if i == chain.head {
+            return Some(Axis::Head);
+        }
+        let n = scores.output.iter().position(|&o| o == i)?;
+        chain.axes.get(n).map(|&r| Axis::Chain(r))
+    };
+    let output_axis = |i: IndexId| -> Option<Axis> {
+        if i == chain.value {
+            return Some(Axis::Value);
+        }
+        chain
+            .output_roles
+            .get(i.0 as usize)
+            .copied()
+            .flatten()
+            .map(Axis::Chain)
+    };
+    let axes_of = |g: &Generic, n: usize, role: &dyn Fn(IndexId) -> Option<Axis>| {
+        let input = g.inputs.get(n)?;
+        let value = input.value;
+        let axes = input
+            .map
+            .iter()
+            .map(|a| match a {
+                AxisMap::Index(i) => role(*i),
+                AxisMap::Fixed(_) => None,
+            })
+            .collect::<Option<Vec<Axis>>>()?;
+        Some((value, axes))
+    };
+    let missing = || {
+        fl_error(
+            fl,
+            "the attention chain's operands are not read at its indices",
+        )
+    };
+    let (q_value, q_axes) = axes_of(scores, chain.q, &scores_axis).ok_or_else(missing)?;
+    let (k_value, k_axes) = axes_of(scores, chain.k, &scores_axis).ok_or_else(missing)?;
+    let (v_value, v_axes) = axes_of(output, chain.v, &output_axis).ok_or_else(missing)?;
+    let o_axes = output
+        .output
+        .iter()
+        .map(|&i| output_axis(i))
+        .collect::<Option<Vec<Axis>>>()
+        .ok_or_else(missing)?;
+    // Extents by role.
+    let extent_of = |g: &Generic, i: Option<IndexId>| -> Option<Extent> {
+        g.indices.get(i?.0 as usize).map(|d| d.extent.clone())
+    };
+    let batch_extents = (0..chain.batch_rank())
+        .map(|n| extent_of(scores, chain.index_of(scores, Role::Batch(n))))
+        .collect::<Option<Vec<Extent>>>()
+        .ok_or_else(missing)?;
+    let row_extent = extent_of(scores, chain.index_of(scores, Role::Row)).ok_or_else(missing)?;
+    let key_extent = extent_of(scores, chain.index_of(scores, Role::Key)).ok_or_else(missing)?;
+    let head_extent = extent_of(scores, Some(chain.head)).ok_or_else(missing)?;
+    let value_extent = extent_of(output, Some(chain.value)).ok_or_else(missing)?;
+
+    let (q, k, v) = (
+        fl.buffer_of(q_value)?,
+        fl.buffer_of(k_value)?,
+        fl.buffer_of(v_value)?,
+    );
+    // The accumulator: the output itself when its value axis has a unit stride.
+    let out_def = fl.buffer_def(out)?;
+    let in_place = out_def.layout == Layout::Contiguous && o_axes.last() == Some(&Axis::Value);
+    let (acc, acc_axes) = if in_place {
+        (out, o_axes.clone())
+    } else {
+        let mut shape = batch_extents.clone();
+        shape.extend([row_extent.clone(), value_extent.clone()]);
+        let def = BufferDef {
+            name: fl.names.fresh("attn.acc"),
+            dtype,
+            shape,
+            layout: Layout::Contiguous,
+            kind: BufferKind::Temp,
+            align: None,
+        };
+        let mut axes: Vec<Axis> = (0..batch_extents.len())
+            .map(|n| Axis::Chain(Role::Batch(n)))
+            .collect();
+        axes.extend([Axis::Chain(Role::Row), Axis::Value]);
+        (fl.out.add_buffer(def), axes)
+    };
+    let lanes = 16 / dtype.size_bytes();
+    let shape = UkernelShape {
+        dtype,
+        mr: u32::try_from(mr).map_err(|_| fl.error("mr is too large"))?,
+        nr: u32::try_from(nr).map_err(|_| fl.error("nr is too large"))?,
+    };
+    if nr % lanes as u64 != 0 {
+        return Err(fl.error("nr is not a multiple of the vector lanes"));
+    }
+    let mut n = Nest {
+        fl,
+        cur: Vec::new(),
+        outer: Vec::new(),
+        dtype,
+        blocks,
+        shape,
+        operands: Operands {
+            q: (q, q_axes),
+            k: (k, k_axes),
+            v: (v, v_axes),
+            acc: (acc, acc_axes),
+            out: (out, o_axes),
+        },
+        extents: Extents {
+            batch: batch_extents,
+            row: row_extent,
+            key: key_extent,
+            head: head_extent,
+            value: value_extent,
+        },
+        chain,
+        maps,
+    };
+    n.batch_loops(0, Vec::new())?;
+    Ok(n.cur)
+}
+
+fn fl_error(fl: &FnLowerer, message: &str) -> LowerError {
+    fl.error(message)
+}
+
+/// The buffers the nest reads and writes, each with the role of each axis.
+struct Operands {
+    q: (BufferId, Vec<Axis>),
+    k: (BufferId, Vec<Axis>),
+    v: (BufferId, Vec<Axis>),
+    acc: (BufferId, Vec<Axis>),
+    out: (BufferId, Vec<Axis>),
+}
+
+struct Extents {
+    batch: Vec<Extent>,
+    row: Extent,
+    key: Extent,
+    head: Extent,
+    value: Extent,
+}
+
+/// The scoped blocks of one query block.
+#[derive(Clone, Copy)]
+struct Scratch {
+    s: BufferId,
+    kp: BufferId,
+    vp: BufferId,
+    m: BufferId,
+    l: BufferId,
+}
+
+/// The nest being built: the open blocks (`cur` innermost).
+struct Nest<'a, 'f, 'm> {
+    fl: &'f mut FnLowerer<'m>,
+    cur: Vec<Inst>,
+    outer: Vec<Vec<Inst>>,
+    dtype: DType,
+    blocks: Blocks,
+    shape: UkernelShape,
+    operands: Operands,
+    extents: Extents,
+    chain: &'a AttentionChain,
+    maps: Vec<&'m Generic>,
+}
+
+impl Nest<'_, '_, '_> {
+    fn emit(&mut self, prefix: &str, op: Op, ty: Type) -> ValueId {
+        self.fl.assign(&mut self.cur, prefix, op, ty)
+    }
+
+    fn index(&mut self, f: IndexOp, a: ValueId, b: ValueId) -> ValueId {
+        self.emit("x", Op::IndexArith(f, a, b), Type::Index)
+    }
+
+    fn konst(&mut self, n: u64) -> Result<ValueId, LowerError> {
+        self.fl.index_const_u64(n)
+    }
+
+    fn scalar(&mut self, x: f64) -> ValueId {
+        self.fl.scalar_const(Scalar::F64(x).cast(self.dtype))
+    }
+
+    fn float(&mut self, op: Op) -> ValueId {
+        let ty = Type::Scalar(self.dtype);
+        self.emit("v", op, ty)
+    }
+
+    fn load(&mut self, buffer: BufferId, index: Vec<ValueId>) -> ValueId {
+        let ty = Type::Scalar(self.dtype);
+        self.emit(
+            "ld",
+            Op::Load {
+                buffer,
+                index,
+                lanes: 1,
+            },
+            ty,
+        )
+    }
+
+    /// `lanes` consecutive elements along the last axis of a contiguous buffer.
+    fn vload(&mut self, buffer: BufferId, index: Vec<ValueId>, lanes: u32) -> ValueId {
+        let ty = Type::Vector(self.dtype, lanes);
+        self.emit(
+            "ld",
+            Op::Load {
+                buffer,
+                index,
+                lanes,
+            },
+            ty,
+        )
+    }
+
+    fn store(&mut self, buffer: BufferId, index: Vec<ValueId>, value: ValueId) {
+        self.cur.push(Inst::Store {
+            buffer,
+            index,
+            value,
+        });
+    }
+
+    /// `min(step, upper - at)`: the size of the block starting at `at`.
+    fn block_size(
+        &mut self,
+        at: ValueId,
+        upper: ValueId,
+        step: u64,
+    ) -> Result<ValueId, LowerError> {
+        let step = self.konst(step)?;
+        let left = self.index(IndexOp::Sub, upper, at);
+        Ok(self.index(IndexOp::Min, step, left))
+    }
+
+    /// `n` rounded up to a multiple of `to`.
+    fn round_up(&mut self, n: ValueId, to: u64) -> Result<ValueId, LowerError> {
+        let (below, to) = (self.konst(to - 1)?, self.konst(to)?);
+        let up = self.index(IndexOp::Add, n, below);
+        let q = self.index(IndexOp::Div, up, to);
+        Ok(self.index(IndexOp::Mul, q, to))
+    }
+
+    /// A loop `for var = lower to upper step step` whose body `body` builds, with the values
+    /// `init` carried (`body` returns their next values); returns the loop's results.
+    fn looped(
+        &mut self,
+        name: &str,
+        (lower, upper, step): (ValueId, ValueId, u64),
+        parallel: bool,
+        init: &[ValueId],
+        body: impl FnOnce(&mut Self, ValueId, &[ValueId]) -> Result<Vec<ValueId>, LowerError>,
+    ) -> Result<Vec<ValueId>, LowerError> {
+        let var = self.fl.named_value(name, Type::Index);
+        let mut carried = Vec::new();
+        for &i in init {
+            let ty = self.fl.type_of(i)?;
+            carried.push(Carried {
+                arg: self.fl.new_value("acc", ty),
+                init: i,
+                result: self.fl.new_value("red", ty),
+            });
+        }
+        let args: Vec<ValueId> = carried.iter().map(|c| c.arg).collect();
+        self.outer.push(std::mem::take(&mut self.cur));
+        let yields = body(self, var, &args);
+        let insts = std::mem::replace(&mut self.cur, self.outer.pop().unwrap_or_default());
+        let yields = yields?;
+        let results = carried.iter().map(|c| c.result).collect();
+        self.cur.push(Inst::For(Box::new(For {
+            var,
+            lower,
+            upper,
+            step,
+            parallel,
+            unroll: None,
+            carried,
+            body: Block { insts },
+            yields,
+        })));
+        Ok(results)
+    }
+
+    /// A loop without carried values.
+    fn each(
+        &mut self,
+        name: &str,
+        range: (ValueId, ValueId, u64),
+        parallel: bool,
+        body: impl FnOnce(&mut Self, ValueId) -> Result<(), LowerError>,
+    ) -> Result<(), LowerError> {
+        self.looped(name, range, parallel, &[], |n, var, _| {
+            body(n, var)?;
+            Ok(Vec::new())
+        })?;
+        Ok(())
+    }
+
+    /// A scoped buffer of fixed extents, declared in the current block.
+    fn scoped(&mut self, name: &str, shape: &[u64]) -> BufferId {
+        let def = BufferDef {
+            name: self.fl.names.fresh(name),
+            dtype: self.dtype,
+            shape: shape.iter().map(|&n| Extent::Fixed(n)).collect(),
+            layout: Layout::Contiguous,
+            kind: BufferKind::Scoped,
+            align: Some(64),
+        };
+        let b = self.fl.out.add_buffer(def);
+        self.cur.push(Inst::Scoped(b));
+        b
+    }
+
+    /// The index of an operand with axes `axes` at `p`.
+    fn at(&self, axes: &[Axis], p: &Point) -> Result<Vec<ValueId>, LowerError> {
+        axes.iter()
+            .map(|&a| p.of(a))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| {
+                self.fl
+                    .error("an operand has an axis the attention nest lacks")
+            })
+    }
+
+    /// A tile operand of a buffer with axes `axes` starting at `p`, coordinate `c` advancing the
+    /// axes of role `role` (each coordinate given in the text's order).
+    fn tile(
+        &self,
+        (buffer, axes): &(BufferId, Vec<Axis>),
+        p: &Point,
+        coords: [(Coord, Axis); 2],
+    ) -> Result<TileOperand, LowerError> {
+        let along = |a: Axis| -> Vec<u32> {
+            axes.iter()
+                .enumerate()
+                .filter(|(_, &x)| x == a)
+                .filter_map(|(n, _)| u32::try_from(n).ok())
+                .collect()
+        };
+        Ok(TileOperand {
+            buffer: *buffer,
+            start: self.at(axes, p)?,
+            axes: coords.iter().map(|&(c, a)| (c, along(a))).collect(),
+        })
+    }
+
+    /// A tile operand of a scoped two-axis block: `(first, second)` coordinates along axes 0
+    /// and 1.
+    fn block_tile(&self, buffer: BufferId, start: [ValueId; 2], coords: [Coord; 2]) -> TileOperand {
+        TileOperand {
+            buffer,
+            start: start.to_vec(),
+            axes: vec![(coords[0], vec![0]), (coords[1], vec![1])],
+        }
+    }
+
+    fn ukernel(
+        &mut self,
+        kc: ValueId,
+        (mr, nr): (ValueId, ValueId),
+        (a, b, c): (TileOperand, TileOperand, TileOperand),
+        init: ValueId,
+    ) {
+        self.cur.push(Inst::Ukernel(Box::new(Ukernel {
+            shape: self.shape,
+            kc,
+            mr,
+            nr,
+            a,
+            b,
+            c,
+            init,
+            scale: None,
+            divide: false,
+            bias: None,
+            relu: false,
+        })));
+    }
+
+    /// The loops over the batch indices from the `n`-th on, then the query blocks.
+    fn batch_loops(&mut self, n: usize, mut batch: Vec<ValueId>) -> Result<(), LowerError> {
+        let Some(extent) = self.extents.batch.get(n).cloned() else {
+            return self.query_blocks(batch);
+        };
+        let zero = self.konst(0)?;
+        let upper = self.fl.extent(&extent)?;
+        self.each("b", (zero, upper, 1), true, |nest, var| {
+            batch.push(var);
+            nest.batch_loops(n + 1, batch)
+        })
+    }
+
+    /// The loop over blocks of query rows, each with its own scratch.
+    fn query_blocks(&mut self, batch: Vec<ValueId>) -> Result<(), LowerError> {
+        let Blocks { qb, kb, hb, .. } = self.blocks;
+        let zero = self.konst(0)?;
+        let rows = self.fl.extent(&self.extents.row.clone())?;
+        self.each("i0", (zero, rows, qb), true, |nest, i0| {
+            let scratch = Scratch {
+                s: nest.scoped("attn.s", &[qb, kb]),
+                kp: nest.scoped("attn.kp", &[hb, kb]),
+                vp: nest.scoped("attn.vp", &[kb, hb]),
+                m: nest.scoped("attn.m", &[qb]),
+                l: nest.scoped("attn.l", &[qb]),
+            };
+            let mb = nest.block_size(i0, rows, qb)?;
+            let p = Point {
+                batch: batch.clone(),
+                row: i0,
+                key: zero,
+                head: zero,
+                value: zero,
+            };
+            nest.start_rows(&p, mb, scratch)?;
+            let keys = nest.fl.extent(&nest.extents.key.clone())?;
+            nest.each("j0", (zero, keys, kb), false, |nest, j0| {
+                let nb = nest.block_size(j0, keys, kb)?;
+                let p = Point {
+                    key: j0,
+                    ..p.clone()
+                };
+                nest.scores(&p, (mb, nb), scratch)?;
+                nest.softmax_rows(&p, (mb, nb), scratch)?;
+                nest.accumulate(&p, (mb, nb), scratch)
+            })?;
+            nest.finish_rows(&p, mb, keys, scratch)
+        })
+    }
+
+    /// Every row of the block: running maximum the lowest finite value, sum 0, accumulator 0.
+    fn start_rows(&mut self, p: &Point, mb: ValueId, sc: Scratch) -> Result<(), LowerError> {
+        let zero = self.konst(0)?;
+        let lowest = self.scalar(if self.dtype == DType::F32 {
+            f64::from(f32::MIN)
+        } else {
+            f64::MIN
+        });
+        let fzero = self.scalar(0.0);
+        let values = self.fl.extent(&self.extents.value.clone())?;
+        self.each("r", (zero, mb, 1), false, |nest, r| {
+            nest.store(sc.m, vec![r], lowest);
+            nest.store(sc.l, vec![r], fzero);
+            let row = nest.index(IndexOp::Add, p.row, r);
+            nest.each("e", (zero, values, 1), false, |nest, e| {
+                let at = Point {
+                    row,
+                    value: e,
+                    ..p.clone()
+                };
+                let index = nest.at(&nest.operands.acc.1.clone(), &at)?;
+                let acc = nest.operands.acc.0;
+                nest.store(acc, index, fzero);
+                Ok(())
+            })
+        })
+    }
+
+    /// `S[r, c] = Σ_a Q[row r, a] K[key c, a]` for the block, over head chunks of `hb`.
+    fn scores(
+        &mut self,
+        p: &Point,
+        (mb, nb): (ValueId, ValueId),
+        sc: Scratch,
+    ) -> Result<(), LowerError> {
+        let Blocks { hb, mr, nr, .. } = self.blocks;
+        let zero = self.konst(0)?;
+        let one = self.konst(1)?;
+        let heads = self.fl.extent(&self.extents.head.clone())?;
+        // At least one chunk, so that an empty head range still writes S = 0.
+        let chunks_end = self.index(IndexOp::Max, heads, one);
+        let nbp = self.round_up(nb, nr)?;
+        let fzero = self.scalar(0.0);
+        self.each("a0", (zero, chunks_end, hb), false, |nest, a0| {
+            let hc = nest.block_size(a0, heads, hb)?;
+            // Pack K[key j0 + c, head a0 + a] into Kp[a, c], zero-padded to a multiple of nr.
+            nest.each("a", (zero, hc, 1), false, |nest, a| {
+                let head = nest.index(IndexOp::Add, a0, a);
+                nest.each("c", (zero, nb, 1), false, |nest, c| {
+                    let key = nest.index(IndexOp::Add, p.key, c);
+                    let at = Point {
+                        key,
+                        head,
+                        ..p.clone()
+                    };
+                    let index = nest.at(&nest.operands.k.1.clone(), &at)?;
+                    let x = nest.load(nest.operands.k.0, index);
+                    nest.store(sc.kp, vec![a, c], x);
+                    Ok(())
+                })?;
+                nest.each("c", (nb, nbp, 1), false, |nest, c| {
+                    nest.store(sc.kp, vec![a, c], fzero);
+                    Ok(())
+                })
+            })?;
+            let first = nest.emit("first", Op::Cmp(CmpOp::Eq, a0, zero), Type::Bool);
+            nest.each("r0", (zero, mb, mr), false, |nest, r0| {
+                let tm = nest.block_size(r0, mb, mr)?;
+                let row = nest.index(IndexOp::Add, p.row, r0);
+                let a_at = Point {
+                    row,
+                    head: a0,
+                    ..p.clone()
+                };
+                let a = nest.tile(
+                    &nest.operands.q.clone(),
+                    &a_at,
+                    [(Coord::M, Axis::Chain(Role::Row)), (Coord::K, Axis::Head)],
+                )?;
+                nest.each("c0", (zero, nb, nr), false, |nest, c0| {
+                    let tn = nest.block_size(c0, nb, nr)?;
+                    let b = nest.block_tile(sc.kp, [zero, c0], [Coord::K, Coord::N]);
+                    let c = nest.block_tile(sc.s, [r0, c0], [Coord::M, Coord::N]);
+                    nest.ukernel(hc, (tm, tn), (a.clone(), b, c), first);
+                    Ok(())
+                })
+            })
+        })
+    }
+
+    /// The online softmax step of each row of the block: the maps applied to its scores, the
+    /// new maximum, `P = exp(x - max)` written over the scores, the sum and the accumulator
+    /// rescaled. The maximum and the exponentials run in vectors over the row rounded up to
+    /// whole vectors: the columns past the block's keys are set to -inf first, which changes
+    /// no maximum and adds `exp(-inf) = 0` to the sum.
+    fn softmax_rows(
+        &mut self,
+        p: &Point,
+        (mb, nb): (ValueId, ValueId),
+        sc: Scratch,
+    ) -> Result<(), LowerError> {
+        let zero = self.konst(0)?;
+        let lowest = self.scalar(if self.dtype == DType::F32 {
+            f64::from(f32::MIN)
+        } else {
+            f64::MIN
+        });
+        let fzero = self.scalar(0.0);
+        let ninf = self.scalar(f64::NEG_INFINITY);
+        let lanes = u32::try_from(16 / self.dtype.size_bytes())
+            .map_err(|_| self.fl.error("a dtype wider than a vector"))?;
+        let vector = Type::Vector(self.dtype, lanes);
+        let nbv = self.round_up(nb, u64::from(lanes))?;
+        let values = self.fl.extent(&self.extents.value.clone())?;
+        self.each("r", (zero, mb, 1), false, |nest, r| {
+            let row = nest.index(IndexOp::Add, p.row, r);
+            if !nest.maps.is_empty() {
+                nest.each("c", (zero, nb, 1), false, |nest, c| {
+                    let x = nest.load(sc.s, vec![r, c]);
+                    let key = nest.index(IndexOp::Add, p.key, c);
+                    let at = Point {
+                        row,
+                        key,
+                        ..p.clone()
+                    };
+                    let y = nest.apply_maps(x, &at)?;
+                    nest.store(sc.s, vec![r, c], y);
+                    Ok(())
+                })?;
+            }
+            nest.each("c", (nb, nbv, 1), false, |nest, c| {
+                nest.store(sc.s, vec![r, c], ninf);
+                Ok(())
+            })?;
+            let vlowest = nest.emit("v", Op::Splat(lowest, lanes), vector);
+            let step = (zero, nbv, u64::from(lanes));
+            let maxed = nest.looped("c", step, false, &[vlowest], |nest, c, acc| {
+                let x = nest.vload(sc.s, vec![r, c], lanes);
+                Ok(vec![nest.emit(
+                    "v",
+                    Op::Binary(BinaryFn::Max, acc[0], x),
+                    vector,
+                )])
+            })?;
+            let maxed = nest.float(Op::ReduceLanes(ReduceKind::Max, maxed[0]));
+            let old = nest.load(sc.m, vec![r]);
+            let new = nest.float(Op::Binary(BinaryFn::Max, old, maxed));
+            let shift = nest.float(Op::Binary(BinaryFn::Sub, old, new));
+            let alpha = nest.float(Op::Unary(UnaryFn::Exp, shift));
+            let vnew = nest.emit("v", Op::Splat(new, lanes), vector);
+            let vzero = nest.emit("v", Op::Splat(fzero, lanes), vector);
+            let sum = nest.looped("c", step, false, &[vzero], |nest, c, acc| {
+                let x = nest.vload(sc.s, vec![r, c], lanes);
+                let d = nest.emit("v", Op::Binary(BinaryFn::Sub, x, vnew), vector);
+                let e = nest.emit("v", Op::Unary(UnaryFn::Exp, d), vector);
+                nest.store(sc.s, vec![r, c], e);
+                Ok(vec![nest.emit(
+                    "v",
+                    Op::Binary(BinaryFn::Add, acc[0], e),
+                    vector,
+                )])
+            })?;
+            let sum = nest.float(Op::ReduceLanes(ReduceKind::Add, sum[0]));
+            nest.store(sc.m, vec![r], new);
+            let l = nest.load(sc.l, vec![r]);
+            let scaled = nest.float(Op::Binary(BinaryFn::Mul, l, alpha));
+            let l = nest.float(Op::Binary(BinaryFn::Add, scaled, sum));
+            nest.store(sc.l, vec![r], l);
+            nest.each("e", (zero, values, 1), false, |nest, e| {
+                let at = Point {
+                    row,
+                    value: e,
+                    ..p.clone()
+                };
+                let index = nest.at(&nest.operands.acc.1.clone(), &at)?;
+                let acc = nest.operands.acc.0;
+                let x = nest.load(acc, index.clone());
+                let y = nest.float(Op::Binary(BinaryFn::Mul, x, alpha));
+                nest.store(acc, index, y);
+                Ok(())
+            })
+        })
+    }
+
+    /// The chain's maps applied to a score `x` at point `at` (their other inputs loaded there).
+    fn apply_maps(&mut self, mut x: ValueId, at: &Point) -> Result<ValueId, LowerError> {
+        let maps = self.maps.clone();
+        let chain = self.chain;
+        let mut prev = self
+            .fl
+            .src
+            .ops
+            .get(chain.scores)
+            .map(|o| o.result)
+            .ok_or_else(|| self.fl.error("the scores op is missing"))?;
+        for (g, &k) in maps.iter().zip(&chain.maps) {
+            let mut b = BodyLowerer::new(self.fl, g, vec![0; g.indices.len()]);
+            for (axis, &role) in chain.axes.iter().enumerate() {
+                let (Some(&i), Some(v)) = (g.output.get(axis), at.of(Axis::Chain(role))) else {
+                    return Err(b.fl.error("a map of the attention chain lacks an axis"));
+                };
+                b.set_var(i, v);
+            }
+            for (n, input) in g.inputs.iter().enumerate() {
+                if input.value == prev {
+                    let n = u32::try_from(n).map_err(|_| b.fl.error("too many inputs"))?;
+                    b.give_input(n, (x, 0));
+                }
+            }
+            let (y, _) = b.expr_of_type(&g.body, self.dtype)?;
+            let insts = b.close();
+            self.cur.extend(insts);
+            x = y;
+            prev = self
+                .fl
+                .src
+                .ops
+                .get(k)
+                .map(|o| o.result)
+                .ok_or_else(|| self.fl.error("a map op is missing"))?;
+        }
+        Ok(x)
+    }
+
+    /// `acc[rows of the block, :] += P · V[keys of the block, :]`, over value chunks of `hb`.
+    fn accumulate(
+        &mut self,
+        p: &Point,
+        (mb, nb): (ValueId, ValueId),
+        sc: Scratch,
+    ) -> Result<(), LowerError> {
+        let Blocks { hb, mr, nr, .. } = self.blocks;
+        let zero = self.konst(0)?;
+        let values = self.fl.extent(&self.extents.value.clone())?;
+        let fzero = self.scalar(0.0);
+        let never = self.emit("never", Op::Cmp(CmpOp::Ne, zero, zero), Type::Bool);
+        self.each("e0", (zero, values, hb), false, |nest, e0| {
+            let ec = nest.block_size(e0, values, hb)?;
+            let ecp = nest.round_up(ec, nr)?;
+            // Pack V[key j0 + c, value e0 + e] into Vp[c, e], zero-padded to a multiple of nr.
+            nest.each("c", (zero, nb, 1), false, |nest, c| {
+                let key = nest.index(IndexOp::Add, p.key, c);
+                nest.each("e", (zero, ec, 1), false, |nest, e| {
+                    let value = nest.index(IndexOp::Add, e0, e);
+                    let at = Point {
+                        key,
+                        value,
+                        ..p.clone()
+                    };
+                    let index = nest.at(&nest.operands.v.1.clone(), &at)?;
+                    let x = nest.load(nest.operands.v.0, index);
+                    nest.store(sc.vp, vec![c, e], x);
+                    Ok(())
+                })?;
+                nest.each("e", (ec, ecp, 1), false, |nest, e| {
+                    nest.store(sc.vp, vec![c, e], fzero);
+                    Ok(())
+                })
+            })?;
+            nest.each("r0", (zero, mb, mr), false, |nest, r0| {
+                let tm = nest.block_size(r0, mb, mr)?;
+                let row = nest.index(IndexOp::Add, p.row, r0);
+                let a = nest.block_tile(sc.s, [r0, zero], [Coord::M, Coord::K]);
+                nest.each("e1", (zero, ec, nr), false, |nest, e1| {
+                    let tn = nest.block_size(e1, ec, nr)?;
+                    let value = nest.index(IndexOp::Add, e0, e1);
+                    let b = nest.block_tile(sc.vp, [zero, e1], [Coord::K, Coord::N]);
+                    let c_at = Point {
+                        row,
+                        value,
+                        ..p.clone()
+                    };
+                    let c = nest.tile(
+                        &nest.operands.acc.clone(),
+                        &c_at,
+                        [(Coord::M, Axis::Chain(Role::Row)), (Coord::N, Axis::Value)],
+                    )?;
+                    nest.ukernel(nb, (tm, tn), (a.clone(), b, c), never);
+                    Ok(())
+                })
+            })
+        })
+    }
+
+    /// `O[rows of the block, :] = acc / l` (an empty key range divides by 1: its sums are 0).
+    fn finish_rows(
+        &mut self,
+        p: &Point,
+        mb: ValueId,
+        keys: ValueId,
+        sc: Scratch,
+    ) -> Result<(), LowerError> {
+        let zero = self.konst(0)?;
+        let fone = self.scalar(1.0);
+        let values = self.fl.extent(&self.extents.value.clone())?;
+        let empty = self.emit("empty", Op::Cmp(CmpOp::Eq, keys, zero), Type::Bool);
+        self.each("r", (zero, mb, 1), false, |nest, r| {
+            let row = nest.index(IndexOp::Add, p.row, r);
+            let l = nest.load(sc.l, vec![r]);
+            let l = nest.float(Op::Select(empty, fone, l));
+            nest.each("e", (zero, values, 1), false, |nest, e| {
+                let at = Point {
+                    row,
+                    value: e,
+                    ..p.clone()
+                };
+                let from = nest.at(&nest.operands.acc.1.clone(), &at)?;
+                let to = nest.at(&nest.operands.out.1.clone(), &at)?;
+                let x = nest.load(nest.operands.acc.0, from);
+                let y = nest.float(Op::Binary(BinaryFn::Div, x, l));
+                nest.store(nest.operands.out.0, to, y);
+                Ok(())
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;
