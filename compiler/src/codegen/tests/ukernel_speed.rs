@@ -168,31 +168,44 @@ fn ukernel_speed() {
 }
 
 /// Short K (10 to 16, as in Tucker and the chain): 16 m-tiles done by 16 calls, or by one call
-/// that walks them (`mr = 16 * MR`), as the GETT lowering now makes it.
+/// that walks them (`mr = 16 * MR`), as the GETT lowering now makes it; Cranelift's 4x8 f32
+/// kernel, and the AVX2 6x16 where the host runs it.
 #[test]
 #[ignore]
 fn ukernel_speed_short_k() {
     let hz = clock_hz();
-    let peak = hz.map(|hz| hz * 2.0 * 4.0 * 2.0 / 1e9);
-    let shape = UkernelShape {
+    let shape = |mr, nr| UkernelShape {
         dtype: DType::F32,
-        mr: 4,
-        nr: 8,
+        mr,
+        nr,
     };
-    for kc in [10, 16, 64] {
-        for per_call in [1, 16] {
-            let g = gflops(shape, UkernelIsa::Cranelift, kc, 16, per_call);
-            let share = peak.map_or(String::new(), |p| {
-                format!(" = {:.0}% of the 128-bit peak {p:.1}", 100.0 * g / p)
-            });
-            println!("gemm.f32.4x8 kc {kc}, {per_call} m-tiles per call: {g:.1} GFLOP/s{share}");
+    let mut kinds = vec![(UkernelIsa::Cranelift, shape(4, 8))];
+    if UkernelIsa::Avx2.runs_on_host() {
+        kinds.push((UkernelIsa::Avx2, shape(6, 16)));
+    } else {
+        println!("SKIPPED: avx2: this host cannot run the AVX2 micro-kernels");
+    }
+    for (wide, shape) in kinds {
+        let bits = wide.vector_bytes() * 8;
+        // Two FMAs per cycle, 2 FLOP per f32 lane.
+        let peak = hz.map(|hz| hz * 2.0 * f64::from(bits / 32) * 2.0 / 1e9);
+        for kc in [10, 16, 64] {
+            for per_call in [1, 16] {
+                let g = gflops(shape, wide, kc, 16, per_call);
+                let share = peak.map_or(String::new(), |p| {
+                    format!(" = {:.0}% of the {bits}-bit peak {p:.1}", 100.0 * g / p)
+                });
+                let name = shape.name();
+                println!(
+                    "{wide} {name} kc {kc}, {per_call} m-tiles per call: {g:.1} GFLOP/s{share}"
+                );
+            }
         }
     }
 }
 
 /// The AVX2 kernels (`codegen::wide`) against the 256-bit FMA peak: their shapes and the
-/// one-vector 4x8 and 4x4, one m-tile per call; then the f32 choice at short K, 16 m-tiles by
-/// 16 calls or by one.
+/// one-vector 4x8 and 4x4, one m-tile per call (short K: [`ukernel_speed_short_k`]).
 #[test]
 #[ignore]
 fn wide_ukernel_speed() {
@@ -226,20 +239,6 @@ fn wide_ukernel_speed() {
             let g = gflops(UkernelShape { dtype, mr, nr }, UkernelIsa::Avx2, kc, 1, 1);
             let share = share(dtype, g);
             println!("avx2 gemm.{dtype}.{mr}x{nr} kc {kc}: {g:.1} GFLOP/s{share}");
-        }
-    }
-    let shape = UkernelShape {
-        dtype: DType::F32,
-        mr: 6,
-        nr: 16,
-    };
-    for kc in [10, 16, 64] {
-        for per_call in [1, 16] {
-            let g = gflops(shape, UkernelIsa::Avx2, kc, 16, per_call);
-            let share = share(DType::F32, g);
-            println!(
-                "avx2 gemm.f32.6x16 kc {kc}, {per_call} m-tiles per call: {g:.1} GFLOP/s{share}"
-            );
         }
     }
 }

@@ -377,48 +377,19 @@ impl Gen {
         }
         self.a.jmp(added)?;
         self.a.set_label(&mut masked)?;
-        for v in 0..nv {
-            self.a.cmp(rsi, v as i32 * self.lanes)?;
-            self.a.jle(added)?;
-            self.a
-                .vmovdqu(m, ymmword_ptr(rsp + (MASKS + 32 * v as i32)))?;
-            self.a.mov(rax, r13)?;
-            for ii in 0..r {
-                let at = ymmword_ptr(rax + 32 * v as i32);
-                if self.f64 {
-                    self.a.vmaskmovpd(t, m, at)?;
-                } else {
-                    self.a.vmaskmovps(t, m, at)?;
-                }
-                self.add(YMM[ii * nv + v], t, YMM[ii * nv + v])?;
-                self.a.add(rax, rcx)?;
+        self.masked_columns(r, added, |g, at, acc| {
+            if g.f64 {
+                g.a.vmaskmovpd(t, m, at)?;
+            } else {
+                g.a.vmaskmovps(t, m, at)?;
             }
-        }
+            g.add(acc, t, acc)
+        })?;
         self.a.set_label(&mut added)?;
 
         // * scale, / scale.
-        let mut scaled = self.a.create_label();
-        self.a.test(dl, flags::SCALE as i32)?;
-        self.a.jz(scaled)?;
-        for acc in &accs {
-            if self.f64 {
-                self.a.vmulpd(*acc, *acc, ymmword_ptr(rsp + SCALE))?;
-            } else {
-                self.a.vmulps(*acc, *acc, ymmword_ptr(rsp + SCALE))?;
-            }
-        }
-        self.a.set_label(&mut scaled)?;
-        let mut divided = self.a.create_label();
-        self.a.test(dl, flags::DIVIDE as i32)?;
-        self.a.jz(divided)?;
-        for acc in &accs {
-            if self.f64 {
-                self.a.vdivpd(*acc, *acc, ymmword_ptr(rsp + SCALE))?;
-            } else {
-                self.a.vdivps(*acc, *acc, ymmword_ptr(rsp + SCALE))?;
-            }
-        }
-        self.a.set_label(&mut divided)?;
+        self.by_scale(&accs, flags::SCALE, false)?;
+        self.by_scale(&accs, flags::DIVIDE, true)?;
 
         // + bias: along m one broadcast element per row, along n the frame's copy.
         let mut biased = self.a.create_label();
@@ -486,23 +457,60 @@ impl Gen {
         }
         self.a.jmp(stored)?;
         self.a.set_label(&mut masked)?;
-        for v in 0..nv {
+        self.masked_columns(r, stored, |g, at, acc| {
+            if g.f64 {
+                g.a.vmaskmovpd(at, m, acc)
+            } else {
+                g.a.vmaskmovps(at, m, acc)
+            }
+        })?;
+        self.a.set_label(&mut stored)
+    }
+
+    /// The edge-tile access of C: for each vector `v` with lanes below `nr` (`rsi`), its lane
+    /// mask in ymm14, then `op(C(ii, v)'s address, accumulator (ii, v))` for each row
+    /// `ii < r` (rows from `r13`, `rcx` bytes apart); jumps to `done` at the first vector
+    /// wholly past `nr`, so no masked-off vector is touched.
+    fn masked_columns(
+        &mut self,
+        r: usize,
+        done: CodeLabel,
+        op: impl Fn(&mut Self, AsmMemoryOperand, AsmRegisterYmm) -> R,
+    ) -> R {
+        for v in 0..self.nv {
             self.a.cmp(rsi, v as i32 * self.lanes)?;
-            self.a.jle(stored)?;
+            self.a.jle(done)?;
             self.a
-                .vmovdqu(m, ymmword_ptr(rsp + (MASKS + 32 * v as i32)))?;
+                .vmovdqu(ymm14, ymmword_ptr(rsp + (MASKS + 32 * v as i32)))?;
             self.a.mov(rax, r13)?;
             for ii in 0..r {
-                let at = ymmword_ptr(rax + 32 * v as i32);
-                if self.f64 {
-                    self.a.vmaskmovpd(at, m, YMM[ii * nv + v])?;
-                } else {
-                    self.a.vmaskmovps(at, m, YMM[ii * nv + v])?;
-                }
+                op(
+                    self,
+                    ymmword_ptr(rax + 32 * v as i32),
+                    YMM[ii * self.nv + v],
+                )?;
                 self.a.add(rax, rcx)?;
             }
         }
-        self.a.set_label(&mut stored)
+        Ok(())
+    }
+
+    /// `acc = acc * scale` (or `/ scale` with `divide`) for every accumulator, when `bit` is
+    /// set in the flags (`dl`); the scale is the frame's broadcast copy.
+    fn by_scale(&mut self, accs: &[AsmRegisterYmm], bit: i64, divide: bool) -> R {
+        let mut skip = self.a.create_label();
+        self.a.test(dl, bit as i32)?;
+        self.a.jz(skip)?;
+        for acc in accs {
+            let s = ymmword_ptr(rsp + SCALE);
+            match (self.f64, divide) {
+                (false, false) => self.a.vmulps(*acc, *acc, s)?,
+                (true, false) => self.a.vmulpd(*acc, *acc, s)?,
+                (false, true) => self.a.vdivps(*acc, *acc, s)?,
+                (true, true) => self.a.vdivpd(*acc, *acc, s)?,
+            }
+        }
+        self.a.set_label(&mut skip)
     }
 
     /// `dst = [at]` (a whole vector).
