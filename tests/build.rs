@@ -143,6 +143,15 @@ typedef struct {
     const char *const   *dim_names;    /* ndims entries                     */
 } einc_kernel_info;
 
+/* A task of a parallel loop: runs iterations lo..hi with the loop's closure; returns 0. */
+typedef int32_t (*einc_task_fn)(const void *closure, int64_t lo, int64_t hi);
+
+/* A host's thread pool (einc_set_parallel_for): runs task(closure, lo, hi) for disjoint ranges
+ * covering 0..n, each of at least grain iterations but the last, on any threads, and returns
+ * 0 (or the first non-zero status of a task) once every call has returned. */
+typedef int32_t (*einc_parallel_for_fn)(void *ctx, einc_task_fn task, const void *closure,
+                                        int64_t n, int64_t grain);
+
 #endif /* EINC_ABI_VERSION */
 
 /* The ABI version the library was built for: EINC_ABI_VERSION. */
@@ -157,6 +166,13 @@ const char *einc_last_error(void);
 
 /* Every kernel of the library, as einc_K_info() describes it, then NULL. */
 const einc_kernel_info *const *einc_kernel_list(void);
+
+/* Runs the library's parallel loops on the host's pool: fn(ctx, ...) from now on, or the
+ * library's own pool again when fn is NULL. The library's pool starts on the first
+ * parallel loop with EINC_NUM_THREADS threads, else one per CPU the process may run on.
+ * Results are bit-identical for any pool and thread count. Call it while no kernel of the
+ * library runs. */
+void einc_set_parallel_for(einc_parallel_for_fn fn, void *ctx);
 
 /* attention(X, WQ, WK, WV) -> (O)
  *
@@ -268,6 +284,9 @@ fn library_exports_the_abi_and_needs_only_libc_and_libm() {
             "einc_error_record",
             "einc_kernel_list",
             "einc_last_error",
+            // The host's thread pool hook (docs/abi.md, "Threads"); the library's own
+            // `einc_parallel_for` stays hidden.
+            "einc_set_parallel_for",
         ]
     );
 }
@@ -461,6 +480,13 @@ fn emit_obj_writes_a_relocatable_object_for_each_target() {
         .args(["--emit", "obj", "--kernel", "attention", "-o"])
         .arg(&dir)));
     assert_eq!(elf_kind(&dir.join("attention.o")).0, ET_REL);
+    // An object on its own runs its parallel loops serially: it needs no thread pool (a
+    // library's calls `einc_parallel_for`, which `einc build` links in).
+    let symbols = stdout(&run(Command::new("readelf")
+        .args(["--syms", "-W"])
+        .arg(dir.join("attention.o"))));
+    assert!(symbols.contains("einc_attention"), "{symbols}");
+    assert!(!symbols.contains("parallel_for"), "{symbols}");
 }
 
 #[test]
@@ -490,9 +516,18 @@ fn emit_asm_lists_every_exported_and_internal_function() {
             "; einc.scratch.init",
             "; einc.scratch.acquire",
             "; einc.scratch.release",
-            // The contiguous variant, the general body, the entry point that chooses between
-            // them, and the micro-kernel the contractions call (docs/schedules.md).
+            // The contiguous variant, the general body (each after the tasks its parallel
+            // loops were outlined into: docs/threads.md), the entry point that chooses
+            // between them, and the micro-kernel the contractions call (docs/schedules.md).
+            "; einc_attention.variant0.task0",
+            "; einc_attention.variant0.task1",
+            "; einc_attention.variant0.task2",
+            "; einc_attention.variant0.task3",
             "; einc_attention.variant0",
+            "; einc_attention.body.task0",
+            "; einc_attention.body.task1",
+            "; einc_attention.body.task2",
+            "; einc_attention.body.task3",
             "; einc_attention.body",
             "; einc_attention",
             "; einc_ukernel_gemm_f32_4x8",

@@ -7,6 +7,7 @@
 pub mod abi;
 pub mod array;
 pub mod dtype;
+pub mod parallel;
 
 pub use array::{Array, ArrayError, Buffer, Scalar};
 pub use dtype::DType;

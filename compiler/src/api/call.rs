@@ -20,12 +20,15 @@ use einc_runtime::abi::{self, status};
 /// layout addresses (reads for inputs, writes for outputs), for the duration of the call.
 pub(crate) unsafe fn invoke(
     kernel: &JitKernel,
+    threads: Option<usize>,
     args: &[abi::Tensor],
     split: Option<(usize, usize)>,
 ) -> Result<(), Error> {
     let nargs = i64::try_from(args.len()).unwrap_or(i64::MAX);
     // SAFETY: the caller upholds the ABI contract; the entry point validates the rest.
-    let code = unsafe { (kernel.entry())(args.as_ptr(), nargs) };
+    let code = einc_runtime::parallel::with_num_threads(threads, || unsafe {
+        (kernel.entry())(args.as_ptr(), nargs)
+    });
     if code == status::OK {
         return Ok(());
     }

@@ -54,6 +54,8 @@ pub struct Program {
     loops: loops::Module,
     jit: JitProgram,
     warnings: String,
+    /// The thread count of the kernels taken from it ([`Program::set_num_threads`]).
+    threads: Option<usize>,
 }
 
 impl std::fmt::Debug for Program {
@@ -146,6 +148,7 @@ impl Program {
             loops,
             jit,
             warnings: String::new(),
+            threads: None,
         })
     }
 
@@ -162,7 +165,16 @@ impl Program {
                 options: Arc::clone(&self.options),
                 variants: Mutex::default(),
             }),
+            threads: self.threads,
         })
+    }
+
+    /// Sets how many threads (the caller's included) the parallel loops of the kernels taken
+    /// from this program afterwards use; `None` (the default) means the `EINC_NUM_THREADS`
+    /// environment variable, else the cores the process may run on (docs/abi.md, "Threads").
+    /// Results are bit-identical for any thread count.
+    pub fn set_num_threads(&mut self, threads: Option<usize>) {
+        self.threads = threads;
     }
 
     /// The kernels' names, in declaration order.
@@ -222,6 +234,8 @@ fn einsum_of_types(subscripts: &str, types: &[TensorType]) -> Result<tensor::Mod
 #[derive(Clone)]
 pub struct Kernel {
     inner: Arc<KernelInner>,
+    /// The thread count of this handle's calls ([`Kernel::set_num_threads`]).
+    threads: Option<usize>,
 }
 
 struct KernelInner {
@@ -265,6 +279,18 @@ impl Kernel {
         sig.args.get(sig.ninputs..).unwrap_or_default()
     }
 
+    /// Sets how many threads (the caller's included) this handle's calls use for parallel
+    /// loops, as [`Program::set_num_threads`] does (clones made afterwards inherit it). Calls
+    /// through [`Kernel::entry`] use the default instead.
+    pub fn set_num_threads(&mut self, threads: Option<usize>) {
+        self.threads = threads;
+    }
+
+    /// How many threads this handle's calls use.
+    pub fn num_threads(&self) -> usize {
+        einc_runtime::parallel::with_num_threads(self.threads, einc_runtime::parallel::num_threads)
+    }
+
     /// The C ABI entry point, valid while this kernel (or a clone) lives.
     pub fn entry(&self) -> KernelFn {
         self.inner.jit.entry()
@@ -296,6 +322,7 @@ impl Kernel {
         unsafe {
             call::invoke(
                 &self.inner.jit,
+                self.threads,
                 &descriptors,
                 Some((inputs.len(), outputs.len())),
             )
@@ -312,7 +339,7 @@ impl Kernel {
     /// dtypes, ranks, extents, null pointers and overlapping outputs.
     pub unsafe fn call_raw(&self, args: &[abi::Tensor]) -> Result<(), Error> {
         // SAFETY: forwarded from the caller.
-        unsafe { call::invoke(&self.inner.jit, args, None) }
+        unsafe { call::invoke(&self.inner.jit, self.threads, args, None) }
     }
 
     /// Runs the kernel on `inputs` and returns its outputs as new C-order arrays, sized from
@@ -456,13 +483,17 @@ impl Kernel {
         if key.iter().all(Option::is_none) {
             return Ok(self.clone());
         }
+        let with_threads = |k: &Kernel| Kernel {
+            threads: self.threads,
+            ..k.clone()
+        };
         let mut variants = self
             .inner
             .variants
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(k) = variants.get(&key) {
-            return Ok(k.clone());
+            return Ok(with_threads(k));
         }
         let func = self
             .inner
@@ -484,6 +515,6 @@ impl Kernel {
         };
         let kernel = Program::from_module_with(module, &options)?.kernel(&sig.name)?;
         variants.insert(key, kernel.clone());
-        Ok(kernel)
+        Ok(with_threads(&kernel))
     }
 }

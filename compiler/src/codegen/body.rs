@@ -44,6 +44,9 @@ use einc_runtime::abi::status;
 use einc_runtime::{DType, Scalar};
 use std::collections::HashMap;
 
+mod parallel;
+pub(crate) use parallel::{Task, PARALLEL_FOR_SYMBOL};
+
 /// The signature of a body function: one pointer to the frame; returns a status code.
 pub fn signature<M: Module>(module: &M) -> Signature {
     let mut sig = module.make_signature();
@@ -63,6 +66,9 @@ pub(crate) struct Codegen<'a, M: Module> {
     /// The module's scratch functions, when some body has temporaries.
     pub scratch: Option<Scratch>,
     pub has_fma: bool,
+    /// Whether parallel loops become tasks run through `parallel_for` ([`parallel`]); when
+    /// not, they run as ordinary loops.
+    pub threads: bool,
 }
 
 /// The CLIF type of a loop-IR type, if code generation supports it (vectors must be 128 bits).
@@ -83,17 +89,20 @@ pub fn clif_type(t: Type) -> Option<ClifType> {
 
 impl<M: Module> Codegen<'_, M> {
     /// Builds the body `f` (the general function of the frame's kernel, or one of its
-    /// variants) into `ctx.func`.
+    /// variants), the function called `name`, into `ctx.func`. Returns the task functions its
+    /// parallel loops were outlined into ([`parallel`]), declared but not defined.
     pub(crate) fn build(
         &mut self,
         m: &loops::Module,
         f: &loops::Function,
         frame: &Frame,
-    ) -> Result<(), CodegenError> {
+        name: &str,
+    ) -> Result<Vec<Task>, CodegenError> {
         let shapes = frame.shapes(m, f)?;
         self.ctx.func.signature = signature(self.module);
         self.libs.begin_function();
         self.ukernels.begin_function();
+        let mut tasks = Vec::new();
         let mut fb = FunctionBuilder::new(&mut self.ctx.func, self.fctx);
         let start = fb.create_block();
         fb.append_block_params_for_function_params(start);
@@ -118,33 +127,48 @@ impl<M: Module> Codegen<'_, M> {
             dims: Vec::with_capacity(frame.dims.len()),
             ukernel_args: None,
             points_into: HashMap::new(),
+            frame_ptr,
+            outline: self.threads.then_some(name),
+            tasks: &mut tasks,
+            failed: None,
         };
-        let temps = g.prologue(frame_ptr)?;
+        let temps = g.prologue(frame_ptr, None)?;
         g.block(&f.body)?;
-        if let (Some((block, oom)), Some(scratch)) = (temps, g.scratch) {
-            let release = g.module.declare_func_in_func(scratch.release, g.fb.func);
-            g.fb.ins().call(release, &[block]);
-            let ok = g.fb.ins().iconst(types::I32, i64::from(status::OK));
-            g.fb.ins().return_(&[ok]);
+        let release = |g: &mut Gen<'_, '_, M>| {
+            if let (Some((block, _)), Some(scratch)) = (temps, g.scratch) {
+                let release = g.module.declare_func_in_func(scratch.release, g.fb.func);
+                g.fb.ins().call(release, &[block]);
+            }
+        };
+        release(&mut g);
+        let ok = g.fb.ins().iconst(types::I32, i64::from(status::OK));
+        g.fb.ins().return_(&[ok]);
+        if let Some(failed) = g.failed {
+            // A parallel loop's pool returned a non-zero status: pass it on.
+            g.fb.switch_to_block(failed);
+            let code = g.fb.block_params(failed)[0];
+            release(&mut g);
+            g.fb.ins().return_(&[code]);
+        }
+        if let Some((_, oom)) = temps {
             g.fb.switch_to_block(oom);
             let code =
                 g.fb.ins()
                     .iconst(types::I32, i64::from(status::OUT_OF_MEMORY));
             g.fb.ins().return_(&[code]);
-        } else {
-            let ok = g.fb.ins().iconst(types::I32, i64::from(status::OK));
-            g.fb.ins().return_(&[ok]);
         }
         g.fb.seal_all_blocks();
         let config = g.module.target_config();
         g.fb.finalize(config);
-        Ok(())
+        Ok(tasks)
     }
 }
 
 /// How to address one buffer.
 struct Buf {
-    base: Value,
+    /// The address of element 0; `None` for a scoped buffer until its `scoped` instruction,
+    /// and in a task for the local buffers its loop does not use.
+    base: Option<Value>,
     /// Element stride of each axis (an `i64` value).
     strides: Vec<Value>,
     /// log2 of the element size.
@@ -183,6 +207,16 @@ struct Gen<'a, 'b, M: Module> {
     ukernel_args: Option<StackSlot>,
     /// The buffer each `ptr` value points into.
     points_into: HashMap<ValueId, BufferId>,
+    /// The name of the function being built when its parallel loops are outlined into tasks
+    /// (a body's, with threads on), else `None` (a task's own function, or threads off: its
+    /// parallel loops run serially).
+    outline: Option<&'a str>,
+    /// The tasks outlined so far.
+    tasks: &'a mut Vec<Task>,
+    /// The function's frame pointer (a task's is loaded from its closure).
+    frame_ptr: Value,
+    /// The block that returns the status in its parameter, once a parallel loop needs it.
+    failed: Option<Block>,
 }
 
 impl<'b, M: Module> Gen<'_, 'b, M> {
@@ -194,11 +228,17 @@ impl<'b, M: Module> Gen<'_, 'b, M> {
         unsupported(self.f, message)
     }
 
-    /// Reads the frame (dims, then data pointers and run-time strides), places the temporaries
-    /// in the scratch block and the scoped buffers in the stack frame. Returns, when the body
+    /// Reads the frame (dims, then data pointers and run-time strides) and places the
+    /// temporaries in the scratch block, or, in a task, takes the addresses of the temporaries
+    /// and of the scoped buffers declared outside its loop from `captured` (by buffer number).
+    /// Scoped buffers get their stack slot at their `scoped` instruction. Returns, when a body
     /// has temporaries, the scratch block (to release) and the block that returns
     /// `OUT_OF_MEMORY` (to fill).
-    fn prologue(&mut self, frame_ptr: Value) -> Result<Option<(Value, Block)>, CodegenError> {
+    fn prologue(
+        &mut self,
+        frame_ptr: Value,
+        captured: Option<Vec<Option<Value>>>,
+    ) -> Result<Option<(Value, Block)>, CodegenError> {
         // The frame is valid, aligned and never written while the body runs, so its loads may
         // be moved and merged freely.
         let flags = MemFlagsData::trusted().with_readonly().with_can_move();
@@ -207,24 +247,31 @@ impl<'b, M: Module> Gen<'_, 'b, M> {
             let v = self.fb.ins().load(types::I64, flags, frame_ptr, off);
             self.dims.push(v);
         }
-        let (temps, mut addresses) = self.temporaries()?;
+        // A task has the addresses of the local buffers its loop uses, and only those.
+        let in_task = captured.is_some();
+        let (temps, mut addresses) = match captured {
+            Some(addresses) => (None, addresses),
+            None => self.temporaries()?,
+        };
         for (i, b) in self.f.buffers.iter().enumerate() {
             let id = BufferId(u32::try_from(i).unwrap_or(u32::MAX));
             let shape = self.shapes[i].clone();
             let param = self.f.params.iter().position(|&p| p == id);
-            let base = match (b.kind, param) {
-                (BufferKind::Input | BufferKind::Output, Some(n)) => {
-                    let off = Frame::offset(self.frame.data_slot[n])?;
-                    self.fb.ins().load(types::I64, flags, frame_ptr, off)
-                }
-                (BufferKind::Temp, _) => addresses[i]
-                    .take()
-                    .ok_or_else(|| self.err(format!("temporary `{}` was not placed", b.name)))?,
-                (BufferKind::Scoped, _) => self.scoped(b, &shape)?,
-                (BufferKind::Input | BufferKind::Output, None) => {
-                    return Err(self.err(format!("buffer `{}` is not a parameter", b.name)))
-                }
-            };
+            let base =
+                match (b.kind, param) {
+                    (BufferKind::Input | BufferKind::Output, Some(n)) => {
+                        let off = Frame::offset(self.frame.data_slot[n])?;
+                        Some(self.fb.ins().load(types::I64, flags, frame_ptr, off))
+                    }
+                    (BufferKind::Temp, _) if in_task => addresses[i].take(),
+                    (BufferKind::Temp, _) => Some(addresses[i].take().ok_or_else(|| {
+                        self.err(format!("temporary `{}` was not placed", b.name))
+                    })?),
+                    (BufferKind::Scoped, _) => addresses[i].take(),
+                    (BufferKind::Input | BufferKind::Output, None) => {
+                        return Err(self.err(format!("buffer `{}` is not a parameter", b.name)))
+                    }
+                };
             let rank = shape.len();
             let mut strides = Vec::with_capacity(rank);
             // The product of the extents after axis k: its C-order stride, whatever the
@@ -508,8 +555,18 @@ impl<'b, M: Module> Gen<'_, 'b, M> {
                     self.fb.ins().store(flags, v, addr, 0);
                 }
                 Inst::For(l) => self.for_loop(l)?,
-                // Its slot was placed in the prologue; its elements are undefined at each start.
-                Inst::Scoped(_) => {}
+                // A stack slot of the function being built (so each task of a parallel loop
+                // that declares it has its own); its elements are undefined at each start.
+                Inst::Scoped(id) => {
+                    let i = id.0 as usize;
+                    let b = self
+                        .f
+                        .buffer(*id)
+                        .ok_or_else(|| self.err(format!("buffer #{i} does not exist")))?;
+                    let shape = self.shapes[i].clone();
+                    let base = self.scoped(b, &shape)?;
+                    self.bufs[i].base = Some(base);
+                }
                 Inst::StoreAt { ptr, value } => {
                     let buffer = self.target(*ptr)?;
                     if self.f.buffer(buffer).map(|b| b.kind) == Some(BufferKind::Input) {
@@ -627,15 +684,27 @@ impl<'b, M: Module> Gen<'_, 'b, M> {
     }
 
     fn for_loop(&mut self, l: &loops::For) -> Result<(), CodegenError> {
-        let step = i64::try_from(l.step)
-            .ok()
-            .filter(|s| *s > 0)
-            .ok_or_else(|| self.err(format!("loop step {} is out of range", l.step)))?;
-        if l.yields.len() != l.carried.len() {
-            return Err(self.err("a loop yields a different number of values than it carries"));
+        if l.parallel && l.carried.is_empty() {
+            if let Some(name) = self.outline {
+                return self.parallel_loop(l, name);
+            }
         }
         let lower = self.val(l.lower)?;
         let upper = self.val(l.upper)?;
+        self.loop_over(l, lower, upper)
+    }
+
+    /// Loop `l` run from `lower` to `upper` (CLIF values).
+    fn loop_over(
+        &mut self,
+        l: &loops::For,
+        lower: Value,
+        upper: Value,
+    ) -> Result<(), CodegenError> {
+        let step = self.step(l)?;
+        if l.yields.len() != l.carried.len() {
+            return Err(self.err("a loop yields a different number of values than it carries"));
+        }
         let body = self.fb.create_block();
         let exit = self.fb.create_block();
         let iv = self.fb.append_block_param(body, types::I64);
@@ -672,6 +741,14 @@ impl<'b, M: Module> Gen<'_, 'b, M> {
         self.fb.ins().brif(again, body, &back_args, exit, &yields);
         self.fb.switch_to_block(exit);
         Ok(())
+    }
+
+    /// The step of loop `l`, checked.
+    fn step(&self, l: &loops::For) -> Result<i64, CodegenError> {
+        i64::try_from(l.step)
+            .ok()
+            .filter(|s| *s > 0)
+            .ok_or_else(|| self.err(format!("loop step {} is out of range", l.step)))
     }
 
     /// The address a `ptr` value holds and the flags to access its buffer with, for an access
@@ -723,7 +800,12 @@ impl<'b, M: Module> Gen<'_, 'b, M> {
                 "vector access to `{name}`, whose last axis has no unit stride"
             )));
         }
-        let (base, shift, flags) = (b.base, b.shift, b.flags);
+        let (shift, flags) = (b.shift, b.flags);
+        let base = b.base.ok_or_else(|| {
+            self.err(format!(
+                "scoped buffer `{name}` is used before its `scoped` instruction"
+            ))
+        })?;
         let strides = b.strides.clone();
         let mut offset: Option<Value> = None;
         for (i, s) in index.iter().zip(strides) {

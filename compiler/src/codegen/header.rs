@@ -5,6 +5,7 @@
 use super::last_error::LAST_ERROR_SYMBOL;
 use super::object::{
     check_symbols, info_symbol, kernel_info, ABI_VERSION_SYMBOL, KERNEL_LIST_SYMBOL,
+    SET_PARALLEL_FOR_SYMBOL,
 };
 use super::{entry_symbol, kernel_signature, CodegenError};
 use crate::ir::loops::{self, Extent};
@@ -105,6 +106,15 @@ typedef struct {
     const char *const   *dim_names;    /* ndims entries                     */
 } einc_kernel_info;
 
+/* A task of a parallel loop: runs iterations lo..hi with the loop's closure; returns 0. */
+typedef int32_t (*einc_task_fn)(const void *closure, int64_t lo, int64_t hi);
+
+/* A host's thread pool (einc_set_parallel_for): runs task(closure, lo, hi) for disjoint ranges
+ * covering 0..n, each of at least grain iterations but the last, on any threads, and returns
+ * 0 (or the first non-zero status of a task) once every call has returned. */
+typedef int32_t (*einc_parallel_for_fn)(void *ctx, einc_task_fn task, const void *closure,
+                                        int64_t n, int64_t grain);
+
 #endif /* EINC_ABI_VERSION */
 ",
     );
@@ -167,6 +177,14 @@ pub fn header_text(m: &loops::Module, name: &str, source: &str) -> Result<String
         s,
         "\n/* Every kernel of the library, as einc_K_info() describes it, then NULL. */\n\
          const einc_kernel_info *const *{KERNEL_LIST_SYMBOL}(void);"
+    );
+    let _ = writeln!(
+        s,
+        "\n/* Runs the library's parallel loops on the host's pool: fn(ctx, ...) from now on, or the\n \
+         * library's own pool again when fn is NULL. The library's pool starts on the first\n \
+         * parallel loop with EINC_NUM_THREADS threads, else one per CPU the process may run on.\n \
+         * Results are bit-identical for any pool and thread count. Call it while no kernel of the\n \
+         * library runs. */\nvoid {SET_PARALLEL_FOR_SYMBOL}(einc_parallel_for_fn fn, void *ctx);"
     );
     for f in m.kernels() {
         let sig = kernel_signature(m, f)?;

@@ -16,8 +16,8 @@
 //! `einc_last_error`, and writes nothing. Object files compile every body ahead of time.
 
 use super::{
-    define_module, isa, last_error, scratch, CodegenError, DeferredBody, KernelSignature,
-    LazyGeneral, Listing, Target, UkernelIsa, UkernelPlan,
+    body, define_module, isa, last_error, scratch, CodegenError, DeferredBody, KernelSignature,
+    LazyGeneral, Listing, Target, Threads, UkernelIsa, UkernelPlan,
 };
 use crate::ir::loops;
 use cranelift_codegen::Context;
@@ -86,6 +86,12 @@ impl Code {
                 .get_mut(n)
                 .and_then(Option::take)
                 .ok_or_else(|| format!("deferred body {n} failed to compile before"))?;
+            for task in body.tasks {
+                let mut ctx = Context::for_function(task.func);
+                jit.module
+                    .define_function(task.id, &mut ctx)
+                    .map_err(|e| format!("compiling `{}`: {e:?}", task.name))?;
+            }
             let mut ctx = Context::for_function(body.func);
             jit.module
                 .define_function(body.id, &mut ctx)
@@ -194,6 +200,10 @@ pub fn jit_compile_with(m: &loops::Module, wide: UkernelIsa) -> Result<JitProgra
     last_error::jit_symbols(&mut builder);
     scratch::jit_symbols(&mut builder);
     builder.symbol(COMPILE_AND_CALL_SYMBOL, compile_and_call as *const u8);
+    builder.symbol(
+        body::PARALLEL_FOR_SYMBOL,
+        einc_runtime::parallel::parallel_for as *const u8,
+    );
     let mut module = JITModule::new(builder);
     let lazy_bodies = m
         .kernels()
@@ -212,6 +222,7 @@ pub fn jit_compile_with(m: &loops::Module, wide: UkernelIsa) -> Result<JitProgra
         &mut module,
         m,
         last_error::Linkage::Jit,
+        Threads::Pool,
         Listing::None,
         Some(&lazy),
         UkernelPlan::fixed(wide),

@@ -39,7 +39,7 @@ mod tests;
 
 use crate::ir::loops::{self, BufferKind, DimDef, Extent};
 use cranelift_codegen::control::ControlPlane;
-use cranelift_codegen::ir::{types, Type as ClifType};
+use cranelift_codegen::ir::{types, Function, Type as ClifType};
 use cranelift_codegen::isa::TargetIsa;
 use cranelift_codegen::Context;
 use cranelift_module::{FuncId, Linkage, Module, ModuleReloc};
@@ -327,11 +327,13 @@ pub(crate) struct LazyGeneral {
     pub symbol: &'static str,
 }
 
-/// A general body built, verified and declared, but not compiled (see [`LazyGeneral`]).
+/// A general body built, verified and declared, but not compiled (see [`LazyGeneral`]), with
+/// the tasks it outlined (verified too).
 pub(crate) struct DeferredBody {
     pub id: FuncId,
     pub name: String,
-    pub func: cranelift_codegen::ir::Function,
+    pub func: Function,
+    pub tasks: Vec<body::Task>,
 }
 
 /// What text [`define_module`] records about each function it defines.
@@ -355,6 +357,17 @@ impl Listing<'_> {
     }
 }
 
+/// Whether the parallel loops of a module's bodies run on threads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Threads {
+    /// Outlined into tasks run through `einc_parallel_for` ([`body`]), which the JIT binds to
+    /// the runtime's pool and a library defines with its own.
+    Pool,
+    /// As ordinary loops on the calling thread (an object file on its own, which must link
+    /// with nothing new).
+    Serial,
+}
+
 /// Defines every kernel of `m` in `module`, and the error functions the entry points record
 /// their failures with (linked as `errors` says), recording each function in `listing`. With
 /// `lazy`, the general body of each kernel that has variants is only built and verified, and
@@ -364,21 +377,41 @@ pub(crate) fn define_module<M: Module>(
     module: &mut M,
     m: &loops::Module,
     errors: last_error::Linkage,
+    threads: Threads,
     listing: Listing<'_>,
     lazy: Option<&LazyGeneral>,
     wide: UkernelPlan,
 ) -> Result<DefinedModule, CodegenError> {
     // A listing records each function as it is compiled, in order: compile on this thread.
     if !matches!(listing, Listing::None) {
-        return define_kernels(module, m, errors, listing, lazy, None, wide);
+        let code = CodeChoices {
+            errors,
+            threads,
+            wide,
+        };
+        return define_kernels(module, m, code, listing, lazy, None);
     }
     let isa = isa::with_settings(module.isa(), &[])?;
     std::thread::scope(|scope| {
         let mut workers = workers::Workers::new(scope, &*isa);
-        let defined = define_kernels(module, m, errors, listing, lazy, Some(&mut workers), wide)?;
+        let code = CodeChoices {
+            errors,
+            threads,
+            wide,
+        };
+        let defined = define_kernels(module, m, code, listing, lazy, Some(&mut workers))?;
         workers.define_all(module)?;
         Ok(defined)
     })
+}
+
+/// How [`define_module`] generates a module's code: how the error functions link, whether
+/// parallel loops use threads, and which micro-kernels.
+#[derive(Clone, Copy)]
+struct CodeChoices {
+    errors: last_error::Linkage,
+    threads: Threads,
+    wide: UkernelPlan,
 }
 
 /// [`define_module`], handing the kernel bodies to `workers` when given (the caller then
@@ -386,12 +419,16 @@ pub(crate) fn define_module<M: Module>(
 fn define_kernels<M: Module>(
     module: &mut M,
     m: &loops::Module,
-    errors: last_error::Linkage,
+    code: CodeChoices,
     mut listing: Listing<'_>,
     lazy: Option<&LazyGeneral>,
     mut workers: Option<&mut workers::Workers<'_, '_>>,
-    wide: UkernelPlan,
 ) -> Result<DefinedModule, CodegenError> {
+    let CodeChoices {
+        errors,
+        threads,
+        wide,
+    } = code;
     let has_fma = module.isa().has_native_fma();
     let mut ctx = module.make_context();
     let mut fctx = cranelift_frontend::FunctionBuilderContext::new();
@@ -435,6 +472,7 @@ fn define_kernels<M: Module>(
         None
     };
     let mut ukernels = ukernel::Ukernels::default();
+    let threads = threads == Threads::Pool;
     check_variants(m)?;
     let mut kernels = Vec::new();
     let mut deferred = Vec::new();
@@ -456,8 +494,10 @@ fn define_kernels<M: Module>(
                 errors: &mut errors,
                 scratch,
                 has_fma,
+                threads,
             };
-            g.build(m, v, &frame)?;
+            let tasks = g.build(m, v, &frame, &name)?;
+            define_tasks(module, tasks, workers.as_deref_mut(), listing.reborrow())?;
             match workers.as_deref_mut() {
                 Some(workers) => {
                     let func = take_verified(module, &mut ctx, &name)?;
@@ -478,11 +518,20 @@ fn define_kernels<M: Module>(
             errors: &mut errors,
             scratch,
             has_fma,
+            threads,
         };
-        g.build(m, f, &frame)?;
+        let tasks = g.build(m, f, &frame, &body_name)?;
         let general = match lazy {
             Some(lazy) if !bodies.is_empty() => {
                 let func = take_verified(module, &mut ctx, &body_name)?;
+                let tasks = tasks
+                    .into_iter()
+                    .map(|t| {
+                        ctx.func = t.func;
+                        let func = take_verified(module, &mut ctx, &t.name)?;
+                        Ok(body::Task { func, ..t })
+                    })
+                    .collect::<Result<Vec<_>, CodegenError>>()?;
                 let slot = *lazy.slots.get(deferred.len()).ok_or_else(|| {
                     CodegenError::Target("fewer lazy body slots than kernels with variants".into())
                 })?;
@@ -506,10 +555,12 @@ fn define_kernels<M: Module>(
                     id: body_id,
                     name: body_name,
                     func,
+                    tasks,
                 });
                 general
             }
             _ => {
+                define_tasks(module, tasks, workers.as_deref_mut(), listing.reborrow())?;
                 match workers.as_deref_mut() {
                     Some(workers) => {
                         let func = take_verified(module, &mut ctx, &body_name)?;
@@ -584,6 +635,33 @@ fn check_variants(m: &loops::Module) -> Result<(), CodegenError> {
                 v,
                 format!("its parameters differ from those of kernel `{general}`"),
             ));
+        }
+    }
+    Ok(())
+}
+
+/// Defines the task functions a body outlined (or hands them to `workers`), recording each in
+/// `listing`.
+fn define_tasks<M: Module>(
+    module: &mut M,
+    tasks: Vec<body::Task>,
+    workers: Option<&mut workers::Workers<'_, '_>>,
+    mut listing: Listing<'_>,
+) -> Result<(), CodegenError> {
+    let ctx = &mut module.make_context();
+    match workers {
+        Some(workers) => {
+            for t in tasks {
+                ctx.func = t.func;
+                let func = take_verified(module, ctx, &t.name)?;
+                workers.compile(t.id, t.name, func);
+            }
+        }
+        None => {
+            for t in tasks {
+                ctx.func = t.func;
+                finish(module, ctx, t.id, &t.name, listing.reborrow())?;
+            }
         }
     }
     Ok(())
@@ -721,6 +799,7 @@ pub fn clif_text(
         &mut module,
         m,
         last_error::Linkage::Library,
+        Threads::Pool,
         Listing::Clif(&mut text),
         None,
         UkernelPlan::fixed(wide),
@@ -741,6 +820,7 @@ pub fn compile_for_target(
         &mut module,
         m,
         last_error::Linkage::Library,
+        Threads::Pool,
         Listing::None,
         None,
         UkernelPlan::fixed(wide),

@@ -15,8 +15,8 @@ use super::isa::TargetCpu;
 use super::last_error::{self, LAST_ERROR_SYMBOL, RECORD_SYMBOL};
 use super::wide::UkernelPlan;
 use super::{
-    declare, define_module, entry_symbol, finish, isa, CodegenError, KernelSignature, Listing,
-    Target,
+    body, declare, define_module, entry_symbol, finish, isa, CodegenError, KernelSignature,
+    Listing, Target, Threads,
 };
 use crate::ir::loops::{self, Extent};
 use cranelift_codegen::ir::{types, AbiParam, Endianness, InstBuilder};
@@ -127,6 +127,10 @@ pub fn kernel_info(sig: &KernelSignature) -> Result<KernelInfoData, CodegenError
     })
 }
 
+/// The function a library exports to replace its thread pool with the host's
+/// (`runtime/c/einc_parallel.c`, docs/abi.md "Threads").
+pub const SET_PARALLEL_FOR_SYMBOL: &str = "einc_set_parallel_for";
+
 /// An object file and what it contains.
 #[derive(Clone, Debug)]
 pub struct CompiledObject {
@@ -137,15 +141,39 @@ pub struct CompiledObject {
 }
 
 /// Compiles every kernel of `m` for `target` at CPU level `cpu`, with the micro-kernels of
-/// `wide`, into a position-independent object file.
+/// `wide`, into a position-independent object file that needs nothing but libc and libm: its
+/// parallel loops run serially (`einc build --emit obj`).
 pub fn emit_object(
     m: &loops::Module,
     target: &Target,
     cpu: TargetCpu,
     wide: UkernelPlan,
 ) -> Result<CompiledObject, CodegenError> {
+    object_file(m, target, cpu, wide, Threads::Serial)
+}
+
+/// Compiles every kernel of `m` for `target` at CPU level `cpu`, with the micro-kernels of
+/// `wide`, into the position-independent object file of a library: its parallel loops call
+/// `einc_parallel_for`, which the library's thread pool (`runtime/c/einc_parallel.c`, linked
+/// in by `einc build`) defines.
+pub fn emit_library_object(
+    m: &loops::Module,
+    target: &Target,
+    cpu: TargetCpu,
+    wide: UkernelPlan,
+) -> Result<CompiledObject, CodegenError> {
+    object_file(m, target, cpu, wide, Threads::Pool)
+}
+
+fn object_file(
+    m: &loops::Module,
+    target: &Target,
+    cpu: TargetCpu,
+    wide: UkernelPlan,
+    threads: Threads,
+) -> Result<CompiledObject, CodegenError> {
     let mut module = isa::object_module_for(target, cpu)?;
-    let kernels = define_library(&mut module, m, Listing::None, wide)?;
+    let kernels = define_library(&mut module, m, threads, Listing::None, wide)?;
     let bytes = module
         .finish()
         .emit()
@@ -164,7 +192,7 @@ pub fn asm_text(
 ) -> Result<String, CodegenError> {
     let mut module = isa::object_module_for(target, cpu)?;
     let mut text = String::new();
-    define_library(&mut module, m, Listing::Asm(&mut text), wide)?;
+    define_library(&mut module, m, Threads::Pool, Listing::Asm(&mut text), wide)?;
     Ok(text)
 }
 
@@ -172,6 +200,7 @@ pub fn asm_text(
 fn define_library(
     module: &mut ObjectModule,
     m: &loops::Module,
+    threads: Threads,
     mut listing: Listing<'_>,
     wide: UkernelPlan,
 ) -> Result<Vec<KernelInfoData>, CodegenError> {
@@ -181,6 +210,7 @@ fn define_library(
         module,
         m,
         last_error::Linkage::Library,
+        threads,
         listing.reborrow(),
         None,
         wide,
@@ -235,6 +265,8 @@ pub(crate) fn check_symbols(m: &loops::Module) -> Result<(), CodegenError> {
         KERNEL_LIST_SYMBOL,
         LAST_ERROR_SYMBOL,
         RECORD_SYMBOL,
+        body::PARALLEL_FOR_SYMBOL,
+        SET_PARALLEL_FOR_SYMBOL,
     ]
     .iter()
     .map(|s| (s.to_string(), "the library"))

@@ -3,7 +3,10 @@
 //! compiles kernels ahead of time into a shared library `lib<name>.so` and its C header
 //! `<name>.h` (`<name>` is the file's stem), or just the object file, the disassembly or the
 //! header. The library is linked by the system C compiler (`$CC`, else `cc`, or
-//! `<arch>-linux-gnu-gcc` for another architecture) and depends only on libc and libm.
+//! `<arch>-linux-gnu-gcc` for another architecture), which also compiles the library's thread
+//! pool (`runtime/c/einc_parallel.c`, docs/threads.md) into it; it depends only on libc and
+//! libm (and libpthread where that is a separate library). An object file alone
+//! (`--emit obj`) runs its parallel loops serially and needs nothing new.
 //!
 //! Nothing is written until everything has succeeded: the object is linked in a private
 //! temporary directory, and the results are staged beside their destinations and renamed into
@@ -153,7 +156,7 @@ fn build(module: &tensor::Module, args: &Args, opts: &CompileOptions) -> Result<
         )],
         Emit::Lib => {
             let header = header::header_text(&lm, &name, &source).map_err(codegen)?;
-            let obj = object::emit_object(&lm, target, opts.cpu, wide).map_err(codegen)?;
+            let obj = object::emit_library_object(&lm, target, opts.cpu, wide).map_err(codegen)?;
             let lib = link(&obj.bytes, &name, target)?;
             vec![
                 (dest.file(&format!("lib{name}.so")), lib),
@@ -315,14 +318,22 @@ impl Drop for TempDir {
     }
 }
 
-/// Links the object file into the shared library `lib<name>.so` and returns its bytes.
+/// The C source of a library's thread pool, which defines the `einc_parallel_for` that the
+/// library's parallel loops call and exports `einc_set_parallel_for`.
+const POOL_SOURCE: &str = include_str!("../../../runtime/c/einc_parallel.c");
+
+/// Links the object file and the thread pool into the shared library `lib<name>.so` and
+/// returns its bytes.
 fn link(obj: &[u8], name: &str, target: &Target) -> Result<Vec<u8>, String> {
     let cc = c_compiler(target)?;
     let tmp = TempDir::new()?;
     let obj_path = tmp.0.join(format!("{name}.o"));
+    let pool_path = tmp.0.join("einc_parallel.c");
     let lib_name = format!("lib{name}.so");
     let lib_path = tmp.0.join(&lib_name);
     std::fs::write(&obj_path, obj).map_err(|e| format!("cannot write the object file: {e}"))?;
+    std::fs::write(&pool_path, POOL_SOURCE)
+        .map_err(|e| format!("cannot write the thread pool's source: {e}"))?;
     let (program, pre) = cc
         .split_first()
         .ok_or("no C compiler found: set CC or install cc")?;
@@ -332,6 +343,9 @@ fn link(obj: &[u8], name: &str, target: &Target) -> Result<Vec<u8>, String> {
         .arg("-o")
         .arg(&lib_path)
         .arg(&obj_path)
+        // The pool: only `einc_set_parallel_for` is exported (the source marks it).
+        .args(["-O2", "-fPIC", "-fvisibility=hidden", "-pthread"])
+        .arg(&pool_path)
         .arg(format!("-Wl,-soname,{lib_name}"))
         // The object's code needs no executable stack; say so rather than let the linker guess.
         .arg("-Wl,-z,noexecstack")

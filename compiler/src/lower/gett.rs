@@ -31,8 +31,10 @@
 //! extent is known when compiling (rounded up to whole panels), the block otherwise. The
 //! packed A and B blocks are temporaries that every GETT nest of the function shares (one per
 //! dtype and tile width, grown to the largest request: the nests run one after another), so a
-//! kernel with several contractions allocates and touches one of each per call. A parallel
-//! `ic` (`jc`) loop instead scopes its own A (B) block to each iteration.
+//! kernel with several contractions allocates and touches one of each per call. When a loop of
+//! the nest runs in parallel, each task gets its own blocks instead (docs/threads.md): the
+//! packed A block is scoped to the `ic` iteration, the packed B block to the `jc` iteration
+//! when `jc` is parallel, else to the innermost outer loop when an outer loop is parallel.
 //!
 //! **Epilogues.** With an epilogue (`docs/schedules.md`), the nest stores the epilogue's last
 //! value instead of C: on the last K block (of the last iteration of every outer reduced
@@ -239,16 +241,18 @@ pub(super) fn lower_gett(
     }
     let k_runs = index_op(fl, &mut entry, "kruns", IndexOp::Max, k_eff, one);
 
-    // The packed B block: scoped per `jc` iteration when those are parallel, else the
+    // The packed B block: scoped per `jc` iteration when those are parallel, else per
+    // iteration of the innermost outer loop when an outer loop is parallel, else the
     // function's shared B pack.
     let jc_parallel = x.plan.blocks.contains(&BlockLoop::Jc);
+    let outer_parallel = x.outer_parallel(g);
     let kc = x.block_of(fl, x.plan.k, x.plan.kc);
     let bp_shape = [
         x.block_of(fl, x.plan.n, x.plan.nc).div_ceil(x.plan.nr),
         kc,
         x.plan.nr,
     ];
-    let bp = if jc_parallel {
+    let bp = if jc_parallel || outer_parallel {
         fl.add_scratch("Bp", g.dtype, &bp_shape, BufferKind::Scoped)
     } else {
         fl.shared_pack("Bp", g.dtype, bp_shape)
@@ -273,6 +277,9 @@ pub(super) fn lower_gett(
         .collect();
     jc_body.extend(x.jc_body(fl, jc, dims, k_runs, bp, &reduced_outer)?);
     let mut nest = vec![for_loop(jc, zero, n_eff, x.plan.nc, jc_parallel, jc_body)];
+    if outer_parallel && !jc_parallel {
+        nest.insert(0, Inst::Scoped(bp));
+    }
     for (pos, &i) in x.plan.outer.iter().enumerate().rev() {
         let parallel = x.plan.parallel.contains(&i) && g.output.contains(&i);
         let var = x.at[i.0 as usize];
@@ -376,6 +383,11 @@ fn for_loop(
 }
 
 impl Gett<'_> {
+    /// Whether an outer loop of the nest (an output index of `g`) runs in parallel.
+    fn outer_parallel(&self, g: &Generic) -> bool {
+        self.plan.parallel.iter().any(|i| g.output.contains(i))
+    }
+
     /// The body of the `jc` loop: `nc'`, then the `pc` loop with B's packing and the `ic`
     /// loop.
     fn jc_body(
@@ -801,15 +813,15 @@ impl Gett<'_> {
         let dtype = self.g.dtype;
 
         let ap = if self.plan.pack_a {
-            // Scoped to the `ic` iteration when those run in parallel, so each has its own;
-            // else the function's shared A pack.
-            let ic_parallel = self.plan.blocks.contains(&BlockLoop::Ic);
+            // Scoped to the `ic` iteration when some loop of the nest runs in parallel, so
+            // each task has its own; else the function's shared A pack.
+            let scoped = !self.plan.blocks.is_empty() || self.outer_parallel(self.g);
             let panels = self
                 .block_of(fl, self.plan.m, self.plan.mc)
                 .div_ceil(self.plan.mr);
             let kc = self.block_of(fl, self.plan.k, self.plan.kc);
             let shape = [panels, kc, self.plan.mr];
-            let ap = if ic_parallel {
+            let ap = if scoped {
                 let ap = fl.add_scratch("Ap", dtype, &shape, BufferKind::Scoped);
                 insts.push(Inst::Scoped(ap));
                 ap

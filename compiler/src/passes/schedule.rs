@@ -31,7 +31,7 @@ use crate::analysis::{classify_function, Contraction, OpClass};
 use crate::codegen::UkernelIsa;
 use crate::ir::loops::MAX_SCOPED_BYTES;
 use crate::ir::tensor::schedule::{
-    self, GemmSchedule, LoopsSchedule, MicroKernel, Packing, Schedule,
+    self, BlockLoop, GemmSchedule, LoopsSchedule, MicroKernel, Packing, Schedule,
 };
 use crate::ir::tensor::{AxisMap, Extent, Function, Generic, IndexId, Module, OpKind};
 use crate::target::{Isa, Machine};
@@ -135,6 +135,11 @@ impl SchedulePass {
                     Some(rng) => Some(random::schedule(rng, g, &class, &self.overrides)),
                     None => self.choose(&fcopy, pos, g, &class, &known),
                 };
+                // What the op's own schedule sets, which the budget rule below keeps.
+                let given = match &g.schedule {
+                    Some(Schedule::Gemm(p)) => (p.parallel.is_some(), p.parallel_blocks.is_some()),
+                    _ => (false, false),
+                };
                 let Some(mut s) = chosen else { continue };
                 if let Schedule::Gemm(gs) = &mut s {
                     if gs.epilogue.is_none() {
@@ -145,10 +150,19 @@ impl SchedulePass {
                     }
                 }
                 // Blocks scoped to parallel loops must fit the function's stack budget with
-                // the others: past it, a drawn schedule runs its blocking loops serially.
-                if self.random.is_some() && stack + schedule::scoped_bytes(g, &s) > MAX_SCOPED_BYTES
-                {
-                    if let Schedule::Gemm(gs) = &mut s {
+                // the others: past it, a drawn or chosen schedule runs its outer loops, then
+                // its blocking loops, serially (what the op's own schedule sets stays).
+                let random = self.random.is_some();
+                if let Schedule::Gemm(gs) = &mut s {
+                    let over = |gs: &GemmSchedule| {
+                        !schedule::scoped_blocks_fit(g, gs)
+                            || stack + schedule::scoped_bytes(g, &Schedule::Gemm(gs.clone()))
+                                > MAX_SCOPED_BYTES
+                    };
+                    if (random || !given.0) && over(gs) {
+                        gs.parallel = Some(Vec::new());
+                    }
+                    if (random || !given.1) && over(gs) {
                         gs.parallel_blocks = Some(Vec::new());
                     }
                 }
@@ -293,7 +307,11 @@ impl SchedulePass {
             k: Some(groups.k),
             mr: Some(mr),
             nr: Some(nr),
-            mc: partial.mc.or(o.mc).or(Some(model.mc)),
+            mc: partial.mc.or(o.mc).or(Some(if outer_output.is_empty() {
+                parallel_mc(model.mc, e.m, mr)
+            } else {
+                model.mc
+            })),
             kc: partial.kc.or(o.kc).or(Some(model.kc)),
             nc: partial.nc.or(o.nc).or(Some(model.nc)),
             pack: partial.pack.or(Some(Packing {
@@ -302,9 +320,12 @@ impl SchedulePass {
             })),
             ukernel: Some(family),
             parallel: partial.parallel.clone().or(Some(outer_output)),
-            // No blocking loop is parallel until threads (#10) choose one and size its
-            // per-task buffers.
-            parallel_blocks: partial.parallel_blocks.clone().or(Some(Vec::new())),
+            // The `ic` blocks: every task reads the packed B block and packs its own A block
+            // (the pass runs the blocks serially when those blocks exceed the stack budget).
+            parallel_blocks: partial
+                .parallel_blocks
+                .clone()
+                .or(Some(vec![BlockLoop::Ic])),
             epilogue: partial.epilogue.clone(),
         }
     }
@@ -601,6 +622,19 @@ pub fn complete_softmax(
         unroll: Some(unroll),
         parallel: Some(parallel),
     }
+}
+
+/// The `ic` blocks a known M is cut into at least when no batch loop runs in parallel, so that
+/// the parallel `ic` loop has work for several threads (a known M no larger than the cost
+/// model's `mc` would be one block): four serve two to four threads evenly.
+const PARALLEL_M_BLOCKS: u64 = 4;
+
+/// `mc` for the parallel `ic` loop: the cost model's `mc`, or less so that a known M makes at
+/// least [`PARALLEL_M_BLOCKS`] blocks, but not below 4 tiles of `mr` rows.
+fn parallel_mc(mc: u64, m: Option<u64>, mr: u64) -> u64 {
+    let Some(m) = m else { return mc };
+    let share = m.div_ceil(PARALLEL_M_BLOCKS).next_multiple_of(mr.max(1));
+    mc.min(share.max(4 * mr)).max(mr)
 }
 
 /// Vectors per step of a row softmax's loops. The online pass computes one rescaling `exp` per

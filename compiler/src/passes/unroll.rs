@@ -17,7 +17,9 @@
 //!   values).
 //!
 //! A loop whose body declares a scoped buffer is left alone (each copy would need its own
-//! stack), as is one asking for `unroll 1`. Inner loops are unrolled before outer ones.
+//! stack), as is one asking for `unroll 1`, and a parallel loop whose body holds a loop is
+//! never unrolled fully (its few instructions may be much work, which its iterations share
+//! among threads: docs/threads.md). Inner loops are unrolled before outer ones.
 
 use super::{Ir, Pass, PassOutput};
 use crate::ir::loops::rewrite::{
@@ -152,7 +154,9 @@ impl Unroller<'_> {
     }
 
     fn fits(&self, l: &For, trips: u64) -> bool {
-        trips <= self.pass.max_trips
+        let nested = l.body.insts.iter().any(|i| matches!(i, Inst::For(_)));
+        !(l.parallel && nested)
+            && trips <= self.pass.max_trips
             && trips.saturating_mul(size(&l.body) as u64) <= self.pass.max_insts
     }
 

@@ -731,20 +731,30 @@ pub fn gemm_operands(g: &Generic) -> Result<GemmOperands, String> {
     }
 }
 
-/// The stack bytes of the block a parallel blocking loop packs for itself under schedule `s`
-/// of `g` (A's `mc x kc` block for `ic` when A is packed, B's `kc x nc` block for `jc`); `None`
-/// when the loop is not parallel or the schedule does not say enough.
+/// The stack bytes of the block a blocking loop packs for itself under schedule `s` of `g`
+/// when some loop of the nest runs in parallel (so that each task packs its own): A's
+/// `mc x kc` block for `ic` when A is packed, B's `kc x nc` block for `jc` when `jc` or an
+/// outer loop is parallel; `None` when the block is a temporary of the function or the
+/// schedule does not say enough.
 pub fn scoped_block_bytes(g: &Generic, s: &GemmSchedule, block: BlockLoop) -> Option<u64> {
-    if !s.parallel_blocks.as_deref()?.contains(&block) {
-        return None;
-    }
+    let blocks = s.parallel_blocks.as_deref()?;
+    let outer = s.parallel.as_deref()?.iter().any(|i| g.output.contains(i));
     let (rows, tile) = match block {
-        BlockLoop::Ic if s.pack?.a => (s.mc?, s.mr?),
-        BlockLoop::Ic => return None,
-        BlockLoop::Jc => (s.nc?, s.nr?),
+        BlockLoop::Ic if s.pack?.a && (outer || !blocks.is_empty()) => (s.mc?, s.mr?),
+        BlockLoop::Jc if outer || blocks.contains(&BlockLoop::Jc) => (s.nc?, s.nr?),
+        BlockLoop::Ic | BlockLoop::Jc => return None,
     };
     let bytes = g.dtype.size_bytes() as u64;
     Some(rows.div_ceil(tile) * tile * s.kc? * bytes)
+}
+
+/// Whether every block that schedule `s` of `g` scopes to a parallel loop fits
+/// [`MAX_SCOPED_BLOCK_BYTES`].
+pub fn scoped_blocks_fit(g: &Generic, s: &GemmSchedule) -> bool {
+    BlockLoop::ALL
+        .into_iter()
+        .filter_map(|b| scoped_block_bytes(g, s, b))
+        .all(|b| b <= MAX_SCOPED_BLOCK_BYTES)
 }
 
 /// The stack bytes all scoped buffers of `g`'s nest take under schedule `s`: the blocks of its
@@ -900,8 +910,8 @@ pub fn check(g: &Generic, s: &Schedule) -> Vec<String> {
                     scoped_block_bytes(g, s, block).filter(|&b| b > MAX_SCOPED_BLOCK_BYTES)
                 {
                     errors.push(format!(
-                        "the packed block of the parallel `{}` loop takes {b} bytes of stack, \
-                         more than {MAX_SCOPED_BLOCK_BYTES}",
+                        "the packed block of the `{}` loop, scoped to a parallel loop, takes {b} \
+                         bytes of stack, more than {MAX_SCOPED_BLOCK_BYTES}",
                         block.name()
                     ));
                 }

@@ -476,3 +476,34 @@ fn schedules_built_in_rust_with_dangling_ids_are_errors_not_panics() {
         assert!(text.contains("<invalid index 99>"), "{text}");
     }
 }
+
+/// A parallel batch loop gives each task its own packed B block (docs/threads.md), which must
+/// fit the stack budget of one block; the same schedule with serial outer loops keeps B in a
+/// temporary.
+#[test]
+fn a_parallel_batch_loop_scopes_the_packed_b_block() {
+    let batched = |schedule: &str| {
+        schedule_errors(
+            "B, M, N, K",
+            "%A: f32[B, M, K], %B: f32[B, K, N]",
+            "f32[B, M, N]",
+            "generic (b: B, i: M, j: N, k: K) ins(%A[b, i, k], %B[b, k, j]) -> [b, i, j] \
+             reduce add over (k) { mul(%0, %1) } : f32",
+            schedule,
+        )
+    };
+    let full = |parallel: &str| {
+        format!(
+            "schedule gemm(outer=[b], m=[i], n=[j], k=[k], mr=4, nr=8, mc=64, kc=256, \
+             nc=4096, pack=[b], ukernel=simd128, parallel=[{parallel}], parallel_blocks=[])"
+        )
+    };
+    assert_eq!(
+        batched(&full("b")),
+        errs(&[
+            "the packed block of the `jc` loop, scoped to a parallel loop, takes 4194304 \
+                bytes of stack, more than 262144"
+        ])
+    );
+    assert_eq!(batched(&full("")), Vec::<String>::new());
+}
