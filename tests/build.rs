@@ -830,14 +830,26 @@ fn an_x86_64_v2_library_never_needs_avx_and_dispatches_its_micro_kernels() {
             "; einc_ukernel_gemm_f32_6x16",
         ]
     );
+    // The AVX2 kernels' dispatch (the default), then the AVX-512 kernels' (forced): each
+    // library runs the wide kernels where the CPU has them and Cranelift's elsewhere.
+    for forced in [&[][..], &["--ukernels", "avx512"][..]] {
+        v2_library_runs_here_and_without_avx(&dir, &tiles, forced);
+    }
+}
+
+/// Builds `tiles` for x86-64-v2 with `extra` options and runs `DISPATCH_C` against it on this
+/// host and under `qemu-x86_64 -cpu Nehalem`.
+fn v2_library_runs_here_and_without_avx(dir: &Path, tiles: &Path, extra: &[&str]) {
+    let v2 = ["--target-cpu", "x86-64-v2"];
     ok(run(einc()
-        .current_dir(&dir)
+        .current_dir(dir)
         .arg("build")
-        .arg(&tiles)
-        .args(v2)));
+        .arg(tiles)
+        .args(v2)
+        .args(extra)));
     std::fs::write(dir.join("main.c"), DISPATCH_C).unwrap();
     let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
-    let compiled = run(Command::new(cc).current_dir(&dir).args([
+    let compiled = run(Command::new(cc).current_dir(dir).args([
         "-O1",
         "-Wall",
         "-Werror",
@@ -852,7 +864,7 @@ fn an_x86_64_v2_library_never_needs_avx_and_dispatches_its_micro_kernels() {
     ]));
     assert!(compiled.status.success(), "{}", stderr(&compiled));
     let want = "420 calls, 0 failed\n";
-    // This host: the AVX2 kernels where it has AVX2 and FMA.
+    // This host: the wide kernels where it has their features.
     assert_eq!(stdout(&ok(run(&mut Command::new(dir.join("main"))))), want);
     // A CPU without AVX (SSE4.2 and POPCNT: x86-64-v2), on which any AVX instruction is an
     // illegal instruction: Cranelift's kernels, chosen at the first call.

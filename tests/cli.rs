@@ -347,8 +347,11 @@ fn explain_kernel_shows_each_operation_of_a_file() {
         "{shown}"
     );
     assert!(shown.contains("points:  B*H*I"), "{shown}");
-    // The path of its contractions: AVX2 machine code on a host with AVX2 and FMA.
-    let wide = if einc_compiler::codegen::UkernelIsa::Avx2.runs_on_host() {
+    // The path of its contractions: the widest machine code the host runs.
+    use einc_compiler::codegen::UkernelIsa;
+    let wide = if UkernelIsa::Avx512.runs_on_host() {
+        "avx512"
+    } else if UkernelIsa::Avx2.runs_on_host() {
         "avx2"
     } else {
         "cranelift"

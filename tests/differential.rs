@@ -323,3 +323,20 @@ fn the_generator_covers_every_form_it_claims() {
     // Statements that feed each other.
     assert!(has("t0["));
 }
+
+/// Which micro-kernel paths the differential variants run on this host: the host's widest
+/// kernels by default and each other kind it runs forced (`testkit::differential::variants`);
+/// a kind the host cannot run (AVX-512 on an AVX2-only CPU) is reported as skipped here, and
+/// `docs/testing.md` lists AVX-512 coverage by the host it last ran on.
+#[test]
+fn micro_kernel_paths_this_host_runs() {
+    use einc::compiler::codegen::UkernelIsa;
+    for isa in UkernelIsa::ALL {
+        if isa.runs_on_host() {
+            println!("running: {isa} micro-kernels in the differential variants");
+        } else {
+            println!("SKIPPED: {isa} micro-kernels: this host cannot run them");
+        }
+    }
+    assert!(UkernelIsa::Cranelift.runs_on_host());
+}

@@ -237,7 +237,7 @@ impl Ukernels {
                     &mut ctx,
                     &mut FunctionBuilderContext::new(),
                     (id, &name),
-                    wide,
+                    (wide, plan.isa.cpu_level()),
                     base,
                     level,
                     listing.reborrow(),

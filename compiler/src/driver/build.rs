@@ -38,8 +38,8 @@ pub struct Args {
     pub target: String,
     /// The x86-64 CPU the code may assume: native (the target's own features: all of the
     /// host's, a triple's baseline), x86-64-v2 (runs on any x86-64-v2 CPU; carries the AVX2
-    /// micro-kernels and Cranelift's and chooses once per process from CPUID), x86-64-v3 or
-    /// x86-64-v4 (AVX2 kernels only).
+    /// micro-kernels and Cranelift's and chooses once per process from CPUID), x86-64-v3 (AVX2
+    /// kernels only) or x86-64-v4 (AVX-512 kernels only).
     #[arg(long, default_value = "native", value_name = "CPU", value_parser = parse_cpu)]
     pub target_cpu: TargetCpu,
     /// Build only this kernel (repeatable); default: every kernel of the file.

@@ -29,8 +29,9 @@ pub struct CompileArgs {
     /// The contraction path search.
     #[command(flatten)]
     pub paths: PathArgs,
-    /// The micro-kernels of contractions: cranelift (128-bit vectors) or avx2 (256-bit
-    /// machine code, x86-64 with AVX2 and FMA). Default: the widest the target runs.
+    /// The micro-kernels of contractions: cranelift (128-bit vectors), avx2 (256-bit machine
+    /// code, x86-64 with AVX2 and FMA) or avx512 (512-bit machine code, x86-64 with AVX-512
+    /// F/DQ/BW/VL). Default: the widest the target runs.
     #[arg(long, value_name = "ISA", value_parser = parse_ukernels)]
     pub ukernels: Option<UkernelIsa>,
 }

@@ -269,10 +269,12 @@ impl SchedulePass {
         let family = partial.ukernel.unwrap_or(match self.machine.ukernels {
             UkernelIsa::Cranelift => MicroKernel::Simd128,
             UkernelIsa::Avx2 => MicroKernel::Avx2,
+            UkernelIsa::Avx512 => MicroKernel::Avx512,
         });
         let machine = self.machine.with_ukernels(match family {
             MicroKernel::Simd128 => UkernelIsa::Cranelift,
             MicroKernel::Avx2 => UkernelIsa::Avx2,
+            MicroKernel::Avx512 => UkernelIsa::Avx512,
         });
         let (mr, nr) = match (partial.mr.or(o.mr), partial.nr.or(o.nr)) {
             (Some(mr), Some(nr)) => (mr, nr),

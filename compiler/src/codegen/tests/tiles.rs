@@ -510,8 +510,10 @@ fn one_call(shape: UkernelShape, factor: &str, bias: &str, panels: bool) -> Stri
 
 #[test]
 fn every_micro_kernel_tile_and_epilogue_agrees_with_the_evaluator() {
-    // The 128-bit kernels' shapes, and the AVX2 kernels' (6x16, 4x24 and 12x8 f32, 6x8 and
-    // 4x12 f64; 1x4 and 3x2 stay Cranelift's on every path).
+    // The 128-bit kernels' shapes, the AVX2 kernels' (6x16, 4x24 and 12x8 f32, 6x8 and 4x12
+    // f64; 1x4 and 3x2 stay Cranelift's on every path) and the AVX-512 kernels' (zmm: 12x32,
+    // 9x48, 6x64 and 4x96 f32, 12x16, 6x32 and 4x48 f64; one vector per row, with the
+    // broadcast in the FMA: 12x16 and 6x16 f32, 12x8 and 6x8 f64).
     let shapes = [
         (DType::F32, 4, 8),
         (DType::F64, 4, 4),
@@ -524,6 +526,15 @@ fn every_micro_kernel_tile_and_epilogue_agrees_with_the_evaluator() {
         (DType::F32, 2, 32),
         (DType::F64, 6, 8),
         (DType::F64, 4, 12),
+        (DType::F32, 12, 32),
+        (DType::F32, 9, 48),
+        (DType::F32, 6, 64),
+        (DType::F32, 4, 96),
+        (DType::F32, 12, 16),
+        (DType::F64, 12, 16),
+        (DType::F64, 6, 32),
+        (DType::F64, 4, 48),
+        (DType::F64, 12, 8),
     ];
     let mut rng = Rng::new(41);
     for wide in UkernelIsa::ALL {
@@ -531,6 +542,7 @@ fn every_micro_kernel_tile_and_epilogue_agrees_with_the_evaluator() {
             println!("SKIPPED: {wide} micro-kernels: this host cannot run them");
             continue;
         }
+        println!("running: {wide} micro-kernels");
         for (dtype, mr, nr) in shapes {
             every_tile_and_epilogue(wide, UkernelShape { dtype, mr, nr }, &mut rng);
         }
@@ -568,6 +580,14 @@ fn every_tile_and_epilogue(wide: UkernelIsa, shape: UkernelShape, rng: &mut Rng)
                 // Several m-tiles per call too: one more row, and two full tiles and a row.
                 let mut ms = vec![0, 1, big_m - 1, big_m, big_m + 1, 2 * big_m + 1];
                 let mut ns = vec![0, 1, lanes, 2 * lanes + 1, big_n - 1, big_n];
+                // Around a ymm and a zmm vector (8 and 16 f32 lanes).
+                ns.extend([
+                    2 * lanes - 1,
+                    2 * lanes,
+                    4 * lanes - 1,
+                    4 * lanes,
+                    4 * lanes + 1,
+                ]);
                 ns.retain(|&n| n <= big_n);
                 ns.sort_unstable();
                 ms.dedup();

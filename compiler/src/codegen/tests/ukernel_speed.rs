@@ -169,7 +169,7 @@ fn ukernel_speed() {
 
 /// Short K (10 to 16, as in Tucker and the chain): 16 m-tiles done by 16 calls, or by one call
 /// that walks them (`mr = 16 * MR`), as the GETT lowering now makes it; Cranelift's 4x8 f32
-/// kernel, and the AVX2 6x16 where the host runs it.
+/// kernel, the AVX2 6x16 and the AVX-512 12x32 where the host runs them.
 #[test]
 #[ignore]
 fn ukernel_speed_short_k() {
@@ -180,10 +180,15 @@ fn ukernel_speed_short_k() {
         nr,
     };
     let mut kinds = vec![(UkernelIsa::Cranelift, shape(4, 8))];
-    if UkernelIsa::Avx2.runs_on_host() {
-        kinds.push((UkernelIsa::Avx2, shape(6, 16)));
-    } else {
-        println!("SKIPPED: avx2: this host cannot run the AVX2 micro-kernels");
+    for (isa, tile) in [
+        (UkernelIsa::Avx2, shape(6, 16)),
+        (UkernelIsa::Avx512, shape(12, 32)),
+    ] {
+        if isa.runs_on_host() {
+            kinds.push((isa, tile));
+        } else {
+            println!("SKIPPED: {isa}: this host cannot run these micro-kernels");
+        }
     }
     for (wide, shape) in kinds {
         let bits = wide.vector_bytes() * 8;
@@ -204,27 +209,18 @@ fn ukernel_speed_short_k() {
     }
 }
 
-/// The AVX2 kernels (`codegen::wide`) against the 256-bit FMA peak: their shapes and the
-/// one-vector 4x8 and 4x4, one m-tile per call (short K: [`ukernel_speed_short_k`]).
+/// The wide kernels (`codegen::wide`) against their vectors' FMA peak, one m-tile per call
+/// (short K: [`ukernel_speed_short_k`]): the AVX2 shapes and the one-vector 4x8 and 4x4; the
+/// AVX-512 candidates (f32 12x32, 9x48, 8x48, 6x64, 4x96; f64 half as wide) and the
+/// one-vector tiles whose FMAs read A's element as an embedded broadcast.
 #[test]
 #[ignore]
 fn wide_ukernel_speed() {
-    if !UkernelIsa::Avx2.runs_on_host() {
-        println!("SKIPPED: this host cannot run the AVX2 micro-kernels");
-        return;
-    }
     let hz = clock_hz();
-    // 256-bit FMAs: two per cycle, 8 f32 or 4 f64 lanes, 2 FLOP each.
-    let peak = |d: DType| hz.map(|hz| hz * 2.0 * (32 / d.size_bytes()) as f64 * 2.0 / 1e9);
     if let Some(hz) = hz {
         println!("clock {:.2} GHz", hz / 1e9);
     }
-    let share = |d: DType, g: f64| {
-        peak(d).map_or(String::new(), |p| {
-            format!(" = {:.0}% of the 256-bit peak {p:.1}", 100.0 * g / p)
-        })
-    };
-    let shapes = [
+    let avx2: &[(DType, u32, u32)] = &[
         (DType::F32, 6, 16),
         (DType::F32, 4, 24),
         (DType::F32, 12, 8),
@@ -234,11 +230,37 @@ fn wide_ukernel_speed() {
         (DType::F64, 4, 12),
         (DType::F64, 4, 4),
     ];
-    for (dtype, mr, nr) in shapes {
-        for kc in [64, 256] {
-            let g = gflops(UkernelShape { dtype, mr, nr }, UkernelIsa::Avx2, kc, 1, 1);
-            let share = share(dtype, g);
-            println!("avx2 gemm.{dtype}.{mr}x{nr} kc {kc}: {g:.1} GFLOP/s{share}");
+    let avx512: &[(DType, u32, u32)] = &[
+        (DType::F32, 12, 32),
+        (DType::F32, 9, 48),
+        (DType::F32, 8, 48),
+        (DType::F32, 6, 64),
+        (DType::F32, 4, 96),
+        (DType::F32, 12, 16),
+        (DType::F32, 6, 16),
+        (DType::F64, 12, 16),
+        (DType::F64, 9, 24),
+        (DType::F64, 6, 32),
+        (DType::F64, 4, 48),
+        (DType::F64, 12, 8),
+    ];
+    for (isa, shapes) in [(UkernelIsa::Avx2, avx2), (UkernelIsa::Avx512, avx512)] {
+        if !isa.runs_on_host() {
+            println!("SKIPPED: {isa}: this host cannot run these micro-kernels");
+            continue;
+        }
+        let bits = isa.vector_bytes() * 8;
+        for &(dtype, mr, nr) in shapes {
+            // Two FMAs per cycle, 2 FLOP per lane.
+            let lanes = f64::from(isa.vector_bytes()) / dtype.size_bytes() as f64;
+            let peak = hz.map(|hz| hz * 2.0 * lanes * 2.0 / 1e9);
+            for kc in [64, 256] {
+                let g = gflops(UkernelShape { dtype, mr, nr }, isa, kc, 1, 1);
+                let share = peak.map_or(String::new(), |p| {
+                    format!(" = {:.0}% of the {bits}-bit peak {p:.1}", 100.0 * g / p)
+                });
+                println!("{isa} gemm.{dtype}.{mr}x{nr} kc {kc}: {g:.1} GFLOP/s{share}");
+            }
         }
     }
 }

@@ -6,7 +6,7 @@
 //! kernel's own symbol that the bodies call, a small Cranelift function that calls one of them.
 //! It reads a module-wide word, `einc_cpu_level.word`: 0 until the first call of any
 //! dispatching kernel asks the CPU (`einc_cpu_level`, [`super::cpu_level_code`]) and stores the
-//! answer, 1 for Cranelift's kernels, 2 for the wide ones. The word is read and written
+//! answer, 1 for Cranelift's kernels, 2 for AVX2, 3 for AVX-512. The word is read and written
 //! atomically; two threads that ask at once store the same answer. Per call this costs one
 //! load, two branches and one more call, against the k loop of a register tile or more.
 
@@ -21,9 +21,6 @@ use cranelift_module::{DataDescription, DataId, FuncId, Linkage, Module};
 
 /// The symbol of the CPU check.
 const CHECK_SYMBOL: &str = "einc_cpu_level";
-
-/// The answer of [`CHECK_SYMBOL`] that selects the wide kernels.
-const WIDE_LEVEL: i64 = 2;
 
 /// The CPU check of a module and the word that keeps its answer.
 #[derive(Clone, Copy)]
@@ -72,15 +69,16 @@ impl CpuLevel {
     }
 }
 
-/// Defines `id` (named `name`) as the function that calls `wide` where the CPU runs it, else
-/// `base`; all three have the micro-kernels' signature.
+/// Defines `id` (named `name`) as the function that calls `wide` where the CPU runs it (the
+/// check answers at least `wide_level`, `UkernelIsa::cpu_level`), else `base`; all three have
+/// the micro-kernels' signature.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn define<M: Module>(
     module: &mut M,
     ctx: &mut Context,
     fctx: &mut FunctionBuilderContext,
     (id, name): (FuncId, &str),
-    wide: FuncId,
+    (wide, wide_level): (FuncId, i64),
     base: FuncId,
     level: CpuLevel,
     listing: Listing<'_>,
@@ -111,7 +109,7 @@ pub(crate) fn define<M: Module>(
     fb.switch_to_block(ready);
     let use_wide = fb
         .ins()
-        .icmp_imm_s(IntCC::SignedGreaterThanOrEqual, answer, WIDE_LEVEL);
+        .icmp_imm_s(IntCC::SignedGreaterThanOrEqual, answer, wide_level);
     let call_wide = fb.create_block();
     let call_base = fb.create_block();
     fb.ins().brif(use_wide, call_wide, &[], call_base, &[]);

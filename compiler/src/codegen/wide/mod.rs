@@ -1,8 +1,10 @@
-//! Wide micro-kernels: `gemm` micro-kernels as x86-64 machine code with 256-bit vectors
-//! (issue #11), in place of the 128-bit Cranelift ones of [`super::ukernel`].
+//! Wide micro-kernels: `gemm` micro-kernels as x86-64 machine code with 256-bit (AVX2) or
+//! 512-bit (AVX-512) vectors (issue #11), in place of the 128-bit Cranelift ones of
+//! [`super::ukernel`].
 //!
 //! Cranelift 0.135 lowers only 128-bit vectors on x86-64, which caps its kernels at half of an
-//! AVX2 core's FMA peak. The generator here ([`avx2`]) assembles a kernel with the same
+//! AVX2 core's FMA peak (a quarter of an AVX-512 core's). The generator here ([`kernel`])
+//! assembles a kernel with the same
 //! calling convention and the same semantics, bit for bit (`docs/ukernel.md`), with iced-x86;
 //! [`super::ukernel::Ukernels`] defines those bytes for the kernel's `FuncId` with
 //! `Module::define_function_bytes`, so JIT modules and object files both carry them and the
@@ -10,13 +12,14 @@
 //! [`UkernelIsa`], resolved from the target and the compile options by [`resolve`];
 //! `docs/ukernel.md` ("Wide kernels") records the choices and their measurements.
 
-mod avx2;
 mod cpuid;
 pub(crate) mod dispatch;
+mod kernel;
 
 use super::isa::TargetCpu;
 use super::{CodegenError, Target};
 use crate::ir::loops::UkernelShape;
+use iced_x86::code_asm::{AsmRegisterYmm, AsmRegisterZmm};
 use std::fmt;
 
 /// What the micro-kernels of a module are made of.
@@ -28,17 +31,22 @@ pub enum UkernelIsa {
     /// AVX2 + FMA machine code with 256-bit vectors (x86-64); shapes the generator does not
     /// cover keep the Cranelift kernel.
     Avx2,
+    /// AVX-512 (F, DQ, BW, VL: x86-64-v4) machine code with 512-bit vectors, 32 registers and
+    /// opmask-register edge tiles (x86-64); shapes the generator does not cover keep the
+    /// Cranelift kernel.
+    Avx512,
 }
 
 impl UkernelIsa {
     /// Every choice, in order of width.
-    pub const ALL: [UkernelIsa; 2] = [UkernelIsa::Cranelift, UkernelIsa::Avx2];
+    pub const ALL: [UkernelIsa; 3] = [UkernelIsa::Cranelift, UkernelIsa::Avx2, UkernelIsa::Avx512];
 
-    /// The name options spell it with: `cranelift`, `avx2`.
+    /// The name options spell it with: `cranelift`, `avx2`, `avx512`.
     pub fn name(self) -> &'static str {
         match self {
             UkernelIsa::Cranelift => "cranelift",
             UkernelIsa::Avx2 => "avx2",
+            UkernelIsa::Avx512 => "avx512",
         }
     }
 
@@ -52,16 +60,47 @@ impl UkernelIsa {
         match self {
             UkernelIsa::Cranelift => 16,
             UkernelIsa::Avx2 => 32,
+            UkernelIsa::Avx512 => 64,
         }
     }
 
-    /// The vector registers a micro-kernel's k loop may use: the whole ymm file for the
+    /// The vector registers a micro-kernel's k loop may use: the whole ymm (zmm) file for the
     /// generated kernels (they allocate their registers themselves); `None` for Cranelift's,
     /// whose budget is measured per target (`target::Machine::tile_registers`).
     pub fn tile_registers(self) -> Option<u32> {
         match self {
             UkernelIsa::Cranelift => None,
             UkernelIsa::Avx2 => Some(16),
+            UkernelIsa::Avx512 => Some(32),
+        }
+    }
+
+    /// The most vectors per row of a register tile the generated kernels cover (`None` for
+    /// Cranelift's: the loop verifier's limit).
+    pub fn tile_vectors(self) -> Option<u32> {
+        match self {
+            UkernelIsa::Cranelift => None,
+            UkernelIsa::Avx2 => Some(<AsmRegisterYmm as kernel::Width>::MAX_NV as u32),
+            UkernelIsa::Avx512 => Some(<AsmRegisterZmm as kernel::Width>::MAX_NV as u32),
+        }
+    }
+
+    /// What [`cpu_level_code`] answers on a CPU that runs these kernels (every x86-64 CPU runs
+    /// Cranelift's).
+    pub(crate) fn cpu_level(self) -> i64 {
+        match self {
+            UkernelIsa::Cranelift => 1,
+            UkernelIsa::Avx2 => 2,
+            UkernelIsa::Avx512 => 3,
+        }
+    }
+
+    /// The CPU features these kernels need, for messages.
+    fn features(self) -> &'static str {
+        match self {
+            UkernelIsa::Cranelift => "none",
+            UkernelIsa::Avx2 => "AVX2 and FMA",
+            UkernelIsa::Avx512 => "AVX-512 F, DQ, BW and VL",
         }
     }
 
@@ -70,6 +109,7 @@ impl UkernelIsa {
         match self {
             UkernelIsa::Cranelift => true,
             UkernelIsa::Avx2 => host_has_avx2_fma(),
+            UkernelIsa::Avx512 => host_has_avx2_fma() && host_has_avx512(),
         }
     }
 
@@ -78,7 +118,8 @@ impl UkernelIsa {
     pub fn covers(self, shape: UkernelShape) -> bool {
         match self {
             UkernelIsa::Cranelift => false,
-            UkernelIsa::Avx2 => avx2::supports(shape),
+            UkernelIsa::Avx2 => kernel::supports::<AsmRegisterYmm>(shape),
+            UkernelIsa::Avx512 => kernel::supports::<AsmRegisterZmm>(shape),
         }
     }
 }
@@ -99,6 +140,19 @@ fn host_has_avx2_fma() -> bool {
     false
 }
 
+#[cfg(target_arch = "x86_64")]
+fn host_has_avx512() -> bool {
+    std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512dq")
+        && std::arch::is_x86_feature_detected!("avx512bw")
+        && std::arch::is_x86_feature_detected!("avx512vl")
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn host_has_avx512() -> bool {
+    false
+}
+
 /// Whether `target` is an x86-64 machine.
 fn is_x86_64(target: &Target) -> bool {
     match target {
@@ -108,24 +162,30 @@ fn is_x86_64(target: &Target) -> bool {
 }
 
 /// The micro-kernels for `target`: `forced` when given (an error when the target cannot run
-/// them), else the widest the target is known to run: AVX2 on an x86-64 host with AVX2 and
-/// FMA, Cranelift's elsewhere (a cross target's baseline has neither).
+/// them), else the widest the target is known to run: AVX-512 on an x86-64 host with AVX-512
+/// F/DQ/BW/VL (the test suite has run them on such a host: `docs/testing.md`), AVX2 on one
+/// with AVX2 and FMA, Cranelift's elsewhere (a cross target's baseline has neither).
 pub fn resolve(target: &Target, forced: Option<UkernelIsa>) -> Result<UkernelIsa, CodegenError> {
     match forced {
-        None => Ok(
-            if *target == Target::Host && UkernelIsa::Avx2.runs_on_host() {
-                UkernelIsa::Avx2
-            } else {
-                UkernelIsa::Cranelift
-            },
-        ),
+        None => Ok(if *target != Target::Host {
+            UkernelIsa::Cranelift
+        } else if UkernelIsa::Avx512.runs_on_host() {
+            UkernelIsa::Avx512
+        } else if UkernelIsa::Avx2.runs_on_host() {
+            UkernelIsa::Avx2
+        } else {
+            UkernelIsa::Cranelift
+        }),
         Some(UkernelIsa::Cranelift) => Ok(UkernelIsa::Cranelift),
         Some(isa) if !is_x86_64(target) => Err(CodegenError::Target(format!(
             "{isa} micro-kernels need an x86-64 target"
         ))),
-        Some(isa) if *target == Target::Host && !isa.runs_on_host() => Err(CodegenError::Target(
-            format!("this machine cannot run {isa} micro-kernels (it lacks AVX2 or FMA)"),
-        )),
+        Some(isa) if *target == Target::Host && !isa.runs_on_host() => {
+            Err(CodegenError::Target(format!(
+                "this machine cannot run {isa} micro-kernels (they need {})",
+                isa.features()
+            )))
+        }
         Some(isa) => Ok(isa),
     }
 }
@@ -167,9 +227,10 @@ impl fmt::Display for UkernelPlan {
 
 /// The micro-kernels of a module for `target` at CPU level `cpu`, `forced` or chosen:
 /// - `native`: [`resolve`] (the host's widest; a cross target's baseline: Cranelift's);
-/// - `x86-64-v3` and `x86-64-v4`: AVX2 (those levels have it), or `forced`;
-/// - `x86-64-v2`: AVX2 with Cranelift's beside it, chosen by CPUID ([`UkernelPlan::dispatch`]),
-///   unless Cranelift's are forced: the library runs on any x86-64-v2 CPU.
+/// - `x86-64-v3`: AVX2 (the level has it), `x86-64-v4`: AVX-512, or `forced`;
+/// - `x86-64-v2`: AVX2 (or the forced wide kernels) with Cranelift's beside it, chosen by
+///   CPUID ([`UkernelPlan::dispatch`]), unless Cranelift's are forced: the library runs on any
+///   x86-64-v2 CPU.
 pub fn plan(
     target: &Target,
     cpu: TargetCpu,
@@ -183,16 +244,22 @@ pub fn plan(
             "--target-cpu {cpu} is an x86-64 level, and the target is not x86-64"
         )));
     }
-    let isa = forced.unwrap_or(UkernelIsa::Avx2);
+    let isa = forced.unwrap_or(if cpu == TargetCpu::X86_64V4 {
+        UkernelIsa::Avx512
+    } else {
+        UkernelIsa::Avx2
+    });
     Ok(UkernelPlan {
         isa,
         dispatch: cpu == TargetCpu::X86_64V2 && isa != UkernelIsa::Cranelift,
     })
 }
 
-/// The machine code of `int64_t einc_cpu_level(void)`: 2 when the CPU runs the AVX2 kernels
-/// (CPUID reports AVX, FMA, OSXSAVE and, in leaf 7, AVX2, and XCR0 has the SSE and AVX state
-/// enabled, so the OS saves ymm registers), else 1. A leaf that saves `rbx` (CPUID writes it).
+/// The machine code of `int64_t einc_cpu_level(void)`: 3 when the CPU runs the AVX-512
+/// kernels, 2 when it runs the AVX2 ones (CPUID reports AVX, FMA, OSXSAVE and, in leaf 7,
+/// AVX2, and XCR0 has the SSE and AVX state enabled, so the OS saves ymm registers; for 3 also
+/// AVX-512 F, DQ, BW and VL in leaf 7 and the opmask and zmm state in XCR0), else 1
+/// ([`UkernelIsa::cpu_level`]). A leaf that saves `rbx` (CPUID writes it).
 pub(crate) fn cpu_level_code() -> Result<Vec<u8>, CodegenError> {
     cpuid::assemble().map_err(|e| CodegenError::Target(format!("assembling the CPU check: {e}")))
 }
@@ -210,12 +277,12 @@ pub(crate) fn assemble(isa: UkernelIsa, shape: UkernelShape) -> Result<Assembled
         kernel: super::ukernel::symbol(shape),
         message: m,
     };
-    match isa {
-        UkernelIsa::Avx2 if avx2::supports(shape) => {
-            avx2::assemble(shape).map_err(|e| err(format!("assembling the AVX2 kernel: {e}")))
-        }
-        _ => Err(err(format!("no {isa} kernel of this shape"))),
-    }
+    let code = match isa {
+        _ if !isa.covers(shape) => return Err(err(format!("no {isa} kernel of this shape"))),
+        UkernelIsa::Avx512 => kernel::assemble::<AsmRegisterZmm>(shape),
+        _ => kernel::assemble::<AsmRegisterYmm>(shape),
+    };
+    code.map_err(|e| err(format!("assembling the {isa} kernel: {e}")))
 }
 
 /// A listing of a generated kernel in AT&T syntax: one instruction per line with its offset,

@@ -10,6 +10,7 @@ use super::{
     Block, BufferId, BufferKind, Coord, For, Function, Inst, Layout, Module, Op, StrideFact,
     TileOperand, Type, Ukernel, ValueId, MAX_ALIGN, MAX_SCOPED_BYTES,
 };
+use crate::codegen::UkernelIsa;
 use crate::ir::scalar::{binary_accepts_int, unary_accepts_int};
 use crate::ir::tensor::printer::name;
 use crate::ir::tensor::Extent;
@@ -644,20 +645,25 @@ impl Verifier<'_> {
             err(self, format!("the dtype {} is not a float", shape.dtype));
         }
         let lanes = shape.lanes();
-        let accumulators = u64::from(shape.mr) * u64::from(shape.nr / lanes.max(1));
         if shape.mr == 0
             || shape.mr > 16
             || shape.nr == 0
             || !shape.nr.is_multiple_of(lanes)
-            || shape.nr / lanes > 8
-            || accumulators > 32
+            || !UkernelIsa::ALL
+                .iter()
+                .any(|&isa| shape.fits(isa.vector_bytes()))
         {
+            let isas: Vec<String> = UkernelIsa::ALL
+                .iter()
+                .map(|isa| format!("{}-bit ({isa})", isa.vector_bytes() * 8))
+                .collect();
             err(
                 self,
                 format!(
-                    "the tile must have 1 to 16 rows, a multiple of {lanes} columns up to {}, \
-                     and at most 32 vector accumulators",
-                    8 * lanes
+                    "the tile must have 1 to 16 rows and a multiple of {lanes} columns, and fit \
+                     the registers of a micro-kernel: at most 8 vectors per row and 32 vector \
+                     accumulators of {} vectors",
+                    isas.join(", ")
                 ),
             );
         }

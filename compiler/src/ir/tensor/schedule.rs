@@ -32,6 +32,7 @@ pub use epilogue::EpilogueStep;
 
 use super::printer::index_name;
 use super::{Expr, Generic, IndexId, ReduceKind};
+use crate::ir::loops::UkernelShape;
 use std::fmt::Write;
 
 /// How one `generic` executes.
@@ -91,17 +92,31 @@ pub enum MicroKernel {
     /// chosen for 16 ymm registers. (Which code a module's kernels are is the compilation's
     /// choice, `--ukernels`; the family says what the tile was chosen for.)
     Avx2,
+    /// The 512-bit AVX-512 kernels of `codegen::wide` (x86-64): the register tile is chosen
+    /// for 32 zmm registers.
+    Avx512,
 }
 
 impl MicroKernel {
     /// Every family, for parsing and messages.
-    pub const ALL: [MicroKernel; 2] = [MicroKernel::Simd128, MicroKernel::Avx2];
+    pub const ALL: [MicroKernel; 3] =
+        [MicroKernel::Simd128, MicroKernel::Avx2, MicroKernel::Avx512];
 
     /// The name in the text form.
     pub fn name(self) -> &'static str {
         match self {
             MicroKernel::Simd128 => "simd128",
             MicroKernel::Avx2 => "avx2",
+            MicroKernel::Avx512 => "avx512",
+        }
+    }
+
+    /// The width in bytes of the family's vectors, in which its tiles' accumulators count.
+    pub fn vector_bytes(self) -> u32 {
+        match self {
+            MicroKernel::Simd128 => 16,
+            MicroKernel::Avx2 => 32,
+            MicroKernel::Avx512 => 64,
         }
     }
 }
@@ -887,14 +902,24 @@ pub fn check(g: &Generic, s: &Schedule) -> Vec<String> {
                 }
             }
             if let (Some(mr), Some(nr)) = (s.mr, s.nr) {
-                if mr > MAX_MR
-                    || nr > MAX_NR_VECTORS * lanes
-                    || mr * (nr / lanes) > MAX_ACCUMULATORS
-                {
+                // Accumulators count in the family's vectors (any family's when none is set).
+                let families = s.ukernel.map_or(MicroKernel::ALL.to_vec(), |k| vec![k]);
+                let shape = |mr: u64, nr: u64| {
+                    Some(UkernelShape {
+                        dtype: g.dtype,
+                        mr: u32::try_from(mr).ok()?,
+                        nr: u32::try_from(nr).ok()?,
+                    })
+                };
+                let fits = shape(mr, nr)
+                    .is_some_and(|t| families.iter().any(|k| t.fits(k.vector_bytes())));
+                if mr > MAX_MR || !fits {
+                    let names: Vec<&str> = families.iter().map(|k| k.name()).collect();
                     errors.push(format!(
-                        "the {mr} x {nr} tile has no micro-kernel: tiles have at most {MAX_MR} \
-                         rows, {} columns and {MAX_ACCUMULATORS} vector accumulators",
-                        MAX_NR_VECTORS * lanes
+                        "the {mr} x {nr} tile has no {} micro-kernel: tiles have at most \
+                         {MAX_MR} rows, {MAX_NR_VECTORS} vectors per row and \
+                         {MAX_ACCUMULATORS} vector accumulators, in the family's vectors",
+                        names.join(" or ")
                     ));
                 }
             }

@@ -163,7 +163,7 @@ fn malformed_schedules_are_located_parse_errors() {
         (
             "schedule gemm(ukernel=avx9)",
             "avx9",
-            "unknown micro-kernel `avx9`: the families are simd128, avx2",
+            "unknown micro-kernel `avx9`: the families are simd128, avx2, avx512",
         ),
         (
             "schedule gemm(parallel_blocks=[pc])",
