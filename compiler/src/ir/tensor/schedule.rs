@@ -33,6 +33,7 @@ pub use epilogue::EpilogueStep;
 use super::printer::index_name;
 use super::{Expr, Generic, IndexId, ReduceKind};
 use crate::ir::loops::UkernelShape;
+use einc_runtime::DType;
 use std::fmt::Write;
 
 /// How one `generic` executes.
@@ -410,6 +411,32 @@ pub const MAX_FACTOR: u64 = 1 << 20;
 /// still make code that takes the code generator minutes and gigabytes (`unroll=[i:64, j:64]`
 /// took 19 s to build; two factors of 2^20 exhausted 20 GB of memory). `docs/limits.md`.
 pub const MAX_UNROLLED_COPIES: u64 = 256;
+
+/// Why an `mr x nr` tile of `dtype` has no micro-kernel of `family` (of any family when
+/// `None`), if it has none: more than [`MAX_MR`] rows, or more than [`MAX_NR_VECTORS`] vectors
+/// per row or [`MAX_ACCUMULATORS`] accumulators counted in the family's vectors
+/// ([`UkernelShape::fits`]). (`nr` a multiple of the 128-bit lanes is checked on its own.)
+fn tile_error(dtype: DType, mr: u64, nr: u64, family: Option<MicroKernel>) -> Option<String> {
+    let families = family.map_or(MicroKernel::ALL.to_vec(), |k| vec![k]);
+    let shape = |mr: u64, nr: u64| {
+        Some(UkernelShape {
+            dtype,
+            mr: u32::try_from(mr).ok()?,
+            nr: u32::try_from(nr).ok()?,
+        })
+    };
+    let fits = shape(mr, nr).is_some_and(|t| families.iter().any(|k| t.fits(k.vector_bytes())));
+    if mr <= MAX_MR && fits {
+        return None;
+    }
+    let names: Vec<&str> = families.iter().map(|k| k.name()).collect();
+    Some(format!(
+        "the {mr} x {nr} tile has no {} micro-kernel: tiles have at most {MAX_MR} rows, \
+         {MAX_NR_VECTORS} vectors per row and {MAX_ACCUMULATORS} vector accumulators, in the \
+         family's vectors",
+        names.join(" or ")
+    ))
+}
 
 /// The most rows of a micro-kernel tile (`docs/ukernel.md`).
 pub const MAX_MR: u64 = 16;
@@ -902,26 +929,7 @@ pub fn check(g: &Generic, s: &Schedule) -> Vec<String> {
                 }
             }
             if let (Some(mr), Some(nr)) = (s.mr, s.nr) {
-                // Accumulators count in the family's vectors (any family's when none is set).
-                let families = s.ukernel.map_or(MicroKernel::ALL.to_vec(), |k| vec![k]);
-                let shape = |mr: u64, nr: u64| {
-                    Some(UkernelShape {
-                        dtype: g.dtype,
-                        mr: u32::try_from(mr).ok()?,
-                        nr: u32::try_from(nr).ok()?,
-                    })
-                };
-                let fits = shape(mr, nr)
-                    .is_some_and(|t| families.iter().any(|k| t.fits(k.vector_bytes())));
-                if mr > MAX_MR || !fits {
-                    let names: Vec<&str> = families.iter().map(|k| k.name()).collect();
-                    errors.push(format!(
-                        "the {mr} x {nr} tile has no {} micro-kernel: tiles have at most \
-                         {MAX_MR} rows, {MAX_NR_VECTORS} vectors per row and \
-                         {MAX_ACCUMULATORS} vector accumulators, in the family's vectors",
-                        names.join(" or ")
-                    ));
-                }
+                errors.extend(tile_error(g.dtype, mr, nr, s.ukernel));
             }
             if s.pack.is_some_and(|p| !p.b) {
                 errors.push(
@@ -1028,13 +1036,8 @@ fn check_attention(g: &Generic, s: &AttentionSchedule, errors: &mut Vec<String>)
         }
     }
     if let (Some(mr), Some(nr)) = (s.mr, s.nr) {
-        if mr > MAX_MR || nr > MAX_NR_VECTORS * lanes || mr * (nr / lanes) > MAX_ACCUMULATORS {
-            errors.push(format!(
-                "the {mr} x {nr} tile has no micro-kernel: tiles have at most {MAX_MR} rows, {} \
-                 columns and {MAX_ACCUMULATORS} vector accumulators",
-                MAX_NR_VECTORS * lanes
-            ));
-        }
+        // The attention schedule names no family: its tile follows the compilation's kernels.
+        errors.extend(tile_error(g.dtype, mr, nr, None));
     }
     if let Some(b) = s
         .scratch_bytes(g.dtype.size_bytes() as u64)
