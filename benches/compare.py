@@ -341,7 +341,7 @@ def all_cases(np):
                              flops=4.0, tags=("issue9", "small")))
     cases += attention_cases(np, 512, 256, 64, ("issue9", "issue12"))
     cases += attention_cases(np, 1024, 256, 64, ("threads",))
-    for t in (1024, 2048, 4096):
+    for t in (512, 1024, 2048, 4096):
         cases += attention_cases(np, t, 64, 64, ("issue12",))
     cases.append(softmax_case(np, 2048, 1024))
     return cases

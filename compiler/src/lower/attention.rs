@@ -60,6 +60,23 @@ struct Point {
 }
 
 impl Point {
+    /// The point with axis `a` at `v`.
+    fn with(&self, a: Axis, v: ValueId) -> Point {
+        let mut p = self.clone();
+        match a {
+            Axis::Chain(Role::Batch(n)) => {
+                if let Some(x) = p.batch.get_mut(n) {
+                    *x = v;
+                }
+            }
+            Axis::Chain(Role::Row) => p.row = v,
+            Axis::Chain(Role::Key) => p.key = v,
+            Axis::Head => p.head = v,
+            Axis::Value => p.value = v,
+        }
+        p
+    }
+
     fn of(&self, a: Axis) -> Option<ValueId> {
         match a {
             Axis::Chain(Role::Batch(n)) => self.batch.get(n).copied(),
@@ -489,20 +506,47 @@ impl Nest<'_, '_, '_> {
         (a, b, c): (TileOperand, TileOperand, TileOperand),
         init: ValueId,
     ) {
-        self.cur.push(Inst::Ukernel(Box::new(Ukernel {
-            shape: self.shape,
-            kc,
-            mr,
-            nr,
-            a,
-            b,
-            c,
-            init,
-            scale: None,
-            divide: false,
-            bias: None,
-            relu: false,
-        })));
+        let call = Ukernel::plain(self.shape, [kc, mr, nr], a, b, c, init);
+        self.cur.push(Inst::Ukernel(Box::new(call)));
+    }
+
+    /// Packs `count` elements of an operand along axis `n` (from `n_at`) by `rows` along axis
+    /// `k` (from `k_at`), the other axes at `p`, into the panel-major block `dst`
+    /// (`[panels, rows, nr]`: element `(kk, x)` at `[x / nr, kk, x % nr]`), zero-padded to
+    /// whole panels, as GETT packs B.
+    fn pack_panels(
+        &mut self,
+        dst: BufferId,
+        (src, axes): &(BufferId, Vec<Axis>),
+        p: &Point,
+        (n, n_at, count): (Axis, ValueId, ValueId),
+        (k, k_at, rows): (Axis, ValueId, ValueId),
+    ) -> Result<(), LowerError> {
+        let nr = self.blocks.nr;
+        let zero = self.konst(0)?;
+        let width = self.konst(nr)?;
+        let fzero = self.scalar(0.0);
+        let padded = self.round_up(count, nr)?;
+        self.each("p0", (zero, padded, nr), false, |nest, p0| {
+            let panel = nest.index(IndexOp::Div, p0, width);
+            let w = nest.block_size(p0, count, nr)?;
+            nest.each("kk", (zero, rows, 1), false, |nest, kk| {
+                let at_k = nest.index(IndexOp::Add, k_at, kk);
+                nest.each("l", (zero, w, 1), false, |nest, l| {
+                    let x = nest.index(IndexOp::Add, p0, l);
+                    let at_n = nest.index(IndexOp::Add, n_at, x);
+                    let at = p.with(n, at_n).with(k, at_k);
+                    let index = nest.at(axes, &at)?;
+                    let x = nest.load(*src, index);
+                    nest.store(dst, vec![panel, kk, l], x);
+                    Ok(())
+                })?;
+                nest.each("l", (w, width, 1), false, |nest, l| {
+                    nest.store(dst, vec![panel, kk, l], fzero);
+                    Ok(())
+                })
+            })
+        })
     }
 
     /// The loops over the batch indices from the `n`-th on, then the query blocks.
@@ -598,39 +642,12 @@ impl Nest<'_, '_, '_> {
         let heads = self.fl.extent(&self.extents.head.clone())?;
         // At least one chunk, so that an empty head range still writes S = 0.
         let chunks_end = self.index(IndexOp::Max, heads, one);
-        let nbp = self.round_up(nb, nr)?;
-        let fzero = self.scalar(0.0);
         self.each("a0", (zero, chunks_end, hb), false, |nest, a0| {
             let hc = nest.block_size(a0, heads, hb)?;
-            // Pack K[key j0 + c, head a0 + a] into Kp[c / nr, a, c % nr], zero-padded to whole
-            // panels.
-            let width = nest.konst(nr)?;
-            nest.each("p0", (zero, nbp, nr), false, |nest, p0| {
-                let panel = nest.index(IndexOp::Div, p0, width);
-                let w = nest.block_size(p0, nb, nr)?;
-                nest.each("l", (zero, w, 1), false, |nest, l| {
-                    let c = nest.index(IndexOp::Add, p0, l);
-                    let key = nest.index(IndexOp::Add, p.key, c);
-                    nest.each("a", (zero, hc, 1), false, |nest, a| {
-                        let head = nest.index(IndexOp::Add, a0, a);
-                        let at = Point {
-                            key,
-                            head,
-                            ..p.clone()
-                        };
-                        let index = nest.at(&nest.operands.k.1.clone(), &at)?;
-                        let x = nest.load(nest.operands.k.0, index);
-                        nest.store(sc.kp, vec![panel, a, l], x);
-                        Ok(())
-                    })
-                })?;
-                nest.each("l", (w, width, 1), false, |nest, l| {
-                    nest.each("a", (zero, hc, 1), false, |nest, a| {
-                        nest.store(sc.kp, vec![panel, a, l], fzero);
-                        Ok(())
-                    })
-                })
-            })?;
+            // Kp[c / nr, a, c % nr] = K[key j0 + c, head a0 + a].
+            let k = nest.operands.k.clone();
+            let keys = (Axis::Chain(Role::Key), p.key, nb);
+            nest.pack_panels(sc.kp, &k, p, keys, (Axis::Head, a0, hc))?;
             let first = nest.emit("first", Op::Cmp(CmpOp::Eq, a0, zero), Type::Bool);
             nest.each("r0", (zero, mb, mr), false, |nest, r0| {
                 let tm = nest.block_size(r0, mb, mr)?;
@@ -800,38 +817,13 @@ impl Nest<'_, '_, '_> {
         let Blocks { hb, mr, nr, .. } = self.blocks;
         let zero = self.konst(0)?;
         let values = self.fl.extent(&self.extents.value.clone())?;
-        let fzero = self.scalar(0.0);
         let never = self.emit("never", Op::Cmp(CmpOp::Ne, zero, zero), Type::Bool);
         self.each("e0", (zero, values, hb), false, |nest, e0| {
             let ec = nest.block_size(e0, values, hb)?;
-            let ecp = nest.round_up(ec, nr)?;
-            // Pack V[key j0 + c, value e0 + e] into Vp[e / nr, c, e % nr], zero-padded to whole
-            // panels.
-            let width = nest.konst(nr)?;
-            nest.each("p0", (zero, ecp, nr), false, |nest, p0| {
-                let panel = nest.index(IndexOp::Div, p0, width);
-                let w = nest.block_size(p0, ec, nr)?;
-                nest.each("c", (zero, nb, 1), false, |nest, c| {
-                    let key = nest.index(IndexOp::Add, p.key, c);
-                    nest.each("l", (zero, w, 1), false, |nest, l| {
-                        let e = nest.index(IndexOp::Add, p0, l);
-                        let value = nest.index(IndexOp::Add, e0, e);
-                        let at = Point {
-                            key,
-                            value,
-                            ..p.clone()
-                        };
-                        let index = nest.at(&nest.operands.v.1.clone(), &at)?;
-                        let x = nest.load(nest.operands.v.0, index);
-                        nest.store(sc.vp, vec![panel, c, l], x);
-                        Ok(())
-                    })?;
-                    nest.each("l", (w, width, 1), false, |nest, l| {
-                        nest.store(sc.vp, vec![panel, c, l], fzero);
-                        Ok(())
-                    })
-                })
-            })?;
+            // Vp[e / nr, c, e % nr] = V[key j0 + c, value e0 + e].
+            let v = nest.operands.v.clone();
+            let keys = (Axis::Chain(Role::Key), p.key, nb);
+            nest.pack_panels(sc.vp, &v, p, (Axis::Value, e0, ec), keys)?;
             nest.each("r0", (zero, mb, mr), false, |nest, r0| {
                 let tm = nest.block_size(r0, mb, mr)?;
                 let row = nest.index(IndexOp::Add, p.row, r0);
