@@ -8,8 +8,9 @@
 # more than 5 s (-timeout=5; FUZZ_UNIT_TIMEOUT=N changes it), no more than 2 GiB resident
 # (-rss_limit_mb=2048). Not 1 s: the `source` seed of examples/attention.ein compiles its
 # 61 functions (with the parallel loops' task functions and the micro-kernels; count from
-# `einc build --emit asm`) through coverage-instrumented Cranelift, which takes 0.9 s of wall and 1.6 s of CPU time on an idle Zen 4 core
-# pair, so 1 s failed on a loaded 2-core CI host. Hangs are still caught, as before.
+# `einc build --emit asm`) through coverage-instrumented Cranelift, which takes 0.9 s of
+# wall and 1.6 s of CPU time on an idle Zen 4 core pair, so 1 s failed on a loaded 2-core CI
+# host. Hangs are still caught, as before.
 #
 # Every target also runs under an outer wall-clock bound (2 x SECONDS + 60 s), and reaching
 # it fails the run: libFuzzer's own timeout is not enough. Its alarm handler allocates, and

@@ -146,17 +146,7 @@ impl<'b, M: Module> Gen<'_, 'b, M> {
             self.ins().store(flags, x, ptr, off);
         }
 
-        // n = ceil((upper - lower) / step), 0 for an empty range.
-        let span = self.ins().isub(upper, lower);
-        let zero = self.ins().iconst(types::I64, 0);
-        let span = self.ins().smax(span, zero);
-        let n = if step == 1 {
-            span
-        } else {
-            let bumped = self.ins().iadd_imm_s(span, step - 1);
-            let step_v = self.ins().iconst(types::I64, step);
-            self.ins().udiv(bumped, step_v)
-        };
+        let n = self.iterations(lower, upper, step);
         let mut first = FirstIteration {
             defs: definitions(&l.body),
             values: HashMap::from([(l.var, Some(lower))]),
@@ -177,6 +167,7 @@ impl<'b, M: Module> Gen<'_, 'b, M> {
 
         let task_ref = self.module.declare_func_in_func(task, self.fb.func);
         self.fb.switch_to_block(serial);
+        let zero = self.ins().iconst(types::I64, 0);
         let call = self.ins().call(task_ref, &[ptr, zero, n]);
         let r = self.fb.inst_results(call)[0];
         self.ins().jump(join, &[r.into()]);
@@ -434,6 +425,19 @@ impl<'b, M: Module> Gen<'_, 'b, M> {
         x
     }
 
+    /// `ceil((upper - lower) / step)` at run time, 0 for an empty range.
+    fn iterations(&mut self, lower: Value, upper: Value, step: i64) -> Value {
+        let span = self.ins().isub(upper, lower);
+        let zero = self.ins().iconst(types::I64, 0);
+        let span = self.ins().smax(span, zero);
+        if step == 1 {
+            return span;
+        }
+        let bumped = self.ins().iadd_imm_s(span, step - 1);
+        let step = self.ins().iconst(types::I64, step);
+        self.ins().udiv(bumped, step)
+    }
+
     /// The trip count of nested loop `l` on the parallel loop's first iteration (capped), or a
     /// guess when its bounds cannot be computed before the loop.
     fn trip_count(
@@ -450,16 +454,7 @@ impl<'b, M: Module> Gen<'_, 'b, M> {
         else {
             return Ok(Cost::Known(GUESSED_TRIP));
         };
-        let span = self.ins().isub(hi, lo);
-        let zero = self.ins().iconst(types::I64, 0);
-        let span = self.ins().smax(span, zero);
-        let n = if step == 1 {
-            span
-        } else {
-            let bumped = self.ins().iadd_imm_s(span, step - 1);
-            let s = self.ins().iconst(types::I64, step);
-            self.ins().udiv(bumped, s)
-        };
+        let n = self.iterations(lo, hi, step);
         Ok(Cost::Run(self.cap(n, TRIP_CAP)))
     }
 
