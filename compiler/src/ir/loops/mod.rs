@@ -483,20 +483,18 @@ impl UkernelShape {
     }
 
     /// Whether the tile fits the register file of micro-kernels with vectors of
-    /// `vector_bytes` bytes: `NR` whole vectors, at most 8 of them, and at most 32 vector
-    /// accumulators (`MR * NR / lanes`). The loop verifier accepts a tile that fits the
-    /// vectors of some micro-kernel kind (`codegen::UkernelIsa`): 128-bit Cranelift kernels
-    /// (32 f32 columns, 128 elements), AVX2 (256-bit) or AVX-512 (512-bit: 128 f32 columns,
-    /// 512 elements); any accepted shape compiles on every kind, spilling where it does not
-    /// fit.
+    /// `vector_bytes` bytes: at most 8 vectors per row and 32 vector accumulators, a row's
+    /// last, partial vector counted as a whole one (a `4x8` f32 tile in 512-bit kernels is 4
+    /// accumulators). The loop verifier accepts a tile that fits the vectors of some
+    /// micro-kernel kind (`codegen::UkernelIsa`): 128-bit Cranelift kernels, AVX2 (256-bit) or
+    /// AVX-512 (512-bit: up to 128 f32 columns, 512 elements); any accepted shape compiles on
+    /// every kind, spilling where it does not fit.
     pub fn fits(self, vector_bytes: u32) -> bool {
+        use crate::ir::tensor::schedule::{MAX_ACCUMULATORS, MAX_NR_VECTORS};
         let lanes = u64::from(vector_bytes) / (self.dtype.size_bytes() as u64).max(1);
         let (mr, nr) = (u64::from(self.mr), u64::from(self.nr));
-        use crate::ir::tensor::schedule::{MAX_ACCUMULATORS, MAX_NR_VECTORS};
-        lanes > 0
-            && nr.is_multiple_of(lanes)
-            && nr / lanes <= MAX_NR_VECTORS
-            && mr * (nr / lanes) <= MAX_ACCUMULATORS
+        let vectors = nr.div_ceil(lanes.max(1));
+        lanes > 0 && vectors <= MAX_NR_VECTORS && mr * vectors <= MAX_ACCUMULATORS
     }
 }
 

@@ -318,9 +318,9 @@ fn micro_kernel_calls() {
             vec![format!("@f: [ukernel] @gemm.f32.4x6: {TILE_RULE}")],
         ),
         (
-            "gemm.f32.16x12",
+            "gemm.f32.16x40",
             OK.to_string(),
-            vec![format!("@f: [ukernel] @gemm.f32.16x12: {TILE_RULE}")],
+            vec![format!("@f: [ukernel] @gemm.f32.16x40: {TILE_RULE}")],
         ),
         (
             "gemm.f32.4x8",
