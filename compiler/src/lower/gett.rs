@@ -844,6 +844,9 @@ impl Gett<'_> {
         };
         let direct = out_def.layout.fact(n_axis, rank) == StrideFact::Unit;
 
+        // The `jr` panels are parallel with the `ic` blocks: code generation runs them in
+        // parallel when there are too few `ic` blocks (docs/threads.md).
+        let jr_parallel = self.plan.blocks.contains(&BlockLoop::Ic);
         let jr = fl.named_value("jr", Type::Index);
         let mut jr_body = Vec::new();
         let n_left = fl.assign(
@@ -926,7 +929,14 @@ impl Gett<'_> {
                     }
                 }
             }
-            insts.push(for_loop(jr, zero, nc_cur, self.plan.nr, false, jr_body));
+            insts.push(for_loop(
+                jr,
+                zero,
+                nc_cur,
+                self.plan.nr,
+                jr_parallel,
+                jr_body,
+            ));
             return Ok(insts);
         }
         let ir = fl.named_value("ir", Type::Index);
@@ -1037,7 +1047,14 @@ impl Gett<'_> {
         let row = vec![for_loop(jj, zero, nr_cur, 1, false, cell)];
         ir_body.push(for_loop(ii, zero, mr_cur, 1, false, row));
         jr_body.push(for_loop(ir, zero, mc_cur, self.plan.mr, false, ir_body));
-        insts.push(for_loop(jr, zero, nc_cur, self.plan.nr, false, jr_body));
+        insts.push(for_loop(
+            jr,
+            zero,
+            nc_cur,
+            self.plan.nr,
+            jr_parallel,
+            jr_body,
+        ));
         Ok(insts)
     }
 
