@@ -383,6 +383,14 @@ fn for_loop(
 }
 
 impl Gett<'_> {
+    /// Whether the loops over `nr` panels (B's packing, the `jr` tiles) are parallel: with the
+    /// `ic` blocks. Each iteration writes its own panel of the packed B block, or its own
+    /// columns of C; code generation runs `jr` in parallel when there are few `ic` blocks
+    /// (docs/threads.md).
+    fn panels_parallel(&self) -> bool {
+        self.plan.blocks.contains(&BlockLoop::Ic)
+    }
+
     /// Whether an outer loop of the nest (an output index of `g`) runs in parallel.
     fn outer_parallel(&self, g: &Generic) -> bool {
         self.plan.parallel.iter().any(|i| g.output.contains(i))
@@ -710,7 +718,8 @@ impl Gett<'_> {
             kk_body.push(for_loop(jj0, valid, nr, 1, false, pad));
         }
         p_body.push(for_loop(kk, zero, kc, 1, false, kk_body));
-        Ok(vec![for_loop(p, from, to, self.plan.nr, false, p_body)])
+        let parallel = self.panels_parallel();
+        Ok(vec![for_loop(p, from, to, self.plan.nr, parallel, p_body)])
     }
 
     /// Copies one vector of B's row `at.k` from column `at.j0 + off` into the packed panel
@@ -844,9 +853,7 @@ impl Gett<'_> {
         };
         let direct = out_def.layout.fact(n_axis, rank) == StrideFact::Unit;
 
-        // The `jr` panels are parallel with the `ic` blocks: code generation runs them in
-        // parallel when there are too few `ic` blocks (docs/threads.md).
-        let jr_parallel = self.plan.blocks.contains(&BlockLoop::Ic);
+        let jr_parallel = self.panels_parallel();
         let jr = fl.named_value("jr", Type::Index);
         let mut jr_body = Vec::new();
         let n_left = fl.assign(

@@ -50,9 +50,10 @@ pub const MIN_PARALLEL_WORK: i64 = 1 << 17;
 
 /// A parallel loop with a nested parallel loop runs in parallel itself when it has at least
 /// this many iterations or no fewer than the nested loop; otherwise it runs on the calling
-/// thread and the nested loop runs in parallel (a GEMM with one to three `ic` blocks runs its
-/// `jr` panels in parallel instead).
-pub const MIN_OUTER_TRIP: i64 = 4;
+/// thread and the nested loop runs in parallel (a GEMM with fewer `ic` blocks runs its `jr`
+/// panels in parallel instead). Eight: four chunks for each of two threads, so that a thread
+/// slowed by other load leaves part of its share to the other.
+pub const MIN_OUTER_TRIP: i64 = 8;
 
 /// The least work of one chunk a pool thread claims.
 pub const GRAIN_WORK: i64 = 1 << 15;

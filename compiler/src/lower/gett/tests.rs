@@ -247,11 +247,13 @@ fn f64_tiles_and_parallel_blocks_with_scoped_packs() {
         text.contains("scoped %Ap") && text.contains("scoped %Bp"),
         "{text}"
     );
-    // The `jr` panels are parallel with the `ic` blocks (code generation runs one or the
-    // other in parallel, docs/threads.md); without parallel blocks they are not.
+    // B's packing panels and the `jr` panels are parallel with the `ic` blocks (code
+    // generation runs `ic` or `jr` in parallel, docs/threads.md); without parallel blocks
+    // they are not.
     let jr_parallel = |text: &str| -> Vec<bool> {
         text.lines()
-            .filter(|l| l.trim_start().starts_with("for %jr"))
+            .map(str::trim_start)
+            .filter(|l| l.starts_with("for %jr") || l.starts_with("for %jp"))
             .map(|l| l.ends_with("parallel {"))
             .collect()
     };
