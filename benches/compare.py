@@ -49,34 +49,51 @@ CLOCK = time.perf_counter
 # Machine facts (for the rooflines)
 
 def cpu_facts():
-    """The CPU model, its SIMD features and a nominal clock (GHz) for the rooflines."""
-    flags, model = set(), "unknown"
+    """The CPU model, its SIMD features and a clock (GHz) for the rooflines."""
+    flags, model, vendor, mhz = set(), "unknown", "", 0.0
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("flags") and not flags:
-                    flags = set(line.split(":", 1)[1].split())
-                elif line.startswith("model name") and model == "unknown":
-                    model = line.split(":", 1)[1].strip()
-    except OSError:
+                key, _, value = line.partition(":")
+                key, value = key.strip(), value.strip()
+                if key == "flags" and not flags:
+                    flags = set(value.split())
+                elif key == "model name" and model == "unknown":
+                    model = value
+                elif key == "vendor_id" and not vendor:
+                    vendor = value
+                elif key == "cpu MHz" and not mhz:
+                    mhz = float(value)
+    except (OSError, ValueError):
         pass
-    # The project's hosts: Zen 4 (AVX-512, ~3.7 GHz under load) or Zen 3 (~2.95 GHz); see
-    # shared/docs/DESIGN.md. /proc/cpuinfo's MHz is the nominal clock inside a VM.
-    zen4 = "avx512f" in flags
+    avx512 = "avx512f" in flags
+    isa = "AVX-512" if avx512 else "AVX2 + FMA" if "fma" in flags else "SSE"
+    if vendor == "AuthenticAMD":
+        # The project's AMD hosts: Zen 4 (AVX-512, ~3.7 GHz under load) or Zen 3 (~2.95 GHz);
+        # see shared/docs/DESIGN.md. /proc/cpuinfo's MHz is the nominal clock inside a VM.
+        # Zen 4 runs a zmm FMA as two 256-bit halves: its peak is the 256-bit one.
+        host, ghz, widest = ("Zen 4", 3.7, 256) if avx512 else ("Zen 3", 2.95, 256)
+    else:
+        # Other hosts (an Intel Xeon with full-width AVX-512 FMAs, say): the nominal clock,
+        # which turbo may exceed, so the rooflines are indicative only.
+        host, ghz, widest = vendor or "unknown", round(mhz / 1000, 2) or 2.6, \
+            512 if avx512 else 256
     return {
         "model": model,
         "avx2": "avx2" in flags,
         "fma": "fma" in flags,
-        "avx512f": zen4,
-        "ghz": 3.7 if zen4 else 2.95,
-        "host": "Zen 4 (AVX-512)" if zen4 else "Zen 3 (AVX2 + FMA)",
+        "avx512f": avx512,
+        "ghz": ghz,
+        "widest_fma": widest,
+        "host": f"{host} ({isa})",
     }
 
 
-def peaks(ghz, dtype):
-    """Per-core FMA peaks in GFLOP/s: (128-bit, 256-bit)."""
-    lanes = 4 if dtype == "f32" else 2
-    return (2 * 2 * lanes * ghz, 2 * 2 * 2 * lanes * ghz)
+def peaks(ghz, dtype, widest):
+    """Per-core peaks in GFLOP/s of two FMA pipes, by vector width up to `widest` bits."""
+    bytes_per = 4 if dtype == "f32" else 8
+    return [(bits, 2 * 2 * (bits // 8 // bytes_per) * ghz)
+            for bits in (128, 256, 512) if bits <= widest]
 
 
 # --------------------------------------------------------------------------------------------
@@ -341,7 +358,7 @@ def all_cases(np):
                              flops=4.0, tags=("issue9", "small")))
     cases += attention_cases(np, 512, 256, 64, ("issue9", "issue12"))
     cases += attention_cases(np, 1024, 256, 64, ("threads",))
-    for t in (1024, 2048, 4096):
+    for t in (512, 1024, 2048, 4096):
         cases += attention_cases(np, t, 64, 64, ("issue12",))
     cases.append(softmax_case(np, 2048, 1024))
     return cases
@@ -551,9 +568,8 @@ def plot(all_results, facts, path):
             xs = [r["flops"] / r["times"][name] / 1e9 if name in r["times"] else 0
                   for r in rows]
             ax.barh(ys, xs, height=height, label=name)
-        p128, p256 = peaks(facts["ghz"], "f32")
-        for value, label in ((p128 * threads, "128-bit FMA peak (f32)"),
-                             (p256 * threads, "256-bit FMA peak (f32)")):
+        for bits, peak in peaks(facts["ghz"], "f32", facts["widest_fma"]):
+            value, label = peak * threads, f"{bits}-bit FMA peak (f32)"
             ax.axvline(value, linestyle="--", color="gray")
             ax.text(value, -0.9, f" {label}", fontsize=8, color="gray")
         ax.set_yticks([i + 0.4 - height / 2 for i in range(len(rows))])

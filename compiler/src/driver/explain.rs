@@ -694,7 +694,7 @@ fn explain_kernel(module: Module, opts: &CompileOptions, format: Format) -> Resu
 struct FusedAttention {
     /// The chain's other ops, by value name.
     inside: Vec<String>,
-    /// The stack bytes of one block of query rows.
+    /// The bytes of the nest's blocks (`AttentionSchedule::scratch_bytes`).
     scratch: u64,
     /// Query rows per block.
     qb: u64,
@@ -736,8 +736,10 @@ impl FusedAttention {
             vec![
                 "scratch:".to_string(),
                 format!(
-                    "{} bytes of stack per block of {} query rows, whatever the sequence \
-                     length; plus an accumulator of {} elements when the output is strided",
+                    "{} bytes of blocks (a score block of {} query rows per task, the packed \
+                     key and value blocks), whatever the sequence length; plus a running \
+                     maximum and sum per query row, and an accumulator of {} elements when \
+                     the output is strided",
                     self.scratch, self.qb, self.result
                 ),
             ],

@@ -2,21 +2,25 @@
 //! with an online softmax (FlashAttention's forward), the score matrix never stored:
 //!
 //! ```text
-//! for batch indices (parallel), for i0 in 0..T step qb (parallel):
-//!     scoped S[qb, kb], Kp[hb, kb], Vp[kb, hb], m[qb], l[qb]
-//!     m = lowest finite, l = 0, acc[i0.., :] = 0
+//! for batch indices:
+//!     m[:] = lowest finite, l[:] = 0, acc[:, :] = 0
 //!     for j0 in 0..Tk step kb:
-//!         S = Q[i0.., :] · K[j0.., :]ᵀ      (K packed per head chunk into Kp, micro-kernel tiles)
-//!         per row r: x = maps(S[r, c]) (scale, mask, ...), m' = max(m, max_c x),
-//!             P[r, c] = exp(x - m') (into S), l = l·exp(m - m') + Σ_c P[r, c],
-//!             acc[r, :] *= exp(m - m'), m = m'
-//!         acc[i0.., :] += P · V[j0.., :]    (V packed per value chunk into Vp, micro-kernel tiles)
-//!     O[i0.., :] = acc[i0.., :] / l
+//!         pack K[j0.., :] into Kp, V[j0.., :] into Vp       (panel-major, once per key block)
+//!         for i0 in 0..T step qb (parallel): scoped S[qb, kb]
+//!             S = Q[i0.., :] · Kp                  (micro-kernel tiles, per head chunk of hb)
+//!             per row r: x = maps(S[r, c]) (scale, mask, ...), m' = max(m, max_c x),
+//!                 P[r, c] = exp(x - m') (into S), l = l·exp(m - m') + Σ_c P[r, c],
+//!                 acc[r, :] *= exp(m - m'), m = m'
+//!             acc[i0.., :] += P · Vp                (micro-kernel tiles)
+//!     O[:, :] = acc / l
 //! ```
 //!
-//! `acc` is the output itself when it is contiguous with the value index last (the kernel's
-//! contiguous variant, or a temporary), else a temporary of the output's size: O(T·E) memory
-//! besides the blocks, never O(T²).
+//! Each key block is packed once per batch point and read by every query block (packing it per
+//! query block cost more than the multiplications at `qb = 32`). The query blocks of a key
+//! block run in parallel; they write disjoint rows of `acc`, `m` and `l`. `acc` is the output
+//! itself when it is contiguous with the value index last (the kernel's contiguous variant, or
+//! a temporary), else a temporary of the output's size: O(T·E) memory besides the `O(kb·(d +
+//! E))` packed blocks and the `O(T)` maxima and sums, never O(T²).
 //!
 //! **Numerics.** The running maxima start at the lowest finite value, not -inf, so a masked
 //! (-inf) score gives `exp(-inf - m) = 0` and never `exp(-inf + inf)`; every exponent is at most
@@ -27,7 +31,7 @@
 //! sum of exponentials is accumulated block by block and rescaled, and `P·V` is summed per key
 //! block (`docs/attention.md` gives the tolerance the tests use).
 
-use super::body::BodyLowerer;
+use super::body::{unit_last, vectorisable, BodyLowerer};
 use super::{FnLowerer, LowerError};
 use crate::analysis::{AttentionChain, Role};
 use crate::ir::loops::{
@@ -60,6 +64,23 @@ struct Point {
 }
 
 impl Point {
+    /// The point with axis `a` at `v`.
+    fn with(&self, a: Axis, v: ValueId) -> Point {
+        let mut p = self.clone();
+        match a {
+            Axis::Chain(Role::Batch(n)) => {
+                if let Some(x) = p.batch.get_mut(n) {
+                    *x = v;
+                }
+            }
+            Axis::Chain(Role::Row) => p.row = v,
+            Axis::Chain(Role::Key) => p.key = v,
+            Axis::Head => p.head = v,
+            Axis::Value => p.value = v,
+        }
+        p
+    }
+
     fn of(&self, a: Axis) -> Option<ValueId> {
         match a {
             Axis::Chain(Role::Batch(n)) => self.batch.get(n).copied(),
@@ -226,7 +247,8 @@ pub(super) fn lower_attention(
         chain,
         maps,
     };
-    n.batch_loops(0, Vec::new())?;
+    let temps = n.temps()?;
+    n.batch_loops(0, Vec::new(), temps)?;
     Ok(n.cur)
 }
 
@@ -251,7 +273,17 @@ struct Extents {
     value: Extent,
 }
 
-/// The scoped blocks of one query block.
+/// The temporaries of the nest: the packed key and value blocks of the current key block,
+/// and the running maximum and sum of each query row.
+#[derive(Clone, Copy)]
+struct Temps {
+    kp: BufferId,
+    vp: BufferId,
+    m: BufferId,
+    l: BufferId,
+}
+
+/// What one query block works on: its scoped score block and the temporaries.
 #[derive(Clone, Copy)]
 struct Scratch {
     s: BufferId,
@@ -342,6 +374,13 @@ impl Nest<'_, '_, '_> {
         let step = self.konst(step)?;
         let left = self.index(IndexOp::Sub, upper, at);
         Ok(self.index(IndexOp::Min, step, left))
+    }
+
+    /// `n` rounded down to a multiple of `to`.
+    fn round_down(&mut self, n: ValueId, to: u64) -> Result<ValueId, LowerError> {
+        let to = self.konst(to)?;
+        let q = self.index(IndexOp::Div, n, to);
+        Ok(self.index(IndexOp::Mul, q, to))
     }
 
     /// `n` rounded up to a multiple of `to`.
@@ -466,18 +505,20 @@ impl Nest<'_, '_, '_> {
     }
 
     /// The B operand of a panel-major block `[panels, k, nr]` for the tile whose columns start
-    /// at `at` (a multiple of `nr`): its panel, k along axis 1, n along axis 2.
+    /// at `at` (a multiple of `nr`) and whose rows start at `k_at`: its panel, k along axis 1,
+    /// n along axis 2.
     fn panel_tile(
         &mut self,
         buffer: BufferId,
         at: ValueId,
-        zero: ValueId,
+        k_at: ValueId,
     ) -> Result<TileOperand, LowerError> {
+        let zero = self.konst(0)?;
         let width = self.konst(self.blocks.nr)?;
         let panel = self.index(IndexOp::Div, at, width);
         Ok(TileOperand {
             buffer,
-            start: vec![panel, zero, zero],
+            start: vec![panel, k_at, zero],
             axes: vec![(Coord::K, vec![1]), (Coord::N, vec![2])],
         })
     }
@@ -489,76 +530,153 @@ impl Nest<'_, '_, '_> {
         (a, b, c): (TileOperand, TileOperand, TileOperand),
         init: ValueId,
     ) {
-        self.cur.push(Inst::Ukernel(Box::new(Ukernel {
-            shape: self.shape,
-            kc,
-            mr,
-            nr,
-            a,
-            b,
-            c,
-            init,
-            scale: None,
-            divide: false,
-            bias: None,
-            relu: false,
-        })));
+        let call = Ukernel::plain(self.shape, [kc, mr, nr], a, b, c, init);
+        self.cur.push(Inst::Ukernel(Box::new(call)));
     }
 
-    /// The loops over the batch indices from the `n`-th on, then the query blocks.
-    fn batch_loops(&mut self, n: usize, mut batch: Vec<ValueId>) -> Result<(), LowerError> {
+    /// Packs `count` elements of an operand along axis `n` (from `n_at`) by `rows` along axis
+    /// `k` (from `k_at`), the other axes at `p`, into the panel-major block `dst`
+    /// (`[panels, rows, nr]`: element `(kk, x)` at `[x / nr, kk, x % nr]`), zero-padded to
+    /// whole panels, as GETT packs B.
+    fn pack_panels(
+        &mut self,
+        dst: BufferId,
+        (src, axes): &(BufferId, Vec<Axis>),
+        p: &Point,
+        (n, n_at, count): (Axis, ValueId, ValueId),
+        (k, k_at, rows): (Axis, ValueId, ValueId),
+    ) -> Result<(), LowerError> {
+        let nr = self.blocks.nr;
+        let zero = self.konst(0)?;
+        let width = self.konst(nr)?;
+        let fzero = self.scalar(0.0);
+        let padded = self.round_up(count, nr)?;
+        self.each("p0", (zero, padded, nr), false, |nest, p0| {
+            let panel = nest.index(IndexOp::Div, p0, width);
+            let w = nest.block_size(p0, count, nr)?;
+            nest.each("kk", (zero, rows, 1), false, |nest, kk| {
+                let at_k = nest.index(IndexOp::Add, k_at, kk);
+                nest.each("l", (zero, w, 1), false, |nest, l| {
+                    let x = nest.index(IndexOp::Add, p0, l);
+                    let at_n = nest.index(IndexOp::Add, n_at, x);
+                    let at = p.with(n, at_n).with(k, at_k);
+                    let index = nest.at(axes, &at)?;
+                    let x = nest.load(*src, index);
+                    nest.store(dst, vec![panel, kk, l], x);
+                    Ok(())
+                })?;
+                nest.each("l", (w, width, 1), false, |nest, l| {
+                    nest.store(dst, vec![panel, kk, l], fzero);
+                    Ok(())
+                })
+            })
+        })
+    }
+
+    /// The temporaries shared by the query blocks of a batch point: the packed key and value
+    /// blocks and each query row's running maximum and sum.
+    fn temps(&mut self) -> Result<Temps, LowerError> {
+        let Blocks { kb, nr, .. } = self.blocks;
+        let values = match &self.extents.value {
+            Extent::Fixed(n) => Extent::Fixed(n.div_ceil(nr)),
+            // At most one panel per value (`ceil(E / nr)` is no extent); a panel's pages are
+            // touched only when used.
+            e => e.clone(),
+        };
+        let head = self.extents.head.clone();
+        let row = self.extents.row.clone();
+        Ok(Temps {
+            kp: self.temp(
+                "attn.kp",
+                vec![Extent::Fixed(kb / nr), head, Extent::Fixed(nr)],
+            ),
+            vp: self.temp(
+                "attn.vp",
+                vec![values, Extent::Fixed(kb), Extent::Fixed(nr)],
+            ),
+            m: self.temp("attn.m", vec![row.clone()]),
+            l: self.temp("attn.l", vec![row]),
+        })
+    }
+
+    /// A temporary of the function.
+    fn temp(&mut self, name: &str, shape: Vec<Extent>) -> BufferId {
+        let def = BufferDef {
+            name: self.fl.names.fresh(name),
+            dtype: self.dtype,
+            shape,
+            layout: Layout::Contiguous,
+            kind: BufferKind::Temp,
+            align: None,
+        };
+        self.fl.out.add_buffer(def)
+    }
+
+    /// The loops over the batch indices from the `n`-th on (serial: the query blocks of a
+    /// batch point share its temporaries), then the key blocks.
+    fn batch_loops(
+        &mut self,
+        n: usize,
+        mut batch: Vec<ValueId>,
+        temps: Temps,
+    ) -> Result<(), LowerError> {
         let Some(extent) = self.extents.batch.get(n).cloned() else {
-            return self.query_blocks(batch);
+            return self.key_blocks(batch, temps);
         };
         let zero = self.konst(0)?;
         let upper = self.fl.extent(&extent)?;
-        self.each("b", (zero, upper, 1), true, |nest, var| {
+        self.each("b", (zero, upper, 1), false, |nest, var| {
             batch.push(var);
-            nest.batch_loops(n + 1, batch)
+            nest.batch_loops(n + 1, batch, temps)
         })
     }
 
-    /// The loop over blocks of query rows, each with its own scratch.
-    fn query_blocks(&mut self, batch: Vec<ValueId>) -> Result<(), LowerError> {
-        let Blocks { qb, kb, hb, nr, .. } = self.blocks;
+    /// The key blocks of a batch point, each packed once, and in each the (parallel) loop
+    /// over blocks of query rows, each with its own score block.
+    fn key_blocks(&mut self, batch: Vec<ValueId>, temps: Temps) -> Result<(), LowerError> {
+        let Blocks { qb, kb, .. } = self.blocks;
         let zero = self.konst(0)?;
         let rows = self.fl.extent(&self.extents.row.clone())?;
-        self.each("i0", (zero, rows, qb), true, |nest, i0| {
-            let scratch = Scratch {
-                s: nest.scoped("attn.s", &[qb, kb]),
-                // Panel-major, as GETT packs B: each `nr`-wide panel's rows are contiguous, so
-                // the micro-kernel's k loop streams them.
-                kp: nest.scoped("attn.kp", &[kb / nr, hb, nr]),
-                vp: nest.scoped("attn.vp", &[hb / nr, kb, nr]),
-                m: nest.scoped("attn.m", &[qb]),
-                l: nest.scoped("attn.l", &[qb]),
-            };
-            let mb = nest.block_size(i0, rows, qb)?;
-            let p = Point {
-                batch: batch.clone(),
-                row: i0,
-                key: zero,
-                head: zero,
-                value: zero,
-            };
-            nest.start_rows(&p, mb, scratch)?;
-            let keys = nest.fl.extent(&nest.extents.key.clone())?;
-            nest.each("j0", (zero, keys, kb), false, |nest, j0| {
-                let nb = nest.block_size(j0, keys, kb)?;
-                let p = Point {
-                    key: j0,
-                    ..p.clone()
+        let keys = self.fl.extent(&self.extents.key.clone())?;
+        let heads = self.fl.extent(&self.extents.head.clone())?;
+        let values = self.fl.extent(&self.extents.value.clone())?;
+        let p = Point {
+            batch,
+            row: zero,
+            key: zero,
+            head: zero,
+            value: zero,
+        };
+        self.start_rows(&p, rows, temps)?;
+        self.each("j0", (zero, keys, kb), false, |nest, j0| {
+            let nb = nest.block_size(j0, keys, kb)?;
+            let p = p.with(Axis::Chain(Role::Key), j0);
+            // Panel-major, as GETT packs B: Kp[c / nr, a, c % nr] = K[key j0 + c, head a],
+            // Vp[e / nr, c, e % nr] = V[key j0 + c, value e].
+            let key_range = (Axis::Chain(Role::Key), j0, nb);
+            let (k, v) = (nest.operands.k.clone(), nest.operands.v.clone());
+            nest.pack_panels(temps.kp, &k, &p, key_range, (Axis::Head, zero, heads))?;
+            nest.pack_panels(temps.vp, &v, &p, (Axis::Value, zero, values), key_range)?;
+            nest.each("i0", (zero, rows, qb), true, |nest, i0| {
+                let sc = Scratch {
+                    s: nest.scoped("attn.s", &[qb, kb]),
+                    kp: temps.kp,
+                    vp: temps.vp,
+                    m: temps.m,
+                    l: temps.l,
                 };
-                nest.scores(&p, (mb, nb), scratch)?;
-                nest.softmax_rows(&p, (mb, nb), scratch)?;
-                nest.accumulate(&p, (mb, nb), scratch)
-            })?;
-            nest.finish_rows(&p, mb, keys, scratch)
-        })
+                let mb = nest.block_size(i0, rows, qb)?;
+                let p = p.with(Axis::Chain(Role::Row), i0);
+                nest.scores(&p, (mb, nb), sc)?;
+                nest.softmax_rows(&p, (mb, nb), sc)?;
+                nest.accumulate(&p, (mb, nb), sc)
+            })
+        })?;
+        self.finish_rows(&p, rows, keys, temps)
     }
 
     /// Every row of the block: running maximum the lowest finite value, sum 0, accumulator 0.
-    fn start_rows(&mut self, p: &Point, mb: ValueId, sc: Scratch) -> Result<(), LowerError> {
+    fn start_rows(&mut self, p: &Point, mb: ValueId, sc: Temps) -> Result<(), LowerError> {
         let zero = self.konst(0)?;
         let lowest = self.scalar(if self.dtype == DType::F32 {
             f64::from(f32::MIN)
@@ -568,9 +686,9 @@ impl Nest<'_, '_, '_> {
         let fzero = self.scalar(0.0);
         let values = self.fl.extent(&self.extents.value.clone())?;
         self.each("r", (zero, mb, 1), false, |nest, r| {
-            nest.store(sc.m, vec![r], lowest);
-            nest.store(sc.l, vec![r], fzero);
             let row = nest.index(IndexOp::Add, p.row, r);
+            nest.store(sc.m, vec![row], lowest);
+            nest.store(sc.l, vec![row], fzero);
             nest.each("e", (zero, values, 1), false, |nest, e| {
                 let at = Point {
                     row,
@@ -598,39 +716,8 @@ impl Nest<'_, '_, '_> {
         let heads = self.fl.extent(&self.extents.head.clone())?;
         // At least one chunk, so that an empty head range still writes S = 0.
         let chunks_end = self.index(IndexOp::Max, heads, one);
-        let nbp = self.round_up(nb, nr)?;
-        let fzero = self.scalar(0.0);
         self.each("a0", (zero, chunks_end, hb), false, |nest, a0| {
             let hc = nest.block_size(a0, heads, hb)?;
-            // Pack K[key j0 + c, head a0 + a] into Kp[c / nr, a, c % nr], zero-padded to whole
-            // panels.
-            let width = nest.konst(nr)?;
-            nest.each("p0", (zero, nbp, nr), false, |nest, p0| {
-                let panel = nest.index(IndexOp::Div, p0, width);
-                let w = nest.block_size(p0, nb, nr)?;
-                nest.each("l", (zero, w, 1), false, |nest, l| {
-                    let c = nest.index(IndexOp::Add, p0, l);
-                    let key = nest.index(IndexOp::Add, p.key, c);
-                    nest.each("a", (zero, hc, 1), false, |nest, a| {
-                        let head = nest.index(IndexOp::Add, a0, a);
-                        let at = Point {
-                            key,
-                            head,
-                            ..p.clone()
-                        };
-                        let index = nest.at(&nest.operands.k.1.clone(), &at)?;
-                        let x = nest.load(nest.operands.k.0, index);
-                        nest.store(sc.kp, vec![panel, a, l], x);
-                        Ok(())
-                    })
-                })?;
-                nest.each("l", (w, width, 1), false, |nest, l| {
-                    nest.each("a", (zero, hc, 1), false, |nest, a| {
-                        nest.store(sc.kp, vec![panel, a, l], fzero);
-                        Ok(())
-                    })
-                })
-            })?;
             let first = nest.emit("first", Op::Cmp(CmpOp::Eq, a0, zero), Type::Bool);
             nest.each("r0", (zero, mb, mr), false, |nest, r0| {
                 let tm = nest.block_size(r0, mb, mr)?;
@@ -647,7 +734,7 @@ impl Nest<'_, '_, '_> {
                 )?;
                 nest.each("c0", (zero, nb, nr), false, |nest, c0| {
                     let tn = nest.block_size(c0, nb, nr)?;
-                    let b = nest.panel_tile(sc.kp, c0, zero)?;
+                    let b = nest.panel_tile(sc.kp, c0, a0)?;
                     let c = nest.block_tile(sc.s, [r0, c0], [Coord::M, Coord::N]);
                     nest.ukernel(hc, (tm, tn), (a.clone(), b, c), first);
                     Ok(())
@@ -679,21 +766,24 @@ impl Nest<'_, '_, '_> {
             .map_err(|_| self.fl.error("a dtype wider than a vector"))?;
         let vector = Type::Vector(self.dtype, lanes);
         let nbv = self.round_up(nb, u64::from(lanes))?;
-        let values = self.fl.extent(&self.extents.value.clone())?;
+        let vector_maps = self.maps_vectorise(lanes);
         self.each("r", (zero, mb, 1), false, |nest, r| {
             let row = nest.index(IndexOp::Add, p.row, r);
             if !nest.maps.is_empty() {
-                nest.each("c", (zero, nb, 1), false, |nest, c| {
-                    let x = nest.load(sc.s, vec![r, c]);
-                    let key = nest.index(IndexOp::Add, p.key, c);
-                    let at = Point {
-                        row,
-                        key,
-                        ..p.clone()
-                    };
-                    let y = nest.apply_maps(x, &at)?;
-                    nest.store(sc.s, vec![r, c], y);
-                    Ok(())
+                // In vectors where the maps allow it (not across a block's last keys: the
+                // maps' other inputs end there), one key at a time for the rest.
+                let at_row = p.with(Axis::Chain(Role::Row), row);
+                let whole = if vector_maps {
+                    let whole = nest.round_down(nb, u64::from(lanes))?;
+                    nest.each("c", (zero, whole, u64::from(lanes)), false, |nest, c| {
+                        nest.map_scores(sc.s, [r, c], &at_row, Some(lanes))
+                    })?;
+                    whole
+                } else {
+                    zero
+                };
+                nest.each("c", (whole, nb, 1), false, |nest, c| {
+                    nest.map_scores(sc.s, [r, c], &at_row, None)
                 })?;
             }
             nest.each("c", (nb, nbv, 1), false, |nest, c| {
@@ -711,7 +801,7 @@ impl Nest<'_, '_, '_> {
                 )])
             })?;
             let maxed = nest.float(Op::ReduceLanes(ReduceKind::Max, maxed[0]));
-            let old = nest.load(sc.m, vec![r]);
+            let old = nest.load(sc.m, vec![row]);
             let new = nest.float(Op::Binary(BinaryFn::Max, old, maxed));
             let shift = nest.float(Op::Binary(BinaryFn::Sub, old, new));
             let alpha = nest.float(Op::Unary(UnaryFn::Exp, shift));
@@ -729,29 +819,102 @@ impl Nest<'_, '_, '_> {
                 )])
             })?;
             let sum = nest.float(Op::ReduceLanes(ReduceKind::Add, sum[0]));
-            nest.store(sc.m, vec![r], new);
-            let l = nest.load(sc.l, vec![r]);
+            nest.store(sc.m, vec![row], new);
+            let l = nest.load(sc.l, vec![row]);
             let scaled = nest.float(Op::Binary(BinaryFn::Mul, l, alpha));
             let l = nest.float(Op::Binary(BinaryFn::Add, scaled, sum));
-            nest.store(sc.l, vec![r], l);
-            nest.each("e", (zero, values, 1), false, |nest, e| {
-                let at = Point {
-                    row,
-                    value: e,
-                    ..p.clone()
-                };
-                let index = nest.at(&nest.operands.acc.1.clone(), &at)?;
-                let acc = nest.operands.acc.0;
-                let x = nest.load(acc, index.clone());
-                let y = nest.float(Op::Binary(BinaryFn::Mul, x, alpha));
-                nest.store(acc, index, y);
-                Ok(())
-            })
+            nest.store(sc.l, vec![row], l);
+            nest.rescale_row(&p.with(Axis::Chain(Role::Row), row), alpha, lanes)
         })
     }
 
+    /// `acc[row, :] *= alpha` at `p`'s row, in vectors (the accumulator is contiguous along
+    /// the value index), the last `E % lanes` values one at a time.
+    fn rescale_row(&mut self, p: &Point, alpha: ValueId, lanes: u32) -> Result<(), LowerError> {
+        let zero = self.konst(0)?;
+        let values = self.fl.extent(&self.extents.value.clone())?;
+        let vector = Type::Vector(self.dtype, lanes);
+        let valpha = self.emit("v", Op::Splat(alpha, lanes), vector);
+        let whole = self.round_down(values, u64::from(lanes))?;
+        let (acc, axes) = self.operands.acc.clone();
+        self.each("e", (zero, whole, u64::from(lanes)), false, |nest, e| {
+            let index = nest.at(&axes, &p.with(Axis::Value, e))?;
+            let x = nest.vload(acc, index.clone(), lanes);
+            let y = nest.emit("v", Op::Binary(BinaryFn::Mul, x, valpha), vector);
+            nest.store(acc, index, y);
+            Ok(())
+        })?;
+        self.each("e", (whole, values, 1), false, |nest, e| {
+            let index = nest.at(&axes, &p.with(Axis::Value, e))?;
+            let x = nest.load(acc, index.clone());
+            let y = nest.float(Op::Binary(BinaryFn::Mul, x, alpha));
+            nest.store(acc, index, y);
+            Ok(())
+        })
+    }
+
+    /// `S[r, c..] = maps(S[r, c..])` for one key (`lanes: None`) or `lanes` keys from
+    /// `[r, c]`, `p` at the block's row.
+    fn map_scores(
+        &mut self,
+        s: BufferId,
+        [r, c]: [ValueId; 2],
+        p: &Point,
+        lanes: Option<u32>,
+    ) -> Result<(), LowerError> {
+        let x = match lanes {
+            Some(n) => self.vload(s, vec![r, c], n),
+            None => self.load(s, vec![r, c]),
+        };
+        let key = self.index(IndexOp::Add, p.key, c);
+        let y = self.apply_maps(x, &p.with(Axis::Chain(Role::Key), key), lanes)?;
+        self.store(s, vec![r, c], y);
+        Ok(())
+    }
+
+    /// Whether every map can run in vectors of `lanes` along the key (`body::vectorisable`:
+    /// its other inputs read along the key on a unit-stride last axis, no comparison on it).
+    fn maps_vectorise(&self, lanes: u32) -> bool {
+        let mut prev = self.fl.src.ops.get(self.chain.scores).map(|o| o.result);
+        for (g, &k) in self.maps.iter().zip(&self.chain.maps) {
+            let Some(key) = self.key_index(g) else {
+                return false;
+            };
+            let buffer = |n: usize| {
+                g.inputs
+                    .get(n)
+                    .filter(|i| Some(i.value) != prev)
+                    .and_then(|i| self.fl.buffer_of(i.value).ok())
+            };
+            let is_prev = |n: usize| g.inputs.get(n).is_some_and(|i| Some(i.value) == prev);
+            let dtype_of = |n: usize| {
+                if is_prev(n) {
+                    return Some(self.dtype);
+                }
+                buffer(n).and_then(|b| self.fl.buffer_def(b).ok().map(|d| d.dtype))
+            };
+            let unit = |n: usize| is_prev(n) || buffer(n).is_some_and(|b| unit_last(self.fl, b));
+            if vectorisable(g, key, lanes, &dtype_of, &unit).is_some() {
+                return false;
+            }
+            prev = self.fl.src.ops.get(k).map(|o| o.result);
+        }
+        true
+    }
+
+    /// The index of map `g` at the key axis of the scores.
+    fn key_index(&self, g: &Generic) -> Option<IndexId> {
+        let axis = self.chain.axes.iter().position(|&r| r == Role::Key)?;
+        g.output.get(axis).copied()
+    }
+
     /// The chain's maps applied to a score `x` at point `at` (their other inputs loaded there).
-    fn apply_maps(&mut self, mut x: ValueId, at: &Point) -> Result<ValueId, LowerError> {
+    fn apply_maps(
+        &mut self,
+        mut x: ValueId,
+        at: &Point,
+        lanes: Option<u32>,
+    ) -> Result<ValueId, LowerError> {
         let maps = self.maps.clone();
         let chain = self.chain;
         let mut prev = self
@@ -762,7 +925,12 @@ impl Nest<'_, '_, '_> {
             .map(|o| o.result)
             .ok_or_else(|| self.fl.error("the scores op is missing"))?;
         for (g, &k) in maps.iter().zip(&chain.maps) {
+            let vector = match (lanes, self.key_index(g)) {
+                (Some(n), Some(key)) => Some((key, n)),
+                _ => None,
+            };
             let mut b = BodyLowerer::new(self.fl, g, vec![0; g.indices.len()]);
+            b.set_vector(vector);
             for (axis, &role) in chain.axes.iter().enumerate() {
                 let (Some(&i), Some(v)) = (g.output.get(axis), at.of(Axis::Chain(role))) else {
                     return Err(b.fl.error("a map of the attention chain lacks an axis"));
@@ -790,69 +958,36 @@ impl Nest<'_, '_, '_> {
         Ok(x)
     }
 
-    /// `acc[rows of the block, :] += P · V[keys of the block, :]`, over value chunks of `hb`.
+    /// `acc[rows of the block, :] += P · V[keys of the block, :]`.
     fn accumulate(
         &mut self,
         p: &Point,
         (mb, nb): (ValueId, ValueId),
         sc: Scratch,
     ) -> Result<(), LowerError> {
-        let Blocks { hb, mr, nr, .. } = self.blocks;
+        let Blocks { mr, nr, .. } = self.blocks;
         let zero = self.konst(0)?;
         let values = self.fl.extent(&self.extents.value.clone())?;
-        let fzero = self.scalar(0.0);
         let never = self.emit("never", Op::Cmp(CmpOp::Ne, zero, zero), Type::Bool);
-        self.each("e0", (zero, values, hb), false, |nest, e0| {
-            let ec = nest.block_size(e0, values, hb)?;
-            let ecp = nest.round_up(ec, nr)?;
-            // Pack V[key j0 + c, value e0 + e] into Vp[e / nr, c, e % nr], zero-padded to whole
-            // panels.
-            let width = nest.konst(nr)?;
-            nest.each("p0", (zero, ecp, nr), false, |nest, p0| {
-                let panel = nest.index(IndexOp::Div, p0, width);
-                let w = nest.block_size(p0, ec, nr)?;
-                nest.each("c", (zero, nb, 1), false, |nest, c| {
-                    let key = nest.index(IndexOp::Add, p.key, c);
-                    nest.each("l", (zero, w, 1), false, |nest, l| {
-                        let e = nest.index(IndexOp::Add, p0, l);
-                        let value = nest.index(IndexOp::Add, e0, e);
-                        let at = Point {
-                            key,
-                            value,
-                            ..p.clone()
-                        };
-                        let index = nest.at(&nest.operands.v.1.clone(), &at)?;
-                        let x = nest.load(nest.operands.v.0, index);
-                        nest.store(sc.vp, vec![panel, c, l], x);
-                        Ok(())
-                    })?;
-                    nest.each("l", (w, width, 1), false, |nest, l| {
-                        nest.store(sc.vp, vec![panel, c, l], fzero);
-                        Ok(())
-                    })
-                })
-            })?;
-            nest.each("r0", (zero, mb, mr), false, |nest, r0| {
-                let tm = nest.block_size(r0, mb, mr)?;
-                let row = nest.index(IndexOp::Add, p.row, r0);
-                let a = nest.block_tile(sc.s, [r0, zero], [Coord::M, Coord::K]);
-                nest.each("e1", (zero, ec, nr), false, |nest, e1| {
-                    let tn = nest.block_size(e1, ec, nr)?;
-                    let value = nest.index(IndexOp::Add, e0, e1);
-                    let b = nest.panel_tile(sc.vp, e1, zero)?;
-                    let c_at = Point {
-                        row,
-                        value,
-                        ..p.clone()
-                    };
-                    let c = nest.tile(
-                        &nest.operands.acc.clone(),
-                        &c_at,
-                        [(Coord::M, Axis::Chain(Role::Row)), (Coord::N, Axis::Value)],
-                    )?;
-                    nest.ukernel(nb, (tm, tn), (a.clone(), b, c), never);
-                    Ok(())
-                })
+        self.each("r0", (zero, mb, mr), false, |nest, r0| {
+            let tm = nest.block_size(r0, mb, mr)?;
+            let row = nest.index(IndexOp::Add, p.row, r0);
+            let a = nest.block_tile(sc.s, [r0, zero], [Coord::M, Coord::K]);
+            nest.each("e1", (zero, values, nr), false, |nest, e1| {
+                let tn = nest.block_size(e1, values, nr)?;
+                let b = nest.panel_tile(sc.vp, e1, zero)?;
+                let c_at = Point {
+                    row,
+                    value: e1,
+                    ..p.clone()
+                };
+                let c = nest.tile(
+                    &nest.operands.acc.clone(),
+                    &c_at,
+                    [(Coord::M, Axis::Chain(Role::Row)), (Coord::N, Axis::Value)],
+                )?;
+                nest.ukernel(nb, (tm, tn), (a.clone(), b, c), never);
+                Ok(())
             })
         })
     }
@@ -863,7 +998,7 @@ impl Nest<'_, '_, '_> {
         p: &Point,
         mb: ValueId,
         keys: ValueId,
-        sc: Scratch,
+        sc: Temps,
     ) -> Result<(), LowerError> {
         let zero = self.konst(0)?;
         let fone = self.scalar(1.0);
@@ -871,7 +1006,7 @@ impl Nest<'_, '_, '_> {
         let empty = self.emit("empty", Op::Cmp(CmpOp::Eq, keys, zero), Type::Bool);
         self.each("r", (zero, mb, 1), false, |nest, r| {
             let row = nest.index(IndexOp::Add, p.row, r);
-            let l = nest.load(sc.l, vec![r]);
+            let l = nest.load(sc.l, vec![row]);
             let l = nest.float(Op::Select(empty, fone, l));
             nest.each("e", (zero, values, 1), false, |nest, e| {
                 let at = Point {

@@ -913,7 +913,7 @@ impl Gett<'_> {
                     (Coord::N, vec![n_axis as u32]),
                 ],
             };
-            let plain = self.ukernel([kc_cur, mc_cur, nr_cur], a, b, c, first);
+            let plain = Ukernel::plain(self.shape, [kc_cur, mc_cur, nr_cur], a, b, c, first);
             match &self.epilogue {
                 None => jr_body.push(Inst::Ukernel(Box::new(plain))),
                 Some(e) => {
@@ -998,7 +998,7 @@ impl Gett<'_> {
             Op::Cmp(CmpOp::Eq, zero, zero),
             Type::Bool,
         );
-        let into_tile = self.ukernel(sizes, a, b, c, always);
+        let into_tile = Ukernel::plain(self.shape, sizes, a, b, c, always);
         ir_body.push(Inst::Ukernel(Box::new(into_tile)));
         // C[i + ii, j + jj] = first ? t : C + t
         let ii = fl.named_value("ii", Type::Index);
@@ -1321,31 +1321,6 @@ impl Gett<'_> {
             v = fl.assign(block, "v", Op::Cast(t, v), Type::Scalar(t));
         }
         Ok(v)
-    }
-
-    /// The micro-kernel call for a `kc x mr x nr` tile (`[kc, mr, nr]`), without an epilogue.
-    fn ukernel(
-        &self,
-        [kc, mr, nr]: [ValueId; 3],
-        a: TileOperand,
-        b: TileOperand,
-        c: TileOperand,
-        init: ValueId,
-    ) -> Ukernel {
-        Ukernel {
-            shape: self.shape,
-            kc,
-            mr,
-            nr,
-            a,
-            b,
-            c,
-            init,
-            scale: None,
-            divide: false,
-            bias: None,
-            relu: false,
-        }
     }
 }
 

@@ -544,6 +544,34 @@ pub struct Ukernel {
     pub relu: bool,
 }
 
+impl Ukernel {
+    /// A call of `shape`'s kernel for a `kc x mr x nr` tile (`[kc, mr, nr]`), without an
+    /// epilogue.
+    pub fn plain(
+        shape: UkernelShape,
+        [kc, mr, nr]: [ValueId; 3],
+        a: TileOperand,
+        b: TileOperand,
+        c: TileOperand,
+        init: ValueId,
+    ) -> Ukernel {
+        Ukernel {
+            shape,
+            kc,
+            mr,
+            nr,
+            a,
+            b,
+            c,
+            init,
+            scale: None,
+            divide: false,
+            bias: None,
+            relu: false,
+        }
+    }
+}
+
 impl Function {
     /// An empty general function called `name`.
     pub fn new(name: impl Into<String>) -> Function {

@@ -444,20 +444,7 @@ impl<'p, 't> FnParser<'p, 't> {
         self.p.expect(',')?;
         self.p.expect_kw("init")?;
         let init = self.operand()?;
-        let mut u = Ukernel {
-            shape,
-            kc,
-            mr,
-            nr,
-            a,
-            b,
-            c,
-            init,
-            scale: None,
-            divide: false,
-            bias: None,
-            relu: false,
-        };
+        let mut u = Ukernel::plain(shape, [kc, mr, nr], a, b, c, init);
         if self.p.eat(',') {
             if self.p.is_kw("scale") || self.p.is_kw("divide") {
                 u.divide = self.p.is_kw("divide");

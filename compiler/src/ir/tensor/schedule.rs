@@ -69,15 +69,15 @@ pub struct AttentionSchedule {
 }
 
 impl AttentionSchedule {
-    /// The stack bytes of the nest's scoped buffers for elements of `bytes` bytes: the score
-    /// block (`qb x kb`), the packed key and value blocks (`hb x kb` each) and the running
-    /// maximum and sum of each query row; `None` while a key is unset.
+    /// The bytes of the nest's blocks for elements of `bytes` bytes: the score block
+    /// (`qb x kb`, on each task's stack) and the packed key and value blocks (`hb x kb` each
+    /// for head and value dimensions of `hb`, shared by the query blocks); `None` while a key
+    /// is unset.
     pub fn scratch_bytes(&self, bytes: u64) -> Option<u64> {
         let (qb, kb, hb) = (self.qb?, self.kb?, self.hb?);
         let elements = qb
             .checked_mul(kb)?
-            .checked_add(hb.checked_mul(kb)?.checked_mul(2)?)?
-            .checked_add(qb.checked_mul(2)?)?;
+            .checked_add(hb.checked_mul(kb)?.checked_mul(2)?)?;
         elements.checked_mul(bytes)
     }
 }
