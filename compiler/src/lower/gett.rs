@@ -853,7 +853,7 @@ impl Gett<'_> {
         };
         let direct = out_def.layout.fact(n_axis, rank) == StrideFact::Unit;
 
-        let jr_parallel = self.panels_parallel();
+        let par = self.panels_parallel();
         let jr = fl.named_value("jr", Type::Index);
         let mut jr_body = Vec::new();
         let n_left = fl.assign(
@@ -936,14 +936,7 @@ impl Gett<'_> {
                     }
                 }
             }
-            insts.push(for_loop(
-                jr,
-                zero,
-                nc_cur,
-                self.plan.nr,
-                jr_parallel,
-                jr_body,
-            ));
+            insts.push(for_loop(jr, zero, nc_cur, self.plan.nr, par, jr_body));
             return Ok(insts);
         }
         let ir = fl.named_value("ir", Type::Index);
@@ -1054,14 +1047,7 @@ impl Gett<'_> {
         let row = vec![for_loop(jj, zero, nr_cur, 1, false, cell)];
         ir_body.push(for_loop(ii, zero, mr_cur, 1, false, row));
         jr_body.push(for_loop(ir, zero, mc_cur, self.plan.mr, false, ir_body));
-        insts.push(for_loop(
-            jr,
-            zero,
-            nc_cur,
-            self.plan.nr,
-            jr_parallel,
-            jr_body,
-        ));
+        insts.push(for_loop(jr, zero, nc_cur, self.plan.nr, par, jr_body));
         Ok(insts)
     }
 
