@@ -10,9 +10,9 @@ use super::{
     Block, BufferId, BufferKind, Coord, For, Function, Inst, Layout, Module, Op, StrideFact,
     TileOperand, Type, Ukernel, ValueId, MAX_ALIGN, MAX_SCOPED_BYTES,
 };
-use crate::codegen::UkernelIsa;
 use crate::ir::scalar::{binary_accepts_int, unary_accepts_int};
 use crate::ir::tensor::printer::name;
+use crate::ir::tensor::schedule::MicroKernel;
 use crate::ir::tensor::Extent;
 use std::collections::HashSet;
 use std::fmt;
@@ -649,13 +649,13 @@ impl Verifier<'_> {
             || shape.mr > 16
             || shape.nr == 0
             || !shape.nr.is_multiple_of(lanes)
-            || !UkernelIsa::ALL
+            || !MicroKernel::ALL
                 .iter()
-                .any(|&isa| shape.fits(isa.vector_bytes()))
+                .any(|k| shape.fits(k.vector_bytes()))
         {
-            let isas: Vec<String> = UkernelIsa::ALL
+            let isas: Vec<String> = MicroKernel::ALL
                 .iter()
-                .map(|isa| format!("{}-bit ({isa})", isa.vector_bytes() * 8))
+                .map(|k| format!("{}-bit ({})", k.vector_bytes() * 8, k.name()))
                 .collect();
             err(
                 self,

@@ -294,7 +294,7 @@ fn micro_kernel_calls() {
     assert_eq!(ukernel_errors("gemm.f32.12x32", OK), Vec::<String>::new());
     const TILE_RULE: &str = "the tile must have 1 to 16 rows and a multiple of 4 columns, and \
         fit the registers of a micro-kernel: at most 8 vectors per row and 32 vector \
-        accumulators of 128-bit (cranelift), 256-bit (avx2), 512-bit (avx512) vectors";
+        accumulators of 128-bit (simd128), 256-bit (avx2), 512-bit (avx512) vectors";
     let k = "@f: [ukernel] @gemm.f32.4x8:";
     let cases = [
         (
