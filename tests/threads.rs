@@ -5,9 +5,8 @@
 // Helpers outside #[test] functions unwrap too: a panic is a test failure with a location.
 #![allow(clippy::unwrap_used)]
 
-use einc::compiler::ir::tensor::Extent;
 use einc::compiler::rng::Rng;
-use einc::compiler::testkit::differential::random_array;
+use einc::compiler::testkit::differential::{input_shapes, random_array};
 use einc::runtime::parallel::pooled_calls;
 use einc::runtime::{Array, DType};
 use einc::{Kernel, Program, TensorRef};
@@ -54,24 +53,14 @@ fn inputs_for(kernel: &Kernel, dim: &dyn Fn(usize) -> usize, rng: &mut Rng) -> V
         .filter(|d| d.value.is_none())
         .map(|d| d.name.as_str())
         .collect();
-    kernel
-        .inputs()
-        .iter()
-        .map(|a| {
-            let shape: Vec<usize> = a
-                .shape
-                .iter()
-                .map(|e| match e {
-                    Extent::Fixed(n) => *n as usize,
-                    Extent::Dim(d) => match sig.dims.iter().find(|x| &x.name == d) {
-                        Some(x) if x.value.is_some() => x.value.unwrap() as usize,
-                        _ => dim(symbolic.iter().position(|s| s == d).unwrap()),
-                    },
-                })
-                .collect();
-            random_array(rng, a.dtype, &shape, false)
-        })
-        .collect()
+    let inputs = kernel.inputs();
+    input_shapes(kernel, &mut |d| {
+        dim(symbolic.iter().position(|s| *s == d).unwrap())
+    })
+    .iter()
+    .zip(inputs)
+    .map(|(shape, a)| random_array(rng, a.dtype, shape, false))
+    .collect()
 }
 
 #[test]
@@ -143,6 +132,43 @@ fn gemm_blocks_give_the_same_bits_at_tile_boundaries() {
             let macs = shapes[0].iter().product::<usize>() * shapes[1].last().unwrap();
             if macs >= 1_000_000 {
                 assert!(pooled > 0, "{what}: no loop ran on the pool");
+            }
+        }
+    }
+}
+
+/// Products with symbolic extents keep the cost model's `mc` (hundreds of rows), so a small M
+/// makes one to three `ic` blocks: their `jr` panels run on the pool instead (docs/threads.md),
+/// bit for bit as on one thread, around the panel (`nr`) and block boundaries; A read in place
+/// and transposed (`ki`), f32 and f64. Products of two million multiply-adds or more must use
+/// the pool.
+#[test]
+fn symbolic_gemms_with_few_blocks_run_their_panels_on_the_pool() {
+    let mut rng = Rng::new(14);
+    for dtype in ["f32", "f64"] {
+        for a in ["A[i, k]", "A[k, i]"] {
+            let ashape = if a == "A[i, k]" { "M, K" } else { "K, M" };
+            let src = format!(
+                "dims M, N, K\n\
+                 kernel k(A: {dtype}[{ashape}], B: {dtype}[K, N]) -> (C: {dtype}[M, N]) {{\n\
+                     C[i, j] = {a} * B[k, j]\n\
+                 }}\n"
+            );
+            let kernel = Program::from_source(&src).unwrap().kernel("k").unwrap();
+            for (m, n, k) in [
+                (256, 64, 1024),
+                (1, 700, 1500),
+                (7, 33, 300),
+                (600, 17, 200),
+                (1021, 48, 64),
+                (40, 15, 9),
+            ] {
+                let inputs = inputs_for(&kernel, &|d| [m, n, k][d], &mut rng);
+                let what = format!("{a} {dtype} M={m} N={n} K={k}");
+                let pooled = check_threads(&kernel, &inputs, &what);
+                if m * n * k >= 2_000_000 {
+                    assert!(pooled > 0, "{what}: no loop ran on the pool");
+                }
             }
         }
     }

@@ -13,6 +13,9 @@
  *   calls fn(ctx, task, closure, n, grain), which must call task(closure, lo, hi) for disjoint
  *   ranges covering 0..n and return 0 (or a task's non-zero status) once all have returned.
  *   fn == NULL restores this pool.
+ * - A worker without a job spins for up to SPIN_NS before it sleeps, and a caller waiting for
+ *   the last chunks spins as long before it sleeps, so that consecutive parallel loops do not
+ *   pay a wake-up each (the Rust pool does the same).
  * - Concurrent callers each post their own job and run chunks of it themselves, so a call
  *   completes even when every worker is busy.
  * - fork(): a call made in a process other than the one that started the pool runs every chunk
@@ -24,6 +27,7 @@
 #include <sched.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 #define EINC_EXPORT __attribute__((visibility("default")))
@@ -34,6 +38,9 @@ typedef int32_t (*einc_parallel_for_fn)(void *ctx, einc_task_fn task, const void
                                         int64_t n, int64_t grain);
 
 enum { MAX_THREADS = 256, CHUNKS_PER_THREAD = 4, WORKER_STACK = 4 << 20 };
+
+/* How long a worker spins for the next job (and a caller for its last chunks): 500 us. */
+#define SPIN_NS 500000LL
 
 /* One call of einc_parallel_for: lives on its caller's stack until every chunk has finished
  * and no worker refers to it any more (`users` counts the workers inside it). */
@@ -52,7 +59,7 @@ struct job {
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t work = PTHREAD_COND_INITIALIZER;
 static pthread_cond_t finished = PTHREAD_COND_INITIALIZER;
-static struct job *jobs; /* jobs wanting helpers, under the lock */
+static struct job *jobs; /* jobs wanting helpers: written under the lock, read by spinners */
 static int workers;      /* under the lock */
 static int threads;      /* 0 until the pool starts */
 static pid_t pool_pid;
@@ -84,6 +91,41 @@ static void start(void) {
     __atomic_store_n(&threads, n, __ATOMIC_RELEASE);
 }
 
+static int64_t now_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+static void pause_cpu(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+static int job_queued(const struct job *j) {
+    (void)j;
+    return __atomic_load_n(&jobs, __ATOMIC_ACQUIRE) != NULL;
+}
+
+static int job_done(const struct job *j) {
+    return __atomic_load_n(&j->remaining, __ATOMIC_ACQUIRE) == 0;
+}
+
+/* Spins until ready(j) holds or SPIN_NS have passed. */
+static void spin(int (*ready)(const struct job *), const struct job *j) {
+    int64_t start = now_ns();
+    for (;;) {
+        for (int i = 0; i < 64; i++) {
+            if (ready(j)) return;
+            pause_cpu();
+        }
+        if (now_ns() - start >= SPIN_NS) return;
+    }
+}
+
 static void run_chunks(struct job *j) {
     for (;;) {
         int64_t c = __atomic_fetch_add(&j->next, 1, __ATOMIC_RELAXED);
@@ -106,16 +148,18 @@ static void run_chunks(struct job *j) {
 
 static void *worker(void *arg) {
     (void)arg;
-    pthread_mutex_lock(&lock);
     for (;;) {
+        spin(job_queued, NULL);
+        pthread_mutex_lock(&lock);
         while (jobs == NULL) pthread_cond_wait(&work, &lock);
         struct job *j = jobs;
-        if (--j->wanted == 0) jobs = j->next_job;
+        if (--j->wanted == 0) __atomic_store_n(&jobs, j->next_job, __ATOMIC_RELEASE);
         j->users++;
         pthread_mutex_unlock(&lock);
         run_chunks(j);
         pthread_mutex_lock(&lock);
         if (--j->users == 0) pthread_cond_broadcast(&finished);
+        pthread_mutex_unlock(&lock);
     }
     return NULL;
 }
@@ -158,18 +202,19 @@ EINC_HIDDEN int32_t einc_parallel_for(einc_task_fn task, const void *closure, in
     j.wanted = (int32_t)(helpers < workers ? helpers : workers);
     if (j.wanted > 0) {
         j.next_job = jobs;
-        jobs = &j;
+        __atomic_store_n(&jobs, &j, __ATOMIC_RELEASE);
         pthread_cond_broadcast(&work);
     }
     pthread_mutex_unlock(&lock);
     run_chunks(&j);
+    spin(job_done, &j);
     pthread_mutex_lock(&lock);
     /* Withdraw the job if no worker took it up fully, then wait for the chunks and for every
      * worker to leave it (the job is on this stack). */
     if (j.wanted > 0) {
         struct job **p = &jobs;
         while (*p != NULL && *p != &j) p = &(*p)->next_job;
-        if (*p == &j) *p = j.next_job;
+        if (*p == &j) __atomic_store_n(p, j.next_job, __ATOMIC_RELEASE);
         j.wanted = 0;
     }
     while (__atomic_load_n(&j.remaining, __ATOMIC_ACQUIRE) != 0 || j.users != 0)

@@ -18,6 +18,11 @@
 //! the first call that wants them and adds workers when a later call wants more; they live as
 //! long as the process.
 //!
+//! **Waking.** A worker that finds no job spins for up to [`SPIN`] before it sleeps on a
+//! condition variable, so that the next parallel loop (of the same kernel call, or of the next
+//! call) finds it awake instead of paying a wake-up of tens of microseconds: a kernel runs its
+//! parallel loops one after another with short serial stretches between them.
+//!
 //! **Concurrent callers** each post their own job; workers help whichever job they find, and a
 //! caller runs its own chunks too, so it never waits for a worker that is busy elsewhere (a
 //! call completes even when every worker is taken). **After `fork()`** the child has no
@@ -26,8 +31,9 @@
 
 use std::cell::Cell;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicI32, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 /// A task: runs iterations `lo..hi` of a parallel loop with the loop's closure; returns 0, or
 /// a non-zero status that [`parallel_for`] passes on.
@@ -43,6 +49,9 @@ pub const MAX_THREADS: usize = 256;
 /// Chunks per thread: more than one, so that a thread slowed by other load leaves the rest of
 /// its share to the others.
 const CHUNKS_PER_THREAD: i64 = 4;
+
+/// How long a worker without a job spins, watching for the next one, before it sleeps.
+pub const SPIN: Duration = Duration::from_micros(500);
 
 /// Stack size of a pool worker: a task's scoped buffers take at most 1 MiB (`docs/ir.md`).
 const WORKER_STACK: usize = 4 << 20;
@@ -146,12 +155,9 @@ impl Job {
 
     /// Waits until every chunk has finished.
     fn wait(&self) {
-        // Most chunks finish soon after the caller's own: spin briefly before sleeping.
-        for _ in 0..2000 {
-            if self.remaining.load(Ordering::Acquire) == 0 {
-                return;
-            }
-            std::hint::spin_loop();
+        // Most chunks finish soon after the caller's own: spin before sleeping.
+        if spin_until(|| self.remaining.load(Ordering::Acquire) == 0) {
+            return;
         }
         let mut done = self.done.lock().unwrap_or_else(|p| p.into_inner());
         while !*done {
@@ -164,6 +170,8 @@ impl Job {
 struct Pool {
     state: Mutex<PoolState>,
     work: Condvar,
+    /// The length of `state.jobs` (written under the lock), which spinning workers watch.
+    queued: AtomicUsize,
     /// The process that started the pool (see the module doc on `fork()`).
     pid: u32,
 }
@@ -182,6 +190,7 @@ fn pool() -> &'static Pool {
             workers: 0,
         }),
         work: Condvar::new(),
+        queued: AtomicUsize::new(0),
         pid: std::process::id(),
     })
 }
@@ -204,22 +213,41 @@ impl Pool {
         for _ in 0..helpers.min(state.workers) {
             state.jobs.push_back(Arc::clone(job));
         }
+        self.queued.store(state.jobs.len(), Ordering::Release);
         drop(state);
         self.work.notify_all();
     }
 
     fn work_loop(&self) {
         loop {
+            spin_until(|| self.queued.load(Ordering::Acquire) != 0);
             let job = {
                 let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
                 loop {
                     if let Some(job) = state.jobs.pop_front() {
+                        self.queued.store(state.jobs.len(), Ordering::Release);
                         break job;
                     }
                     state = self.work.wait(state).unwrap_or_else(|p| p.into_inner());
                 }
             };
             job.run_chunks();
+        }
+    }
+}
+
+/// Spins until `ready()` holds (returns true) or [`SPIN`] has passed (returns false).
+fn spin_until(ready: impl Fn() -> bool) -> bool {
+    let start = Instant::now();
+    loop {
+        for _ in 0..64 {
+            if ready() {
+                return true;
+            }
+            std::hint::spin_loop();
+        }
+        if start.elapsed() >= SPIN {
+            return false;
         }
     }
 }

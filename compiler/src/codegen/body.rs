@@ -108,30 +108,24 @@ impl<M: Module> Codegen<'_, M> {
         fb.append_block_params_for_function_params(start);
         fb.switch_to_block(start);
         let frame_ptr = fb.block_params(start)[0];
-        let mut g = Gen {
+        let shared = Shared {
             module: &mut *self.module,
-            fb,
             libs: &mut *self.libs,
             ukernels: &mut *self.ukernels,
             errors: &mut *self.errors,
             scratch: self.scratch,
-            record: None,
-            m,
-            f,
-            frame,
-            shapes,
             has_fma: self.has_fma,
-            values: vec![None; f.values.len()],
-            consts: HashMap::new(),
-            bufs: Vec::with_capacity(f.buffers.len()),
-            dims: Vec::with_capacity(frame.dims.len()),
-            ukernel_args: None,
-            points_into: HashMap::new(),
-            frame_ptr,
-            outline: self.threads.then_some(name),
-            tasks: &mut tasks,
-            failed: None,
         };
+        let outline = self.threads.then_some(name);
+        let mut g = Gen::new(
+            shared,
+            fb,
+            (m, f, frame),
+            shapes,
+            frame_ptr,
+            outline,
+            &mut tasks,
+        );
         let temps = g.prologue(frame_ptr, None)?;
         g.block(&f.body)?;
         let release = |g: &mut Gen<'_, '_, M>| {
@@ -217,6 +211,60 @@ struct Gen<'a, 'b, M: Module> {
     frame_ptr: Value,
     /// The block that returns the status in its parameter, once a parallel loop needs it.
     failed: Option<Block>,
+}
+
+/// What every function built into a module borrows from it: the module and the imports it
+/// shares.
+struct Shared<'a, M: Module> {
+    module: &'a mut M,
+    libs: &'a mut Libcalls,
+    ukernels: &'a mut Ukernels,
+    errors: &'a mut ErrorSupport,
+    scratch: Option<Scratch>,
+    has_fma: bool,
+}
+
+/// The function being built: `f` of `m`, for `frame`.
+type Source<'a> = (&'a loops::Module, &'a loops::Function, &'a Frame);
+
+impl<'a, 'b, M: Module> Gen<'a, 'b, M> {
+    /// The state of building function `f` (a body, or a task outlined from one) with `fb`: no
+    /// value defined yet, the frame at `frame_ptr`, parallel loops outlined into `tasks` when
+    /// `outline` names the function.
+    fn new(
+        shared: Shared<'a, M>,
+        fb: FunctionBuilder<'b>,
+        (m, f, frame): Source<'a>,
+        shapes: Vec<Vec<Ext>>,
+        frame_ptr: Value,
+        outline: Option<&'a str>,
+        tasks: &'a mut Vec<Task>,
+    ) -> Self {
+        Gen {
+            module: shared.module,
+            fb,
+            libs: shared.libs,
+            ukernels: shared.ukernels,
+            errors: shared.errors,
+            scratch: shared.scratch,
+            record: None,
+            m,
+            f,
+            frame,
+            shapes,
+            has_fma: shared.has_fma,
+            values: vec![None; f.values.len()],
+            consts: HashMap::new(),
+            bufs: Vec::with_capacity(f.buffers.len()),
+            dims: Vec::with_capacity(frame.dims.len()),
+            ukernel_args: None,
+            points_into: HashMap::new(),
+            frame_ptr,
+            outline,
+            tasks,
+            failed: None,
+        }
+    }
 }
 
 impl<'b, M: Module> Gen<'_, 'b, M> {

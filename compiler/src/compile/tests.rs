@@ -161,20 +161,16 @@ fn random_inputs(
     kernel: &crate::api::Kernel,
     rng: &mut crate::rng::Rng,
 ) -> Vec<einc_runtime::Array> {
+    use crate::testkit::differential::input_shapes;
     use einc_runtime::{Array, Buffer, DType};
     let mut bound: BTreeMap<String, usize> = BTreeMap::new();
-    kernel
-        .inputs()
-        .iter()
-        .map(|a| {
-            let shape: Vec<usize> = a
-                .shape
-                .iter()
-                .map(|e| match e {
-                    tensor::Extent::Fixed(n) => *n as usize,
-                    tensor::Extent::Dim(d) => *bound.entry(d.clone()).or_insert(2 + rng.below(3)),
-                })
-                .collect();
+    let shapes = input_shapes(kernel, &mut |d| {
+        *bound.entry(d.to_string()).or_insert(2 + rng.below(3))
+    });
+    shapes
+        .into_iter()
+        .zip(kernel.inputs())
+        .map(|(shape, a)| {
             let n: usize = shape.iter().product();
             let buffer = match a.dtype {
                 DType::F32 => Buffer::F32((0..n).map(|_| rng.uniform(-1.0, 1.0) as f32).collect()),

@@ -383,6 +383,14 @@ fn for_loop(
 }
 
 impl Gett<'_> {
+    /// Whether the loops over `nr` panels (B's packing, the `jr` tiles) are parallel: with the
+    /// `ic` blocks. Each iteration writes its own panel of the packed B block, or its own
+    /// columns of C; code generation runs `jr` in parallel when there are few `ic` blocks
+    /// (docs/threads.md).
+    fn panels_parallel(&self) -> bool {
+        self.plan.blocks.contains(&BlockLoop::Ic)
+    }
+
     /// Whether an outer loop of the nest (an output index of `g`) runs in parallel.
     fn outer_parallel(&self, g: &Generic) -> bool {
         self.plan.parallel.iter().any(|i| g.output.contains(i))
@@ -710,7 +718,8 @@ impl Gett<'_> {
             kk_body.push(for_loop(jj0, valid, nr, 1, false, pad));
         }
         p_body.push(for_loop(kk, zero, kc, 1, false, kk_body));
-        Ok(vec![for_loop(p, from, to, self.plan.nr, false, p_body)])
+        let parallel = self.panels_parallel();
+        Ok(vec![for_loop(p, from, to, self.plan.nr, parallel, p_body)])
     }
 
     /// Copies one vector of B's row `at.k` from column `at.j0 + off` into the packed panel
@@ -844,6 +853,7 @@ impl Gett<'_> {
         };
         let direct = out_def.layout.fact(n_axis, rank) == StrideFact::Unit;
 
+        let par = self.panels_parallel();
         let jr = fl.named_value("jr", Type::Index);
         let mut jr_body = Vec::new();
         let n_left = fl.assign(
@@ -926,7 +936,7 @@ impl Gett<'_> {
                     }
                 }
             }
-            insts.push(for_loop(jr, zero, nc_cur, self.plan.nr, false, jr_body));
+            insts.push(for_loop(jr, zero, nc_cur, self.plan.nr, par, jr_body));
             return Ok(insts);
         }
         let ir = fl.named_value("ir", Type::Index);
@@ -1037,7 +1047,7 @@ impl Gett<'_> {
         let row = vec![for_loop(jj, zero, nr_cur, 1, false, cell)];
         ir_body.push(for_loop(ii, zero, mr_cur, 1, false, row));
         jr_body.push(for_loop(ir, zero, mc_cur, self.plan.mr, false, ir_body));
-        insts.push(for_loop(jr, zero, nc_cur, self.plan.nr, false, jr_body));
+        insts.push(for_loop(jr, zero, nc_cur, self.plan.nr, par, jr_body));
         Ok(insts)
     }
 

@@ -320,6 +320,33 @@ pub fn check_kernel(
     Ok(())
 }
 
+/// The shapes of `kernel`'s inputs: fixed extents and the dims the module fixes as they are,
+/// every other dim bound by `bind(name)`, called at each occurrence in argument order.
+pub fn input_shapes(
+    kernel: &crate::api::Kernel,
+    bind: &mut dyn FnMut(&str) -> usize,
+) -> Vec<Vec<usize>> {
+    let dims = &kernel.signature().dims;
+    kernel
+        .inputs()
+        .iter()
+        .map(|a| {
+            a.shape
+                .iter()
+                .map(|e| match e {
+                    Extent::Fixed(n) => *n as usize,
+                    Extent::Dim(d) => {
+                        match dims.iter().find(|x| &x.name == d).and_then(|x| x.value) {
+                            Some(n) => n as usize,
+                            None => bind(d),
+                        }
+                    }
+                })
+                .collect()
+        })
+        .collect()
+}
+
 /// A random C-order array: floats in [-1, 1] with three decimals, integers in [-3, 3]; with
 /// `specials`, one element in eight is an extreme value instead (±0, ±inf, NaN, the smallest
 /// subnormals; the integer minimum and maximum).

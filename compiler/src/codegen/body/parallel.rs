@@ -28,7 +28,7 @@
 //! lowering, `docs/ir.md`), and a task runs each iteration exactly as the loop would: results
 //! do not depend on the thread count.
 
-use super::Gen;
+use super::{Gen, Shared};
 use crate::codegen::{declare, CodegenError};
 use crate::ir::loops::{self, BufferKind, IndexOp, Inst, Op, ValueId};
 use cranelift_codegen::ir::condcodes::IntCC;
@@ -47,6 +47,13 @@ pub const PARALLEL_FOR_SYMBOL: &str = "einc_parallel_for";
 /// Below this many units of work (about one vector instruction each) a parallel loop runs on
 /// the calling thread: waking a worker costs some microseconds.
 pub const MIN_PARALLEL_WORK: i64 = 1 << 17;
+
+/// A parallel loop with a nested parallel loop runs in parallel itself when it has at least
+/// this many iterations or no fewer than the nested loop; otherwise it runs on the calling
+/// thread and the nested loop runs in parallel (a GEMM with fewer `ic` blocks runs its `jr`
+/// panels in parallel instead). Eight: four chunks for each of two threads, so that a thread
+/// slowed by other load leaves part of its share to the other.
+pub const MIN_OUTER_TRIP: i64 = 8;
 
 /// The least work of one chunk a pool thread claims.
 pub const GRAIN_WORK: i64 = 1 << 15;
@@ -154,6 +161,24 @@ impl<'b, M: Module> Gen<'_, 'b, M> {
         let per_iteration = self.block_cost(&l.body, &mut first)?;
         let per_iteration = self.add(per_iteration, Cost::Known(1));
         let per_iteration = self.value(per_iteration);
+        // With few iterations and a nested parallel loop of more, the loop runs here and the
+        // nested loop in parallel.
+        let here = match self.nested_parallel_trip(&l.body, &mut first)? {
+            Some(inner) => {
+                let inner = self.value(inner);
+                let few = self
+                    .ins()
+                    .icmp_imm_s(IntCC::UnsignedLessThan, n, MIN_OUTER_TRIP);
+                let fewer = self.ins().icmp(IntCC::UnsignedLessThan, n, inner);
+                let inline = self.ins().band(few, fewer);
+                let here = self.fb.create_block();
+                let outlined = self.fb.create_block();
+                self.ins().brif(inline, here, &[], outlined, &[]);
+                self.fb.switch_to_block(outlined);
+                Some(here)
+            }
+            None => None,
+        };
         let capped_n = self.cap(n, TRIP_CAP);
         let work = self.ins().imul(capped_n, per_iteration);
         let small = self
@@ -198,7 +223,36 @@ impl<'b, M: Module> Gen<'_, 'b, M> {
         let next = self.fb.create_block();
         self.ins().brif(status, failed, &[status.into()], next, &[]);
         self.fb.switch_to_block(next);
+        if let Some(here) = here {
+            let after = self.fb.create_block();
+            self.ins().jump(after, &[]);
+            self.fb.switch_to_block(here);
+            self.loop_over(l, lower, upper)?;
+            self.ins().jump(after, &[]);
+            self.fb.switch_to_block(after);
+        }
         Ok(())
+    }
+
+    /// The trip count, on the first iteration, of the first parallel loop nested in `b` (loops
+    /// around it on their first iterations too), or `None` when there is none.
+    fn nested_parallel_trip(
+        &mut self,
+        b: &loops::Block,
+        first: &mut FirstIteration<'_>,
+    ) -> Result<Option<Cost>, CodegenError> {
+        for inst in &b.insts {
+            let Inst::For(l) = inst else { continue };
+            if l.parallel && l.carried.is_empty() {
+                return self.trip_count(l, first).map(Some);
+            }
+            let start = self.at_start(l.lower, first);
+            first.values.insert(l.var, start);
+            if let Some(trip) = self.nested_parallel_trip(&l.body, first)? {
+                return Ok(Some(trip));
+            }
+        }
+        Ok(None)
     }
 
     /// What the closure of parallel loop `l` holds, and where.
@@ -272,30 +326,17 @@ impl<'b, M: Module> Gen<'_, 'b, M> {
             captured[i] = Some(fb.ins().load(types::I64, flags, ptr, off));
         }
         let mut no_tasks = Vec::new();
-        let mut t = Gen {
+        let shared = Shared {
             module: &mut *self.module,
-            fb,
             libs: &mut *self.libs,
             ukernels: &mut *self.ukernels,
             errors: &mut *self.errors,
             scratch: self.scratch,
-            record: None,
-            m: self.m,
-            f: self.f,
-            frame: self.frame,
-            shapes: self.shapes.clone(),
             has_fma: self.has_fma,
-            values: vec![None; self.f.values.len()],
-            consts: HashMap::new(),
-            bufs: Vec::with_capacity(self.f.buffers.len()),
-            dims: Vec::with_capacity(self.frame.dims.len()),
-            ukernel_args: None,
-            points_into: HashMap::new(),
-            frame_ptr,
-            outline: None,
-            tasks: &mut no_tasks,
-            failed: None,
         };
+        let source = (self.m, self.f, self.frame);
+        let shapes = self.shapes.clone();
+        let mut t = Gen::new(shared, fb, source, shapes, frame_ptr, None, &mut no_tasks);
         t.prologue(frame_ptr, Some(captured))?;
         for (v, op) in &closure.recomputed {
             let x = t.op(*v, op)?;

@@ -247,6 +247,25 @@ fn f64_tiles_and_parallel_blocks_with_scoped_packs() {
         text.contains("scoped %Ap") && text.contains("scoped %Bp"),
         "{text}"
     );
+    // B's packing panels and the `jr` panels are parallel with the `ic` blocks (code
+    // generation runs `ic` or `jr` in parallel, docs/threads.md); without parallel blocks
+    // they are not.
+    let jr_parallel = |text: &str| -> Vec<bool> {
+        text.lines()
+            .map(str::trim_start)
+            .filter(|l| l.starts_with("for %jr") || l.starts_with("for %jp"))
+            .map(|l| l.ends_with("parallel {"))
+            .collect()
+    };
+    let flags = jr_parallel(&text);
+    assert!(!flags.is_empty() && flags.iter().all(|&p| p), "{text}");
+    let serial = scheduled(
+        &MATMUL.replace("f32", "f64"),
+        0,
+        gemm(&[], [0, 1, 2], [3, 2, 3, 2, 4], true, &[]),
+    );
+    let serial = printer::print_module(&lower_module(&serial).unwrap());
+    assert!(jr_parallel(&serial).iter().all(|&p| !p), "{serial}");
 }
 
 #[test]
