@@ -710,7 +710,7 @@ impl Nest<'_, '_, '_> {
         (mb, nb): (ValueId, ValueId),
         sc: Scratch,
     ) -> Result<(), LowerError> {
-        let Blocks { hb, mr, nr, .. } = self.blocks;
+        let hb = self.blocks.hb;
         let zero = self.konst(0)?;
         let one = self.konst(1)?;
         let heads = self.fl.extent(&self.extents.head.clone())?;
@@ -719,26 +719,43 @@ impl Nest<'_, '_, '_> {
         self.each("a0", (zero, chunks_end, hb), false, |nest, a0| {
             let hc = nest.block_size(a0, heads, hb)?;
             let first = nest.emit("first", Op::Cmp(CmpOp::Eq, a0, zero), Type::Bool);
-            nest.each("r0", (zero, mb, mr), false, |nest, r0| {
-                let tm = nest.block_size(r0, mb, mr)?;
+            nest.tiles((mb, nb), hc, first, |nest, r0, c0| {
                 let row = nest.index(IndexOp::Add, p.row, r0);
-                let a_at = Point {
-                    row,
-                    head: a0,
-                    ..p.clone()
-                };
                 let a = nest.tile(
                     &nest.operands.q.clone(),
-                    &a_at,
+                    &p.with(Axis::Chain(Role::Row), row).with(Axis::Head, a0),
                     [(Coord::M, Axis::Chain(Role::Row)), (Coord::K, Axis::Head)],
                 )?;
-                nest.each("c0", (zero, nb, nr), false, |nest, c0| {
-                    let tn = nest.block_size(c0, nb, nr)?;
-                    let b = nest.panel_tile(sc.kp, c0, a0)?;
-                    let c = nest.block_tile(sc.s, [r0, c0], [Coord::M, Coord::N]);
-                    nest.ukernel(hc, (tm, tn), (a.clone(), b, c), first);
-                    Ok(())
-                })
+                let b = nest.panel_tile(sc.kp, c0, a0)?;
+                let c = nest.block_tile(sc.s, [r0, c0], [Coord::M, Coord::N]);
+                Ok((a, b, c))
+            })
+        })
+    }
+
+    /// Micro-kernel calls over the `rows x cols` block in register tiles, each summing `kc`
+    /// products (`init`: overwrite C), with the operands `operands` gives for the tile at
+    /// `(r0, c0)`.
+    fn tiles(
+        &mut self,
+        (rows, cols): (ValueId, ValueId),
+        kc: ValueId,
+        init: ValueId,
+        operands: impl Fn(
+            &mut Self,
+            ValueId,
+            ValueId,
+        ) -> Result<(TileOperand, TileOperand, TileOperand), LowerError>,
+    ) -> Result<(), LowerError> {
+        let Blocks { mr, nr, .. } = self.blocks;
+        let zero = self.konst(0)?;
+        self.each("r0", (zero, rows, mr), false, |nest, r0| {
+            let tm = nest.block_size(r0, rows, mr)?;
+            nest.each("c0", (zero, cols, nr), false, |nest, c0| {
+                let tn = nest.block_size(c0, cols, nr)?;
+                let abc = operands(nest, r0, c0)?;
+                nest.ukernel(kc, (tm, tn), abc, init);
+                Ok(())
             })
         })
     }
@@ -965,30 +982,19 @@ impl Nest<'_, '_, '_> {
         (mb, nb): (ValueId, ValueId),
         sc: Scratch,
     ) -> Result<(), LowerError> {
-        let Blocks { mr, nr, .. } = self.blocks;
         let zero = self.konst(0)?;
         let values = self.fl.extent(&self.extents.value.clone())?;
         let never = self.emit("never", Op::Cmp(CmpOp::Ne, zero, zero), Type::Bool);
-        self.each("r0", (zero, mb, mr), false, |nest, r0| {
-            let tm = nest.block_size(r0, mb, mr)?;
+        self.tiles((mb, values), nb, never, |nest, r0, e1| {
             let row = nest.index(IndexOp::Add, p.row, r0);
             let a = nest.block_tile(sc.s, [r0, zero], [Coord::M, Coord::K]);
-            nest.each("e1", (zero, values, nr), false, |nest, e1| {
-                let tn = nest.block_size(e1, values, nr)?;
-                let b = nest.panel_tile(sc.vp, e1, zero)?;
-                let c_at = Point {
-                    row,
-                    value: e1,
-                    ..p.clone()
-                };
-                let c = nest.tile(
-                    &nest.operands.acc.clone(),
-                    &c_at,
-                    [(Coord::M, Axis::Chain(Role::Row)), (Coord::N, Axis::Value)],
-                )?;
-                nest.ukernel(nb, (tm, tn), (a.clone(), b, c), never);
-                Ok(())
-            })
+            let b = nest.panel_tile(sc.vp, e1, zero)?;
+            let c = nest.tile(
+                &nest.operands.acc.clone(),
+                &p.with(Axis::Chain(Role::Row), row).with(Axis::Value, e1),
+                [(Coord::M, Axis::Chain(Role::Row)), (Coord::N, Axis::Value)],
+            )?;
+            Ok((a, b, c))
         })
     }
 
