@@ -1,35 +1,33 @@
-//! A row-softmax group under a `softmax` schedule → one nest that reads each row twice:
+//! A row-softmax group under a `softmax` schedule → one nest with three passes over each row:
 //!
-//! 1. an online max-and-sum pass: running maxima `m` and sums `s` of `exp(x - m)`, one per
-//!    lane (and a scalar pair for the tail); each step takes the maximum `b` of the block of
-//!    unrolled copies, rescales the sum once, `s = s·exp(m - max(m, b)) + Σ exp(x - max(m, b))`,
-//!    and keeps `m = max(m, b)`. At the end of the row the lanes are combined:
-//!    `M = max(lanes, tail)`, `S = Σ_lanes s·exp(m - M) + s_tail·exp(m_tail - M)`;
-//! 2. one pass writing `P = exp(x - M) / S`.
+//! 1. the row maximum `M` (a running maximum per lane, and one for the scalar tail, combined at
+//!    the end of the row);
+//! 2. `P = exp(x - M)`, written to `P`, and the row sum `S` of those values;
+//! 3. `P = P / S`, reading back what the second pass wrote.
+//!
+//! This is the interpreter's formula, `exp(x - max) / sum`, with the exponential computed once
+//! per element; only the order of the sum's additions differs (lanes, and a balanced tree per
+//! unrolled block). An online max-and-sum (one pass fewer over the source, as FlashAttention
+//! needs when the row is never stored) computes every exponential twice here, since `P` must
+//! be written after the row's maximum is known; with 128-bit vectors the exponential is the
+//! cost, and the row is read back from cache (measured in `docs/performance.md`, "Row softmax").
 //!
 //! `P.exp` is never materialised; the group's intermediate values (`max`, `exp`, `sum`) are
 //! written only when something outside the group reads them (`RowSoftmax::escapes`), `exp`
-//! during the second pass. The running maxima start at the lowest finite value instead of -inf,
-//! so a lane that sees only `-inf` (a masked entry) keeps finite arithmetic (`exp(m - m') = 1`,
-//! never `exp(-inf + inf)`); a row of only `-inf` entries then has `S = 0`, and `M` is taken as
-//! -inf for that row, so it gives what the interpreter gives (NaN). Inputs of any magnitude stay
-//! finite: every exponent is at most 0.
+//! during the second pass. Each pass's running value starts at its identity (-inf, 0), so
+//! rows of only -inf entries and empty rows give what the interpreter gives (NaN, and nothing).
+//! Inputs of any magnitude stay finite: every exponent is at most 0.
 //!
 //! The schedule's `order` lists the row indices, then the normalised ones; the last may be
-//! vectorised (when the source, `P` and an escaping `exp` have a unit stride along it) and the
-//! normalised indices unrolled (copies of a block). Row indices are not unrolled.
-//!
-//! The online update ([`online_update`]) and the row combination ([`combine_lanes`]) are the
-//! pieces a fused attention (contraction → softmax → contraction) reuses: the update returns
-//! the rescaling factor, which rescales any accumulator kept alongside the sum.
+//! vectorised (when the source, `P` and an escaping `exp` have a unit stride along it; the
+//! maximum pass only needs the source's) and the normalised indices unrolled (copies of a
+//! block). Row indices are not unrolled.
 
-use super::body::{self, BodyLowerer, Placed};
+use super::body::{self, BodyLowerer};
 use super::nest::{close_loop, copy_values, product, variants, Plan};
 use super::{FnLowerer, LowerError};
 use crate::analysis::RowSoftmax;
-use crate::ir::loops::{
-    BinaryFn, BufferId, Carried, CmpOp, Inst, Op, ReduceKind, Type, UnaryFn, ValueId,
-};
+use crate::ir::loops::{BinaryFn, BufferId, Carried, Inst, Op, ReduceKind, Type, UnaryFn, ValueId};
 use crate::ir::tensor::{self, AxisMap, Expr, Generic, IndexId, Input};
 use einc_runtime::{DType, Scalar};
 
@@ -181,7 +179,7 @@ pub(super) fn lower_softmax(
         in_vector: false,
         write_vector,
         state: State::default(),
-        totals: None,
+        total: None,
     };
     s.rows(0)?;
     Ok(s.b.close())
@@ -209,11 +207,12 @@ fn writes_vectors(fl: &FnLowerer, shape: &Shape, targets: &Targets, v: IndexId) 
             .is_none_or(|(b, map)| written_along(*b, map))
 }
 
-/// The running maximum and sum of one row: per lane (`vector`), and for the scalar tail.
+/// The value one pass carries along a row (the running maximum, then the running sum): per
+/// lane in vector loops, and for the scalar tail.
 #[derive(Clone, Copy, Debug, Default)]
 struct State {
-    vector: Option<(ValueId, ValueId)>,
-    scalar: Option<(ValueId, ValueId)>,
+    vector: Option<ValueId>,
+    scalar: Option<ValueId>,
 }
 
 /// The state of building one group's nest.
@@ -229,20 +228,41 @@ struct Softmax<'a, 'm> {
     /// The value of each index in each copy of the loop variant being built, by `IndexId`.
     offsets: Vec<Vec<ValueId>>,
     in_vector: bool,
-    /// Whether the second pass writes vectors (the first reads vectors when `plan.vector` is
-    /// set).
+    /// Whether the passes writing `P` run in vectors (the maximum pass reads vectors whenever
+    /// `plan.vector` is set).
     write_vector: bool,
-    /// The running state during the first pass.
+    /// The value the current pass carries.
     state: State,
-    /// The row's maximum and sum during the second pass, and the level they are defined at.
-    totals: Option<(ValueId, ValueId, usize)>,
+    /// The row's maximum (during the exponential pass) or sum (during the scaling pass), and
+    /// the level it is defined at.
+    total: Option<(ValueId, usize)>,
 }
 
 /// Which pass over the row a loop belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Pass {
-    MaxSum,
-    Write,
+    /// The row maximum `M`.
+    Max,
+    /// `P = exp(x - M)` and the row sum `S` of it.
+    ExpSum,
+    /// `P = P / S`.
+    Scale,
+}
+
+impl Pass {
+    /// Whether the pass carries a running value along the row.
+    fn carries(self) -> bool {
+        self != Pass::Scale
+    }
+
+    /// The combining function of its running value.
+    fn reduce(self) -> (BinaryFn, ReduceKind) {
+        if self == Pass::Max {
+            (BinaryFn::Max, ReduceKind::Max)
+        } else {
+            (BinaryFn::Add, ReduceKind::Add)
+        }
+    }
 }
 
 impl Softmax<'_, '_> {
@@ -251,7 +271,7 @@ impl Softmax<'_, '_> {
     }
 
     /// The vector (0) or scalar (1) part of the state.
-    fn part(&mut self, k: usize) -> &mut Option<(ValueId, ValueId)> {
+    fn part(&mut self, k: usize) -> &mut Option<ValueId> {
         if k == 0 {
             &mut self.state.vector
         } else {
@@ -259,13 +279,14 @@ impl Softmax<'_, '_> {
         }
     }
 
-    /// Both parts' current values.
-    fn parts(&self) -> [Option<(ValueId, ValueId)>; 2] {
-        [self.state.vector, self.state.scalar]
-    }
-
     fn lanes(&self) -> Option<u32> {
         self.plan.vector.map(|(_, l)| l)
+    }
+
+    /// Whether `pass` runs vector loops along the vectorised index (the passes writing `P`
+    /// only when it has a unit stride there).
+    fn runs_vectors(&self, pass: Pass) -> bool {
+        self.plan.vector.is_some() && (pass == Pass::Max || self.write_vector)
     }
 
     fn index_name(&self, i: IndexId) -> String {
@@ -286,16 +307,11 @@ impl Softmax<'_, '_> {
         self.emit(Op::Binary(f, a, b), ty)
     }
 
-    fn exp(&mut self, x: ValueId) -> Result<ValueId, LowerError> {
-        let ty = self.b.type_of(x)?;
-        self.emit(Op::Unary(UnaryFn::Exp, x), ty)
-    }
-
     fn constant(&mut self, x: f64) -> ValueId {
         self.b.fl.scalar_const(Scalar::F64(x).cast(self.dtype))
     }
 
-    /// The loops over the row indices from the `k`-th on, then the two passes.
+    /// The loops over the row indices from the `k`-th on, then the three passes.
     fn rows(&mut self, k: usize) -> Result<(), LowerError> {
         let Some(&x) = self.rows.get(k) else {
             return self.row();
@@ -321,69 +337,46 @@ impl Softmax<'_, '_> {
         Ok(())
     }
 
-    /// One row: the max-and-sum pass, the combination of its lanes, the writing pass.
+    /// One row: the maximum, the exponentials and their sum, the scaling. Each pass's
+    /// running value starts at its identity (-inf, 0), so an empty row has `M = -inf` and
+    /// `S = 0`, and a row of only -inf has `M = -inf` and `S = NaN`, as the interpreter
+    /// computes them.
     fn row(&mut self) -> Result<(), LowerError> {
-        let lowest = self.constant(if self.dtype == DType::F32 {
-            f64::from(f32::MIN)
-        } else {
-            f64::MIN
-        });
-        let zero = self.constant(0.0);
-        let vector = match self.lanes() {
-            Some(l) => {
-                let m = self.b.splat((lowest, 0), l)?.0;
-                let s = self.b.splat((zero, 0), l)?.0;
-                Some((m, s))
-            }
-            None => None,
-        };
-        self.state = State {
-            vector,
-            scalar: Some((lowest, zero)),
-        };
-        self.axes_loops(0, Pass::MaxSum)?;
-        let (m, s) = combine_lanes(&mut self.b, self.state.vector, self.state.scalar)?;
-        // A row of only -inf (or an empty row) sums to 0: its maximum is -inf, as the
-        // interpreter computes it.
-        let ninf = self.constant(f64::NEG_INFINITY);
-        let empty = self.emit(Op::Cmp(CmpOp::Eq, s, zero), Type::Bool)?;
-        let m = self.emit(Op::Select(empty, ninf, m), self.scalar())?;
+        let m = self.carry(Pass::Max, f64::NEG_INFINITY)?;
         let targets = self.targets;
         if let Some((buffer, map)) = &targets.max {
             self.store(*buffer, map, m)?;
         }
+        self.total = Some((m, self.b.depth()));
+        let s = self.carry(Pass::ExpSum, 0.0)?;
         if let Some((buffer, map)) = &targets.sum {
-            // The interpreter sums exp(-inf - -inf) = NaN over a non-empty row of -inf.
-            let nonempty = self.row_nonempty()?;
-            let nan = self.constant(f64::NAN);
-            let undefined = self.emit(Op::And(empty, nonempty), Type::Bool)?;
-            let value = self.emit(Op::Select(undefined, nan, s), self.scalar())?;
-            self.store(*buffer, map, value)?;
+            self.store(*buffer, map, s)?;
         }
-        self.totals = Some((m, s, self.b.depth()));
-        self.axes_loops(0, Pass::Write)
+        self.total = Some((s, self.b.depth()));
+        self.axes_loops(0, Pass::Scale)
     }
 
-    /// Whether a row has elements: every normalised extent is above 0.
-    fn row_nonempty(&mut self) -> Result<ValueId, LowerError> {
-        let zero = self.b.fl.index_const(0);
-        let mut all = None;
-        for &x in &self.axes.clone() {
-            let extent = self
-                .shape
-                .div
-                .indices
-                .get(x.0 as usize)
-                .map(|d| d.extent.clone())
-                .ok_or_else(|| self.b.fl.error("a normalised index is out of range"))?;
-            let n = self.b.fl.extent(&extent)?;
-            let some = self.emit(Op::Cmp(CmpOp::Gt, n, zero), Type::Bool)?;
-            all = Some(match all {
-                None => some,
-                Some(a) => self.emit(Op::And(a, some), Type::Bool)?,
-            });
-        }
-        all.ok_or_else(|| self.b.fl.error("a softmax without normalised indices"))
+    /// Runs `pass`, whose running value starts at `identity`, over the row and returns the
+    /// row's value: the lanes' values combined by `reduce_lanes`, then with the tail's.
+    fn carry(&mut self, pass: Pass, identity: f64) -> Result<ValueId, LowerError> {
+        let init = self.constant(identity);
+        let vector = match self.lanes().filter(|_| self.runs_vectors(pass)) {
+            Some(l) => Some(self.b.splat((init, 0), l)?.0),
+            None => None,
+        };
+        self.state = State {
+            vector,
+            scalar: Some(init),
+        };
+        self.axes_loops(0, pass)?;
+        let State { vector, scalar } = self.state;
+        let tail = scalar.ok_or_else(|| self.b.fl.error("the softmax tail state is missing"))?;
+        let Some(lanes) = vector else {
+            return Ok(tail);
+        };
+        let (f, kind) = pass.reduce();
+        let combined = self.emit(Op::ReduceLanes(kind, lanes), self.scalar())?;
+        self.binary(f, combined, tail)
     }
 
     /// Stores `value` into `buffer` at the current values of the indices of `map`.
@@ -419,15 +412,16 @@ impl Softmax<'_, '_> {
     fn axes_loops(&mut self, k: usize, pass: Pass) -> Result<(), LowerError> {
         let Some(&x) = self.axes.get(k) else {
             return match pass {
-                Pass::MaxSum => self.max_sum_leaf(),
-                Pass::Write => self.write_leaf(),
+                Pass::Max => self.max_leaf(),
+                Pass::ExpSum => self.exp_sum_leaf(),
+                Pass::Scale => self.scale_leaf(),
             };
         };
         let depth = self.b.depth();
         let vector = self
             .plan
             .vector
-            .filter(|&(v, _)| v == x && (pass == Pass::MaxSum || self.write_vector));
+            .filter(|&(v, _)| v == x && self.runs_vectors(pass));
         let unroll = self.plan.unroll.get(x.0 as usize).copied().unwrap_or(1);
         let innermost = k + 1 == self.axes.len();
         for variant in variants(
@@ -438,33 +432,23 @@ impl Softmax<'_, '_> {
             vector.map(|(_, l)| l),
         )? {
             let var = self.b.fl.named_value(&self.index_name(x), Type::Index);
-            // The first pass carries the state: the vector part in vector loops, the scalar
-            // part in the scalar tail, both in outer loops.
+            // A carrying pass carries the vector part in vector loops, the scalar part in the
+            // scalar tail, both in outer loops.
             let take = [
-                pass == Pass::MaxSum && (!innermost || variant.lanes > 1),
-                pass == Pass::MaxSum && (!innermost || variant.lanes == 1),
+                pass.carries() && (!innermost || variant.lanes > 1),
+                pass.carries() && (!innermost || variant.lanes == 1),
             ];
             let mut carried = Vec::new();
-            for (k, part) in self.parts().into_iter().enumerate() {
-                let Some((m, s)) = part else { continue };
-                if !take[k] {
+            for (k, taken) in take.into_iter().enumerate() {
+                let Some(init) = *self.part(k) else { continue };
+                if !taken {
                     continue;
                 }
-                let mut args = [m, s];
-                for (arg, init) in args.iter_mut().zip([m, s]) {
-                    let ty = self.b.type_of(init)?;
-                    let result = self.b.fl.new_value("red", ty);
-                    *arg = self.b.fl.new_value("acc", ty);
-                    carried.push((
-                        k,
-                        Carried {
-                            arg: *arg,
-                            init,
-                            result,
-                        },
-                    ));
-                }
-                *self.part(k) = Some((args[0], args[1]));
+                let ty = self.b.type_of(init)?;
+                let result = self.b.fl.new_value("red", ty);
+                let arg = self.b.fl.new_value("acc", ty);
+                carried.push((k, Carried { arg, init, result }));
+                *self.part(k) = Some(arg);
             }
             self.b.open();
             let values = copy_values(&mut self.b, depth + 1, var, &variant)?;
@@ -478,13 +462,10 @@ impl Softmax<'_, '_> {
             self.in_vector = was_vector;
             self.b.set_vector(None);
             let mut yields = Vec::new();
-            for pair in carried.chunks(2) {
-                let [(k, cm), (_, cs)] = pair else { continue };
+            for (k, c) in &carried {
                 let part = self.part(*k);
-                if let Some((m, s)) = *part {
-                    yields.extend([m, s]);
-                }
-                *part = Some((cm.result, cs.result));
+                yields.extend(*part);
+                *part = Some(c.result);
             }
             let carried = carried.into_iter().map(|(_, c)| c).collect();
             close_loop(&mut self.b, depth, var, &variant, false, carried, yields)?;
@@ -510,148 +491,132 @@ impl Softmax<'_, '_> {
         }
     }
 
-    /// The elements of the source at every copy of the current loop variants (vectors in a
-    /// vector loop).
-    fn elements(&mut self) -> Result<Vec<Placed>, LowerError> {
-        let mut out = Vec::new();
-        for coords in self.copies() {
-            self.enter_copy(&coords);
-            out.push(self.b.expr_of_type(&Expr::Input(0), self.dtype)?);
+    /// The running value of the current loop (its vector or scalar part).
+    fn running(&mut self) -> Result<(usize, ValueId), LowerError> {
+        let k = usize::from(!self.in_vector);
+        match *self.part(k) {
+            Some(v) => Ok((k, v)),
+            None => Err(self.b.fl.error("the softmax state is missing")),
         }
-        Ok(out)
     }
 
-    fn max_sum_leaf(&mut self) -> Result<(), LowerError> {
-        let xs: Vec<ValueId> = self.elements()?.into_iter().map(|(v, _)| v).collect();
-        let k = usize::from(!self.in_vector);
-        let Some((m, s)) = *self.part(k) else {
-            return Err(self.b.fl.error("the softmax state is missing"));
+    /// The row's total (maximum or sum) as the current loop's type: splatted once per row,
+    /// where it is defined, in a vector loop.
+    fn total(&mut self) -> Result<ValueId, LowerError> {
+        let Some((t, at)) = self.total else {
+            return Err(self.b.fl.error("the row's total is missing"));
         };
-        let depth = self.b.depth();
-        let (m, s, _) = online_update(&mut self.b, depth, m, s, &xs)?;
-        *self.part(k) = Some((m, s));
+        match self.in_vector.then(|| self.lanes()).flatten() {
+            Some(l) => Ok(self.b.splat((t, at), l)?.0),
+            None => Ok(t),
+        }
+    }
+
+    fn max_leaf(&mut self) -> Result<(), LowerError> {
+        let (k, m) = self.running()?;
+        let mut block = Tree::new(BinaryFn::Max);
+        for coords in self.copies() {
+            self.enter_copy(&coords);
+            let (x, _) = self.b.expr_of_type(&Expr::Input(0), self.dtype)?;
+            block.push(&mut self.b, x)?;
+        }
+        let m = block.fold_into(&mut self.b, m)?;
+        *self.part(k) = Some(m);
         Ok(())
     }
 
-    fn write_leaf(&mut self) -> Result<(), LowerError> {
-        let Some((m, s, at)) = self.totals else {
-            return Err(self.b.fl.error("the row's totals are missing"));
-        };
-        let lanes = self.in_vector.then(|| self.lanes()).flatten();
-        // Splatted once per row, where the totals are defined.
-        let (m, s) = match lanes {
-            Some(l) => (self.b.splat((m, at), l)?.0, self.b.splat((s, at), l)?.0),
-            None => (m, s),
-        };
+    fn exp_sum_leaf(&mut self) -> Result<(), LowerError> {
+        let (k, s) = self.running()?;
+        let m = self.total()?;
         let (targets, shape) = (self.targets, self.shape);
+        let mut block = Tree::new(BinaryFn::Add);
         for coords in self.copies() {
             self.enter_copy(&coords);
             let (x, _) = self.b.expr_of_type(&Expr::Input(0), self.dtype)?;
             let shifted = self.binary(BinaryFn::Sub, x, m)?;
-            let e = self.exp(shifted)?;
+            let ty = self.b.type_of(shifted)?;
+            let e = self.emit(Op::Unary(UnaryFn::Exp, shifted), ty)?;
             if let Some((buffer, map)) = &targets.exp {
                 self.store(*buffer, map, e)?;
             }
-            let p = self.binary(BinaryFn::Div, e, s)?;
-            self.store(targets.p, &shape.exp_map, p)?;
+            self.store(targets.p, &shape.exp_map, e)?;
+            block.push(&mut self.b, e)?;
+        }
+        let s = block.fold_into(&mut self.b, s)?;
+        *self.part(k) = Some(s);
+        Ok(())
+    }
+
+    fn scale_leaf(&mut self) -> Result<(), LowerError> {
+        let s = self.total()?;
+        let (p, shape) = (self.targets.p, self.shape);
+        let lanes = if self.in_vector { self.lanes() } else { None };
+        let ty = self.b.type_of(s)?;
+        for coords in self.copies() {
+            self.enter_copy(&coords);
+            let index = self.index_of(&shape.exp_map)?;
+            let load = Op::Load {
+                buffer: p,
+                index,
+                lanes: lanes.unwrap_or(1),
+            };
+            let e = self.emit(load, ty)?;
+            let scaled = self.binary(BinaryFn::Div, e, s)?;
+            self.store(p, &shape.exp_map, scaled)?;
         }
         Ok(())
     }
 }
 
-/// One step of the online softmax at level `depth` of `b`: with the running maximum `m` and
-/// sum `s` (scalars, or vectors of independent lanes) and a block of new elements `xs` of the
-/// same type, returns the new maximum `m' = max(m, xs...)`, the new sum
-/// `s' = s·exp(m - m') + Σ exp(x - m')` and the factor `exp(m - m')` that rescaled the old
-/// sum (an accumulator kept alongside the sum, such as a fused `P·V`, is rescaled by it too).
-///
-/// The block's maximum and the sum of its exponentials are balanced trees ([`tree`]), so that
-/// only one `max` and one multiply-add are carried from step to step: a chain of one `max` per
-/// element bounded the first pass by its latency (each float `max` is several instructions on
-/// x86-64, for its NaN and signed-zero rules).
-pub(super) fn online_update(
-    b: &mut BodyLowerer,
-    depth: usize,
-    m: ValueId,
-    s: ValueId,
-    xs: &[ValueId],
-) -> Result<(ValueId, ValueId, ValueId), LowerError> {
-    let ty = b.type_of(m)?;
-    let block_max = match tree(b, depth, BinaryFn::Max, xs)? {
-        Some(x) => b.emit(depth, Op::Binary(BinaryFn::Max, m, x), ty)?,
-        None => m,
-    };
-    let shift = b.emit(depth, Op::Binary(BinaryFn::Sub, m, block_max), ty)?;
-    let scale = b.emit(depth, Op::Unary(UnaryFn::Exp, shift), ty)?;
-    let rescaled = b.emit(depth, Op::Binary(BinaryFn::Mul, s, scale), ty)?;
-    let mut es = Vec::with_capacity(xs.len());
-    for &x in xs {
-        let d = b.emit(depth, Op::Binary(BinaryFn::Sub, x, block_max), ty)?;
-        es.push(b.emit(depth, Op::Unary(UnaryFn::Exp, d), ty)?);
-    }
-    let sum = match tree(b, depth, BinaryFn::Add, &es)? {
-        Some(e) => b.emit(depth, Op::Binary(BinaryFn::Add, rescaled, e), ty)?,
-        None => rescaled,
-    };
-    Ok((block_max, sum, scale))
-}
-
-/// `f` over `xs` as a balanced tree (pairs of neighbours, then pairs of those, ...), at level
-/// `depth` of `b`; `None` for no values.
-fn tree(
-    b: &mut BodyLowerer,
-    depth: usize,
+/// A balanced tree of one binary function over values given one at a time: a value is
+/// combined with its neighbour as soon as both exist (a binary counter), so that each block's
+/// values die young instead of all staying live until the end of the block, which made the
+/// register allocator spill.
+struct Tree {
     f: BinaryFn,
-    xs: &[ValueId],
-) -> Result<Option<ValueId>, LowerError> {
-    let mut level = xs.to_vec();
-    while level.len() > 1 {
-        let mut next = Vec::with_capacity(level.len().div_ceil(2));
-        for pair in level.chunks(2) {
-            if let [x, y] = *pair {
-                let ty = b.type_of(x)?;
-                next.push(b.emit(depth, Op::Binary(f, x, y), ty)?);
-            } else {
-                next.extend_from_slice(pair);
-            }
-        }
-        level = next;
-    }
-    Ok(level.first().copied())
+    /// Partial results, with the number of values each combines, strictly decreasing.
+    stack: Vec<(ValueId, usize)>,
 }
 
-/// Combines the per-lane state `vector` (maxima and sums) with the scalar state `scalar` at
-/// the current level of `b`: `M = max(max over lanes, m_tail)` and
-/// `S = Σ_lanes s·exp(m - M) + s_tail·exp(m_tail - M)` (lanes combined by `reduce_lanes`).
-pub(super) fn combine_lanes(
-    b: &mut BodyLowerer,
-    vector: Option<(ValueId, ValueId)>,
-    scalar: Option<(ValueId, ValueId)>,
-) -> Result<(ValueId, ValueId), LowerError> {
-    let depth = b.depth();
-    let Some((mt, st)) = scalar else {
-        return Err(b.fl.error("the softmax tail state is missing"));
-    };
-    let Some((mv, sv)) = vector else {
-        return Ok((mt, st));
-    };
-    let scalar_ty = b.type_of(mt)?;
-    let vector_ty = b.type_of(mv)?;
-    let Type::Vector(_, lanes) = vector_ty else {
-        return Err(b.fl.error("the softmax lane state is not a vector"));
-    };
-    let lane_max = b.emit(depth, Op::ReduceLanes(ReduceKind::Max, mv), scalar_ty)?;
-    let m = b.emit(depth, Op::Binary(BinaryFn::Max, lane_max, mt), scalar_ty)?;
-    let (mb, _) = b.splat((m, depth), lanes)?;
-    let d = b.emit(depth, Op::Binary(BinaryFn::Sub, mv, mb), vector_ty)?;
-    let w = b.emit(depth, Op::Unary(UnaryFn::Exp, d), vector_ty)?;
-    let sw = b.emit(depth, Op::Binary(BinaryFn::Mul, sv, w), vector_ty)?;
-    let lane_sum = b.emit(depth, Op::ReduceLanes(ReduceKind::Add, sw), scalar_ty)?;
-    let dt = b.emit(depth, Op::Binary(BinaryFn::Sub, mt, m), scalar_ty)?;
-    let wt = b.emit(depth, Op::Unary(UnaryFn::Exp, dt), scalar_ty)?;
-    let tail = b.emit(depth, Op::Binary(BinaryFn::Mul, st, wt), scalar_ty)?;
-    let s = b.emit(depth, Op::Binary(BinaryFn::Add, lane_sum, tail), scalar_ty)?;
-    Ok((m, s))
+impl Tree {
+    fn new(f: BinaryFn) -> Self {
+        Tree {
+            f,
+            stack: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, b: &mut BodyLowerer, x: ValueId) -> Result<(), LowerError> {
+        let mut top = (x, 1);
+        while let Some(&(y, n)) = self.stack.last() {
+            if n != top.1 {
+                break;
+            }
+            self.stack.pop();
+            let depth = b.depth();
+            let ty = b.type_of(y)?;
+            top = (b.emit(depth, Op::Binary(self.f, y, top.0), ty)?, 2 * n);
+        }
+        self.stack.push(top);
+        Ok(())
+    }
+
+    /// `f(acc, tree)`, the tree's partial results combined from the smallest up.
+    fn fold_into(mut self, b: &mut BodyLowerer, acc: ValueId) -> Result<ValueId, LowerError> {
+        let depth = b.depth();
+        let ty = b.type_of(acc)?;
+        let mut tree = None;
+        while let Some((y, _)) = self.stack.pop() {
+            tree = Some(match tree {
+                None => y,
+                Some(t) => b.emit(depth, Op::Binary(self.f, y, t), ty)?,
+            });
+        }
+        match tree {
+            Some(t) => b.emit(depth, Op::Binary(self.f, acc, t), ty),
+            None => Ok(acc),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -579,9 +579,8 @@ pub fn complete_loops(
 /// (`docs/schedules.md`): `order` the row indices in output order, then the normalised ones;
 /// `vector` the last normalised index when the output and the normalised values have it on
 /// their last axis (unit stride in C order) and the body vectorises; `unroll` that index by
-/// [`SOFTMAX_UNROLL`] (that many vectors per step of the online max-and-sum pass share one
-/// rescaling), or by the largest power of two of vectors that fits its extent when that is
-/// known and shorter; `parallel` the row indices. A `g` that is not a division of the softmax
+/// [`SOFTMAX_UNROLL`], or by the largest power of two of vectors that fits its extent when
+/// that is known and shorter; `parallel` the row indices. A `g` that is not a division of the softmax
 /// shape keeps `partial` (the verifier reports it).
 pub fn complete_softmax(
     g: &Generic,
@@ -639,12 +638,11 @@ fn parallel_mc(mc: u64, m: Option<u64>, mr: u64) -> u64 {
     mc.min(share.max(4 * mr)).max(mr)
 }
 
-/// Vectors per step of a row softmax's loops. The online pass computes one rescaling `exp` per
-/// step besides one `exp` per element, and the write pass one per element: 16 steps cut the
-/// rescalings to 1/16 per vector. Measured on a 512x512 f32 softmax (Zen 4, thread CPU time,
-/// `docs/performance.md`): 4, 8 and 16 vectors took 0.65, 0.60 and 0.56 ms; rows of 64 and 200
-/// elements and of 1024 ranked the same.
-const SOFTMAX_UNROLL: u64 = 16;
+/// Vectors per step of a row softmax's loops. Each of its three passes (`lower/softmax.rs`)
+/// carries at most one value per lane, so the unrolling only amortises loop control: on a
+/// 2048x1024 f32 softmax (Zen 4, thread CPU time, 2026-12-01) 2, 4, 8 and 16 vectors took
+/// 3.04, 2.95, 3.02 and 2.98 ms; 4 is the smallest code among the fastest.
+const SOFTMAX_UNROLL: u64 = 4;
 
 /// The row indices and the normalised indices (in output order) of `g` when it has the shape
 /// of a row-softmax group's division ([`schedule::softmax_rows`]).
