@@ -6,6 +6,7 @@
 //!   for jc in 0..N step nc            (N columns of C per block)
 //!     for pc in 0..K step kc          (K depth per block)
 //!       pack B[pc.., jc..] into Bp: nc/nr panels of kc x nr, zero-padded past N
+//!                                   (or read B in place: `pack` without `b`, N = nr)
 //!       for ic in 0..M step mc        (M rows per block)
 //!         pack A[ic.., pc..] into Ap: mc/mr panels of kc x mr     (or read A in place)
 //!         for jr in 0..nc' step nr
@@ -16,7 +17,10 @@
 //! Every index keeps its own axis in every operand, so transposed, permuted and sliced inputs
 //! cost only the packing, which reads any strides, and a repeated index (`A[i, i, j]`) reads
 //! the diagonal in place. Edge tiles pass their true size to the micro-kernel (`mr' <= mr`,
-//! `nr' <= nr`); only B's panels are padded (the kernel reads `nr` full columns).
+//! `nr' <= nr`); only B's panels are padded (the kernel reads `nr` full columns). A schedule
+//! whose `pack` leaves out `b` reads B in place where it already is one such panel: N is `nr`
+//! when compiling, and B's columns are its last axis with a unit stride (the contiguous
+//! variant); elsewhere (the strided variant, any other N) B is packed as usual.
 //!
 //! `init` is set on the first K block (and the first iteration of every outer reduced loop),
 //! so C is overwritten there and accumulated after: each element sums its K range in `kc`
@@ -93,6 +97,8 @@ struct Plan {
     kc: u64,
     nc: u64,
     pack_a: bool,
+    /// Whether B is packed even where it already is one panel (see [`Gett::b_in_place`]).
+    pack_b: bool,
     parallel: Vec<IndexId>,
     blocks: Vec<BlockLoop>,
 }
@@ -117,9 +123,6 @@ impl Plan {
             (operands.second, operands.first)
         };
         let pack = s.pack.ok_or_else(missing)?;
-        if !pack.b {
-            return Err("B must be packed".into());
-        }
         Ok(Plan {
             outer: s.outer.clone().ok_or_else(missing)?,
             m,
@@ -133,6 +136,7 @@ impl Plan {
             kc: s.kc.ok_or_else(missing)?,
             nc: s.nc.ok_or_else(missing)?,
             pack_a: pack.a,
+            pack_b: pack.b,
             parallel: s.parallel.clone().ok_or_else(missing)?,
             blocks: s.parallel_blocks.clone().ok_or_else(missing)?,
         })
@@ -252,10 +256,12 @@ pub(super) fn lower_gett(
         kc,
         x.plan.nr,
     ];
-    let bp = if jc_parallel || outer_parallel {
-        fl.add_scratch("Bp", g.dtype, &bp_shape, BufferKind::Scoped)
+    let bp = if x.b_in_place(fl)? {
+        None
+    } else if jc_parallel || outer_parallel {
+        Some(fl.add_scratch("Bp", g.dtype, &bp_shape, BufferKind::Scoped))
     } else {
-        fl.shared_pack("Bp", g.dtype, bp_shape)
+        Some(fl.shared_pack("Bp", g.dtype, bp_shape))
     };
     let dims = Dims {
         m: m_ext,
@@ -264,7 +270,7 @@ pub(super) fn lower_gett(
     };
     let jc = fl.named_value("jc", Type::Index);
     let mut jc_body = Vec::new();
-    if jc_parallel {
+    if let Some(bp) = bp.filter(|_| jc_parallel) {
         jc_body.push(Inst::Scoped(bp));
     }
     let reduced_outer: Vec<(IndexId, ValueId)> = x
@@ -277,7 +283,7 @@ pub(super) fn lower_gett(
         .collect();
     jc_body.extend(x.jc_body(fl, jc, dims, k_runs, bp, &reduced_outer)?);
     let mut nest = vec![for_loop(jc, zero, n_eff, x.plan.nc, jc_parallel, jc_body)];
-    if outer_parallel && !jc_parallel {
+    if let Some(bp) = bp.filter(|_| outer_parallel && !jc_parallel) {
         nest.insert(0, Inst::Scoped(bp));
     }
     for (pos, &i) in x.plan.outer.iter().enumerate().rev() {
@@ -404,7 +410,7 @@ impl Gett<'_> {
         jc: ValueId,
         dims: Dims,
         k_runs: ValueId,
-        bp: BufferId,
+        bp: Option<BufferId>,
         reduced_outer: &[(IndexId, ValueId)],
     ) -> Result<Vec<Inst>, LowerError> {
         let mut insts = Vec::new();
@@ -499,7 +505,9 @@ impl Gett<'_> {
             first,
             last,
         };
-        pc_body.extend(self.pack_b(fl, bp, block, dims.n)?);
+        if let Some(bp) = bp {
+            pc_body.extend(self.pack_b(fl, bp, block, dims.n)?);
+        }
 
         let ic = fl.named_value("ic", Type::Index);
         let ic_body = self.ic_body(fl, ic, dims.m, block, bp)?;
@@ -553,6 +561,29 @@ impl Gett<'_> {
         })
     }
 
+    /// Whether B's columns (the `n` index) are its last axis, on no other, with a unit stride
+    /// in this variant of the kernel.
+    fn b_columns_unit(&self, fl: &FnLowerer, b_buf: BufferId) -> bool {
+        let last = self.g.inputs[self.plan.b].map.len() as u32 - 1;
+        self.axes(self.plan.b, self.plan.n) == [last] && super::body::unit_last(fl, b_buf)
+    }
+
+    /// Whether the micro-kernel reads B in place: the schedule does not pack it, and B already
+    /// is one `nr`-column panel here (N is `nr` when compiling, and B's columns have a unit
+    /// stride), so every call may read `nr` full columns of it. B is packed otherwise.
+    fn b_in_place(&self, fl: &FnLowerer) -> Result<bool, LowerError> {
+        if self.plan.pack_b {
+            return Ok(false);
+        }
+        let b_buf = fl.buffer_of(self.input_value(fl, self.plan.b)?)?;
+        let n = self
+            .g
+            .indices
+            .get(self.plan.n.0 as usize)
+            .and_then(|d| fl.known_extent(&d.extent));
+        Ok(n == Some(self.plan.nr) && self.b_columns_unit(fl, b_buf))
+    }
+
     /// Packs B's block (`kc' x nc'` from `(pc, jc)`) into `bp`: panel `p` holds columns
     /// `jc + p nr ..` as `bp[p, kk, jj]`, zero past N. Where B's columns are its last axis with
     /// a unit stride (the contiguous variant), full panels are copied with vector loads and
@@ -567,10 +598,7 @@ impl Gett<'_> {
         let zero = fl.index_const(0);
         let b_buf = fl.buffer_of(self.input_value(fl, self.plan.b)?)?;
         let lanes = 16 / self.g.dtype.size_bytes() as u64;
-        let vector = self.axes(self.plan.b, self.plan.n)
-            == [self.g.inputs[self.plan.b].map.len() as u32 - 1]
-            && super::body::unit_last(fl, b_buf)
-            && self.plan.nr.is_multiple_of(lanes);
+        let vector = self.b_columns_unit(fl, b_buf) && self.plan.nr.is_multiple_of(lanes);
         if !vector {
             return self.pack_b_panels(fl, bp, block, n_ext, [zero, block.nc], PanelCopy::Elements);
         }
@@ -791,7 +819,7 @@ impl Gett<'_> {
         ic: ValueId,
         m_ext: ValueId,
         block: Block,
-        bp: BufferId,
+        bp: Option<BufferId>,
     ) -> Result<Vec<Inst>, LowerError> {
         let Block {
             jc,
@@ -874,16 +902,32 @@ impl Gett<'_> {
             Op::IndexArith(IndexOp::Add, jc, jr),
             Type::Index,
         );
-        let panel_b = fl.assign(
-            &mut jr_body,
-            "bpanel",
-            Op::IndexArith(IndexOp::Div, jr, nr),
-            Type::Index,
-        );
-        let b = TileOperand {
-            buffer: bp,
-            start: vec![panel_b, zero, zero],
-            axes: vec![(Coord::K, vec![1]), (Coord::N, vec![2])],
+        let b = match bp {
+            Some(bp) => {
+                let panel_b = fl.assign(
+                    &mut jr_body,
+                    "bpanel",
+                    Op::IndexArith(IndexOp::Div, jr, nr),
+                    Type::Index,
+                );
+                TileOperand {
+                    buffer: bp,
+                    start: vec![panel_b, zero, zero],
+                    axes: vec![(Coord::K, vec![1]), (Coord::N, vec![2])],
+                }
+            }
+            None => TileOperand {
+                buffer: fl.buffer_of(self.input_value(fl, self.plan.b)?)?,
+                start: self.operand_index(
+                    fl,
+                    self.plan.b,
+                    &[(self.plan.k, pc), (self.plan.n, j)],
+                )?,
+                axes: vec![
+                    (Coord::K, self.axes(self.plan.b, self.plan.k)),
+                    (Coord::N, self.axes(self.plan.b, self.plan.n)),
+                ],
+            },
         };
         let out_at = |x: &Self, i: ValueId, j: ValueId| -> Vec<ValueId> {
             x.g.output

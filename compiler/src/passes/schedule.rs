@@ -289,13 +289,27 @@ impl SchedulePass {
         // order (measured: 1024^3 equal, 256^3 7% and 64^3 27% faster in place), so A is packed
         // only when neither has.
         let a_input = a_operand(g, &groups);
-        let unit = |i: IndexId| {
-            g.inputs.get(a_input).is_some_and(|inp| {
-                inp.map.last() == Some(&AxisMap::Index(i))
-                    && inp.map.iter().filter(|&&x| x == AxisMap::Index(i)).count() == 1
-            })
-        };
-        let a_unit = groups.m.iter().chain(&groups.k).any(|&i| unit(i));
+        let a_unit = groups
+            .m
+            .iter()
+            .chain(&groups.k)
+            .any(|&i| last_axis_once(g, a_input, i));
+        // B already is one `nr`-column panel when N is `nr` and B's last axis: the kernel then
+        // reads it in place where that axis has a unit stride (lowering packs it otherwise), as
+        // `bik,bkj->bij` at 64^3 with a 64-column tile (measured in docs/performance.md).
+        let b_input = schedule::gemm_operands(g).map_or(a_input, |o| {
+            let other = if o.first as usize == a_input {
+                o.second
+            } else {
+                o.first
+            };
+            other as usize
+        });
+        let b_one_panel = e.n == Some(nr)
+            && groups
+                .n
+                .first()
+                .is_some_and(|&n| b_input != a_input && last_axis_once(g, b_input, n));
         let outer_output: Vec<IndexId> = groups
             .outer
             .iter()
@@ -318,7 +332,7 @@ impl SchedulePass {
             nc: partial.nc.or(o.nc).or(Some(model.nc)),
             pack: partial.pack.or(Some(Packing {
                 a: model.pack_a && !a_unit,
-                b: true,
+                b: !b_one_panel,
             })),
             ukernel: Some(family),
             parallel: partial.parallel.clone().or(Some(outer_output)),
@@ -361,6 +375,15 @@ fn a_operand(g: &Generic, groups: &GemmGroups) -> usize {
         .iter()
         .position(|inp| m.is_some_and(|m| inp.map.contains(&AxisMap::Index(m))))
         .unwrap_or(0)
+}
+
+/// Whether input `input` of `g` reads index `i` on its last axis, and on no other: in C
+/// order, `i` then walks the input with a unit stride.
+fn last_axis_once(g: &Generic, input: usize, i: IndexId) -> bool {
+    g.inputs.get(input).is_some_and(|inp| {
+        inp.map.last() == Some(&AxisMap::Index(i))
+            && inp.map.iter().filter(|&&x| x == AxisMap::Index(i)).count() == 1
+    })
 }
 
 /// Whether contraction `c` runs as a GEMM: it has M, N and K, and `g` is a float op.

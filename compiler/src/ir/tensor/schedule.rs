@@ -149,7 +149,9 @@ impl BlockLoop {
 pub struct Packing {
     /// A (the operand indexed by the `m` indices) into `mr`-row panels.
     pub a: bool,
-    /// B (the operand indexed by the `n` indices) into `nr`-column panels.
+    /// B (the operand indexed by the `n` indices) into `nr`-column panels. Without it, B is
+    /// read in place where it already is one such panel (N is `nr`, and B's last axis, with a
+    /// unit stride), and packed everywhere else: the micro-kernel reads `nr` full columns.
     pub b: bool,
 }
 
@@ -930,13 +932,6 @@ pub fn check(g: &Generic, s: &Schedule) -> Vec<String> {
             }
             if let (Some(mr), Some(nr)) = (s.mr, s.nr) {
                 errors.extend(tile_error(g.dtype, mr, nr, s.ukernel));
-            }
-            if s.pack.is_some_and(|p| !p.b) {
-                errors.push(
-                    "`pack` must include `b`: the micro-kernel reads nr full columns of B, \
-                     which only a zero-padded panel guarantees"
-                        .into(),
-                );
             }
             for block in BlockLoop::ALL {
                 if let Some(b) =

@@ -516,3 +516,57 @@ func @f(%A: f32[M, 5], %B: f32[5, N], %E: f32[N, 3]) -> (D: f32[M, 3]) {
         );
     }
 }
+
+/// `schedule` with `pack` leaving out B.
+fn without_b_packing(schedule: Schedule) -> Schedule {
+    let Schedule::Gemm(mut s) = schedule else {
+        unreachable!("a gemm schedule")
+    };
+    s.pack = s.pack.map(|p| Packing { b: false, ..p });
+    Schedule::Gemm(s)
+}
+
+#[test]
+fn b_already_one_panel_is_read_in_place_and_packed_everywhere_else() {
+    // C[b, i, j] = sum_k A[b, i, k] B[b, k, j] with N = nr = 8 fixed: the contiguous variant
+    // hands B's rows to the kernel in place; the general function (any strides) packs B.
+    // K = 0 still writes zeros; M, K cross mr 3, mc 6 and kc 3 twice.
+    let text = |n: u32| {
+        format!(
+            "dims Bt, M, K
+func @f(%A: f32[Bt, M, K], %B: f32[Bt, K, {n}]) -> (C: f32[Bt, M, {n}]) {{
+  %C = generic (b: Bt, i: M, j: {n}, k: K) ins(%A[b, i, k], %B[b, k, j]) -> [b, i, j] reduce add over (k) {{ mul(%0, %1) }} : f32
+  return C = %C
+}}
+"
+        )
+    };
+    let mut sizes = Vec::new();
+    for bt in [1, 2] {
+        for mm in [1, 2, 3, 4, 7] {
+            for k in [0, 1, 2, 3, 4, 7] {
+                sizes.push(vec![("Bt", bt), ("M", mm), ("K", k)]);
+            }
+        }
+    }
+    for (pack_a, blocks) in [
+        (true, vec![]),
+        (false, vec![]),
+        (true, vec![BlockLoop::Jc, BlockLoop::Ic]),
+    ] {
+        let s = without_b_packing(gemm(&[0], [1, 2, 3], [3, 8, 6, 3, 8], pack_a, &blocks));
+        let lowered = check(&scheduled(&text(8), 0, s.clone()), &sizes, 9);
+        assert_eq!(lowered.funcs.len(), 2, "a general function and a variant");
+        let general = printer::print_function(&lowered.funcs[0]);
+        let variant = printer::print_function(&lowered.funcs[1]);
+        assert!(general.contains("%Bp"), "{general}");
+        assert!(!variant.contains("%Bp"), "{variant}");
+        assert!(variant.contains("b %B["), "{variant}");
+        // N = 12 is not one panel of 8 columns (the kernel would read past it): packed.
+        let lowered = check(&scheduled(&text(12), 0, s), &sizes[..12], 10);
+        assert!(lowered
+            .funcs
+            .iter()
+            .all(|f| printer::print_function(f).contains("%Bp")));
+    }
+}

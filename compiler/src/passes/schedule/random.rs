@@ -125,7 +125,7 @@ fn gemm(
         nc: partial.nc.or(o.nc).or(Some(nr * between(rng, 1, 4))),
         pack: partial.pack.or(Some(Packing {
             a: rng.below(2) == 0,
-            b: true,
+            b: rng.below(2) == 0,
         })),
         ukernel: partial.ukernel.or(Some(MicroKernel::Simd128)),
         parallel: partial
