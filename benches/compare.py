@@ -22,7 +22,15 @@ x's speed in the same round, so > 1 means einc is faster.
 
 Thread counts are enforced with CPU affinity: each count runs in a fresh process pinned to
 that many cores, with OPENBLAS/OMP/MKL threads, XLA's intra-op threads and EINC_NUM_THREADS
-set to match before numpy or jax is imported.
+set to match before numpy or jax is imported. With more than one thread, every timed round
+starts after a pause of SETTLE_SECONDS: OpenBLAS's idle threads spin (yielding) for about 0.1 s
+after each call, and without the pause they took the pinned cores from the function timed
+next (einc's 2-thread matmul read 1.1x its 1-thread speed; docs/performance.md). Each run
+reports how long its threads waited for a core (Linux's per-thread run-queue time,
+/proc/self/task/*/schedstat), as a share of the timed wall time: above a few per cent, other
+processes took the cores and a multi-thread column measures them too. `--wait-quiet SECONDS`
+waits (up to that long) before each thread count until the other processes leave the cores
+idle. docs/threads.md, "Measuring", says how to run this on a shared machine.
 
 Every einc result is checked against numpy before it is timed; a mismatch fails the case.
 """
@@ -408,6 +416,52 @@ def calibrate(fn, target=0.02):
         n *= 4
 
 
+# With more than one thread: the pause before each timed round (see the module doc).
+SETTLE_SECONDS = 0.2
+
+
+def run_queue_wait():
+    """Seconds this process's threads have spent ready to run but waiting for a core (the
+    second field of /proc/self/task/*/schedstat), or None where Linux does not count it."""
+    total = 0
+    try:
+        for task in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{task}/schedstat") as f:
+                total += int(f.read().split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+    return total * 1e-9
+
+
+def busy_cores(seconds=1.0):
+    """How many cores' worth of CPU time the machine used over `seconds` (/proc/stat), or None
+    where it cannot be read."""
+    def sample():
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+        idle = fields[3] + fields[4]  # idle, iowait
+        return sum(fields[:8]) - idle, os.sysconf("SC_CLK_TCK")
+    try:
+        (busy0, hz), start = sample(), time.monotonic()
+        time.sleep(seconds)
+        (busy1, _), end = sample(), time.monotonic()
+    except (OSError, ValueError, IndexError):
+        return None
+    return (busy1 - busy0) / hz / (end - start)
+
+
+def wait_quiet(limit, threshold=0.25):
+    """Waits, up to `limit` seconds, until the machine is idle (other processes use less than
+    `threshold` of a core); returns the last busy measurement (None: not measured)."""
+    deadline = time.monotonic() + limit
+    while True:
+        busy = busy_cores()
+        if busy is None or busy < threshold or time.monotonic() >= deadline:
+            return busy
+        print(f"waiting for a quiet machine: other processes use {busy:.2f} cores",
+              file=sys.stderr, flush=True)
+
+
 def time_round(fn, n, reps=3):
     """Best of `reps` batches of `n` calls: seconds per call (one batch when a batch is
     already slow)."""
@@ -484,11 +538,22 @@ def run_case(np, einc_mod, case, args, build_dir):
             fns.pop(peer, None)
     counts = {name: calibrate(fn, args.target) for name, fn in fns.items()}
     rounds = {name: [] for name in fns}
+    waited = {name: 0.0 for name in fns}
+    timed = {name: 0.0 for name in fns}
     for _ in range(args.rounds):
         for name, fn in fns.items():
+            if args.child_threads > 1:
+                time.sleep(SETTLE_SECONDS)
+            before, start = run_queue_wait(), time.perf_counter()
             rounds[name].append(time_round(fn, counts[name]))
+            timed[name] += time.perf_counter() - start
+            after = run_queue_wait()
+            if before is not None and after is not None:
+                waited[name] += after - before
     for name, ts in rounds.items():
         result["times"][name] = statistics.median(ts)
+    if run_queue_wait() is not None:
+        result["waited"] = {name: waited[name] / max(timed[name], 1e-9) for name in fns}
     for name in fns:
         if name != "einc":
             result["ratios"][name] = statistics.median(
@@ -518,6 +583,10 @@ def fmt_time(s):
     return f"{s:.2f} s"
 
 
+# The share of the timed time einc's threads may wait for a core before the report says so.
+WAITED_NOTE = 0.02
+
+
 def report_text(results, threads):
     lines = [f"--- {threads} thread(s)"]
     for r in results:
@@ -529,6 +598,9 @@ def report_text(results, threads):
         for name, ratio in r["ratios"].items():
             parts.append(f"{name} {fmt_time(r['times'][name])} [einc/x {ratio:.2f}]")
         lines.append(f"{r['case']}: " + "; ".join(parts))
+        if r.get("waited", {}).get("einc", 0.0) > WAITED_NOTE:
+            lines.append(f"    (einc's threads waited {100 * r['waited']['einc']:.0f}% of the "
+                         "time for a core: other processes took it)")
         if "peak_rss_growth" in r:
             mem = ", ".join(f"{k} {v / 2**20:.1f} MiB" for k, v in r["peak_rss_growth"].items()
                             if v is not None)
@@ -545,17 +617,19 @@ def report_markdown(all_results, facts):
         out.append(f"**{threads} thread(s).** Times are medians; `einc/x` > 1 means einc is "
                    "faster than x.")
         out.append("")
-        out.append("| case | einc | GFLOP/s | peers (time, einc/x) |")
-        out.append("| --- | --- | --- | --- |")
+        out.append("| case | einc | GFLOP/s | peers (time, einc/x) | einc waited for a core |")
+        out.append("| --- | --- | --- | --- | --- |")
         for r in results:
             if not r["ok"]:
-                out.append(f"| {r['case']} | FAILED | | {r['error']} |")
+                out.append(f"| {r['case']} | FAILED | | {r['error']} | |")
                 continue
             e = r["times"]["einc"]
             gf = fmt_gflops(r["flops"], e)
             peers = "; ".join(f"{n} {fmt_time(r['times'][n])} ({x:.2f}x)"
                               for n, x in r["ratios"].items())
-            out.append(f"| {r['case']} | {fmt_time(e)} | {gf} | {peers} |")
+            waited = r.get("waited", {}).get("einc")
+            waited = "" if waited is None else f"{100 * waited:.1f}%"
+            out.append(f"| {r['case']} | {fmt_time(e)} | {gf} | {peers} | {waited} |")
         out.append("")
     return "\n".join(out)
 
@@ -660,6 +734,9 @@ def main():
                         help="seconds per timed batch (calibrated per function)")
     parser.add_argument("--memory", action="store_true",
                         help="also measure peak resident memory growth per call")
+    parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
+                        help="before each thread count, wait up to this long for the other "
+                             "processes to leave the cores idle")
     parser.add_argument("--build-dir", default=str(ROOT / "target" / "bench-libs"))
     parser.add_argument("--json", help="write all results as JSON here")
     parser.add_argument("--markdown", help="write a markdown table here")
@@ -688,6 +765,11 @@ def main():
             sys.exit(f"{threads} threads asked for, but this process may use {len(cpus)} cores")
         cmd = [sys.executable, __file__, "--child-threads", str(threads)] + [
             a for a in sys.argv[1:]]
+        if args.wait_quiet > 0:
+            busy = wait_quiet(args.wait_quiet)
+            if busy is not None:
+                print(f"{threads} thread(s): other processes used {busy:.2f} cores just before",
+                      file=sys.stderr, flush=True)
         proc = subprocess.run(["taskset", "-c", ",".join(map(str, cpus[:threads]))] + cmd,
                               env=thread_env(threads), stdout=subprocess.PIPE, text=True)
         if proc.returncode != 0:
