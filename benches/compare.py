@@ -26,9 +26,10 @@ set to match before numpy or jax is imported. With more than one thread, every t
 starts after a pause of SETTLE_SECONDS: OpenBLAS's idle threads spin (yielding) for about 0.1 s
 after each call, and without the pause they took the pinned cores from the function timed
 next (einc's 2-thread matmul read 1.1x its 1-thread speed; docs/performance.md). Each run
-reports how long its threads waited for a core (Linux's per-thread run-queue time,
-/proc/self/task/*/schedstat), as a share of the timed wall time: above a few per cent, other
-processes took the cores and a multi-thread column measures them too. `--wait-quiet SECONDS`
+reports how long the process's threads waited for a core while einc was timed (Linux's
+per-thread run-queue time, /proc/self/task/*/schedstat, summed over the threads, so it can
+exceed 100%), as a share of the timed wall time: above a few per cent, other processes took
+the cores and a multi-thread column measures them too. `--wait-quiet SECONDS`
 waits (up to that long) before each thread count until the other processes leave the cores
 idle. docs/threads.md, "Measuring", says how to run this on a shared machine.
 
@@ -599,8 +600,8 @@ def report_text(results, threads):
             parts.append(f"{name} {fmt_time(r['times'][name])} [einc/x {ratio:.2f}]")
         lines.append(f"{r['case']}: " + "; ".join(parts))
         if r.get("waited", {}).get("einc", 0.0) > WAITED_NOTE:
-            lines.append(f"    (einc's threads waited {100 * r['waited']['einc']:.0f}% of the "
-                         "time for a core: other processes took it)")
+            lines.append(f"    (the threads waited for a core {100 * r['waited']['einc']:.0f}% "
+                         "of einc's timed time, summed: other processes took the cores)")
         if "peak_rss_growth" in r:
             mem = ", ".join(f"{k} {v / 2**20:.1f} MiB" for k, v in r["peak_rss_growth"].items()
                             if v is not None)
