@@ -31,6 +31,7 @@
 use super::classify::{classify_function, OpClass, RowSoftmax};
 use crate::ir::scalar::{BinaryFn, ReduceKind};
 use crate::ir::tensor::{AxisMap, Expr, Function, Generic, IndexId, OpKind, ValueId};
+use einc_runtime::DType;
 
 /// The role of one axis of the scores `S` (and of every value of the chain up to `P`, which
 /// have the same axes).
@@ -185,6 +186,127 @@ fn reads_in_place(g: &Generic, v: ValueId) -> bool {
     any
 }
 
+/// The scores and maps a row softmax normalises, and the roles of the scores' axes: what a
+/// forward chain and a backward group (`backward`) both start from.
+pub(crate) struct Prefix {
+    /// The scores contraction.
+    pub scores: usize,
+    /// The maps between the scores and the softmax, in order.
+    pub maps: Vec<usize>,
+    /// The role of each axis of the scores.
+    pub axes: Vec<Role>,
+    /// The scores' operand reading the row (`Q`), by input position.
+    pub q: usize,
+    /// The scores' operand reading the key (`K`), by input position.
+    pub k: usize,
+    /// The scores' summed (head) index.
+    pub head: IndexId,
+    /// Each value of the walk with the ops allowed to read it inside a forward chain.
+    pub readers_ok: Vec<(ValueId, Vec<usize>)>,
+}
+
+/// The prefix of row softmax `softmax`: its source walked back through elementwise maps (each
+/// reading the previous value in place) to a `reduce add` of a product over one index, all of
+/// dtype `dtype`, and the roles of the scores' axes (the softmax axis is the key, the first
+/// axis read by the other operand alone is the row, every other axis a batch index).
+pub(crate) fn softmax_prefix(
+    func: &Function,
+    softmax: &RowSoftmax,
+    dtype: DType,
+) -> Result<Prefix, String> {
+    let div = generic(func, softmax.div).ok_or("the softmax is missing")?;
+    let exp = generic(func, softmax.exp).ok_or("the softmax is missing")?;
+    if softmax.axes.len() != 1 {
+        return Err("the softmax is over more than one axis".into());
+    }
+    let source = softmax.source;
+    if !reads_in_place(exp, source) {
+        return Err("the softmax reads its source through a map".into());
+    }
+    // Walk back from the softmax source through maps to the scores.
+    let mut maps = Vec::new();
+    let mut value = source;
+    let mut readers_ok = vec![(source, vec![softmax.max, softmax.exp])];
+    let scores = loop {
+        let at = producer(func, value).ok_or("the softmax source is a parameter")?;
+        let g = generic(func, at).ok_or("missing op")?;
+        if g.reduce.is_none() {
+            // A map: exactly one of its inputs' values continues the chain (the one produced
+            // by a map or by the scores); it must read it in place.
+            let mut prev: Vec<ValueId> = g
+                .inputs
+                .iter()
+                .map(|i| i.value)
+                .filter(|&v| producer(func, v).is_some_and(|p| p < at))
+                .filter(|&v| {
+                    let op = producer(func, v).and_then(|p| generic(func, p));
+                    op.is_some_and(|op| op.output.len() == g.output.len())
+                })
+                .collect();
+            prev.sort();
+            prev.dedup();
+            let [pv] = prev[..] else {
+                return Err("a map on the scores reads more than one tensor of their shape".into());
+            };
+            if !reads_in_place(g, pv) || g.dtype != dtype {
+                return Err("a map on the scores reads them through a map".into());
+            }
+            maps.push(at);
+            readers_ok.push((pv, vec![at]));
+            value = pv;
+            continue;
+        }
+        break at;
+    };
+    maps.reverse();
+    let s = generic(func, scores).ok_or("missing op")?;
+    let (a, b, head) = product(s).ok_or("the scores are not a sum of products over one index")?;
+    if s.dtype != dtype || div.dtype != dtype {
+        return Err("the chain mixes dtypes".into());
+    }
+    let key = softmax.axes[0];
+    let key_s = *s
+        .output
+        .get(key)
+        .ok_or("the softmax axis is out of range")?;
+    let fixed = "the scores read an operand at a fixed position";
+    let (ma, mb) = (
+        plain(&s.inputs[a].map).ok_or(fixed)?,
+        plain(&s.inputs[b].map).ok_or(fixed)?,
+    );
+    // K reads the key, Q does not.
+    let ((q, qm), (k, km)) = match (ma.contains(&key_s), mb.contains(&key_s)) {
+        (false, true) => ((a, ma), (b, mb)),
+        (true, false) => ((b, mb), (a, ma)),
+        _ => return Err("exactly one operand of the scores must read the key".into()),
+    };
+    if !qm.contains(&head) || !km.contains(&head) {
+        return Err("the scores do not sum over an index of both operands".into());
+    }
+    // Roles of S's axes: the key, the first axis read by Q alone (the row), batch indices.
+    let mut axes = Vec::new();
+    let mut batch = 0;
+    for (n, i) in s.output.iter().enumerate() {
+        if n == key {
+            axes.push(Role::Key);
+        } else if qm.contains(i) && !km.contains(i) && !axes.contains(&Role::Row) {
+            axes.push(Role::Row);
+        } else {
+            axes.push(Role::Batch(batch));
+            batch += 1;
+        }
+    }
+    Ok(Prefix {
+        scores,
+        maps,
+        axes,
+        q,
+        k,
+        head,
+        readers_ok,
+    })
+}
+
 fn chain_ending_at(
     func: &Function,
     classes: &[OpClass],
@@ -206,96 +328,24 @@ fn chain_ending_at(
         (None, Some(g)) => (y, x, g),
         (None, None) => return Err("neither operand is a row softmax".into()),
     };
-    let div = generic(func, softmax.div).ok_or("the softmax is missing")?;
-    let exp = generic(func, softmax.exp).ok_or("the softmax is missing")?;
-    if softmax.axes.len() != 1 || !softmax.escapes.is_empty() {
-        return Err(
-            "the softmax is over more than one axis, or its parts are read elsewhere".into(),
-        );
-    }
-    let source = softmax.source;
-    if !reads_in_place(exp, source) {
-        return Err("the softmax reads its source through a map".into());
+    if !softmax.escapes.is_empty() {
+        return Err("the softmax's parts are read elsewhere".into());
     }
     let p_value = func.ops[softmax.div].result;
-    // Walk back from the softmax source through maps to the scores.
-    let mut maps = Vec::new();
-    let mut value = source;
-    let mut readers_ok = vec![(source, vec![softmax.max, softmax.exp])];
-    let scores = loop {
-        let at = producer(func, value).ok_or("the softmax source is a parameter")?;
-        let g = generic(func, at).ok_or("missing op")?;
-        if g.reduce.is_none() {
-            // A map: exactly one of its inputs' values continues the chain (the one produced
-            // by a map or by the scores); it must read it in place.
-            let prev: Vec<ValueId> = g
-                .inputs
-                .iter()
-                .map(|i| i.value)
-                .filter(|&v| producer(func, v).is_some_and(|p| p < at))
-                .filter(|&v| {
-                    let op = producer(func, v).and_then(|p| generic(func, p));
-                    op.is_some_and(|op| op.output.len() == g.output.len())
-                })
-                .collect();
-            let mut prev = prev;
-            prev.sort();
-            prev.dedup();
-            let [pv] = prev[..] else {
-                return Err("a map on the scores reads more than one tensor of their shape".into());
-            };
-            if !reads_in_place(g, pv) || g.dtype != o.dtype {
-                return Err("a map on the scores reads them through a map".into());
-            }
-            maps.push(at);
-            readers_ok.push((pv, vec![at]));
-            value = pv;
-            continue;
-        }
-        break at;
-    };
-    maps.reverse();
-    let s = generic(func, scores).ok_or("missing op")?;
-    let (a, b, head) = product(s).ok_or("the scores are not a sum of products over one index")?;
-    if s.dtype != o.dtype || div.dtype != o.dtype {
-        return Err("the chain mixes dtypes".into());
-    }
-    let key = softmax.axes[0];
-    let key_s = *s
-        .output
-        .get(key)
-        .ok_or("the softmax axis is out of range")?;
-    let fixed = "the scores read an operand at a fixed position";
-    let (ma, mb) = (
-        plain(&s.inputs[a].map).ok_or(fixed)?,
-        plain(&s.inputs[b].map).ok_or(fixed)?,
-    );
-    // K reads the key, Q does not.
-    let ((q, qm), (kx, km)) = match (ma.contains(&key_s), mb.contains(&key_s)) {
-        (false, true) => ((a, ma), (b, mb)),
-        (true, false) => ((b, mb), (a, ma)),
-        _ => return Err("exactly one operand of the scores must read the key".into()),
-    };
-    if !qm.contains(&head) || !km.contains(&head) {
-        return Err("the scores do not sum over an index of both operands".into());
-    }
-    // Roles of S's axes: the key, the first axis read by Q alone (the row), batch indices.
-    let mut axes = Vec::new();
-    let mut batch = 0;
-    for (n, i) in s.output.iter().enumerate() {
-        if n == key {
-            axes.push(Role::Key);
-        } else if qm.contains(i) && !km.contains(i) && !axes.contains(&Role::Row) {
-            axes.push(Role::Row);
-        } else {
-            axes.push(Role::Batch(batch));
-            batch += 1;
-        }
-    }
+    let Prefix {
+        scores,
+        maps,
+        axes,
+        q,
+        k: kx,
+        head,
+        mut readers_ok,
+    } = softmax_prefix(func, &softmax, o.dtype)?;
     let row = axes
         .iter()
         .position(|&r| r == Role::Row)
         .ok_or("no index is read by the queries alone")?;
+    let key = softmax.axes[0];
     // O: P read at indices, each axis of P giving the role of an index of O.
     let pm = plain(&o.inputs[p].map).ok_or("the output reads the softmax at a fixed position")?;
     let vm = plain(&o.inputs[v].map).ok_or("the output reads the values at a fixed position")?;
@@ -344,6 +394,8 @@ fn chain_ending_at(
         value: value_index,
     })
 }
+
+pub mod backward;
 
 #[cfg(test)]
 mod tests;

@@ -8,7 +8,7 @@ fn module(text: &str) -> Module {
 
 /// Batched, multi-head, causal attention whose ops have made-up names and whose operands come
 /// in the other order (`mul(%1, %0)`).
-const CAUSAL: &str = "dims B, H, T, E
+pub(super) const CAUSAL: &str = "dims B, H, T, E
 func @f(%Q: f32[B, H, T, E], %K: f32[B, H, T, E], %V: f32[B, H, T, E]) -> (O: f32[B, H, T, E]) {
   %s0 = generic (b: B, h: H, i: T, j: T, e: E) ins(%K[b, h, j, e], %Q[b, h, i, e]) -> [b, h, i, j] reduce add over (e) { mul(%1, %0) } : f32
   %s1 = generic (b: B, h: H, i: T, j: T) ins(%s0[b, h, i, j]) -> [b, h, i, j] { div(%0, sqrt(dim(E):f32)) } : f32
