@@ -32,15 +32,16 @@
 //! block (`docs/attention.md` gives the tolerance the tests use).
 
 use super::body::{unit_last, vectorisable, BodyLowerer};
+use emit::Emit;
 use super::{FnLowerer, LowerError};
 use crate::analysis::{AttentionChain, Role};
 use crate::ir::loops::{
-    BinaryFn, Block, BufferDef, BufferId, BufferKind, Carried, CmpOp, Coord, For, IndexOp, Inst,
-    Layout, Op, ReduceKind, TileOperand, Type, Ukernel, UkernelShape, UnaryFn, ValueId,
+    BinaryFn, BufferDef, BufferId, BufferKind, CmpOp, Coord, IndexOp, Inst, Layout, Op,
+    ReduceKind, TileOperand, Type, UkernelShape, UnaryFn, ValueId,
 };
 use crate::ir::tensor::schedule::AttentionSchedule;
 use crate::ir::tensor::{AxisMap, Extent, Generic, IndexId, OpKind};
-use einc_runtime::{DType, Scalar};
+use einc_runtime::DType;
 
 /// What an axis of an operand of the chain is indexed by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -307,159 +308,42 @@ struct Nest<'a, 'f, 'm> {
     maps: Vec<&'m Generic>,
 }
 
+impl<'m> Emit<'m> for Nest<'_, '_, 'm> {
+    fn parts(&mut self) -> (&mut FnLowerer<'m>, &mut Vec<Inst>) {
+        (self.fl, &mut self.cur)
+    }
+
+    fn cur(&mut self) -> &mut Vec<Inst> {
+        &mut self.cur
+    }
+
+    fn outer(&mut self) -> &mut Vec<Vec<Inst>> {
+        &mut self.outer
+    }
+
+    fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    fn shape(&self) -> UkernelShape {
+        self.shape
+    }
+}
+
 impl Nest<'_, '_, '_> {
-    fn emit(&mut self, prefix: &str, op: Op, ty: Type) -> ValueId {
-        self.fl.assign(&mut self.cur, prefix, op, ty)
-    }
 
-    fn index(&mut self, f: IndexOp, a: ValueId, b: ValueId) -> ValueId {
-        self.emit("x", Op::IndexArith(f, a, b), Type::Index)
-    }
 
-    fn konst(&mut self, n: u64) -> Result<ValueId, LowerError> {
-        self.fl.index_const_u64(n)
-    }
 
-    fn scalar(&mut self, x: f64) -> ValueId {
-        self.fl.scalar_const(Scalar::F64(x).cast(self.dtype))
-    }
 
-    fn float(&mut self, op: Op) -> ValueId {
-        let ty = Type::Scalar(self.dtype);
-        self.emit("v", op, ty)
-    }
 
-    fn load(&mut self, buffer: BufferId, index: Vec<ValueId>) -> ValueId {
-        let ty = Type::Scalar(self.dtype);
-        self.emit(
-            "ld",
-            Op::Load {
-                buffer,
-                index,
-                lanes: 1,
-            },
-            ty,
-        )
-    }
 
-    /// `lanes` consecutive elements along the last axis of a contiguous buffer.
-    fn vload(&mut self, buffer: BufferId, index: Vec<ValueId>, lanes: u32) -> ValueId {
-        let ty = Type::Vector(self.dtype, lanes);
-        self.emit(
-            "ld",
-            Op::Load {
-                buffer,
-                index,
-                lanes,
-            },
-            ty,
-        )
-    }
 
-    fn store(&mut self, buffer: BufferId, index: Vec<ValueId>, value: ValueId) {
-        self.cur.push(Inst::Store {
-            buffer,
-            index,
-            value,
-        });
-    }
 
-    /// `min(step, upper - at)`: the size of the block starting at `at`.
-    fn block_size(
-        &mut self,
-        at: ValueId,
-        upper: ValueId,
-        step: u64,
-    ) -> Result<ValueId, LowerError> {
-        let step = self.konst(step)?;
-        let left = self.index(IndexOp::Sub, upper, at);
-        Ok(self.index(IndexOp::Min, step, left))
-    }
 
-    /// `n` rounded down to a multiple of `to`.
-    fn round_down(&mut self, n: ValueId, to: u64) -> Result<ValueId, LowerError> {
-        let to = self.konst(to)?;
-        let q = self.index(IndexOp::Div, n, to);
-        Ok(self.index(IndexOp::Mul, q, to))
-    }
 
-    /// `n` rounded up to a multiple of `to`.
-    fn round_up(&mut self, n: ValueId, to: u64) -> Result<ValueId, LowerError> {
-        let (below, to) = (self.konst(to - 1)?, self.konst(to)?);
-        let up = self.index(IndexOp::Add, n, below);
-        let q = self.index(IndexOp::Div, up, to);
-        Ok(self.index(IndexOp::Mul, q, to))
-    }
 
-    /// A loop `for var = lower to upper step step` whose body `body` builds, with the values
-    /// `init` carried (`body` returns their next values); returns the loop's results.
-    fn looped(
-        &mut self,
-        name: &str,
-        (lower, upper, step): (ValueId, ValueId, u64),
-        parallel: bool,
-        init: &[ValueId],
-        body: impl FnOnce(&mut Self, ValueId, &[ValueId]) -> Result<Vec<ValueId>, LowerError>,
-    ) -> Result<Vec<ValueId>, LowerError> {
-        let var = self.fl.named_value(name, Type::Index);
-        let mut carried = Vec::new();
-        for &i in init {
-            let ty = self.fl.type_of(i)?;
-            carried.push(Carried {
-                arg: self.fl.new_value("acc", ty),
-                init: i,
-                result: self.fl.new_value("red", ty),
-            });
-        }
-        let args: Vec<ValueId> = carried.iter().map(|c| c.arg).collect();
-        self.outer.push(std::mem::take(&mut self.cur));
-        let yields = body(self, var, &args);
-        let insts = std::mem::replace(&mut self.cur, self.outer.pop().unwrap_or_default());
-        let yields = yields?;
-        let results = carried.iter().map(|c| c.result).collect();
-        self.cur.push(Inst::For(Box::new(For {
-            var,
-            lower,
-            upper,
-            step,
-            parallel,
-            unroll: None,
-            carried,
-            body: Block { insts },
-            yields,
-        })));
-        Ok(results)
-    }
 
-    /// A loop without carried values.
-    fn each(
-        &mut self,
-        name: &str,
-        range: (ValueId, ValueId, u64),
-        parallel: bool,
-        body: impl FnOnce(&mut Self, ValueId) -> Result<(), LowerError>,
-    ) -> Result<(), LowerError> {
-        self.looped(name, range, parallel, &[], |n, var, _| {
-            body(n, var)?;
-            Ok(Vec::new())
-        })?;
-        Ok(())
-    }
 
-    /// A scoped buffer of fixed extents, declared in the current block.
-    fn scoped(&mut self, name: &str, shape: &[u64]) -> BufferId {
-        let def = BufferDef {
-            name: self.fl.names.fresh(name),
-            dtype: self.dtype,
-            shape: shape.iter().map(|&n| Extent::Fixed(n)).collect(),
-            layout: Layout::Contiguous,
-            kind: BufferKind::Scoped,
-            align: Some(64),
-        };
-        let b = self.fl.out.add_buffer(def);
-        self.cur.push(Inst::Scoped(b));
-        b
-    }
 
     /// The index of an operand with axes `axes` at `p`.
     fn at(&self, axes: &[Axis], p: &Point) -> Result<Vec<ValueId>, LowerError> {
@@ -494,15 +378,6 @@ impl Nest<'_, '_, '_> {
         })
     }
 
-    /// A tile operand of a scoped two-axis block: `(first, second)` coordinates along axes 0
-    /// and 1.
-    fn block_tile(&self, buffer: BufferId, start: [ValueId; 2], coords: [Coord; 2]) -> TileOperand {
-        TileOperand {
-            buffer,
-            start: start.to_vec(),
-            axes: vec![(coords[0], vec![0]), (coords[1], vec![1])],
-        }
-    }
 
     /// The B operand of a panel-major block `[panels, k, nr]` for the tile whose columns start
     /// at `at` (a multiple of `nr`) and whose rows start at `k_at`: its panel, k along axis 1,
@@ -523,16 +398,6 @@ impl Nest<'_, '_, '_> {
         })
     }
 
-    fn ukernel(
-        &mut self,
-        kc: ValueId,
-        (mr, nr): (ValueId, ValueId),
-        (a, b, c): (TileOperand, TileOperand, TileOperand),
-        init: ValueId,
-    ) {
-        let call = Ukernel::plain(self.shape, [kc, mr, nr], a, b, c, init);
-        self.cur.push(Inst::Ukernel(Box::new(call)));
-    }
 
     /// Packs `count` elements of an operand along axis `n` (from `n_at`) by `rows` along axis
     /// `k` (from `k_at`), the other axes at `p`, into the panel-major block `dst`
@@ -599,18 +464,6 @@ impl Nest<'_, '_, '_> {
         })
     }
 
-    /// A temporary of the function.
-    fn temp(&mut self, name: &str, shape: Vec<Extent>) -> BufferId {
-        let def = BufferDef {
-            name: self.fl.names.fresh(name),
-            dtype: self.dtype,
-            shape,
-            layout: Layout::Contiguous,
-            kind: BufferKind::Temp,
-            align: None,
-        };
-        self.fl.out.add_buffer(def)
-    }
 
     /// The loops over the batch indices from the `n`-th on (serial: the query blocks of a
     /// batch point share its temporaries), then the key blocks.
@@ -1030,6 +883,11 @@ impl Nest<'_, '_, '_> {
         })
     }
 }
+
+mod backward;
+mod emit;
+
+pub(super) use backward::lower_backward;
 
 #[cfg(test)]
 mod tests;

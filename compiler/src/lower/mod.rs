@@ -25,7 +25,9 @@ mod softmax;
 #[cfg(test)]
 mod tests;
 
-use crate::analysis::{attention_chain, AttentionChain, OpClass, RowSoftmax};
+use crate::analysis::{
+    attention_chain, backward_group, AttentionChain, BackwardGroup, OpClass, RowSoftmax,
+};
 use crate::ir::loops::{
     self, BufferDef, BufferId, BufferKind, For, Inst, Layout, Op, Type, ValueId,
 };
@@ -384,9 +386,18 @@ impl<'m> FnLowerer<'m> {
         };
         let mut body = Vec::new();
         for (k, op) in src.ops.iter().enumerate() {
-            if let Some((chain, s)) = chains.iter().find(|(c, _)| c.output == k) {
-                let b = self.result_buffer(op.result, &direct)?;
-                let nest = attention::lower_attention(&mut self, chain, s, b)?;
+            if let Some((fused, s)) = chains.iter().find(|(c, _)| c.anchor() == k) {
+                let nest = match fused {
+                    Fused::Forward(chain) => {
+                        let b = self.result_buffer(op.result, &direct)?;
+                        attention::lower_attention(&mut self, chain, s, b)?
+                    }
+                    Fused::Backward(group) => {
+                        let mut bind =
+                            |fl: &mut FnLowerer<'m>, v| fl.result_buffer(v, &direct);
+                        attention::lower_backward(&mut self, group, s, &mut bind)?
+                    }
+                };
                 body.extend(nest);
                 continue;
             }
@@ -595,11 +606,37 @@ fn gemm_epilogues(f: &tensor::Function) -> Result<Vec<(usize, Epilogue)>, String
     Ok(out)
 }
 
-/// The attention chains of `f` whose output has an `attention` schedule, with the schedule;
-/// an error when such an op does not end an attention chain.
+/// A nest an `attention` schedule asks for.
+enum Fused {
+    /// A forward chain (the schedule on its output).
+    Forward(AttentionChain),
+    /// A backward group (the schedule on its anchor).
+    Backward(BackwardGroup),
+}
+
+impl Fused {
+    /// The op where the nest runs.
+    fn anchor(&self) -> usize {
+        match self {
+            Fused::Forward(c) => c.output,
+            Fused::Backward(g) => g.anchor,
+        }
+    }
+
+    /// Every op the nest computes.
+    fn ops(&self) -> Vec<usize> {
+        match self {
+            Fused::Forward(c) => c.ops(),
+            Fused::Backward(g) => g.ops(),
+        }
+    }
+}
+
+/// The attention chains and backward groups of `f` whose anchor has an `attention` schedule,
+/// with the schedule; an error when such an op is neither.
 fn attention_groups(
     f: &tensor::Function,
-) -> Result<Vec<(AttentionChain, schedule::AttentionSchedule)>, String> {
+) -> Result<Vec<(Fused, schedule::AttentionSchedule)>, String> {
     let mut out = Vec::new();
     for (k, op) in f.ops.iter().enumerate() {
         let OpKind::Generic(g) = &op.kind;
@@ -608,10 +645,18 @@ fn attention_groups(
                 .values
                 .get(op.result.0 as usize)
                 .map_or("?", |v| v.name.as_str());
-            let chain = attention_chain(f, k).map_err(|why| {
-                format!("%{name} has an `attention` schedule but does not end an attention chain: {why}")
-            })?;
-            out.push((chain, s.clone()));
+            let fused = match attention_chain(f, k) {
+                Ok(chain) => Fused::Forward(chain),
+                Err(forward) => match backward_group(f, k) {
+                    Ok(group) => Fused::Backward(group),
+                    Err(backward) => {
+                        return Err(format!(
+                            "%{name} has an `attention` schedule but does not end an attention chain ({forward}) nor start a backward group ({backward})"
+                        ))
+                    }
+                },
+            };
+            out.push((fused, s.clone()));
         }
     }
     Ok(out)

@@ -27,9 +27,9 @@
 
 use super::schedule::cost::{self, GemmExtents};
 use super::TensorPass;
-use crate::analysis::attention_chains;
+use crate::analysis::{attention_chains, backward_groups, MemberKind};
 use crate::ir::tensor::schedule::{AttentionSchedule, Schedule, MAX_SCOPED_BLOCK_BYTES};
-use crate::ir::tensor::{Extent, Generic, Module, OpKind};
+use crate::ir::tensor::{Extent, Function, Generic, IndexId, Module, OpKind};
 use crate::target::Machine;
 use std::collections::BTreeMap;
 
@@ -117,6 +117,40 @@ pub fn complete(
     schedule(blocks)
 }
 
+/// `partial` completed for a backward group (`lower/attention/backward.rs`), whose blocks of
+/// `qb` query rows are the columns of its panels and the `n` side of its micro-kernel tiles:
+/// `qb` a whole number of tiles `nr` wide (at least [`QUERY_BLOCK`] rows), `mr` the largest
+/// divisor of `nr` up to the register tile's rows (so that `qb` is a multiple of both), and
+/// `kb` (the keys of one micro-kernel call) and `hb` as for the forward.
+pub fn complete_backward(
+    machine: &Machine,
+    g: &Generic,
+    partial: &AttentionSchedule,
+    head: Option<u64>,
+) -> AttentionSchedule {
+    let tile = complete(machine, g, &AttentionSchedule::default(), head);
+    let nr = partial.nr.or(tile.nr).unwrap_or(1);
+    let mr = partial.mr.unwrap_or_else(|| {
+        let most = tile.mr.unwrap_or(1);
+        (1..=most).rev().find(|m| nr % m == 0).unwrap_or(1)
+    });
+    let qb = partial.qb.unwrap_or(QUERY_BLOCK.max(nr)).div_ceil(nr).max(1) * nr;
+    let s = complete(
+        machine,
+        g,
+        &AttentionSchedule {
+            qb: Some(qb),
+            mr: Some(mr),
+            nr: Some(nr),
+            ..partial.clone()
+        },
+        head,
+    );
+    // The forward's stack bound may have shrunk `qb` off a whole number of tiles.
+    let qb = s.qb.map(|q| (q / nr).max(1) * nr);
+    AttentionSchedule { qb, ..s }
+}
+
 impl TensorPass for FlashAttention {
     fn run_tensor(&self, m: &mut Module) -> bool {
         let mut changed = false;
@@ -132,60 +166,88 @@ impl TensorPass for FlashAttention {
         for f in &mut m.funcs {
             for chain in attention_chains(f) {
                 // The head dimension: the larger of the scores' summed extent and the values'.
-                let extent = |k: usize, i: crate::ir::tensor::IndexId| {
-                    f.ops.get(k).and_then(|op| {
-                        let OpKind::Generic(g) = &op.kind;
-                        g.indices.get(i.0 as usize).and_then(|d| known(&d.extent))
+                let head = [(chain.scores, chain.head), (chain.output, chain.value)];
+                let head = largest_extent(f, &head, &known);
+                changed |= self.schedule_nest(f, chain.output, &chain.ops(), |g, s| {
+                    complete(&self.machine, g, s, head)
+                });
+            }
+            for group in backward_groups(f) {
+                // The head dimension: the largest product's head and exit's free extent.
+                let mut head: Vec<(usize, IndexId)> = group
+                    .members
+                    .iter()
+                    .filter_map(|m| match m.kind {
+                        MemberKind::Product { head, .. } => Some((m.op, head)),
+                        _ => None,
                     })
-                };
-                let head = match (
-                    extent(chain.scores, chain.head),
-                    extent(chain.output, chain.value),
-                ) {
-                    (Some(a), Some(b)) => Some(a.max(b)),
-                    _ => None,
-                };
-                let Some(op) = f.ops.get_mut(chain.output) else {
-                    continue;
-                };
-                let OpKind::Generic(g) = &mut op.kind;
-                let partial = match &g.schedule {
-                    Some(Schedule::Naive) => continue,
-                    Some(Schedule::Attention(s)) => s.clone(),
-                    _ => AttentionSchedule::default(),
-                };
-                let merged = AttentionSchedule {
-                    qb: partial.qb.or(self.overrides.qb),
-                    kb: partial.kb.or(self.overrides.kb),
-                    hb: partial.hb.or(self.overrides.hb),
-                    mr: partial.mr,
-                    nr: partial.nr,
-                };
-                let s = Some(Schedule::Attention(complete(
-                    &self.machine,
-                    g,
-                    &merged,
-                    head,
-                )));
-                if g.schedule != s {
-                    g.schedule = s;
-                    changed = true;
-                }
-                for &k in &chain.ops() {
-                    if k == chain.output {
-                        continue;
-                    }
-                    if let Some(op) = f.ops.get_mut(k) {
-                        let OpKind::Generic(g) = &mut op.kind;
-                        if g.schedule.take().is_some() {
-                            changed = true;
-                        }
-                    }
-                }
+                    .collect();
+                head.extend(group.exits.iter().map(|e| (e.op, e.free)));
+                let head = largest_extent(f, &head, &known);
+                changed |= self.schedule_nest(f, group.anchor, &group.ops(), |g, s| {
+                    complete_backward(&self.machine, g, s, head)
+                });
             }
         }
         changed
     }
+}
+
+impl FlashAttention {
+    /// Gives op `anchor` of `f` the `attention` schedule `complete` makes of its partial one
+    /// (the pass options filling what it leaves unset), unless it is `naive`, and drops the
+    /// schedules of the other ops of `ops` (they run inside its nest); whether anything
+    /// changed.
+    fn schedule_nest(
+        &self,
+        f: &mut Function,
+        anchor: usize,
+        ops: &[usize],
+        complete: impl Fn(&Generic, &AttentionSchedule) -> AttentionSchedule,
+    ) -> bool {
+        let Some(op) = f.ops.get_mut(anchor) else {
+            return false;
+        };
+        let OpKind::Generic(g) = &mut op.kind;
+        let partial = match &g.schedule {
+            Some(Schedule::Naive) => return false,
+            Some(Schedule::Attention(s)) => s.clone(),
+            _ => AttentionSchedule::default(),
+        };
+        let merged = AttentionSchedule {
+            qb: partial.qb.or(self.overrides.qb),
+            kb: partial.kb.or(self.overrides.kb),
+            hb: partial.hb.or(self.overrides.hb),
+            mr: partial.mr,
+            nr: partial.nr,
+        };
+        let s = Some(Schedule::Attention(complete(g, &merged)));
+        let mut changed = false;
+        if g.schedule != s {
+            g.schedule = s;
+            changed = true;
+        }
+        for &k in ops.iter().filter(|&&k| k != anchor) {
+            if let Some(op) = f.ops.get_mut(k) {
+                let OpKind::Generic(g) = &mut op.kind;
+                changed |= g.schedule.take().is_some();
+            }
+        }
+        changed
+    }
+}
+
+/// The largest extent of the indices `at` (op position, index) of `f`, when all are known.
+fn largest_extent(
+    f: &Function,
+    at: &[(usize, IndexId)],
+    known: &dyn Fn(&Extent) -> Option<u64>,
+) -> Option<u64> {
+    at.iter().try_fold(0, |most, &(k, i)| {
+        let OpKind::Generic(g) = &f.ops.get(k)?.kind;
+        let n = known(&g.indices.get(i.0 as usize)?.extent)?;
+        Some(most.max(n))
+    })
 }
 
 #[cfg(test)]
