@@ -11,7 +11,9 @@
 pub mod attention;
 pub mod classify;
 
-pub use attention::backward::{backward_group, backward_groups, BackwardGroup, Exit, ExitSum, Member, MemberKind};
+pub use attention::backward::{
+    backward_group, backward_groups, BackwardGroup, Exit, ExitSum, Member, MemberKind,
+};
 pub use attention::{attention_chain, attention_chains, AttentionChain, Role};
 pub use classify::{
     classify, classify_function, product_factors, Contraction, Factor, OpClass, RowSoftmax,

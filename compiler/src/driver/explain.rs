@@ -20,7 +20,7 @@
 use super::compile_args::{CompileArgs, PathArgs};
 use super::eval::show_einsum_error;
 use super::json::Json;
-use crate::analysis::{attention_chain, classify_function, OpClass};
+use crate::analysis::{attention_chain, backward_group, classify_function, OpClass};
 use crate::autodiff::symmetry;
 use crate::compile::{self, CompileOptions, OptLevel};
 use crate::ir::tensor::schedule::Schedule;
@@ -689,17 +689,32 @@ fn explain_kernel(module: Module, opts: &CompileOptions, format: Format) -> Resu
     })
 }
 
-/// An op whose `attention` schedule runs an attention chain as one nest (`flash-attention`):
-/// the ops inside it and the scratch a call needs.
+/// An op whose `attention` schedule runs an attention chain or a backward group as one nest
+/// (`flash-attention`): the ops inside it and the scratch a call needs.
 struct FusedAttention {
-    /// The chain's other ops, by value name.
+    /// The nest's other ops, by value name.
     inside: Vec<String>,
-    /// The bytes of the nest's blocks (`AttentionSchedule::scratch_bytes`).
-    scratch: u64,
     /// Query rows per block.
     qb: u64,
-    /// The result's elements (the accumulator a strided output needs).
-    result: String,
+    /// What the scratch is.
+    scratch: Scratch,
+}
+
+/// The scratch of a fused attention nest.
+enum Scratch {
+    /// A forward chain.
+    Forward {
+        /// The bytes of the nest's blocks (`AttentionSchedule::scratch_bytes`).
+        bytes: u64,
+        /// The result's elements (the accumulator a strided output needs).
+        result: String,
+    },
+    /// A backward group (`BackwardGroup::scratch_elements`, in bytes).
+    Backward {
+        per_key: u64,
+        per_head: u64,
+        fixed: u64,
+    },
 }
 
 impl FusedAttention {
@@ -707,9 +722,27 @@ impl FusedAttention {
         let Some(Schedule::Attention(s)) = &g.schedule else {
             return None;
         };
-        let chain = attention_chain(func, k).ok()?;
-        let inside = chain
-            .ops()
+        let bytes = g.dtype.size_bytes() as u64;
+        let (ops, scratch) = match attention_chain(func, k) {
+            Ok(chain) => {
+                let scratch = Scratch::Forward {
+                    bytes: s.scratch_bytes(bytes)?,
+                    result: show_shape(&g.result_shape()),
+                };
+                (chain.ops(), scratch)
+            }
+            Err(_) => {
+                let group = backward_group(func, k).ok()?;
+                let (per_key, per_head, fixed) = group.scratch_elements(s.qb?);
+                let scratch = Scratch::Backward {
+                    per_key: per_key * bytes,
+                    per_head: per_head * bytes,
+                    fixed: fixed * bytes,
+                };
+                (group.ops(), scratch)
+            }
+        };
+        let inside = ops
             .into_iter()
             .filter(|&o| o != k)
             .filter_map(|o| func.ops.get(o))
@@ -717,43 +750,72 @@ impl FusedAttention {
             .collect();
         Some(FusedAttention {
             inside,
-            scratch: s.scratch_bytes(g.dtype.size_bytes() as u64)?,
             qb: s.qb?,
-            result: show_shape(&g.result_shape()),
+            scratch,
         })
     }
 
     fn text(&self) -> String {
-        table(&[
-            vec![
-                "fused:".to_string(),
+        let (fused, scratch) = match &self.scratch {
+            Scratch::Forward { bytes, result } => (
                 format!(
                     "attention: {} run inside this op's blocked nest (online softmax); the \
                      scores are never stored",
                     self.inside.join(", ")
                 ),
-            ],
-            vec![
-                "scratch:".to_string(),
                 format!(
-                    "{} bytes of blocks (a score block of {} query rows per task, the packed \
-                     key and value blocks), whatever the sequence length; plus a running \
-                     maximum and sum per query row, and an accumulator of {} elements when \
-                     the output is strided",
-                    self.scratch, self.qb, self.result
+                    "{bytes} bytes of blocks (a score block of {} query rows per task, the \
+                     packed key and value blocks), whatever the sequence length; plus a running \
+                     maximum and sum per query row, and an accumulator of {result} elements \
+                     when the output is strided",
+                    self.qb
                 ),
-            ],
+            ),
+            Scratch::Backward {
+                per_key,
+                per_head,
+                fixed,
+            } => (
+                format!(
+                    "attention backward: {} run inside this op's nest over blocks of {} query \
+                     rows; no T x T value is stored",
+                    self.inside.join(", "),
+                    self.qb
+                ),
+                format!(
+                    "{per_key} bytes per key (the row panels) + {per_head} bytes per element \
+                     of the head dimension rounded up to the tile (packed row blocks) + \
+                     {fixed} bytes; plus an accumulator of a row-summed output's size when it \
+                     is strided"
+                ),
+            ),
+        };
+        table(&[
+            vec!["fused:".to_string(), fused],
+            vec!["scratch:".to_string(), scratch],
         ])
     }
 
     fn json(&self) -> Vec<(&'static str, Json)> {
-        vec![
-            (
-                "fused",
-                Json::Array(self.inside.iter().cloned().map(Json::Str).collect()),
-            ),
-            ("scratch_bytes", Json::Int(u128::from(self.scratch))),
-        ]
+        let mut out = vec![(
+            "fused",
+            Json::Array(self.inside.iter().cloned().map(Json::Str).collect()),
+        )];
+        match &self.scratch {
+            Scratch::Forward { bytes, .. } => {
+                out.push(("scratch_bytes", Json::Int(u128::from(*bytes))));
+            }
+            Scratch::Backward {
+                per_key,
+                per_head,
+                fixed,
+            } => out.extend([
+                ("scratch_bytes_per_key", Json::Int(u128::from(*per_key))),
+                ("scratch_bytes_per_head", Json::Int(u128::from(*per_head))),
+                ("scratch_bytes", Json::Int(u128::from(*fixed))),
+            ]),
+        }
+        out
     }
 }
 

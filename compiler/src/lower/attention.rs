@@ -32,16 +32,16 @@
 //! block (`docs/attention.md` gives the tolerance the tests use).
 
 use super::body::{unit_last, vectorisable, BodyLowerer};
-use emit::Emit;
 use super::{FnLowerer, LowerError};
 use crate::analysis::{AttentionChain, Role};
 use crate::ir::loops::{
-    BinaryFn, BufferDef, BufferId, BufferKind, CmpOp, Coord, IndexOp, Inst, Layout, Op,
-    ReduceKind, TileOperand, Type, UkernelShape, UnaryFn, ValueId,
+    BinaryFn, BufferDef, BufferId, BufferKind, CmpOp, Coord, IndexOp, Inst, Layout, Op, ReduceKind,
+    TileOperand, Type, UkernelShape, UnaryFn, ValueId,
 };
 use crate::ir::tensor::schedule::AttentionSchedule;
 use crate::ir::tensor::{AxisMap, Extent, Generic, IndexId, OpKind};
 use einc_runtime::DType;
+use emit::Emit;
 
 /// What an axis of an operand of the chain is indexed by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -331,20 +331,6 @@ impl<'m> Emit<'m> for Nest<'_, '_, 'm> {
 }
 
 impl Nest<'_, '_, '_> {
-
-
-
-
-
-
-
-
-
-
-
-
-
-
     /// The index of an operand with axes `axes` at `p`.
     fn at(&self, axes: &[Axis], p: &Point) -> Result<Vec<ValueId>, LowerError> {
         axes.iter()
@@ -378,7 +364,6 @@ impl Nest<'_, '_, '_> {
         })
     }
 
-
     /// The B operand of a panel-major block `[panels, k, nr]` for the tile whose columns start
     /// at `at` (a multiple of `nr`) and whose rows start at `k_at`: its panel, k along axis 1,
     /// n along axis 2.
@@ -397,7 +382,6 @@ impl Nest<'_, '_, '_> {
             axes: vec![(Coord::K, vec![1]), (Coord::N, vec![2])],
         })
     }
-
 
     /// Packs `count` elements of an operand along axis `n` (from `n_at`) by `rows` along axis
     /// `k` (from `k_at`), the other axes at `p`, into the panel-major block `dst`
@@ -463,7 +447,6 @@ impl Nest<'_, '_, '_> {
             l: self.temp("attn.l", vec![row]),
         })
     }
-
 
     /// The loops over the batch indices from the `n`-th on (serial: the query blocks of a
     /// batch point share its temporaries), then the key blocks.

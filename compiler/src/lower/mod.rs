@@ -393,8 +393,7 @@ impl<'m> FnLowerer<'m> {
                         attention::lower_attention(&mut self, chain, s, b)?
                     }
                     Fused::Backward(group) => {
-                        let mut bind =
-                            |fl: &mut FnLowerer<'m>, v| fl.result_buffer(v, &direct);
+                        let mut bind = |fl: &mut FnLowerer<'m>, v| fl.result_buffer(v, &direct);
                         attention::lower_backward(&mut self, group, s, &mut bind)?
                     }
                 };

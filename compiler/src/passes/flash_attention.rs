@@ -21,6 +21,15 @@
 //! the register tile is the `schedule` pass's choice for the micro-kernels of the compilation. The pass options `qb`, `kb` and
 //! `hb` override the model (tests use small blocks to cross every block boundary).
 //!
+//! **Backward groups** (`analysis::attention::backward`): the ops a derived gradient computes
+//! over the `T x T` plane (the scores and softmax again, `dP`, `dS`, the row values) with the
+//! contractions leaving it (`dV`, `dK`, `dQ`) get one `attention` schedule on the group's
+//! anchor (its first op after everything it reads is defined, normally the scores), completed
+//! by [`complete_backward`]: its blocks of `qb` query rows are the columns of the nest's
+//! panels, so `qb` is a whole number of `nr`-wide tiles and `mr` divides `nr`. The group's
+//! other ops and its exits lose their schedules (they run inside the nest,
+//! `lower/attention/backward.rs`, which stores no `T x T` value).
+//!
 //! Requires: verified tensor IR (run after `schedule`, which it overrides on the chain). Guarantees:
 //! verified tensor IR computing the same values up to summation order (`docs/attention.md`):
 //! only schedules change.
@@ -134,7 +143,12 @@ pub fn complete_backward(
         let most = tile.mr.unwrap_or(1);
         (1..=most).rev().find(|m| nr % m == 0).unwrap_or(1)
     });
-    let qb = partial.qb.unwrap_or(QUERY_BLOCK.max(nr)).div_ceil(nr).max(1) * nr;
+    let qb = partial
+        .qb
+        .unwrap_or(QUERY_BLOCK.max(nr))
+        .div_ceil(nr)
+        .max(1)
+        * nr;
     let s = complete(
         machine,
         g,

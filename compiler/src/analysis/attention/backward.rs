@@ -38,9 +38,7 @@
 //! IR, like the forward's.
 
 use super::super::classify::{classify_function, OpClass, RowSoftmax};
-use super::{
-    attention_chains, generic, plain, product, readers, softmax_prefix, Prefix, Role,
-};
+use super::{attention_chains, generic, plain, product, readers, softmax_prefix, Prefix, Role};
 use crate::ir::scalar::ReduceKind;
 use crate::ir::tensor::{Function, Generic, IndexId, ValueId};
 use std::collections::{BTreeSet, HashMap};
@@ -125,6 +123,22 @@ impl BackwardGroup {
         ops.extend(self.exits.iter().map(|e| e.op));
         ops.sort_unstable();
         ops
+    }
+
+    /// The scratch elements of the fused nest with blocks of `qb` query rows, by what they
+    /// scale with: per key (a `[keys, qb]` panel per `T x T` value), per element of the head
+    /// (or free) extent rounded up to the tile width (a `qb`-row block per product operand,
+    /// row-summed exit operand and key-summed exit), and fixed (a `[qb]` vector per row value).
+    /// A row-summed exit whose output is strided adds an accumulator of the output's size.
+    pub fn scratch_elements(&self, qb: u64) -> (u64, u64, u64) {
+        let count = |f: &dyn Fn(&MemberKind) -> bool| {
+            self.members.iter().filter(|m| f(&m.kind)).count() as u64
+        };
+        let panels = count(&|k| matches!(k, MemberKind::Product { .. } | MemberKind::Map));
+        let products = count(&|k| matches!(k, MemberKind::Product { .. }));
+        let rows = count(&|k| matches!(k, MemberKind::RowReduce | MemberKind::RowMap));
+        let exits = self.exits.len() as u64;
+        (panels * qb, (products + exits) * qb, rows * qb)
     }
 }
 
@@ -291,9 +305,9 @@ fn group_of(func: &Function, s: &RowSoftmax) -> Result<BackwardGroup, String> {
                     MemberKind::RowMap
                 };
                 if kind == MemberKind::RowMap
-                    && g.inputs.iter().any(|i| {
-                        known.get(&i.value).is_some_and(|a| a.contains(&Role::Key))
-                    })
+                    && g.inputs
+                        .iter()
+                        .any(|i| known.get(&i.value).is_some_and(|a| a.contains(&Role::Key)))
                 {
                     continue;
                 }
@@ -343,8 +357,7 @@ fn group_of(func: &Function, s: &RowSoftmax) -> Result<BackwardGroup, String> {
             return Err("a value of the group is read outside it or returned".into());
         }
         let g = generic(func, m.op).ok_or("missing op")?;
-        if g
-            .inputs
+        if g.inputs
             .iter()
             .any(|i| !group_value(&i.value) && tainted.contains(&i.value))
         {
@@ -453,7 +466,8 @@ fn exit_of(
     tainted: &BTreeSet<ValueId>,
 ) -> Option<Exit> {
     let (x, y, over) = product(g)?;
-    let (group_input, other) = match (known.get(&g.inputs[x].value), known.get(&g.inputs[y].value)) {
+    let (group_input, other) = match (known.get(&g.inputs[x].value), known.get(&g.inputs[y].value))
+    {
         (Some(a), None) if same_roles(a, plane) => (x, y),
         (None, Some(a)) if same_roles(a, plane) => (y, x),
         _ => return None,

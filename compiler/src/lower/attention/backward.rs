@@ -27,7 +27,7 @@
 //! **Memory.** One `[Tk, qb]` panel per `T x T` value of the group and one `[qb]` vector per row
 //! value, the packed row blocks (`qb x d` each), a `[d, qb]` block per key-summed exit, and an
 //! accumulator of the output's size for a row-summed exit whose output is not contiguous with
-//! its free index last: `O(T·qb + T·d)`, never `O(T²)` ([`scratch_bytes`]).
+//! its free index last: `O(T·qb + T·d)`, never `O(T²)` (`BackwardGroup::scratch_elements`).
 //!
 //! **Numerics.** Products sum the head in chunks of `hb` (one fused multiply-add per step, as
 //! every micro-kernel), row reductions run key by key from the identity, the row-summed
@@ -40,42 +40,22 @@ use super::super::{FnLowerer, LowerError};
 use super::emit::Emit;
 use crate::analysis::{BackwardGroup, Exit, ExitSum, Member, MemberKind, Role};
 use crate::ir::loops::{
-    BufferId, CmpOp, Coord, IndexOp, Inst, Layout, Op, TileOperand, Type,
-    UkernelShape, ValueId,
+    BufferId, CmpOp, Coord, IndexOp, Inst, Layout, Op, TileOperand, Type, UkernelShape, ValueId,
 };
 use crate::ir::tensor::schedule::AttentionSchedule;
 use crate::ir::tensor::{self, AxisMap, Extent, Generic, IndexId, OpKind};
 use einc_runtime::DType;
 use std::collections::HashMap;
 
-/// The scratch bytes of a backward nest with `keys` keys and head (and free) extent `head`
-/// under schedule `s`, for `panels` `T x T` values, `rows` row values, `packs` packed row
-/// blocks and `blocks` key-summed exits; `None` when the schedule is incomplete.
-pub fn scratch_bytes(
-    s: &AttentionSchedule,
-    bytes: u64,
-    (keys, head): (u64, u64),
-    (panels, rows, packs, blocks): (u64, u64, u64, u64),
-) -> Option<u64> {
-    let (qb, nr) = (s.qb?, s.nr?);
-    let per_pack = qb.checked_mul(head.div_ceil(nr).checked_mul(nr)?)?;
-    let elements = [
-        panels.checked_mul(keys)?.checked_mul(qb)?,
-        rows.checked_mul(qb)?,
-        packs.checked_mul(per_pack)?,
-        blocks.checked_mul(head)?.checked_mul(qb)?,
-    ]
-    .into_iter()
-    .try_fold(0u64, u64::checked_add)?;
-    elements.checked_mul(bytes)
-}
-
 /// Lowers `group` under schedule `s` (its exits' results bound to buffers by `result_buffer`).
 pub(in crate::lower) fn lower_backward<'m>(
     fl: &mut FnLowerer<'m>,
     group: &BackwardGroup,
     s: &AttentionSchedule,
-    result_buffer: &mut dyn FnMut(&mut FnLowerer<'m>, tensor::ValueId) -> Result<BufferId, LowerError>,
+    result_buffer: &mut dyn FnMut(
+        &mut FnLowerer<'m>,
+        tensor::ValueId,
+    ) -> Result<BufferId, LowerError>,
 ) -> Result<Vec<Inst>, LowerError> {
     let (Some(qb), Some(kb), Some(hb), Some(mr), Some(nr)) = (s.qb, s.kb, s.hb, s.mr, s.nr) else {
         return Err(fl.error("the attention schedule is not complete"));
@@ -135,12 +115,7 @@ pub(in crate::lower) fn lower_backward<'m>(
         outer: Vec::new(),
         dtype,
         shape,
-        blocks: Blocks {
-            qb,
-            kb,
-            hb,
-            nr,
-        },
+        blocks: Blocks { qb, kb, hb, nr },
         group,
         rows,
         keys,
@@ -182,7 +157,11 @@ enum Stored {
 enum ExitScratch {
     /// A row-summed exit: the packed block of `Y`'s rows and the accumulator (the output
     /// itself, or a temporary copied into it at the end).
-    Row { yp: BufferId, acc: BufferId, copy: bool },
+    Row {
+        yp: BufferId,
+        acc: BufferId,
+        copy: bool,
+    },
     /// A key-summed exit: the `[free, qb]` block of the output's rows.
     Key { block: BufferId },
 }
@@ -547,7 +526,9 @@ impl<'m> Nest<'_, '_, 'm> {
                         .ok_or_else(|| self.fl.error("an index is out of range"))?,
                 ),
                 AxisMap::Fixed(_) => {
-                    return Err(self.fl.error("a backward operand is read at a fixed position"))
+                    return Err(self
+                        .fl
+                        .error("a backward operand is read at a fixed position"))
                 }
             }
         }
@@ -612,7 +593,8 @@ impl<'m> Nest<'_, '_, 'm> {
                     vars[n] = safe;
                 }
                 let index = read_index(input, &vars).ok_or_else(|| {
-                    nest.fl.error("a product operand is read at a fixed position")
+                    nest.fl
+                        .error("a product operand is read at a fixed position")
                 })?;
                 let x = nest.load(buffer, index);
                 let x = nest.float(Op::Select(inside, x, fzero));
@@ -653,9 +635,17 @@ impl<'m> Nest<'_, '_, 'm> {
             let first = nest.emit("first", Op::Cmp(CmpOp::Eq, a0, zero), Type::Bool);
             nest.each("c0", (zero, keys, kb), false, |nest, c0| {
                 let tm = nest.block_size(c0, keys, kb)?;
-                let vars = nest.vars(&roles, &At { key: c0, ..at.clone() }, a0);
+                let vars = nest.vars(
+                    &roles,
+                    &At {
+                        key: c0,
+                        ..at.clone()
+                    },
+                    a0,
+                );
                 let key = key_index.ok_or_else(|| nest.fl.error("a product lacks the key"))?;
-                let a = nest.input_tile(g, keys_operand, &vars, &[(Coord::M, key), (Coord::K, head)])?;
+                let a =
+                    nest.input_tile(g, keys_operand, &vars, &[(Coord::M, key), (Coord::K, head)])?;
                 nest.each("r0", (zero, end, nr), false, |nest, r0| {
                     let p = nest.index(IndexOp::Div, r0, width);
                     let b = TileOperand {
@@ -715,15 +705,16 @@ impl<'m> Nest<'_, '_, 'm> {
                 let identity = self.fl.scalar_const(kind.identity(self.dtype));
                 let combine = kind.combine_fn();
                 self.each("r", (zero, mb, 1), false, |nest, r| {
-                    let acc = nest.looped("c", (zero, keys, 1), false, &[identity], |nest, c, acc| {
-                        let at = At {
-                            r,
-                            key: c,
-                            ..at.clone()
-                        };
-                        let x = nest.body(m, g, &at)?;
-                        Ok(vec![nest.float(Op::Binary(combine, acc[0], x))])
-                    })?;
+                    let acc =
+                        nest.looped("c", (zero, keys, 1), false, &[identity], |nest, c, acc| {
+                            let at = At {
+                                r,
+                                key: c,
+                                ..at.clone()
+                            };
+                            let x = nest.body(m, g, &at)?;
+                            Ok(vec![nest.float(Op::Binary(combine, acc[0], x))])
+                        })?;
                     nest.store(v, vec![r], acc[0]);
                     Ok(())
                 })
@@ -824,7 +815,16 @@ impl<'m> Nest<'_, '_, 'm> {
                     start: vec![p, zero, zero],
                     axes: vec![(Coord::K, vec![1]), (Coord::N, vec![2])],
                 };
-                let c = nest.exit_tile(e, acc, &At { key: c0, ..at.clone() }, x0, Coord::M)?;
+                let c = nest.exit_tile(
+                    e,
+                    acc,
+                    &At {
+                        key: c0,
+                        ..at.clone()
+                    },
+                    x0,
+                    Coord::M,
+                )?;
                 nest.ukernel(mb, (tm, tn), (a, b, c), never);
                 Ok(())
             })
@@ -899,7 +899,14 @@ impl<'m> Nest<'_, '_, 'm> {
         self.each("c0", (zero, chunks_end, kb), false, |nest, c0| {
             let kc = nest.block_size(c0, keys, kb)?;
             let first = nest.emit("first", Op::Cmp(CmpOp::Eq, c0, zero), Type::Bool);
-            let vars = nest.vars(&roles, &At { key: c0, ..at.clone() }, zero);
+            let vars = nest.vars(
+                &roles,
+                &At {
+                    key: c0,
+                    ..at.clone()
+                },
+                zero,
+            );
             let a = nest.input_tile(g, e.other, &vars, &[(Coord::M, e.free), (Coord::K, key)])?;
             nest.each("r0", (zero, end, nr), false, |nest, r0| {
                 let b = nest.block_tile(panel, [c0, r0], [Coord::K, Coord::N]);

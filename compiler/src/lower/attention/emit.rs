@@ -29,7 +29,6 @@ pub(super) trait Emit<'m> {
         self.parts().0
     }
 
-
     fn emit(&mut self, prefix: &str, op: Op, ty: Type) -> ValueId {
         let (fl, cur) = self.parts();
         fl.assign(cur, prefix, op, ty)

@@ -27,11 +27,14 @@ fn the_derived_attention_gradient_is_one_group_with_three_exits() {
             (6, MemberKind::Map),
             (7, MemberKind::RowReduce),
             (8, MemberKind::Map),
-            (9, MemberKind::Product {
-                rows: 0,
-                keys: 1,
-                head: IndexId(1)
-            }),
+            (
+                9,
+                MemberKind::Product {
+                    rows: 0,
+                    keys: 1,
+                    head: IndexId(1)
+                }
+            ),
             (11, MemberKind::RowReduce),
             (12, MemberKind::RowMap),
             (13, MemberKind::Map),

@@ -99,14 +99,7 @@ const CASES: &[Case] = &[
     Case {
         name: "cross attention",
         source: CROSS,
-        shapes: |t| {
-            vec![
-                vec![t, 17],
-                vec![t + 3, 17],
-                vec![t + 3, 11],
-                vec![t, 11],
-            ]
-        },
+        shapes: |t| vec![vec![t, 17], vec![t + 3, 17], vec![t + 3, 11], vec![t, 11]],
         mask: None,
     },
 ];
