@@ -300,7 +300,7 @@ impl<'m> Nest<'_, '_, 'm> {
                 let g = self.op(e.op)?;
                 let v = g.inputs.get(e.group_input).map(|i| i.value);
                 if let Some(Stored::Panel(p)) = v.and_then(|v| self.values.get(&v).copied()) {
-                    self.zero(p, &[self.keys.clone(), Extent::Fixed(qb)])?;
+                    self.zero(p)?;
                 }
             }
         }
@@ -312,31 +312,17 @@ impl<'m> Nest<'_, '_, 'm> {
         Ok(self.fl.value_def(v)?.name.clone())
     }
 
-    /// `buffer[..] = 0` over `shape` (C order).
-    fn zero(&mut self, buffer: BufferId, shape: &[Extent]) -> Result<(), LowerError> {
+    /// `panel[c, r] = 0` for every key `c` and every `r < qb`.
+    fn zero(&mut self, panel: BufferId) -> Result<(), LowerError> {
         let fzero = self.scalar(0.0);
-        self.over(shape, Vec::new(), &mut |nest, index| {
-            nest.store(buffer, index, fzero);
-            Ok(())
-        })
-    }
-
-    /// Runs `body` at every point of `shape` (C order), with the index values before it.
-    fn over(
-        &mut self,
-        shape: &[Extent],
-        index: Vec<ValueId>,
-        body: &mut dyn FnMut(&mut Self, Vec<ValueId>) -> Result<(), LowerError>,
-    ) -> Result<(), LowerError> {
-        let Some((first, rest)) = shape.split_first() else {
-            return body(self, index);
-        };
         let zero = self.konst(0)?;
-        let upper = self.fl.extent(first)?;
-        self.each("z", (zero, upper, 1), false, |nest, v| {
-            let mut index = index;
-            index.push(v);
-            nest.over(rest, index, body)
+        let end = self.konst(self.blocks.qb)?;
+        let keys = self.fl.extent(&self.keys.clone())?;
+        self.each("c", (zero, keys, 1), false, |nest, c| {
+            nest.each("r", (zero, end, 1), false, |nest, r| {
+                nest.store(panel, vec![c, r], fzero);
+                Ok(())
+            })
         })
     }
 
