@@ -41,7 +41,7 @@ use crate::ir::loops::{
 use crate::ir::tensor::schedule::AttentionSchedule;
 use crate::ir::tensor::{AxisMap, Extent, Generic, IndexId, OpKind};
 use einc_runtime::DType;
-use emit::Emit;
+use emit::{impl_emit, tile_shape, Emit};
 
 /// What an axis of an operand of the chain is indexed by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -215,15 +215,7 @@ pub(super) fn lower_attention(
         axes.extend([Axis::Chain(Role::Row), Axis::Value]);
         (fl.out.add_buffer(def), axes)
     };
-    let lanes = 16 / dtype.size_bytes();
-    let shape = UkernelShape {
-        dtype,
-        mr: u32::try_from(mr).map_err(|_| fl.error("mr is too large"))?,
-        nr: u32::try_from(nr).map_err(|_| fl.error("nr is too large"))?,
-    };
-    if nr % lanes as u64 != 0 {
-        return Err(fl.error("nr is not a multiple of the vector lanes"));
-    }
+    let shape = tile_shape(fl, dtype, (mr, nr))?;
     let mut n = Nest {
         fl,
         cur: Vec::new(),
@@ -308,27 +300,7 @@ struct Nest<'a, 'f, 'm> {
     maps: Vec<&'m Generic>,
 }
 
-impl<'m> Emit<'m> for Nest<'_, '_, 'm> {
-    fn parts(&mut self) -> (&mut FnLowerer<'m>, &mut Vec<Inst>) {
-        (self.fl, &mut self.cur)
-    }
-
-    fn cur(&mut self) -> &mut Vec<Inst> {
-        &mut self.cur
-    }
-
-    fn outer(&mut self) -> &mut Vec<Vec<Inst>> {
-        &mut self.outer
-    }
-
-    fn dtype(&self) -> DType {
-        self.dtype
-    }
-
-    fn shape(&self) -> UkernelShape {
-        self.shape
-    }
-}
+impl_emit!(Nest);
 
 impl Nest<'_, '_, '_> {
     /// The index of an operand with axes `axes` at `p`.

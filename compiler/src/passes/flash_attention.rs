@@ -141,7 +141,10 @@ pub fn complete_backward(
     let nr = partial.nr.or(tile.nr).unwrap_or(1);
     let mr = partial.mr.unwrap_or_else(|| {
         let most = tile.mr.unwrap_or(1);
-        (1..=most).rev().find(|&m| nr.is_multiple_of(m)).unwrap_or(1)
+        (1..=most)
+            .rev()
+            .find(|&m| nr.is_multiple_of(m))
+            .unwrap_or(1)
     });
     let qb = partial
         .qb

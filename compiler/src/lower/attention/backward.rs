@@ -37,7 +37,7 @@
 
 use super::super::body::BodyLowerer;
 use super::super::{FnLowerer, LowerError};
-use super::emit::Emit;
+use super::emit::{impl_emit, tile_shape, Emit};
 use crate::analysis::{BackwardGroup, Exit, ExitSum, Member, MemberKind, Role};
 use crate::ir::loops::{
     BufferId, CmpOp, Coord, IndexOp, Inst, Layout, Op, TileOperand, Type, UkernelShape, ValueId,
@@ -91,15 +91,7 @@ pub(in crate::lower) fn lower_backward<'m>(
         .ok_or_else(missing)?;
     let rows = extent(Role::Row).ok_or_else(missing)?;
     let keys = extent(Role::Key).ok_or_else(missing)?;
-    let lanes = 16 / dtype.size_bytes();
-    let shape = UkernelShape {
-        dtype,
-        mr: u32::try_from(mr).map_err(|_| fl.error("mr is too large"))?,
-        nr: u32::try_from(nr).map_err(|_| fl.error("nr is too large"))?,
-    };
-    if nr % lanes as u64 != 0 {
-        return Err(fl.error("nr is not a multiple of the vector lanes"));
-    }
+    let shape = tile_shape(fl, dtype, (mr, nr))?;
     let mut exit_out = Vec::new();
     for e in &group.exits {
         let value = src
@@ -181,27 +173,7 @@ struct Nest<'a, 'f, 'm> {
     values: HashMap<tensor::ValueId, Stored>,
 }
 
-impl<'m> Emit<'m> for Nest<'_, '_, 'm> {
-    fn parts(&mut self) -> (&mut FnLowerer<'m>, &mut Vec<Inst>) {
-        (self.fl, &mut self.cur)
-    }
-
-    fn cur(&mut self) -> &mut Vec<Inst> {
-        &mut self.cur
-    }
-
-    fn outer(&mut self) -> &mut Vec<Vec<Inst>> {
-        &mut self.outer
-    }
-
-    fn dtype(&self) -> DType {
-        self.dtype
-    }
-
-    fn shape(&self) -> UkernelShape {
-        self.shape
-    }
-}
+impl_emit!(Nest);
 
 impl<'m> Nest<'_, '_, 'm> {
     fn op(&self, k: usize) -> Result<&'m Generic, LowerError> {
@@ -357,7 +329,6 @@ impl<'m> Nest<'_, '_, 'm> {
         let qb = self.blocks.qb;
         let zero = self.konst(0)?;
         let fzero = self.scalar(0.0);
-        let keys = self.fl.extent(&self.keys.clone())?;
         let rows = self.fl.extent(&self.rows.clone())?;
         let base = At {
             batch,
@@ -367,17 +338,10 @@ impl<'m> Nest<'_, '_, 'm> {
         };
         for &(e, _, scratch) in exits {
             if let ExitScratch::Row { acc, .. } = scratch {
-                let free = self.free_extent(e)?;
-                self.each("c", (zero, keys, 1), false, |nest, c| {
-                    nest.each("e", (zero, free, 1), false, |nest, x| {
-                        let at = At {
-                            key: c,
-                            ..base.clone()
-                        };
-                        let index = nest.exit_index(e, acc, &at, x)?;
-                        nest.store(acc, index, fzero);
-                        Ok(())
-                    })
+                self.every_key(e, &base, |nest, at, x| {
+                    let index = nest.exit_index(e, acc, at, x)?;
+                    nest.store(acc, index, fzero);
+                    Ok(())
                 })?;
             }
         }
@@ -416,23 +380,38 @@ impl<'m> Nest<'_, '_, 'm> {
                 acc, copy: true, ..
             } = scratch
             {
-                let free = self.free_extent(e)?;
-                self.each("c", (zero, keys, 1), false, |nest, c| {
-                    nest.each("e", (zero, free, 1), false, |nest, x| {
-                        let at = At {
-                            key: c,
-                            ..base.clone()
-                        };
-                        let from = nest.exit_index(e, acc, &at, x)?;
-                        let to = nest.exit_index(e, out, &at, x)?;
-                        let v = nest.load(acc, from);
-                        nest.store(out, to, v);
-                        Ok(())
-                    })
+                self.every_key(e, &base, |nest, at, x| {
+                    let from = nest.exit_index(e, acc, at, x)?;
+                    let to = nest.exit_index(e, out, at, x)?;
+                    let v = nest.load(acc, from);
+                    nest.store(out, to, v);
+                    Ok(())
                 })?;
             }
         }
         Ok(())
+    }
+
+    /// Runs `body` at every key and free index `x` of row-summed exit `e` (`base` giving the
+    /// batch point).
+    fn every_key(
+        &mut self,
+        e: &Exit,
+        base: &At,
+        body: impl Fn(&mut Self, &At, ValueId) -> Result<(), LowerError>,
+    ) -> Result<(), LowerError> {
+        let zero = self.konst(0)?;
+        let keys = self.fl.extent(&self.keys.clone())?;
+        let free = self.free_extent(e)?;
+        self.each("c", (zero, keys, 1), false, |nest, c| {
+            nest.each("e", (zero, free, 1), false, |nest, x| {
+                let at = At {
+                    key: c,
+                    ..base.clone()
+                };
+                body(nest, &at, x)
+            })
+        })
     }
 
     fn free_extent(&mut self, e: &Exit) -> Result<ValueId, LowerError> {

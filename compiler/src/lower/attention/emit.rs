@@ -10,6 +10,53 @@ use crate::ir::loops::{
 use crate::ir::tensor::Extent;
 use einc_runtime::{DType, Scalar};
 
+/// The micro-kernel shape of an `mr x nr` tile of `dtype`; an error when `nr` is not a
+/// whole number of vectors.
+pub(super) fn tile_shape(
+    fl: &FnLowerer,
+    dtype: DType,
+    (mr, nr): (u64, u64),
+) -> Result<UkernelShape, LowerError> {
+    let lanes = 16 / dtype.size_bytes() as u64;
+    if nr % lanes != 0 {
+        return Err(fl.error("nr is not a multiple of the vector lanes"));
+    }
+    Ok(UkernelShape {
+        dtype,
+        mr: u32::try_from(mr).map_err(|_| fl.error("mr is too large"))?,
+        nr: u32::try_from(nr).map_err(|_| fl.error("nr is too large"))?,
+    })
+}
+
+/// Implements [`Emit`] for a nest type with the fields `fl`, `cur`, `outer`, `dtype` and
+/// `shape` and the lifetimes `<'_, '_, 'm>`.
+macro_rules! impl_emit {
+    ($nest:ident) => {
+        impl<'m> Emit<'m> for $nest<'_, '_, 'm> {
+            fn parts(&mut self) -> (&mut FnLowerer<'m>, &mut Vec<Inst>) {
+                (self.fl, &mut self.cur)
+            }
+
+            fn cur(&mut self) -> &mut Vec<Inst> {
+                &mut self.cur
+            }
+
+            fn outer(&mut self) -> &mut Vec<Vec<Inst>> {
+                &mut self.outer
+            }
+
+            fn dtype(&self) -> DType {
+                self.dtype
+            }
+
+            fn shape(&self) -> UkernelShape {
+                self.shape
+            }
+        }
+    };
+}
+pub(super) use impl_emit;
+
 /// A nest under construction: the open block (`parts().1`), the blocks around it, the dtype
 /// of its floats and the micro-kernel shape of its tiles.
 pub(super) trait Emit<'m> {

@@ -4,7 +4,8 @@
 //! that are not multiples of any block; inputs of magnitude 1e4. The compiled nest stores no
 //! `T x T` buffer.
 
-use crate::api::{Program, TensorRef};
+use crate::api::{Kernel, Program, TensorRef};
+use crate::codegen::UkernelIsa;
 use crate::compile::{pass_list, CompileOptions};
 use crate::interp;
 use crate::ir::loops::{printer, BufferKind, Extent};
@@ -22,7 +23,7 @@ struct Case {
     mask: Option<usize>,
 }
 
-const SINGLE: &str = "
+pub(super) const SINGLE: &str = "
 dims T, E
 kernel f(Q: TY[T, E], K: TY[T, E], V: TY[T, E]) -> (O: TY[T, E]) {
     S[i, j] = Q[i, a] * K[j, a] / sqrt(E)
@@ -31,7 +32,7 @@ kernel f(Q: TY[T, E], K: TY[T, E], V: TY[T, E]) -> (O: TY[T, E]) {
 }
 ";
 
-const CAUSAL: &str = "
+pub(super) const CAUSAL: &str = "
 dims B, H, T, E
 kernel f(Q: TY[B, H, T, E], K: TY[B, H, T, E], V: TY[B, H, T, E]) -> (O: TY[B, T, H, E]) {
     S[b, h, i, j] = Q[b, h, i, e] * K[b, h, j, e] / sqrt(E)
@@ -41,7 +42,7 @@ kernel f(Q: TY[B, H, T, E], K: TY[B, H, T, E], V: TY[B, H, T, E]) -> (O: TY[B, T
 }
 ";
 
-const PADDED: &str = "
+pub(super) const PADDED: &str = "
 dims B, T, E
 kernel f(Q: TY[B, T, E], K: TY[B, T, E], V: TY[B, T, E], Mask: TY[B, T]) -> (O: TY[B, T, E]) {
     S[b, i, j] = Q[b, i, e] * K[b, j, e] * 0.25 + Mask[b, j]
@@ -50,7 +51,7 @@ kernel f(Q: TY[B, T, E], K: TY[B, T, E], V: TY[B, T, E], Mask: TY[B, T]) -> (O: 
 }
 ";
 
-const CROSS: &str = "
+pub(super) const CROSS: &str = "
 dims T, U, D, F
 kernel f(Q: TY[T, D], K: TY[U, D], V: TY[U, F]) -> (O: TY[T, F]) {
     S[i, j] = Q[i, d] * K[j, d]
@@ -86,7 +87,7 @@ const CASES: &[Case] = &[
     },
 ];
 
-fn random_array(rng: &mut Rng, dtype: DType, shape: &[usize], scale: f64) -> Array {
+pub(super) fn random_array(rng: &mut Rng, dtype: DType, shape: &[usize], scale: f64) -> Array {
     let n = element_count(shape).unwrap();
     let vals: Vec<f64> = (0..n).map(|_| rng.uniform(-scale, scale)).collect();
     let buffer = match dtype {
@@ -98,7 +99,7 @@ fn random_array(rng: &mut Rng, dtype: DType, shape: &[usize], scale: f64) -> Arr
 
 /// A padding mask: 0, or -inf for about one key in three, and every key of batch 0 masked
 /// when `t` is odd (fully masked rows).
-fn mask_array(rng: &mut Rng, dtype: DType, shape: &[usize], t: usize) -> Array {
+pub(super) fn mask_array(rng: &mut Rng, dtype: DType, shape: &[usize], t: usize) -> Array {
     let n = element_count(shape).unwrap();
     let row = shape[1];
     let vals: Vec<f64> = (0..n)
@@ -119,7 +120,7 @@ fn mask_array(rng: &mut Rng, dtype: DType, shape: &[usize], t: usize) -> Array {
 
 /// The documented tolerance (`docs/attention.md`): relative to the largest output magnitude
 /// of the case, 1e-4 in f32 and 1e-10 in f64; NaN where the interpreter gives NaN.
-fn assert_close(what: &str, got: &Array, want: &Array) {
+pub(super) fn assert_close(what: &str, got: &Array, want: &Array) {
     assert_eq!(got.shape(), want.shape(), "{what}: shape");
     let mut largest = 0.0f64;
     for_each_index(want.shape(), |idx| {
@@ -143,9 +144,13 @@ fn assert_close(what: &str, got: &Array, want: &Array) {
     });
 }
 
-/// The default pipeline with `flash-attention`'s options set to `options`.
-fn options_with(blocks: &str) -> CompileOptions {
-    let mut opts = CompileOptions::default();
+/// The default pipeline with `flash-attention`'s options set to `blocks`, on the micro-kernels
+/// `ukernels` (the host's when `None`).
+pub(super) fn options_with(blocks: &str, ukernels: Option<UkernelIsa>) -> CompileOptions {
+    let mut opts = CompileOptions {
+        ukernels,
+        ..CompileOptions::default()
+    };
     let list: Vec<String> = pass_list(&opts)
         .into_iter()
         .map(|p| {
@@ -161,7 +166,7 @@ fn options_with(blocks: &str) -> CompileOptions {
 }
 
 /// Whether a temporary of the loop module holds two axes of extent `T` (a score matrix).
-fn stores_scores(program: &Program) -> bool {
+pub(super) fn stores_scores(program: &Program) -> bool {
     program.loop_module().funcs.iter().any(|f| {
         f.buffers.iter().any(|b| {
             b.kind == BufferKind::Temp
@@ -174,6 +179,80 @@ fn stores_scores(program: &Program) -> bool {
     })
 }
 
+/// `module` compiled with `flash-attention{blocks}` on `ukernels`, its loop IR checked to
+/// contain `mark` (the sign of the fused nest) and no `T x T` temporary.
+pub(super) fn fused(
+    module: &crate::ir::tensor::Module,
+    (blocks, ukernels): (&str, Option<UkernelIsa>),
+    mark: &str,
+    name: &str,
+) -> Program {
+    let opts = options_with(blocks, ukernels);
+    let program = Program::from_module_with(module.clone(), &opts)
+        .unwrap_or_else(|e| panic!("{name} {blocks}: {e}"));
+    let text = printer::print_module(program.loop_module());
+    assert!(text.contains(mark), "{name}: not fused ({mark})\n{text}");
+    assert!(!stores_scores(&program), "{name}: stores T x T\n{text}");
+    program
+}
+
+/// The sizes every case runs at, `(t, the inputs' magnitude)`: none a multiple of a block
+/// but 8, inputs of magnitude 1e4, and no rows at all.
+pub(super) const SIZES: [(usize, f64); 11] = [
+    (1, 2.0),
+    (2, 2.0),
+    (3, 2.0),
+    (5, 2.0),
+    (8, 2.0),
+    (9, 2.0),
+    (17, 2.0),
+    (33, 2.0),
+    (70, 2.0),
+    (13, 1e4),
+    (0, 1.0),
+];
+
+/// A compiled kernel and the module it comes from, run side by side.
+pub(super) struct Run<'a> {
+    pub module: &'a crate::ir::tensor::Module,
+    pub kernel: &'a Kernel,
+    pub name: &'a str,
+    /// The inputs' dtype.
+    pub dtype: DType,
+    /// What the run is, for messages.
+    pub what: &'a str,
+}
+
+impl Run<'_> {
+    /// Random inputs of `shapes` of magnitude `scale` (input `mask` a padding mask for size
+    /// `t`), and the kernel's and the interpreter's results on them.
+    pub fn both(
+        &self,
+        rng: &mut Rng,
+        (shapes, mask): (&[Vec<usize>], Option<usize>),
+        (t, scale): (usize, f64),
+    ) -> (Vec<Array>, Vec<Array>) {
+        let what = self.what;
+        let dtype = self.dtype;
+        let inputs: Vec<Array> = shapes
+            .iter()
+            .enumerate()
+            .map(|(n, s)| match mask {
+                Some(m) if m == n => mask_array(rng, dtype, s, t),
+                _ => random_array(rng, dtype, s, scale),
+            })
+            .collect();
+        let want =
+            interp::run(self.module, self.name, &inputs).unwrap_or_else(|e| panic!("{what}: {e}"));
+        let refs: Vec<TensorRef> = inputs.iter().map(TensorRef::from_array).collect();
+        let got = self
+            .kernel
+            .run(&refs)
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        (got, want)
+    }
+}
+
 #[test]
 fn fused_attention_agrees_with_the_interpreter() {
     let mut rng = Rng::new(0x0f1a_5a77);
@@ -183,43 +262,22 @@ fn fused_attention_agrees_with_the_interpreter() {
             let (module, diags) = crate::sema::compile_source(&source);
             let module = module.unwrap_or_else(|| panic!("{}: {diags:?}", case.name));
             for blocks in ["", "{qb=4,kb=8,hb=8}", "{qb=8,kb=16,hb=16}"] {
-                let opts = options_with(blocks);
-                let program = Program::from_module_with(module.clone(), &opts)
-                    .unwrap_or_else(|e| panic!("{} {blocks}: {e}", case.name));
-                let text = printer::print_module(program.loop_module());
-                assert!(
-                    text.contains("ukernel"),
-                    "{}: no micro-kernel\n{text}",
-                    case.name
-                );
-                assert!(
-                    !stores_scores(&program),
-                    "{}: stores T x T\n{text}",
-                    case.name
-                );
+                let program = fused(&module, (blocks, None), "ukernel", case.name);
                 let kernel = program.kernel("f").unwrap();
-                for (t, scale) in [1, 2, 3, 5, 8, 9, 17, 33, 70]
-                    .map(|t| (t, 2.0))
-                    .into_iter()
-                    .chain([(13, 1e4), (0, 1.0)])
-                {
-                    let shapes = (case.shapes)(t);
-                    let inputs: Vec<Array> = shapes
-                        .iter()
-                        .enumerate()
-                        .map(|(n, s)| match case.mask {
-                            Some(m) if m == n => mask_array(&mut rng, dtype, s, t),
-                            _ => random_array(&mut rng, dtype, s, scale),
-                        })
-                        .collect();
+                for (t, scale) in SIZES {
                     let what = format!(
                         "{} ({dtype}, blocks {blocks:?}, t = {t}, scale {scale})",
                         case.name
                     );
-                    let want = interp::run(&module, "f", &inputs)
-                        .unwrap_or_else(|e| panic!("{what}: {e}"));
-                    let refs: Vec<TensorRef> = inputs.iter().map(TensorRef::from_array).collect();
-                    let got = kernel.run(&refs).unwrap_or_else(|e| panic!("{what}: {e}"));
+                    let shapes = (case.shapes)(t);
+                    let run = Run {
+                        module: &module,
+                        kernel: &kernel,
+                        name: "f",
+                        dtype,
+                        what: &what,
+                    };
+                    let (got, want) = run.both(&mut rng, (&shapes, case.mask), (t, scale));
                     if scale > 1e3 {
                         for_each_index(got[0].shape(), |idx| {
                             let v = match got[0].get(idx) {
