@@ -29,7 +29,10 @@ next (einc's 2-thread matmul read 1.1x its 1-thread speed; docs/performance.md).
 reports how long the process's threads waited for a core while einc was timed (Linux's
 per-thread run-queue time, /proc/self/task/*/schedstat, summed over the threads, so it can
 exceed 100%), as a share of the timed wall time: above a few per cent, other processes took
-the cores and a multi-thread column measures them too. `--wait-quiet SECONDS`
+the cores and a multi-thread column measures them too. Rounds in which a function's threads
+waited more than ROUND_WAIT_LIMIT of the round are left out of its time and of the ratios
+that involve it, when at least MIN_CLEAN_ROUNDS remain (the report says how many were kept).
+`--wait-quiet SECONDS`
 waits (up to that long) before each thread count until the other processes leave the cores
 idle. docs/threads.md, "Measuring", says how to run this on a shared machine.
 
@@ -419,6 +422,10 @@ def calibrate(fn, target=0.02):
 
 # With more than one thread: the pause before each timed round (see the module doc).
 SETTLE_SECONDS = 0.2
+# A round in which the threads waited for a core longer than this share of it (summed over
+# threads) is disturbed; disturbed rounds are left out when MIN_CLEAN_ROUNDS others remain.
+ROUND_WAIT_LIMIT = 0.05
+MIN_CLEAN_ROUNDS = 3
 
 
 def run_queue_wait():
@@ -512,6 +519,13 @@ def close(np, got, want, rtol):
     return True, ""
 
 
+def undisturbed(values, clean):
+    """The values of the rounds marked clean when there are at least MIN_CLEAN_ROUNDS of
+    them, else all values."""
+    kept = [v for v, c in zip(values, clean) if c]
+    return kept if len(kept) >= MIN_CLEAN_ROUNDS else values
+
+
 def run_case(np, einc_mod, case, args, build_dir):
     rng = np.random.default_rng(0)
     inputs = case.make_inputs(rng)
@@ -539,26 +553,30 @@ def run_case(np, einc_mod, case, args, build_dir):
             fns.pop(peer, None)
     counts = {name: calibrate(fn, args.target) for name, fn in fns.items()}
     rounds = {name: [] for name in fns}
-    waited = {name: 0.0 for name in fns}
-    timed = {name: 0.0 for name in fns}
+    # Per round: the seconds the threads waited for a core, and the round's wall time.
+    waits = {name: [] for name in fns}
     for _ in range(args.rounds):
         for name, fn in fns.items():
             if args.child_threads > 1:
                 time.sleep(SETTLE_SECONDS)
             before, start = run_queue_wait(), time.perf_counter()
             rounds[name].append(time_round(fn, counts[name]))
-            timed[name] += time.perf_counter() - start
-            after = run_queue_wait()
-            if before is not None and after is not None:
-                waited[name] += after - before
+            after, wall = run_queue_wait(), time.perf_counter() - start
+            waited = after - before if before is not None and after is not None else 0.0
+            waits[name].append((waited, wall))
+    clean = {name: [w <= ROUND_WAIT_LIMIT * t for w, t in ws] for name, ws in waits.items()}
     for name, ts in rounds.items():
-        result["times"][name] = statistics.median(ts)
+        result["times"][name] = statistics.median(undisturbed(ts, clean[name]))
     if run_queue_wait() is not None:
-        result["waited"] = {name: waited[name] / max(timed[name], 1e-9) for name in fns}
+        result["waited"] = {name: sum(w for w, _ in ws) / max(sum(t for _, t in ws), 1e-9)
+                            for name, ws in waits.items()}
+        result["clean_rounds"] = {name: sum(c) for name, c in clean.items()}
     for name in fns:
         if name != "einc":
+            both = [a and b for a, b in zip(clean["einc"], clean[name])]
+            pairs = list(zip(rounds["einc"], rounds[name]))
             result["ratios"][name] = statistics.median(
-                p / e for e, p in zip(rounds["einc"], rounds[name]))
+                p / e for e, p in undisturbed(pairs, both))
     if args.memory:
         result["peak_rss_growth"] = {name: peak_rss_growth(fn) for name, fn in fns.items()}
     return result
@@ -600,8 +618,12 @@ def report_text(results, threads):
             parts.append(f"{name} {fmt_time(r['times'][name])} [einc/x {ratio:.2f}]")
         lines.append(f"{r['case']}: " + "; ".join(parts))
         if r.get("waited", {}).get("einc", 0.0) > WAITED_NOTE:
+            kept = r["clean_rounds"]["einc"]
+            kept = (f"{kept} undisturbed rounds kept" if kept >= MIN_CLEAN_ROUNDS
+                    else "too few undisturbed rounds: all kept")
             lines.append(f"    (the threads waited for a core {100 * r['waited']['einc']:.0f}% "
-                         "of einc's timed time, summed: other processes took the cores)")
+                         f"of einc's timed time, summed: other processes took the cores; "
+                         f"{kept})")
         if "peak_rss_growth" in r:
             mem = ", ".join(f"{k} {v / 2**20:.1f} MiB" for k, v in r["peak_rss_growth"].items()
                             if v is not None)
