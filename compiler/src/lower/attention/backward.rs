@@ -35,7 +35,7 @@
 //! `kb` keys at a time: only summation orders differ from the unfused program, and none
 //! depends on anything but the schedule (the loops are serial).
 
-use super::super::body::BodyLowerer;
+use super::super::body::{unit_last, vectorisable, BodyLowerer};
 use super::super::{FnLowerer, LowerError};
 use super::emit::{impl_emit, tile_shape, Emit};
 use crate::analysis::{BackwardGroup, Exit, ExitSum, Member, MemberKind, Role};
@@ -627,7 +627,8 @@ impl<'m> Nest<'_, '_, 'm> {
     }
 
     /// A map, row map or row reduction over the block's rows (and every key for the first
-    /// and the last).
+    /// and the last): in vectors of rows where the body allows it ([`Nest::row_lanes`]), the
+    /// last `mb % lanes` rows one at a time.
     fn elementwise(&mut self, m: &Member, at: &At, mb: ValueId) -> Result<(), LowerError> {
         let g = self.op(m.op)?;
         let result = self.result(m.op)?;
@@ -638,28 +639,43 @@ impl<'m> Nest<'_, '_, 'm> {
             .ok_or_else(|| self.fl.error("a group value has no buffer"))?;
         let zero = self.konst(0)?;
         let keys = self.fl.extent(&self.keys.clone())?;
+        let lanes = self.row_lanes(m, g);
+        let whole = match lanes {
+            Some(n) => self.round_down(mb, u64::from(n))?,
+            None => zero,
+        };
+        // The vectors of rows, then the rest one row at a time.
+        let parts = [(zero, whole, lanes), (whole, mb, None)];
         match (m.kind.clone(), stored) {
             (MemberKind::Map, Stored::Panel(p)) => {
                 self.each("c", (zero, keys, 1), false, |nest, c| {
-                    nest.each("r", (zero, mb, 1), false, |nest, r| {
-                        let at = At {
-                            r,
-                            key: c,
-                            ..at.clone()
-                        };
-                        let x = nest.body(m, g, &at)?;
-                        nest.store(p, vec![c, r], x);
-                        Ok(())
-                    })
+                    for (from, to, lanes) in parts {
+                        let step = lanes.map_or(1, u64::from);
+                        nest.each("r", (from, to, step), false, |nest, r| {
+                            let at = At {
+                                r,
+                                key: c,
+                                ..at.clone()
+                            };
+                            let x = nest.body(m, g, &at, lanes)?;
+                            nest.store(p, vec![c, r], x);
+                            Ok(())
+                        })?;
+                    }
+                    Ok(())
                 })
             }
             (MemberKind::RowMap, Stored::Rows(v)) => {
-                self.each("r", (zero, mb, 1), false, |nest, r| {
-                    let at = At { r, ..at.clone() };
-                    let x = nest.body(m, g, &at)?;
-                    nest.store(v, vec![r], x);
-                    Ok(())
-                })
+                for (from, to, lanes) in parts {
+                    let step = lanes.map_or(1, u64::from);
+                    self.each("r", (from, to, step), false, |nest, r| {
+                        let at = At { r, ..at.clone() };
+                        let x = nest.body(m, g, &at, lanes)?;
+                        nest.store(v, vec![r], x);
+                        Ok(())
+                    })?;
+                }
+                Ok(())
             }
             (MemberKind::RowReduce, Stored::Rows(v)) => {
                 let kind = g
@@ -669,44 +685,107 @@ impl<'m> Nest<'_, '_, 'm> {
                     .ok_or_else(|| self.fl.error("a row reduction without a reduction"))?;
                 let identity = self.fl.scalar_const(kind.identity(self.dtype));
                 let combine = kind.combine_fn();
-                self.each("r", (zero, mb, 1), false, |nest, r| {
-                    let acc =
-                        nest.looped("c", (zero, keys, 1), false, &[identity], |nest, c, acc| {
+                for (from, to, lanes) in parts {
+                    let step = lanes.map_or(1, u64::from);
+                    self.each("r", (from, to, step), false, |nest, r| {
+                        let init = match lanes {
+                            Some(n) => {
+                                let ty = Type::Vector(nest.dtype, n);
+                                nest.emit("v", Op::Splat(identity, n), ty)
+                            }
+                            None => identity,
+                        };
+                        let range = (zero, keys, 1);
+                        let acc = nest.looped("c", range, false, &[init], |nest, c, acc| {
                             let at = At {
                                 r,
                                 key: c,
                                 ..at.clone()
                             };
-                            let x = nest.body(m, g, &at)?;
-                            Ok(vec![nest.float(Op::Binary(combine, acc[0], x))])
+                            let x = nest.body(m, g, &at, lanes)?;
+                            let ty = nest.fl.type_of(x)?;
+                            Ok(vec![nest.emit("v", Op::Binary(combine, acc[0], x), ty)])
                         })?;
-                    nest.store(v, vec![r], acc[0]);
-                    Ok(())
-                })
+                        nest.store(v, vec![r], acc[0]);
+                        Ok(())
+                    })?;
+                }
+                Ok(())
             }
             _ => Err(self.fl.error("a group value is stored in the wrong shape")),
         }
     }
 
-    /// The body of member `m` (op `g`) at `at`: group values loaded from their buffers, the
-    /// rest by the body lowerer.
-    fn body(&mut self, m: &Member, g: &Generic, at: &At) -> Result<ValueId, LowerError> {
+    /// The vector width at which member `m` (op `g`) can run along the rows: its values of
+    /// the group are read from contiguous rows of their panels, so only its other inputs
+    /// and its body decide (`body::vectorisable` on the op with those inputs' reads
+    /// dropped); `None` when it cannot (a causal mask compares the row index).
+    fn row_lanes(&self, m: &Member, g: &Generic) -> Option<u32> {
+        let lanes = u32::try_from(16 / self.dtype.size_bytes()).ok()?;
+        let row = m.roles.iter().position(|&r| r == Some(Role::Row))?;
+        let row = IndexId(u32::try_from(row).ok()?);
+        let mut outside = g.clone();
+        for input in &mut outside.inputs {
+            if self.values.contains_key(&input.value) {
+                input.map.clear();
+            }
+        }
+        let grouped = |n: usize| {
+            g.inputs
+                .get(n)
+                .is_some_and(|i| self.values.contains_key(&i.value))
+        };
+        let buffer = |n: usize| {
+            g.inputs
+                .get(n)
+                .and_then(|i| self.fl.buffer_of(i.value).ok())
+        };
+        let dtype_of = |n: usize| {
+            if grouped(n) {
+                return Some(self.dtype);
+            }
+            buffer(n).and_then(|b| self.fl.buffer_def(b).ok().map(|d| d.dtype))
+        };
+        let unit = |n: usize| grouped(n) || buffer(n).is_some_and(|b| unit_last(self.fl, b));
+        vectorisable(&outside, row, lanes, &dtype_of, &unit)
+            .is_none()
+            .then_some(lanes)
+    }
+
+    /// The body of member `m` (op `g`) at `at`, for `lanes` rows from `at.r` when given:
+    /// group values loaded from their buffers, the rest by the body lowerer.
+    fn body(
+        &mut self,
+        m: &Member,
+        g: &Generic,
+        at: &At,
+        lanes: Option<u32>,
+    ) -> Result<ValueId, LowerError> {
         let zero = self.konst(0)?;
         let vars = self.vars(&m.roles, at, zero);
         let mut given = Vec::new();
         for (n, input) in g.inputs.iter().enumerate() {
-            let x = match self.values.get(&input.value).copied() {
-                Some(Stored::Panel(p)) => self.load(p, vec![at.key, at.r]),
-                Some(Stored::Rows(v)) => self.load(v, vec![at.r]),
+            let (buffer, index) = match self.values.get(&input.value).copied() {
+                Some(Stored::Panel(p)) => (p, vec![at.key, at.r]),
+                Some(Stored::Rows(v)) => (v, vec![at.r]),
                 None => continue,
+            };
+            let x = match lanes {
+                Some(l) => self.vload(buffer, index, l),
+                None => self.load(buffer, index),
             };
             let n = u32::try_from(n).map_err(|_| self.fl.error("too many inputs"))?;
             given.push((n, x));
         }
+        let row = m.roles.iter().position(|&r| r == Some(Role::Row));
         let mut b = BodyLowerer::new(self.fl, g, vec![0; g.indices.len()]);
         for (i, &v) in vars.iter().enumerate() {
             let i = u32::try_from(i).map_err(|_| b.fl.error("too many indices"))?;
             b.set_var(IndexId(i), v);
+        }
+        if let (Some(l), Some(row)) = (lanes, row) {
+            let row = u32::try_from(row).map_err(|_| b.fl.error("too many indices"))?;
+            b.set_vector(Some((IndexId(row), l)));
         }
         for (n, x) in given {
             b.give_input(n, (x, 0));
@@ -714,7 +793,11 @@ impl<'m> Nest<'_, '_, 'm> {
         let (y, _) = b.expr_of_type(&g.body, self.dtype)?;
         let insts = b.close();
         self.cur.extend(insts);
-        Ok(y)
+        // A body that reads no group value varies with no row: the same in every lane.
+        match (lanes, self.fl.type_of(y)?) {
+            (Some(l), Type::Scalar(d)) => Ok(self.emit("v", Op::Splat(y, l), Type::Vector(d, l))),
+            _ => Ok(y),
+        }
     }
 
     /// `acc[key c, :] += Σ_r G[c, r] · Y[row i0 + r, :]` for every key: the block's rows of
